@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Flow table layouts shared by the XDP program, the DPDK fast path and the
+ * agent (which reads and reclaims pinned flows). Fixed-width, explicit
+ * padding, sizes asserted: a change here bumps LG_ABI_VERSION, and a loader
+ * that finds pinned maps of another version refuses them.
+ */
+#ifndef LG_FLOW_H
+#define LG_FLOW_H
+
+#include <linux/types.h>
+
+#define LG_ABI_VERSION 1
+
+#ifdef __cplusplus
+#define LG_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define LG_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
+/* Addresses are 16 bytes; IPv4 is stored as ::ffff:a.b.c.d (RFC 4291). */
+#define LG_AF_INET 4
+#define LG_AF_INET6 6
+
+/*
+ * One direction of a flow. Ports in network byte order; ICMP echo uses the
+ * identifier as sport and 0 as dport (the reply key swaps them).
+ */
+struct lg_flow_key {
+	__u32 vni;      /* VNet of the interface the packet arrives on (0: none) */
+	__u8 family;    /* LG_AF_INET or LG_AF_INET6 */
+	__u8 proto;     /* IPPROTO_* */
+	__u16 pad0;
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+};
+LG_STATIC_ASSERT(sizeof(struct lg_flow_key) == 44, "lg_flow_key layout");
+
+enum lg_ct_state {
+	LG_CT_NEW = 0,         /* first packet seen, no reply yet */
+	LG_CT_ESTABLISHED = 1, /* reply seen (TCP: SYN-ACK) */
+	LG_CT_CLOSING = 2,     /* FIN seen in one direction */
+	LG_CT_CLOSED = 3,      /* FIN both ways or RST: ends LG_TIMEOUT_TCP_CLOSE later */
+};
+
+enum lg_dest_kind {
+	LG_DEST_ROUTED = 0,           /* routed unchanged */
+	LG_DEST_PRIVATE_ENDPOINT = 1, /* DNAT to a backend of the PE's server */
+	LG_DEST_PUBLIC_ENDPOINT = 2,  /* DNAT to a backend of the server */
+};
+
+#define LG_FLOW_F_REPLY (1u << 0)   /* this entry is keyed by the reply tuple */
+#define LG_FLOW_F_FIN_ORIG (1u << 1)
+#define LG_FLOW_F_FIN_REPLY (1u << 2)
+#define LG_FLOW_F_RST (1u << 3)
+
+/* Value stored under both the original and the reply key of a flow. */
+struct lg_flow_entry {
+	__u64 generation;   /* policy generation last checked against */
+	__u64 expires_ns;   /* monotonic; set on each packet, once on close */
+	__u8 state;         /* enum lg_ct_state */
+	__u8 flags;         /* LG_FLOW_F_* */
+	__u8 kind;          /* enum lg_dest_kind */
+	__u8 pad0;
+	__u32 object_id;    /* private endpoint or server index in the generation */
+	struct lg_flow_key orig; /* original-direction key (pre-translation) */
+	__u8 nat_addr[16];  /* backend address (kind != ROUTED) */
+	__u16 nat_port;     /* backend port, network byte order */
+	__u16 pad1;
+	__u32 egress_ifindex;
+};
+LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 96, "lg_flow_entry layout");
+
+/* Remembered verdict of a first fragment, keyed by lg_frag_key. */
+struct lg_frag_key {
+	__u32 vni;
+	__u8 family;
+	__u8 proto;
+	__u16 pad0;
+	__u32 id; /* IPv4: 16-bit id widened; IPv6: fragment header id */
+	__u8 src[16];
+	__u8 dst[16];
+};
+LG_STATIC_ASSERT(sizeof(struct lg_frag_key) == 44, "lg_frag_key layout");
+
+struct lg_frag_entry {
+	__u64 expires_ns;
+	__u8 verdict;   /* enum lg_verdict */
+	__u8 reason;    /* enum lg_reason */
+	__u16 covered;  /* bytes of the datagram's payload the first fragment carried */
+	__u32 egress_ifindex;
+	__u8 new_src[16]; /* L3 addresses after translation */
+	__u8 new_dst[16];
+};
+LG_STATIC_ASSERT(sizeof(struct lg_frag_entry) == 48, "lg_frag_entry layout");
+
+#endif /* LG_FLOW_H */

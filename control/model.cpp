@@ -1,0 +1,125 @@
+#include "model.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+extern "C" {
+#include "lg_hash.h"
+#include "lg_limits.h"
+}
+
+namespace lg {
+
+static std::vector<std::string> one_or_many(const std::string &one, const std::vector<std::string> &many)
+{
+	if (!many.empty())
+		return many;
+	return {one.empty() ? std::string("*") : one};
+}
+
+std::vector<std::string> SecurityRule::sources() const { return one_or_many(sourceAddressPrefix, sourceAddressPrefixes); }
+std::vector<std::string> SecurityRule::destinations() const { return one_or_many(destinationAddressPrefix, destinationAddressPrefixes); }
+std::vector<std::string> SecurityRule::sourcePorts() const { return one_or_many(sourcePortRange, sourcePortRanges); }
+std::vector<std::string> SecurityRule::destinationPorts() const { return one_or_many(destinationPortRange, destinationPortRanges); }
+
+static SecurityRule default_rule(const char *name, int prio, const char *dir, const char *access,
+				 const char *src, const char *dst, const char *desc)
+{
+	SecurityRule r;
+	r.name = name;
+	r.priority = prio;
+	r.direction = dir;
+	r.access = access;
+	r.protocol = "*";
+	r.sourceAddressPrefix = src;
+	r.destinationAddressPrefix = dst;
+	r.sourcePortRange = "*";
+	r.destinationPortRange = "*";
+	r.description = desc;
+	return r;
+}
+
+std::vector<SecurityRule> default_security_rules()
+{
+	return {
+		default_rule("AllowVnetInBound", 65000, "Inbound", "Allow", "VirtualNetwork", "VirtualNetwork",
+			     "Allow inbound traffic from all VMs in VNET"),
+		default_rule("AllowAzureLoadBalancerInBound", 65001, "Inbound", "Allow", "AzureLoadBalancer", "*",
+			     "Allow inbound traffic from azure load balancer"),
+		default_rule("DenyAllInBound", 65500, "Inbound", "Deny", "*", "*", "Deny all inbound traffic"),
+		default_rule("AllowVnetOutBound", 65000, "Outbound", "Allow", "VirtualNetwork", "VirtualNetwork",
+			     "Allow outbound traffic from all VMs to all VMs in VNET"),
+		default_rule("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet",
+			     "Allow outbound traffic from all VMs to Internet"),
+		default_rule("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*", "Deny all outbound traffic"),
+	};
+}
+
+bool Subnet::has_sql_endpoint() const
+{
+	return std::find(serviceEndpoints.begin(), serviceEndpoints.end(), "Microsoft.Sql") != serviceEndpoints.end();
+}
+
+template <typename V>
+static auto *find_named(V &v, const std::string &n)
+{
+	auto it = std::find_if(v.begin(), v.end(), [&](auto &o) { return o.name == n; });
+	return it == v.end() ? nullptr : &*it;
+}
+
+const Subnet *VirtualNetwork::subnet(const std::string &n) const { return find_named(subnets, n); }
+Subnet *VirtualNetwork::subnet(const std::string &n) { return find_named(subnets, n); }
+
+static bool iequal(const std::string &a, const std::string &b)
+{
+	return a.size() == b.size() &&
+	       std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+const ServiceTag *ServiceTags::find(const std::string &name) const
+{
+	for (auto &t : values)
+		if (iequal(t.name, name))
+			return &t;
+	return nullptr;
+}
+
+const VirtualNetwork *State::vnet(const std::string &n) const { return find_named(virtualNetworks, n); }
+VirtualNetwork *State::vnet(const std::string &n) { return find_named(virtualNetworks, n); }
+const NetworkSecurityGroup *State::nsg(const std::string &n) const { return find_named(networkSecurityGroups, n); }
+NetworkSecurityGroup *State::nsg(const std::string &n) { return find_named(networkSecurityGroups, n); }
+const NetworkInterface *State::nic(const std::string &n) const { return find_named(networkInterfaces, n); }
+const PrivateEndpoint *State::private_endpoint(const std::string &n) const { return find_named(privateEndpoints, n); }
+PrivateEndpoint *State::private_endpoint(const std::string &n) { return find_named(privateEndpoints, n); }
+const MySqlServer *State::server(const std::string &n) const { return find_named(servers, n); }
+MySqlServer *State::server(const std::string &n) { return find_named(servers, n); }
+
+static uint32_t hash_string(const std::string &s, uint32_t seed)
+{
+	std::vector<uint32_t> w((s.size() + 3) / 4, 0);
+	for (size_t i = 0; i < s.size(); i++)
+		w[i / 4] |= uint32_t(uint8_t(s[i])) << (8 * (i % 4));
+	return lg_jhash2(w.data(), uint32_t(w.size()), seed + uint32_t(s.size()));
+}
+
+uint32_t effective_vni(const VirtualNetwork &v)
+{
+	if (v.vni)
+		return *v.vni;
+	// 0 means "no VNet" on an interface, so derived VNIs start at 1.
+	return 1 + hash_string(v.name, 0x766e6574u) % LG_VNI_MAX;
+}
+
+std::string default_connection_name(const std::string &endpoint, const std::string &server)
+{
+	uint32_t h[4];
+	for (uint32_t i = 0; i < 4; i++)
+		h[i] = hash_string(endpoint + "/" + server, 0x70656300u + i);
+	char buf[64];
+	std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%04x%08x", h[0], h[1] >> 16, (h[1] & 0x0fff) | 0x4000,
+		      (h[2] >> 16 & 0x3fff) | 0x8000, h[2] & 0xffff, h[3]);
+	return endpoint + "." + buf;
+}
+
+} // namespace lg

@@ -1,0 +1,56 @@
+# Shared by scripts/demo and scripts/test: install what is missing, build.
+# Idempotent: a second run installs nothing and rebuilds only what changed.
+
+LG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LG_BUILD=${LG_BUILD:-$LG_ROOT/build}
+
+# Debian 12 packages the build and the tests need.
+LG_PACKAGES=(
+  meson ninja-build pkg-config g++ clang llvm
+  libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
+  libdpdk-dev dpdk libpcap-dev
+  libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+  iproute2
+)
+
+say() { printf '==> %s\n' "$*"; }
+
+ensure_packages() {
+  local missing=() p
+  for p in "${LG_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Debian packages: all ${#LG_PACKAGES[@]} present"
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# bpffs is not mounted at boot on these hosts; linkgate pins under it.
+ensure_bpffs() {
+  if ! mountpoint -q /sys/fs/bpf; then
+    say "mounting bpffs at /sys/fs/bpf"
+    mount -t bpf bpf /sys/fs/bpf
+  fi
+}
+
+build() {
+  if [ ! -f "$LG_BUILD/build.ninja" ]; then
+    say "configuring $LG_BUILD"
+    meson setup "$LG_BUILD" "$LG_ROOT" --buildtype=debugoptimized >/dev/null
+  fi
+  say "building (log: $LG_BUILD/build.log)"
+  if ! ninja -C "$LG_BUILD" >"$LG_BUILD/build.log" 2>&1; then
+    grep -vE '^\[[0-9]+/[0-9]+\] ' "$LG_BUILD/build.log" | tail -n 60 >&2
+    echo "build failed" >&2
+    exit 1
+  fi
+}
