@@ -1,0 +1,56 @@
+// The policy compiler: lowers one validated State into the generation tables
+// of abi/lg_tables.h, which the XDP program and the DPDK fast path load. No
+// libbpf or DPDK here: it produces plain vectors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model.hpp"
+#include "result.hpp"
+
+extern "C" {
+#include "lg_tables.h"
+}
+
+namespace lg {
+
+// Which VNet's traffic arrives on an interface ("" for none: backend side).
+struct InterfaceBinding {
+	uint32_t ifindex = 0;
+	std::string vnet;
+};
+
+struct CompiledTables {
+	uint64_t generation = 0;
+	lg_gcfg gcfg{};
+	std::vector<lg_ivl> ivl;
+	std::vector<lg_bitmap> bitmaps;
+	std::vector<lg_nsg_dir> nsg_dirs;
+	std::vector<lg_rule> rules;
+	std::vector<std::pair<lg_subnet_key, lg_subnet>> subnets;
+	std::vector<std::pair<lg_addr_key, lg_nic>> nics;
+	std::vector<std::pair<lg_addr_key, lg_pe>> pes;
+	std::vector<std::pair<lg_pubip_key, uint32_t>> pubips; // -> lg_server index
+	std::vector<lg_server> servers;
+	std::vector<lg_fwrange> fwranges;
+	std::vector<lg_vnetrule_key> vnetrules;
+	std::vector<lg_backend> backends;
+	std::vector<uint32_t> maglev; // LG_MAGLEV_SIZE entries per table
+	std::vector<std::pair<uint32_t, lg_iface>> ifaces;
+
+	// Names behind the indices: counters, explain and flow listings.
+	std::vector<std::string> nsg_names;    // lg_nsg_dir::nsg
+	std::vector<std::string> rule_names;   // lg_rule::counter -> "nsg/rule"
+	std::vector<std::string> pe_names;     // lg_pe::id
+	std::vector<std::string> server_names; // lg_server index
+	std::vector<std::string> subnet_names; // lg_subnet::id -> "vnet/subnet"
+};
+
+// Compile a State that validate() accepted. Errors are limits the tables
+// cannot hold (e.g. more intervals than LG_BSEARCH_STEPS reaches).
+Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation);
+
+} // namespace lg
