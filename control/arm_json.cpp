@@ -21,16 +21,6 @@ using json = nlohmann::json;
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b)
-{
-	if (a.size() != b.size())
-		return false;
-	for (size_t i = 0; i < a.size(); i++)
-		if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-			return false;
-	return true;
-}
-
 // Enum words are accepted in any case and stored canonically; anything else
 // is kept as written so the validator can name it.
 std::string canon(const std::string &v, std::initializer_list<const char *> words)

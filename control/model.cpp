@@ -71,16 +71,17 @@ static auto *find_named(V &v, const std::string &n)
 const Subnet *VirtualNetwork::subnet(const std::string &n) const { return find_named(subnets, n); }
 Subnet *VirtualNetwork::subnet(const std::string &n) { return find_named(subnets, n); }
 
-static bool iequal(const std::string &a, const std::string &b)
+bool iequals(std::string_view a, std::string_view b)
 {
-	return a.size() == b.size() &&
-	       std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+	return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+		       return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+	       });
 }
 
 const ServiceTag *ServiceTags::find(const std::string &name) const
 {
 	for (auto &t : values)
-		if (iequal(t.name, name))
+		if (iequals(t.name, name))
 			return &t;
 	return nullptr;
 }

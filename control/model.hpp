@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lg {
@@ -184,6 +185,9 @@ struct State {
 	MySqlServer *server(const std::string &n);
 	bool operator==(const State &) const = default;
 };
+
+// ASCII case-insensitive equality (Azure compares enum words and tag names so).
+bool iequals(std::string_view a, std::string_view b);
 
 // Effective VNI of a VNet: the configured one, else one derived from its name
 // (stable across hosts and restarts; collisions are a validation error).

@@ -22,16 +22,6 @@ constexpr size_t kConnectionNameMax = 128;  // "<endpoint>.<uuid>" must fit
 constexpr size_t kServerRuleNameMax = 128;  // firewall and VNet rule names
 constexpr int kPortMax = 65535;
 
-bool iequals(std::string_view a, std::string_view b)
-{
-	if (a.size() != b.size())
-		return false;
-	for (size_t i = 0; i < a.size(); i++)
-		if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-			return false;
-	return true;
-}
-
 bool one_of(const std::string &v, std::initializer_list<const char *> words)
 {
 	return std::any_of(words.begin(), words.end(), [&](const char *w) { return v == w; });

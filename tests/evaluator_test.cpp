@@ -7,6 +7,7 @@
 
 #include "evaluator.hpp"
 #include "packet.hpp"
+#include "policy_helpers.hpp"
 
 namespace lg {
 namespace {
@@ -38,17 +39,7 @@ HostConfig host()
 SecurityRule rule(const char *name, int prio, const char *dir, const char *access, const char *proto, const char *src,
 		  const char *dst, const char *dport = "*")
 {
-	SecurityRule r;
-	r.name = name;
-	r.priority = prio;
-	r.direction = dir;
-	r.access = access;
-	r.protocol = proto;
-	r.sourceAddressPrefix = src;
-	r.destinationAddressPrefix = dst;
-	r.sourcePortRange = "*";
-	r.destinationPortRange = dport;
-	return r;
+	return testing::make_rule(name, prio, dir, access, proto, src, dst, dport);
 }
 
 // The seed: a client VNet, West US and East US servers, a private endpoint.

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "arm_json.hpp"
+#include "policy_helpers.hpp"
 #include "validate.hpp"
 
 extern "C" {
@@ -16,21 +17,7 @@ using namespace lg;
 
 namespace {
 
-SecurityRule make_rule(const std::string &name, int prio, const std::string &dir, const std::string &access,
-		       const std::string &proto, const std::string &src, const std::string &dst, const std::string &dport)
-{
-	SecurityRule r;
-	r.name = name;
-	r.priority = prio;
-	r.direction = dir;
-	r.access = access;
-	r.protocol = proto;
-	r.sourceAddressPrefix = src;
-	r.destinationAddressPrefix = dst;
-	r.sourcePortRange = "*";
-	r.destinationPortRange = dport;
-	return r;
-}
+using lg::testing::make_rule;
 
 // A small valid state: two peered VNets, an on-premises range, an NSG, a NIC,
 // a private endpoint and two servers.
