@@ -170,11 +170,14 @@ struct lg_backend {
 
 /* lg_maglev: LG_MAGLEV_SIZE __u32 per table, each an lg_backend index or LG_NONE. */
 
-/* Interfaces: ifindex -> VNI of the VNet whose traffic arrives there (0: none). */
+/* Interfaces: ifindex -> VNI of the VNet whose traffic arrives there (0: none)
+ * and the interface's MAC (source of ARP replies and neighbour advertisements). */
 struct lg_iface {
 	__u32 vni;
-	__u32 pad0;
+	__u8 mac[6];
+	__u16 pad0;
 };
+LG_STATIC_ASSERT(sizeof(struct lg_iface) == 12, "lg_iface layout");
 
 /* Per-generation scalars: lg_gcfg[0]. */
 struct lg_gcfg {

@@ -3,6 +3,7 @@
 // libbpf or DPDK here: it produces plain vectors.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -21,6 +22,7 @@ namespace lg {
 struct InterfaceBinding {
 	uint32_t ifindex = 0;
 	std::string vnet;
+	std::array<uint8_t, 6> mac{}; // answers ARP / NDP for served addresses
 };
 
 struct CompiledTables {
