@@ -57,7 +57,7 @@ void Topology::add_veth(const std::string &ns_a, const std::string &if_a, const 
 			const std::string &if_b, const std::string &mac_a, const std::string &mac_b)
 {
 	const std::string &a = real(ns_a), &b = real(ns_b);
-	std::string cmd = "ip -n " + a + " link add " + if_a + (mac_a.empty() ? "" : " address " + mac_a) +
+	std::string cmd = "ip -n " + a + " link add name " + if_a + (mac_a.empty() ? "" : " address " + mac_a) +
 			  " type veth peer name " + if_b + (mac_b.empty() ? "" : " address " + mac_b) + " netns " + b +
 			  " && ip -n " + a + " link set " + if_a + " up && ip -n " + b + " link set " + if_b + " up";
 	auto r = sh(cmd);
