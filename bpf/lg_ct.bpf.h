@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Connection tracking (SPEC §4): two entries per flow, the original key and
+ * the reply key, each holding the whole lg_flow_entry. A packet works on a
+ * copy in scratch->e and writes it back under both keys.
+ */
+#ifndef LG_CT_BPF_H
+#define LG_CT_BPF_H
+
+#include "lg_policy.bpf.h"
+
+/* Timeouts, set through the skeleton's rodata before load. */
+const volatile __u64 lg_tcp_established_ns = LG_TIMEOUT_TCP_ESTABLISHED * 1000000000ull;
+const volatile __u64 lg_tcp_transient_ns = LG_TIMEOUT_TCP_TRANSIENT * 1000000000ull;
+const volatile __u64 lg_tcp_close_ns = LG_TIMEOUT_TCP_CLOSE * 1000000000ull;
+const volatile __u64 lg_udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
+const volatile __u64 lg_icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
+const volatile __u64 lg_fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
+
+/* Added to bpf_ktime_get_ns(): tests move time forward through the skeleton's
+ * .bss instead of sleeping. 0 in production. */
+__u64 lg_time_offset_ns = 0;
+
+/* Flow key of a parsed packet: ports, or the ICMP echo identifier. */
+static __always_inline void key_of(struct lg_flow_key *k, __u32 vni, const struct lg_pkt *p)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->vni = vni;
+	k->family = p->family == 4 ? LG_AF_INET : LG_AF_INET6;
+	k->proto = p->proto;
+	addr_cpy(k->src, p->src);
+	addr_cpy(k->dst, p->dst);
+	if (has_ports(p)) {
+		k->sport = bpf_htons(p->sport);
+		k->dport = bpf_htons(p->dport);
+	} else if (p->has_l4 && is_icmp(p->proto)) {
+		if (icmp_is_echo_request(p->family, p->icmp_type))
+			k->sport = bpf_htons(p->icmp_id);
+		else if (icmp_is_echo_reply(p->family, p->icmp_type))
+			k->dport = bpf_htons(p->icmp_id);
+	}
+}
+
+static __always_inline void key_reverse(struct lg_flow_key *k)
+{
+	__u8 t[16];
+	__u16 x;
+
+	addr_cpy(t, k->src);
+	addr_cpy(k->src, k->dst);
+	addr_cpy(k->dst, t);
+	x = k->sport;
+	k->sport = k->dport;
+	k->dport = x;
+}
+
+/* Reply key of the flow e into r: the reply VNI is that of the egress
+ * interface in the current generation. */
+static __always_inline void reply_key(__u32 slot, const struct lg_flow_entry *e, struct lg_flow_key *r)
+{
+	__builtin_memset(r, 0, sizeof(*r));
+	r->vni = egress_vni(slot, e->egress_ifindex);
+	r->family = e->orig.family;
+	r->proto = e->orig.proto;
+	if (e->kind != LG_DEST_ROUTED) {
+		addr_cpy(r->src, e->nat_addr);
+		r->sport = e->nat_port;
+	} else {
+		addr_cpy(r->src, e->orig.dst);
+		r->sport = e->orig.dport;
+	}
+	addr_cpy(r->dst, e->orig.src);
+	r->dport = e->orig.sport;
+}
+
+/* Remove the flow found under scratch->k (both keys). */
+static __always_inline void flow_erase(struct lg_scratch *s, __u32 slot, struct lg_flow_entry *e)
+{
+	if (e->flags & LG_FLOW_F_REPLY)
+		s->k2 = e->orig;
+	else
+		reply_key(slot, e, &s->k2);
+	bpf_map_delete_elem(&lg_flows, &s->k);
+	bpf_map_delete_elem(&lg_flows, &s->k2);
+}
+
+/* Flow under scratch->k that has not expired, copied to scratch->e. */
+__noinline int lg_flow_lookup(__u32 slot)
+{
+	struct lg_scratch *s = scratch();
+	struct lg_flow_entry *e;
+
+	if (!s)
+		return 0;
+	e = bpf_map_lookup_elem(&lg_flows, &s->k);
+	if (!e)
+		return 0;
+	s->e = *e;
+	if (s->now >= s->e.expires_ns) {
+		flow_erase(s, slot, &s->e);
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline __u64 flow_timeout(const struct lg_flow_entry *e)
+{
+	if (e->orig.proto == P_TCP)
+		return e->state == LG_CT_ESTABLISHED ? lg_tcp_established_ns : lg_tcp_transient_ns;
+	if (e->orig.proto == P_UDP)
+		return lg_udp_ns;
+	return lg_icmp_ns;
+}
+
+static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u8 tcp_flags, __u64 now)
+{
+	if (e->state == LG_CT_CLOSED)
+		return; /* the close timer runs from the FIN/RST that closed it */
+	if (reply && e->state == LG_CT_NEW)
+		e->state = LG_CT_ESTABLISHED;
+	if (e->orig.proto == P_TCP) {
+		if (tcp_flags & 0x01)
+			e->flags |= reply ? LG_FLOW_F_FIN_REPLY : LG_FLOW_F_FIN_ORIG;
+		if (tcp_flags & 0x04)
+			e->flags |= LG_FLOW_F_RST;
+		if ((tcp_flags & 0x04) ||
+		    ((e->flags & LG_FLOW_F_FIN_ORIG) && (e->flags & LG_FLOW_F_FIN_REPLY)))
+			e->state = LG_CT_CLOSED;
+		else if (e->flags & (LG_FLOW_F_FIN_ORIG | LG_FLOW_F_FIN_REPLY))
+			e->state = LG_CT_CLOSING;
+	}
+	e->expires_ns = now + (e->state == LG_CT_CLOSED ? lg_tcp_close_ns : flow_timeout(e));
+}
+
+/* Write scratch->e back under both keys; the found key is scratch->k. */
+static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 flags)
+{
+	if (s->e.flags & LG_FLOW_F_REPLY) {
+		s->k2 = s->e.orig;
+		bpf_map_update_elem(&lg_flows, &s->k, &s->e, flags);
+		s->e.flags &= ~LG_FLOW_F_REPLY;
+		bpf_map_update_elem(&lg_flows, &s->k2, &s->e, flags);
+	} else {
+		reply_key(slot, &s->e, &s->k2);
+		bpf_map_update_elem(&lg_flows, &s->k, &s->e, flags);
+		s->e.flags |= LG_FLOW_F_REPLY;
+		bpf_map_update_elem(&lg_flows, &s->k2, &s->e, flags);
+	}
+}
+
+#endif /* LG_CT_BPF_H */

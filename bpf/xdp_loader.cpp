@@ -1,0 +1,514 @@
+// XDP loader: see xdp_loader.hpp and docs/xdp.md (the generation swap).
+#include "xdp_loader.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <ctime>
+#include <type_traits>
+
+#include "lg_xdp.skel.h"
+
+extern "C" {
+#include "lg_flow.h"
+#include "lg_tables.h"
+#include "lg_xdp.h"
+}
+
+namespace lg {
+
+namespace {
+
+std::string sys(const std::string &what, int e)
+{
+	return what + ": " + std::strerror(e < 0 ? -e : e);
+}
+
+Status check_size(bpf_map *m, const char *name, size_t key, size_t value)
+{
+	if (!m)
+		return err(std::string("XDP object lacks map ") + name + " (stale build?)");
+	if (bpf_map__key_size(m) != key || bpf_map__value_size(m) != value)
+		return err(std::string("XDP map ") + name + " does not match the ABI headers (key " +
+			   std::to_string(bpf_map__key_size(m)) + "/" + std::to_string(key) + ", value " +
+			   std::to_string(bpf_map__value_size(m)) + "/" + std::to_string(value) + "): rebuild linkgate");
+	return Ok{};
+}
+
+// An inner ARRAY sized to its content (at least one element: the kernel
+// refuses empty arrays; spans in the tables keep readers inside n).
+Result<int> make_array(const char *name, uint32_t vsize, const void *data, uint32_t n)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_INNER_MAP);
+	int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, 4, vsize, std::max(n, 1u), &o);
+	if (fd < 0)
+		return err(sys(std::string("cannot create table ") + name + " of " + std::to_string(n) + " entries", errno));
+	if (n == 0)
+		return fd;
+	std::vector<uint32_t> keys(n);
+	std::iota(keys.begin(), keys.end(), 0u);
+	uint32_t count = n;
+	LIBBPF_OPTS(bpf_map_batch_opts, bo);
+	if (bpf_map_update_batch(fd, keys.data(), data, &count, &bo) == 0 && count == n)
+		return fd;
+	for (uint32_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, &i, static_cast<const uint8_t *>(data) + size_t(i) * vsize, BPF_ANY)) {
+			int e = errno;
+			close(fd);
+			return err(sys(std::string("cannot fill table ") + name, e));
+		}
+	return fd;
+}
+
+template <typename K, typename V>
+Result<int> make_keyed(bpf_map_type type, const char *name, uint32_t flags, const std::vector<std::pair<K, V>> &kv)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
+	uint32_t n = uint32_t(kv.size());
+	int fd = bpf_map_create(type, name, sizeof(K), sizeof(V), std::max(n, 1u), &o);
+	if (fd < 0)
+		return err(sys(std::string("cannot create table ") + name + " of " + std::to_string(n) + " entries", errno));
+	for (auto &[k, v] : kv)
+		if (bpf_map_update_elem(fd, &k, &v, BPF_ANY)) {
+			int e = errno;
+			close(fd);
+			return err(sys(std::string("cannot fill table ") + name, e));
+		}
+	return fd;
+}
+
+uint64_t percpu_sum(bpf_map *m, uint32_t key, int ncpu)
+{
+	if (key >= bpf_map__max_entries(m))
+		return 0;
+	std::vector<uint64_t> v(size_t(ncpu), 0);
+	if (bpf_map__lookup_elem(m, &key, sizeof key, v.data(), v.size() * sizeof(uint64_t), 0))
+		return 0;
+	uint64_t s = 0;
+	for (auto x : v)
+		s += x;
+	return s;
+}
+
+size_t count_keys(bpf_map *m)
+{
+	std::vector<uint8_t> k(bpf_map__key_size(m)), next(k.size());
+	size_t n = 0;
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(m, prev, next.data(), next.size()) == 0) {
+		n++;
+		k = next;
+		prev = k.data();
+	}
+	return n;
+}
+
+} // namespace
+
+Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
+{
+	std::unique_ptr<XdpDataplane> d(new XdpDataplane());
+	d->skel_ = lg_xdp__open();
+	if (!d->skel_)
+		return err(sys("cannot open the XDP object", errno));
+	auto *s = d->skel_;
+	auto *m = &s->maps;
+
+	struct Want {
+		bpf_map *map;
+		const char *name;
+		size_t key, value;
+	};
+	// Inner templates carry the generation tables' layouts.
+	const Want want[] = {
+		{bpf_map__inner_map(m->lg_ivl), "lg_ivl", 4, sizeof(lg_ivl)},
+		{bpf_map__inner_map(m->lg_bitmap), "lg_bitmap", 4, sizeof(lg_bitmap)},
+		{bpf_map__inner_map(m->lg_nsg_dir), "lg_nsg_dir", 4, sizeof(lg_nsg_dir)},
+		{bpf_map__inner_map(m->lg_rule), "lg_rule", 4, sizeof(lg_rule)},
+		{bpf_map__inner_map(m->lg_subnet), "lg_subnet", sizeof(lg_subnet_key), sizeof(lg_subnet)},
+		{bpf_map__inner_map(m->lg_nic), "lg_nic", sizeof(lg_addr_key), sizeof(lg_nic)},
+		{bpf_map__inner_map(m->lg_pe), "lg_pe", sizeof(lg_addr_key), sizeof(lg_pe)},
+		{bpf_map__inner_map(m->lg_pubip), "lg_pubip", sizeof(lg_pubip_key), 4},
+		{bpf_map__inner_map(m->lg_server), "lg_server", 4, sizeof(lg_server)},
+		{bpf_map__inner_map(m->lg_fwrange), "lg_fwrange", 4, sizeof(lg_fwrange)},
+		{bpf_map__inner_map(m->lg_vnetrule), "lg_vnetrule", sizeof(lg_vnetrule_key), 4},
+		{bpf_map__inner_map(m->lg_backend), "lg_backend", 4, sizeof(lg_backend)},
+		{bpf_map__inner_map(m->lg_maglev), "lg_maglev", 4, 4},
+		{bpf_map__inner_map(m->lg_iface), "lg_iface", 4, sizeof(lg_iface)},
+		{bpf_map__inner_map(m->lg_gcfg), "lg_gcfg", 4, sizeof(lg_gcfg)},
+		{m->lg_active, "lg_active", 4, sizeof(lg_active)},
+		{m->lg_flows, "lg_flows", sizeof(lg_flow_key), sizeof(lg_flow_entry)},
+		{m->lg_frags, "lg_frags", sizeof(lg_frag_key), sizeof(lg_frag_entry)},
+		{m->lg_ifmac, "lg_ifmac", 4, sizeof(lg_ifmac)},
+		{m->lg_local, "lg_local", sizeof(lg_local_key), 1},
+	};
+	for (auto &w : want)
+		if (auto st = check_size(w.map, w.name, w.key, w.value); !st)
+			return err(st.error());
+
+	if (cfg.flow_capacity == 0 || cfg.frag_capacity == 0)
+		return err("flow and fragment capacities must be at least 1");
+	bpf_map__set_max_entries(m->lg_flows, 2 * cfg.flow_capacity);
+	bpf_map__set_max_entries(m->lg_frags, cfg.frag_capacity);
+	bpf_map__set_max_entries(m->lg_rule_cnt, std::max(cfg.rule_counters, 1u));
+	bpf_map__set_max_entries(m->lg_pe_cnt, std::max(cfg.pe_counters, 1u));
+	bpf_map__set_max_entries(m->lg_srv_cnt, std::max(cfg.server_counters, 1u));
+	s->rodata->lg_tcp_established_ns = cfg.tcp_established_ns;
+	s->rodata->lg_tcp_transient_ns = cfg.tcp_transient_ns;
+	s->rodata->lg_tcp_close_ns = cfg.tcp_close_ns;
+	s->rodata->lg_udp_ns = cfg.udp_ns;
+	s->rodata->lg_icmp_ns = cfg.icmp_ns;
+	s->rodata->lg_fragment_ns = cfg.fragment_ns;
+
+	d->pin_dir_ = cfg.pin_dir;
+	if (!cfg.pin_dir.empty()) {
+		if (mkdir(cfg.pin_dir.c_str(), 0700) && errno != EEXIST)
+			return err(sys("cannot create the pin directory " + cfg.pin_dir + " (is bpffs mounted?)", errno));
+		for (bpf_map *pm : d->pinned_maps())
+			if (int e = bpf_map__set_pin_path(pm, (cfg.pin_dir + "/" + bpf_map__name(pm)).c_str()))
+				return err(sys("cannot pin map " + std::string(bpf_map__name(pm)), e));
+	}
+
+	if (int e = lg_xdp__load(s)) {
+		if (!cfg.pin_dir.empty())
+			return err(sys("cannot load the XDP program over the maps pinned in " + cfg.pin_dir +
+					       " (capacity or layout changed? remove the directory to start afresh, "
+					       "which drops the flows)",
+				       e));
+		return err(sys("the kernel refused the XDP program (verifier or missing CAP_BPF)", e));
+	}
+	int n = libbpf_num_possible_cpus();
+	d->ncpu_ = n > 0 ? n : 1;
+	lg_active a{};
+	uint32_t z = 0;
+	if (bpf_map__lookup_elem(m->lg_active, &z, sizeof z, &a, sizeof a, 0))
+		return err(sys("cannot read lg_active", errno));
+	if (a.layout == 0) { // fresh maps
+		a = lg_active{0, LG_XDP_LAYOUT_VERSION, 0};
+		if (bpf_map__update_elem(m->lg_active, &z, sizeof z, &a, sizeof a, BPF_ANY))
+			return err(sys("cannot initialise lg_active", errno));
+	} else if (a.layout != LG_XDP_LAYOUT_VERSION) {
+		return err("the maps pinned in " + cfg.pin_dir + " have layout version " + std::to_string(a.layout) +
+			   ", this linkgate uses " + std::to_string(LG_XDP_LAYOUT_VERSION) +
+			   ": remove the directory to start afresh (drops the flows)");
+	} else { // adopt the generation the pinned maps carry
+		d->adopted_ = true;
+		d->active_ = a.slot & 1;
+		d->generation_ = a.generation;
+		d->published_ = true;
+	}
+	return d;
+}
+
+std::vector<bpf_map *> XdpDataplane::pinned_maps() const
+{
+	auto *m = &skel_->maps;
+	// Everything but the per-CPU scratch and the skeleton's .rodata/.bss.
+	return {m->lg_ivl, m->lg_bitmap, m->lg_nsg_dir, m->lg_rule, m->lg_subnet, m->lg_nic, m->lg_pe,
+		m->lg_pubip, m->lg_server, m->lg_fwrange, m->lg_vnetrule, m->lg_backend, m->lg_maglev, m->lg_iface,
+		m->lg_gcfg, m->lg_active, m->lg_flows, m->lg_frags, m->lg_reason_cnt, m->lg_rule_cnt, m->lg_pe_cnt,
+		m->lg_srv_cnt, m->lg_egress_cnt, m->lg_local, m->lg_ifmac};
+}
+
+XdpDataplane::~XdpDataplane()
+{
+	for (auto &[ifindex, fd] : links_)
+		close(fd); // a pinned link stays attached, an unpinned one goes
+	for (auto &v : slot_fds_)
+		for (int fd : v)
+			close(fd);
+	if (skel_)
+		lg_xdp__destroy(skel_);
+}
+
+Status XdpDataplane::publish(const CompiledTables &t)
+{
+	auto *m = &skel_->maps;
+	uint32_t target = published_ ? 1 - active_ : 0;
+	std::vector<int> fds;
+	std::vector<bpf_map *> outers;
+	auto fail = [&](const std::string &e) -> Status {
+		for (int fd : fds)
+			close(fd);
+		return err(e);
+	};
+#define LG_TRY(expr)                               \
+	do {                                       \
+		auto r_ = (expr);                  \
+		if (!r_)                           \
+			return fail(r_.error());   \
+		fds.push_back(*r_);                \
+	} while (0)
+	LG_TRY(make_array("lg_ivl_g", sizeof(lg_ivl), t.ivl.data(), uint32_t(t.ivl.size())));
+	outers.push_back(m->lg_ivl);
+	LG_TRY(make_array("lg_bitmap_g", sizeof(lg_bitmap), t.bitmaps.data(), uint32_t(t.bitmaps.size())));
+	outers.push_back(m->lg_bitmap);
+	LG_TRY(make_array("lg_nsg_dir_g", sizeof(lg_nsg_dir), t.nsg_dirs.data(), uint32_t(t.nsg_dirs.size())));
+	outers.push_back(m->lg_nsg_dir);
+	LG_TRY(make_array("lg_rule_g", sizeof(lg_rule), t.rules.data(), uint32_t(t.rules.size())));
+	outers.push_back(m->lg_rule);
+	LG_TRY(make_keyed(BPF_MAP_TYPE_LPM_TRIE, "lg_subnet_g", BPF_F_NO_PREALLOC, t.subnets));
+	outers.push_back(m->lg_subnet);
+	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_nic_g", 0, t.nics));
+	outers.push_back(m->lg_nic);
+	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_pe_g", 0, t.pes));
+	outers.push_back(m->lg_pe);
+	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_pubip_g", 0, t.pubips));
+	outers.push_back(m->lg_pubip);
+	LG_TRY(make_array("lg_server_g", sizeof(lg_server), t.servers.data(), uint32_t(t.servers.size())));
+	outers.push_back(m->lg_server);
+	LG_TRY(make_array("lg_fwrange_g", sizeof(lg_fwrange), t.fwranges.data(), uint32_t(t.fwranges.size())));
+	outers.push_back(m->lg_fwrange);
+	{
+		std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
+		for (auto &k : t.vnetrules)
+			vr.push_back({k, 1u});
+		LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_vnetrule_g", 0, vr));
+		outers.push_back(m->lg_vnetrule);
+	}
+	LG_TRY(make_array("lg_backend_g", sizeof(lg_backend), t.backends.data(), uint32_t(t.backends.size())));
+	outers.push_back(m->lg_backend);
+	LG_TRY(make_array("lg_maglev_g", 4, t.maglev.data(), uint32_t(t.maglev.size())));
+	outers.push_back(m->lg_maglev);
+	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_iface_g", 0, t.ifaces));
+	outers.push_back(m->lg_iface);
+	{
+		lg_gcfg g = t.gcfg;
+		g.generation = t.generation;
+		LG_TRY(make_array("lg_gcfg_g", sizeof(lg_gcfg), &g, 1));
+		outers.push_back(m->lg_gcfg);
+	}
+#undef LG_TRY
+
+	// Fill the inactive slot. No packet reads it: the last publish (or
+	// load) waited for the packets of its previous slot to finish.
+	for (size_t i = 0; i < fds.size(); i++)
+		if (bpf_map__update_elem(outers[i], &target, 4, &fds[i], 4, BPF_ANY))
+			return fail(sys(std::string("cannot install table ") + bpf_map__name(outers[i]), errno));
+
+	// One write publishes the generation.
+	lg_active a{target, LG_XDP_LAYOUT_VERSION, t.generation};
+	uint32_t z = 0;
+	if (bpf_map__update_elem(m->lg_active, &z, sizeof z, &a, sizeof a, BPF_ANY))
+		return fail(sys("cannot switch lg_active", errno));
+	// Barrier: an update of an *_OF_MAPS entry returns after synchronize_rcu(),
+	// so every packet that read the old slot has finished when it returns.
+	int g = fds.back();
+	if (bpf_map__update_elem(outers.back(), &target, 4, &g, 4, BPF_ANY))
+		return fail(sys("cannot wait for packets on the old tables", errno));
+
+	for (int fd : slot_fds_[target])
+		close(fd);
+	slot_fds_[target] = std::move(fds);
+	active_ = target;
+	published_ = true;
+	generation_ = t.generation;
+
+	// MACs of the bound interfaces answer ARP and neighbour solicitations.
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (auto &[ifindex, _] : t.ifaces) {
+		ifreq ifr{};
+		if (sock < 0 || !if_indextoname(ifindex, ifr.ifr_name) || ioctl(sock, SIOCGIFHWADDR, &ifr))
+			continue; // not a device of this namespace: no answers on it
+		std::array<uint8_t, 6> mac;
+		std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+		set_interface_mac(ifindex, mac);
+	}
+	if (sock >= 0)
+		close(sock);
+	return Ok{};
+}
+
+Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
+{
+	auto *m = skel_->maps.lg_local;
+	// Replace the set: delete what is not in addrs, add the rest.
+	std::vector<lg_local_key> old;
+	lg_local_key k{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
+		old.push_back(next);
+		k = next;
+		prev = &k;
+	}
+	for (auto &o : old)
+		bpf_map__delete_elem(m, &o, sizeof o, 0);
+	for (auto &a : addrs) {
+		lg_local_key lk{};
+		std::memcpy(lk.addr, a.b.data(), 16);
+		uint8_t one = 1;
+		if (bpf_map__update_elem(m, &lk, sizeof lk, &one, 1, BPF_ANY))
+			return err(sys("too many host addresses for lg_local", errno));
+	}
+	return Ok{};
+}
+
+Status XdpDataplane::set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac)
+{
+	lg_ifmac v{};
+	std::memcpy(v.mac, mac.data(), 6);
+	if (bpf_map__update_elem(skel_->maps.lg_ifmac, &ifindex, sizeof ifindex, &v, sizeof v, BPF_ANY))
+		return err(sys("cannot record the MAC of interface " + std::to_string(ifindex), errno));
+	return Ok{};
+}
+
+std::string XdpDataplane::link_path(uint32_t ifindex) const
+{
+	return pin_dir_.empty() ? "" : pin_dir_ + "/link_" + std::to_string(ifindex);
+}
+
+Status XdpDataplane::attach(uint32_t ifindex, uint32_t flags)
+{
+	std::string path = link_path(ifindex);
+	int fd = -1;
+	if (!path.empty() && access(path.c_str(), F_OK) == 0) {
+		// An earlier run's link: swap the program in place.
+		fd = bpf_obj_get(path.c_str());
+		if (fd < 0)
+			return err(sys("cannot open the pinned XDP link " + path, errno));
+		if (int e = bpf_link_update(fd, prog_fd(), nullptr)) {
+			close(fd);
+			return err(sys("cannot replace the program of the pinned XDP link " + path, e));
+		}
+	} else {
+		LIBBPF_OPTS(bpf_link_create_opts, o, .flags = flags);
+		fd = bpf_link_create(prog_fd(), int(ifindex), BPF_XDP, &o);
+		if (fd < 0)
+			return err(sys("cannot attach XDP to interface " + std::to_string(ifindex) +
+					       " (another XDP program there, or the mode unsupported?)",
+				       errno));
+		if (!path.empty() && bpf_obj_pin(fd, path.c_str())) {
+			int e = errno;
+			close(fd);
+			return err(sys("cannot pin the XDP link as " + path, e));
+		}
+	}
+	links_.push_back({ifindex, fd});
+	return Ok{};
+}
+
+Status XdpDataplane::detach(uint32_t ifindex, uint32_t)
+{
+	for (auto it = links_.begin(); it != links_.end(); ++it) {
+		if (it->first != ifindex)
+			continue;
+		if (!pin_dir_.empty())
+			unlink(link_path(ifindex).c_str());
+		int e = bpf_link_detach(it->second);
+		close(it->second);
+		links_.erase(it);
+		if (e)
+			return err(sys("cannot detach XDP from interface " + std::to_string(ifindex), e));
+		return Ok{};
+	}
+	return err("XDP is not attached to interface " + std::to_string(ifindex) + " by this process");
+}
+
+Status XdpDataplane::unpin()
+{
+	if (pin_dir_.empty())
+		return Ok{};
+	for (auto &[ifindex, fd] : links_)
+		unlink(link_path(ifindex).c_str());
+	for (bpf_map *pm : pinned_maps())
+		if (int e = bpf_map__unpin(pm, nullptr); e && e != -ENOENT)
+			return err(sys("cannot unpin " + std::string(bpf_map__name(pm)), e));
+	rmdir(pin_dir_.c_str());
+	return Ok{};
+}
+
+Result<XdpRun> XdpDataplane::run(std::span<const uint8_t> frame, uint32_t ingress_ifindex)
+{
+	std::vector<uint8_t> in(frame.begin(), frame.end());
+	XdpRun r;
+	r.frame.resize(in.size() + 256);
+	xdp_md ctx{};
+	ctx.ingress_ifindex = ingress_ifindex;
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = r.frame.data(),
+		    .data_size_in = uint32_t(in.size()), .data_size_out = uint32_t(r.frame.size()),
+		    .ctx_in = ingress_ifindex ? &ctx : nullptr, .ctx_size_in = ingress_ifindex ? uint32_t(sizeof ctx) : 0u,
+		    .repeat = 1);
+	if (int e = bpf_prog_test_run_opts(prog_fd(), &o))
+		return err(sys("BPF_PROG_TEST_RUN failed", e));
+	r.action = int(o.retval);
+	r.frame.resize(o.data_size_out);
+	return r;
+}
+
+void XdpDataplane::set_time_offset(uint64_t ns) { skel_->bss->lg_time_offset_ns = ns; }
+
+std::array<uint64_t, LG_REASON__COUNT> XdpDataplane::reason_counts() const
+{
+	std::array<uint64_t, LG_REASON__COUNT> a{};
+	for (uint32_t i = 0; i < LG_REASON__COUNT; i++)
+		a[i] = percpu_sum(skel_->maps.lg_reason_cnt, i, ncpu_);
+	return a;
+}
+
+uint64_t XdpDataplane::rule_hits(uint32_t c) const { return percpu_sum(skel_->maps.lg_rule_cnt, c, ncpu_); }
+uint64_t XdpDataplane::pe_packets(uint32_t id) const { return percpu_sum(skel_->maps.lg_pe_cnt, id, ncpu_); }
+uint64_t XdpDataplane::server_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_srv_cnt, i, ncpu_); }
+uint64_t XdpDataplane::egress_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_egress_cnt, i, ncpu_); }
+size_t XdpDataplane::flow_entries() const { return count_keys(skel_->maps.lg_flows); }
+size_t XdpDataplane::fragment_entries() const { return count_keys(skel_->maps.lg_frags); }
+std::vector<lg_flow_entry> XdpDataplane::flows() const
+{
+	std::vector<lg_flow_entry> out;
+	auto *m = skel_->maps.lg_flows;
+	lg_flow_key k{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
+		k = next;
+		prev = &k;
+		lg_flow_entry e{};
+		if (bpf_map__lookup_elem(m, &k, sizeof k, &e, sizeof e, 0) == 0 && !(e.flags & LG_FLOW_F_REPLY))
+			out.push_back(e);
+	}
+	return out;
+}
+
+size_t XdpDataplane::reclaim()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_ns()
+	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+	auto sweep = [&](bpf_map *m, auto key, auto value, auto is_flow) {
+		using K = decltype(key);
+		using V = decltype(value);
+		std::vector<K> dead;
+		size_t n = 0;
+		K k{}, next{};
+		const void *prev = nullptr;
+		while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
+			k = next;
+			prev = &k;
+			V v{};
+			if (bpf_map__lookup_elem(m, &k, sizeof k, &v, sizeof v, 0) == 0 && now >= v.expires_ns) {
+				dead.push_back(k);
+				if constexpr (decltype(is_flow)::value)
+					n += !(v.flags & LG_FLOW_F_REPLY);
+			}
+		}
+		for (auto &d : dead)
+			bpf_map__delete_elem(m, &d, sizeof d, 0);
+		return n;
+	};
+	size_t n = sweep(skel_->maps.lg_flows, lg_flow_key{}, lg_flow_entry{}, std::true_type{});
+	sweep(skel_->maps.lg_frags, lg_frag_key{}, lg_frag_entry{}, std::false_type{});
+	return n;
+}
+
+int XdpDataplane::prog_fd() const { return bpf_program__fd(skel_->progs.lg_xdp); }
+
+} // namespace lg

@@ -1,0 +1,127 @@
+// Userspace owner of the XDP dataplane: loads bpf/lg_xdp.bpf.c through its
+// libbpf skeleton (one RAII owner, typed map access, no map looked up by
+// name), publishes CompiledTables as a new generation, runs frames through
+// BPF_PROG_TEST_RUN and reads counters. Errors come back as operator words.
+// Not thread-safe: one control thread drives it. See docs/xdp.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "compiler.hpp"
+#include "net.hpp"
+#include "result.hpp"
+
+extern "C" {
+#include "lg_flow.h"
+#include "lg_limits.h"
+#include "lg_reasons.h"
+}
+
+struct lg_xdp; // the bpftool skeleton
+struct bpf_map;
+
+namespace lg {
+
+struct XdpConfig {
+	uint64_t tcp_established_ns = LG_TIMEOUT_TCP_ESTABLISHED * 1000000000ull;
+	uint64_t tcp_transient_ns = LG_TIMEOUT_TCP_TRANSIENT * 1000000000ull;
+	uint64_t tcp_close_ns = LG_TIMEOUT_TCP_CLOSE * 1000000000ull;
+	uint64_t udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
+	uint64_t icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
+	uint64_t fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
+	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT; // flows; the map holds 2 keys each
+	uint32_t frag_capacity = LG_FRAG_CAPACITY_DEFAULT;
+	uint32_t rule_counters = 65536;   // lg_rule::counter ids
+	uint32_t pe_counters = 4096;      // lg_pe::id
+	uint32_t server_counters = 4096;  // server indices
+	// Pin maps and XDP links here (the agent: "/sys/fs/bpf/linkgate") so the
+	// dataplane outlives the process; "" pins nothing. A later load with the
+	// same directory adopts the pinned maps (tables, flows, counters) and
+	// links, after checking lg_active's layout version.
+	std::string pin_dir;
+};
+
+// One BPF_PROG_TEST_RUN: the XDP action and the frame as the program left it.
+struct XdpRun {
+	int action = 0; // XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT, XDP_ABORTED
+	std::vector<uint8_t> frame;
+};
+
+class XdpDataplane {
+public:
+	// Open, size and load the program (needs CAP_BPF/CAP_NET_ADMIN); checks
+	// every map's key and value size against the abi/ structs.
+	static Result<std::unique_ptr<XdpDataplane>> load(const XdpConfig &cfg = {});
+	~XdpDataplane();
+	XdpDataplane(const XdpDataplane &) = delete;
+	XdpDataplane &operator=(const XdpDataplane &) = delete;
+
+	// Build fresh inner maps for t, fill the inactive slot, flip lg_active
+	// once, then wait an RCU grace period: when this returns no packet uses
+	// the previous slot any more. The MACs of t.ifaces are read from the
+	// kernel for ARP/ND answers. On error the active generation is unchanged.
+	Status publish(const CompiledTables &t);
+	uint64_t generation() const { return generation_; }
+
+	Status set_local_addresses(const std::vector<Addr> &addrs); // passed to the host
+	Status set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac);
+
+	// Attach through a BPF link (pinned as <pin_dir>/link_<ifindex> when
+	// pinning). A pinned link of an earlier run is taken over with an atomic
+	// program replacement: no packet goes unfiltered in between.
+	// xdp_flags: XDP_FLAGS_DRV_MODE / _SKB_MODE / 0 (kernel's choice).
+	Status attach(uint32_t ifindex, uint32_t xdp_flags = 0);
+	Status detach(uint32_t ifindex, uint32_t xdp_flags = 0); // also unpins
+	// Remove every pin of this dataplane (maps stay while still held).
+	Status unpin();
+	bool adopted() const { return adopted_; } // pinned state was taken over
+
+	// Run one frame through the program as if it arrived on ingress_ifindex
+	// (a device of the caller's network namespace; 0 for none).
+	Result<XdpRun> run(std::span<const uint8_t> frame, uint32_t ingress_ifindex);
+
+	// Added to the program's clock (tests move time forward with it).
+	void set_time_offset(uint64_t ns);
+
+	// Counters, summed over CPUs.
+	std::array<uint64_t, LG_REASON__COUNT> reason_counts() const;
+	uint64_t rule_hits(uint32_t counter) const;
+	uint64_t pe_packets(uint32_t id) const;
+	uint64_t server_packets(uint32_t index) const;
+	uint64_t egress_packets(uint32_t ifindex) const;
+
+	size_t flow_entries() const;     // keys in lg_flows (2 per flow)
+	size_t fragment_entries() const;
+
+	// Every flow once (the copy under its original key).
+	std::vector<lg_flow_entry> flows() const;
+	// Remove expired flows and fragment memories as of the program's clock
+	// (CLOCK_MONOTONIC + time offset); returns the flows removed. The
+	// agent calls it in the background: the program only removes what it
+	// looks up.
+	size_t reclaim();
+
+	int prog_fd() const;
+	lg_xdp *skeleton() { return skel_; }
+
+private:
+	XdpDataplane() = default;
+	std::vector<struct bpf_map *> pinned_maps() const;
+	std::string link_path(uint32_t ifindex) const;
+	lg_xdp *skel_ = nullptr;
+	std::array<std::vector<int>, 2> slot_fds_; // inner maps held per slot
+	uint32_t active_ = 0;
+	bool published_ = false;
+	uint64_t generation_ = 0;
+	std::vector<std::pair<uint32_t, int>> links_; // ifindex, BPF link fd
+	std::string pin_dir_;
+	bool adopted_ = false;
+	int ncpu_ = 1;
+};
+
+} // namespace lg

@@ -1,0 +1,272 @@
+#include "xdp_harness.hpp"
+
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+namespace lg::xdptest {
+
+bool sh(const std::string &cmd)
+{
+	int rc = std::system((cmd + " 2>&1").c_str());
+	if (rc != 0) {
+		ADD_FAILURE() << "command failed (" << rc << "): " << cmd;
+		return false;
+	}
+	return true;
+}
+
+static bool write_file(const std::string &path, const std::string &v)
+{
+	std::ofstream f(path);
+	f << v;
+	f.close();
+	if (!f) {
+		ADD_FAILURE() << "cannot write " << path;
+		return false;
+	}
+	return true;
+}
+
+bool ensure_bpffs()
+{
+	struct statfs st {};
+	if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == 0xcafe4a11 /* BPF_FS_MAGIC */)
+		return true;
+	return sh("mount -t bpf bpf /sys/fs/bpf");
+}
+
+bool enter_netns()
+{
+	if (unshare(CLONE_NEWNET) != 0) {
+		ADD_FAILURE() << "unshare(CLONE_NEWNET): " << std::strerror(errno);
+		return false;
+	}
+	// bpf_fib_lookup reports "forwarding disabled" otherwise.
+	// lo up creates the local table (on-link gateways need it); its
+	// addresses go: 127/8 and ::1 are not in the evaluator's host.
+	return write_file("/proc/sys/net/ipv4/ip_forward", "1") &&
+	       write_file("/proc/sys/net/ipv6/conf/all/forwarding", "1") &&
+	       write_file("/proc/sys/net/ipv6/conf/default/forwarding", "1") && sh("ip link set lo up") &&
+	       sh("ip addr flush dev lo");
+}
+
+static std::string family_flag(const Addr &a) { return a.is_v4() ? "-4" : "-6"; }
+
+HostConfig realize(const HostConfig &tmpl, std::map<uint32_t, uint32_t> *map)
+{
+	HostConfig h = tmpl;
+	std::map<uint32_t, uint32_t> m;
+	std::map<uint32_t, std::string> names;
+	int i = 0;
+	for (auto &ifc : h.interfaces) {
+		std::string n = "lgx" + std::to_string(i++);
+		sh("ip link add " + n + " address " + mac_str(ifc.mac) + " type veth peer name " + n + "p");
+		sh("ip link set " + n + " up && ip link set " + n + "p up");
+		uint32_t real = if_nametoindex(n.c_str());
+		EXPECT_NE(real, 0u) << n;
+		m[ifc.ifindex] = real;
+		names[real] = n;
+		ifc.ifindex = real;
+	}
+	for (auto &r : h.routes) {
+		r.ifindex = m[r.ifindex];
+		std::string cmd = "ip " + family_flag(r.prefix.addr) + " route add " + r.prefix.str() + " dev " + names[r.ifindex];
+		if (r.gateway)
+			cmd += " via " + r.gateway->str() + " onlink";
+		sh(cmd);
+	}
+	for (auto &n : h.neighbors) {
+		n.ifindex = m[n.ifindex];
+		sh("ip " + family_flag(n.ip) + " neigh replace " + n.ip.str() + " lladdr " + mac_str(n.mac) +
+		   " nud permanent dev " + names[n.ifindex]);
+	}
+	if (!h.local_addresses.empty() && !h.interfaces.empty())
+		for (auto &a : h.local_addresses)
+			sh("ip addr add " + a.str() + (a.is_v4() ? "/32" : "/128 nodad") + " dev " +
+			   names[h.interfaces[0].ifindex]);
+	if (map)
+		*map = m;
+	return h;
+}
+
+std::vector<InterfaceBinding> bindings(const HostConfig &h)
+{
+	std::vector<InterfaceBinding> b;
+	for (auto &i : h.interfaces)
+		b.push_back({i.ifindex, i.vnet});
+	return b;
+}
+
+std::string hex(const std::vector<uint8_t> &f)
+{
+	std::string s;
+	char b[4];
+	for (size_t i = 0; i < f.size(); i++) {
+		std::snprintf(b, sizeof b, "%02x", f[i]);
+		s += b;
+		s += (i % 16 == 15) ? "\n" : " ";
+	}
+	return s;
+}
+
+static uint64_t mono_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &ecfg)
+{
+	auto p = std::unique_ptr<Pair>(new Pair());
+	p->host_ = host;
+	XdpConfig x;
+	x.tcp_established_ns = ecfg.tcp_established_ns;
+	x.tcp_transient_ns = ecfg.tcp_transient_ns;
+	x.tcp_close_ns = ecfg.tcp_close_ns;
+	x.udp_ns = ecfg.udp_ns;
+	x.icmp_ns = ecfg.icmp_ns;
+	x.fragment_ns = ecfg.fragment_ns;
+	x.flow_capacity = uint32_t(ecfg.flow_capacity);
+	x.frag_capacity = uint32_t(ecfg.frag_capacity);
+	auto dp = XdpDataplane::load(x);
+	if (!dp) {
+		ADD_FAILURE() << dp.error();
+		return nullptr;
+	}
+	p->dp_ = std::move(*dp);
+	p->ev_ = std::make_unique<Evaluator>(host, ecfg);
+	if (auto st = p->dp_->set_local_addresses(host.local_addresses); !st) {
+		ADD_FAILURE() << st.error();
+		return nullptr;
+	}
+	// The evaluator starts with an empty generation; so does XDP.
+	auto t = compile(State{}, bindings(host), p->ev_->generation());
+	if (!t || !p->dp_->publish(*t).ok()) {
+		ADD_FAILURE() << "cannot publish the empty generation";
+		return nullptr;
+	}
+	p->tables_ = *t;
+	return p;
+}
+
+bool Pair::commit(const State &s)
+{
+	if (auto st = ev_->commit(s); !st) {
+		ADD_FAILURE() << "evaluator refused the state: " << st.error();
+		return false;
+	}
+	auto t = compile(s, bindings(host_), ev_->generation());
+	if (!t) {
+		ADD_FAILURE() << "compile: " << t.error();
+		return false;
+	}
+	if (auto st = dp_->publish(*t); !st) {
+		ADD_FAILURE() << "publish: " << st.error();
+		return false;
+	}
+	tables_ = std::move(*t);
+	return true;
+}
+
+uint64_t Pair::now() const { return mono_ns() + offset_; }
+
+void Pair::advance(uint64_t ns)
+{
+	offset_ += ns;
+	dp_->set_time_offset(offset_);
+}
+
+Outcome Pair::run_xdp(const std::vector<uint8_t> &frame, uint32_t ifindex)
+{
+	Outcome o;
+	auto before = dp_->reason_counts();
+	std::map<uint32_t, uint64_t> eg;
+	for (auto &i : host_.interfaces)
+		eg[i.ifindex] = dp_->egress_packets(i.ifindex);
+	auto r = dp_->run(frame, ifindex);
+	if (!r) {
+		ADD_FAILURE() << r.error();
+		return o;
+	}
+	auto after = dp_->reason_counts();
+	switch (r->action) {
+	case XDP_REDIRECT: o.verdict = LG_VERDICT_FORWARD; break;
+	case XDP_TX: o.verdict = LG_VERDICT_TX; break;
+	case XDP_PASS: o.verdict = LG_VERDICT_PASS; break;
+	case XDP_DROP: o.verdict = LG_VERDICT_DROP; break;
+	default: ADD_FAILURE() << "XDP action " << r->action; break;
+	}
+	int changed = 0;
+	for (int i = 0; i < LG_REASON__COUNT; i++)
+		if (after[size_t(i)] != before[size_t(i)]) {
+			changed++;
+			EXPECT_EQ(after[size_t(i)] - before[size_t(i)], 1u) << reason_name(lg_reason(i));
+			if (o.verdict == LG_VERDICT_DROP)
+				o.reason = lg_reason(i);
+			else
+				EXPECT_EQ(i, LG_REASON_NONE) << "a packet not dropped counted as " << reason_name(lg_reason(i));
+		}
+	EXPECT_EQ(changed, 1) << "exactly one reason counter moves per packet";
+	for (auto &[ifx, n] : eg)
+		if (dp_->egress_packets(ifx) != n)
+			o.egress = ifx;
+	o.frame = std::move(r->frame);
+	return o;
+}
+
+Decision Pair::check(const std::vector<uint8_t> &frame, uint32_t ifindex, const std::string &what)
+{
+	// Counters by name on the evaluator side, by id on the XDP side.
+	Counters cb = ev_->counters();
+	std::vector<uint64_t> rb, pb, sb;
+	for (size_t i = 0; i < tables_.rule_names.size(); i++)
+		rb.push_back(dp_->rule_hits(uint32_t(i)));
+	for (size_t i = 0; i < tables_.pe_names.size(); i++)
+		pb.push_back(dp_->pe_packets(uint32_t(i)));
+	for (size_t i = 0; i < tables_.server_names.size(); i++)
+		sb.push_back(dp_->server_packets(uint32_t(i)));
+
+	Decision d = ev_->process(frame, ifindex, now());
+	Outcome o = run_xdp(frame, ifindex);
+	SCOPED_TRACE(what + ": evaluator " + verdict_name(d.verdict) + "/" + reason_name(d.reason) + " at " +
+		     stage_name(d.stage) + "\nframe in:\n" + hex(frame));
+	EXPECT_STREQ(verdict_name(o.verdict), verdict_name(d.verdict));
+	EXPECT_STREQ(reason_name(o.reason), reason_name(d.verdict == LG_VERDICT_DROP ? d.reason : LG_REASON_NONE));
+	if (d.verdict != LG_VERDICT_DROP && o.verdict == d.verdict) {
+		EXPECT_EQ(o.frame, d.frame) << "xdp:\n" << hex(o.frame) << "\nevaluator:\n" << hex(d.frame);
+	}
+	if (d.verdict == LG_VERDICT_FORWARD && o.verdict == d.verdict) {
+		EXPECT_EQ(o.egress, d.egress_ifindex);
+	}
+
+	const Counters &ca = ev_->counters();
+	auto delta = [](const std::map<std::string, uint64_t> &a, const std::map<std::string, uint64_t> &b,
+			const std::string &k) {
+		auto ia = a.find(k), ib = b.find(k);
+		return (ia == a.end() ? 0 : ia->second) - (ib == b.end() ? 0 : ib->second);
+	};
+	for (size_t i = 0; i < tables_.rule_names.size(); i++)
+		EXPECT_EQ(dp_->rule_hits(uint32_t(i)) - rb[i], delta(ca.rule_hits, cb.rule_hits, tables_.rule_names[i]))
+			<< "rule hits of " << tables_.rule_names[i];
+	for (size_t i = 0; i < tables_.pe_names.size(); i++)
+		EXPECT_EQ(dp_->pe_packets(uint32_t(i)) - pb[i],
+			  delta(ca.private_endpoints, cb.private_endpoints, tables_.pe_names[i]))
+			<< "packets of private endpoint " << tables_.pe_names[i];
+	for (size_t i = 0; i < tables_.server_names.size(); i++)
+		EXPECT_EQ(dp_->server_packets(uint32_t(i)) - sb[i], delta(ca.servers, cb.servers, tables_.server_names[i]))
+			<< "packets of server " << tables_.server_names[i];
+	return d;
+}
+
+} // namespace lg::xdptest

@@ -1,0 +1,76 @@
+// Test harness for the XDP program: a fresh network namespace per test with
+// veth devices, routes and permanent neighbours built from a HostConfig, so
+// that bpf_fib_lookup under BPF_PROG_TEST_RUN sees the host the reference
+// evaluator is given; and a runner that decides one frame with both and
+// compares verdict, reason, output bytes, egress and counter deltas.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler.hpp"
+#include "evaluator.hpp"
+#include "xdp_loader.hpp"
+
+namespace lg::xdptest {
+
+// Run a shell command in the test's namespace; false (and a test failure)
+// when it does not exit 0.
+bool sh(const std::string &cmd);
+
+// Mount bpffs on /sys/fs/bpf when it is not (pinning tests).
+bool ensure_bpffs();
+
+// unshare(CLONE_NEWNET) for the calling process, then IPv4/IPv6 forwarding on.
+bool enter_netns();
+
+// Create one veth per interface of `tmpl` (any ifindex numbers) with its MAC,
+// then its routes and neighbours and local addresses. Returns the same host
+// with the kernel's ifindexes; `map` gets template ifindex -> real one.
+HostConfig realize(const HostConfig &tmpl, std::map<uint32_t, uint32_t> *map = nullptr);
+
+std::vector<InterfaceBinding> bindings(const HostConfig &h);
+
+struct Outcome {
+	lg_verdict verdict = LG_VERDICT_DROP;
+	lg_reason reason = LG_REASON_NONE;
+	std::vector<uint8_t> frame;
+	uint32_t egress = 0;
+};
+
+std::string hex(const std::vector<uint8_t> &f);
+
+// Both sides of one dataplane comparison.
+class Pair {
+public:
+	// Loads the program, makes the evaluator; host must be realized.
+	static std::unique_ptr<Pair> make(const HostConfig &host, const EvaluatorConfig &ecfg = {});
+
+	// Commit s to the evaluator, compile it with the evaluator's generation
+	// number and publish it to XDP.
+	bool commit(const State &s);
+
+	// Decide one frame with both; adds a test failure on any difference
+	// (verdict, reason, bytes, egress, counter deltas). Returns the evaluator's.
+	Decision check(const std::vector<uint8_t> &frame, uint32_t ifindex, const std::string &what = "");
+
+	void advance(uint64_t ns); // both clocks
+	uint64_t now() const;
+
+	Evaluator &ev() { return *ev_; }
+	XdpDataplane &dp() { return *dp_; }
+	const CompiledTables &tables() const { return tables_; }
+	const HostConfig &host() const { return host_; }
+
+private:
+	Outcome run_xdp(const std::vector<uint8_t> &frame, uint32_t ifindex);
+	HostConfig host_;
+	std::unique_ptr<Evaluator> ev_;
+	std::unique_ptr<XdpDataplane> dp_;
+	CompiledTables tables_;
+	uint64_t offset_ = 0;
+};
+
+} // namespace lg::xdptest

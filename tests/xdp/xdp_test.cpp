@@ -1,0 +1,849 @@
+// The XDP program against the reference evaluator, frame for frame: every
+// step of SPEC §3 and every drop reason, conversations across generations,
+// fragments, ICMP errors, and random policies (tests/random_policy.hpp).
+// Each test runs in a network namespace of its own (xdp_harness.hpp).
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <map>
+#include <set>
+
+#include "packet.hpp"
+#include "policy_helpers.hpp"
+#include "random_policy.hpp"
+#include "xdp_harness.hpp"
+#include "lg_xdp.skel.h"
+
+extern "C" {
+#include "lg_xdp.h"
+}
+
+namespace lg {
+namespace {
+
+using xdptest::Pair;
+
+constexpr uint32_t kClientIf = 1, kBackendIf = 2; // template numbers; realize() maps them
+const Mac kClientIfMac{0x02, 0, 0, 0, 1, 1}, kBackendIfMac{0x02, 0, 0, 0, 2, 1};
+const Mac kClientMac{0x02, 0xc1, 0, 0, 0, 0x0a}, kBackendMac{0x02, 0xb1, 0, 0, 0, 0x0b}, kGwMac{0x02, 0x99, 0, 0, 0, 1};
+constexpr uint64_t kSec = 1000000000ull;
+
+Addr A(const char *s) { return *Addr::parse(s); }
+
+HostConfig host_template()
+{
+	HostConfig h;
+	h.interfaces = {{kClientIf, kClientIfMac, "client-vnet"}, {kBackendIf, kBackendIfMac, ""}};
+	h.routes = {{*Prefix::parse("10.1.0.0/16"), kClientIf, {}},
+		    {*Prefix::parse("fd00:1::/48"), kClientIf, {}},
+		    {*Prefix::parse("192.168.0.0/16"), kBackendIf, {}},
+		    {*Prefix::parse("fd00:9::/48"), kBackendIf, {}},
+		    {*Prefix::parse("0.0.0.0/0"), kBackendIf, A("192.168.0.1")}};
+	h.neighbors = {{kClientIf, A("10.1.1.10"), kClientMac},     {kClientIf, A("10.1.2.10"), kClientMac},
+		       {kClientIf, A("10.1.1.20"), kClientMac},     {kClientIf, A("fd00:1:0:1::10"), kClientMac},
+		       {kBackendIf, A("192.168.10.11"), kBackendMac}, {kBackendIf, A("192.168.10.12"), kBackendMac},
+		       {kBackendIf, A("192.168.20.11"), kBackendMac}, {kBackendIf, A("192.168.0.1"), kGwMac},
+		       {kBackendIf, A("fd00:9::11"), kBackendMac},   {kClientIf, A("fd00:1:0:1::20"), kClientMac}};
+	h.local_addresses = {A("10.1.0.1")};
+	return h;
+}
+
+SecurityRule rule(const char *name, int prio, const char *dir, const char *access, const char *proto, const char *src,
+		  const char *dst, const char *dport = "*")
+{
+	return testing::make_rule(name, prio, dir, access, proto, src, dst, dport);
+}
+
+// The evaluator tests' seed plus an IPv6 server and endpoint.
+State seed()
+{
+	State s;
+	VirtualNetwork v;
+	v.name = "client-vnet";
+	v.vni = 100;
+	v.addressPrefixes = {"10.1.0.0/16", "fd00:1::/48"};
+	v.subnets = {{"clients", "10.1.1.0/24", "clients-nsg", {}, "Disabled"},
+		     {"sqlep", "10.1.2.0/24", "", {"Microsoft.Sql"}, "Disabled"},
+		     {"v6", "fd00:1:0:1::/64", "", {}, "Disabled"}};
+	s.virtualNetworks.push_back(v);
+	NetworkSecurityGroup n;
+	n.name = "clients-nsg";
+	n.defaultSecurityRules = default_security_rules();
+	n.securityRules = {rule("allow-sql-westus", 100, "Outbound", "Allow", "Tcp", "*", "Sql.WestUS", "3306"),
+			   rule("deny-sql", 200, "Outbound", "Deny", "*", "*", "Sql"),
+			   rule("deny-telnet-in", 300, "Inbound", "Deny", "Tcp", "*", "*", "23")};
+	s.networkSecurityGroups.push_back(n);
+	s.serviceTags.values = {
+		{"AzureCloud", "AzureCloud", "", "", {"20.0.0.0/8", "40.64.0.0/10"}},
+		{"Sql", "Sql", "", "AzureSQL", {"20.10.0.0/16"}},
+		{"Sql.WestUS", "Sql.WestUS", "westus", "AzureSQL", {"20.10.1.0/24"}},
+		{"Sql.EastUS", "Sql.EastUS", "eastus", "AzureSQL", {"20.10.2.0/24"}},
+	};
+	MySqlServer w;
+	w.name = "westus-db";
+	w.fullyQualifiedDomainName = "westus-db.mysql.database.azure.com";
+	w.publicIp = "20.10.1.5";
+	w.backends = {{"192.168.10.11", 3306, 1}, {"192.168.10.12", 3306, 1}};
+	w.firewallRules = {{"office", "198.51.100.0", "198.51.100.255"}};
+	w.virtualNetworkRules = {{"ep", "client-vnet", "sqlep"}};
+	MySqlServer e;
+	e.name = "eastus-db";
+	e.fullyQualifiedDomainName = "eastus-db.mysql.database.azure.com";
+	e.publicIp = "20.10.2.5";
+	e.backends = {{"192.168.20.11", 3306, 1}, {"fd00:9::11", 3306, 1}};
+	s.servers = {w, e};
+	PrivateEndpoint pe;
+	pe.name = "pe-east";
+	pe.vnet = "client-vnet";
+	pe.subnet = "clients";
+	pe.privateIPAddress = "10.1.1.100";
+	pe.server = "eastus-db";
+	pe.connectionName = default_connection_name("pe-east", "eastus-db");
+	s.privateEndpoints.push_back(pe);
+	PrivateEndpoint p6 = pe;
+	p6.name = "pe-east6";
+	p6.subnet = "v6";
+	p6.privateIPAddress = "fd00:1:0:1::100";
+	p6.connectionName = default_connection_name("pe-east6", "eastus-db");
+	s.privateEndpoints.push_back(p6);
+	PrivateEndpoint pw = pe;
+	pw.name = "pe-west6";
+	pw.subnet = "v6";
+	pw.privateIPAddress = "fd00:1:0:1::101";
+	pw.server = "westus-db"; // IPv4 backends only: no-backend for IPv6
+	pw.connectionName = default_connection_name("pe-west6", "westus-db");
+	s.privateEndpoints.push_back(pw);
+	return s;
+}
+
+class XdpTest : public ::testing::Test {
+protected:
+	void SetUp() override { start({}); }
+
+	void start(const EvaluatorConfig &cfg)
+	{
+		ASSERT_EQ(geteuid(), 0u) << "the XDP tests need root (CI runs as root)";
+		ASSERT_TRUE(xdptest::enter_netns());
+		std::map<uint32_t, uint32_t> m;
+		HostConfig h = xdptest::realize(host_template(), &m);
+		ASSERT_FALSE(::testing::Test::HasFailure()) << "setting up the namespace failed";
+		client_if = m[kClientIf];
+		backend_if = m[kBackendIf];
+		pair = Pair::make(h, cfg);
+		ASSERT_TRUE(pair);
+		state = seed();
+		ASSERT_TRUE(pair->commit(state));
+	}
+	void commit() { ASSERT_TRUE(pair->commit(state)); }
+
+	PacketBuilder c2s() { return PacketBuilder().eth(kClientMac, kClientIfMac); }
+	PacketBuilder b2c() { return PacketBuilder().eth(kBackendMac, kBackendIfMac); }
+	std::vector<uint8_t> syn(const char *src, const char *dst, uint16_t sp = 40000, uint16_t dp = 3306)
+	{
+		return c2s().ipv4(src, dst).tcp(sp, dp, kTcpSyn).build();
+	}
+	Decision check(const std::vector<uint8_t> &f, uint32_t ifindex, const std::string &what)
+	{
+		return pair->check(f, ifindex, what);
+	}
+	// Checks against the evaluator and that the case is the one intended.
+	Decision expect(const std::vector<uint8_t> &f, lg_verdict v, lg_reason r, const std::string &what,
+			uint32_t ifindex = 0)
+	{
+		Decision d = check(f, ifindex ? ifindex : client_if, what);
+		EXPECT_STREQ(verdict_name(d.verdict), verdict_name(v)) << what;
+		EXPECT_STREQ(reason_name(d.reason), reason_name(r)) << what;
+		return d;
+	}
+	PrivateEndpoint &pe(const char *n = "pe-east") { return *state.private_endpoint(n); }
+
+	std::unique_ptr<Pair> pair;
+	State state;
+	uint32_t client_if = 0, backend_if = 0;
+};
+
+TEST_F(XdpTest, ParseErrors)
+{
+	auto f = syn("10.1.1.10", "10.1.1.100");
+	auto bad_ihl = f;
+	bad_ihl[14] = 0x44;
+	expect(bad_ihl, LG_VERDICT_DROP, LG_REASON_MALFORMED, "IHL < 5");
+	auto trunc = f;
+	trunc[16] = 0x05; // total length beyond the frame
+	expect(trunc, LG_VERDICT_DROP, LG_REASON_MALFORMED, "total length");
+	auto short_tcp = c2s().ipv4("10.1.1.10", "10.1.1.100").raw_l4(kProtoTcp, {1, 2, 3, 4}).build();
+	expect(short_tcp, LG_VERDICT_DROP, LG_REASON_MALFORMED, "TCP header missing");
+	auto three = c2s().vlan(kEthQinQ, 1).vlan(kEthVlan, 2).vlan(kEthVlan, 3).ipv4("10.1.1.10", "10.1.1.100").tcp(1, 3306, kTcpSyn).build();
+	expect(three, LG_VERDICT_DROP, LG_REASON_VLAN_DEPTH, "three VLAN tags");
+	PacketBuilder nine = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100");
+	for (int i = 0; i < 9; i++)
+		nine.ipv6_ext(60);
+	expect(nine.tcp(1, 3306, kTcpSyn).build(), LG_VERDICT_DROP, LG_REASON_IPV6_EXT_CHAIN, "nine extension headers");
+	auto hbh = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").ipv6_ext(60).ipv6_ext(0).tcp(1, 3306, kTcpSyn).build();
+	expect(hbh, LG_VERDICT_DROP, LG_REASON_IPV6_EXT_CHAIN, "Hop-by-Hop not first");
+	auto proto0 = c2s().ipv4("10.1.1.10", "8.8.8.8").raw_l4(0, {0, 0, 0, 0}).build();
+	expect(proto0, LG_VERDICT_DROP, LG_REASON_MALFORMED, "IPv4 protocol 0");
+}
+
+TEST_F(XdpTest, VlanOptionsAndExtensionHeadersForward)
+{
+	auto two = c2s().vlan(kEthQinQ, 7).vlan(kEthVlan, 8).ipv4("10.1.1.10", "10.1.1.100").tcp(40001, 3306, kTcpSyn).build();
+	expect(two, LG_VERDICT_FORWARD, LG_REASON_NONE, "two VLAN tags, DNAT");
+	auto opts = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_options({1, 1, 1, 0}).tcp(40002, 3306, kTcpSyn).build();
+	expect(opts, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv4 options, DNAT");
+	auto ext = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").ipv6_ext(0).ipv6_ext(60).tcp(40003, 3306, kTcpSyn).build();
+	expect(ext, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 with extension headers, DNAT to an IPv6 backend");
+}
+
+TEST_F(XdpTest, AddressResolutionAndHostTraffic)
+{
+	expect(c2s().arp_request(kClientMac, "10.1.1.10", "10.1.1.100").build(), LG_VERDICT_TX, LG_REASON_NONE,
+	       "ARP for a private endpoint");
+	expect(c2s().arp_request(kClientMac, "10.1.1.10", "20.10.1.5").build(), LG_VERDICT_TX, LG_REASON_NONE,
+	       "ARP for a public IP");
+	expect(c2s().arp_request(kClientMac, "10.1.1.10", "10.1.1.99").build(), LG_VERDICT_PASS, LG_REASON_NONE,
+	       "ARP for someone else");
+	expect(b2c().arp_request(kBackendMac, "192.168.10.11", "10.1.1.100").build(), LG_VERDICT_PASS, LG_REASON_NONE,
+	       "ARP for a private endpoint on another VNet's interface", backend_if);
+	// Neighbour solicitation with the source link-layer option.
+	auto ns = [&](const char *target) {
+		Addr t = A(target);
+		std::vector<uint8_t> body{0, 0, 0, 0};
+		body.insert(body.end(), t.b.begin(), t.b.end());
+		body.insert(body.end(), {1, 1});
+		body.insert(body.end(), kClientMac.begin(), kClientMac.end());
+		std::vector<uint8_t> l4{135, 0, 0, 0};
+		l4.insert(l4.end(), body.begin(), body.end());
+		auto f = c2s().ipv6("fd00:1:0:1::10", "ff02::1:ff00:100", 255).raw_l4(kProtoIcmp6, l4).build();
+		// checksum over the pseudo-header and the message
+		Parsed p;
+		parse_frame(f, p);
+		uint32_t ps = pseudo_sum(p.src, p.dst, kProtoIcmp6, 32, false);
+		wr16(f, p.l4 + 2, inet_checksum(std::span(f).subspan(p.l4, 32), ps));
+		return f;
+	};
+	expect(ns("fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE, "NS for an IPv6 private endpoint");
+	expect(ns("fd00:1:0:1::77"), LG_VERDICT_PASS, LG_REASON_NONE, "NS for someone else");
+	expect(syn("10.1.1.10", "10.1.0.1"), LG_VERDICT_PASS, LG_REASON_NONE, "the host's own address");
+	expect(c2s().ipv4("10.1.1.10", "224.0.0.5").udp(1, 2).build(), LG_VERDICT_PASS, LG_REASON_NONE, "multicast");
+	expect(c2s().ipv4("10.1.1.10", "255.255.255.255").udp(68, 67).build(), LG_VERDICT_PASS, LG_REASON_NONE, "broadcast");
+	expect(c2s().ipv6("fd00:1:0:1::10", "ff02::1").udp(1, 2).build(), LG_VERDICT_PASS, LG_REASON_NONE, "IPv6 multicast");
+}
+
+TEST_F(XdpTest, PrivateEndpointConversation)
+{
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the endpoint, DNAT");
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK translated back", backend_if);
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).payload("select 1").build();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK with data");
+	EXPECT_EQ(pair->dp().flow_entries(), 2 * pair->ev().flow_count());
+	// FIN both ways, then a new SYN on the closed tuple is decided anew.
+	expect(c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpFin | kTcpAck).build(), LG_VERDICT_FORWARD,
+	       LG_REASON_NONE, "FIN");
+	expect(b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpFin | kTcpAck).build(), LG_VERDICT_FORWARD,
+	       LG_REASON_NONE, "FIN back", backend_if);
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "new SYN on a closed tuple");
+	pair->advance(31 * kSec);
+	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "ACK after the flow expired");
+}
+
+TEST_F(XdpTest, PrivateEndpointChecks)
+{
+	expect(syn("10.1.1.10", "10.1.1.100", 40000, 80), LG_VERDICT_DROP, LG_REASON_PE_PORT, "port 80");
+	expect(c2s().ipv4("10.1.1.10", "10.1.1.100").udp(5000, 3306).build(), LG_VERDICT_DROP, LG_REASON_PE_PORT, "UDP");
+	auto v6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::101").tcp(40000, 3306, kTcpSyn).build();
+	expect(v6, LG_VERDICT_DROP, LG_REASON_NO_BACKEND, "IPv6 endpoint of an IPv4-only server");
+	pe().connectionState.status = "Pending";
+	commit();
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_DROP, LG_REASON_PEC_PENDING, "pending");
+	pe().connectionState.status = "Rejected";
+	commit();
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_DROP, LG_REASON_PEC_REJECTED, "rejected");
+	pe().connectionState.status = "Disconnected";
+	pe().connectionPresent = false;
+	commit();
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_DROP, LG_REASON_PEC_DISCONNECTED, "deleted connection");
+}
+
+TEST_F(XdpTest, RejectingTheConnectionCutsOpenFlows)
+{
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+	// A new generation that keeps the endpoint: the flow survives the re-check.
+	state.networkSecurityGroups[0].securityRules.push_back(rule("noise", 400, "Inbound", "Deny", "Udp", "*", "*", "9"));
+	commit();
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK after an unrelated change");
+	pe().connectionState.status = "Rejected";
+	commit();
+	expect(ack, LG_VERDICT_DROP, LG_REASON_PEC_REJECTED, "ACK after the PEC was rejected");
+	expect(synack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the flow is gone", backend_if);
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+}
+
+TEST_F(XdpTest, DestinationChangesCutFlows)
+{
+	auto open = [&](const char *src, uint16_t sp) {
+		Decision d = check(syn(src, "10.1.1.100", sp), client_if, "SYN");
+		EXPECT_NE(d.verdict, LG_VERDICT_DROP); // forward, or pass for an unresolved backend
+		return c2s().ipv4(src, "10.1.1.100").tcp(sp, 3306, kTcpAck).build();
+	};
+	auto a1 = open("10.1.1.10", 41000);
+	// Drained backend (weight 0): existing flows stay.
+	state.server("eastus-db")->backends[0].weight = 0;
+	commit();
+	expect(a1, LG_VERDICT_FORWARD, LG_REASON_NONE, "flow to a drained backend");
+	expect(syn("10.1.1.10", "10.1.1.100", 41001), LG_VERDICT_DROP, LG_REASON_NO_BACKEND, "no new flow to it");
+	// Removed backend: the flow goes.
+	state.server("eastus-db")->backends[0] = {"192.168.20.12", 3306, 1};
+	commit();
+	expect(a1, LG_VERDICT_DROP, LG_REASON_NO_BACKEND, "backend removed");
+	auto a2 = open("10.1.1.20", 41002);
+	// Endpoint deleted: the address is routed now, not translated.
+	state.privateEndpoints.erase(state.privateEndpoints.begin());
+	commit();
+	expect(a2, LG_VERDICT_DROP, LG_REASON_NO_BACKEND, "endpoint deleted");
+	// Public endpoint flows are cut when public access is turned off.
+	auto pub = b2c().ipv4("198.51.100.7", "20.10.1.5").tcp(50000, 3306, kTcpSyn).build();
+	expect(pub, LG_VERDICT_FORWARD, LG_REASON_NONE, "public SYN", backend_if);
+	state.server("westus-db")->publicNetworkAccess = "Disabled";
+	commit();
+	auto pack = b2c().ipv4("198.51.100.7", "20.10.1.5").tcp(50000, 3306, kTcpAck).build();
+	expect(pack, LG_VERDICT_DROP, LG_REASON_PUBLIC_ACCESS_DISABLED, "public access off", backend_if);
+}
+
+TEST_F(XdpTest, Ipv6IcmpErrorOfATranslatedFlow)
+{
+	auto s6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build();
+	expect(s6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 SYN");
+	auto quoted = c2s().ipv6("fd00:1:0:1::10", "fd00:9::11").tcp(40000, 3306, kTcpSyn).build();
+	auto err = b2c().ipv6("fd00:9::11", "fd00:1:0:1::10").icmp_error(1, 4, quoted, 48).build();
+	expect(err, LG_VERDICT_FORWARD, LG_REASON_NONE, "ICMPv6 port unreachable from the backend", backend_if);
+	auto tb = b2c().ipv6("fd00:9::1", "fd00:1:0:1::10").icmp_error(2, 0, quoted, 68).build();
+	expect(tb, LG_VERDICT_FORWARD, LG_REASON_NONE, "packet too big from a router", backend_if);
+}
+
+TEST_F(XdpTest, ReclaimAndFlowListing)
+{
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "PE flow");
+	expect(c2s().ipv4("10.1.1.10", "8.8.8.8").udp(5353, 53).build(), LG_VERDICT_FORWARD, LG_REASON_NONE, "UDP flow");
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 2u);
+	for (auto &e : fl) {
+		EXPECT_EQ(e.generation, pair->ev().generation());
+		EXPECT_EQ(e.state, LG_CT_NEW);
+		EXPECT_EQ(e.egress_ifindex, backend_if); // the backend and the Internet are both there
+	}
+	EXPECT_EQ(pair->dp().reclaim(), 0u);
+	pair->advance(31 * kSec);
+	EXPECT_EQ(pair->dp().reclaim(), pair->ev().reclaim(pair->now()));
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+	EXPECT_EQ(pair->ev().flow_count(), 0u);
+}
+
+TEST_F(XdpTest, FlushConnection)
+{
+	// Routed flow from the client subnet to the Internet, then a rule that denies it.
+	auto f = c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40000, 443, kTcpSyn).build();
+	auto ack = c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40000, 443, kTcpAck).build();
+	expect(f, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the Internet via the gateway");
+	state.networkSecurityGroups[0].securityRules.push_back(rule("deny-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443"));
+	commit();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "kept: flushConnection false");
+	state.networkSecurityGroups[0].flushConnection = true;
+	commit();
+	expect(ack, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "cut: flushConnection true");
+	expect(f, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "a new SYN is denied too");
+}
+
+TEST_F(XdpTest, PublicEndpoint)
+{
+	// Sources outside the VNet arrive on the backend side.
+	auto from = [&](const char *src, const char *dst, uint16_t dp = 3306) {
+		return b2c().ipv4(src, dst).tcp(50000, dp, kTcpSyn).build();
+	};
+	expect(from("198.51.100.7", "20.10.1.5"), LG_VERDICT_FORWARD, LG_REASON_NONE, "firewall range", backend_if);
+	expect(from("203.0.113.7", "20.10.1.5"), LG_VERDICT_DROP, LG_REASON_FIREWALL_NO_MATCH, "outside", backend_if);
+	expect(from("198.51.100.7", "20.10.1.5", 80), LG_VERDICT_DROP, LG_REASON_PUBLIC_PORT, "port 80", backend_if);
+	expect(from("198.51.100.7", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_FIREWALL_NO_MATCH, "no rules", backend_if);
+	// Service-endpoint subnet: VNet rules only.
+	expect(syn("10.1.2.10", "20.10.1.5"), LG_VERDICT_FORWARD, LG_REASON_NONE, "VNet rule");
+	expect(syn("10.1.2.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_VNET_RULE_NO_MATCH, "no VNet rule");
+	// Allow Azure services.
+	state.server("eastus-db")->firewallRules = {{"azure", "0.0.0.0", "0.0.0.0"}};
+	commit();
+	expect(from("40.64.1.1", "20.10.2.5"), LG_VERDICT_FORWARD, LG_REASON_NONE, "AzureCloud", backend_if);
+	expect(from("41.0.0.1", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_FIREWALL_NO_MATCH, "not AzureCloud", backend_if);
+	state.server("westus-db")->publicNetworkAccess = "Disabled";
+	commit();
+	expect(from("198.51.100.7", "20.10.1.5"), LG_VERDICT_DROP, LG_REASON_PUBLIC_ACCESS_DISABLED, "disabled", backend_if);
+}
+
+TEST_F(XdpTest, NsgAndConntrackReasons)
+{
+	expect(syn("10.1.1.10", "20.10.1.5"), LG_VERDICT_DROP, LG_REASON_FIREWALL_NO_MATCH,
+	       "allow-sql-westus, then the server's firewall");
+	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql");
+	expect(b2c().ipv4("192.168.10.11", "10.1.1.10").tcp(5000, 22, kTcpSyn).build(), LG_VERDICT_DROP,
+	       LG_REASON_NSG_DEFAULT_DENY, "DenyAllInBound", backend_if);
+	expect(c2s().ipv4("10.1.1.20", "10.1.1.10").tcp(5000, 23, kTcpSyn).build(), LG_VERDICT_DROP, LG_REASON_NSG_DENY,
+	       "deny-telnet-in");
+	expect(c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40000, 443, kTcpAck).build(), LG_VERDICT_DROP,
+	       LG_REASON_CT_INVALID, "ACK without a flow");
+	expect(c2s().ipv4("10.1.1.10", "8.8.8.8", 1).tcp(40000, 443, kTcpSyn).build(), LG_VERDICT_DROP,
+	       LG_REASON_TTL_EXCEEDED, "TTL 1");
+	expect(c2s().ipv6("fd00:1:0:1::10", "2001:db8::1").tcp(40000, 443, kTcpSyn).build(), LG_VERDICT_DROP,
+	       LG_REASON_NO_ROUTE, "no IPv6 default route");
+	expect(c2s().ipv4("10.1.1.10", "192.168.30.1").udp(5000, 53).build(), LG_VERDICT_PASS, LG_REASON_NONE,
+	       "neighbour not resolved: to the host");
+	expect(c2s().ipv4("10.1.1.10", "8.8.8.8").raw_l4(kProtoEsp, {0, 0, 0, 1, 0, 0, 0, 1}).build(), LG_VERDICT_FORWARD,
+	       LG_REASON_NONE, "ESP: no flow, decided each time");
+}
+
+TEST_F(XdpTest, UdpIcmpAndIpv6Flows)
+{
+	auto q = c2s().ipv4("10.1.1.10", "8.8.8.8").udp(5353, 53).payload("query").build();
+	expect(q, LG_VERDICT_FORWARD, LG_REASON_NONE, "UDP out");
+	auto a = PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("8.8.8.8", "10.1.1.10").udp(53, 5353).payload("answer").build();
+	expect(a, LG_VERDICT_FORWARD, LG_REASON_NONE, "UDP answer by the flow", backend_if);
+	auto ping = c2s().ipv4("10.1.1.10", "8.8.8.8").icmp(8, 0, 77, 1).build();
+	expect(ping, LG_VERDICT_FORWARD, LG_REASON_NONE, "echo request");
+	auto pong = PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("8.8.8.8", "10.1.1.10").icmp(0, 0, 77, 1).build();
+	expect(pong, LG_VERDICT_FORWARD, LG_REASON_NONE, "echo reply", backend_if);
+	auto s6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build();
+	expect(s6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 SYN to an endpoint");
+	auto r6 = b2c().ipv6("fd00:9::11", "fd00:1:0:1::10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	expect(r6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 SYN-ACK back", backend_if);
+}
+
+TEST_F(XdpTest, IcmpErrors)
+{
+	auto s = syn("10.1.1.10", "10.1.1.100");
+	expect(s, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+	// The backend's host reports the translated SYN unreachable.
+	auto translated = pair->ev().explain({"client-vnet", A("10.1.1.10"), A("10.1.1.100"), kProtoTcp, 40000, 3306});
+	auto quoted = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "192.168.20.11").tcp(40000, 3306, kTcpSyn).build();
+	auto err = b2c().ipv4("192.168.20.11", "10.1.1.10").icmp_error(3, 3, quoted).build();
+	expect(err, LG_VERDICT_FORWARD, LG_REASON_NONE, "ICMP error about the flow, from the backend", backend_if);
+	auto err2 = b2c().ipv4("192.168.0.1", "10.1.1.10").icmp_error(3, 4, quoted, 48).build();
+	expect(err2, LG_VERDICT_FORWARD, LG_REASON_NONE, "ICMP error from a router on the way", backend_if);
+	auto reply = b2c().ipv4("10.1.1.10", "192.168.20.11").tcp(40000, 3306, kTcpSyn).build();
+	auto other = c2s().ipv4("10.1.1.10", "192.168.20.11").icmp_error(3, 1, b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build()).build();
+	expect(other, LG_VERDICT_FORWARD, LG_REASON_NONE, "ICMP error towards the backend");
+	auto unknown = b2c().ipv4("192.168.0.1", "10.1.1.10").icmp_error(3, 1, syn("10.1.1.10", "9.9.9.9", 1, 2)).build();
+	check(unknown, backend_if, "ICMP error of no flow: decided as new");
+	(void)translated;
+	(void)reply;
+}
+
+TEST_F(XdpTest, Fragments)
+{
+	std::vector<uint8_t> pay(64, 0xab);
+	auto first = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 0, true).tcp(40000, 3306, kTcpSyn).payload(pay).build();
+	expect(first, LG_VERDICT_FORWARD, LG_REASON_NONE, "first fragment, DNAT");
+	auto later = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 88, false).raw_l4(kProtoTcp, pay).build();
+	expect(later, LG_VERDICT_FORWARD, LG_REASON_NONE, "later fragment takes the translation");
+	auto overlap = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 8, true).raw_l4(kProtoTcp, pay).build();
+	expect(overlap, LG_VERDICT_DROP, LG_REASON_FRAGMENT_OVERLAP, "overlap");
+	auto orphan = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(8, 88, false).raw_l4(kProtoTcp, pay).build();
+	expect(orphan, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "no first fragment");
+	auto denied = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(9, 0, true).tcp(40000, 80, kTcpSyn).payload(pay).build();
+	expect(denied, LG_VERDICT_DROP, LG_REASON_PE_PORT, "denied first fragment");
+	auto denied2 = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(9, 88, false).raw_l4(kProtoTcp, pay).build();
+	expect(denied2, LG_VERDICT_DROP, LG_REASON_PE_PORT, "its later fragment");
+	auto f6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").ipv6_fragment(11, 0, true).tcp(40001, 3306, kTcpSyn).payload(pay).build();
+	expect(f6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 first fragment");
+	auto l6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").ipv6_fragment(11, 88, false).raw_l4(kProtoTcp, pay).build();
+	expect(l6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 later fragment");
+	pair->advance(6 * kSec);
+	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory expired");
+}
+
+TEST(XdpTables, FlowAndFragmentTablesFull)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	EvaluatorConfig cfg;
+	cfg.flow_capacity = 1;
+	cfg.frag_capacity = 1;
+	auto pair = Pair::make(h, cfg);
+	ASSERT_TRUE(pair);
+	ASSERT_TRUE(pair->commit(seed()));
+	auto c = [](const char *dst, uint16_t sp) {
+		return PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", dst).tcp(sp, 3306, kTcpSyn).build();
+	};
+	uint32_t cif = m[kClientIf];
+	pair->check(c("10.1.1.100", 1000), cif, "first flow");
+	Decision d = pair->check(c("10.1.1.100", 1001), cif, "second flow: table full");
+	EXPECT_STREQ(reason_name(d.reason), "ct-full");
+	d = pair->check(c("20.10.2.5", 1002), cif, "denied beats full");
+	EXPECT_STREQ(reason_name(d.reason), "nsg-deny");
+	std::vector<uint8_t> pay(16, 1);
+	auto frag = [&](uint16_t id) {
+		return PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "8.8.8.8").ipv4_fragment(id, 0, true).udp(5, 6).payload(pay).build();
+	};
+	pair->check(frag(1), cif, "first datagram remembered");
+	d = pair->check(frag(2), cif, "second datagram: fragment table full");
+	EXPECT_STREQ(reason_name(d.reason), "frag-table-full");
+}
+
+// The answer to a forwarded frame, from where it went.
+std::vector<uint8_t> reply_to(const std::vector<uint8_t> &out)
+{
+	Parsed p;
+	parse_frame(out, p);
+	PacketBuilder b;
+	b.eth({0x02, 0xdd, 0, 0, 0, 1}, {0x02, 0, 0, 0, 0, 2});
+	if (p.family == 4)
+		b.ipv4(p.dst.str(), p.src.str());
+	else
+		b.ipv6(p.dst.str(), p.src.str());
+	if (p.proto == kProtoTcp)
+		b.tcp(p.dport, p.sport, kTcpSyn | kTcpAck);
+	else if (p.proto == kProtoUdp)
+		b.udp(p.dport, p.sport);
+	else
+		b.icmp(p.family == 4 ? 0 : 129, 0, p.icmp_id, 1);
+	return b.build();
+}
+
+// An ICMP destination unreachable from where `out` went, quoting it.
+std::vector<uint8_t> icmp_error_about(const std::vector<uint8_t> &out, size_t quote)
+{
+	Parsed p;
+	parse_frame(out, p);
+	PacketBuilder b;
+	b.eth({0x02, 0xdd, 0, 0, 0, 1}, {0x02, 0, 0, 0, 0, 2});
+	if (p.family == 4)
+		b.ipv4(p.dst.str(), p.src.str()).icmp_error(3, 3, out, quote);
+	else
+		b.ipv6(p.dst.str(), p.src.str()).icmp_error(1, 4, out, quote);
+	return b.build();
+}
+
+// First fragment (L4 header + 32 bytes) and a later one of the tuple.
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> fragments(const Tuple &t, uint32_t id)
+{
+	std::vector<uint8_t> pay(32, 0x5a), rest(24, 0xa5);
+	auto base = [&] {
+		PacketBuilder b;
+		b.eth({0x02, 0xee, 0, 0, 0, 1}, {0x02, 0, 0, 0, 0, 1});
+		if (t.src.is_v4())
+			b.ipv4(t.src.str(), t.dst.str());
+		else
+			b.ipv6(t.src.str(), t.dst.str());
+		return b;
+	};
+	PacketBuilder f = base(), l = base();
+	if (t.src.is_v4()) {
+		f.ipv4_fragment(uint16_t(id), 0, true);
+		l.ipv4_fragment(uint16_t(id), 56, false);
+	} else {
+		f.ipv6_fragment(id, 0, true);
+		l.ipv6_fragment(id, 56, false);
+	}
+	if (t.proto == kProtoTcp)
+		f.tcp(t.sport, t.dport, kTcpSyn);
+	else
+		f.udp(t.sport, t.dport);
+	f.payload(pay);
+	l.raw_l4(t.proto, rest);
+	return {f.build(), l.build()};
+}
+
+bool loopback(const Addr &a)
+{
+	return a.is_v4() ? (a.v4() >> 24) == 127 : a == A("::1");
+}
+
+// Random policies and tuples (tests/random_policy.hpp): new flows, then the
+// same frame again (the flow path), each decided by both.
+std::vector<uint8_t> tuple_frame(const Tuple &t, uint8_t tcp_flags, uint16_t icmp_seq, int i)
+{
+	PacketBuilder b;
+	b.eth({0x02, 0xee, 0, 0, 0, 1}, {0x02, 0, 0, 0, 0, 1});
+	if (t.src.is_v4())
+		b.ipv4(t.src.str(), t.dst.str());
+	else
+		b.ipv6(t.src.str(), t.dst.str());
+	if (t.proto == kProtoTcp)
+		b.tcp(t.sport, t.dport, tcp_flags);
+	else if (t.proto == kProtoUdp)
+		b.udp(t.sport, t.dport);
+	else if (t.proto == kProtoIcmp || t.proto == kProtoIcmp6)
+		b.icmp(t.src.is_v4() ? 8 : 128, 0, uint16_t(i), icmp_seq);
+	else
+		b.raw_l4(t.proto, {0, 0, 0, 1, 0, 0, 0, 2});
+	return b.build();
+}
+
+// One random policy through both dataplanes: n new-flow tuples, each sent
+// twice (the second takes the flow path) and answered when a flow was made;
+// then a changed generation (every NSG flushes, the first NSG's rules
+// reordered, some connections rejected) and the tuples again as follow-ups.
+void differential(testing::RandomPolicy rp, uint64_t seed, int n, bool gateways, std::map<std::string, int> &verdicts)
+{
+	ASSERT_TRUE(xdptest::enter_netns());
+	if (gateways) {
+		// Through resolved gateways (forward) instead of on-link routes
+		// without neighbours (to the host).
+		std::set<std::pair<uint32_t, bool>> gws;
+		for (auto &r : rp.host.routes) {
+			uint8_t x = uint8_t(r.ifindex);
+			Addr gw = r.prefix.is_v4() ? Addr::from_v4(0x64400000u | x) : A("fd99::1");
+			if (!r.prefix.is_v4())
+				gw.b[15] = x;
+			r.gateway = gw;
+			if (gws.insert({r.ifindex, r.prefix.is_v4()}).second)
+				rp.host.neighbors.push_back({r.ifindex, gw, Mac{0x02, 0x99, 0, 0, 0, x}});
+		}
+	}
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(rp.host, &m);
+	ASSERT_FALSE(::testing::Test::HasFailure());
+	auto pair = Pair::make(h);
+	ASSERT_TRUE(pair);
+	ASSERT_TRUE(pair->commit(rp.state));
+	std::map<std::string, uint32_t> vnet_if;
+	for (auto &i : h.interfaces)
+		vnet_if[i.vnet] = i.ifindex;
+	auto count = [&](const Decision &d) { verdicts[std::string(verdict_name(d.verdict)) + "/" + reason_name(d.reason)]++; };
+	testing::TupleGen gen(rp, seed);
+	for (int i = 0; i < n && !::testing::Test::HasFailure(); i++) {
+		Tuple t = gen.next();
+		if (loopback(t.dst))
+			continue; // the kernel never routes these (docs/xdp.md)
+		auto f = tuple_frame(t, kTcpSyn, 1, i);
+		uint32_t ifx = vnet_if[t.vnet];
+		Decision d = pair->check(f, ifx, "tuple " + std::to_string(i));
+		count(d);
+		pair->check(f, ifx, "tuple " + std::to_string(i) + " again");
+		if (d.flow_created && d.egress_ifindex) {
+			pair->check(reply_to(d.frame), d.egress_ifindex, "reply to tuple " + std::to_string(i));
+			pair->check(icmp_error_about(d.frame, i % 2 ? 28 : 68), d.egress_ifindex,
+				    "ICMP error about tuple " + std::to_string(i));
+		}
+		if (i % 3 == 0 && (t.proto == kProtoTcp || t.proto == kProtoUdp)) {
+			auto [first, later] = fragments(t, uint32_t(1000 + i));
+			count(pair->check(first, ifx, "first fragment of tuple " + std::to_string(i)));
+			count(pair->check(later, ifx, "later fragment of tuple " + std::to_string(i)));
+		}
+		if (i % 5 == 0) {
+			auto v = tuple_frame(t, kTcpSyn, 3, i);
+			Parsed p;
+			parse_frame(v, p);
+			if (p.family == 4) {
+				v[p.l3 + 8] = 1;
+				v[p.l3 + 10] = v[p.l3 + 11] = 0;
+				wr16(v, p.l3 + 10, inet_checksum(std::span(v).subspan(p.l3, 20)));
+			} else {
+				v[p.l3 + 7] = 1;
+			}
+			count(pair->check(v, ifx, "TTL 1, tuple " + std::to_string(i)));
+		}
+	}
+	State s2 = rp.state;
+	for (auto &nsg : s2.networkSecurityGroups)
+		nsg.flushConnection = true;
+	if (!s2.networkSecurityGroups.empty()) {
+		auto &rules = s2.networkSecurityGroups[0].securityRules;
+		for (const char *dir : {"Inbound", "Outbound"}) {
+			std::vector<SecurityRule *> rs;
+			for (auto &r : rules)
+				if (r.direction == dir)
+					rs.push_back(&r);
+			std::vector<int> prios;
+			for (auto *r : rs)
+				prios.push_back(r->priority);
+			for (size_t i = 0; i < rs.size(); i++)
+				rs[i]->priority = prios[rs.size() - 1 - i];
+		}
+	}
+	for (auto &p : s2.privateEndpoints)
+		if (p.connectionPresent && p.connectionState.status == "Approved" && p.name.size() % 2)
+			p.connectionState.status = "Rejected";
+	ASSERT_TRUE(pair->commit(s2));
+	testing::TupleGen gen2(rp, seed);
+	for (int i = 0; i < n && !::testing::Test::HasFailure(); i++) {
+		Tuple t = gen2.next();
+		if (loopback(t.dst))
+			continue;
+		count(pair->check(tuple_frame(t, kTcpAck, 2, i), vnet_if[t.vnet], "after the change, tuple " + std::to_string(i)));
+	}
+}
+
+std::string summary(const std::map<std::string, int> &verdicts)
+{
+	std::string s;
+	for (auto &[k, n] : verdicts)
+		s += k + "=" + std::to_string(n) + " ";
+	return s;
+}
+
+TEST(XdpDifferential, RandomPolicies)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	std::map<std::string, int> verdicts;
+	for (uint64_t seed = 1; seed <= 8 && !::testing::Test::HasFailure(); seed++) {
+		SCOPED_TRACE("seed " + std::to_string(seed));
+		differential(testing::random_policy(seed), seed, 150, seed % 2 == 0, verdicts);
+	}
+	RecordProperty("verdicts", summary(verdicts));
+	std::printf("verdicts: %s\n", summary(verdicts).c_str());
+	EXPECT_GT(verdicts["forward/none"], 50) << summary(verdicts);
+}
+
+// Large NSGs: several bitmap words per rule set, deep interval searches.
+TEST(XdpDifferential, ScalePolicy)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	std::map<std::string, int> verdicts;
+	differential(testing::scale_policy(900, 3000, 7), 7, 300, true, verdicts);
+	std::printf("verdicts: %s\n", summary(verdicts).c_str());
+	EXPECT_GT(verdicts["forward/none"], 10) << summary(verdicts);
+}
+
+} // namespace
+} // namespace lg
+
+namespace lg {
+namespace {
+
+// SPEC §6: maps and the XDP link pinned under a directory outlive the
+// process; the next load adopts the tables, the flows and the link.
+TEST(XdpPinning, NextLoadAdoptsPinnedMapsFlowsAndLink)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	ASSERT_TRUE(xdptest::ensure_bpffs());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	uint32_t cif = m[kClientIf];
+	std::string dir = "/sys/fs/bpf/linkgate-test-" + std::to_string(getpid());
+	XdpConfig cfg;
+	cfg.pin_dir = dir;
+	Evaluator ev(h);
+	ASSERT_TRUE(ev.commit(seed()).ok());
+	auto synf = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpSyn).build();
+	auto ackf = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	{
+		auto dp = XdpDataplane::load(cfg);
+		ASSERT_TRUE(dp) << dp.error();
+		EXPECT_FALSE((*dp)->adopted());
+		auto t = compile(seed(), xdptest::bindings(h), ev.generation());
+		ASSERT_TRUE(t) << t.error();
+		ASSERT_TRUE((*dp)->publish(*t).ok());
+		auto st = (*dp)->attach(cif);
+		ASSERT_TRUE(st.ok()) << st.error();
+		auto r = (*dp)->run(synf, cif);
+		ASSERT_TRUE(r);
+		EXPECT_EQ(r->action, XDP_REDIRECT);
+		EXPECT_EQ((*dp)->flow_entries(), 2u);
+	} // the process "exits": pins keep everything
+	EXPECT_EQ(access((dir + "/lg_flows").c_str(), F_OK), 0);
+	EXPECT_EQ(access((dir + "/link_" + std::to_string(cif)).c_str(), F_OK), 0);
+	{
+		auto dp = XdpDataplane::load(cfg);
+		ASSERT_TRUE(dp) << dp.error();
+		EXPECT_TRUE((*dp)->adopted());
+		EXPECT_EQ((*dp)->generation(), ev.generation());
+		EXPECT_EQ((*dp)->flow_entries(), 2u);
+		auto r = (*dp)->run(ackf, cif);
+		ASSERT_TRUE(r);
+		EXPECT_EQ(r->action, XDP_REDIRECT) << "the adopted flow carries the ACK";
+		auto st = (*dp)->attach(cif);
+		EXPECT_TRUE(st.ok()) << st.error();
+		// A new generation goes to the other slot and is used at once.
+		State s = seed();
+		s.private_endpoint("pe-east")->connectionState.status = "Rejected";
+		ASSERT_TRUE(ev.commit(s).ok());
+		auto t = compile(s, xdptest::bindings(h), ev.generation());
+		ASSERT_TRUE(t);
+		ASSERT_TRUE((*dp)->publish(*t).ok());
+		r = (*dp)->run(ackf, cif);
+		ASSERT_TRUE(r);
+		EXPECT_EQ(r->action, XDP_DROP);
+		EXPECT_TRUE((*dp)->detach(cif).ok());
+		EXPECT_TRUE((*dp)->unpin().ok());
+	}
+	EXPECT_NE(access(dir.c_str(), F_OK), 0) << "unpin removes the directory";
+}
+
+// SPEC §4: a packet is decided by one generation. Two generations number
+// the servers differently (a mixed read of the endpoint table of one and the
+// server table of the other would pick the wrong server's backend) and are
+// published alternately while another thread decides SYNs.
+TEST(XdpGenerations, PacketsNeverMixTwoGenerations)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	uint32_t cif = m[kClientIf];
+	auto dp = XdpDataplane::load();
+	ASSERT_TRUE(dp) << dp.error();
+	State a = seed(), b = seed();
+	std::swap(b.servers[0], b.servers[1]);
+	auto ta = compile(a, xdptest::bindings(h), 2), tb = compile(b, xdptest::bindings(h), 3);
+	ASSERT_TRUE(ta && tb);
+	ASSERT_TRUE((*dp)->publish(*ta).ok());
+	std::atomic<bool> stop{false};
+	std::atomic<int> wrong{0}, runs{0};
+	// Runs share the program but not the test-run context: one thread decides.
+	std::thread t([&] {
+		for (uint16_t sp = 1; !stop && sp < 60000; sp++) {
+			auto f = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(sp, 3306, kTcpSyn).build();
+			auto r = (*dp)->run(f, cif);
+			runs++;
+			Parsed p;
+			if (!r || r->action != XDP_REDIRECT || parse_frame(r->frame, p) != LG_REASON_NONE ||
+			    p.dst != A("192.168.20.11"))
+				wrong++;
+		}
+	});
+	for (int i = 0; i < 40; i++) {
+		auto st = (*dp)->publish(i % 2 ? *ta : *tb);
+		EXPECT_TRUE(st.ok()) << st.error();
+	}
+	stop = true;
+	t.join();
+	std::printf("%d packets during 40 publishes\n", runs.load());
+	EXPECT_GT(runs.load(), 100);
+	EXPECT_EQ(wrong.load(), 0) << "of " << runs.load();
+}
+
+TEST(XdpPinning, RefusesPinnedMapsOfAnotherLayout)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::ensure_bpffs());
+	std::string dir = "/sys/fs/bpf/linkgate-test-layout-" + std::to_string(getpid());
+	XdpConfig cfg;
+	cfg.pin_dir = dir;
+	{
+		auto dp = XdpDataplane::load(cfg);
+		ASSERT_TRUE(dp) << dp.error();
+		lg_active a{0, LG_XDP_LAYOUT_VERSION + 1, 0};
+		uint32_t z = 0;
+		ASSERT_EQ(bpf_map__update_elem((*dp)->skeleton()->maps.lg_active, &z, sizeof z, &a, sizeof a, 0), 0);
+	}
+	auto dp = XdpDataplane::load(cfg);
+	ASSERT_FALSE(dp);
+	EXPECT_NE(dp.error().find("layout version"), std::string::npos) << dp.error();
+	XdpConfig other = cfg;
+	other.flow_capacity = 7; // a pinned map of another size: refused, not resized
+	auto dp2 = XdpDataplane::load(other);
+	ASSERT_FALSE(dp2);
+	EXPECT_NE(dp2.error().find(dir), std::string::npos) << dp2.error();
+	std::system(("rm -rf " + dir).c_str());
+}
+
+} // namespace
+} // namespace lg
