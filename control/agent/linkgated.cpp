@@ -1,0 +1,395 @@
+// linkgated: the linkgate control agent. Holds the desired state (restored
+// from and written atomically to its state file), serves the control socket
+// (SPEC §6), and commits every validated change to the dataplanes.
+//
+// One thread, one poll() loop: every request is short (validate, compile,
+// commit), so serialising them is both simple and what keeps generations in
+// order. Slow or silent clients cost a slot, never the loop.
+#include <CLI/CLI.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <list>
+#include <string>
+#include <vector>
+
+#include "arm_json.hpp"
+#include "service.hpp"
+#include "validate.hpp"
+
+using namespace lg;
+using namespace lg::agent;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+	std::string state = "/var/lib/linkgate/state.json";
+	std::string socket = "/run/linkgate/linkgated.sock";
+	std::vector<std::string> xdp_interfaces;
+	int idle_timeout = 30;  // seconds a connection may stay silent
+	int max_connections = 64;
+};
+
+void log(const char *fmt, auto... args)
+{
+	std::fprintf(stderr, "linkgated: ");
+	std::fprintf(stderr, fmt, args...);
+	std::fprintf(stderr, "\n");
+}
+
+std::string dirname_of(const std::string &p)
+{
+	auto slash = p.rfind('/');
+	return slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+}
+
+// mkdir -p; directories it creates are 0700 (only the agent's user needs them).
+bool mkdir_p(const std::string &dir)
+{
+	for (size_t i = 1; i <= dir.size(); i++) {
+		if (i < dir.size() && dir[i] != '/')
+			continue;
+		std::string part = dir.substr(0, i);
+		if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+			return false;
+	}
+	return true;
+}
+
+int listen_on(const std::string &path)
+{
+	sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	if (path.size() >= sizeof(sa.sun_path)) {
+		log("%s: socket path is longer than %zu bytes", path.c_str(), sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+	if (!mkdir_p(dirname_of(path))) {
+		log("%s: cannot create directory: %s", dirname_of(path).c_str(), std::strerror(errno));
+		return -1;
+	}
+	struct stat sb;
+	if (lstat(path.c_str(), &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log("%s: exists and is not a socket", path.c_str());
+			return -1;
+		}
+		// A socket that accepts belongs to a running agent; otherwise it is stale.
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			log("%s: another linkgated is serving this socket", path.c_str());
+			return -1;
+		}
+		unlink(path.c_str());
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log("socket: %s", std::strerror(errno));
+		return -1;
+	}
+	// The umask makes the socket 0600 from its first instant.
+	mode_t old = umask(0177);
+	int rc = bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
+	umask(old);
+	if (rc != 0 || chmod(path.c_str(), 0600) != 0 || listen(fd, 128) != 0) {
+		log("%s: cannot listen: %s", path.c_str(), std::strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct Conn {
+	int fd = -1;
+	std::string in, out;
+	Clock::time_point last;
+	bool closing = false; // close once `out` is flushed
+	bool eof = false;
+};
+
+class Server {
+public:
+	Server(Service &svc, const Options &o, int listen_fd, int sig_fd)
+		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd)
+	{
+	}
+
+	void run()
+	{
+		for (;;) {
+			std::vector<pollfd> fds{{sfd_, POLLIN, 0}, {lfd_, POLLIN, 0}};
+			for (auto &c : conns_) {
+				short ev = 0;
+				if (!c.out.empty())
+					ev |= POLLOUT;
+				else if (!c.closing && !c.eof)
+					ev |= POLLIN; // no reading while a reply waits: backpressure
+				fds.push_back({c.fd, ev, 0});
+			}
+			int n = poll(fds.data(), fds.size(), next_timeout_ms());
+			if (n < 0 && errno != EINTR) {
+				log("poll: %s", std::strerror(errno));
+				return;
+			}
+			if (n > 0 && fds[0].revents)
+				return; // SIGTERM or SIGINT
+			if (n > 0 && (fds[1].revents & POLLIN))
+				accept_all();
+			size_t i = 2;
+			for (auto it = conns_.begin(); it != conns_.end(); i++) {
+				// Connections accepted in this round have no pollfd yet.
+				short rev = i < fds.size() && fds[i].fd == it->fd ? fds[i].revents : 0;
+				if (!service(*it, rev)) {
+					close(it->fd);
+					it = conns_.erase(it);
+				} else {
+					++it;
+				}
+			}
+		}
+	}
+
+private:
+	Service &svc_;
+	const Options &o_;
+	int lfd_, sfd_;
+	std::list<Conn> conns_;
+
+	static void send_line(int fd, const nlohmann::json &j)
+	{
+		std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+		(void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+
+	int next_timeout_ms() const
+	{
+		if (conns_.empty())
+			return -1;
+		auto now = Clock::now();
+		auto soonest = std::chrono::milliseconds::max();
+		for (const auto &c : conns_) {
+			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+				c.last + std::chrono::seconds(o_.idle_timeout) - now);
+			soonest = std::min(soonest, std::max(left, std::chrono::milliseconds(0)));
+		}
+		return int(std::min<int64_t>(soonest.count() + 1, 60000));
+	}
+
+	void accept_all()
+	{
+		for (;;) {
+			int fd = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0)
+				return;
+			// Credentials first: nothing from a stranger is ever read.
+			ucred cred{};
+			socklen_t len = sizeof(cred);
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+			    (cred.uid != 0 && cred.uid != geteuid())) {
+				log("refused a client with uid %u (pid %d)", unsigned(cred.uid), int(cred.pid));
+				send_line(fd, error_response(nullptr, kPermissionDenied,
+							     "permission denied: uid " + std::to_string(cred.uid) +
+								     " may not use this socket (root or uid " +
+								     std::to_string(geteuid()) + " only)"));
+				close(fd);
+				continue;
+			}
+			if (int(conns_.size()) >= o_.max_connections) {
+				send_line(fd, error_response(nullptr, kTooManyConnections,
+							     "too many connections: the limit is " +
+								     std::to_string(o_.max_connections)));
+				close(fd);
+				continue;
+			}
+			conns_.push_back(Conn{fd, {}, {}, Clock::now(), false, false});
+		}
+	}
+
+	void reply(Conn &c, const std::string &line)
+	{
+		uint64_t before = svc_.generation();
+		std::string out = svc_.handle_line(line);
+		if (svc_.generation() != before)
+			log("generation %llu is live", (unsigned long long)svc_.generation());
+		if (!out.empty())
+			c.out += out + "\n";
+	}
+
+	void refuse(Conn &c, int code, const std::string &msg)
+	{
+		c.out += error_response(nullptr, code, msg).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+		c.out += "\n";
+		c.in.clear();
+		c.closing = true;
+	}
+
+	// Returns false when the connection is done.
+	bool service(Conn &c, short rev)
+	{
+		auto now = Clock::now();
+		if (rev & POLLOUT) {
+			ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return false;
+			if (n > 0) {
+				c.out.erase(0, size_t(n));
+				c.last = now;
+			}
+		}
+		if (rev & (POLLIN | POLLHUP | POLLERR)) {
+			char buf[65536];
+			ssize_t n = recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return false;
+			if (n == 0)
+				c.eof = true;
+			if (n > 0) {
+				c.in.append(buf, size_t(n));
+				c.last = now;
+			}
+		}
+		process(c);
+		if ((c.closing || c.eof) && c.out.empty())
+			return false;
+		// No progress either way: a silent client, or one that stopped reading its replies.
+		if (now - c.last >= std::chrono::seconds(o_.idle_timeout)) {
+			send_line(c.fd, error_response(nullptr, kIdleTimeout,
+						       "idle timeout: no traffic for " + std::to_string(o_.idle_timeout) +
+							       " s"));
+			return false;
+		}
+		return true;
+	}
+
+	// Answers buffered requests, one at a time: the next is taken only once
+	// the previous reply is sent, so a client that pipelines without reading
+	// holds one reply in memory, and every client gets a turn per round.
+	void process(Conn &c)
+	{
+		while (c.out.empty() && !c.closing) {
+			size_t nl = c.in.find('\n');
+			if (nl == std::string::npos) {
+				// No newline within the cap: it can only become an oversize message.
+				if (c.in.size() > kMaxMessage)
+					refuse(c, kMessageTooLarge, too_large());
+				else if (c.eof && !c.in.empty()) { // a last request without its newline
+					reply(c, c.in);
+					c.in.clear();
+				}
+				return;
+			}
+			size_t len = nl > 0 && c.in[nl - 1] == '\r' ? nl - 1 : nl;
+			if (len > kMaxMessage) {
+				refuse(c, kMessageTooLarge, too_large());
+				return;
+			}
+			std::string line = c.in.substr(0, len);
+			c.in.erase(0, nl + 1);
+			if (!line.empty())
+				reply(c, line);
+		}
+	}
+
+	static std::string too_large()
+	{
+		return "message too large: the limit is " + std::to_string(kMaxMessage) + " bytes per line";
+	}
+};
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	Options o;
+	CLI::App app{"linkgated: the linkgate control agent"};
+	app.add_option("--state", o.state, "state file (ARM JSON), written atomically on every change")
+		->capture_default_str();
+	app.add_option("--socket", o.socket, "control socket path")->envname("LINKGATE_SOCKET")->capture_default_str();
+	app.add_option("--xdp-interface", o.xdp_interfaces, "interface to attach the XDP dataplane to (repeatable)");
+	app.add_option("--idle-timeout", o.idle_timeout, "seconds a client may stay silent before it is closed")
+		->check(CLI::Range(1, 86400))
+		->capture_default_str();
+	app.add_option("--max-connections", o.max_connections, "concurrent client connections")
+		->check(CLI::Range(1, 4096))
+		->capture_default_str();
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ParseError &e) {
+		return app.exit(e) == 0 ? 0 : 2;
+	}
+
+	State state;
+	struct stat sb;
+	if (stat(o.state.c_str(), &sb) == 0) {
+		auto loaded = load_state_file(o.state);
+		if (!loaded) {
+			log("cannot load state: %s", loaded.error().c_str());
+			return 1;
+		}
+		state = std::move(*loaded);
+		fill_defaults(state);
+		if (auto v = validate(state); !v) {
+			log("cannot load state: %s: %s", o.state.c_str(), v.error().c_str());
+			return 1;
+		}
+	} else if (errno != ENOENT) {
+		log("cannot load state: %s: %s", o.state.c_str(), std::strerror(errno));
+		return 1;
+	}
+	if (!mkdir_p(dirname_of(o.state))) {
+		log("%s: cannot create directory: %s", dirname_of(o.state).c_str(), std::strerror(errno));
+		return 1;
+	}
+	for (const auto &ifname : o.xdp_interfaces)
+		log("--xdp-interface %s recorded (the XDP dataplane is not attached yet)", ifname.c_str());
+
+	// Generation 1 is the state loaded at start; each commit is the next.
+	uint64_t generation = 1;
+	CommitHook commit = [&](const State &s) -> Result<uint64_t> {
+		if (Status st = save_state_file(o.state, s); !st)
+			return err(st.error());
+		return ++generation;
+	};
+	Service svc(std::move(state), generation, commit);
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, nullptr);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	int lfd = listen_on(o.socket);
+	if (sfd < 0 || lfd < 0)
+		return 1;
+	struct stat mine {};
+	(void)lstat(o.socket.c_str(), &mine);
+	log("serving %s (state %s, generation %llu)", o.socket.c_str(), o.state.c_str(),
+	    (unsigned long long)svc.generation());
+
+	Server(svc, o, lfd, sfd).run();
+
+	// Remove the socket only if it is still ours (a successor may have bound it).
+	struct stat now;
+	if (lstat(o.socket.c_str(), &now) == 0 && now.st_ino == mine.st_ino && now.st_dev == mine.st_dev)
+		unlink(o.socket.c_str());
+	close(lfd);
+	log("stopped at generation %llu", (unsigned long long)svc.generation());
+	return 0;
+}

@@ -1,0 +1,74 @@
+// The agent's request handler: JSON-RPC 2.0 over the policy State, free of
+// sockets so that it can be tested in-process. Methods are named after the az
+// commands ("network.nsg.rule.create"), params after their flags in camelCase
+// ("nsgName"). Every change is applied to a copy, validated, committed through
+// the hook (dataplanes, state file) and only then adopted; a reply names the
+// generation it was served from. See docs/agent.md.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "evaluator.hpp"
+#include "model.hpp"
+#include "result.hpp"
+
+namespace lg::agent {
+
+// Error codes. The -327xx/-326xx ones are JSON-RPC's; the -320xx ones are in
+// its range for implementation-defined server errors and are stable.
+enum Code : int {
+	kParseError = -32700,
+	kInvalidRequest = -32600,
+	kMethodNotFound = -32601,
+	kInvalidParams = -32602,
+	kInternalError = -32603,
+	kRejected = -32001,      // validation refused the change (CLI exit 1)
+	kNotFound = -32002,      // the named object does not exist (CLI exit 3)
+	kCommitFailed = -32003,  // a dataplane or the state file refused the commit
+	kMessageTooLarge = -32010,
+	kPermissionDenied = -32011,
+	kTooManyConnections = -32012,
+	kIdleTimeout = -32013,
+};
+
+inline constexpr size_t kMaxMessage = 1u << 20; // bytes per request line, newline excluded
+inline constexpr size_t kMaxDepth = 64;          // nesting of arrays and objects in a request
+
+// Commits a validated State to every dataplane and the state file; returns the
+// generation now live. An error leaves the previous generation live.
+using CommitHook = std::function<Result<uint64_t>(const State &)>;
+
+// A JSON-RPC error response (id null when the request's id is unknown).
+nlohmann::json error_response(const nlohmann::json &id, int code, const std::string &message,
+			      const nlohmann::json &data = nullptr);
+
+class Service {
+public:
+	// `initial` must be valid and already live as `generation`. Without a hook
+	// the service numbers generations itself (tests).
+	Service(State initial, uint64_t generation, CommitHook commit = {});
+
+	// One request object. Returns the response, or null for a notification.
+	nlohmann::json handle(const nlohmann::json &request);
+	// One line of text (JSON-RPC over the socket). Returns "" for a notification.
+	std::string handle_line(std::string_view line);
+
+	const State &state() const { return state_; }
+	uint64_t generation() const { return generation_; }
+	Evaluator &evaluator() { return evaluator_; }
+
+	struct Impl;
+
+private:
+	State state_;
+	uint64_t generation_;
+	CommitHook commit_;
+	Evaluator evaluator_;
+};
+
+} // namespace lg::agent

@@ -1,0 +1,458 @@
+// The control socket of the real linkgated (SPEC §6): framing, limits, peer
+// credentials, concurrency, persistence. Every refused request must leave the
+// state and the generation as they were.
+#include <grp.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "agent_fixture.hpp"
+#include "service.hpp"
+
+using namespace lgtest;
+using lg::agent::kMaxMessage;
+
+namespace {
+
+class DaemonTest : public ::testing::Test {
+protected:
+	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
+
+	// A change that commits one generation.
+	void create_nsg(const std::string &name)
+	{
+		json r = d.rpc("network.nsg.create", {{"name", name}});
+		ASSERT_TRUE(r.contains("result")) << r.dump();
+	}
+	json exported() const { return d.rpc("export").at("result"); }
+
+	// The raw reply to one line sent on its own connection.
+	json raw(const std::string &line)
+	{
+		int fd = connect_unix(d.socket_path());
+		EXPECT_GE(fd, 0);
+		send_all(fd, line);
+		std::string reply = read_line(fd);
+		close(fd);
+		return reply.empty() ? json(nullptr) : json::parse(reply);
+	}
+
+	Daemon d;
+};
+
+TEST_F(DaemonTest, SocketIsMode0600AndRemovedOnSigterm)
+{
+	struct stat sb;
+	ASSERT_EQ(lstat(d.socket_path().c_str(), &sb), 0);
+	EXPECT_TRUE(S_ISSOCK(sb.st_mode));
+	EXPECT_EQ(sb.st_mode & 0777, 0600u);
+	EXPECT_EQ(d.stop(), 0);
+	EXPECT_NE(lstat(d.socket_path().c_str(), &sb), 0);
+}
+
+TEST_F(DaemonTest, ReplyNamesTheNewGeneration)
+{
+	uint64_t g0 = d.generation();
+	json r = d.rpc("network.nsg.create", {{"name", "web"}}, 7);
+	EXPECT_EQ(r["id"], 7);
+	EXPECT_EQ(r["jsonrpc"], "2.0");
+	EXPECT_EQ(r["generation"], g0 + 1);
+	EXPECT_EQ(r["result"]["NewNSG"]["name"], "web");
+	EXPECT_EQ(d.generation(), g0 + 1);
+}
+
+TEST_F(DaemonTest, MalformedJsonIsAParseErrorAndTheConnectionStaysUsable)
+{
+	create_nsg("web");
+	json before = exported();
+	uint64_t g = d.generation();
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, "{\"jsonrpc\": \"2.0\", \"method\": \n");
+	json e = json::parse(read_line(fd));
+	EXPECT_EQ(e["error"]["code"], -32700);
+	EXPECT_TRUE(e["id"].is_null());
+	send_all(fd, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"status\"}\n");
+	json ok = json::parse(read_line(fd));
+	EXPECT_EQ(ok["id"], 2);
+	EXPECT_EQ(ok["result"]["generation"], g);
+	close(fd);
+	EXPECT_EQ(exported(), before);
+}
+
+TEST_F(DaemonTest, HostileBytesAreParseErrorsAndTheAgentStaysUp)
+{
+	create_nsg("web");
+	json before = exported();
+	uint64_t g = d.generation();
+	EXPECT_EQ(raw(std::string("\xff\xfe\x00garbage\n", 11))["error"]["code"], -32700);
+	EXPECT_EQ(raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"st\xc3\"}\n")["error"]["code"], -32700);
+	// Deep nesting within the cap: refused before it is parsed.
+	constexpr size_t kDepth = 400000;
+	EXPECT_EQ(raw(std::string(kDepth, '[') + std::string(kDepth, ']') + "\n")["error"]["code"], -32600);
+	EXPECT_EQ(raw(std::string(kDepth, '[') + "\n")["error"]["code"], -32600);
+	std::string deep = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"apply\",\"params\":{\"state\":{\"virtualNetworks\":[" +
+			   std::string(kDepth, '[') + std::string(kDepth, ']') + "]}}}\n";
+	EXPECT_EQ(raw(deep)["error"]["code"], -32600);
+	// Brackets inside strings do not count.
+	json r = d.rpc("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "r"}, {"priority", 100},
+						   {"description", std::string(130, '[')}});
+	EXPECT_EQ(r["generation"], g + 1);
+	g++;
+	before = exported();
+	EXPECT_EQ(d.generation(), g);
+	EXPECT_EQ(exported(), before);
+}
+
+TEST_F(DaemonTest, InvalidRequestsGetTypedErrors)
+{
+	create_nsg("web");
+	json before = exported();
+	uint64_t g = d.generation();
+	EXPECT_EQ(raw("[1,2]\n")["error"]["code"], -32600);
+	EXPECT_EQ(raw("42\n")["error"]["code"], -32600);
+	EXPECT_EQ(raw("{\"id\":1,\"method\":\"status\"}\n")["error"]["code"], -32600); // no jsonrpc
+	EXPECT_EQ(raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":7}\n")["error"]["code"], -32600);
+	EXPECT_EQ(raw("{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"status\"}\n")["error"]["code"], -32600);
+	json unknown = raw("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"network.nsg.frobnicate\"}\n");
+	EXPECT_EQ(unknown["error"]["code"], -32601);
+	EXPECT_EQ(unknown["id"], 3);
+	json bad = d.rpc("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "r"}, {"priority", "high"}});
+	EXPECT_EQ(bad["error"]["code"], -32602);
+	EXPECT_EQ(bad["error"]["data"]["param"], "priority");
+	json extra = d.rpc("network.nsg.delete", {{"name", "web"}, {"force", true}});
+	EXPECT_EQ(extra["error"]["code"], -32602);
+	EXPECT_EQ(extra["error"]["data"]["param"], "force");
+	json arr = raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"network.nsg.delete\",\"params\":[\"web\"]}\n");
+	EXPECT_EQ(arr["error"]["code"], -32602);
+	EXPECT_EQ(d.generation(), g);
+	EXPECT_EQ(exported(), before);
+}
+
+TEST_F(DaemonTest, RejectedAndNotFoundChangeNothing)
+{
+	create_nsg("web");
+	json before = exported();
+	uint64_t g = d.generation();
+	json rej = d.rpc("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "r"}, {"priority", 5000}});
+	EXPECT_EQ(rej["error"]["code"], -32001);
+	EXPECT_NE(rej["error"]["message"].get<std::string>().find("networkSecurityGroups/web/securityRules/r: priority"),
+		  std::string::npos);
+	json nf = d.rpc("network.nsg.rule.delete", {{"nsgName", "web"}, {"name", "nope"}});
+	EXPECT_EQ(nf["error"]["code"], -32002);
+	EXPECT_EQ(nf["error"]["data"]["object"], "networkSecurityGroups/web/securityRules/nope");
+	EXPECT_EQ(d.generation(), g);
+	EXPECT_EQ(exported(), before);
+}
+
+TEST_F(DaemonTest, NotificationsGetNoReply)
+{
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, "{\"jsonrpc\":\"2.0\",\"method\":\"status\"}\n{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"status\"}\n");
+	json r = json::parse(read_line(fd));
+	EXPECT_EQ(r["id"], 9);
+	close(fd);
+}
+
+TEST_F(DaemonTest, PipelinedRequestsAreAnsweredInOrder)
+{
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	std::string batch;
+	for (int i = 0; i < 50; i++)
+		batch += json{{"jsonrpc", "2.0"}, {"id", i}, {"method", "network.nsg.create"},
+			      {"params", {{"name", "n" + std::to_string(i)}}}}.dump() + "\r\n";
+	send_all(fd, batch);
+	uint64_t last = 0;
+	for (int i = 0; i < 50; i++) {
+		json r = json::parse(read_line(fd));
+		EXPECT_EQ(r["id"], i);
+		EXPECT_GT(r["generation"].get<uint64_t>(), last);
+		last = r["generation"];
+	}
+	close(fd);
+	EXPECT_EQ(exported()["networkSecurityGroups"].size(), 50u);
+}
+
+TEST_F(DaemonTest, MessageOfExactlyOneMebibyteIsServed)
+{
+	std::string head = "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"status\"";
+	std::string line = head + std::string(kMaxMessage - head.size() - 1, ' ') + "}";
+	ASSERT_EQ(line.size(), kMaxMessage);
+	json r = raw(line + "\n");
+	EXPECT_EQ(r["id"], 5);
+	EXPECT_TRUE(r.contains("result"));
+}
+
+TEST_F(DaemonTest, OversizeMessageIsRefusedAndTheConnectionClosed)
+{
+	create_nsg("web");
+	json before = exported();
+	uint64_t g = d.generation();
+	// A valid change padded one byte past the cap: it must not be applied.
+	std::string head = "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"network.nsg.delete\",\"params\":{\"name\":\"web\"}";
+	std::string line = head + std::string(kMaxMessage - head.size(), ' ') + "}";
+	ASSERT_EQ(line.size(), kMaxMessage + 1);
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, line + "\n");
+	json e = json::parse(read_line(fd));
+	EXPECT_EQ(e["error"]["code"], -32010);
+	EXPECT_TRUE(closed_by_peer(fd));
+	close(fd);
+
+	// Without any newline: refused as soon as the cap is passed.
+	fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, std::string(kMaxMessage + 1, 'x'));
+	e = json::parse(read_line(fd));
+	EXPECT_EQ(e["error"]["code"], -32010);
+	EXPECT_TRUE(closed_by_peer(fd));
+	close(fd);
+	EXPECT_EQ(d.generation(), g);
+	EXPECT_EQ(exported(), before);
+}
+
+TEST_F(DaemonTest, ManyConcurrentClientsAreAllServedInOrder)
+{
+	constexpr int kClients = 16, kEach = 5;
+	uint64_t g0 = d.generation();
+	create_nsg("web");
+	std::atomic<int> ok{0};
+	std::vector<std::thread> ts;
+	std::mutex m;
+	std::set<uint64_t> gens;
+	for (int c = 0; c < kClients; c++)
+		ts.emplace_back([&, c] {
+			// One connection per client, several requests on it.
+			int fd = connect_unix(d.socket_path());
+			if (fd < 0)
+				return;
+			for (int k = 0; k < kEach; k++) {
+				int prio = 100 + c * kEach + k;
+				json req{{"jsonrpc", "2.0"},
+					 {"id", prio},
+					 {"method", "network.nsg.rule.create"},
+					 {"params",
+					  {{"nsgName", "web"}, {"name", "r" + std::to_string(prio)}, {"priority", prio}}}};
+				send_all(fd, req.dump() + "\n");
+				std::string line = read_line(fd);
+				if (line.empty())
+					break;
+				json r = json::parse(line);
+				if (r.contains("result") && r["id"] == prio) {
+					ok++;
+					std::lock_guard<std::mutex> g(m);
+					gens.insert(r["generation"].get<uint64_t>());
+				}
+			}
+			close(fd);
+		});
+	for (auto &t : ts)
+		t.join();
+	EXPECT_EQ(ok, kClients * kEach);
+	EXPECT_EQ(gens.size(), size_t(kClients * kEach)); // one generation per change
+	EXPECT_EQ(d.generation(), g0 + 1 + kClients * kEach);
+	EXPECT_EQ(exported()["networkSecurityGroups"][0]["securityRules"].size(), size_t(kClients * kEach));
+}
+
+TEST_F(DaemonTest, StateIsPersistedAndRestored)
+{
+	create_nsg("web");
+	ASSERT_TRUE(d.rpc("network.vnet.create", {{"name", "v1"}, {"addressPrefixes", {"10.1.0.0/16"}}}).contains("result"));
+	json before = exported();
+	struct stat sb;
+	ASSERT_EQ(stat(d.state_path().c_str(), &sb), 0);
+	EXPECT_EQ(sb.st_mode & 0777, 0600u);
+	EXPECT_EQ(d.stop(), 0);
+	ASSERT_TRUE(d.start()) << d.log();
+	EXPECT_EQ(exported(), before);
+}
+
+TEST(DaemonStart, BadStateFileIsAClearStartupError)
+{
+	Daemon d;
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << "{\"networkSecurityGroups\": [{\"name\": \"web\", \"securityRules\": "
+					 "[{\"name\": \"r\", \"priority\": 5}]}]}";
+	EXPECT_FALSE(d.start());
+	EXPECT_EQ(d.exit_code(), 1);
+	EXPECT_NE(d.log().find("networkSecurityGroups/web/securityRules/r: priority 5"), std::string::npos) << d.log();
+
+	std::ofstream(d.state_path()) << "{not json";
+	EXPECT_FALSE(d.start());
+	EXPECT_EQ(d.exit_code(), 1);
+	EXPECT_NE(d.log().find(d.state_path()), std::string::npos);
+}
+
+TEST(DaemonStart, SecondAgentOnTheSameSocketRefuses)
+{
+	Daemon a;
+	ASSERT_TRUE(a.start());
+	Daemon b;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		execl(LINKGATED, LINKGATED, "--state", b.state_path().c_str(), "--socket", a.socket_path().c_str(),
+		      (char *)nullptr);
+		_exit(127);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	EXPECT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 1);
+	EXPECT_TRUE(a.rpc("status").contains("result")); // the first one is untouched
+}
+
+class SilentClientTest : public ::testing::Test {
+protected:
+	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
+	Daemon d{{"--idle-timeout", "1"}};
+};
+
+TEST_F(SilentClientTest, SilentClientBlocksNobodyAndIsClosed)
+{
+	int silent = connect_unix(d.socket_path());
+	ASSERT_GE(silent, 0);
+	// A half-sent request holds nothing up either.
+	int partial = connect_unix(d.socket_path());
+	ASSERT_GE(partial, 0);
+	send_all(partial, "{\"jsonrpc\":\"2.0\",\"id\":1,");
+	uint64_t g = d.generation();
+	json r = d.rpc("network.nsg.create", {{"name", "web"}});
+	EXPECT_EQ(r["generation"], g + 1);
+	for (int fd : {silent, partial}) {
+		std::string line = read_line(fd, 10000);
+		ASSERT_FALSE(line.empty());
+		EXPECT_EQ(json::parse(line)["error"]["code"], -32013);
+		EXPECT_TRUE(closed_by_peer(fd));
+		close(fd);
+	}
+	EXPECT_EQ(d.generation(), g + 1);
+}
+
+class StalledReaderTest : public ::testing::Test {
+protected:
+	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
+	Daemon d{{"--idle-timeout", "1", "--max-connections", "1"}};
+};
+
+// A client that pipelines requests and never reads its replies is closed
+// once nothing moves, freeing its slot.
+TEST_F(StalledReaderTest, ClientThatStopsReadingLosesItsSlot)
+{
+	int stalled = served_connection(d.socket_path()); // holds the one slot
+	ASSERT_GE(stalled, 0);
+	EXPECT_EQ(d.rpc("status")["error"]["code"], -32012);
+	std::string batch;
+	for (int i = 0; i < 5000; i++)
+		batch += "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n";
+	ASSERT_GT(send(stalled, batch.data(), batch.size(), MSG_DONTWAIT | MSG_NOSIGNAL), 0);
+	// The only slot is taken until the agent gives up on the stalled client.
+	bool served = false;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+	while (!served && std::chrono::steady_clock::now() < deadline) {
+		json r = d.rpc("status");
+		served = r.is_object() && r.contains("result");
+		if (!served)
+			poll(nullptr, 0, 50);
+	}
+	EXPECT_TRUE(served);
+	// The stalled client sees the replies that were sent, then the end (a
+	// reset: the agent closed with requests of it unread).
+	EXPECT_TRUE(closed_by_peer(stalled));
+	close(stalled);
+}
+
+class ConnectionCapTest : public ::testing::Test {
+protected:
+	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
+	Daemon d{{"--max-connections", "3"}};
+};
+
+TEST_F(ConnectionCapTest, ConnectionsPastTheCapAreRefused)
+{
+	std::vector<int> fds;
+	for (int i = 0; i < 3; i++) {
+		fds.push_back(served_connection(d.socket_path()));
+		ASSERT_GE(fds.back(), 0);
+	}
+	int extra = connect_unix(d.socket_path());
+	ASSERT_GE(extra, 0);
+	json e = json::parse(read_line(extra));
+	EXPECT_EQ(e["error"]["code"], -32012);
+	EXPECT_TRUE(closed_by_peer(extra));
+	close(extra);
+	// The held ones still work.
+	send_all(fds[0], "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"status\"}\n");
+	EXPECT_EQ(json::parse(read_line(fds[0]))["id"], 2);
+	for (int fd : fds)
+		close(fd);
+}
+
+// Another uid: refused before anything it sends is read. CI runs as root, so
+// the child drops to nobody; the directory and socket are opened up for this
+// test only, so that the credential check (not file modes) is what refuses.
+TEST_F(DaemonTest, PeerWithTheWrongUidIsRefused)
+{
+	if (geteuid() != 0)
+		GTEST_SKIP() << "needs root to switch to another uid";
+	uint64_t g = d.generation();
+	json before = exported();
+	std::string run = std::filesystem::path(d.socket_path()).parent_path();
+
+	auto as_nobody = [&](bool expect_connect) {
+		int pipefd[2];
+		EXPECT_EQ(pipe(pipefd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pipefd[0]);
+			if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+				_exit(2);
+			int fd = connect_unix(d.socket_path());
+			std::string out = fd < 0 ? std::string("connect: ") + std::strerror(errno) : "";
+			if (fd >= 0) {
+				send_all(fd, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"network.nsg.create\",\"params\":{\"name\":\"evil\"}}\n");
+				out = read_line(fd);
+			}
+			(void)!write(pipefd[1], out.data(), out.size());
+			_exit(0);
+		}
+		close(pipefd[1]);
+		std::string out;
+		char buf[4096];
+		for (ssize_t n; (n = read(pipefd[0], buf, sizeof(buf))) > 0;)
+			out.append(buf, size_t(n));
+		close(pipefd[0]);
+		int st = 0;
+		waitpid(pid, &st, 0);
+		EXPECT_EQ(WEXITSTATUS(st), 0);
+		if (expect_connect) {
+			EXPECT_FALSE(out.empty());
+			if (!out.empty() && out[0] == '{') {
+				json e = json::parse(out);
+				EXPECT_EQ(e["error"]["code"], -32011);
+			} else {
+				ADD_FAILURE() << out;
+			}
+		} else {
+			EXPECT_EQ(out.rfind("connect:", 0), 0u) << out;
+		}
+	};
+
+	// As deployed (0600 socket): nobody cannot even connect.
+	ASSERT_EQ(chmod(d.dir().c_str(), 0755), 0);
+	ASSERT_EQ(chmod(run.c_str(), 0755), 0);
+	as_nobody(false);
+	// With the socket opened up, the credential check still refuses.
+	ASSERT_EQ(chmod(d.socket_path().c_str(), 0666), 0);
+	as_nobody(true);
+	EXPECT_EQ(d.generation(), g);
+	EXPECT_EQ(exported(), before);
+	EXPECT_NE(d.log().find("refused a client with uid 65534"), std::string::npos);
+}
+
+} // namespace
