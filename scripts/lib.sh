@@ -10,7 +10,7 @@ LG_PACKAGES=(
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
   libdpdk-dev dpdk libpcap-dev
   libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-  iproute2 python3
+  iproute2 ethtool python3
 )
 
 say() { printf '==> %s\n' "$*"; }
