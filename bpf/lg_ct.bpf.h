@@ -132,6 +132,18 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
 	e->expires_ns = now + (e->state == LG_CT_CLOSED ? lg_tcp_close_ns : flow_timeout(e));
 }
 
+static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 4); i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
 /* Write scratch->e back under both keys; the found key is scratch->k. */
 static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 flags)
 {
@@ -143,6 +155,11 @@ static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 f
 	} else {
 		reply_key(slot, &s->e, &s->k2);
 		bpf_map_update_elem(&lg_flows, &s->k, &s->e, flags);
+		/* A flow to itself (src = dst, sport = dport, one VNet) has one
+		 * key; its packets are of the original direction, as in the
+		 * evaluator. A reply copy would overwrite it. */
+		if (key_eq(&s->k, &s->k2))
+			return;
 		s->e.flags |= LG_FLOW_F_REPLY;
 		bpf_map_update_elem(&lg_flows, &s->k2, &s->e, flags);
 	}

@@ -198,7 +198,7 @@ static __always_inline void frag_key(struct lg_scratch *s)
 	__builtin_memset(&s->fk, 0, sizeof(s->fk));
 	s->fk.vni = s->vni;
 	s->fk.family = s->p.family == 4 ? LG_AF_INET : LG_AF_INET6;
-	s->fk.proto = s->p.proto;
+	s->fk.proto = s->p.family == 4 ? s->p.proto : 0; /* evaluator.cpp frag_key() */
 	s->fk.id = s->p.frag_id;
 	addr_cpy(s->fk.src, s->p.src);
 	addr_cpy(s->fk.dst, s->p.dst);

@@ -437,6 +437,14 @@ struct FragKey {
 	auto operator<=>(const FragKey &) const = default;
 };
 
+// IPv6: no protocol in the key (RFC 8200: source, destination, identification).
+// Headers after the Fragment header are in the first fragment only, so its
+// final protocol is not what its followers carry.
+FragKey frag_key(uint32_t vni, const Parsed &p)
+{
+	return {vni, p.family, p.family == 6 ? uint8_t(0) : p.proto, p.frag_id, p.src, p.dst};
+}
+
 struct FragEntry {
 	uint64_t expires = 0;
 	lg_verdict verdict = LG_VERDICT_DROP;
@@ -1068,7 +1076,7 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 	if (p.fragment && !p.first_fragment)
 		return later_fragment(in, p, vni, now, std::move(d));
 
-	FragKey fk{vni, p.family, p.proto, p.frag_id, p.src, p.dst};
+	FragKey fk = frag_key(vni, p);
 	if (p.first_fragment && frags.size() >= cfg.frag_capacity && !frags.count(fk))
 		return dropped(std::move(d), LG_REASON_FRAG_TABLE_FULL, LG_STAGE_FRAGMENT);
 
@@ -1091,7 +1099,7 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 
 Decision Evaluator::Impl::later_fragment(std::span<const uint8_t> in, const Parsed &p, uint32_t vni, uint64_t now, Decision d)
 {
-	FragKey fk{vni, p.family, p.proto, p.frag_id, p.src, p.dst};
+	FragKey fk = frag_key(vni, p);
 	auto it = frags.find(fk);
 	if (it != frags.end() && now >= it->second.expires) {
 		frags.erase(it);

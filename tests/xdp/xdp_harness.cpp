@@ -126,7 +126,7 @@ static uint64_t mono_ns()
 	return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &ecfg)
+std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &ecfg, const State *initial)
 {
 	auto p = std::unique_ptr<Pair>(new Pair());
 	p->host_ = host;
@@ -151,7 +151,13 @@ std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &
 		return nullptr;
 	}
 	// The evaluator starts with an empty generation; so does XDP.
-	auto t = compile(State{}, bindings(host), p->ev_->generation());
+	if (initial) {
+		if (auto st = p->ev_->commit(*initial); !st) {
+			ADD_FAILURE() << "evaluator refused the state: " << st.error();
+			return nullptr;
+		}
+	}
+	auto t = compile(initial ? *initial : State{}, bindings(host), p->ev_->generation());
 	if (!t || !p->dp_->publish(*t).ok()) {
 		ADD_FAILURE() << "cannot publish the empty generation";
 		return nullptr;

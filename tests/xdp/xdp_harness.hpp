@@ -45,8 +45,11 @@ std::string hex(const std::vector<uint8_t> &f);
 // Both sides of one dataplane comparison.
 class Pair {
 public:
-	// Loads the program, makes the evaluator; host must be realized.
-	static std::unique_ptr<Pair> make(const HostConfig &host, const EvaluatorConfig &ecfg = {});
+	// Loads the program, makes the evaluator; host must be realized. With
+	// `initial`, both start from it (one publish instead of two: each
+	// publish waits for RCU grace periods).
+	static std::unique_ptr<Pair> make(const HostConfig &host, const EvaluatorConfig &ecfg = {},
+					  const State *initial = nullptr);
 
 	// Commit s to the evaluator, compile it with the evaluator's generation
 	// number and publish it to XDP.

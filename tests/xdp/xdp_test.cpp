@@ -318,6 +318,20 @@ TEST_F(XdpTest, DestinationChangesCutFlows)
 	expect(pack, LG_VERDICT_DROP, LG_REASON_PUBLIC_ACCESS_DISABLED, "public access off", backend_if);
 }
 
+// A flow to itself (src = dst, sport = dport) has one key for both
+// directions: every packet is of the original direction, so it never becomes
+// established and expires after the opening timeout (found by the
+// differential test: XDP's reply copy overwrote the original).
+TEST_F(XdpTest, SelfAddressedFlow)
+{
+	auto s = c2s().ipv4("10.1.1.10", "10.1.1.10").tcp(3306, 3306, kTcpSyn).build();
+	auto a = c2s().ipv4("10.1.1.10", "10.1.1.10").tcp(3306, 3306, kTcpAck).build();
+	expect(s, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to itself");
+	expect(a, LG_VERDICT_FORWARD, LG_REASON_NONE, "its ACK, same key");
+	pair->advance(31 * kSec);
+	expect(a, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "opening timeout: never established");
+}
+
 TEST_F(XdpTest, Ipv6IcmpErrorOfATranslatedFlow)
 {
 	auto s6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build();

@@ -1,0 +1,45 @@
+// Shared by every linkgate-bench subcommand: the machine description, order
+// statistics over interleaved rounds, progress on stderr, shell commands.
+// Numbers in docs/ come from this tool's own output (STYLE habit 12).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "result.hpp"
+
+namespace lg::bench {
+
+// nproc, CPU model, kernel, load average: the "where" of every report.
+nlohmann::json machine();
+std::string loadavg();
+
+// Median and spread of one quantity over rounds.
+struct Spread {
+	double median = 0, min = 0, max = 0;
+	static Spread of(std::vector<double> v);
+	nlohmann::json json() const;
+};
+
+// One status line on stderr, rewritten in place when stderr is a terminal.
+class Progress {
+public:
+	explicit Progress(bool quiet);
+	void show(const std::string &line);
+	void done();
+
+private:
+	bool quiet_, tty_;
+	size_t last_ = 0;
+};
+
+// /bin/sh -c cmd; an error with its output when it does not exit 0.
+Status sh(const std::string &cmd);
+
+std::string utc_now();
+std::string fixed(double v, int decimals);
+
+} // namespace lg::bench
