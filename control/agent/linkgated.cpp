@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "arm_json.hpp"
+#include "plane.hpp"
 #include "service.hpp"
 #include "validate.hpp"
 
@@ -40,6 +41,12 @@ struct Options {
 	std::vector<std::string> xdp_interfaces;
 	int idle_timeout = 30;  // seconds a connection may stay silent
 	int max_connections = 64;
+	std::string pin_dir = "/sys/fs/bpf/linkgate";
+	int reclaim_ms = 1000; // period of the expired-flow sweep
+	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT;
+	// Flow timeouts in seconds (SPEC §4 defaults).
+	double tcp_established = LG_TIMEOUT_TCP_ESTABLISHED, tcp_transient = LG_TIMEOUT_TCP_TRANSIENT,
+	       tcp_close = LG_TIMEOUT_TCP_CLOSE, udp = LG_TIMEOUT_UDP, icmp = LG_TIMEOUT_ICMP;
 };
 
 void log(const char *fmt, auto... args)
@@ -125,8 +132,8 @@ struct Conn {
 
 class Server {
 public:
-	Server(Service &svc, const Options &o, int listen_fd, int sig_fd)
-		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd)
+	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane)
+		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane)
 	{
 	}
 
@@ -143,6 +150,13 @@ public:
 				fds.push_back({c.fd, ev, 0});
 			}
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
+			if (plane_.has_xdp() && Clock::now() >= next_reclaim_) {
+				// Between requests: the sweep never runs inside a commit.
+				size_t gone = plane_.reclaim();
+				if (gone)
+					log("reclaimed %zu expired flows", gone);
+				next_reclaim_ = Clock::now() + std::chrono::milliseconds(o_.reclaim_ms);
+			}
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
 				return;
@@ -169,6 +183,8 @@ private:
 	Service &svc_;
 	const Options &o_;
 	int lfd_, sfd_;
+	Plane &plane_;
+	Clock::time_point next_reclaim_ = Clock::now();
 	std::list<Conn> conns_;
 
 	static void send_line(int fd, const nlohmann::json &j)
@@ -179,10 +195,13 @@ private:
 
 	int next_timeout_ms() const
 	{
-		if (conns_.empty())
-			return -1;
 		auto now = Clock::now();
 		auto soonest = std::chrono::milliseconds::max();
+		if (plane_.has_xdp())
+			soonest = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(next_reclaim_ - now),
+					   std::chrono::milliseconds(0));
+		else if (conns_.empty())
+			return -1;
 		for (const auto &c : conns_) {
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
 				c.last + std::chrono::seconds(o_.idle_timeout) - now);
@@ -321,7 +340,25 @@ int main(int argc, char **argv)
 	app.add_option("--state", o.state, "state file (ARM JSON), written atomically on every change")
 		->capture_default_str();
 	app.add_option("--socket", o.socket, "control socket path")->envname("LINKGATE_SOCKET")->capture_default_str();
-	app.add_option("--xdp-interface", o.xdp_interfaces, "interface to attach the XDP dataplane to (repeatable)");
+	app.add_option("--xdp-interface", o.xdp_interfaces,
+		       "IFACE[=VNET]: attach the XDP dataplane to IFACE, whose traffic belongs to VNET (default: the "
+		       "state's only VNet); repeatable");
+	app.add_option("--pin-dir", o.pin_dir, "bpffs directory of the pinned dataplane")->capture_default_str();
+	app.add_option("--reclaim-interval", o.reclaim_ms, "milliseconds between sweeps of expired flows")
+		->check(CLI::Range(10, 3600000))
+		->capture_default_str();
+	app.add_option("--flow-capacity", o.flow_capacity, "flows the dataplane holds")
+		->check(CLI::Range(1u, 100000000u))
+		->capture_default_str();
+	app.add_option("--tcp-established-timeout", o.tcp_established, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
+	app.add_option("--tcp-transient-timeout", o.tcp_transient, "seconds (opening, closing)")
+		->check(CLI::PositiveNumber)
+		->capture_default_str();
+	app.add_option("--tcp-close-timeout", o.tcp_close, "seconds after FIN both ways or RST")
+		->check(CLI::PositiveNumber)
+		->capture_default_str();
+	app.add_option("--udp-timeout", o.udp, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
+	app.add_option("--icmp-timeout", o.icmp, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
 	app.add_option("--idle-timeout", o.idle_timeout, "seconds a client may stay silent before it is closed")
 		->check(CLI::Range(1, 86400))
 		->capture_default_str();
@@ -356,18 +393,24 @@ int main(int argc, char **argv)
 		log("%s: cannot create directory: %s", dirname_of(o.state).c_str(), std::strerror(errno));
 		return 1;
 	}
-	for (const auto &ifname : o.xdp_interfaces)
-		log("--xdp-interface %s recorded (the XDP dataplane is not attached yet)", ifname.c_str());
-
-	// Generation 1 is the state loaded at start; each commit is the next.
-	uint64_t generation = 1;
-	CommitHook commit = [&](const State &s) -> Result<uint64_t> {
-		if (Status st = save_state_file(o.state, s); !st)
-			return err(st.error());
-		return ++generation;
-	};
-	Service svc(std::move(state), generation, commit);
-
+	PlaneOptions po;
+	po.state_path = o.state;
+	for (const auto &text : o.xdp_interfaces) {
+		auto spec = parse_iface_spec(text);
+		if (!spec) {
+			log("%s", spec.error().c_str());
+			return 2;
+		}
+		po.ifaces.push_back(*spec);
+	}
+	auto ns = [](double s) { return uint64_t(s * 1e9); };
+	po.xdp.pin_dir = o.pin_dir;
+	po.xdp.flow_capacity = o.flow_capacity;
+	po.xdp.tcp_established_ns = ns(o.tcp_established);
+	po.xdp.tcp_transient_ns = ns(o.tcp_transient);
+	po.xdp.tcp_close_ns = ns(o.tcp_close);
+	po.xdp.udp_ns = ns(o.udp);
+	po.xdp.icmp_ns = ns(o.icmp);
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -380,10 +423,24 @@ int main(int argc, char **argv)
 		return 1;
 	struct stat mine {};
 	(void)lstat(o.socket.c_str(), &mine);
-	log("serving %s (state %s, generation %llu)", o.socket.c_str(), o.state.c_str(),
-	    (unsigned long long)svc.generation());
+	// The socket first: a second agent must be refused before it touches the
+	// pinned dataplane. Clients wait in the backlog meanwhile.
+	// Adopts a pinned dataplane and continues its generation numbers.
+	auto plane = Plane::open(po, state);
+	if (!plane) {
+		log("%s", plane.error().c_str());
+		unlink(o.socket.c_str());
+		return 1;
+	}
+	CommitHook commit = [&](const State &s) { return (*plane)->commit(s); };
+	Service svc(std::move(state), (*plane)->generation(), commit);
+	svc.set_dataplane(plane->get());
 
-	Server(svc, o, lfd, sfd).run();
+	log("serving %s (state %s, generation %llu%s)", o.socket.c_str(), o.state.c_str(),
+	    (unsigned long long)svc.generation(),
+	    (*plane)->has_xdp() ? (", XDP pinned under " + o.pin_dir).c_str() : "");
+
+	Server(svc, o, lfd, sfd, **plane).run();
 
 	// Remove the socket only if it is still ours (a successor may have bound it).
 	struct stat now;

@@ -1,7 +1,10 @@
 #include "service.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
+
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <initializer_list>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "arm_json.hpp"
+#include "table_eval.hpp"
 #include "net.hpp"
 #include "packet.hpp"
 #include "validate.hpp"
@@ -940,8 +944,47 @@ struct Service::Impl {
 
 	// ---- explain, stats, flows, status ----
 
-	// The live generation's answer. One line to swap for the compiled tables.
-	Decision decide(const Tuple &t) const { return s.evaluator_.explain(t); }
+	// The live generation's answer: from its compiled tables (te_decide, what
+	// the XDP program runs) when a dataplane is attached; the trace, which the
+	// tables do not keep, comes from the reference evaluator.
+	Decision decide(const Tuple &t) const
+	{
+		Decision d = s.evaluator_.explain(t);
+		const CompiledTables *ct = s.dataplane_ ? s.dataplane_->live_tables() : nullptr;
+		if (!ct)
+			return d;
+		TePacket p{};
+		if (const VirtualNetwork *v = st().vnet(t.vnet))
+			p.vni = effective_vni(*v);
+		std::memcpy(p.src, t.src.b.data(), 16);
+		std::memcpy(p.dst, t.dst.b.data(), 16);
+		p.proto = t.proto;
+		p.has_ports = t.proto == kProtoTcp || t.proto == kProtoUdp;
+		p.sport = t.sport;
+		p.dport = t.dport;
+		TeResult r = te_decide(*ct, &p);
+		auto name = [](const std::vector<std::string> &v, uint32_t i) { return i < v.size() ? v[i] : std::string(); };
+		// A pass (host-bound) or tx answer is not a policy decision: keep it.
+		if (d.verdict == LG_VERDICT_PASS || d.verdict == LG_VERDICT_TX)
+			return d;
+		d.verdict = r.allowed ? LG_VERDICT_FORWARD : LG_VERDICT_DROP;
+		d.reason = r.reason;
+		d.stage = r.stage;
+		std::string rule = name(ct->rule_names, r.counter);
+		auto slash = rule.find('/');
+		d.nsg = slash == std::string::npos ? "" : rule.substr(0, slash);
+		d.rule = slash == std::string::npos ? "" : rule.substr(slash + 1);
+		d.private_endpoint = name(ct->pe_names, r.pe);
+		d.server = name(ct->server_names, r.server);
+		d.backend.clear();
+		if (r.backend < ct->backends.size()) {
+			const lg_backend &b = ct->backends[r.backend];
+			Addr a;
+			std::memcpy(a.b.data(), b.addr, 16);
+			d.backend = a.str() + ":" + std::to_string(ntohs(b.port_be));
+		}
+		return d;
+	}
 
 	json explain(const json &params)
 	{
@@ -1018,7 +1061,17 @@ struct Service::Impl {
 	json stats(const json &params)
 	{
 		Params p(params, {});
-		const Counters &c = s.evaluator_.counters();
+		// The dataplane's counters when one is attached, else the evaluator's.
+		Counters c = s.evaluator_.counters();
+		uint64_t nflows = s.evaluator_.flow_count();
+		if (s.dataplane_) {
+			DataplaneCounters dc = s.dataplane_->counters();
+			c.reasons = dc.reasons;
+			c.rule_hits = dc.rules;
+			c.private_endpoints = dc.private_endpoints;
+			c.servers = dc.servers;
+			nflows = dc.flows;
+		}
 		json drops = json::object();
 		for (int i = 1; i < LG_REASON__COUNT; i++)
 			drops[reason_name(lg_reason(i))] = c.reasons[size_t(i)];
@@ -1045,12 +1098,14 @@ struct Service::Impl {
 			    {"nsgRules", rules},
 			    {"privateEndpoints", pes},
 			    {"servers", servers},
-			    {"flows", s.evaluator_.flow_count()}};
+			    {"flows", nflows}};
 	}
 
 	json flows(const json &params)
 	{
 		Params p(params, {});
+		if (s.dataplane_)
+			return s.dataplane_->flows();
 		json out = json::array();
 		for (const auto &f : s.evaluator_.flows())
 			out.push_back(json{{"original", f.orig},

@@ -8,11 +8,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <functional>
 #include <string>
 #include <string_view>
 
+#include "compiler.hpp"
 #include "evaluator.hpp"
 #include "model.hpp"
 #include "result.hpp"
@@ -47,6 +50,24 @@ using CommitHook = std::function<Result<uint64_t>(const State &)>;
 nlohmann::json error_response(const nlohmann::json &id, int code, const std::string &message,
 			      const nlohmann::json &data = nullptr);
 
+// What an attached dataplane tells the service: the compiled tables of the
+// live generation (explain), its counters mapped to names, its flow table.
+// Without one the reference evaluator answers (in-process tests).
+struct DataplaneCounters {
+	std::array<uint64_t, LG_REASON__COUNT> reasons{};
+	std::map<std::string, uint64_t> rules; // "nsg/rule"
+	std::map<std::string, uint64_t> private_endpoints, servers;
+	uint64_t flows = 0;
+};
+
+class Dataplane {
+public:
+	virtual ~Dataplane() = default;
+	virtual const CompiledTables *live_tables() const = 0;
+	virtual DataplaneCounters counters() = 0;
+	virtual nlohmann::json flows() = 0; // the `flows` method's result
+};
+
 class Service {
 public:
 	// `initial` must be valid and already live as `generation`. Without a hook
@@ -61,6 +82,7 @@ public:
 	const State &state() const { return state_; }
 	uint64_t generation() const { return generation_; }
 	Evaluator &evaluator() { return evaluator_; }
+	void set_dataplane(Dataplane *dp) { dataplane_ = dp; }
 
 	struct Impl;
 
@@ -69,6 +91,7 @@ private:
 	uint64_t generation_;
 	CommitHook commit_;
 	Evaluator evaluator_;
+	Dataplane *dataplane_ = nullptr;
 };
 
 } // namespace lg::agent

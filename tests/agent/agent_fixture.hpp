@@ -193,6 +193,34 @@ public:
 		}
 		return exit_;
 	}
+	// kill -9 and reap (works on a stopped agent too).
+	void kill9()
+	{
+		if (pid_ > 0) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+			pid_ = -1;
+			exit_ = 128 + SIGKILL;
+		}
+	}
+	// True once the agent has stopped itself (SIGSTOP, the test pause hook).
+	bool wait_stopped(int timeout_ms = 20000)
+	{
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+		while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+			int st = 0;
+			pid_t r = waitpid(pid_, &st, WNOHANG | WUNTRACED);
+			if (r == pid_ && WIFSTOPPED(st))
+				return true;
+			if (r == pid_) {
+				pid_ = -1;
+				return false;
+			}
+			poll(nullptr, 0, 2);
+		}
+		return false;
+	}
+	pid_t pid() const { return pid_; }
 	int exit_code() const { return exit_; }
 	bool running() const { return pid_ > 0; }
 

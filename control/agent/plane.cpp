@@ -1,0 +1,354 @@
+#include "plane.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "arm_json.hpp"
+#include "evaluator.hpp"
+#include "table_eval.hpp"
+
+namespace lg::agent {
+
+using json = nlohmann::json;
+
+void test_pause(const char *point)
+{
+	static const char *want = std::getenv("LINKGATED_TEST_PAUSE");
+	if (want && std::strcmp(want, point) == 0) {
+		std::fprintf(stderr, "linkgated: test pause at %s\n", point);
+		raise(SIGSTOP);
+	}
+}
+
+bool test_fail(const char *what)
+{
+	static const char *want = std::getenv("LINKGATED_TEST_FAIL");
+	return want && std::strcmp(want, what) == 0;
+}
+
+Result<IfaceSpec> parse_iface_spec(const std::string &text)
+{
+	IfaceSpec s;
+	auto eq = text.find('=');
+	s.name = text.substr(0, eq);
+	if (eq != std::string::npos) {
+		s.vnet = text.substr(eq + 1); // "IFACE=": no VNet (the backend / Internet side)
+		s.explicit_vnet = true;
+	}
+	if (s.name.empty() || s.name.size() >= IF_NAMESIZE)
+		return err("--xdp-interface " + text + ": bad interface name");
+	return s;
+}
+
+namespace {
+
+std::vector<Addr> local_addresses()
+{
+	std::vector<Addr> out;
+	ifaddrs *ifa = nullptr;
+	if (getifaddrs(&ifa) != 0)
+		return out;
+	for (ifaddrs *i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			auto *sin = reinterpret_cast<sockaddr_in *>(i->ifa_addr);
+			out.push_back(Addr::from_v4(ntohl(sin->sin_addr.s_addr)));
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			auto *sin6 = reinterpret_cast<sockaddr_in6 *>(i->ifa_addr);
+			Addr a;
+			std::memcpy(a.b.data(), &sin6->sin6_addr, 16);
+			out.push_back(a);
+		}
+	}
+	freeifaddrs(ifa);
+	return out;
+}
+
+// FNV-1a: detects "the pinned generation is this state", not an adversary.
+uint64_t fnv1a(const std::string &s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (unsigned char c : s) {
+		h ^= c;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+std::string marker_path(const std::string &state) { return state + ".live"; }
+
+std::string key_str(const lg_flow_key &k)
+{
+	auto ep = [](const uint8_t *a16, uint16_t port_be) {
+		Addr a;
+		std::memcpy(a.b.data(), a16, 16);
+		std::string p = std::to_string(ntohs(port_be));
+		return a.is_v4() ? a.str() + ":" + p : "[" + a.str() + "]:" + p;
+	};
+	return std::to_string(k.vni) + " " + std::to_string(k.proto) + " " + ep(k.src, k.sport) + " > " +
+	       ep(k.dst, k.dport);
+}
+
+const char *state_word(uint8_t s)
+{
+	switch (s) {
+	case LG_CT_NEW: return "new";
+	case LG_CT_ESTABLISHED: return "established";
+	case LG_CT_CLOSING: return "closing";
+	case LG_CT_CLOSED: return "closed";
+	}
+	return "unknown";
+}
+
+const char *kind_word(uint8_t k)
+{
+	switch (k) {
+	case LG_DEST_ROUTED: return "routed";
+	case LG_DEST_PRIVATE_ENDPOINT: return "private-endpoint";
+	case LG_DEST_PUBLIC_ENDPOINT: return "public-endpoint";
+	}
+	return "unknown";
+}
+
+} // namespace
+
+Result<std::vector<InterfaceBinding>> Plane::bindings(const State &s) const
+{
+	std::vector<InterfaceBinding> out;
+	for (size_t i = 0; i < o_.ifaces.size(); i++) {
+		const IfaceSpec &f = o_.ifaces[i];
+		InterfaceBinding b;
+		b.ifindex = ifindex_[i];
+		if (f.explicit_vnet) {
+			b.vnet = f.vnet; // a VNet not (yet) in the state binds nothing: VNI 0
+		} else if (s.virtualNetworks.size() == 1) {
+			b.vnet = s.virtualNetworks[0].name;
+		} else if (s.virtualNetworks.size() > 1) {
+			// Guessing would move the interface's traffic to another VNet's policy.
+			return err("interface " + f.name + " has no VNet and the state has " +
+				   std::to_string(s.virtualNetworks.size()) + ": start linkgated with --xdp-interface " +
+				   f.name + "=VNET");
+		}
+		out.push_back(b);
+	}
+	return out;
+}
+
+std::string Plane::digest(const State &s, const std::vector<InterfaceBinding> &b) const
+{
+	std::string text = state_to_json(s).dump();
+	for (const auto &x : b)
+		text += "|" + std::to_string(x.ifindex) + "=" + x.vnet;
+	char buf[17];
+	std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)fnv1a(text));
+	return buf;
+}
+
+// Which generation the pinned dataplane holds, and of which state: written
+// after each publish (temp file + rename). Not fsynced: when it is lost or
+// stale, the next start republishes the state file, which changes nothing
+// that was correct.
+Status Plane::write_live_marker(uint64_t generation, const std::string &dig) const
+{
+	std::string path = marker_path(o_.state_path), tmp = path + ".tmp";
+	{
+		std::ofstream f(tmp, std::ios::trunc);
+		f << json{{"generation", generation}, {"digest", dig}}.dump() << "\n";
+		if (!f.good())
+			return err(tmp + ": cannot write");
+	}
+	if (std::rename(tmp.c_str(), path.c_str()) != 0)
+		return err(path + ": " + std::strerror(errno));
+	return Ok{};
+}
+
+Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &initial)
+{
+	std::unique_ptr<Plane> p(new Plane);
+	p->o_ = o;
+	p->current_ = initial;
+	for (const auto &f : o.ifaces) {
+		unsigned idx = if_nametoindex(f.name.c_str());
+		if (idx == 0)
+			return err("--xdp-interface " + f.name + ": no such interface");
+		p->ifindex_.push_back(idx);
+	}
+	auto b = p->bindings(initial);
+	if (!b)
+		return err(b.error());
+	std::string dig = p->digest(initial, *b);
+
+	if (o.ifaces.empty()) {
+		// No dataplane: generation 1 is the state loaded at start.
+		auto t = compile(initial, *b, 1);
+		if (!t)
+			return err("compile: " + t.error());
+		p->live_ = std::move(*t);
+		p->generation_ = 1;
+		return p;
+	}
+
+	auto x = XdpDataplane::load(o.xdp);
+	if (!x)
+		return err("XDP dataplane: " + x.error());
+	p->xdp_ = std::move(*x);
+	if (Status st = p->xdp_->set_local_addresses(local_addresses()); !st)
+		return err("XDP dataplane: " + st.error());
+
+	// The pinned generation is kept when it is this state file on these
+	// interfaces; otherwise the state file is published as the next one.
+	uint64_t pinned = p->xdp_->adopted() ? p->xdp_->generation() : 0;
+	bool same = false;
+	if (pinned) {
+		std::ifstream f(marker_path(o.state_path));
+		json m = json::parse(f, nullptr, false);
+		same = m.is_object() && m.value("generation", uint64_t(0)) == pinned && m.value("digest", "") == dig;
+	}
+	uint64_t gen = same ? pinned : pinned + 1;
+	auto t = compile(initial, *b, gen);
+	if (!t)
+		return err("compile: " + t.error());
+	if (!same) {
+		if (Status st = p->xdp_->publish(*t); !st)
+			return err("publish: " + st.error());
+		if (Status st = p->write_live_marker(gen, dig); !st)
+			return err(st.error());
+	}
+	p->live_ = std::move(*t);
+	p->generation_ = gen;
+	// After the tables: the first packet already sees them. A pinned link is
+	// taken over by an atomic program swap.
+	for (uint32_t idx : p->ifindex_)
+		if (Status st = p->xdp_->attach(idx); !st)
+			return err("attach: " + st.error());
+	return p;
+}
+
+Result<uint64_t> Plane::commit(const State &next)
+{
+	auto b = bindings(next);
+	if (!b)
+		return err(b.error());
+	uint64_t gen = generation_ + 1;
+	auto t = compile(next, *b, gen);
+	if (!t)
+		return err("compile: " + t.error());
+	// The state file first: a crash between it and the publish leaves the
+	// file ahead of the pinned generation (the live marker says which), and
+	// the next start publishes the file.
+	test_pause("before-state-write");
+	if (Status st = save_state_file(o_.state_path, next); !st)
+		return err(st.error());
+	test_pause("after-state-write");
+	if (xdp_) {
+		Status st = test_fail("publish") ? Status(err("publish refused (LINKGATED_TEST_FAIL)")) : xdp_->publish(*t);
+		if (!st) {
+			if (Status back = save_state_file(o_.state_path, current_); !back)
+				return err(st.error() + "; the state file could not be restored: " + back.error());
+			return err(st.error());
+		}
+		test_pause("after-publish");
+		(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
+		rebase(*t);
+	}
+	live_ = std::move(*t);
+	current_ = next;
+	generation_ = gen;
+	return gen;
+}
+
+size_t Plane::reclaim() { return xdp_ ? xdp_->reclaim() : 0; }
+
+void Plane::rebase(const CompiledTables &next)
+{
+	auto move = [](const std::vector<std::string> &old_names, const std::vector<std::string> &new_names,
+		       std::map<std::string, uint64_t> &base, std::vector<uint64_t> &snap, auto raw) {
+		size_t n = std::max(old_names.size(), new_names.size());
+		std::vector<uint64_t> now(n);
+		for (size_t i = 0; i < n; i++)
+			now[i] = raw(uint32_t(i));
+		for (size_t i = 0; i < old_names.size(); i++)
+			base[old_names[i]] += now[i] - std::min(now[i], i < snap.size() ? snap[i] : 0);
+		now.resize(new_names.size());
+		snap = std::move(now);
+		std::erase_if(base, [&](auto &kv) {
+			return std::find(new_names.begin(), new_names.end(), kv.first) == new_names.end();
+		});
+	};
+	move(live_.rule_names, next.rule_names, base_rules_, snap_rules_, [&](uint32_t i) { return xdp_->rule_hits(i); });
+	move(live_.pe_names, next.pe_names, base_pes_, snap_pes_, [&](uint32_t i) { return xdp_->pe_packets(i); });
+	move(live_.server_names, next.server_names, base_servers_, snap_servers_,
+	     [&](uint32_t i) { return xdp_->server_packets(i); });
+}
+
+DataplaneCounters Plane::counters()
+{
+	DataplaneCounters c;
+	if (!xdp_)
+		return c;
+	c.reasons = xdp_->reason_counts();
+	auto fill = [](const std::vector<std::string> &names, const std::map<std::string, uint64_t> &base,
+		       const std::vector<uint64_t> &snap, std::map<std::string, uint64_t> &out, auto raw) {
+		for (size_t i = 0; i < names.size(); i++) {
+			uint64_t r = raw(uint32_t(i)), s = i < snap.size() ? snap[i] : 0;
+			auto it = base.find(names[i]);
+			out[names[i]] = (it == base.end() ? 0 : it->second) + (r > s ? r - s : 0);
+		}
+	};
+	fill(live_.rule_names, base_rules_, snap_rules_, c.rules, [&](uint32_t i) { return xdp_->rule_hits(i); });
+	fill(live_.pe_names, base_pes_, snap_pes_, c.private_endpoints, [&](uint32_t i) { return xdp_->pe_packets(i); });
+	fill(live_.server_names, base_servers_, snap_servers_, c.servers,
+	     [&](uint32_t i) { return xdp_->server_packets(i); });
+	c.flows = xdp_->flow_entries() / 2;
+	return c;
+}
+
+json Plane::flows()
+{
+	json out = json::array();
+	if (!xdp_)
+		return out;
+	for (const lg_flow_entry &e : xdp_->flows()) {
+		// The reply key as the program builds it: from the backend (or the
+		// original destination) back to the source, in the egress VNet.
+		lg_flow_key r = e.orig;
+		r.vni = te_iface_vni(live_, e.egress_ifindex);
+		std::memcpy(r.src, e.kind == LG_DEST_ROUTED ? e.orig.dst : e.nat_addr, 16);
+		r.sport = e.kind == LG_DEST_ROUTED ? e.orig.dport : e.nat_port;
+		std::memcpy(r.dst, e.orig.src, 16);
+		r.dport = e.orig.sport;
+		// Object names of the live generation (a flow of an older one may
+		// carry an index that has moved since; it is re-checked at its next packet).
+		const auto &names = e.kind == LG_DEST_PRIVATE_ENDPOINT ? live_.pe_names : live_.server_names;
+		json object = e.kind != LG_DEST_ROUTED && e.object_id < names.size() ? json(names[e.object_id]) : json(nullptr);
+		json backend = nullptr;
+		if (e.kind != LG_DEST_ROUTED) {
+			Addr a;
+			std::memcpy(a.b.data(), e.nat_addr, 16);
+			backend = a.str() + ":" + std::to_string(ntohs(e.nat_port));
+		}
+		out.push_back(json{{"original", key_str(e.orig)},
+				   {"reply", key_str(r)},
+				   {"state", state_word(e.state)},
+				   {"kind", kind_word(e.kind)},
+				   {"object", object},
+				   {"backend", backend},
+				   {"generation", e.generation},
+				   {"expiresNs", e.expires_ns}});
+	}
+	return out;
+}
+
+} // namespace lg::agent

@@ -1,0 +1,77 @@
+// The agent's commit path: compiles each validated State, writes the state
+// file, publishes the generation to the XDP dataplane (pinned, so it outlives
+// the agent) and answers explain/stats/flows from the live generation. At
+// start it adopts a pinned dataplane and continues its generation numbers.
+// See docs/agent.md ("Dataplane and restarts").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler.hpp"
+#include "service.hpp"
+#include "xdp_loader.hpp"
+
+namespace lg::agent {
+
+// --xdp-interface IFACE[=VNET]. Without =VNET the interface follows the
+// state's only VNet.
+struct IfaceSpec {
+	std::string name;
+	std::string vnet;
+	bool explicit_vnet = false;
+};
+Result<IfaceSpec> parse_iface_spec(const std::string &text);
+
+struct PlaneOptions {
+	std::string state_path;
+	std::vector<IfaceSpec> ifaces; // none: no dataplane (generations are still numbered)
+	XdpConfig xdp;                 // pin_dir: where the dataplane is pinned
+};
+
+class Plane final : public Dataplane {
+public:
+	// Loads (adopting pins), publishes `initial` unless the pinned generation
+	// already is it, and attaches to every interface.
+	static Result<std::unique_ptr<Plane>> open(const PlaneOptions &o, const State &initial);
+
+	// The commit hook: state file first, then the dataplane; the state file
+	// is put back when the publish fails. Returns the generation now live.
+	Result<uint64_t> commit(const State &next);
+	uint64_t generation() const { return generation_; }
+	size_t reclaim(); // expired flows removed
+	bool has_xdp() const { return xdp_ != nullptr; }
+
+	const CompiledTables *live_tables() const override { return &live_; }
+	DataplaneCounters counters() override;
+	nlohmann::json flows() override;
+
+private:
+	Plane() = default;
+	Result<std::vector<InterfaceBinding>> bindings(const State &s) const;
+	std::string digest(const State &s, const std::vector<InterfaceBinding> &b) const;
+	Status write_live_marker(uint64_t generation, const std::string &digest) const;
+	void rebase(const CompiledTables &next);
+
+	PlaneOptions o_;
+	std::vector<uint32_t> ifindex_;
+	std::unique_ptr<XdpDataplane> xdp_;
+	State current_;
+	CompiledTables live_;
+	uint64_t generation_ = 0;
+	// Counters are indexed per generation; names keep their totals across
+	// generations: base + (raw now - raw at the last commit).
+	std::map<std::string, uint64_t> base_rules_, base_pes_, base_servers_;
+	std::vector<uint64_t> snap_rules_, snap_pes_, snap_servers_;
+};
+
+// LINKGATED_TEST_PAUSE=<point>: the agent stops itself (SIGSTOP) at that
+// point of every commit; tests kill it there. Points: before-state-write,
+// after-state-write, after-publish.
+void test_pause(const char *point);
+// LINKGATED_TEST_FAIL=publish: every publish fails as a refused map update
+// would (after the state file was written), to test the rollback.
+bool test_fail(const char *what);
+
+} // namespace lg::agent

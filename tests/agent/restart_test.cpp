@@ -1,0 +1,426 @@
+// The real linkgated with its XDP dataplane on veths between namespaces: a
+// client namespace, the NIC host namespace (where the agent runs, the program
+// on both its veths) and a backend namespace with an echo server. Live TCP
+// across kill -9 and restart, a kill -9 at each point of a commit, and the
+// background reclaim of expired flows. Pins go to a per-test bpffs directory.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "agent_fixture.hpp"
+#include "veth_env.hpp"
+#include "arm_json.hpp"
+#include "netns.hpp"
+#include "service.hpp"
+#include "policy_helpers.hpp"
+#include "validate.hpp"
+
+extern "C" {
+#include "lg_xdp.h"
+}
+
+using namespace lg;
+using lg::testing::Topology;
+using lgtest::Daemon;
+using lgtest::json;
+using namespace lgtest;
+
+namespace {
+
+// One long-lived connection echoing on command: each byte on `cmd` is one
+// round trip, answered with '+' (echoed) or '-' on `res`; EOF ends it.
+int persistent_client(const char *dst, uint16_t port, int cmd, int res)
+{
+	int s = tcp_connect(dst, port, 2000);
+	if (s < 0)
+		return 2;
+	char c;
+	while (read(cmd, &c, 1) == 1) {
+		char r = echo(s, "ping", 2000) ? '+' : '-';
+		if (write(res, &r, 1) != 1)
+			return 3;
+	}
+	close(s);
+	return 0;
+}
+
+class AgentRestart : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		ASSERT_EQ(geteuid(), 0u) << "needs root; CI runs as root";
+		struct statfs fs {};
+		if (statfs("/sys/fs/bpf", &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
+			ASSERT_EQ(mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr), 0) << strerror(errno);
+		}
+		pin_dir = "/sys/fs/bpf/lgtest-agent-" + std::to_string(getpid());
+		topo.add_ns("cli");
+		topo.add_ns("host");
+		topo.add_ns("be");
+		topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
+		topo.add_veth("host", "hb", "be", "bb", "02:00:00:00:02:01", "02:00:00:00:b1:01");
+		ASSERT_TRUE(topo.run("cli", "ip addr add 10.1.1.10/24 dev cc && ip route add default via 10.1.1.1"));
+		ASSERT_TRUE(topo.run("be", "ip addr add 192.168.20.11/24 dev bb && ip route add default via 192.168.20.1"));
+		ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.1/24 dev hc && ip addr add 192.168.20.1/24 dev hb && "
+					     "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"));
+		// The program rewrites finished checksums; frames redirected into a
+		// veth need an XDP program on the peer to be received.
+		ASSERT_TRUE(topo.run("cli", "ethtool -K cc tx off >/dev/null"));
+		ASSERT_TRUE(topo.run("be", "ethtool -K bb tx off >/dev/null"));
+		for (auto [ns, dev] : {std::pair{"cli", "cc"}, std::pair{"be", "bb"}})
+			ASSERT_EQ(Topology::in_ns(topo.real(ns), [dev = dev] { return attach_pass(dev); }), 0) << dev;
+
+		int ready[2];
+		ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+		ASSERT_EQ(pipe2(stop, O_CLOEXEC), 0);
+		server = Topology::spawn_in_ns(topo.real("be"),
+					       [&] { return echo_server("192.168.20.11", 3306, ready[1], stop[0]); });
+		char c;
+		ASSERT_EQ(read(ready[0], &c, 1), 1);
+		close(ready[0]);
+		close(ready[1]);
+
+		// The agent is started from the NIC host namespace (it inherits it).
+		orig_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		int host = open(("/run/netns/" + topo.real("host")).c_str(), O_RDONLY | O_CLOEXEC);
+		ASSERT_GE(orig_ns, 0);
+		ASSERT_GE(host, 0);
+		ASSERT_EQ(setns(host, CLONE_NEWNET), 0);
+		close(host);
+	}
+
+	void TearDown() override
+	{
+		unsetenv("LINKGATED_TEST_PAUSE");
+		agent.reset(); // SIGTERM; a stopped or killed agent is reaped
+		std::error_code ec;
+		std::filesystem::remove_all(pin_dir, ec);
+		if (server > 0) {
+			EXPECT_EQ(write(stop[1], "s", 1), 1);
+			EXPECT_EQ(Topology::wait_child(server), 0) << "echo server";
+		}
+		if (orig_ns >= 0) {
+			setns(orig_ns, CLONE_NEWNET);
+			close(orig_ns);
+		}
+	}
+
+	std::vector<std::string> agent_args(std::vector<std::string> extra = {}) const
+	{
+		std::vector<std::string> a{"--pin-dir", pin_dir, "--xdp-interface", "hc=client-vnet", "--xdp-interface",
+					   "hb="};
+		a.insert(a.end(), extra.begin(), extra.end());
+		return a;
+	}
+
+	// A new agent on a fresh state file holding `initial`.
+	void start_agent(const State &initial, std::vector<std::string> extra = {})
+	{
+		agent = std::make_unique<Daemon>(agent_args(std::move(extra)));
+		std::filesystem::create_directories(agent->dir() + "/lib");
+		ASSERT_TRUE(save_state_file(agent->state_path(), initial).ok());
+		ASSERT_TRUE(started()) << agent->log();
+	}
+
+	// Started and serving: the socket accepts before the dataplane is
+	// attached (clients wait in the backlog), the first answer comes after.
+	bool started() { return agent->start() && agent->rpc("status").contains("result"); }
+
+	// The generation the pinned lg_active says is live (0 when unreadable).
+	uint64_t pinned_generation() const
+	{
+		int fd = bpf_obj_get((pin_dir + "/lg_active").c_str());
+		if (fd < 0)
+			return 0;
+		uint32_t key = 0;
+		lg_active a{};
+		int rc = bpf_map_lookup_elem(fd, &key, &a);
+		close(fd);
+		return rc == 0 ? a.generation : 0;
+	}
+
+	int client(const char *dst, uint16_t port, int timeout_ms = 2000)
+	{
+		return Topology::in_ns(topo.real("cli"), [&] { return echo_once(dst, port, timeout_ms); });
+	}
+
+	json ok(const std::string &method, const json &params = json::object())
+	{
+		json r = agent->rpc(method, params);
+		EXPECT_TRUE(r.is_object() && r.contains("result")) << method << ": " << r.dump();
+		return r.is_object() && r.contains("result") ? r["result"] : json();
+	}
+
+	Topology topo;
+	std::string pin_dir;
+	std::unique_ptr<Daemon> agent;
+	int orig_ns = -1;
+	int server = -1;
+	int stop[2] = {-1, -1};
+};
+
+// A persistent connection in the client namespace, driven one round trip at a time.
+struct Persistent {
+	int cmd[2], res[2], pid;
+	explicit Persistent(const std::string &ns)
+	{
+		EXPECT_EQ(pipe2(cmd, O_CLOEXEC), 0); // the agent (exec) must not hold them
+		EXPECT_EQ(pipe2(res, O_CLOEXEC), 0);
+		pid = Topology::spawn_in_ns(ns, [&] {
+			close(cmd[1]);
+			close(res[0]);
+			return persistent_client("10.1.1.100", 3306, cmd[0], res[1]);
+		});
+		close(cmd[0]);
+		close(res[1]);
+	}
+	bool round_trip()
+	{
+		if (write(cmd[1], "x", 1) != 1)
+			return false;
+		pollfd p{res[0], POLLIN, 0};
+		char r = 0;
+		return poll(&p, 1, 5000) == 1 && read(res[0], &r, 1) == 1 && r == '+';
+	}
+	int finish()
+	{
+		close(cmd[1]);
+		close(res[0]);
+		return Topology::wait_child(pid);
+	}
+};
+
+TEST_F(AgentRestart, LiveTcpSurvivesKillAndRestartAdoptsThePinnedGeneration)
+{
+	start_agent(policy("Approved"));
+	uint64_t g = agent->generation();
+	EXPECT_EQ(pinned_generation(), g);
+
+	Persistent conn(topo.real("cli"));
+	ASSERT_TRUE(conn.round_trip()) << agent->log();
+	EXPECT_EQ(client("192.168.20.11", 22, 500), 3) << "NSG denies outbound ssh";
+
+	agent->kill9();
+	// Without the agent: the flow carries on, the policy is still enforced.
+	for (int i = 0; i < 20; i++)
+		ASSERT_TRUE(conn.round_trip()) << "round trip " << i << " with the agent dead";
+	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "new flows are decided by the pinned tables";
+	EXPECT_EQ(client("192.168.20.11", 22, 500), 3);
+	EXPECT_EQ(client("10.1.1.100", 3307, 500), 3);
+
+	// The restarted agent adopts: same generation, same flows, no republish.
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g);
+	EXPECT_EQ(pinned_generation(), g);
+	for (int i = 0; i < 5; i++)
+		ASSERT_TRUE(conn.round_trip()) << "after restart " << i;
+
+	json flows = ok("flows");
+	bool found = false;
+	for (const auto &f : flows)
+		if (f["kind"] == "private-endpoint" && f["object"] == "pe-east" && f["backend"] == "192.168.20.11:3306" &&
+		    f["state"] == "established")
+			found = true;
+	EXPECT_TRUE(found) << flows.dump();
+	json st = ok("stats");
+	EXPECT_GT(st["forwarded"].get<uint64_t>(), 20u);
+	EXPECT_GT(st["privateEndpoints"]["pe-east"].get<uint64_t>(), 20u);
+	EXPECT_GT(st["servers"]["eastus-db"].get<uint64_t>(), 20u);
+	EXPECT_GE(st["nsgRules"]["clients-nsg/no-ssh"].get<uint64_t>(), 2u);
+	EXPECT_GE(st["drops"]["nsg-deny"].get<uint64_t>(), 2u);
+	EXPECT_GE(st["drops"]["pe-port"].get<uint64_t>(), 1u);
+	EXPECT_GE(st["flows"].get<uint64_t>(), 1u);
+
+	// explain comes from the live generation's compiled tables.
+	json e = ok("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}, {"sport", 40000},
+				{"dport", 3306}});
+	EXPECT_EQ(e["verdict"], "forward");
+	EXPECT_EQ(e["generation"], g);
+	EXPECT_EQ(e["backend"], "192.168.20.11:3306");
+
+	// The next change numbers on from the pinned generation and cuts the flow.
+	json r = agent->rpc("mysql.server.private-endpoint-connection.reject",
+			    {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	ASSERT_TRUE(r.contains("result")) << r.dump();
+	EXPECT_EQ(r["generation"], g + 1);
+	EXPECT_EQ(pinned_generation(), g + 1);
+	EXPECT_FALSE(conn.round_trip()) << "rejected: the existing flow is cut at its next packet";
+	EXPECT_EQ(client("10.1.1.100", 3306, 500), 3);
+	EXPECT_GE(ok("stats")["drops"]["pec-rejected"].get<uint64_t>(), 1u);
+	EXPECT_EQ(conn.finish(), 0);
+}
+
+// kill -9 at each named point of a commit (LINKGATED_TEST_PAUSE stops the
+// agent there): the pinned dataplane holds the old or the new generation,
+// never a mix, and after a restart the state file, the agent and the
+// dataplane agree.
+TEST_F(AgentRestart, KillInTheMiddleOfACommitLeavesOldOrNew)
+{
+	for (const char *point : {"before-state-write", "after-state-write", "after-publish"}) {
+		SCOPED_TRACE(point);
+		std::error_code ec;
+		std::filesystem::remove_all(pin_dir, ec);
+		setenv("LINKGATED_TEST_PAUSE", point, 1);
+		start_agent(policy("Approved"));
+		uint64_t g = agent->generation();
+		ASSERT_EQ(client("10.1.1.100", 3306), 0);
+
+		int fd = lgtest::connect_unix(agent->socket_path());
+		ASSERT_GE(fd, 0);
+		json req{{"jsonrpc", "2.0"},
+			 {"id", 1},
+			 {"method", "mysql.server.private-endpoint-connection.reject"},
+			 {"params", {{"serverName", "eastus-db"}, {"name", "pe-east"}}}};
+		ASSERT_TRUE(lgtest::send_all(fd, req.dump() + "\n"));
+		ASSERT_TRUE(agent->wait_stopped()) << agent->log();
+		uint64_t mid = pinned_generation();
+		EXPECT_TRUE(mid == g || mid == g + 1) << mid;
+		agent->kill9();
+		EXPECT_TRUE(lgtest::closed_by_peer(fd)) << "no reply from a killed commit";
+		close(fd);
+		// Killed: the dataplane keeps enforcing exactly one generation.
+		bool approved_mid = client("10.1.1.100", 3306, 500) == 0;
+		EXPECT_EQ(approved_mid, mid == g);
+
+		unsetenv("LINKGATED_TEST_PAUSE");
+		ASSERT_TRUE(started()) << agent->log();
+		uint64_t after = agent->generation();
+		EXPECT_EQ(pinned_generation(), after);
+		EXPECT_GE(after, mid);
+		json state = ok("export");
+		auto file = load_state_file(agent->state_path());
+		ASSERT_TRUE(file.ok()) << file.error();
+		EXPECT_EQ(state_to_json(*file), state) << "the state file is what the agent serves";
+		std::string status = ok("mysql.server.private-endpoint-connection.show",
+					{{"serverName", "eastus-db"}, {"name", "pe-east"}})["privateLinkServiceConnectionState"]
+					   ["status"];
+		EXPECT_TRUE(status == "Approved" || status == "Rejected") << status;
+		// The dataplane enforces exactly what the agent and the file say.
+		EXPECT_EQ(client("10.1.1.100", 3306, 500) == 0, status == "Approved");
+		if (std::string(point) == "before-state-write")
+			EXPECT_EQ(status, "Approved");
+		else
+			EXPECT_EQ(status, "Rejected") << "the state file was written: the restart publishes it";
+		agent.reset();
+	}
+}
+
+TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
+{
+	start_agent(policy("Approved"), {"--udp-timeout", "0.5", "--reclaim-interval", "50"});
+	// One UDP datagram from the client to the backend network: a routed flow.
+	ASSERT_EQ(Topology::in_ns(topo.real("cli"),
+				  [] {
+					  int s = socket(AF_INET, SOCK_DGRAM, 0);
+					  sockaddr_in a{};
+					  a.sin_family = AF_INET;
+					  a.sin_port = htons(9999);
+					  inet_pton(AF_INET, "192.168.20.11", &a.sin_addr);
+					  return sendto(s, "x", 1, 0, reinterpret_cast<sockaddr *>(&a), sizeof a) == 1 ? 0 : 1;
+				  }),
+		  0);
+	auto udp_flows = [&] {
+		int n = 0;
+		for (const auto &f : ok("flows"))
+			if (f["original"].get<std::string>().find(" 17 10.1.1.10:") != std::string::npos)
+				n++;
+		return n;
+	};
+	// Seen, then gone within a bounded time (0.5 s timeout, 50 ms sweeps).
+	auto until = [](auto pred) {
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+		while (std::chrono::steady_clock::now() < deadline) {
+			if (pred())
+				return true;
+			poll(nullptr, 0, 20);
+		}
+		return false;
+	};
+	EXPECT_TRUE(until([&] { return udp_flows() == 1; })) << ok("flows").dump();
+	EXPECT_TRUE(until([&] { return udp_flows() == 0; })) << ok("flows").dump();
+	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
+}
+
+// A publish that fails after the state file was written: the file is put
+// back, the error is "commit failed", and a restart keeps the old generation.
+TEST_F(AgentRestart, FailedPublishRestoresTheStateFile)
+{
+	setenv("LINKGATED_TEST_FAIL", "publish", 1);
+	start_agent(policy("Approved"));
+	unsetenv("LINKGATED_TEST_FAIL");
+	uint64_t g = agent->generation();
+	std::string before = lgtest::slurp(agent->state_path());
+	json r = agent->rpc("mysql.server.private-endpoint-connection.reject",
+			    {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	ASSERT_TRUE(r.contains("error")) << r.dump();
+	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed);
+	EXPECT_EQ(lgtest::slurp(agent->state_path()), before);
+	EXPECT_EQ(agent->generation(), g);
+	EXPECT_EQ(pinned_generation(), g);
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+
+	agent->kill9();
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g) << "adopted: the file and the dataplane agree";
+	EXPECT_EQ(ok("mysql.server.private-endpoint-connection.show", {{"serverName", "eastus-db"}, {"name", "pe-east"}})
+			  ["privateLinkServiceConnectionState"]["status"],
+		  "Approved");
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+}
+
+// kill -9 at random moments while commits run back to back: each time the
+// restarted agent, its state file and the pinned dataplane agree, and the
+// traffic is what they say.
+TEST_F(AgentRestart, RandomKillsWhileCommitting)
+{
+	start_agent(policy("Approved"));
+	std::srand(unsigned(getpid()));
+	for (int round = 0; round < 5; round++) {
+		SCOPED_TRACE(round);
+		std::thread writer([path = agent->socket_path()] {
+			int fd = lgtest::connect_unix(path);
+			for (int i = 0; fd >= 0; i++) {
+				json req{{"jsonrpc", "2.0"},
+					 {"id", i},
+					 {"method", i % 2 ? "mysql.server.private-endpoint-connection.approve"
+							  : "mysql.server.private-endpoint-connection.reject"},
+					 {"params", {{"serverName", "eastus-db"}, {"name", "pe-east"}}}};
+				if (!lgtest::send_all(fd, req.dump() + "\n") || lgtest::read_line(fd, 20000).empty())
+					break; // the agent was killed
+			}
+			if (fd >= 0)
+				close(fd);
+		});
+		// Not a synchronisation: the kill lands at a random point of some commit.
+		poll(nullptr, 0, 50 + std::rand() % 600);
+		agent->kill9();
+		uint64_t at_kill = pinned_generation();
+		writer.join();
+
+		ASSERT_TRUE(started()) << agent->log();
+		uint64_t g = agent->generation();
+		EXPECT_EQ(pinned_generation(), g);
+		EXPECT_GE(g, at_kill);
+		auto file = load_state_file(agent->state_path());
+		ASSERT_TRUE(file.ok()) << file.error();
+		EXPECT_EQ(state_to_json(*file), ok("export"));
+		std::string status = ok("mysql.server.private-endpoint-connection.show",
+					{{"serverName", "eastus-db"}, {"name", "pe-east"}})["privateLinkServiceConnectionState"]
+					   ["status"];
+		EXPECT_EQ(client("10.1.1.100", 3306, 500) == 0, status == "Approved") << status;
+	}
+}
+
+} // namespace

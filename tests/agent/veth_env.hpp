@@ -1,0 +1,158 @@
+// The veth topology of the agent's XDP tests and benchmark: helpers that
+// run in the client and backend namespaces (connect, echo, the echo server),
+// the pass program for the veth peers, and the private endpoint policy.
+#pragma once
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "policy_helpers.hpp"
+#include "validate.hpp"
+
+namespace lgtest {
+
+using namespace lg;
+
+inline int tcp_connect(const char *dst, uint16_t port, int timeout_ms)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	inet_pton(AF_INET, dst, &a.sin_addr);
+	if (connect(s, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+		close(s);
+		return -1;
+	}
+	pollfd p{s, POLLOUT, 0};
+	int err = 0;
+	socklen_t len = sizeof err;
+	if (poll(&p, 1, timeout_ms) != 1 || getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+inline bool echo(int s, const char *msg, int timeout_ms)
+{
+	size_t n = strlen(msg);
+	if (write(s, msg, n) != ssize_t(n))
+		return false;
+	std::string got;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	while (got.size() < n) {
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+		pollfd p{s, POLLIN, 0};
+		if (left.count() <= 0 || poll(&p, 1, int(left.count())) != 1)
+			return false;
+		char buf[256];
+		ssize_t r = read(s, buf, sizeof buf);
+		if (r <= 0)
+			return false;
+		got.append(buf, size_t(r));
+	}
+	return got == msg;
+}
+
+// 0: connected and echoed; 3: no answer (dropped).
+inline int echo_once(const char *dst, uint16_t port, int timeout_ms)
+{
+	int s = tcp_connect(dst, port, timeout_ms);
+	if (s < 0)
+		return 3;
+	int rc = echo(s, "hello", timeout_ms) ? 0 : 6;
+	close(s);
+	return rc;
+}
+
+// Echo server on addr:port until `stop` is readable; tells `ready` once listening.
+inline int echo_server(const char *addr, uint16_t port, int ready, int stop)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	if (bind(s, reinterpret_cast<sockaddr *>(&a), sizeof a) || listen(s, 64))
+		return 10;
+	if (write(ready, "r", 1) != 1)
+		return 11;
+	std::vector<pollfd> fds{{stop, POLLIN, 0}, {s, POLLIN, 0}};
+	for (;;) {
+		if (poll(fds.data(), fds.size(), 120000) <= 0)
+			return 12; // bounded: no test runs this long
+		if (fds[0].revents)
+			return 0;
+		if (fds[1].revents & POLLIN)
+			fds.push_back({accept(s, nullptr, nullptr), POLLIN, 0});
+		for (size_t i = 2; i < fds.size(); i++) {
+			if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			char buf[256];
+			ssize_t n = read(fds[i].fd, buf, sizeof buf);
+			if (n <= 0 || write(fds[i].fd, buf, size_t(n)) != n) {
+				close(fds[i].fd);
+				fds.erase(fds.begin() + long(i--));
+			}
+		}
+	}
+}
+
+inline int attach_pass(const char *dev)
+{
+	bpf_object *obj = bpf_object__open_file(LG_PASS_OBJ, nullptr);
+	if (!obj || bpf_object__load(obj))
+		return 20;
+	bpf_program *prog = bpf_object__find_program_by_name(obj, "lg_pass");
+	int ifindex = int(if_nametoindex(dev));
+	if (!prog || !ifindex || bpf_xdp_attach(ifindex, bpf_program__fd(prog), XDP_FLAGS_DRV_MODE, nullptr))
+		return 21;
+	return 0;
+}
+
+inline lg::State policy(const std::string &pec_status)
+{
+	lg::State s;
+	VirtualNetwork v;
+	v.name = "client-vnet";
+	v.addressPrefixes = {"10.1.0.0/16"};
+	v.subnets = {{"clients", "10.1.1.0/24", "clients-nsg", {}, "Disabled"}};
+	s.virtualNetworks = {v};
+	NetworkSecurityGroup n;
+	n.name = "clients-nsg";
+	n.securityRules = {lg::testing::make_rule("no-ssh", 100, "Outbound", "Deny", "Tcp", "*", "*", "22")};
+	s.networkSecurityGroups = {n};
+	MySqlServer e;
+	e.name = "eastus-db";
+	e.publicIp = "20.10.2.5";
+	e.backends = {{"192.168.20.11", 3306, 1}};
+	s.servers = {e};
+	PrivateEndpoint pe;
+	pe.name = "pe-east";
+	pe.vnet = "client-vnet";
+	pe.subnet = "clients";
+	pe.privateIPAddress = "10.1.1.100";
+	pe.server = "eastus-db";
+	pe.connectionState.status = pec_status;
+	s.privateEndpoints = {pe};
+	fill_defaults(s);
+	return s;
+}
+
+} // namespace lgtest
