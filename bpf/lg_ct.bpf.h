@@ -144,24 +144,39 @@ static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_f
 	return d == 0;
 }
 
+/* One copy of a flow. An existing entry is written in place: a map update
+ * would allocate, copy and free an element on every packet. */
+static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags)
+{
+	struct lg_flow_entry *cur;
+
+	if (flags != BPF_EXIST) {
+		bpf_map_update_elem(&lg_flows, k, v, flags);
+		return;
+	}
+	cur = bpf_map_lookup_elem(&lg_flows, k);
+	if (cur)
+		__builtin_memcpy(cur, v, sizeof(*v));
+}
+
 /* Write scratch->e back under both keys; the found key is scratch->k. */
 static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 flags)
 {
 	if (s->e.flags & LG_FLOW_F_REPLY) {
 		s->k2 = s->e.orig;
-		bpf_map_update_elem(&lg_flows, &s->k, &s->e, flags);
+		flow_put(&s->k, &s->e, flags);
 		s->e.flags &= ~LG_FLOW_F_REPLY;
-		bpf_map_update_elem(&lg_flows, &s->k2, &s->e, flags);
+		flow_put(&s->k2, &s->e, flags);
 	} else {
 		reply_key(slot, &s->e, &s->k2);
-		bpf_map_update_elem(&lg_flows, &s->k, &s->e, flags);
+		flow_put(&s->k, &s->e, flags);
 		/* A flow to itself (src = dst, sport = dport, one VNet) has one
 		 * key; its packets are of the original direction, as in the
 		 * evaluator. A reply copy would overwrite it. */
 		if (key_eq(&s->k, &s->k2))
 			return;
 		s->e.flags |= LG_FLOW_F_REPLY;
-		bpf_map_update_elem(&lg_flows, &s->k2, &s->e, flags);
+		flow_put(&s->k2, &s->e, flags);
 	}
 }
 

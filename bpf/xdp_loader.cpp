@@ -435,9 +435,10 @@ Result<XdpRun> XdpDataplane::run(std::span<const uint8_t> frame, uint32_t ingres
 	r.frame.resize(in.size() + 256);
 	xdp_md ctx{};
 	ctx.ingress_ifindex = ingress_ifindex;
+	ctx.data_end = uint32_t(in.size()); // all linear, as a NIC hands small frames
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in.data(), .data_out = r.frame.data(),
 		    .data_size_in = uint32_t(in.size()), .data_size_out = uint32_t(r.frame.size()),
-		    .ctx_in = ingress_ifindex ? &ctx : nullptr, .ctx_size_in = ingress_ifindex ? uint32_t(sizeof ctx) : 0u,
+		    .ctx_in = &ctx, .ctx_size_in = uint32_t(sizeof ctx),
 		    .repeat = 1);
 	if (int e = bpf_prog_test_run_opts(prog_fd(), &o))
 		return err(sys("BPF_PROG_TEST_RUN failed", e));
