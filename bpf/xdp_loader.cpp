@@ -13,8 +13,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <bit>
 #include <numeric>
 #include <string>
+#include <system_error>
+#include <unordered_set>
 #include <ctime>
 #include <type_traits>
 
@@ -46,46 +49,118 @@ Status check_size(bpf_map *m, const char *name, size_t key, size_t value)
 	return Ok{};
 }
 
-// An inner ARRAY sized to its content (at least one element: the kernel
-// refuses empty arrays; spans in the tables keep readers inside n).
-Result<int> make_array(const char *name, uint32_t vsize, const void *data, uint32_t n)
+// Generation tables in the order of XdpDataplane's slot arrays; lg_gcfg is
+// last (the barrier re-sets its entry).
+struct TableSpec {
+	const char *name;
+	bpf_map_type type;
+	uint32_t flags;
+	uint32_t ksize, vsize;
+};
+const TableSpec kSpec[] = {
+	{"lg_ivl_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_ivl)},
+	{"lg_bitmap_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_bitmap)},
+	{"lg_nsg_dir_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_nsg_dir)},
+	{"lg_rule_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_rule)},
+	{"lg_subnet_g", BPF_MAP_TYPE_LPM_TRIE, BPF_F_NO_PREALLOC, sizeof(lg_subnet_key), sizeof(lg_subnet)},
+	{"lg_nic_g", BPF_MAP_TYPE_HASH, 0, sizeof(lg_addr_key), sizeof(lg_nic)},
+	{"lg_pe_g", BPF_MAP_TYPE_HASH, 0, sizeof(lg_addr_key), sizeof(lg_pe)},
+	{"lg_pubip_g", BPF_MAP_TYPE_HASH, 0, sizeof(lg_pubip_key), 4},
+	{"lg_server_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_server)},
+	{"lg_fwrange_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_fwrange)},
+	{"lg_vnetrule_g", BPF_MAP_TYPE_HASH, 0, sizeof(lg_vnetrule_key), 4},
+	{"lg_backend_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_backend)},
+	{"lg_maglev_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, 4},
+	{"lg_iface_g", BPF_MAP_TYPE_HASH, 0, 4, sizeof(lg_iface)},
+	{"lg_gcfg_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_gcfg)},
+};
+constexpr size_t kGcfg = 14;
+
+std::array<bpf_map *, std::size(kSpec)> outer_maps(lg_xdp *skel)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_INNER_MAP);
-	int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, 4, vsize, std::max(n, 1u), &o);
-	if (fd < 0)
-		return err(sys(std::string("cannot create table ") + name + " of " + std::to_string(n) + " entries", errno));
-	if (n == 0)
-		return fd;
-	std::vector<uint32_t> keys(n);
-	std::iota(keys.begin(), keys.end(), 0u);
-	uint32_t count = n;
-	LIBBPF_OPTS(bpf_map_batch_opts, bo);
-	if (bpf_map_update_batch(fd, keys.data(), data, &count, &bo) == 0 && count == n)
-		return fd;
-	for (uint32_t i = 0; i < n; i++)
-		if (bpf_map_update_elem(fd, &i, static_cast<const uint8_t *>(data) + size_t(i) * vsize, BPF_ANY)) {
-			int e = errno;
-			close(fd);
-			return err(sys(std::string("cannot fill table ") + name, e));
-		}
-	return fd;
+	auto *m = &skel->maps;
+	return {m->lg_ivl, m->lg_bitmap, m->lg_nsg_dir, m->lg_rule, m->lg_subnet, m->lg_nic, m->lg_pe, m->lg_pubip,
+		m->lg_server, m->lg_fwrange, m->lg_vnetrule, m->lg_backend, m->lg_maglev, m->lg_iface, m->lg_gcfg};
 }
 
+// Headroom so that small changes fit the map already in the slot.
+uint32_t capacity(uint32_t n) { return std::max(64u, std::bit_ceil(n)); }
+
+// Keyed table as two packed arrays (std::pair may pad).
+struct Packed {
+	std::vector<uint8_t> keys, vals;
+	uint32_t n = 0;
+};
 template <typename K, typename V>
-Result<int> make_keyed(bpf_map_type type, const char *name, uint32_t flags, const std::vector<std::pair<K, V>> &kv)
+Packed pack(const std::vector<std::pair<K, V>> &kv)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
-	uint32_t n = uint32_t(kv.size());
-	int fd = bpf_map_create(type, name, sizeof(K), sizeof(V), std::max(n, 1u), &o);
-	if (fd < 0)
-		return err(sys(std::string("cannot create table ") + name + " of " + std::to_string(n) + " entries", errno));
-	for (auto &[k, v] : kv)
-		if (bpf_map_update_elem(fd, &k, &v, BPF_ANY)) {
-			int e = errno;
-			close(fd);
-			return err(sys(std::string("cannot fill table ") + name, e));
-		}
-	return fd;
+	Packed p;
+	p.n = uint32_t(kv.size());
+	p.keys.resize(kv.size() * sizeof(K));
+	p.vals.resize(kv.size() * sizeof(V));
+	for (size_t i = 0; i < kv.size(); i++) {
+		std::memcpy(p.keys.data() + i * sizeof(K), &kv[i].first, sizeof(K));
+		std::memcpy(p.vals.data() + i * sizeof(V), &kv[i].second, sizeof(V));
+	}
+	return p;
+}
+
+// Write n elements (arrays: indices 0..n-1) into fd; plain updates, no
+// grace period.
+int fill(int fd, const TableSpec &sp, const void *keys, const void *vals, uint32_t n)
+{
+	auto *v = static_cast<const uint8_t *>(vals);
+	if (sp.type == BPF_MAP_TYPE_ARRAY) {
+		if (n == 0)
+			return 0;
+		std::vector<uint32_t> idx(n);
+		std::iota(idx.begin(), idx.end(), 0u);
+		uint32_t count = n;
+		LIBBPF_OPTS(bpf_map_batch_opts, bo);
+		if (bpf_map_update_batch(fd, idx.data(), vals, &count, &bo) == 0 && count == n)
+			return 0;
+		for (uint32_t i = 0; i < n; i++)
+			if (bpf_map_update_elem(fd, &i, v + size_t(i) * sp.vsize, BPF_ANY))
+				return errno;
+		return 0;
+	}
+	auto *k = static_cast<const uint8_t *>(keys);
+	for (uint32_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, k + size_t(i) * sp.ksize, v + size_t(i) * sp.vsize, BPF_ANY))
+			return errno;
+	return 0;
+}
+
+// Delete the keys of a hash/LPM inner map that the new table lacks.
+int delete_stale(int fd, const TableSpec &sp, const void *keys, uint32_t n)
+{
+	auto *k = static_cast<const char *>(keys);
+	std::unordered_set<std::string> want;
+	for (uint32_t i = 0; i < n; i++)
+		want.emplace(k + size_t(i) * sp.ksize, sp.ksize);
+	std::vector<std::string> stale;
+	std::string cur(sp.ksize, '\0'), next(sp.ksize, '\0');
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+		if (!want.count(next))
+			stale.push_back(next);
+		cur = next;
+		prev = cur.data();
+	}
+	if (errno != ENOENT)
+		return errno;
+	for (auto &s : stale)
+		if (bpf_map_delete_elem(fd, s.data()) && errno != ENOENT)
+			return errno;
+	return 0;
+}
+
+// Re-set an outer entry to the inner map it holds: the syscall returns after
+// synchronize_rcu(), i.e. when every packet that read the previous lg_active
+// has finished. Returns 0 or errno.
+int rcu_barrier_op(int outer_fd, uint32_t slot, int inner_fd)
+{
+	return bpf_map_update_elem(outer_fd, &slot, &inner_fd, BPF_ANY) ? errno : 0;
 }
 
 uint64_t percpu_sum(bpf_map *m, uint32_t key, int ncpu)
@@ -119,6 +194,8 @@ size_t count_keys(bpf_map *m)
 Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 {
 	std::unique_ptr<XdpDataplane> d(new XdpDataplane());
+	for (auto &sl : d->slot_fds_)
+		sl.fill(-1);
 	d->skel_ = lg_xdp__open();
 	if (!d->skel_)
 		return err(sys("cannot open the XDP object", errno));
@@ -207,6 +284,26 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 		d->active_ = a.slot & 1;
 		d->generation_ = a.generation;
 		d->published_ = true;
+		// Hold the pinned inner maps so publishes reuse them.
+		auto outers = outer_maps(s);
+		for (uint32_t slot = 0; slot < 2; slot++)
+			for (size_t i = 0; i < kTables; i++) {
+				uint32_t id = 0;
+				if (bpf_map_lookup_elem(bpf_map__fd(outers[i]), &slot, &id))
+					continue; // empty entry: the next publish creates it
+				int fd = bpf_map_get_fd_by_id(id);
+				bpf_map_info info{};
+				uint32_t len = sizeof info;
+				if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len)) {
+					if (fd >= 0)
+						close(fd);
+					return err(sys("cannot open the pinned table " + std::string(bpf_map__name(outers[i])), errno));
+				}
+				d->slot_fds_[slot][i] = fd;
+				d->slot_cap_[slot][i] = info.max_entries;
+			}
+		// The previous agent may have died between its flip and its barrier.
+		d->barrier_needed_ = true;
 	}
 	return d;
 }
@@ -223,97 +320,193 @@ std::vector<bpf_map *> XdpDataplane::pinned_maps() const
 
 XdpDataplane::~XdpDataplane()
 {
+	if (barrier_thread_.joinable())
+		barrier_thread_.join(); // it uses our inner map fds
 	for (auto &[ifindex, fd] : links_)
 		close(fd); // a pinned link stays attached, an unpinned one goes
-	for (auto &v : slot_fds_)
-		for (int fd : v)
-			close(fd);
+	for (auto &sl : slot_fds_)
+		for (int fd : sl)
+			if (fd >= 0)
+				close(fd);
 	if (skel_)
 		lg_xdp__destroy(skel_);
 }
 
+Status XdpDataplane::barrier_now()
+{
+	int fd = slot_fds_[active_][kGcfg];
+	if (fd < 0)
+		return Ok{}; // nothing published in that slot: no packet reads tables
+	if (int e = rcu_barrier_op(bpf_map__fd(skel_->maps.lg_gcfg), active_, fd))
+		return err(sys("cannot wait for packets on the old tables", e));
+	return Ok{};
+}
+
+Status XdpDataplane::settle()
+{
+	if (barrier_thread_.joinable()) {
+		barrier_thread_.join();
+		if (barrier_errno_ == 0)
+			barrier_needed_ = false;
+	}
+	if (!barrier_needed_)
+		return Ok{};
+	if (auto st = barrier_now(); !st)
+		return st;
+	barrier_needed_ = false;
+	return Ok{};
+}
+
+// Fast path: the slot's map is big enough, so plain element writes of what
+// changed (no grace period; no packet reads this slot). Slow path: a bigger
+// map, one outer update (synchronize_rcu). Arrays keep stale entries past n: every
+// index the program reads comes from this generation's own tables (spans,
+// indices, gcfg), so nothing reaches them.
+Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n)
+{
+	const TableSpec &sp = kSpec[i];
+	Shadow &sh = shadow_[slot][i];
+	auto *v = static_cast<const uint8_t *>(vals);
+	auto *k = static_cast<const char *>(keys);
+	bool array = sp.type == BPF_MAP_TYPE_ARRAY;
+	Shadow next;
+	next.valid = true;
+	if (array)
+		next.vals.assign(v, v + size_t(n) * sp.vsize);
+	else
+		for (uint32_t j = 0; j < n; j++)
+			next.kv.emplace(std::string(k + size_t(j) * sp.ksize, sp.ksize),
+					std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
+	int fd = slot_fds_[slot][i];
+	if (fd >= 0 && n <= slot_cap_[slot][i]) {
+		bool had = sh.valid;
+		sh.valid = false; // until the writes below succeed
+		int e = 0;
+		if (!had) {
+			e = array ? 0 : delete_stale(fd, sp, keys, n);
+			if (!e)
+				e = fill(fd, sp, keys, vals, n);
+		} else if (array) {
+			// Only the elements that differ from what the map holds.
+			std::vector<uint32_t> idx;
+			std::vector<uint8_t> buf;
+			size_t old_n = sh.vals.size() / sp.vsize;
+			for (uint32_t j = 0; j < n; j++) {
+				const uint8_t *nv = v + size_t(j) * sp.vsize;
+				if (j < old_n && std::memcmp(sh.vals.data() + size_t(j) * sp.vsize, nv, sp.vsize) == 0)
+					continue;
+				idx.push_back(j);
+				buf.insert(buf.end(), nv, nv + sp.vsize);
+			}
+			uint32_t count = uint32_t(idx.size());
+			LIBBPF_OPTS(bpf_map_batch_opts, bo);
+			if (count && !(bpf_map_update_batch(fd, idx.data(), buf.data(), &count, &bo) == 0 && count == idx.size()))
+				for (size_t j = 0; j < idx.size() && !e; j++)
+					if (bpf_map_update_elem(fd, &idx[j], buf.data() + j * sp.vsize, BPF_ANY))
+						e = errno;
+		} else {
+			for (auto &[key, val] : sh.kv)
+				if (!next.kv.count(key) && bpf_map_delete_elem(fd, key.data()) && errno != ENOENT) {
+					e = errno;
+					break;
+				}
+			for (auto it = next.kv.begin(); !e && it != next.kv.end(); ++it) {
+				auto old = sh.kv.find(it->first);
+				if (old != sh.kv.end() && old->second == it->second)
+					continue;
+				if (bpf_map_update_elem(fd, it->first.data(), it->second.data(), BPF_ANY))
+					e = errno;
+			}
+		}
+		if (e)
+			return err(sys(std::string("cannot fill table ") + sp.name, e));
+		sh = std::move(next);
+		return Ok{};
+	}
+	// Slow path: a bigger map, one outer update (synchronize_rcu).
+	uint32_t cap = capacity(n);
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = sp.flags);
+	int nfd = bpf_map_create(sp.type, sp.name, sp.ksize, sp.vsize, cap, &o);
+	if (nfd < 0)
+		return err(sys(std::string("cannot create table ") + sp.name + " of " + std::to_string(cap) + " entries", errno));
+	if (int e = fill(nfd, sp, keys, vals, n)) {
+		close(nfd);
+		return err(sys(std::string("cannot fill table ") + sp.name, e));
+	}
+	if (bpf_map_update_elem(bpf_map__fd(outer_maps(skel_)[i]), &slot, &nfd, BPF_ANY)) {
+		int e = errno;
+		close(nfd);
+		return err(sys(std::string("cannot install table ") + sp.name, e));
+	}
+	if (fd >= 0)
+		close(fd);
+	slot_fds_[slot][i] = nfd;
+	slot_cap_[slot][i] = cap;
+	sh = std::move(next);
+	return Ok{};
+}
+
 Status XdpDataplane::publish(const CompiledTables &t)
 {
-	auto *m = &skel_->maps;
+	// The inactive slot is free once the last flip's barrier has run.
+	if (auto st = settle(); !st)
+		return st;
 	uint32_t target = published_ ? 1 - active_ : 0;
-	std::vector<int> fds;
-	std::vector<bpf_map *> outers;
-	auto fail = [&](const std::string &e) -> Status {
-		for (int fd : fds)
-			close(fd);
-		return err(e);
+	Packed subnet = pack(t.subnets), nic = pack(t.nics), pe = pack(t.pes), pubip = pack(t.pubips),
+	       iface = pack(t.ifaces);
+	std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
+	for (auto &k : t.vnetrules)
+		vr.push_back({k, 1u});
+	Packed vnetrule = pack(vr);
+	lg_gcfg g = t.gcfg;
+	g.generation = t.generation;
+	struct In {
+		const void *keys, *vals;
+		uint32_t n;
 	};
-#define LG_TRY(expr)                               \
-	do {                                       \
-		auto r_ = (expr);                  \
-		if (!r_)                           \
-			return fail(r_.error());   \
-		fds.push_back(*r_);                \
-	} while (0)
-	LG_TRY(make_array("lg_ivl_g", sizeof(lg_ivl), t.ivl.data(), uint32_t(t.ivl.size())));
-	outers.push_back(m->lg_ivl);
-	LG_TRY(make_array("lg_bitmap_g", sizeof(lg_bitmap), t.bitmaps.data(), uint32_t(t.bitmaps.size())));
-	outers.push_back(m->lg_bitmap);
-	LG_TRY(make_array("lg_nsg_dir_g", sizeof(lg_nsg_dir), t.nsg_dirs.data(), uint32_t(t.nsg_dirs.size())));
-	outers.push_back(m->lg_nsg_dir);
-	LG_TRY(make_array("lg_rule_g", sizeof(lg_rule), t.rules.data(), uint32_t(t.rules.size())));
-	outers.push_back(m->lg_rule);
-	LG_TRY(make_keyed(BPF_MAP_TYPE_LPM_TRIE, "lg_subnet_g", BPF_F_NO_PREALLOC, t.subnets));
-	outers.push_back(m->lg_subnet);
-	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_nic_g", 0, t.nics));
-	outers.push_back(m->lg_nic);
-	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_pe_g", 0, t.pes));
-	outers.push_back(m->lg_pe);
-	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_pubip_g", 0, t.pubips));
-	outers.push_back(m->lg_pubip);
-	LG_TRY(make_array("lg_server_g", sizeof(lg_server), t.servers.data(), uint32_t(t.servers.size())));
-	outers.push_back(m->lg_server);
-	LG_TRY(make_array("lg_fwrange_g", sizeof(lg_fwrange), t.fwranges.data(), uint32_t(t.fwranges.size())));
-	outers.push_back(m->lg_fwrange);
-	{
-		std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
-		for (auto &k : t.vnetrules)
-			vr.push_back({k, 1u});
-		LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_vnetrule_g", 0, vr));
-		outers.push_back(m->lg_vnetrule);
-	}
-	LG_TRY(make_array("lg_backend_g", sizeof(lg_backend), t.backends.data(), uint32_t(t.backends.size())));
-	outers.push_back(m->lg_backend);
-	LG_TRY(make_array("lg_maglev_g", 4, t.maglev.data(), uint32_t(t.maglev.size())));
-	outers.push_back(m->lg_maglev);
-	LG_TRY(make_keyed(BPF_MAP_TYPE_HASH, "lg_iface_g", 0, t.ifaces));
-	outers.push_back(m->lg_iface);
-	{
-		lg_gcfg g = t.gcfg;
-		g.generation = t.generation;
-		LG_TRY(make_array("lg_gcfg_g", sizeof(lg_gcfg), &g, 1));
-		outers.push_back(m->lg_gcfg);
-	}
-#undef LG_TRY
-
-	// Fill the inactive slot. No packet reads it: the last publish (or
-	// load) waited for the packets of its previous slot to finish.
-	for (size_t i = 0; i < fds.size(); i++)
-		if (bpf_map__update_elem(outers[i], &target, 4, &fds[i], 4, BPF_ANY))
-			return fail(sys(std::string("cannot install table ") + bpf_map__name(outers[i]), errno));
+	const In in[kTables] = {
+		{nullptr, t.ivl.data(), uint32_t(t.ivl.size())},
+		{nullptr, t.bitmaps.data(), uint32_t(t.bitmaps.size())},
+		{nullptr, t.nsg_dirs.data(), uint32_t(t.nsg_dirs.size())},
+		{nullptr, t.rules.data(), uint32_t(t.rules.size())},
+		{subnet.keys.data(), subnet.vals.data(), subnet.n},
+		{nic.keys.data(), nic.vals.data(), nic.n},
+		{pe.keys.data(), pe.vals.data(), pe.n},
+		{pubip.keys.data(), pubip.vals.data(), pubip.n},
+		{nullptr, t.servers.data(), uint32_t(t.servers.size())},
+		{nullptr, t.fwranges.data(), uint32_t(t.fwranges.size())},
+		{vnetrule.keys.data(), vnetrule.vals.data(), vnetrule.n},
+		{nullptr, t.backends.data(), uint32_t(t.backends.size())},
+		{nullptr, t.maglev.data(), uint32_t(t.maglev.size())},
+		{iface.keys.data(), iface.vals.data(), iface.n},
+		{nullptr, &g, 1},
+	};
+	for (size_t i = 0; i < kTables; i++)
+		if (auto st = write_table(i, target, in[i].keys, in[i].vals, in[i].n); !st)
+			return st;
 
 	// One write publishes the generation.
 	lg_active a{target, LG_XDP_LAYOUT_VERSION, t.generation};
 	uint32_t z = 0;
-	if (bpf_map__update_elem(m->lg_active, &z, sizeof z, &a, sizeof a, BPF_ANY))
-		return fail(sys("cannot switch lg_active", errno));
-	// Barrier: an update of an *_OF_MAPS entry returns after synchronize_rcu(),
-	// so every packet that read the old slot has finished when it returns.
-	int g = fds.back();
-	if (bpf_map__update_elem(outers.back(), &target, 4, &g, 4, BPF_ANY))
-		return fail(sys("cannot wait for packets on the old tables", errno));
-
-	for (int fd : slot_fds_[target])
-		close(fd);
-	slot_fds_[target] = std::move(fds);
+	if (bpf_map__update_elem(skel_->maps.lg_active, &z, sizeof z, &a, sizeof a, BPF_ANY))
+		return err(sys("cannot switch lg_active", errno));
 	active_ = target;
 	published_ = true;
 	generation_ = t.generation;
+
+	// The barrier (one grace period) only guards the next publish, so it
+	// runs off the critical path; settle() joins it. Its fds stay open
+	// until then (the next publish writes the other slot).
+	barrier_needed_ = true;
+	barrier_errno_ = 0;
+	try {
+		barrier_thread_ = std::thread([this, ofd = bpf_map__fd(skel_->maps.lg_gcfg), slot = target,
+					       ifd = slot_fds_[target][kGcfg]] {
+			barrier_errno_ = rcu_barrier_op(ofd, slot, ifd);
+		});
+	} catch (const std::system_error &) {
+		// No thread: the next publish runs the barrier itself.
+	}
 
 	// MACs of the bound interfaces answer ARP and neighbour solicitations.
 	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -10,6 +10,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "compiler.hpp"
@@ -61,12 +63,18 @@ public:
 	XdpDataplane(const XdpDataplane &) = delete;
 	XdpDataplane &operator=(const XdpDataplane &) = delete;
 
-	// Build fresh inner maps for t, fill the inactive slot, flip lg_active
-	// once, then wait an RCU grace period: when this returns no packet uses
-	// the previous slot any more. The MACs of t.ifaces are read from the
-	// kernel for ARP/ND answers. On error the active generation is unchanged.
+	// Write t element by element into the inactive slot's inner maps
+	// (replacing a map only when a table outgrows it), then flip lg_active
+	// once: t is live when this returns. The RCU barrier that frees the old
+	// slot runs on a background thread; the next publish waits for it (and
+	// retries it when it failed) before writing. The MACs of t.ifaces are
+	// read from the kernel for ARP/ND answers. On error the active
+	// generation is unchanged.
 	Status publish(const CompiledTables &t);
 	uint64_t generation() const { return generation_; }
+	// Wait for the barrier of the last flip (or of adopted pins); a failed
+	// one is run again here, and its error returned if that fails too.
+	Status settle();
 
 	Status set_local_addresses(const std::vector<Addr> &addrs); // passed to the host
 	Status set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac);
@@ -114,7 +122,23 @@ private:
 	std::vector<struct bpf_map *> pinned_maps() const;
 	std::string link_path(uint32_t ifindex) const;
 	lg_xdp *skel_ = nullptr;
-	std::array<std::vector<int>, 2> slot_fds_; // inner maps held per slot
+	static constexpr size_t kTables = 15;
+	Status write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n);
+	Status barrier_now();
+	// Inner maps per slot and table (-1: none) and their max_entries.
+	std::array<std::array<int, kTables>, 2> slot_fds_{};
+	std::array<std::array<uint32_t, kTables>, 2> slot_cap_{};
+	// What each inner map holds, so a publish writes only what changed
+	// (invalid: unknown, e.g. adopted pins; then everything is written).
+	struct Shadow {
+		bool valid = false;
+		std::vector<uint8_t> vals;                           // arrays
+		std::unordered_map<std::string, std::string> kv;     // hash/LPM
+	};
+	std::array<std::array<Shadow, kTables>, 2> shadow_;
+	std::thread barrier_thread_;
+	int barrier_errno_ = 0;       // result of the background barrier
+	bool barrier_needed_ = false; // a flip (or adoption) not yet followed by a barrier
 	uint32_t active_ = 0;
 	bool published_ = false;
 	uint64_t generation_ = 0;

@@ -861,3 +861,145 @@ TEST(XdpPinning, RefusesPinnedMapsOfAnotherLayout)
 
 } // namespace
 } // namespace lg
+
+#include <bpf/bpf.h> // inner maps by id (the tests below)
+
+namespace lg {
+namespace {
+
+// Inner map id of every generation table in one slot (0: empty entry).
+std::vector<uint32_t> inner_ids(XdpDataplane &dp, uint32_t slot)
+{
+	auto *m = &dp.skeleton()->maps;
+	std::vector<uint32_t> ids;
+	for (bpf_map *o : {m->lg_ivl, m->lg_bitmap, m->lg_nsg_dir, m->lg_rule, m->lg_subnet, m->lg_nic, m->lg_pe,
+			   m->lg_pubip, m->lg_server, m->lg_fwrange, m->lg_vnetrule, m->lg_backend, m->lg_maglev,
+			   m->lg_iface, m->lg_gcfg}) {
+		uint32_t id = 0;
+		bpf_map__lookup_elem(o, &slot, sizeof slot, &id, sizeof id, 0);
+		ids.push_back(id);
+	}
+	return ids;
+}
+
+size_t inner_keys(uint32_t id)
+{
+	int fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return size_t(-1);
+	std::vector<uint8_t> k(64), next(64);
+	size_t n = 0;
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+		n++;
+		k = next;
+		prev = k.data();
+	}
+	close(fd);
+	return n;
+}
+
+// A small change is written element by element into the inactive slot's
+// existing inner maps (no outer-map update, no grace period on the way);
+// stale keys of hash tables are deleted.
+TEST(XdpGenerations, SmallChangeReusesInnerMaps)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	uint32_t cif = m[kClientIf];
+	auto dp = XdpDataplane::load();
+	ASSERT_TRUE(dp) << dp.error();
+	State a = seed(), r = seed(), gone = seed();
+	r.private_endpoint("pe-east")->connectionState.status = "Rejected";
+	std::erase_if(gone.privateEndpoints, [](auto &p) { return p.name == "pe-east"; });
+	auto ta = compile(a, xdptest::bindings(h), 2), tr = compile(r, xdptest::bindings(h), 3),
+	     tg = compile(gone, xdptest::bindings(h), 6);
+	ASSERT_TRUE(ta && tr && tg);
+	ASSERT_LT(tg->pes.size(), ta->pes.size());
+	ASSERT_TRUE((*dp)->publish(*ta).ok()); // slot 0 (new maps)
+	ASSERT_TRUE((*dp)->publish(*tr).ok()); // slot 1 (new maps)
+	auto ids0 = inner_ids(**dp, 0), ids1 = inner_ids(**dp, 1);
+	for (auto id : ids0)
+		EXPECT_NE(id, 0u);
+	uint16_t sp = 1000;
+	auto syn = [&] {
+		auto f = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(sp++, 3306, kTcpSyn).build();
+		auto x = (*dp)->run(f, cif);
+		return x ? x->action : -1;
+	};
+	EXPECT_EQ(syn(), XDP_DROP) << "rejected";
+	for (int i = 0; i < 4; i++) {
+		bool approved = i % 2 == 0;
+		CompiledTables t = approved ? *ta : *tr;
+		t.generation = 4 + i;
+		ASSERT_TRUE((*dp)->publish(t).ok());
+		EXPECT_EQ((*dp)->generation(), t.generation);
+		EXPECT_EQ(syn(), approved ? XDP_REDIRECT : XDP_DROP) << i;
+		EXPECT_EQ(inner_ids(**dp, 0), ids0) << i;
+		EXPECT_EQ(inner_ids(**dp, 1), ids1) << i;
+	}
+	// The endpoint deleted: its key leaves the reused lg_pe map.
+	ASSERT_TRUE((*dp)->publish(*tg).ok());
+	lg_active act{};
+	uint32_t z = 0;
+	ASSERT_EQ(bpf_map__lookup_elem((*dp)->skeleton()->maps.lg_active, &z, sizeof z, &act, sizeof act, 0), 0);
+	uint32_t slot = act.slot;
+	EXPECT_EQ(inner_ids(**dp, slot), slot ? ids1 : ids0);
+	EXPECT_EQ(inner_keys(inner_ids(**dp, slot)[6]), tg->pes.size());
+	EXPECT_NE(syn(), XDP_REDIRECT);
+	EXPECT_TRUE((*dp)->settle().ok());
+}
+
+// A table that outgrows its inner map gets a bigger one (slow path, one
+// outer update); later publishes reuse that one.
+TEST(XdpGenerations, TableGrowthReplacesInnerMap)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	uint32_t cif = m[kClientIf];
+	auto dp = XdpDataplane::load();
+	ASSERT_TRUE(dp) << dp.error();
+	State a = seed(), big = seed();
+	for (int i = 0; i < 200; i++)
+		big.networkSecurityGroups[0].securityRules.push_back(
+			rule(("bulk-" + std::to_string(i)).c_str(), 1000 + i, "Inbound", "Deny", "Udp", "*", "*",
+			     std::to_string(10000 + i).c_str()));
+	auto ta = compile(a, xdptest::bindings(h), 2), tb = compile(big, xdptest::bindings(h), 3);
+	ASSERT_TRUE(ta && tb) << (tb ? "" : tb.error());
+	ASSERT_LE(ta->rules.size(), 64u);
+	ASSERT_GT(tb->rules.size(), 128u);
+	ASSERT_TRUE((*dp)->publish(*ta).ok()); // slot 0
+	ASSERT_TRUE((*dp)->publish(*ta).ok()); // slot 1
+	auto before = inner_ids(**dp, 0);
+	ASSERT_TRUE((*dp)->publish(*tb).ok()); // slot 0: lg_rule grows
+	auto grown = inner_ids(**dp, 0);
+	EXPECT_NE(grown[3], before[3]) << "lg_rule replaced";
+	EXPECT_EQ(grown[6], before[6]) << "lg_pe kept";
+	uint16_t sp = 2000;
+	auto syn = [&] {
+		auto f = PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(sp++, 3306, kTcpSyn).build();
+		auto x = (*dp)->run(f, cif);
+		return x ? x->action : -1;
+	};
+	EXPECT_EQ(syn(), XDP_REDIRECT);
+	int rfd = bpf_map_get_fd_by_id(grown[3]);
+	ASSERT_GE(rfd, 0);
+	for (uint32_t i = 0; i < tb->rules.size(); i++) {
+		lg_rule v{};
+		ASSERT_EQ(bpf_map_lookup_elem(rfd, &i, &v), 0) << i;
+		EXPECT_EQ(v.counter, tb->rules[i].counter) << i;
+	}
+	close(rfd);
+	ASSERT_TRUE((*dp)->publish(*ta).ok()); // slot 1
+	ASSERT_TRUE((*dp)->publish(*tb).ok()); // slot 0 again: fits now
+	EXPECT_EQ(inner_ids(**dp, 0), grown);
+	EXPECT_EQ(syn(), XDP_REDIRECT);
+	EXPECT_TRUE((*dp)->settle().ok());
+}
+
+} // namespace
+} // namespace lg
