@@ -1397,11 +1397,11 @@ Result<ServiceTags> load_service_tags_file(const std::string &path)
 	return t;
 }
 
-Status save_state_file(const std::string &path, const State &s)
+// The rename is atomic; durability (fsync of the file and of the directory
+// entry) can come later through sync_state_file, off the enforcement path.
+Status save_state_file(const std::string &path, const State &s, bool durable)
 {
 	std::string text = state_to_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-	auto slash = path.rfind('/');
-	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 	std::string tmp = path + ".tmp.XXXXXX";
 	auto sys_err = [&](const std::string &what) { return err(path + ": " + what + ": " + std::strerror(errno)); };
 
@@ -1423,7 +1423,7 @@ Status save_state_file(const std::string &path, const State &s)
 			return fail("cannot write");
 		off += size_t(n);
 	}
-	if (fsync(fd) != 0)
+	if (durable && fsync(fd) != 0)
 		return fail("cannot fsync");
 	int rc = close(fd);
 	fd = -1;
@@ -1431,6 +1431,21 @@ Status save_state_file(const std::string &path, const State &s)
 		return fail("cannot close");
 	if (rename(tmp.c_str(), path.c_str()) != 0)
 		return fail("cannot rename");
+	return durable ? sync_state_file(path) : Status(Ok{});
+}
+
+Status sync_state_file(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+	auto sys_err = [&](const std::string &what) { return err(path + ": " + what + ": " + std::strerror(errno)); };
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sys_err("cannot open");
+	int rc = fsync(fd);
+	close(fd);
+	if (rc != 0)
+		return sys_err("cannot fsync");
 	// The rename is durable only once the directory entry is on disk.
 	int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)

@@ -102,6 +102,8 @@ Result<nlohmann::json> read_json_file(const std::string &path);
 Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);
 // Atomic: temp file in the same directory, fsync, rename, fsync the directory.
-Status save_state_file(const std::string &path, const State &s);
+Status save_state_file(const std::string &path, const State &s, bool durable = true);
+// fsync the file and its directory (after save_state_file(..., false)).
+Status sync_state_file(const std::string &path);
 
 } // namespace lg

@@ -1,6 +1,7 @@
-// The veth topology of the agent's XDP tests and benchmark: helpers that
-// run in the client and backend namespaces (connect, echo, the echo server),
-// the pass program for the veth peers, and the private endpoint policy.
+// The three-namespace veth topology of the XDP, agent and benchmark tests
+// (client — NIC host — backend): its setup, helpers that run in the client
+// and backend namespaces (connect, echo, the echo server), the pass program
+// for the veth peers, and the private endpoint policy.
 #pragma once
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "netns.hpp"
 #include "policy_helpers.hpp"
 #include "validate.hpp"
 
@@ -124,6 +126,34 @@ inline int attach_pass(const char *dev)
 	if (!prog || !ifindex || bpf_xdp_attach(ifindex, bpf_program__fd(prog), XDP_FLAGS_DRV_MODE, nullptr))
 		return 21;
 	return 0;
+}
+
+// client 10.1.1.10/24 (cc) — hc 10.1.1.1 [NIC host] hb 192.168.20.1 —
+// (bb) backend 192.168.20.11/24. "" on success, else what failed.
+inline std::string three_ns_topology(lg::testing::Topology &topo)
+{
+	using lg::testing::Topology;
+	topo.add_ns("cli");
+	topo.add_ns("host");
+	topo.add_ns("be");
+	topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
+	topo.add_veth("host", "hb", "be", "bb", "02:00:00:00:02:01", "02:00:00:00:b1:01");
+	if (!topo.run("cli", "ip addr add 10.1.1.10/24 dev cc && ip route add default via 10.1.1.1"))
+		return "client addresses";
+	if (!topo.run("be", "ip addr add 192.168.20.11/24 dev bb && ip route add default via 192.168.20.1"))
+		return "backend addresses";
+	if (!topo.run("host", "ip addr add 10.1.1.1/24 dev hc && ip addr add 192.168.20.1/24 dev hb && "
+			      "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"))
+		return "host addresses";
+	// The program writes finished checksums: senders must not leave them to
+	// an offload the redirected frame no longer carries. Frames redirected
+	// into a veth are received only when its peer runs an XDP program.
+	if (!topo.run("cli", "ethtool -K cc tx off >/dev/null") || !topo.run("be", "ethtool -K bb tx off >/dev/null"))
+		return "ethtool -K tx off";
+	for (auto [ns, dev] : {std::pair{"cli", "cc"}, std::pair{"be", "bb"}})
+		if (Topology::in_ns(topo.real(ns), [dev = dev] { return attach_pass(dev); }) != 0)
+			return std::string("pass program on ") + dev;
+	return "";
 }
 
 inline lg::State policy(const std::string &pec_status)

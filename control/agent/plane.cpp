@@ -247,9 +247,13 @@ Result<uint64_t> Plane::commit(const State &next)
 		return err("compile: " + t.error());
 	// The state file first: a crash between it and the publish leaves the
 	// file ahead of the pinned generation (the live marker says which), and
-	// the next start publishes the file.
+	// the next start publishes the file. It is renamed into place now (a
+	// kill -9 cannot lose it) and made durable after the publish, so the
+	// fsync is not between the request and enforcement; a power loss takes
+	// the pinned dataplane too, and the next start publishes whichever file
+	// survived.
 	test_pause("before-state-write");
-	if (Status st = save_state_file(o_.state_path, next); !st)
+	if (Status st = save_state_file(o_.state_path, next, false); !st)
 		return err(st.error());
 	test_pause("after-state-write");
 	if (xdp_) {
@@ -263,6 +267,8 @@ Result<uint64_t> Plane::commit(const State &next)
 		(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 		rebase(*t);
 	}
+	if (Status st = sync_state_file(o_.state_path); !st)
+		return err(st.error()); // the generation is live; the operator must see the disk failing
 	live_ = std::move(*t);
 	current_ = next;
 	generation_ = gen;

@@ -227,18 +227,7 @@ int main(int argc, char **argv)
 	}
 
 	Topology topo;
-	topo.add_ns("cli");
-	topo.add_ns("host");
-	topo.add_ns("be");
-	topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
-	topo.add_veth("host", "hb", "be", "bb", "02:00:00:00:02:01", "02:00:00:00:b1:01");
-	bool ok = topo.run("cli", "ip addr add 10.1.1.10/24 dev cc && ip route add default via 10.1.1.1") &&
-		  topo.run("be", "ip addr add 192.168.20.11/24 dev bb && ip route add default via 192.168.20.1") &&
-		  topo.run("host", "ip addr add 10.1.1.1/24 dev hc && ip addr add 192.168.20.1/24 dev hb && "
-				   "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0") &&
-		  topo.run("cli", "ethtool -K cc tx off >/dev/null") && topo.run("be", "ethtool -K bb tx off >/dev/null");
-	for (auto [ns, dev] : {std::pair{"cli", "cc"}, std::pair{"be", "bb"}})
-		ok = ok && Topology::in_ns(topo.real(ns), [dev = dev] { return lgtest::attach_pass(dev); }) == 0;
+	bool ok = lgtest::three_ns_topology(topo).empty();
 	// Back to our own namespace before the topology goes: its teardown kills
 	// every process inside.
 	int orig_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);

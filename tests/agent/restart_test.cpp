@@ -66,21 +66,7 @@ protected:
 			ASSERT_EQ(mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr), 0) << strerror(errno);
 		}
 		pin_dir = "/sys/fs/bpf/lgtest-agent-" + std::to_string(getpid());
-		topo.add_ns("cli");
-		topo.add_ns("host");
-		topo.add_ns("be");
-		topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
-		topo.add_veth("host", "hb", "be", "bb", "02:00:00:00:02:01", "02:00:00:00:b1:01");
-		ASSERT_TRUE(topo.run("cli", "ip addr add 10.1.1.10/24 dev cc && ip route add default via 10.1.1.1"));
-		ASSERT_TRUE(topo.run("be", "ip addr add 192.168.20.11/24 dev bb && ip route add default via 192.168.20.1"));
-		ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.1/24 dev hc && ip addr add 192.168.20.1/24 dev hb && "
-					     "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"));
-		// The program rewrites finished checksums; frames redirected into a
-		// veth need an XDP program on the peer to be received.
-		ASSERT_TRUE(topo.run("cli", "ethtool -K cc tx off >/dev/null"));
-		ASSERT_TRUE(topo.run("be", "ethtool -K bb tx off >/dev/null"));
-		for (auto [ns, dev] : {std::pair{"cli", "cc"}, std::pair{"be", "bb"}})
-			ASSERT_EQ(Topology::in_ns(topo.real(ns), [dev = dev] { return attach_pass(dev); }), 0) << dev;
+		ASSERT_EQ(three_ns_topology(topo), "");
 
 		int ready[2];
 		ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
