@@ -70,6 +70,7 @@ struct lg_flow_entry {
 	__u16 nat_port;     /* backend port, network byte order */
 	__u16 pad1;
 	__u32 egress_ifindex;
+	__u32 object_uid;   /* lg_pe/lg_server uid: the re-check knows it is the same object */
 };
 LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 96, "lg_flow_entry layout");
 

@@ -134,7 +134,9 @@ struct lg_pe {
 	__u32 subnet_in; /* the endpoint subnet's Inbound lg_nsg_dir when policies are Enabled, else LG_NONE */
 	__u8 status;     /* enum lg_pec_status */
 	__u8 pad0[3];
+	__u32 uid;       /* stable across generations: hash of endpoint and server names */
 };
+LG_STATIC_ASSERT(sizeof(struct lg_pe) == 20, "lg_pe layout");
 
 #define LG_SERVER_F_PUBLIC (1u << 0)      /* publicNetworkAccess Enabled */
 #define LG_SERVER_F_ALLOW_AZURE (1u << 1) /* has the 0.0.0.0 rule */
@@ -144,7 +146,9 @@ struct lg_server {
 	struct lg_span ranges;   /* into lg_fwrange: merged, sorted, disjoint IPv4 ranges */
 	__u32 maglev[2];         /* offset of the v4 / v6 table in lg_maglev, LG_NONE: no backend */
 	struct lg_span backends; /* into lg_backend: every backend, weight 0 included */
+	__u32 uid;               /* stable across generations: hash of the server name */
 };
+LG_STATIC_ASSERT(sizeof(struct lg_server) == 32, "lg_server layout");
 
 /* Public endpoints: exact address -> lg_server index. */
 struct lg_pubip_key {

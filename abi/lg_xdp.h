@@ -12,7 +12,7 @@
 #include "lg_flow.h"
 
 /* Bumped when a pinned map's layout or meaning changes. */
-#define LG_XDP_LAYOUT_VERSION 1
+#define LG_XDP_LAYOUT_VERSION 2
 
 /* lg_active[0]: which slot of every generation outer map packets read. */
 struct lg_active {

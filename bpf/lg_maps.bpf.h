@@ -179,6 +179,7 @@ struct lg_pol {
 	__u8 key[16];       /* field value being searched */
 	__u32 allowed, reason, stage, kind;
 	__u32 pe, server, backend; /* LG_NONE when none */
+	__u32 uid;                 /* the endpoint's or server's stable id */
 	__u32 egress;       /* route's egress ifindex for dst, 0 none */
 	__u32 nhits;        /* re-check: rule hits held back until it fails */
 	__u32 hits[4];

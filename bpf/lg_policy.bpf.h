@@ -285,6 +285,7 @@ __noinline int lg_decide(__u32 slot)
 	s->pol.kind = LG_DEST_ROUTED;
 	s->pol.pe = LG_NONE;
 	s->pol.server = LG_NONE;
+	s->pol.uid = 0;
 	s->pol.backend = LG_NONE;
 
 	/* Step 4: source side, NIC then subnet, Outbound. */
@@ -320,6 +321,7 @@ __noinline int lg_decide(__u32 slot)
 		s->pol.kind = LG_DEST_PRIVATE_ENDPOINT;
 		s->pol.pe = pe->id;
 		s->pol.server = srv = pe->server;
+		s->pol.uid = pe->uid;
 		if (status != LG_PEC_APPROVED) {
 			s->pol.reason = pec_reason(status);
 			return 0;
@@ -349,6 +351,7 @@ __noinline int lg_decide(__u32 slot)
 			s->pol.reason = LG_REASON_NO_BACKEND;
 			return 0;
 		}
+		s->pol.uid = sv->uid;
 		flags = sv->flags;
 		roff = sv->ranges.off;
 		rn = sv->ranges.n;

@@ -397,7 +397,7 @@ static __always_inline int recheck(struct xdp_md *ctx, struct lg_scratch *s, __u
 		return 0;
 	}
 	if (s->pol.kind != s->e.kind ||
-	    (s->e.kind != LG_DEST_ROUTED && !lg_has_backend(slot, s->pol.server))) {
+	    (s->e.kind != LG_DEST_ROUTED && (s->pol.uid != s->e.object_uid || !lg_has_backend(slot, s->pol.server)))) {
 		__u32 i;
 
 		s = scratch();
@@ -565,6 +565,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 		e->object_id = s->pol.kind == LG_DEST_PRIVATE_ENDPOINT ? s->pol.pe
 			       : s->pol.kind == LG_DEST_PUBLIC_ENDPOINT ? s->pol.server
 									  : LG_NONE;
+		e->object_uid = s->pol.kind == LG_DEST_ROUTED ? 0 : s->pol.uid;
 		e->orig = s->k;
 		e->expires_ns = s->now;
 		/* Reserve the original key now: a full table drops ct-full before

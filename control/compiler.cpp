@@ -12,10 +12,24 @@
 #include <unordered_map>
 
 #include "maglev.hpp"
+
+extern "C" {
+#include "lg_hash.h"
+}
 #include "net.hpp"
 
 namespace lg {
 namespace {
+
+// Stable id of a server or endpoint across generations (flows remember it;
+// indices move when objects come and go).
+uint32_t name_uid(const std::string &name)
+{
+	std::vector<uint32_t> w((name.size() + 3) / 4, 0);
+	for (size_t i = 0; i < name.size(); i++)
+		w[i / 4] |= uint32_t(uint8_t(name[i])) << (8 * (i % 4));
+	return lg_jhash2(w.data(), uint32_t(w.size()), 0x75696431u + uint32_t(name.size()));
+}
 
 __extension__ typedef unsigned __int128 u128;
 
@@ -461,6 +475,7 @@ struct Compiler {
 			lg_pubip_key k{};
 			std::memcpy(k.addr, Addr::parse(sv.publicIp)->b.data(), 16);
 			t.pubips.push_back({k, uint32_t(t.servers.size())});
+			ls.uid = name_uid(sv.name);
 			t.servers.push_back(ls);
 			t.server_names.push_back(sv.name);
 		}
@@ -577,6 +592,7 @@ struct Compiler {
 				    : st == "Pending" ? LG_PEC_PENDING
 				    : st == "Rejected" ? LG_PEC_REJECTED
 						       : LG_PEC_DISCONNECTED;
+			pe.uid = name_uid(p.name + "/" + p.server);
 			t.pes.push_back({k, pe});
 		}
 		for (size_t i = 0; i < s.servers.size(); i++)

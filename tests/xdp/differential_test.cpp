@@ -430,7 +430,7 @@ public:
 			return true;
 		}
 		case 11: {
-			// The known gap (LG_XDP_KNOWN_GAP below): public IPs swapped
+			// Public IPs swapped
 			// between servers that share backends.
 			if (s.servers.size() < 2)
 				return false;
@@ -626,11 +626,10 @@ TEST(XdpDifferential, ConversationsAcrossPolicyChanges)
 	auto t0 = std::chrono::steady_clock::now();
 	Totals tot;
 	constexpr uint64_t kPolicies = 52;
-	// LG_XDP_KNOWN_GAP=1 adds the change XDP cannot follow yet (docs/xdp.md,
-	// "Not done yet"): a public IP moved to another server that shares the
-	// flow's backend. The evaluator cuts the flow; XDP has no server identity
-	// across generations to see it.
-	int kinds = std::getenv("LG_XDP_KNOWN_GAP") ? 12 : 11;
+	// Kind 11 moves a public IP to another server that shares the flow's
+	// backend: the flow must be cut (servers have stable ids across
+	// generations, lg_server::uid).
+	int kinds = 12;
 	// LG_XDP_SEED_BASE=N runs seeds N+1..N+52 instead (soak runs).
 	const char *base_env = std::getenv("LG_XDP_SEED_BASE");
 	uint64_t base = base_env ? std::strtoull(base_env, nullptr, 10) : 0;
