@@ -118,22 +118,11 @@ Ranges prefixes_of(const std::vector<std::string> &v)
 	return out;
 }
 
-Ranges port_ranges(const std::vector<std::string> &specs)
+Ranges ports_of(const std::vector<std::string> &specs)
 {
 	Ranges out;
-	for (auto &s : specs) {
-		if (s == "*") {
-			out.push_back({0, 65535});
-			continue;
-		}
-		auto dash = s.find('-');
-		unsigned lo = 0, hi = 0;
-		std::from_chars(s.data(), s.data() + (dash == std::string::npos ? s.size() : dash), lo);
-		hi = lo;
-		if (dash != std::string::npos)
-			std::from_chars(s.data() + dash + 1, s.data() + s.size(), hi);
+	for (auto [lo, hi] : lg::port_ranges(specs))
 		out.push_back({lo, hi});
-	}
 	normalize(out);
 	return out;
 }
@@ -143,7 +132,7 @@ Ranges port_ranges(const std::vector<std::string> &specs)
 bool ports_any(const std::vector<std::string> &specs)
 {
 	for (auto &s : specs) {
-		Ranges r = port_ranges({s});
+		Ranges r = ports_of({s});
 		if (r.size() == 1 && r[0].lo == 0 && r[0].hi >= 65535)
 			return true;
 	}
@@ -240,7 +229,7 @@ struct Compiler {
 		auto it = set_cache.find(key);
 		if (it != set_cache.end())
 			return it->second;
-		return set_cache.emplace(std::move(key), port_ranges(specs)).first->second;
+		return set_cache.emplace(std::move(key), ports_of(specs)).first->second;
 	}
 
 	// Elementary intervals of one field. The sweep keeps the current

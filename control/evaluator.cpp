@@ -161,19 +161,8 @@ struct Gen {
 std::vector<PortRange> parse_ports(const std::vector<std::string> &specs)
 {
 	std::vector<PortRange> out;
-	for (auto &s : specs) {
-		if (s == "*") {
-			out.push_back({0, 65535});
-			continue;
-		}
-		auto dash = s.find('-');
-		unsigned lo = 0, hi = 0;
-		std::from_chars(s.data(), s.data() + (dash == std::string::npos ? s.size() : dash), lo);
-		hi = lo;
-		if (dash != std::string::npos)
-			std::from_chars(s.data() + dash + 1, s.data() + s.size(), hi);
-		out.push_back({uint16_t(lo), uint16_t(hi)});
-	}
+	for (auto [lo, hi] : port_ranges(specs))
+		out.push_back({lo, hi});
 	return out;
 }
 

@@ -1,6 +1,7 @@
 #include "model.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cstdio>
 
@@ -54,6 +55,25 @@ std::vector<SecurityRule> default_security_rules()
 			     "Allow outbound traffic from all VMs to Internet"),
 		default_rule("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*", "Deny all outbound traffic"),
 	};
+}
+
+std::vector<std::pair<uint16_t, uint16_t>> port_ranges(const std::vector<std::string> &specs)
+{
+	std::vector<std::pair<uint16_t, uint16_t>> out;
+	for (auto &s : specs) {
+		if (s == "*") {
+			out.push_back({0, 65535});
+			continue;
+		}
+		auto dash = s.find('-');
+		unsigned lo = 0, hi = 0;
+		std::from_chars(s.data(), s.data() + (dash == std::string::npos ? s.size() : dash), lo);
+		hi = lo;
+		if (dash != std::string::npos)
+			std::from_chars(s.data() + dash + 1, s.data() + s.size(), hi);
+		out.push_back({uint16_t(lo), uint16_t(hi)});
+	}
+	return out;
 }
 
 bool Subnet::has_sql_endpoint() const

@@ -186,6 +186,9 @@ struct State {
 	bool operator==(const State &) const = default;
 };
 
+// Port fields of a validated rule ("*", "N", "N-M") as inclusive ranges.
+std::vector<std::pair<uint16_t, uint16_t>> port_ranges(const std::vector<std::string> &specs);
+
 // ASCII case-insensitive equality (Azure compares enum words and tag names so).
 bool iequals(std::string_view a, std::string_view b);
 
