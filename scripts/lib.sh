@@ -8,9 +8,10 @@ LG_BUILD=${LG_BUILD:-$LG_ROOT/build}
 LG_PACKAGES=(
   meson ninja-build pkg-config g++ clang llvm
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
-  libdpdk-dev dpdk libpcap-dev
+  libdpdk-dev dpdk dpdk-dev libpcap-dev
   libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-  iproute2 ethtool python3
+  iproute2 ethtool python3 python3-matplotlib
+  mariadb-server mariadb-client nftables xdp-tools
 )
 
 say() { printf '==> %s\n' "$*"; }
