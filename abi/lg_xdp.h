@@ -14,9 +14,13 @@
 /* Bumped when a pinned map's layout or meaning changes. */
 #define LG_XDP_LAYOUT_VERSION 2
 
+/* Slots of every generation outer map: one live, the others being written or
+ * waiting out readers of a previous generation. */
+#define LG_GEN_SLOTS 2
+
 /* lg_active[0]: which slot of every generation outer map packets read. */
 struct lg_active {
-	__u32 slot;   /* 0 or 1 */
+	__u32 slot;   /* < LG_GEN_SLOTS */
 	__u32 layout; /* LG_XDP_LAYOUT_VERSION */
 	__u64 generation;
 };

@@ -9,13 +9,17 @@
 
 #include "lg_policy.bpf.h"
 
-/* Timeouts, set through the skeleton's rodata before load. */
-const volatile __u64 lg_tcp_established_ns = LG_TIMEOUT_TCP_ESTABLISHED * 1000000000ull;
-const volatile __u64 lg_tcp_transient_ns = LG_TIMEOUT_TCP_TRANSIENT * 1000000000ull;
-const volatile __u64 lg_tcp_close_ns = LG_TIMEOUT_TCP_CLOSE * 1000000000ull;
-const volatile __u64 lg_udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
-const volatile __u64 lg_icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
-const volatile __u64 lg_fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
+/* Timeouts, set through the skeleton's rodata before load; plain globals
+ * when the same code is built for DPDK (dataplane/lg_host.h). */
+#ifndef LG_RODATA
+#define LG_RODATA const volatile
+#endif
+LG_RODATA __u64 lg_tcp_established_ns = LG_TIMEOUT_TCP_ESTABLISHED * 1000000000ull;
+LG_RODATA __u64 lg_tcp_transient_ns = LG_TIMEOUT_TCP_TRANSIENT * 1000000000ull;
+LG_RODATA __u64 lg_tcp_close_ns = LG_TIMEOUT_TCP_CLOSE * 1000000000ull;
+LG_RODATA __u64 lg_udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
+LG_RODATA __u64 lg_icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
+LG_RODATA __u64 lg_fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
 
 /* Added to bpf_ktime_get_ns(): tests move time forward through the skeleton's
  * .bss instead of sleeping. 0 in production. */

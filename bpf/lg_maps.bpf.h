@@ -34,7 +34,7 @@
 #define LG_OUTER(name, tname)                                \
 	struct {                                             \
 		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);    \
-		__uint(max_entries, 2);                      \
+		__uint(max_entries, LG_GEN_SLOTS);           \
 		__type(key, __u32);                          \
 		__array(values, struct tname);               \
 	} name SEC(".maps")

@@ -97,19 +97,37 @@ static __always_inline void port_key(__u8 *k, __u16 port)
 	k[15] = (__u8)port;
 }
 
+/* Rule ri (index into lg_rule) decided: count it, allow or deny. */
+static __always_inline int nsg_verdict(struct lg_scratch *s, __u32 slot, __u32 ri)
+{
+	struct lg_rule *r;
+	void *m = inner(&lg_rule, slot);
+
+	if (!m)
+		return 1;
+	r = bpf_map_lookup_elem(m, &ri);
+	if (!r)
+		return 1;
+	if (!s->pol.recheck)
+		cnt(&lg_rule_cnt, r->counter);
+	else if (s->pol.nhits < 4)
+		s->pol.hits[s->pol.nhits++ & 3] = r->counter; /* counted only if the flow fails */
+	if (r->allow)
+		return 1;
+	s->pol.reason = r->is_default ? LG_REASON_NSG_DEFAULT_DENY : LG_REASON_NSG_DENY;
+	return 0;
+}
+
 /*
  * One NSG (lg_nsg_dir index dir): the first rule of the AND of the field
  * bitmaps decides. Returns 1 allow, 0 deny (reason in pol). Counts the hit.
+ * Built for DPDK (LG_HOST, dataplane/), the first rule comes from rte_acl.
  */
 __noinline int lg_nsg(__u32 slot, __u32 dir)
 {
 	struct lg_scratch *s = scratch();
 	struct lg_nsg_dir *d;
-	struct lg_bitmap *bm[5];
-	struct lg_rule *r;
-	__u32 bi[5], w, ri;
-	void *m, *mb;
-	int i;
+	void *m;
 
 	if (!s || dir == LG_NONE)
 		return 1; /* a level without an NSG allows */
@@ -121,6 +139,18 @@ __noinline int lg_nsg(__u32 slot, __u32 dir)
 		return 1;
 	if (s->pol.recheck && !(d->flags & LG_NSG_F_FLUSH))
 		return 1;
+#ifdef LG_HOST
+	{
+		__u32 ri = lg_host_nsg_first(slot, dir, &s->pol);
+
+		return ri == LG_NONE ? 1 : nsg_verdict(s, slot, d->rule_base + ri);
+	}
+#else
+	struct lg_bitmap *bm[5];
+	__u32 bi[5], w;
+	void *mb;
+	int i;
+
 	addr_cpy(s->pol.key, s->pol.src);
 	bi[0] = (__u32)lg_ivl_find(slot, d->field[LG_F_SRC].off, d->field[LG_F_SRC].n);
 	addr_cpy(s->pol.key, s->pol.dst);
@@ -156,23 +186,10 @@ __noinline int lg_nsg(__u32 slot, __u32 dir)
 		x = bm[0]->w[w] & bm[1]->w[w] & bm[2]->w[w] & bm[3]->w[w] & bm[4]->w[w];
 		if (!x)
 			continue;
-		ri = d->rule_base + w * 64 + ctz64(x);
-		m = inner(&lg_rule, slot);
-		if (!m)
-			return 1;
-		r = bpf_map_lookup_elem(m, &ri);
-		if (!r)
-			return 1;
-		if (!s->pol.recheck)
-			cnt(&lg_rule_cnt, r->counter);
-		else if (s->pol.nhits < 4)
-			s->pol.hits[s->pol.nhits++ & 3] = r->counter; /* counted only if the flow fails */
-		if (r->allow)
-			return 1;
-		s->pol.reason = r->is_default ? LG_REASON_NSG_DEFAULT_DENY : LG_REASON_NSG_DENY;
-		return 0;
+		return nsg_verdict(s, slot, d->rule_base + w * 64 + ctz64(x));
 	}
 	return 1;
+#endif
 }
 
 /* Maglev pick for server srv (SPEC §5): pol.backend or no-backend. */
