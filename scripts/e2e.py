@@ -1,0 +1,1020 @@
+#!/usr/bin/python3
+"""The seed scenarios end to end (issue 6): real MariaDB servers behind
+linkgate, in network namespaces this script creates and removes.
+
+Topology (one namespace per box, one veth pair per line):
+
+    client  10.1.1.10   --cc|hc-- +-----------------+ --hw|wb-- westus  192.168.10.11 mariadbd
+    sehost  10.1.2.10   --sc|hs-- |    NIC host     | --he|eb-- eastus  192.168.20.11 mariadbd
+    onprem  192.0.2.10  --oc|ho-- | linkgated + XDP |
+    azure   192.0.2.200 --ac|ha-- +-----------------+
+
+hc and hs carry client-vnet's traffic (subnets clients 10.1.1.0/24 and sql-se
+10.1.2.0/24, the latter with the Microsoft.Sql service endpoint); ho, ha, hw,
+he are bound to no VNet (the Internet and backend side). westus-db's public
+endpoint is 198.51.100.10, eastus-db's 203.0.113.10: nobody holds those
+addresses, linkgate answers ARP for them and translates them to the
+backends.
+
+Every check runs the real `mysql` client with a query, asks
+`linkgatectl explain` about the same 5-tuple, and compares the drop counters
+of `linkgatectl stats` before and after. Exit 0 when every step went as
+expected, 1 on any mismatch, 2 when the environment could not be set up.
+
+Dataplanes: `xdp` (default: linkgated attaches its XDP program to the NIC
+host's veths) and `dpdk` (linkgated without XDP, linkgate-dpdk on the same
+veths through net_af_packet vdevs).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+# ----------------------------------------------------------------------------
+# The topology and the policy objects.
+
+VNET = "client-vnet"
+VNET_PREFIX = "10.1.0.0/16"
+
+# short name, outer interface, its address, NIC-host interface, NIC-host
+# address, VNet binding of the NIC-host interface ("" = none), role.
+LINKS = [
+    ("client", "cc", "10.1.1.10/24", "hc", "10.1.1.1/24", VNET, "client host in subnet clients"),
+    ("sehost", "sc", "10.1.2.10/24", "hs", "10.1.2.1/24", VNET, "host in subnet sql-se (Microsoft.Sql service endpoint)"),
+    ("onprem", "oc", "192.0.2.10/25", "ho", "192.0.2.1/25", "", "on-premises host, outside the VNet and outside AzureCloud"),
+    ("azure", "ac", "192.0.2.200/25", "ha", "192.0.2.129/25", "", "another customer's Azure VM (inside AzureCloud)"),
+    ("westus", "wb", "192.168.10.11/24", "hw", "192.168.10.1/24", "", "backend node of westus-db (mariadbd)"),
+    ("eastus", "eb", "192.168.20.11/24", "he", "192.168.20.1/24", "", "backend node of eastus-db (mariadbd)"),
+]
+
+
+def addr(host):
+    for name, _, a, *_ in LINKS:
+        if name == host:
+            return a.split("/")[0]
+    raise KeyError(host)
+
+
+SERVERS = {
+    # name: (public endpoint, backend namespace, what its table says)
+    "westus-db": ("198.51.100.10", "westus", "West US"),
+    "eastus-db": ("203.0.113.10", "eastus", "East US"),
+}
+PE_IP = "10.1.1.100"
+
+SERVICE_TAGS = {
+    "changeNumber": 1,
+    "cloud": "Public",
+    "values": [
+        {"name": "AzureCloud", "id": "AzureCloud",
+         "properties": {"changeNumber": 1, "region": "", "platform": "Azure", "systemService": "",
+                        "addressPrefixes": ["198.51.100.0/24", "203.0.113.0/24", "192.0.2.128/25"]}},
+        {"name": "Sql", "id": "Sql",
+         "properties": {"changeNumber": 1, "region": "", "platform": "Azure", "systemService": "AzureSQL",
+                        "addressPrefixes": ["198.51.100.0/28", "203.0.113.0/28"]}},
+        {"name": "Sql.WestUS", "id": "Sql.WestUS",
+         "properties": {"changeNumber": 1, "region": "westus", "platform": "Azure", "systemService": "AzureSQL",
+                        "addressPrefixes": ["198.51.100.0/28"]}},
+        {"name": "Sql.EastUS", "id": "Sql.EastUS",
+         "properties": {"changeNumber": 1, "region": "eastus", "platform": "Azure", "systemService": "AzureSQL",
+                        "addressPrefixes": ["203.0.113.0/28"]}},
+    ],
+}
+
+DB_USER, DB_PASS = "app", "app-pass"
+QUERY = "SELECT name FROM demo.region"
+CONNECT_TIMEOUT = 2  # seconds, mysql --connect-timeout
+
+
+class Failure(Exception):
+    """The environment could not be set up (exit 2)."""
+
+
+class Interrupted(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------
+# Output.
+
+class Out:
+    def __init__(self, color):
+        self.color = color
+        self.t0 = time.monotonic()
+
+    def c(self, code, s):
+        return f"\033[{code}m{s}\033[0m" if self.color else s
+
+    def elapsed(self):
+        return f"{time.monotonic() - self.t0:5.1f}s"
+
+    def line(self, s=""):
+        print(s, flush=True)
+
+    def head(self, s):
+        self.line()
+        self.line(self.c("1", f"== {s}"))
+
+    def step(self, s):
+        self.line(f"{self.c('2', self.elapsed())}  {self.c('1;36', '*')} {s}")
+
+    def cmd(self, s):
+        self.line(f"         {self.c('2', '$ ' + s)}")
+
+    def info(self, s):
+        for l in s.splitlines():
+            self.line(f"         {l}")
+
+    def ok(self, s):
+        self.line(f"         {self.c('32', 'ok')}  {s}")
+
+    def bad(self, s):
+        self.line(f"         {self.c('1;31', 'MISMATCH')}  {s}")
+
+
+OUT = Out(False)
+
+
+def sh(cmd, timeout=30, check=True, input=None):
+    """Run argv, capture output; Failure when check and it fails."""
+    try:
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Failure(f"timed out after {timeout}s: {' '.join(cmd)}")
+    if check and r.returncode != 0:
+        raise Failure(f"{' '.join(cmd)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()}")
+    return r
+
+
+def wait_until(what, fn, deadline_s, interval=0.05):
+    """Poll fn() until it returns a true value or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= end:
+            raise Failure(f"{what}: not ready after {deadline_s}s")
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+# ----------------------------------------------------------------------------
+# Namespaces, veths and processes. Everything made here is recorded and
+# removed by teardown(), also after a failure or a signal.
+
+NS_PREFIX = "lge2e"
+
+
+def remove_stale():
+    """Namespaces and temp dirs of earlier runs whose driver is gone (killed
+    with SIGKILL before it could clean up)."""
+    r = sh(["ip", "netns", "list"], check=False)
+    for line in r.stdout.splitlines():
+        m = re.match(rf"^({NS_PREFIX}(\d+)-\S+)", line)
+        if m and not pid_alive(int(m.group(2))):
+            kill_ns_pids(m.group(1))
+            sh(["ip", "netns", "del", m.group(1)], check=False)
+    tmp = tempfile.gettempdir()
+    for d in os.listdir(tmp):
+        m = re.match(rf"^{NS_PREFIX}-(\d+)-", d)
+        if m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+
+
+def kill_ns_pids(ns):
+    r = sh(["ip", "netns", "pids", ns], check=False)
+    for p in r.stdout.split():
+        try:
+            os.kill(int(p), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+class Proc:
+    """A long-running process we started (mariadbd, linkgated, ...)."""
+
+    def __init__(self, name, argv, log_path):
+        self.name = name
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, grace=10):
+        if self.p.poll() is None:
+            try:
+                self.p.send_signal(signal.SIGTERM)
+                self.p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=5)
+        self.log.close()
+
+
+class Env:
+    def __init__(self, tmp):
+        self.tag = f"{NS_PREFIX}{os.getpid()}"
+        self.tmp = tmp
+        self.ns = {}  # short -> real
+        self.procs = []
+        self.sessions = []
+
+    def real(self, short):
+        return self.ns[short]
+
+    def add_ns(self, short):
+        real = f"{self.tag}-{short}"
+        sh(["ip", "netns", "add", real])
+        self.ns[short] = real
+        sh(["ip", "-n", real, "link", "set", "dev", "lo", "up"])
+        return real
+
+    def exec(self, short, argv):
+        return ["ip", "netns", "exec", self.real(short)] + argv
+
+    def run(self, short, argv, **kw):
+        return sh(self.exec(short, argv), **kw)
+
+    def veth(self, ns_a, if_a, ns_b, if_b):
+        a, b = self.real(ns_a), self.real(ns_b)
+        sh(["ip", "-n", a, "link", "add", "name", if_a, "type", "veth", "peer", "name", if_b, "netns", b])
+        sh(["ip", "-n", a, "link", "set", "dev", if_a, "up"])
+        sh(["ip", "-n", b, "link", "set", "dev", if_b, "up"])
+
+    def settle_neigh(self, short, ip, deadline_s=10):
+        """Wait until the neighbour entry of ip in namespace short is not
+        being resolved (no entry, FAILED, or resolved)."""
+        def idle():
+            r = self.run(short, ["ip", "neigh", "show", "to", ip], check=False)
+            return "INCOMPLETE" not in r.stdout
+        wait_until(f"ARP resolution of {ip} in {short}", idle, deadline_s)
+
+    def mac(self, short, ifname):
+        return self.run(short, ["cat", f"/sys/class/net/{ifname}/address"]).stdout.strip()
+
+    def start(self, name, argv):
+        p = Proc(name, argv, os.path.join(self.tmp, name + ".log"))
+        self.procs.append(p)
+        return p
+
+    def teardown(self):
+        for s in self.sessions:
+            s.close()
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+        # Deleting a namespace takes its veths (and their peers) with it; the
+        # NIC host's XDP links go with its bpffs mount (a mount namespace of
+        # linkgated's own) and its veths.
+        for real in reversed(list(self.ns.values())):
+            kill_ns_pids(real)
+            sh(["ip", "netns", "del", real], check=False)
+        self.ns.clear()
+
+
+# ----------------------------------------------------------------------------
+# MariaDB.
+
+def mariadb_args(datadir, sockdir, bind):
+    return ["--no-defaults", f"--datadir={datadir}", f"--socket={sockdir}/mysqld.sock",
+            f"--pid-file={sockdir}/mysqld.pid", "--user=root", f"--bind-address={bind}", "--port=3306",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=4M",
+            "--skip-log-bin", "--max-connections=50"]
+
+
+def prepare_datadir(tmp):
+    seed = os.path.join(tmp, "seed-datadir")
+    r = sh(["mariadb-install-db", "--no-defaults", f"--datadir={seed}", "--user=root",
+            "--auth-root-authentication-method=normal", "--skip-test-db",
+            "--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M"], timeout=120, check=False)
+    if r.returncode != 0:
+        raise Failure("mariadb-install-db failed:\n" + (r.stdout + r.stderr)[-2000:])
+    return seed
+
+
+def start_mariadb(env, seed, short, region):
+    d = os.path.join(env.tmp, short)
+    os.makedirs(d)
+    datadir = os.path.join(d, "data")
+    shutil.copytree(seed, datadir, symlinks=True)
+    init = os.path.join(d, "init.sql")
+    with open(init, "w") as f:
+        f.write("CREATE DATABASE IF NOT EXISTS demo;\n"
+                "CREATE TABLE IF NOT EXISTS demo.region (name VARCHAR(40));\n"
+                f"INSERT INTO demo.region VALUES ('{region}');\n"
+                f"CREATE USER IF NOT EXISTS '{DB_USER}'@'%' IDENTIFIED BY '{DB_PASS}';\n"
+                f"GRANT SELECT ON demo.* TO '{DB_USER}'@'%';\n")
+    bind = addr(short)
+    return env.start(f"mariadbd-{short}", env.exec(short, ["mariadbd"] + mariadb_args(datadir, d, bind) +
+                                                   [f"--init-file={init}", f"--log-error={d}/error.log"]))
+
+
+def mysql_argv(dst):
+    return ["mysql", "--no-defaults", "-h", dst, "-P", "3306", "-u", DB_USER, f"-p{DB_PASS}",
+            f"--connect-timeout={CONNECT_TIMEOUT}", "--batch", "--skip-column-names", "--skip-reconnect"]
+
+
+def wait_mariadb(env, proc, short, region, deadline_s=40):
+    def ready():
+        if not proc.alive():
+            raise Failure(f"{proc.name} exited:\n" + read_tail(os.path.join(env.tmp, short, "error.log")))
+        r = env.run(short, mysql_argv(addr(short)) + ["-e", QUERY], check=False, timeout=10)
+        return r.returncode == 0 and r.stdout.strip() == region
+    wait_until(f"mariadbd in {short}", ready, deadline_s, interval=0.1)
+
+
+def read_tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ----------------------------------------------------------------------------
+# The dataplanes on the NIC host.
+
+class XdpPlane:
+    name = "XDP"
+
+    def __init__(self, args):
+        self.args = args
+
+    def check(self):
+        for p in (self.args.linkgated, self.args.linkgatectl, self.args.pass_obj):
+            if not os.path.exists(p):
+                raise Failure(f"{p} is not built")
+
+    def start(self, env, sock, state):
+        pin = f"/sys/fs/bpf/{env.tag}"
+        ifaces = []
+        for _, _, _, nic_if, _, vnet, _ in LINKS:
+            ifaces += ["--xdp-interface", f"{nic_if}={vnet}"]
+        # `ip netns exec` gives linkgated a mount namespace of its own with a
+        # fresh /sys: bpffs is mounted there, so the pins (and the XDP links
+        # they hold) disappear with linkgated's namespace, and nothing is
+        # left in the machine's /sys/fs/bpf.
+        argv = [self.args.linkgated, "--state", state, "--socket", sock, "--pin-dir", pin] + ifaces
+        script = "mount -t bpf bpf /sys/fs/bpf && exec \"$@\""
+        self.describe = (f"linkgated --state {state} --socket {sock} --pin-dir {pin} " + " ".join(ifaces))
+        return [env.start("linkgated", env.exec("nic", ["sh", "-c", script, "linkgated"] + argv))]
+
+
+class DpdkPlane:
+    name = "DPDK"
+
+    def __init__(self, args):
+        self.args = args
+
+    def check(self):
+        if not self.args.linkgate_dpdk or not os.path.exists(self.args.linkgate_dpdk):
+            print("linkgate-dpdk not built yet", file=sys.stderr)
+            sys.exit(2)
+        for p in (self.args.linkgated, self.args.linkgatectl, self.args.pass_obj):
+            if not os.path.exists(p):
+                raise Failure(f"{p} is not built")
+
+    def start(self, env, sock, state):
+        # linkgate-dpdk forwards; the kernel of the NIC host must not forward
+        # the same frames a second time.
+        env.run("nic", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+        agent = env.start("linkgated", env.exec("nic", [self.args.linkgated, "--state", state, "--socket", sock]))
+        wait_until("linkgated socket", lambda: os.path.exists(sock) or not agent.alive(), 10)
+        eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", env.tag]
+        app = ["--socket", sock]
+        for port, (short, outer, a, nic_if, nic_a, vnet, _) in enumerate(LINKS):
+            eal += ["--vdev", f"net_af_packet{port},iface={nic_if}"]
+            app += ["--port", f"{port}={vnet}" if vnet else str(port)]
+            prefix = a.split("/")[0] + "/" + a.split("/")[1]
+            app += ["--route", f"{network_of(prefix)}={port},{env.mac(short, outer)}"]
+        argv = [self.args.linkgate_dpdk] + eal + ["--"] + app
+        self.describe = "linkgated --state ... --socket ... ; " + " ".join(argv)
+        return [agent, env.start("linkgate-dpdk", env.exec("nic", argv))]
+
+
+def network_of(cidr):
+    ip, plen = cidr.split("/")
+    n = int.from_bytes(bytes(int(x) for x in ip.split(".")), "big")
+    plen = int(plen)
+    mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+    n &= mask
+    return ".".join(str((n >> s) & 255) for s in (24, 16, 8, 0)) + f"/{plen}"
+
+
+# ----------------------------------------------------------------------------
+# linkgatectl.
+
+class Ctl:
+    def __init__(self, binary, sock):
+        self.binary = binary
+        self.sock = sock
+
+    def raw(self, args, timeout=30):
+        return sh([self.binary, "--socket", self.sock] + args, timeout=timeout, check=False)
+
+    def __call__(self, *args, show=True, table=False):
+        """A change or a query the reader should see: printed, must succeed."""
+        args = list(args)
+        if show:
+            OUT.cmd("linkgatectl " + " ".join(quote(a) for a in args) + (" -o table" if table else ""))
+        r = self.raw(args + (["-o", "table"] if table else []))
+        if r.returncode != 0:
+            raise Failure(f"linkgatectl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+        if table:
+            return r.stdout
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    def quiet(self, *args):
+        return self(*args, show=False)
+
+
+def quote(a):
+    return a if re.match(r"^[\w./:=@,+-]+$", a) else "'" + a.replace("'", "'\\''") + "'"
+
+
+# ----------------------------------------------------------------------------
+# Attempts: the real mysql client, explain, and the counters.
+
+class Expect:
+    def __init__(self, ok=None, server=None, drop=None, no_answer=None):
+        self.ok = ok          # the region the query must return
+        self.server = server  # the server explain must name
+        self.drop = drop      # the drop reason
+        self.no_answer = no_answer  # fails without a linkgate drop (why)
+
+    def text(self):
+        if self.ok:
+            return f"query -> '{self.ok}'"
+        if self.drop:
+            return f"fails: drop {self.drop}"
+        return f"fails: {self.no_answer}"
+
+
+class Attempt:
+    def __init__(self, host, dst, expect, label):
+        self.host, self.dst, self.expect, self.label = host, dst, expect, label
+        self.rc = None
+        self.out = ""
+        self.err = ""
+        self.explain = None
+        self.seconds = 0.0
+
+    def run(self, env):
+        t = time.monotonic()
+        r = env.run(self.host, mysql_argv(self.dst) + ["-e", QUERY], check=False, timeout=CONNECT_TIMEOUT + 15)
+        self.seconds = time.monotonic() - t
+        self.rc, self.out, self.err = r.returncode, r.stdout.strip(), r.stderr.strip()
+
+    def got_text(self):
+        if self.rc == 0:
+            return f"query -> '{self.out}'"
+        e = self.err.splitlines()[-1] if self.err else f"exit {self.rc}"
+        e = re.sub(r"^ERROR (\d+) \([^)]*\): ", r"ERROR \1: ", e)
+        return f"fails ({e})"
+
+
+class Session:
+    """One mysql client process kept open: queries go one at a time."""
+
+    def __init__(self, env, host, dst):
+        self.p = subprocess.Popen(env.exec(host, mysql_argv(dst) + ["--unbuffered"]), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        env.sessions.append(self)
+        self.host, self.dst = host, dst
+
+    def query(self, timeout):
+        """The first line of the answer, None when none came within timeout
+        (the process is left waiting), or "" when the client ended."""
+        try:
+            self.p.stdin.write((QUERY + ";\n").encode())
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return ""
+        end = time.monotonic() + timeout
+        buf = b""
+        while b"\n" not in buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.p.stdout.fileno(), 4096)
+            if not chunk:
+                return ""
+            buf += chunk
+        return buf.split(b"\n")[0].decode()
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait(timeout=5)
+        for f in (self.p.stdin, self.p.stdout, self.p.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class Demo:
+    def __init__(self, env, ctl):
+        self.env, self.ctl = env, ctl
+        self.rows = []  # (scenario, step, expected, got, ok)
+        self.explains = [0, 0]  # agreed, total
+        self.reasons_seen = {}
+        self.scenario = ""
+
+    def record(self, step, expected, got, ok):
+        self.rows.append((self.scenario, step, expected, got, ok))
+        (OUT.ok if ok else OUT.bad)(f"{step}: expected {expected}; got {got}")
+
+    def stats(self):
+        return self.ctl.quiet("stats")
+
+    def check_change(self, step, what, fn, expected):
+        """A control-plane check (e.g. the PEC list): fn() -> (ok, got)."""
+        ok, got = fn()
+        self.record(step, expected, got, ok)
+        return ok
+
+    def explain(self, src, dst):
+        return self.ctl.quiet("explain", "--src", src, "--dst", dst, "--protocol", "Tcp", "--sport", "40000",
+                              "--dport", "3306")
+
+    def explain_text(self, e):
+        if e is None:
+            return "explain: (none)"
+        if e.get("verdict") == "drop":
+            s = f"explain: drop {e.get('reason')}"
+            if e.get("rule") and str(e.get("reason", "")).startswith("nsg"):
+                s += f" ({e.get('nsg')}/{e.get('rule')})"
+            return s
+        s = f"explain: {e.get('verdict')}"
+        if e.get("server"):
+            s += f" to {e.get('server')} via {e.get('backend')}"
+        return s
+
+    def tries(self, title, attempts):
+        """Run the attempts at once, then compare each with what was expected,
+        with explain, and with the drop counters."""
+        OUT.step(title)
+        for a in attempts:
+            OUT.info(f"try: {a.host} ({addr(a.host)}) -> {a.dst}:3306 {a.label}: mysql -e \"{QUERY}\"")
+        before = self.stats()
+        threads = [threading.Thread(target=a.run, args=(self.env,)) for a in attempts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = self.stats()
+        delta = {k: after["drops"].get(k, 0) - before["drops"].get(k, 0) for k in after["drops"]}
+        delta = {k: v for k, v in delta.items() if v}
+        fwd = after.get("forwarded", 0) - before.get("forwarded", 0)
+        OUT.info("counters: " + (", ".join(f"{k} +{v}" for k, v in sorted(delta.items())) or "no drops") +
+                 f"; forwarded +{fwd}")
+        for a in attempts:
+            a.explain = self.explain(addr(a.host), a.dst)
+            self.judge(a, delta, fwd)
+        return attempts
+
+    def judge(self, a, delta, fwd):
+        x, e = a.expect, a.explain or {}
+        problems = []
+        if x.ok:
+            if a.rc != 0 or a.out != x.ok:
+                problems.append("the query did not return the expected row")
+            if e.get("verdict") != "forward" or (x.server and e.get("server") != x.server):
+                problems.append("explain disagrees")
+            if fwd <= 0:
+                problems.append("no packet counted as forwarded")
+        else:
+            if a.rc == 0:
+                problems.append("the query worked")
+            if x.drop:
+                if e.get("verdict") != "drop" or e.get("reason") != x.drop:
+                    problems.append("explain disagrees")
+                if delta.get(x.drop, 0) <= 0:
+                    problems.append(f"stats: no {x.drop} drop counted")
+                else:
+                    self.reasons_seen[x.drop] = self.reasons_seen.get(x.drop, 0) + 1
+            elif x.no_answer:
+                if e.get("privateEndpoint") or e.get("verdict") == "drop":
+                    problems.append("explain disagrees")
+        self.explains[1] += 1
+        if "explain disagrees" not in problems:
+            self.explains[0] += 1
+        got = a.got_text() + "; " + self.explain_text(e)
+        if x.drop and delta.get(x.drop, 0) > 0:
+            got += f"; stats {x.drop} +{delta[x.drop]}"
+        if problems:
+            got += " [" + "; ".join(problems) + "]"
+        self.record(f"{a.host} -> {a.dst} {a.label}".strip(), x.text(), got, not problems)
+
+
+def attempt(host, dst, expect, label=""):
+    return Attempt(host, dst, expect, label)
+
+
+def ok_via(server):
+    return Expect(ok=SERVERS[server][2], server=server)
+
+
+def drop(reason):
+    return Expect(drop=reason)
+
+
+# ----------------------------------------------------------------------------
+# The scenarios.
+
+def scenarios(d):
+    ctl = d.ctl
+    W, E = SERVERS["westus-db"][0], SERVERS["eastus-db"][0]
+
+    # -- 1 ------------------------------------------------------------------
+    d.scenario = "1"
+    OUT.head("Scenario 1: no rules, no endpoints: nothing connects")
+    OUT.step("The client VNet, its two subnets and the two servers exist; no firewall rule, no VNet rule, "
+             "no private endpoint")
+    d.tries("Every host tries the public endpoints, the client also the future private endpoint address", [
+        attempt("client", W, drop("firewall-no-match"), "(westus-db public)"),
+        attempt("client", E, drop("firewall-no-match"), "(eastus-db public)"),
+        attempt("onprem", W, drop("firewall-no-match"), "(westus-db public)"),
+        attempt("azure", E, drop("firewall-no-match"), "(eastus-db public)"),
+        attempt("sehost", W, drop("vnet-rule-no-match"), "(westus-db public)"),
+        attempt("client", PE_IP, Expect(no_answer="nobody holds that address"),
+                "(no endpoint yet)"),
+    ])
+
+    # -- 2 ------------------------------------------------------------------
+    d.scenario = "2"
+    OUT.head("Scenario 2: a manually requested private endpoint")
+    # Scenario 1's attempt left the client's ARP resolution of the endpoint
+    # address running (nobody answered). A SYN queued behind its last probe
+    # would be dropped by the client's own kernel when that probe fails, so
+    # wait for it to end before the address gets an endpoint.
+    d.env.settle_neigh("client", PE_IP)
+    OUT.step(f"Create private endpoint pe-east at {PE_IP} in subnet clients for eastus-db, as a manual request")
+    pe = ctl("network", "private-endpoint", "create", "--name", "pe-east", "--vnet-name", VNET, "--subnet",
+             "clients", "--private-ip-address", PE_IP, "--private-connection-resource-id", "eastus-db",
+             "--group-id", "mysqlServer", "--manual-request", "--request-message", "app team, ticket 4711")
+    conn = pe["manualPrivateLinkServiceConnections"][0]
+    status = conn["privateLinkServiceConnectionState"]["status"]
+    conns = ctl.quiet("mysql", "server", "private-endpoint-connection", "list", "--server-name", "eastus-db")
+    conn_name = conns[0]["name"] if conns else "?"
+    OUT.info(f"connection {conn_name} is {status}")
+    d.record("private endpoint created by manual request", "Pending", status, status == "Pending")
+    d.tries("The client connects to the private endpoint while it is Pending", [
+        attempt("client", PE_IP, drop("pec-pending"), "(pe-east, Pending)"),
+    ])
+    OUT.step("The server owner approves the connection, with a description")
+    ctl("mysql", "server", "private-endpoint-connection", "approve", "--server-name", "eastus-db", "--name",
+        conn_name, "--description", "Approved by the DBA")
+    d.tries("The client connects through the private IP", [
+        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east, Approved)"),
+    ])
+    OUT.step("The connection list, as az shows it")
+    OUT.info(ctl("mysql", "server", "private-endpoint-connection", "list", "--server-name", "eastus-db",
+                 table=True).rstrip())
+    lst = ctl.quiet("mysql", "server", "private-endpoint-connection", "list", "--server-name", "eastus-db")
+    st = lst[0]["privateLinkServiceConnectionState"] if lst else {}
+    got = f"{st.get('status')}, '{st.get('description')}', actionsRequired {st.get('actionsRequired')}"
+    d.record("private-endpoint-connection list", "Approved, 'Approved by the DBA', actionsRequired None", got,
+             st.get("status") == "Approved" and st.get("description") == "Approved by the DBA" and
+             st.get("actionsRequired") == "None" and
+             lst[0].get("privateEndpoint", {}).get("id", "").endswith("/privateEndpoints/pe-east"))
+
+    # -- 3 ------------------------------------------------------------------
+    d.scenario = "3"
+    OUT.head("Scenario 3: rejecting an approved connection cuts the open session")
+    OUT.step(f"The client opens a mysql session to {PE_IP} and runs a query")
+    s = Session(d.env, "client", PE_IP)
+    first = s.query(timeout=10)
+    d.record("open session, first query", "'East US'", repr(first), first == "East US")
+    OUT.step("The server owner rejects the connection")
+    before = d.stats()
+    ctl("mysql", "server", "private-endpoint-connection", "reject", "--server-name", "eastus-db", "--name",
+        conn_name, "--description", "Use the replica")
+    OUT.step("The open session runs its next query")
+    second = s.query(timeout=3)
+    after = d.stats()
+    cut = after["drops"].get("pec-rejected", 0) - before["drops"].get("pec-rejected", 0)
+    e = d.explain(addr("client"), PE_IP)
+    got = ("no answer within 3 s" if second is None else f"answer {second!r}") + f"; stats pec-rejected +{cut}; " + \
+        d.explain_text(e)
+    okk = second is None and cut > 0 and e.get("reason") == "pec-rejected"
+    d.explains[1] += 1
+    d.explains[0] += e.get("reason") == "pec-rejected"
+    if okk:
+        d.reasons_seen["pec-rejected"] = d.reasons_seen.get("pec-rejected", 0) + 1
+    d.record("open session, query after reject", "no answer: drop pec-rejected", got, okk)
+    d.tries("A new connection while Rejected", [
+        attempt("client", PE_IP, drop("pec-rejected"), "(pe-east, Rejected)"),
+    ])
+    OUT.step("Approve again")
+    ctl("mysql", "server", "private-endpoint-connection", "approve", "--server-name", "eastus-db", "--name",
+        conn_name, "--description", "Approved again")
+    d.tries("A new connection after the approval", [
+        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east, Approved)"),
+    ])
+    OUT.step("The session cut by the rejection stays cut: its flow is gone, its retransmissions are not a SYN")
+    before = d.stats()
+    third = s.query(timeout=3)
+    after = d.stats()
+    inval = after["drops"].get("ct-invalid", 0) - before["drops"].get("ct-invalid", 0)
+    got = ("no answer within 3 s" if third is None else f"answer {third!r}") + f"; stats ct-invalid +{inval}"
+    okk = third is None and inval > 0
+    if okk:
+        d.reasons_seen["ct-invalid"] = d.reasons_seen.get("ct-invalid", 0) + 1
+    d.record("old session after re-approval", "no answer: drop ct-invalid", got, okk)
+    s.close()
+
+    # -- 4 ------------------------------------------------------------------
+    d.scenario = "4"
+    OUT.head("Scenario 4: exfiltration: the client subnet may reach Sql.WestUS, not the rest of Sql")
+    OUT.step("Load service tags (AzureCloud, Sql, Sql.WestUS, Sql.EastUS) and give the client subnet an NSG")
+    ctl("network", "service-tag", "load", "--file", d.tags_file)
+    ctl("network", "nsg", "create", "--name", "clients-nsg")
+    ctl("network", "nsg", "rule", "create", "--nsg-name", "clients-nsg", "--name", "allow-sql-westus",
+        "--priority", "100", "--direction", "Outbound", "--access", "Allow", "--protocol", "Tcp",
+        "--destination-address-prefixes", "Sql.WestUS", "--destination-port-ranges", "3306")
+    ctl("network", "nsg", "rule", "create", "--nsg-name", "clients-nsg", "--name", "deny-sql", "--priority", "200",
+        "--direction", "Outbound", "--access", "Deny", "--protocol", "*", "--destination-address-prefixes", "Sql",
+        "--destination-port-ranges", "*")
+    ctl("network", "vnet", "subnet", "update", "--vnet-name", VNET, "--name", "clients",
+        "--network-security-group", "clients-nsg")
+    OUT.step("Both servers get a firewall rule for the client's address, so only the NSG can stop it")
+    for srv in ("westus-db", "eastus-db"):
+        ctl("mysql", "server", "firewall-rule", "create", "--server-name", srv, "--name", "client-vm",
+            "--start-ip-address", addr("client"), "--end-ip-address", addr("client"))
+    d.tries("The client tries both public endpoints and the private endpoint", [
+        attempt("client", W, ok_via("westus-db"), "(westus-db public, Sql.WestUS)"),
+        attempt("client", E, drop("nsg-deny"), "(eastus-db public, Sql)"),
+        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east to eastus-db)"),
+    ])
+
+    # -- 5 ------------------------------------------------------------------
+    d.scenario = "5"
+    OUT.head("Scenario 5: the public endpoint: firewall rules and publicNetworkAccess")
+    OUT.step(f"A firewall rule on westus-db for the on-premises address {addr('onprem')}")
+    ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name", "onprem-office",
+        "--start-ip-address", addr("onprem"), "--end-ip-address", addr("onprem"))
+    d.tries("The on-premises host connects", [
+        attempt("onprem", W, ok_via("westus-db"), "(westus-db public)"),
+    ])
+    OUT.step("Delete the rule")
+    ctl("mysql", "server", "firewall-rule", "delete", "--server-name", "westus-db", "--name", "onprem-office")
+    d.tries("The on-premises host again", [
+        attempt("onprem", W, drop("firewall-no-match"), "(westus-db public)"),
+    ])
+    OUT.step("Allow Azure services: the 0.0.0.0 rule (sources in the AzureCloud tag)")
+    ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name",
+        "AllowAllWindowsAzureIps", "--start-ip-address", "0.0.0.0", "--end-ip-address", "0.0.0.0")
+    d.tries("Another customer's Azure VM and the on-premises host", [
+        attempt("azure", W, ok_via("westus-db"), "(westus-db public, AzureCloud)"),
+        attempt("onprem", W, drop("firewall-no-match"), "(westus-db public, not AzureCloud)"),
+    ])
+    OUT.step("publicNetworkAccess Disabled on both servers")
+    for srv in ("westus-db", "eastus-db"):
+        ctl("mysql", "server", "update", "--name", srv, "--public-network-access", "Disabled")
+    d.tries("Every public path, and the private endpoint", [
+        attempt("azure", W, drop("public-access-disabled"), "(westus-db public)"),
+        attempt("client", W, drop("public-access-disabled"), "(westus-db public)"),
+        attempt("onprem", E, drop("public-access-disabled"), "(eastus-db public)"),
+        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east)"),
+    ])
+    OUT.step("publicNetworkAccess Enabled again")
+    for srv in ("westus-db", "eastus-db"):
+        ctl("mysql", "server", "update", "--name", srv, "--public-network-access", "Enabled")
+
+    # -- 6 ------------------------------------------------------------------
+    d.scenario = "6"
+    OUT.head("Scenario 6: the service-endpoint subnet needs a VNet rule")
+    d.tries("The sql-se host tries westus-db's public endpoint (no VNet rule)", [
+        attempt("sehost", W, drop("vnet-rule-no-match"), "(westus-db public)"),
+    ])
+    OUT.step("An IP firewall rule covering the whole sql-se subnet")
+    ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name", "sql-se-range",
+        "--start-ip-address", "10.1.2.0", "--end-ip-address", "10.1.2.255")
+    d.tries("Service-endpoint traffic is not judged by IP rules", [
+        attempt("sehost", W, drop("vnet-rule-no-match"), "(westus-db public, IP rule only)"),
+    ])
+    OUT.step("A VNet rule on westus-db for subnet sql-se")
+    ctl("mysql", "server", "vnet-rule", "create", "--server-name", "westus-db", "--name", "sql-se", "--vnet-name",
+        VNET, "--subnet", "sql-se")
+    d.tries("The sql-se host, to westus-db (VNet rule) and eastus-db (none)", [
+        attempt("sehost", W, ok_via("westus-db"), "(westus-db public, VNet rule)"),
+        attempt("sehost", E, drop("vnet-rule-no-match"), "(eastus-db public)"),
+    ])
+
+    # -- 7 ------------------------------------------------------------------
+    d.scenario = "7"
+    OUT.head("Scenario 7: explain and stats agree with what happened")
+    agreed, total = d.explains
+    d.record("explain vs. every attempt above", f"{total}/{total} agree", f"{agreed}/{total} agree",
+             agreed == total and total > 0)
+    OUT.step("The counters of the whole run")
+    stats = d.stats()
+    OUT.info(ctl("stats", table=True).rstrip())
+    for reason in ("firewall-no-match", "vnet-rule-no-match", "pec-pending", "pec-rejected", "nsg-deny",
+                   "public-access-disabled", "ct-invalid"):
+        n = stats["drops"].get(reason, 0)
+        d.record(f"stats drops {reason}", "> 0, seen in a step above",
+                 f"{n} (in {d.reasons_seen.get(reason, 0)} steps)", n > 0 and d.reasons_seen.get(reason, 0) > 0)
+    unexpected = {k: v for k, v in stats["drops"].items() if v and k not in d.reasons_seen}
+    d.record("stats: no other drop reason", "none", ", ".join(f"{k} {v}" for k, v in unexpected.items()) or "none",
+             not unexpected)
+    hits = stats.get("nsgRules", {}).get("clients-nsg/deny-sql", 0)
+    d.record("stats nsgRules clients-nsg/deny-sql", "> 0", str(hits), hits > 0)
+
+
+# ----------------------------------------------------------------------------
+# Setup and the run.
+
+def setup(env, args, plane):
+    OUT.head(f"Setup ({plane.name} dataplane), run {env.tag}, files in {env.tmp}")
+    OUT.step("Preparing a MariaDB data directory (mariadb-install-db)")
+    seed = prepare_datadir(env.tmp)
+
+    OUT.step("Network namespaces and veths")
+    env.add_ns("nic")
+    for short, outer, a, nic_if, nic_a, vnet, role in LINKS:
+        env.add_ns(short)
+        env.veth(short, outer, "nic", nic_if)
+        gw = nic_a.split("/")[0]
+        env.run(short, ["ip", "addr", "add", a, "dev", outer])
+        env.run(short, ["ip", "route", "add", "default", "via", gw])
+        env.run("nic", ["ip", "addr", "add", nic_a, "dev", nic_if])
+        # The dataplane writes finished checksums: the sender must not leave
+        # them to an offload that a redirected frame no longer carries.
+        env.run(short, ["ethtool", "-K", outer, "tx", "off"])
+        # A veth receives frames redirected into it by XDP only when its own
+        # side runs an XDP program (the pass program).
+        env.run(short, ["ip", "link", "set", "dev", outer, "xdpdrv", "obj", args.pass_obj, "sec", "xdp"])
+        OUT.info(f"{short:7} {a:17} {outer} <-> {nic_if} {nic_a:16} NIC host, "
+                 f"{'VNet ' + vnet if vnet else 'no VNet':17} {role}")
+    env.run("nic", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0"])
+
+    OUT.step("Two MariaDB servers, each in its own namespace")
+    procs = {}
+    for srv, (pub, short, region) in SERVERS.items():
+        procs[short] = (start_mariadb(env, seed, short, region), region)
+    for short, (p, region) in procs.items():
+        wait_mariadb(env, p, short, region)
+        OUT.info(f"mariadbd in {short} ({addr(short)}:3306) answers: {region}")
+
+    sock = os.path.join(env.tmp, "linkgated.sock")
+    state = os.path.join(env.tmp, "state.json")
+    OUT.step(f"Starting the agent in the NIC host namespace")
+    agents = plane.start(env, sock, state)
+    OUT.cmd(plane.describe)
+    ctl = Ctl(args.linkgatectl, sock)
+
+    def up():
+        for p in agents:
+            if not p.alive():
+                raise Failure(f"{p.name} exited:\n{p.log_tail()}")
+        return ctl.raw(["network", "vnet", "list"], timeout=5).returncode == 0
+    wait_until("linkgated", up, 20)
+
+    tags = os.path.join(env.tmp, "service-tags.json")
+    with open(tags, "w") as f:
+        json.dump(SERVICE_TAGS, f, indent=2)
+
+    OUT.step("The client VNet with its two subnets, and the two servers (public endpoints, backends)")
+    ctl("network", "vnet", "create", "--name", VNET, "--address-prefixes", VNET_PREFIX, "--subnet-name", "clients",
+        "--subnet-prefixes", "10.1.1.0/24")
+    ctl("network", "vnet", "subnet", "create", "--vnet-name", VNET, "--name", "sql-se", "--address-prefixes",
+        "10.1.2.0/24", "--service-endpoints", "Microsoft.Sql")
+    for srv, (pub, short, region) in SERVERS.items():
+        ctl("mysql", "server", "create", "--name", srv, "--public-ip", pub, "--backend", f"{addr(short)}:3306")
+    return ctl, tags
+
+
+def summary(rows):
+    OUT.head("Summary")
+    w = [max(len(str(r[i])) for r in rows + [("Scenario", "Step", "Expected", "Got")]) for i in range(3)]
+    w[1] = min(w[1], 48)
+    w[2] = min(w[2], 40)
+    hdr = f"{'Scenario':{w[0]}}  {'Step':{w[1]}}  {'Expected':{w[2]}}  Result  Got"
+    OUT.line(hdr)
+    OUT.line("-" * len(hdr) + "-" * 20)
+    for sc, step, exp, got, ok in rows:
+        res = OUT.c("32", "ok    ") if ok else OUT.c("1;31", "FAIL  ")
+        OUT.line(f"{sc:{w[0]}}  {step[:w[1]]:{w[1]}}  {exp[:w[2]]:{w[2]}}  {res}  {got}")
+
+
+def main():
+    global OUT
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description="linkgate end-to-end scenarios with real MariaDB in namespaces")
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(here), "build"), help="meson build directory")
+    ap.add_argument("--dataplane", choices=["xdp", "dpdk"], default="xdp")
+    ap.add_argument("--dpdk", action="store_const", dest="dataplane", const="dpdk", help="same as --dataplane dpdk")
+    ap.add_argument("--linkgated")
+    ap.add_argument("--linkgatectl")
+    ap.add_argument("--pass-obj", help="XDP pass program for the far ends of the veths")
+    ap.add_argument("--linkgate-dpdk")
+    ap.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    args = ap.parse_args()
+    b = args.build
+    args.linkgated = args.linkgated or os.path.join(b, "control/agent/linkgated")
+    args.linkgatectl = args.linkgatectl or os.path.join(b, "control/agent/linkgatectl")
+    args.pass_obj = args.pass_obj or os.path.join(b, "tests/pass.bpf.o")
+    args.linkgate_dpdk = args.linkgate_dpdk or os.path.join(b, "dataplane/linkgate-dpdk")
+    OUT = Out(args.color == "always" or (args.color == "auto" and sys.stdout.isatty()))
+
+    if os.geteuid() != 0:
+        print("e2e: needs root (network namespaces, XDP, bpffs)", file=sys.stderr)
+        return 2
+    plane = XdpPlane(args) if args.dataplane == "xdp" else DpdkPlane(args)
+    try:
+        plane.check()
+        for tool in ("mariadb-install-db", "mariadbd", "mysql", "ip", "ethtool"):
+            if not shutil.which(tool):
+                raise Failure(f"{tool} not found on PATH (Debian packages mariadb-server, mariadb-client, "
+                              "iproute2, ethtool)")
+    except Failure as e:
+        print(f"e2e: {e}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    remove_stale()
+    tmp = tempfile.mkdtemp(prefix=f"{NS_PREFIX}-{os.getpid()}-")
+    env = Env(tmp)
+    demo = None
+    rc = 2
+    try:
+        ctl, tags = setup(env, args, plane)
+        demo = Demo(env, ctl)
+        demo.tags_file = tags
+        scenarios(demo)
+        rc = 0 if all(r[4] for r in demo.rows) else 1
+    except Failure as e:
+        OUT.line()
+        OUT.line(OUT.c("1;31", f"e2e: setup or control failure: {e}"))
+        for p in env.procs:
+            if p.name.startswith("linkgate"):
+                OUT.info(f"{p.name} log (tail):\n{p.log_tail()}")
+        rc = 2
+    except Interrupted as e:
+        OUT.line(OUT.c("1;31", f"e2e: interrupted by {e}"))
+        rc = 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        if demo and demo.rows:
+            summary(demo.rows)
+        OUT.step("Cleaning up: agent, mariadbd, mysql sessions, namespaces, veths, temp files")
+        env.teardown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    took = time.monotonic() - OUT.t0
+    if rc == 0:
+        OUT.line(OUT.c("1;32", f"all {len(demo.rows)} checks as expected ({plane.name} dataplane), {took:.0f} s"))
+    elif rc == 1:
+        bad = sum(1 for r in demo.rows if not r[4])
+        OUT.line(OUT.c("1;31", f"{bad} of {len(demo.rows)} checks not as expected ({plane.name} dataplane), "
+                               f"{took:.0f} s"))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
