@@ -256,6 +256,10 @@ class Env:
         sh(["ip", "netns", "add", real])
         self.ns[short] = real
         sh(["ip", "-n", real, "link", "set", "dev", "lo", "up"])
+        # IPv4 only: no router solicitations, MLD reports or DAD in the
+        # counters (the veths are made after this and take the default).
+        self.run(short, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                         "net.ipv6.conf.default.disable_ipv6=1"])
         return real
 
     def exec(self, short, argv):
@@ -500,7 +504,9 @@ class Attempt:
         if self.rc == 0:
             return f"query -> '{self.out}'"
         e = self.err.splitlines()[-1] if self.err else f"exit {self.rc}"
-        e = re.sub(r"^ERROR (\d+) \([^)]*\): ", r"ERROR \1: ", e)
+        m = re.match(r"^ERROR (\d+) \([^)]*\): Can't connect to server on '[^']*' \((\d+)\)", e)
+        if m:
+            e = f"can't connect: mysql ERROR {m.group(1)}, errno {m.group(2)}"
         return f"fails ({e})"
 
 
@@ -535,6 +541,15 @@ class Session:
                 return ""
             buf += chunk
         return buf.split(b"\n")[0].decode()
+
+    def local_port(self, env):
+        """The client's port of the session's TCP connection, or None."""
+        r = env.run(self.host, ["ss", "-Htn", "state", "established", "dst", self.dst], check=False)
+        for line in r.stdout.splitlines():
+            m = re.search(r"\s(\S+):(\d+)\s+\S+:3306\s*$", line)
+            if m:
+                return int(m.group(2))
+        return None
 
     def close(self):
         if self.p.poll() is None:
@@ -586,6 +601,8 @@ class Demo:
         s = f"explain: {e.get('verdict')}"
         if e.get("server"):
             s += f" to {e.get('server')} via {e.get('backend')}"
+        elif e.get("verdict") == "forward":
+            s += " unchanged (no endpoint there: plain subnet traffic)"
         return s
 
     def tries(self, title, attempts):
@@ -724,6 +741,18 @@ def scenarios(d):
     s = Session(d.env, "client", PE_IP)
     first = s.query(timeout=10)
     d.record("open session, first query", "'East US'", repr(first), first == "East US")
+    port = s.local_port(d.env)
+    key = f"{addr('client')}:{port} > {PE_IP}:3306"
+
+    def session_flow():
+        return [f for f in ctl.quiet("flows") if f.get("original", "").endswith(key)]
+    OUT.step(f"Its flow in the dataplane ({key})")
+    OUT.info("\n".join(l for i, l in enumerate(ctl("flows", table=True).rstrip().splitlines())
+                       if i < 2 or key in l))
+    fl = session_flow()
+    got = ", ".join(f"{f.get('state')} {f.get('kind')} {f.get('object')} -> {f.get('backend')}" for f in fl) or "none"
+    d.record("flow of the open session", "established, to pe-east", got,
+             len(fl) == 1 and fl[0].get("state") == "established" and fl[0].get("object") == "pe-east")
     OUT.step("The server owner rejects the connection")
     before = d.stats()
     ctl("mysql", "server", "private-endpoint-connection", "reject", "--server-name", "eastus-db", "--name",
@@ -741,6 +770,9 @@ def scenarios(d):
     if okk:
         d.reasons_seen["pec-rejected"] = d.reasons_seen.get("pec-rejected", 0) + 1
     d.record("open session, query after reject", "no answer: drop pec-rejected", got, okk)
+    fl = session_flow()
+    d.record("flow of the open session after reject", "removed",
+             ", ".join(f.get("state", "?") for f in fl) or "removed", not fl)
     d.tries("A new connection while Rejected", [
         attempt("client", PE_IP, drop("pec-rejected"), "(pe-east, Rejected)"),
     ])
