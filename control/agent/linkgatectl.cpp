@@ -523,7 +523,8 @@ std::vector<Column> columns(Kind k)
 		return {col("ChangeNumber", "/changeNumber"), col("Cloud", "/cloud"), col("Tags", "/count")};
 	case Kind::Flows:
 		return {col("Original", "/original"), col("Reply", "/reply"), col("State", "/state"), col("Kind", "/kind"),
-			col("Object", "/object"), col("Backend", "/backend"), col("Generation", "/generation")};
+			col("Object", "/object"), col("Backend", "/backend"), col("Generation", "/generation"),
+			col("Dataplane", "/dataplane")};
 	default:
 		return {};
 	}

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "arm_json.hpp"
+#include "channels.hpp"
 #include "plane.hpp"
 #include "service.hpp"
 #include "validate.hpp"
@@ -41,6 +42,8 @@ struct Options {
 	std::vector<std::string> xdp_interfaces;
 	int idle_timeout = 30;  // seconds a connection may stay silent
 	int max_connections = 64;
+	int dataplane_timeout_ms = 5000; // for each request to a DPDK channel
+	int max_dataplanes = 16;
 	std::string pin_dir = "/sys/fs/bpf/linkgate";
 	int reclaim_ms = 1000; // period of the expired-flow sweep
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT;
@@ -128,12 +131,13 @@ struct Conn {
 	Clock::time_point last;
 	bool closing = false; // close once `out` is flushed
 	bool eof = false;
+	bool handed_off = false; // registered as a dataplane channel: the fd moved there
 };
 
 class Server {
 public:
-	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane)
-		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane)
+	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane, DataplaneChannels &channels)
+		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane), channels_(channels)
 	{
 	}
 
@@ -149,6 +153,11 @@ public:
 					ev |= POLLIN; // no reading while a reply waits: backpressure
 				fds.push_back({c.fd, ev, 0});
 			}
+			// Dataplane channels: read only inside a request of the agent's;
+			// input at any other time is their end (or a protocol error).
+			size_t first_channel = fds.size();
+			for (int fd : channels_.fds())
+				fds.push_back({fd, POLLIN, 0});
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
 			if (plane_.has_xdp() && Clock::now() >= next_reclaim_) {
 				// Between requests: the sweep never runs inside a commit.
@@ -163,14 +172,20 @@ public:
 			}
 			if (n > 0 && fds[0].revents)
 				return; // SIGTERM or SIGINT
+			// Channels first: a fast path that died and is registering
+			// again on a new connection frees its name here.
+			for (size_t k = first_channel; n > 0 && k < fds.size(); k++)
+				if (fds[k].revents)
+					channels_.readable(fds[k].fd);
 			if (n > 0 && (fds[1].revents & POLLIN))
 				accept_all();
 			size_t i = 2;
 			for (auto it = conns_.begin(); it != conns_.end(); i++) {
 				// Connections accepted in this round have no pollfd yet.
-				short rev = i < fds.size() && fds[i].fd == it->fd ? fds[i].revents : 0;
+				short rev = i < first_channel && fds[i].fd == it->fd ? fds[i].revents : 0;
 				if (!service(*it, rev)) {
-					close(it->fd);
+					if (!it->handed_off)
+						close(it->fd);
 					it = conns_.erase(it);
 				} else {
 					++it;
@@ -184,6 +199,7 @@ private:
 	const Options &o_;
 	int lfd_, sfd_;
 	Plane &plane_;
+	DataplaneChannels &channels_;
 	Clock::time_point next_reclaim_ = Clock::now();
 	std::list<Conn> conns_;
 
@@ -240,8 +256,37 @@ private:
 		}
 	}
 
+	// dataplane.register turns the connection into a dataplane channel:
+	// true when `line` was one (answered here, or handed off).
+	bool try_register(Conn &c, const std::string &line)
+	{
+		if (line.find("dataplane.register") == std::string::npos || nesting_depth(line) > kMaxDepth)
+			return false;
+		nlohmann::json req = nlohmann::json::parse(line, nullptr, false);
+		if (!req.is_object() || req.value("method", nlohmann::json()) != "dataplane.register")
+			return false; // the service answers (parse error, invalid request, ...)
+		nlohmann::json error;
+		auto r = channels_.check_register(req, error);
+		if (!r) {
+			c.out += error.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+			if (error["error"]["code"] == kTooManyConnections)
+				c.closing = true;
+			return true;
+		}
+		uint64_t g = svc_.generation();
+		nlohmann::json ok{{"jsonrpc", "2.0"}, {"id", req["id"]}, {"result", {{"generation", g}}}};
+		c.handed_off = true;
+		channels_.add(c.fd, std::move(*r), std::move(c.in),
+			      ok.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", g,
+			      state_to_json(svc_.state()));
+		c.in.clear();
+		return true;
+	}
+
 	void reply(Conn &c, const std::string &line)
 	{
+		if (try_register(c, line))
+			return;
 		uint64_t before = svc_.generation();
 		std::string out = svc_.handle_line(line);
 		if (svc_.generation() != before)
@@ -284,6 +329,8 @@ private:
 			}
 		}
 		process(c);
+		if (c.handed_off)
+			return false;
 		if ((c.closing || c.eof) && c.out.empty())
 			return false;
 		// No progress either way: a silent client, or one that stopped reading its replies.
@@ -301,7 +348,7 @@ private:
 	// holds one reply in memory, and every client gets a turn per round.
 	void process(Conn &c)
 	{
-		while (c.out.empty() && !c.closing) {
+		while (c.out.empty() && !c.closing && !c.handed_off) {
 			size_t nl = c.in.find('\n');
 			if (nl == std::string::npos) {
 				// No newline within the cap: it can only become an oversize message.
@@ -364,6 +411,14 @@ int main(int argc, char **argv)
 		->capture_default_str();
 	app.add_option("--max-connections", o.max_connections, "concurrent client connections")
 		->check(CLI::Range(1, 4096))
+		->capture_default_str();
+	app.add_option("--dataplane-timeout", o.dataplane_timeout_ms,
+		       "milliseconds a linkgate-dpdk may take to answer (a publish, counters, flows) before it is "
+		       "dropped")
+		->check(CLI::Range(1, 3600000))
+		->capture_default_str();
+	app.add_option("--max-dataplanes", o.max_dataplanes, "registered linkgate-dpdk channels")
+		->check(CLI::Range(1, 1024))
 		->capture_default_str();
 	try {
 		app.parse(argc, argv);
@@ -432,15 +487,25 @@ int main(int argc, char **argv)
 		unlink(o.socket.c_str());
 		return 1;
 	}
-	CommitHook commit = [&](const State &s) { return (*plane)->commit(s); };
+	DataplaneChannels channels(ChannelOptions{o.dataplane_timeout_ms, o.max_dataplanes});
+	// XDP first (and the state file), then every DPDK channel: the reply
+	// waits for all their acks. A channel that refuses or does not answer in
+	// time is dropped; the commit stands (see docs/agent.md).
+	CommitHook commit = [&](const State &s) -> Result<uint64_t> {
+		auto g = (*plane)->commit(s);
+		if (g && channels.size())
+			channels.publish(*g, state_to_json(s));
+		return g;
+	};
 	Service svc(std::move(state), (*plane)->generation(), commit);
-	svc.set_dataplane(plane->get());
+	Dataplanes dataplanes(**plane, channels);
+	svc.set_dataplane(&dataplanes);
 
 	log("serving %s (state %s, generation %llu%s)", o.socket.c_str(), o.state.c_str(),
 	    (unsigned long long)svc.generation(),
 	    (*plane)->has_xdp() ? (", XDP pinned under " + o.pin_dir).c_str() : "");
 
-	Server(svc, o, lfd, sfd, **plane).run();
+	Server(svc, o, lfd, sfd, **plane, channels).run();
 
 	// Remove the socket only if it is still ours (a successor may have bound it).
 	struct stat now;

@@ -289,6 +289,8 @@ const char *dest_kind_name(lg_dest_kind k)
 	return "unknown";
 }
 
+} // namespace
+
 // Deepest nesting of arrays and objects in JSON text (strings skipped). The
 // parser is iterative but copies and destructors of a json value recurse, so
 // a request a few hundred thousand levels deep would exhaust the stack.
@@ -314,8 +316,6 @@ size_t nesting_depth(std::string_view text)
 	}
 	return deepest;
 }
-
-} // namespace
 
 struct Service::Impl {
 	Service &s;
@@ -1064,8 +1064,10 @@ struct Service::Impl {
 		// The dataplane's counters when one is attached, else the evaluator's.
 		Counters c = s.evaluator_.counters();
 		uint64_t nflows = s.evaluator_.flow_count();
+		json dc_dataplanes;
 		if (s.dataplane_) {
 			DataplaneCounters dc = s.dataplane_->counters();
+			dc_dataplanes = dc.dataplanes;
 			c.reasons = dc.reasons;
 			c.rule_hits = dc.rules;
 			c.private_endpoints = dc.private_endpoints;
@@ -1092,13 +1094,16 @@ struct Service::Impl {
 			pes[pe.name] = get(c.private_endpoints, pe.name);
 		for (const auto &m : st().servers)
 			servers[m.name] = get(c.servers, m.name);
-		return json{{"generation", s.generation_},
+		json out{{"generation", s.generation_},
 			    {"forwarded", c.reasons[LG_REASON_NONE]},
 			    {"drops", drops},
 			    {"nsgRules", rules},
 			    {"privateEndpoints", pes},
 			    {"servers", servers},
 			    {"flows", nflows}};
+		if (s.dataplane_)
+			out["dataplanes"] = dc_dataplanes;
+		return out;
 	}
 
 	json flows(const json &params)
@@ -1122,13 +1127,16 @@ struct Service::Impl {
 	json status(const json &params)
 	{
 		Params p(params, {});
-		return json{{"generation", s.generation_},
+		json out{{"generation", s.generation_},
 			    {"virtualNetworks", st().virtualNetworks.size()},
 			    {"networkSecurityGroups", st().networkSecurityGroups.size()},
 			    {"networkInterfaces", st().networkInterfaces.size()},
 			    {"privateEndpoints", st().privateEndpoints.size()},
 			    {"mysqlServers", st().servers.size()},
 			    {"serviceTags", st().serviceTags.values.size()}};
+		if (s.dataplane_)
+			out["dataplanes"] = s.dataplane_->describe();
+		return out;
 	}
 
 	using Method = json (Impl::*)(const json &);

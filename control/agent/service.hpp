@@ -42,6 +42,9 @@ enum Code : int {
 inline constexpr size_t kMaxMessage = 1u << 20; // bytes per request line, newline excluded
 inline constexpr size_t kMaxDepth = 64;          // nesting of arrays and objects in a request
 
+// Deepest nesting of arrays and objects in JSON text (strings skipped).
+size_t nesting_depth(std::string_view text);
+
 // Commits a validated State to every dataplane and the state file; returns the
 // generation now live. An error leaves the previous generation live.
 using CommitHook = std::function<Result<uint64_t>(const State &)>;
@@ -58,6 +61,9 @@ struct DataplaneCounters {
 	std::map<std::string, uint64_t> rules; // "nsg/rule"
 	std::map<std::string, uint64_t> private_endpoints, servers;
 	uint64_t flows = 0;
+	// Per dataplane ("xdp", "dpdk:<name>"): generation, forwarded, dropped,
+	// flows. Shown by `stats` as `dataplanes`.
+	nlohmann::json dataplanes = nlohmann::json::object();
 };
 
 class Dataplane {
@@ -66,6 +72,8 @@ public:
 	virtual const CompiledTables *live_tables() const = 0;
 	virtual DataplaneCounters counters() = 0;
 	virtual nlohmann::json flows() = 0; // the `flows` method's result
+	// The attached dataplanes, for `status` ({kind, name, generation, ...}).
+	virtual nlohmann::json describe() { return nlohmann::json::array(); }
 };
 
 class Service {
