@@ -1,0 +1,675 @@
+#include "dpdk_bench.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+#include "arm_json.hpp"
+#include "bench_common.hpp"
+#include "packet.hpp"
+#include "runners.hpp"
+#include "workload.hpp"
+
+namespace lg::bench {
+namespace {
+
+using namespace lg::bench::dpdk;
+namespace fs = std::filesystem;
+
+struct DpdkOptions {
+	std::string classbench = "/work/shared/classbench/acl1_10000.rules.gz";
+	size_t rules = 1000;
+	double allow_depth = 0.9;
+	std::vector<size_t> flows{1000, 1000000};
+	double seconds = 4;
+	int repeats = 3;
+	std::vector<std::string> algs{"scalar", "sse", "avx2", "avx512x16", "avx512x32"};
+	// ipv4: dpdk-test-acl's IPv4 5-tuple layout; ipv6: its IPv6 layout with
+	// IPv4-mapped addresses, the layout linkgate-dpdk classifies in.
+	std::vector<std::string> acl_layouts{"ipv4", "ipv6"};
+	size_t acl_packets = 4000000; // classifications per test-acl run
+	int tracestep = 32;           // 5-tuples per rte_acl_classify call (one burst)
+	std::string lcores = "0,1";
+	int mem_mb = 0; // 0: sized from the frames
+	int mbuf_size = 2176; // RTE_MBUF_DEFAULT_BUF_SIZE
+	std::string workdir = "/tmp/linkgate-bench-dpdk";
+	std::string testpmd = "dpdk-testpmd", test_acl = "dpdk-test-acl", linkgate_dpdk;
+	std::vector<std::string> only; // testpmd, linkgate, acl
+	std::string json_path, markdown_path;
+	uint64_t seed = 1;
+	bool generate_only = false, quiet = false;
+};
+
+DpdkOptions g_opt;
+
+bool wants(const DpdkOptions &o, const std::string &what)
+{
+	return o.only.empty() || std::find(o.only.begin(), o.only.end(), what) != o.only.end();
+}
+
+std::string flows_label(size_t n)
+{
+	if (n >= 1000000 && n % 1000000 == 0)
+		return std::to_string(n / 1000000) + "M";
+	if (n >= 1000 && n % 1000 == 0)
+		return std::to_string(n / 1000) + "k";
+	return std::to_string(n);
+}
+
+// linkgate-dpdk beside this binary: <builddir>/tools/ or <builddir>/tools/dpdk/.
+std::string find_linkgate_dpdk()
+{
+	std::error_code ec;
+	fs::path self = fs::read_symlink("/proc/self/exe", ec);
+	if (ec)
+		return "";
+	for (fs::path p : {self.parent_path() / ".." / "dataplane" / "linkgate-dpdk",
+			   self.parent_path() / ".." / ".." / "dataplane" / "linkgate-dpdk"})
+		if (access(p.c_str(), X_OK) == 0)
+			return fs::weakly_canonical(p, ec).string();
+	return "";
+}
+
+double tsc_hz()
+{
+#if defined(__x86_64__)
+	using clock = std::chrono::steady_clock;
+	auto t0 = clock::now();
+	uint64_t c0 = __rdtsc();
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	uint64_t c1 = __rdtsc();
+	double s = std::chrono::duration<double>(clock::now() - t0).count();
+	return double(c1 - c0) / s;
+#else
+	return 0;
+#endif
+}
+
+// Memory for the EAL: the pool that holds the whole pcap (infinite_rx copies
+// it into mbufs at start; ~700 bytes an mbuf with a 256-byte data room, more
+// for linkgate-dpdk's own pool), its flow table, and room to spare.
+int mem_for(const DpdkOptions &o, size_t frames)
+{
+	if (o.mem_mb)
+		return o.mem_mb;
+	size_t mb = 512 + frames * size_t(o.mbuf_size + 400) * 8 / 5 / (1 << 20);
+	return int(std::min<size_t>(mb, 8192));
+}
+
+// One forwarding case: `flows` distinct flows replayed from a pcap of
+// `frames` frames. The same flows with more frames isolate the replay's own
+// memory footprint from the flow table's.
+struct Case {
+	size_t flows = 0, frames = 0;
+	std::string pcap;
+	std::vector<TestpmdRun> testpmd;   // per round
+	std::vector<LinkgateRun> linkgate; // per round (successful runs)
+	std::vector<std::string> linkgate_errors;
+	std::string label() const
+	{
+		return flows_label(flows) + " flows" + (frames != flows ? ", " + flows_label(frames) + " frames" : "");
+	}
+};
+
+// One flow set: its traces for dpdk-test-acl and what the reference said.
+struct FlowSet {
+	size_t flows = 0;
+	std::string trace, trace6;
+	std::map<std::string, std::vector<AclRun>> acl; // acl_key(alg, layout) -> per round
+	std::vector<std::pair<std::string, size_t>> admitted_by;
+	size_t checked = 0;
+};
+
+struct Ratio {
+	std::string name, what;
+	std::vector<double> per_round;
+	double target = 0;
+	bool at_least = true; // target is a lower bound (else an upper bound)
+};
+
+std::string acl_key(const std::string &alg, const std::string &layout)
+{
+	return layout == "ipv4" ? alg : alg + " (ipv6 layout)";
+}
+
+std::string spread_text(const Spread &s, int d)
+{
+	return fixed(s.median, d) + " [" + fixed(s.min, d) + "–" + fixed(s.max, d) + "]";
+}
+
+} // namespace
+
+CLI::App *register_dpdk_subcommand(CLI::App &app)
+{
+	DpdkOptions &o = g_opt;
+	auto *c = app.add_subcommand("dpdk", "DPDK fast path beside dpdk-testpmd io forwarding and dpdk-test-acl, "
+					     "same rules and traffic (docs/dpdk-performance.md)");
+	c->add_option("--classbench", o.classbench, "ClassBench filter file the NSG rules come from (.gz ok)")
+		->capture_default_str();
+	c->add_option("--rules", o.rules, "NSG rules (ClassBench filters + the two that admit the traffic)")
+		->check(CLI::Range(3, 1000))
+		->capture_default_str();
+	c->add_option("--allow-depth", o.allow_depth, "position of the admitting rules in the NSG, 0..1")
+		->check(CLI::Range(0.0, 1.0))
+		->capture_default_str();
+	c->add_option("--flows", o.flows, "concurrent flows, one pcap each")->capture_default_str();
+	c->add_option("--seconds", o.seconds, "forwarding time of each testpmd / linkgate-dpdk run")
+		->check(CLI::Range(2.0, 600.0))
+		->capture_default_str();
+	c->add_option("--repeats", o.repeats, "rounds; every program runs once a round, ratios are per round")
+		->check(CLI::Range(1, 100))
+		->capture_default_str();
+	c->add_option("--algs", o.algs, "rte_acl classify algorithms to try (unsupported ones are reported)")
+		->capture_default_str();
+	c->add_option("--acl-packets", o.acl_packets, "classifications per dpdk-test-acl run")->capture_default_str();
+	c->add_option("--acl-layouts", o.acl_layouts,
+		      "dpdk-test-acl field layouts: ipv4 (5-tuple), ipv6 (IPv4-mapped, as linkgate-dpdk)")
+		->check(CLI::IsMember({"ipv4", "ipv6"}))
+		->capture_default_str();
+	c->add_option("--tracestep", o.tracestep, "5-tuples per rte_acl_classify call")
+		->check(CLI::Range(1, 4096))
+		->capture_default_str();
+	c->add_option("--lcores", o.lcores, "EAL -l: main lcore, forwarding lcore")->capture_default_str();
+	c->add_option("--mem-mb", o.mem_mb, "EAL -m (0: from the pcap size)")->capture_default_str();
+	c->add_option("--mbuf-size", o.mbuf_size, "testpmd --mbuf-size (data room; 2176 = RTE_MBUF_DEFAULT_BUF_SIZE)")
+		->check(CLI::Range(256, 65535))
+		->capture_default_str();
+	c->add_option("--workdir", o.workdir, "where the generated state, rules, traces and pcaps go")
+		->capture_default_str();
+	c->add_option("--testpmd", o.testpmd, "dpdk-testpmd binary")->capture_default_str();
+	c->add_option("--test-acl", o.test_acl, "dpdk-test-acl binary")->capture_default_str();
+	c->add_option("--linkgate-dpdk", o.linkgate_dpdk,
+		      "linkgate-dpdk binary (default: <builddir>/dataplane/linkgate-dpdk; skipped when absent)");
+	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl");
+	c->add_option("--seed", o.seed, "seed of the Allow/Deny mix and the flows")->capture_default_str();
+	c->add_option("--json", o.json_path, "write the results as JSON here");
+	c->add_option("--markdown", o.markdown_path, "write the results table as markdown here");
+	c->add_flag("--generate-only", o.generate_only, "write the workload files and stop");
+	c->add_flag("-q,--quiet", o.quiet, "no progress on stderr");
+	return c;
+}
+
+
+int run_dpdk_subcommand(const std::string &cmdline)
+{
+	const DpdkOptions &o = g_opt;
+	auto fail = [](const std::string &m) {
+		std::cerr << "\nlinkgate-bench dpdk: " << m << "\n";
+		return 1;
+	};
+	Progress prog(o.quiet);
+	nlohmann::json out;
+	out["tool"] = "linkgate-bench";
+	out["subcommand"] = "dpdk";
+	out["command"] = cmdline;
+	out["started"] = utc_now();
+	out["machine"] = machine();
+	out["machine"]["loadavg_start"] = loadavg();
+
+	std::error_code ec;
+	fs::create_directories(o.workdir, ec);
+	if (ec)
+		return fail("cannot create " + o.workdir + ": " + ec.message());
+	if (o.flows.empty() || *std::min_element(o.flows.begin(), o.flows.end()) == 0)
+		return fail("--flows needs positive counts");
+
+	// ---- the workload ------------------------------------------------------
+	prog.show("workload: " + std::to_string(o.rules) + " rules from " + o.classbench);
+	WorkloadOptions wo;
+	wo.classbench = o.classbench;
+	wo.rules = o.rules;
+	wo.allow_depth = o.allow_depth;
+	wo.seed = o.seed;
+	auto w = build_workload(wo);
+	if (!w)
+		return fail(w.error());
+	const Scenario &sc = wo.sc;
+	std::string state_path = o.workdir + "/state.json", rules_path = o.workdir + "/acl.rules",
+		    rules6_path = o.workdir + "/acl6.rules";
+	if (auto s = save_state_file(state_path, w->state, false); !s)
+		return fail(s.error());
+	if (auto s = write_acl_rules(rules_path, w->rules); !s)
+		return fail(s.error());
+	if (auto s = write_acl_rules(rules6_path, w->rules, true); !s)
+		return fail(s.error());
+
+	std::vector<size_t> counts = o.flows;
+	std::sort(counts.begin(), counts.end());
+	counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+	size_t max_frames = counts.back();
+	std::vector<FlowSet> sets;
+	std::vector<Case> cases;
+	for (size_t n : counts) {
+		FlowSet fs_;
+		fs_.flows = n;
+		std::string base = o.workdir + "/flows-" + flows_label(n);
+		fs_.trace = base + ".trace";
+		fs_.trace6 = base + ".trace6";
+		auto flows = make_flows(sc, n, o.seed);
+		prog.show("workload: " + flows_label(n) + " flows: traces");
+		if (auto s = write_acl_trace(fs_.trace, flows); !s)
+			return fail(s.error());
+		if (auto s = write_acl_trace(fs_.trace6, flows, true); !s)
+			return fail(s.error());
+		for (size_t frames : {n, max_frames}) {
+			if (frames == max_frames && frames == n && !cases.empty() && cases.back().flows == n)
+				continue; // the largest set: one pcap
+			Case c;
+			c.flows = n;
+			c.frames = frames;
+			c.pcap = base + (frames == n ? "" : "-" + flows_label(frames) + "-frames") + ".pcap";
+			prog.show("workload: " + c.label() + " -> " + c.pcap);
+			if (auto s = write_pcap(c.pcap, sc, flows, frames); !s)
+				return fail(s.error());
+			cases.push_back(c);
+		}
+		// Every flow of the small sets, a spread sample of the large ones,
+		// through the reference evaluator: forwarded, DNAT, by the deep rules.
+		prog.show("workload: " + flows_label(n) + " flows: checking with the reference evaluator");
+		fs_.checked = std::min<size_t>(n, 2000);
+		auto chk = check_flows(*w, flows, fs_.checked);
+		if (!chk)
+			return fail(chk.error());
+		fs_.admitted_by = *chk;
+		sets.push_back(std::move(fs_));
+	}
+	std::string route = sc.backend_route + "=1," + mac_str(sc.next_hop_mac);
+	size_t deny = 0;
+	for (auto &r : w->state.networkSecurityGroups.front().securityRules)
+		deny += r.access == "Deny";
+	nlohmann::json jw = {{"classbench", o.classbench},
+			     {"rules", w->rules.size()},
+			     {"deny_rules", deny},
+			     {"allow_rules_at", w->allow_index},
+			     {"allow_rules", {w->rule_names[w->allow_index], w->rule_names[w->allow_index + 1]}},
+			     {"classbench_rules_forced_allow", w->forced_allow},
+			     {"state", state_path},
+			     {"acl_rules", rules_path},
+			     {"acl_rules_ipv6_layout", rules6_path},
+			     {"vnet", sc.vnet},
+			     {"client_subnet", sc.client_subnet},
+			     {"private_endpoint", sc.private_endpoint_ip + ":3306"},
+			     {"public_endpoint", sc.public_ip + ":3306"},
+			     {"backends", sc.backends},
+			     {"frame", "60 bytes + FCS: Ethernet (untagged, src " + mac_str(sc.client_mac) + ", dst " +
+						   mac_str(sc.port0_mac) + ") / IPv4 / TCP SYN, checksums valid"},
+			     {"route", route}};
+	nlohmann::json jsets = nlohmann::json::array();
+	for (auto &f : sets) {
+		nlohmann::json ab = nlohmann::json::object();
+		for (auto &[rule, n] : f.admitted_by)
+			ab[rule] = n;
+		jsets.push_back({{"flows", f.flows},
+				 {"trace", f.trace},
+				 {"trace_ipv6_layout", f.trace6},
+				 {"checked_with_reference", f.checked},
+				 {"admitted_by", ab}});
+	}
+	jw["flow_sets"] = jsets;
+	nlohmann::json jpc = nlohmann::json::array();
+	for (auto &c : cases)
+		jpc.push_back({{"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}});
+	jw["pcaps"] = jpc;
+	out["workload"] = jw;
+	if (o.generate_only) {
+		prog.done();
+		std::cout << out.dump(2) << "\n";
+		return 0;
+	}
+
+	// ---- the programs, interleaved by round --------------------------------
+	std::string lg_bin = o.linkgate_dpdk.empty() ? find_linkgate_dpdk() : o.linkgate_dpdk;
+	bool have_lg = !lg_bin.empty() && access(lg_bin.c_str(), X_OK) == 0 && wants(o, "linkgate");
+	std::string lg_missing = lg_bin.empty()		? "linkgate-dpdk is not built (no <builddir>/dataplane/linkgate-dpdk)"
+				 : !wants(o, "linkgate") ? "not requested (--only)"
+							 : lg_bin + " is not executable";
+	double hz = tsc_hz();
+	std::vector<std::string> acl_seen;
+	std::map<std::string, std::string> acl_unsupported;
+	int run_no = 0;
+	auto eal_for = [&](size_t frames) {
+		Eal e;
+		e.lcores = o.lcores;
+		e.mem_mb = mem_for(o, frames);
+		e.prefix = "lgbench" + std::to_string(getpid()) + "_" + std::to_string(run_no++);
+		return e;
+	};
+	for (int r = 0; r < o.repeats; r++) {
+		std::string round = "round " + std::to_string(r + 1) + "/" + std::to_string(o.repeats) + ", ";
+		for (auto &c : cases) {
+			std::string tag = round + c.label() + ": ";
+			if (wants(o, "testpmd")) {
+				prog.show(tag + "dpdk-testpmd io");
+				auto t = run_testpmd(o.testpmd, eal_for(c.frames), c.pcap, c.frames, o.seconds, o.mbuf_size);
+				if (!t)
+					return fail(t.error());
+				c.testpmd.push_back(*t);
+			}
+			if (have_lg) {
+				prog.show(tag + "linkgate-dpdk");
+				LinkgateOptions lo;
+				lo.bin = lg_bin;
+				lo.state = state_path;
+				lo.vnet = sc.vnet;
+				lo.route = route;
+				lo.flow_capacity = std::max<size_t>(c.flows + c.flows / 4, 65536);
+				lo.seconds = o.seconds;
+				lo.stats_json = o.workdir + "/linkgate-stats.json";
+				auto l = run_linkgate(lo, eal_for(c.frames + lo.flow_capacity / 2), c.pcap);
+				if (!l) {
+					// The peers are still measured; the error goes into the report.
+					c.linkgate_errors.push_back(l.error());
+					std::cerr << "\nlinkgate-bench dpdk: " << l.error() << "\n";
+				} else {
+					c.linkgate.push_back(*l);
+				}
+			}
+		}
+		if (!wants(o, "acl"))
+			continue;
+		for (auto &f : sets)
+			for (auto &layout : o.acl_layouts)
+				for (auto &alg : o.algs) {
+					std::string key = acl_key(alg, layout);
+					if (acl_unsupported.count(key))
+						continue;
+					bool v6 = layout == "ipv6";
+					prog.show(round + flows_label(f.flows) + " flows: dpdk-test-acl --alg=" + alg + (v6 ? " --ipv6" : ""));
+					int iter = int(std::max<size_t>(1, o.acl_packets / f.flows));
+					auto a = run_test_acl(o.test_acl, eal_for(0), v6 ? rules6_path : rules_path, v6 ? f.trace6 : f.trace,
+							      f.flows, alg, iter, o.tracestep, v6);
+					if (!a)
+						return fail(a.error());
+					if (!a->supported) {
+						acl_unsupported[key] = a->why;
+						continue;
+					}
+					if (std::find(acl_seen.begin(), acl_seen.end(), key) == acl_seen.end())
+						acl_seen.push_back(key);
+					f.acl[key].push_back(*a);
+				}
+	}
+	prog.done();
+
+	// ---- ratios, each within a round ----------------------------------------
+	std::vector<Ratio> ratios;
+	auto find_case = [&](size_t flows, size_t frames) -> const Case * {
+		for (auto &c : cases)
+			if (c.flows == flows && c.frames == frames)
+				return &c;
+		return nullptr;
+	};
+	auto lg_classify = [](const Case &c) {
+		std::vector<double> v;
+		for (auto &l : c.linkgate)
+			if (l.classify_cycles_per_pkt)
+				v.push_back(*l.classify_cycles_per_pkt);
+		return v;
+	};
+	for (auto &c : cases) {
+		Ratio ra{"linkgate/testpmd " + c.label(), "linkgate-dpdk Mpps / dpdk-testpmd io Mpps, same pcap, same round",
+			 {}, 0.6, true};
+		for (size_t r = 0; r < c.testpmd.size() && r < c.linkgate.size(); r++)
+			if (c.testpmd[r].mpps > 0)
+				ra.per_round.push_back(c.linkgate[r].mpps / c.testpmd[r].mpps);
+		ratios.push_back(ra);
+	}
+	if (counts.size() >= 2) {
+		size_t lo = counts.front(), hi = counts.back();
+		std::string l = flows_label(lo), h = flows_label(hi);
+		const Case *same = find_case(lo, hi), *small = find_case(lo, lo), *big = find_case(hi, hi);
+		auto per_round = [](const std::vector<double> &a, const std::vector<double> &b) {
+			std::vector<double> v;
+			for (size_t r = 0; r < a.size() && r < b.size(); r++)
+				if (b[r] > 0)
+					v.push_back(a[r] / b[r]);
+			return v;
+		};
+		auto lgm = [](const Case *c) {
+			std::vector<double> v;
+			if (c)
+				for (auto &x : c->linkgate)
+					v.push_back(x.mpps);
+			return v;
+		};
+		auto tpm = [](const Case *c) {
+			std::vector<double> v;
+			if (c)
+				for (auto &x : c->testpmd)
+					v.push_back(x.mpps);
+			return v;
+		};
+		ratios.push_back({"linkgate " + h + "/" + l + " flows",
+				  "linkgate-dpdk Mpps, " + h + " flows / " + l + " flows, both pcaps of " + h + " frames",
+				  per_round(lgm(big), lgm(same)), 0.5, true});
+		ratios.push_back({"linkgate " + h + "/" + l + " flows (own pcaps)",
+				  "linkgate-dpdk Mpps, " + h + " flows / " + l + " flows, each with its own pcap",
+				  per_round(lgm(big), lgm(small)), 0, true});
+		ratios.push_back({"testpmd " + h + "/" + l + " frames",
+				  "dpdk-testpmd io Mpps, pcap of " + h + " frames / of " + l + " (the replay's own memory cost)",
+				  per_round(tpm(same), tpm(small)), 0, true});
+	}
+	// Classification: linkgate-dpdk's own classify cycles/packet (when it
+	// reports them) against raw rte_acl on the same rules and tuples.
+	for (auto &f : sets) {
+		const Case *c = find_case(f.flows, f.flows);
+		for (auto &key : acl_seen) {
+			auto it = f.acl.find(key);
+			if (it == f.acl.end() || !c)
+				continue;
+			Ratio rc{"classify/rte_acl " + key + " " + flows_label(f.flows),
+				 "linkgate-dpdk classify cycles/pkt / dpdk-test-acl " + key + " cycles/pkt", {}, 1.2, false};
+			for (size_t r = 0; r < it->second.size() && r < c->linkgate.size(); r++)
+				if (c->linkgate[r].classify_cycles_per_pkt && it->second[r].cycles_per_pkt > 0)
+					rc.per_round.push_back(*c->linkgate[r].classify_cycles_per_pkt / it->second[r].cycles_per_pkt);
+			ratios.push_back(rc);
+		}
+	}
+
+	// ---- JSON ---------------------------------------------------------------
+	auto met = [](const Ratio &ra, const Spread &s, bool every) {
+		double v = every ? (ra.at_least ? s.min : s.max) : s.median;
+		return ra.at_least ? v >= ra.target : v <= ra.target;
+	};
+	nlohmann::json jc = nlohmann::json::array();
+	for (auto &c : cases) {
+		nlohmann::json j = {{"label", c.label()}, {"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}};
+		std::vector<double> tm, tcpu, tstart;
+		for (auto &t : c.testpmd) {
+			tm.push_back(t.mpps);
+			tcpu.push_back(t.cpu_seconds > 0 ? double(t.tx_total) / t.cpu_seconds / 1e6 : 0);
+			tstart.push_back(t.startup_seconds);
+		}
+		Spread ts = Spread::of(tm);
+		j["testpmd"] = {{"mpps", tm},
+				{"spread", ts.json()},
+				{"cycles_per_pkt", ts.median > 0 ? hz / (ts.median * 1e6) : 0},
+				{"mpps_per_cpu_second", tcpu},
+				{"startup_seconds", tstart}};
+		if (have_lg) {
+			std::vector<double> lm, lc, lcpu;
+			nlohmann::json raw = nlohmann::json::array();
+			for (auto &l : c.linkgate) {
+				lm.push_back(l.mpps);
+				lc.push_back(l.cycles_per_pkt);
+				lcpu.push_back(l.cpu_seconds > 0 ? double(l.tx) / l.cpu_seconds / 1e6 : 0);
+				raw.push_back(nlohmann::json::parse(l.raw, nullptr, false));
+			}
+			j["linkgate"] = {{"binary", lg_bin},
+					 {"mpps", lm},
+					 {"spread", Spread::of(lm).json()},
+					 {"cycles_per_pkt", lc},
+					 {"classify_cycles_per_pkt", lg_classify(c)},
+					 {"mpps_per_cpu_second", lcpu},
+					 {"stats", raw},
+					 {"errors", c.linkgate_errors}};
+		} else {
+			j["linkgate"] = {{"skipped", lg_missing}};
+		}
+		jc.push_back(j);
+	}
+	out["cases"] = jc;
+	nlohmann::json jacl = nlohmann::json::array();
+	for (auto &f : sets) {
+		nlohmann::json ja = nlohmann::json::object();
+		for (auto &[key, runs] : f.acl) {
+			std::vector<double> cy;
+			for (auto &a : runs)
+				cy.push_back(a.cycles_per_pkt);
+			ja[key] = {{"cycles_per_pkt", cy}, {"spread", Spread::of(cy).json()}};
+		}
+		jacl.push_back({{"flows", f.flows}, {"algorithms", ja}});
+	}
+	out["rte_acl"] = jacl;
+	nlohmann::json un = nlohmann::json::object();
+	for (auto &[key, why] : acl_unsupported)
+		un[key] = why;
+	out["rte_acl_unsupported"] = un;
+	nlohmann::json jr = nlohmann::json::array();
+	for (auto &ra : ratios) {
+		Spread s = Spread::of(ra.per_round);
+		nlohmann::json j = {{"name", ra.name}, {"what", ra.what}, {"per_round", ra.per_round}, {"spread", s.json()}};
+		if (ra.target > 0) {
+			j["target"] = (ra.at_least ? ">= " : "<= ") + fixed(ra.target, 1);
+			if (!ra.per_round.empty()) {
+				j["met_median"] = met(ra, s, false);
+				j["met_every_round"] = met(ra, s, true);
+			}
+		}
+		jr.push_back(j);
+	}
+	out["ratios"] = jr;
+	out["params"] = {{"seconds", o.seconds},
+			 {"repeats", o.repeats},
+			 {"lcores", o.lcores},
+			 {"mbuf_size", o.mbuf_size},
+			 {"tracestep", o.tracestep},
+			 {"acl_packets", o.acl_packets},
+			 {"acl_layouts", o.acl_layouts},
+			 {"seed", o.seed},
+			 {"tsc_hz", hz},
+			 {"eal", "--no-huge --no-pci --file-prefix <unique>, -m sized from the pcap"},
+			 {"devices", "net_pcap0 rx_pcap=<pcap>,infinite_rx=1 -> net_null0 no-rx=1"}};
+	out["machine"]["loadavg_end"] = loadavg();
+	out["finished"] = utc_now();
+
+	// ---- markdown -----------------------------------------------------------
+	std::string md;
+	auto row = [&](std::initializer_list<std::string> cells) {
+		md += "|";
+		for (auto &cell : cells)
+			md += " " + cell + " |";
+		md += "\n";
+	};
+	auto ratio_text = [&](const std::string &name) {
+		for (auto &ra : ratios)
+			if (ra.name == name && !ra.per_round.empty())
+				return spread_text(Spread::of(ra.per_round), 2);
+		return std::string("—");
+	};
+	md += "Median [min–max] over " + std::to_string(o.repeats) + " round(s), " + fixed(o.seconds, 0) +
+	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round.\n\n";
+	row({"program", "case", "Mpps", "cycles/pkt", "ratio to testpmd", "target"});
+	row({"---", "---", "---:", "---:", "---:", "---"});
+	for (auto &c : cases) {
+		std::vector<double> tm;
+		for (auto &t : c.testpmd)
+			tm.push_back(t.mpps);
+		Spread ts = Spread::of(tm);
+		if (!tm.empty())
+			row({"dpdk-testpmd io", c.label(), spread_text(ts, 2), ts.median > 0 ? fixed(hz / (ts.median * 1e6), 0) : "—",
+			     "1 (baseline)", ""});
+		if (!have_lg) {
+			row({"linkgate-dpdk", c.label(), "not measured", "—", "—", "≥ 0.6"});
+			continue;
+		}
+		std::vector<double> lm, lc;
+		for (auto &l : c.linkgate) {
+			lm.push_back(l.mpps);
+			lc.push_back(l.cycles_per_pkt);
+		}
+		row({"linkgate-dpdk", c.label(), lm.empty() ? "failed" : spread_text(Spread::of(lm), 2),
+		     lc.empty() ? "—" : fixed(Spread::of(lc).median, 0), ratio_text("linkgate/testpmd " + c.label()), "≥ 0.6"});
+	}
+	if (counts.size() >= 2) {
+		md += "\n";
+		row({"scaling", "ratio", "target"});
+		row({"---", "---:", "---"});
+		for (auto &ra : ratios)
+			if (ra.name.rfind("linkgate ", 0) == 0 || ra.name.rfind("testpmd ", 0) == 0)
+				row({ra.what, have_lg || ra.name.rfind("testpmd ", 0) == 0 ? ratio_text(ra.name) : "not measured",
+				     ra.target > 0 ? "≥ " + fixed(ra.target, 1) : "—"});
+	}
+	md += "\n";
+	row({"rte_acl classify (dpdk-test-acl)", "flows", "cycles/pkt", "linkgate-dpdk classify cycles/pkt",
+	     "ratio", "target"});
+	row({"---", "---:", "---:", "---:", "---:", "---"});
+	for (auto &f : sets) {
+		const Case *c = find_case(f.flows, f.flows);
+		std::vector<double> lcl = c ? lg_classify(*c) : std::vector<double>{};
+		for (auto &key : acl_seen) {
+			auto it = f.acl.find(key);
+			if (it == f.acl.end())
+				continue;
+			std::vector<double> cy;
+			for (auto &a : it->second)
+				cy.push_back(a.cycles_per_pkt);
+			row({key, flows_label(f.flows), spread_text(Spread::of(cy), 1),
+			     !lcl.empty() ? fixed(Spread::of(lcl).median, 1) : have_lg ? "not reported" : "not measured",
+			     ratio_text("classify/rte_acl " + key + " " + flows_label(f.flows)), "≤ 1.2"});
+		}
+	}
+	if (!acl_unsupported.empty()) {
+		md += "\nNot available here:";
+		for (auto &[key, why] : acl_unsupported)
+			md += " " + key + " (" + why + ");";
+		md += "\n";
+	}
+	if (!have_lg)
+		md += "\nlinkgate-dpdk: " + lg_missing + ".\n";
+	out["markdown"] = md;
+
+	// ---- people -------------------------------------------------------------
+	std::cout << "linkgate-bench dpdk: " << w->rules.size() << " NSG rules (" << deny << " Deny) from "
+		  << o.classbench << ", traffic admitted by rules #" << w->allow_index + 1 << "–#" << w->allow_index + 2
+		  << "\n"
+		  << out["machine"]["nproc"] << " CPUs, " << std::string(out["machine"]["cpu_model"]) << "; load "
+		  << loadavg() << "\n\n"
+		  << md;
+	for (auto &c : cases)
+		for (auto &e : c.linkgate_errors)
+			std::cout << "\nlinkgate-dpdk (" << c.label() << ") failed: " << e << "\n";
+
+	if (!o.json_path.empty()) {
+		std::ofstream f(o.json_path);
+		f << out.dump(2) << "\n";
+		f.close();
+		if (!f)
+			return fail("cannot write " + o.json_path);
+	}
+	if (!o.markdown_path.empty()) {
+		std::ofstream f(o.markdown_path);
+		f << md;
+		f.close();
+		if (!f)
+			return fail("cannot write " + o.markdown_path);
+	}
+	return 0;
+}
+
+} // namespace lg::bench

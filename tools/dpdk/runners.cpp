@@ -1,0 +1,344 @@
+#include "runners.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+extern char **environ;
+
+namespace lg::bench::dpdk {
+namespace {
+
+double median_of(std::vector<double> v)
+{
+	if (v.empty())
+		return 0;
+	std::sort(v.begin(), v.end());
+	size_t n = v.size();
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string tail(const std::string &s, size_t n = 1500)
+{
+	return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
+
+std::string joined(const std::vector<std::string> &argv)
+{
+	std::string s;
+	for (auto &a : argv)
+		s += (s.empty() ? "" : " ") + a;
+	return s;
+}
+
+} // namespace
+
+Result<ProcResult> run_process(const std::vector<std::string> &argv, double interrupt_after_s, double kill_after_s,
+			       const std::string &start_marker, double start_timeout_s)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return err(std::string("pipe: ") + std::strerror(errno));
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+	std::vector<char *> cargv;
+	for (auto &a : argv)
+		cargv.push_back(const_cast<char *>(a.c_str()));
+	cargv.push_back(nullptr);
+	pid_t pid = -1;
+	int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	if (rc != 0) {
+		close(fds[0]);
+		return err("cannot run " + argv[0] + ": " + std::strerror(rc));
+	}
+	using clock = std::chrono::steady_clock;
+	auto t0 = clock::now();
+	auto since = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
+	// With a start marker, the SIGINT clock starts when it appears (start-up
+	// such as loading a large pcap is not forwarding time).
+	double t_start = 0;
+	bool started = start_marker.empty();
+	double kill_at = interrupt_after_s > 0 ? interrupt_after_s + kill_after_s : kill_after_s;
+	if (!started)
+		kill_at += start_timeout_s;
+	bool interrupted = false, killed = false;
+	ProcResult r;
+	char buf[8192];
+	for (;;) {
+		double now = since();
+		if (!started && r.output.find(start_marker) != std::string::npos) {
+			started = true;
+			t_start = now;
+			r.started_after_s = now;
+			kill_at = now + (interrupt_after_s > 0 ? interrupt_after_s + kill_after_s : kill_after_s);
+		}
+		if (!started && now >= start_timeout_s && !interrupted) {
+			kill(pid, SIGINT); // never started: stop it, the caller reports the output
+			interrupted = true;
+		}
+		double int_at = started ? t_start + interrupt_after_s : 1e18;
+		if (interrupt_after_s > 0 && !interrupted && now >= int_at) {
+			kill(pid, SIGINT);
+			interrupted = true;
+		}
+		if (!killed && now >= kill_at) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+		double next = !interrupted && interrupt_after_s > 0 && started ? int_at : kill_at;
+		int wait_ms = killed ? 200 : std::max(1, int((next - now) * 1000) + 1);
+		pollfd p{fds[0], POLLIN, 0};
+		int pr = poll(&p, 1, std::min(wait_ms, 200));
+		if (pr > 0) {
+			ssize_t n = read(fds[0], buf, sizeof buf);
+			if (n > 0) {
+				r.output.append(buf, size_t(n));
+				continue;
+			}
+			if (n == 0)
+				break; // every writer closed: the child is gone
+		}
+		if (pr < 0 && errno != EINTR)
+			break;
+	}
+	close(fds[0]);
+	int status = 0;
+	rusage ru{};
+	while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR) {
+	}
+	r.timed_out = killed;
+	if (WIFEXITED(status))
+		r.exit_code = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGINT && interrupted)
+		r.exit_code = 0;
+	r.cpu_seconds = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	r.wall_seconds = since();
+	return r;
+}
+
+std::vector<std::string> Eal::args() const
+{
+	return {"-l", lcores, "--no-huge", "-m", std::to_string(mem_mb), "--no-pci", "--file-prefix", prefix,
+		"--log-level", "lib.eal:error"};
+}
+
+std::vector<std::string> vdev_args(const std::string &pcap)
+{
+	return {"--vdev", "net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1", "--vdev", "net_null0,no-rx=1"};
+}
+
+// ---- testpmd ---------------------------------------------------------------
+
+Result<TestpmdRun> parse_testpmd(const std::string &out)
+{
+	TestpmdRun t;
+	std::istringstream in(out);
+	std::string line;
+	int port = -1;
+	bool accumulated = false;
+	static const std::regex nic(R"(NIC statistics for port (\d+))"), txpps(R"(Tx-pps:\s+(\d+))"),
+		mac(R"(^Port 0: ([0-9A-Fa-f:]{17}))"), rxp(R"(RX-packets:\s+(\d+))"), txp(R"(TX-packets:\s+(\d+))");
+	std::smatch m;
+	while (std::getline(in, line)) {
+		if (std::regex_search(line, m, nic))
+			port = std::stoi(m[1]);
+		else if (port == 1 && std::regex_search(line, m, txpps))
+			t.tx_pps.push_back(std::stod(m[1]));
+		else if (std::regex_search(line, m, mac))
+			t.port0_mac = m[1];
+		else if (line.find("Accumulated forward statistics") != std::string::npos)
+			accumulated = true;
+		else if (accumulated && std::regex_search(line, m, rxp)) {
+			t.rx_total = std::stoull(m[1]);
+			if (std::regex_search(line, m, txp))
+				t.tx_total = std::stoull(m[1]);
+		} else if (accumulated && std::regex_search(line, m, txp)) {
+			t.tx_total = std::stoull(m[1]);
+			accumulated = false;
+		}
+	}
+	if (t.tx_pps.size() < 2)
+		return err("dpdk-testpmd printed fewer than two statistics periods");
+	// The first period includes start-up; the last may be cut by SIGINT
+	// (a sample only appears for full periods, so keep it).
+	t.mpps = median_of(std::vector<double>(t.tx_pps.begin() + 1, t.tx_pps.end())) / 1e6;
+	return t;
+}
+
+Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std::string &pcap, size_t frames,
+			       double seconds, int mbuf_size)
+{
+	std::vector<std::string> argv{bin};
+	for (auto &a : eal.args())
+		argv.push_back(a);
+	for (auto &a : vdev_args(pcap))
+		argv.push_back(a);
+	// infinite_rx copies the whole pcap into mbufs of the pool at start, so
+	// the pool holds every frame plus what is in flight.
+	size_t mbufs = frames + 8192;
+	argv.insert(argv.end(), {"--", "--forward-mode=io", "--stats-period", "1", "--total-num-mbufs",
+				 std::to_string(mbufs), "--mbuf-size", std::to_string(mbuf_size), "--burst", "32"});
+	// Forwarding starts once every port is up (infinite_rx has read the pcap).
+	auto pr = run_process(argv, seconds + 0.5, 20, "start packet forwarding", 180);
+	if (!pr)
+		return err(pr.error());
+	if (pr->exit_code != 0)
+		return err("dpdk-testpmd failed (exit " + std::to_string(pr->exit_code) + "): " + joined(argv) + "\n" +
+			   tail(pr->output));
+	auto t = parse_testpmd(pr->output);
+	if (!t)
+		return err(t.error() + ": " + joined(argv) + "\n" + tail(pr->output));
+	t->cpu_seconds = pr->cpu_seconds;
+	t->startup_seconds = pr->started_after_s;
+	return t;
+}
+
+// ---- test-acl --------------------------------------------------------------
+
+std::optional<AclRun> parse_test_acl(const std::string &out)
+{
+	static const std::regex line(
+		R"(search_ip5tuples\s+@lcore \d+: \d+ iterations, (\d+) pkts, \d+ categories, \d+ cycles \([0-9.]+ sec\), ([0-9.]+) cycles/pkt, ([0-9.]+) pkt/sec)");
+	std::smatch m;
+	if (!std::regex_search(out, m, line))
+		return std::nullopt;
+	AclRun a;
+	a.supported = true;
+	a.packets = std::stoull(m[1]);
+	a.cycles_per_pkt = std::stod(m[2]);
+	a.pps = std::stod(m[3]);
+	return a;
+}
+
+Result<AclRun> run_test_acl(const std::string &bin, const Eal &eal, const std::string &rules, const std::string &trace,
+			    size_t trace_len, const std::string &alg, int iterations, int tracestep, bool ipv6)
+{
+	Eal one = eal;
+	one.lcores = eal.lcores.substr(eal.lcores.rfind(',') == std::string::npos ? 0 : eal.lcores.rfind(',') + 1);
+	std::vector<std::string> argv{bin};
+	for (auto &a : one.args())
+		argv.push_back(a);
+	// AVX-512 classify needs the EAL to allow 512-bit vectors.
+	argv.insert(argv.end(), {"--force-max-simd-bitwidth=512", "--", "--rulesf=" + rules, "--tracef=" + trace,
+				 "--tracenum=" + std::to_string(trace_len), "--tracestep=" + std::to_string(tracestep),
+				 "--iter=" + std::to_string(iterations), "--alg=" + alg, "--verbose=0"});
+	if (ipv6)
+		argv.push_back("--ipv6");
+	auto pr = run_process(argv, 0, 120);
+	if (!pr)
+		return err(pr.error());
+	auto a = parse_test_acl(pr->output);
+	if (!a || pr->exit_code != 0) {
+		AclRun no;
+		no.alg = alg;
+		// An algorithm this CPU or build lacks: rte_acl_set_ctx_classify fails.
+		no.why = "exit " + std::to_string(pr->exit_code);
+		if (auto c = pr->output.find("Cause: "); c != std::string::npos)
+			no.why += ", " + pr->output.substr(c + 7, pr->output.find('\n', c) - c - 7);
+		else
+			no.why += ": " + tail(pr->output, 300);
+		return no;
+	}
+	a->alg = alg;
+	return *a;
+}
+
+// ---- linkgate-dpdk ---------------------------------------------------------
+
+Result<LinkgateRun> parse_linkgate_stats(const std::string &text)
+{
+	nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+	if (j.is_discarded() || !j.is_object())
+		return err("linkgate-dpdk --stats-json is not a JSON object");
+	LinkgateRun r;
+	auto num = [&](const nlohmann::json &o, const char *k) -> std::optional<double> {
+		auto it = o.find(k);
+		if (it == o.end() || !it->is_number())
+			return std::nullopt;
+		return it->get<double>();
+	};
+	for (const char *k : {"rx", "tx", "seconds"})
+		if (!num(j, k))
+			return err(std::string("linkgate-dpdk --stats-json lacks \"") + k + "\"");
+	r.rx = uint64_t(*num(j, "rx"));
+	r.tx = uint64_t(*num(j, "tx"));
+	r.dropped = uint64_t(num(j, "dropped").value_or(0));
+	r.seconds = *num(j, "seconds");
+	r.tsc_hz = num(j, "tsc_hz").value_or(0);
+	r.busy_cycles = num(j, "busy_cycles").value_or(0);
+	r.mpps = r.seconds > 0 ? double(r.tx) / r.seconds / 1e6 : 0;
+	r.cycles_per_pkt = r.rx ? r.busy_cycles / double(r.rx) : 0;
+	// Classification alone, when the binary reports it: either
+	// {"classify":{"cycles":C,"packets":P}} or classify_cycles/classify_packets.
+	std::optional<double> cc, cp;
+	if (auto it = j.find("classify"); it != j.end() && it->is_object()) {
+		cc = num(*it, "cycles");
+		cp = num(*it, "packets");
+	} else {
+		cc = num(j, "classify_cycles");
+		cp = num(j, "classify_packets");
+	}
+	if (cc && cp && *cp > 0)
+		r.classify_cycles_per_pkt = *cc / *cp;
+	if (auto it = j.find("reasons"); it != j.end() && it->is_object())
+		for (auto &[k, v] : it->items())
+			if (v.is_number())
+				r.reasons[k] = v.get<uint64_t>();
+	r.raw = j.dump();
+	return r;
+}
+
+Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap)
+{
+	std::vector<std::string> argv{o.bin};
+	for (auto &a : eal.args())
+		argv.push_back(a);
+	for (auto &a : vdev_args(pcap))
+		argv.push_back(a);
+	argv.insert(argv.end(), {"--", "--state", o.state, "--port", "0=" + o.vnet, "--port", "1", "--route", o.route});
+	if (o.flow_capacity)
+		argv.insert(argv.end(), {"--flows", std::to_string(o.flow_capacity)});
+	char dur[32];
+	std::snprintf(dur, sizeof dur, "%g", o.seconds);
+	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});
+	unlink(o.stats_json.c_str());
+	// It stops by itself after --duration; SIGINT only if it overstays.
+	auto pr = run_process(argv, o.seconds + 60, 15);
+	if (!pr)
+		return err(pr.error());
+	if (pr->exit_code != 0)
+		return err("linkgate-dpdk failed (exit " + std::to_string(pr->exit_code) + "): " + joined(argv) + "\n" +
+			   tail(pr->output));
+	std::ifstream f(o.stats_json);
+	if (!f)
+		return err("linkgate-dpdk wrote no " + o.stats_json + ": " + joined(argv) + "\n" + tail(pr->output));
+	std::stringstream ss;
+	ss << f.rdbuf();
+	auto r = parse_linkgate_stats(ss.str());
+	if (!r)
+		return err(r.error() + " (" + o.stats_json + ")");
+	r->cpu_seconds = pr->cpu_seconds;
+	r->wall_seconds = pr->wall_seconds;
+	return r;
+}
+
+} // namespace lg::bench::dpdk

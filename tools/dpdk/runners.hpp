@@ -1,0 +1,92 @@
+// The three programs the DPDK benchmark drives, each as a child process on
+// the same virtual devices (net_pcap with infinite_rx -> net_null) and a
+// fresh EAL --file-prefix, and the parsers of their output. Every run is
+// bounded: SIGINT at the planned end, SIGKILL after a grace period.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "result.hpp"
+
+namespace lg::bench::dpdk {
+
+struct ProcResult {
+	int exit_code = -1;   // -1: killed by a signal we did not send on purpose
+	bool timed_out = false; // needed SIGKILL
+	std::string output;   // stdout and stderr, interleaved
+	double cpu_seconds = 0; // user + system of the child (its own threads)
+	double wall_seconds = 0;
+	double started_after_s = 0; // when start_marker appeared
+};
+
+// Runs argv; sends SIGINT after interrupt_after_s (0: never) and SIGKILL
+// kill_after_s later (or at kill_after_s when no SIGINT is planned).
+// With start_marker, the SIGINT clock starts when that text appears in the
+// output (SIGINT at start_timeout_s if it never does).
+Result<ProcResult> run_process(const std::vector<std::string> &argv, double interrupt_after_s, double kill_after_s,
+			       const std::string &start_marker = "", double start_timeout_s = 0);
+
+// EAL arguments shared by every run: no hugepages, no PCI, a unique prefix.
+struct Eal {
+	std::string lcores = "0,1"; // main + one forwarding lcore
+	int mem_mb = 512;
+	std::string prefix;         // --file-prefix
+	std::vector<std::string> args() const;
+};
+
+// The two virtual ports: 0 = net_pcap replaying `pcap` forever, 1 = net_null.
+std::vector<std::string> vdev_args(const std::string &pcap);
+
+// ---- dpdk-testpmd, io forwarding, --stats-period 1 ------------------------
+struct TestpmdRun {
+	std::vector<double> tx_pps; // port 1 Tx-pps, one sample a second
+	double mpps = 0;            // median of the samples after the first
+	uint64_t rx_total = 0, tx_total = 0;
+	std::string port0_mac;
+	double cpu_seconds = 0; // whole process, start-up included
+	double startup_seconds = 0; // until forwarding started
+};
+Result<TestpmdRun> parse_testpmd(const std::string &out);
+// mbuf_size: data room with headroom (testpmd --mbuf-size); RTE_MBUF_DEFAULT_BUF_SIZE
+// (2176) is what rte_pktmbuf_pool_create users such as linkgate-dpdk take.
+Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std::string &pcap, size_t frames,
+			       double seconds, int mbuf_size);
+
+// ---- dpdk-test-acl --------------------------------------------------------
+struct AclRun {
+	std::string alg;
+	bool supported = false;
+	std::string why; // when not supported
+	double cycles_per_pkt = 0, pps = 0;
+	uint64_t packets = 0;
+};
+// The "search_ip5tuples @lcore ..." summary line.
+std::optional<AclRun> parse_test_acl(const std::string &out);
+Result<AclRun> run_test_acl(const std::string &bin, const Eal &eal, const std::string &rules, const std::string &trace,
+			    size_t trace_len, const std::string &alg, int iterations, int tracestep, bool ipv6 = false);
+
+// ---- linkgate-dpdk --------------------------------------------------------
+struct LinkgateOptions {
+	std::string bin, state, vnet, route; // route: "PREFIX=1,MAC"
+	size_t flow_capacity = 0;          // --flows; 0: not passed
+	double seconds = 5;
+	std::string stats_json;
+};
+struct LinkgateRun {
+	uint64_t rx = 0, tx = 0, dropped = 0;
+	double seconds = 0, tsc_hz = 0, busy_cycles = 0;
+	double mpps = 0;            // tx / seconds
+	double cycles_per_pkt = 0;  // busy_cycles / rx
+	std::optional<double> classify_cycles_per_pkt; // when the binary reports it
+	std::map<std::string, uint64_t> reasons;
+	std::string raw; // the stats JSON as written
+	double cpu_seconds = 0, wall_seconds = 0; // whole process, start-up included
+};
+Result<LinkgateRun> parse_linkgate_stats(const std::string &json_text);
+Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap);
+
+} // namespace lg::bench::dpdk
