@@ -307,6 +307,8 @@ class Env:
             kill_ns_pids(real)
             sh(["ip", "netns", "del", real], check=False)
         self.ns.clear()
+        # EAL's runtime directory of linkgate-dpdk (--file-prefix), if any.
+        shutil.rmtree(f"/var/run/dpdk/{self.tag}", ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------
@@ -382,6 +384,10 @@ class XdpPlane:
             if not os.path.exists(p):
                 raise Failure(f"{p} is not built")
 
+    def ready(self):
+        # The agent answers only once its program is attached.
+        return True
+
     def start(self, env, sock, state):
         pin = f"/sys/fs/bpf/{env.tag}"
         ifaces = []
@@ -425,8 +431,34 @@ class DpdkPlane:
             prefix = a.split("/")[0] + "/" + a.split("/")[1]
             app += ["--route", f"{network_of(prefix)}={port},{env.mac(short, outer)}"]
         argv = [self.args.linkgate_dpdk] + eal + ["--"] + app
-        self.describe = "linkgated --state ... --socket ... ; " + " ".join(argv)
+        self.describe = f"linkgated --state {state} --socket {sock}\n$ " + " ".join(argv)
+        self.sock = sock
         return [agent, env.start("linkgate-dpdk", env.exec("nic", argv))]
+
+    def ready(self):
+        """linkgate-dpdk has registered with the agent (status lists it)."""
+        st = rpc(self.sock, "status") or {}
+        return any(d.get("kind") == "dpdk" for d in st.get("dataplanes", []) if isinstance(d, dict))
+
+
+def rpc(sock_path, method, params=None, timeout=5):
+    """One JSON-RPC request on the agent's socket; the result or None."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(timeout)
+            c.connect(sock_path)
+            c.sendall((json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}) +
+                       "\n").encode())
+            buf = b""
+            while b"\n" not in buf:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return json.loads(buf.split(b"\n")[0]).get("result")
+    except (OSError, ValueError):
+        return None
 
 
 def network_of(cidr):
@@ -968,8 +1000,8 @@ def setup(env, args, plane):
         for p in agents:
             if not p.alive():
                 raise Failure(f"{p.name} exited:\n{p.log_tail()}")
-        return ctl.raw(["network", "vnet", "list"], timeout=5).returncode == 0
-    wait_until("linkgated", up, 20)
+        return ctl.raw(["network", "vnet", "list"], timeout=5).returncode == 0 and plane.ready()
+    wait_until(f"linkgated with the {plane.name} dataplane", up, 30)
 
     tags = os.path.join(env.tmp, "service-tags.json")
     with open(tags, "w") as f:
