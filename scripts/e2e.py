@@ -260,9 +260,13 @@ class Env:
         sh(["ip", "-n", real, "link", "set", "dev", "lo", "up"])
         # IPv4 only: no router solicitations, MLD reports or DAD in the
         # counters (the veths are made after this and take the default).
-        self.run(short, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                         "net.ipv6.conf.default.disable_ipv6=1"])
+        self.sysctl(short, {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
         return real
+
+    def sysctl(self, short, values):
+        """Write /proc/sys inside the namespace (no procps needed)."""
+        cmd = "; ".join(f"echo {v} > /proc/sys/{k.replace('.', '/')}" for k, v in values.items())
+        self.run(short, ["sh", "-ec", cmd])
 
     def exec(self, short, argv):
         return ["ip", "netns", "exec", self.real(short)] + argv
@@ -420,7 +424,7 @@ class DpdkPlane:
     def start(self, env, sock, state):
         # linkgate-dpdk forwards; the kernel of the NIC host must not forward
         # the same frames a second time.
-        env.run("nic", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+        env.sysctl("nic", {"net.ipv4.ip_forward": 0})
         agent = env.start("linkgated", env.exec("nic", [self.args.linkgated, "--state", state, "--socket", sock]))
         wait_until("linkgated socket", lambda: os.path.exists(sock) or not agent.alive(), 10)
         eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", env.tag]
@@ -978,8 +982,8 @@ def setup(env, args, plane):
         env.run(short, ["ip", "link", "set", "dev", outer, "xdpdrv", "obj", args.pass_obj, "sec", "xdp"])
         OUT.info(f"{short:7} {a:17} {outer} <-> {nic_if} {nic_a:16} NIC host, "
                  f"{'VNet ' + vnet if vnet else 'no VNet':17} {role}")
-    env.run("nic", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                    "net.ipv4.conf.default.rp_filter=0"])
+    env.sysctl("nic", {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0,
+                       "net.ipv4.conf.default.rp_filter": 0})
 
     OUT.step("Two MariaDB servers, each in its own namespace")
     procs = {}
@@ -1020,8 +1024,8 @@ def setup(env, args, plane):
 def summary(rows):
     OUT.head("Summary")
     w = [max(len(str(r[i])) for r in rows + [("Scenario", "Step", "Expected", "Got")]) for i in range(3)]
-    w[1] = min(w[1], 48)
-    w[2] = min(w[2], 40)
+    w[1] = min(w[1], 56)
+    w[2] = min(w[2], 44)
     hdr = f"{'Scenario':{w[0]}}  {'Step':{w[1]}}  {'Expected':{w[2]}}  Result  Got"
     OUT.line(hdr)
     OUT.line("-" * len(hdr) + "-" * 20)
