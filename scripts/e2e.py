@@ -129,7 +129,8 @@ class Out:
         self.line(f"{self.c('2', self.elapsed())}  {self.c('1;36', '*')} {s}")
 
     def cmd(self, s):
-        self.line(f"         {self.c('2', '$ ' + s)}")
+        for l in s.splitlines():
+            self.line(f"         {self.c('2', ('' if l.startswith('$ ') else '$ ') + l)}")
 
     def info(self, s):
         for l in s.splitlines():
