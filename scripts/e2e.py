@@ -882,6 +882,9 @@ def scenarios(d):
         attempt("client", E, drop("nsg-deny"), "(eastus-db public, Sql)"),
         attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east to eastus-db)"),
     ])
+    OUT.step("What linkgate says about the refused one")
+    OUT.info(ctl("explain", "--src", addr("client"), "--dst", E, "--protocol", "Tcp", "--dport", "3306",
+                 table=True).rstrip())
 
     # -- 5 ------------------------------------------------------------------
     d.scenario = "5"
