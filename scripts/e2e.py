@@ -100,7 +100,8 @@ class Failure(Exception):
     """The environment could not be set up (exit 2)."""
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
+    """A signal: unwinds to the cleanup, never caught as a failure."""
     pass
 
 
@@ -615,6 +616,8 @@ class Demo:
         self.explains = [0, 0]  # agreed, total
         self.reasons_seen = {}
         self.scenario = ""
+        self.conn_name = "?"  # the private endpoint connection (scenario 2)
+        self.tags_file = ""
 
     def record(self, step, expected, got, ok):
         self.rows.append((self.scenario, step, expected, got, ok))
@@ -622,12 +625,6 @@ class Demo:
 
     def stats(self):
         return self.ctl.quiet("stats")
-
-    def check_change(self, step, what, fn, expected):
-        """A control-plane check (e.g. the PEC list): fn() -> (ok, got)."""
-        ok, got = fn()
-        self.record(step, expected, got, ok)
-        return ok
 
     def explain(self, src, dst):
         return self.ctl.quiet("explain", "--src", src, "--dst", dst, "--protocol", "Tcp", "--sport", "40000",
@@ -729,12 +726,10 @@ def drop(reason):
 # ----------------------------------------------------------------------------
 # The scenarios.
 
-def scenarios(d):
-    ctl = d.ctl
-    W, E = SERVERS["westus-db"][0], SERVERS["eastus-db"][0]
+W, E = SERVERS["westus-db"][0], SERVERS["eastus-db"][0]
 
-    # -- 1 ------------------------------------------------------------------
-    d.scenario = "1"
+
+def scenario_1(d):
     OUT.head("Scenario 1: no rules, no endpoints: nothing connects")
     OUT.step("The client VNet, its two subnets and the two servers exist; no firewall rule, no VNet rule, "
              "no private endpoint")
@@ -748,8 +743,9 @@ def scenarios(d):
                 "(no endpoint yet)"),
     ])
 
-    # -- 2 ------------------------------------------------------------------
-    d.scenario = "2"
+
+def scenario_2(d):
+    ctl = d.ctl
     OUT.head("Scenario 2: a manually requested private endpoint")
     # Scenario 1's attempt left the client's ARP resolution of the endpoint
     # address running (nobody answered). A SYN queued behind its last probe
@@ -763,7 +759,7 @@ def scenarios(d):
     conn = pe["manualPrivateLinkServiceConnections"][0]
     status = conn["privateLinkServiceConnectionState"]["status"]
     conns = ctl.quiet("mysql", "server", "private-endpoint-connection", "list", "--server-name", "eastus-db")
-    conn_name = conns[0]["name"] if conns else "?"
+    d.conn_name = conn_name = conns[0]["name"] if conns else "?"
     OUT.info(f"connection {conn_name} is {status}")
     d.record("private endpoint created by manual request", "Pending", status, status == "Pending")
     d.tries("The client connects to the private endpoint while it is Pending", [
@@ -793,8 +789,10 @@ def scenarios(d):
              "missing " + ", ".join(missing) if missing else "all present, type " + str(lst[0].get("type")),
              not missing and lst[0].get("type") == az["type"])
 
-    # -- 3 ------------------------------------------------------------------
-    d.scenario = "3"
+
+def scenario_3(d):
+    ctl = d.ctl
+    conn_name = d.conn_name
     OUT.head("Scenario 3: rejecting an approved connection cuts the open session")
     OUT.step(f"The client opens a mysql session to {PE_IP} and runs a query")
     s = Session(d.env, "client", PE_IP)
@@ -859,8 +857,9 @@ def scenarios(d):
     d.record("old session after re-approval", "no answer: drop ct-invalid", got, okk)
     s.close()
 
-    # -- 4 ------------------------------------------------------------------
-    d.scenario = "4"
+
+def scenario_4(d):
+    ctl = d.ctl
     OUT.head("Scenario 4: exfiltration: the client subnet may reach Sql.WestUS, not the rest of Sql")
     OUT.step("Load service tags (AzureCloud, Sql, Sql.WestUS, Sql.EastUS) and give the client subnet an NSG")
     ctl("network", "service-tag", "load", "--file", d.tags_file)
@@ -886,8 +885,9 @@ def scenarios(d):
     OUT.info(ctl("explain", "--src", addr("client"), "--dst", E, "--protocol", "Tcp", "--dport", "3306",
                  table=True).rstrip())
 
-    # -- 5 ------------------------------------------------------------------
-    d.scenario = "5"
+
+def scenario_5(d):
+    ctl = d.ctl
     OUT.head("Scenario 5: the public endpoint: firewall rules and publicNetworkAccess")
     OUT.step(f"A firewall rule on westus-db for the on-premises address {addr('onprem')}")
     ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name", "onprem-office",
@@ -920,8 +920,9 @@ def scenarios(d):
     for srv in ("westus-db", "eastus-db"):
         ctl("mysql", "server", "update", "--name", srv, "--public-network-access", "Enabled")
 
-    # -- 6 ------------------------------------------------------------------
-    d.scenario = "6"
+
+def scenario_6(d):
+    ctl = d.ctl
     OUT.head("Scenario 6: the service-endpoint subnet needs a VNet rule")
     d.tries("The sql-se host tries westus-db's public endpoint (no VNet rule)", [
         attempt("sehost", W, drop("vnet-rule-no-match"), "(westus-db public)"),
@@ -940,8 +941,9 @@ def scenarios(d):
         attempt("sehost", E, drop("vnet-rule-no-match"), "(eastus-db public)"),
     ])
 
-    # -- 7 ------------------------------------------------------------------
-    d.scenario = "7"
+
+def scenario_7(d):
+    ctl = d.ctl
     OUT.head("Scenario 7: explain and stats agree with what happened")
     agreed, total = d.explains
     d.record("explain vs. what happened, every try above", f"{total}/{total} agree", f"{agreed}/{total} agree",
@@ -959,6 +961,26 @@ def scenarios(d):
              not unexpected)
     hits = stats.get("nsgRules", {}).get("clients-nsg/deny-sql", 0)
     d.record("stats nsgRules clients-nsg/deny-sql", "> 0", str(hits), hits > 0)
+
+
+SCENARIOS = [scenario_1, scenario_2, scenario_3, scenario_4, scenario_5, scenario_6, scenario_7]
+
+
+def scenarios(d):
+    """Each scenario in turn. One that cannot finish (a refused linkgatectl
+    command, a process that died) is recorded as failed with the reason, and
+    the next ones still run."""
+    for fn in SCENARIOS:
+        d.scenario = fn.__name__.split("_")[1]
+        try:
+            fn(d)
+        except Exception as e:
+            why = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
+            OUT.bad(f"scenario {d.scenario} could not finish: {why}")
+            if not isinstance(e, Failure):
+                traceback.print_exc(file=sys.stdout)
+            d.rows.append((d.scenario, "scenario could not finish", "completes", why.replace("\n", " ")[:300],
+                           False))
 
 
 # ----------------------------------------------------------------------------
