@@ -109,8 +109,13 @@ class Interrupted(BaseException):
 # Output.
 
 class Out:
-    def __init__(self, color):
-        self.color = color
+    """The narration. With tap, every line is a TAP comment and each check
+    is also one TAP result (meson's `protocol: 'tap'` counts them)."""
+
+    def __init__(self, color, tap=False):
+        self.color = color and not tap
+        self.tap = tap
+        self.tap_n = 0
         self.t0 = time.monotonic()
 
     def c(self, code, s):
@@ -120,7 +125,22 @@ class Out:
         return f"{time.monotonic() - self.t0:5.1f}s"
 
     def line(self, s=""):
+        if self.tap:
+            s = "\n".join("# " + l if l else "#" for l in (s.split("\n") if s else [""]))
         print(s, flush=True)
+
+    def result(self, ok, name):
+        if self.tap:
+            self.tap_n += 1
+            print(f"{'ok' if ok else 'not ok'} {self.tap_n} - {name}", flush=True)
+
+    def plan(self):
+        if self.tap:
+            print(f"1..{self.tap_n}", flush=True)
+
+    def bail(self, why):
+        if self.tap:
+            print("Bail out! " + why.replace("\n", " ")[:200], flush=True)
 
     def head(self, s):
         self.line()
@@ -622,6 +642,7 @@ class Demo:
     def record(self, step, expected, got, ok):
         self.rows.append((self.scenario, step, expected, got, ok))
         (OUT.ok if ok else OUT.bad)(f"{step}: expected {expected}; got {got}")
+        OUT.result(ok, f"scenario {self.scenario}: {step}" + ("" if ok else f": expected {expected}; got {got}"))
 
     def stats(self):
         return self.ctl.quiet("stats")
@@ -837,7 +858,7 @@ def scenario_3(d):
     ctl("mysql", "server", "private-endpoint-connection", "approve", "--server-name", "eastus-db", "--name",
         conn_name, "--description", "Approved again")
     d.tries("A new connection after the approval", [
-        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east, Approved)"),
+        attempt("client", PE_IP, ok_via("eastus-db"), "(pe-east, Approved again)"),
     ])
     OUT.step("The session cut by the rejection stays cut: its flow is gone, its retransmissions are not a SYN")
     # The query waits behind the unacknowledged one, sent again at the
@@ -893,12 +914,12 @@ def scenario_5(d):
     ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name", "onprem-office",
         "--start-ip-address", addr("onprem"), "--end-ip-address", addr("onprem"))
     d.tries("The on-premises host connects", [
-        attempt("onprem", W, ok_via("westus-db"), "(westus-db public)"),
+        attempt("onprem", W, ok_via("westus-db"), "(westus-db public, rule onprem-office)"),
     ])
     OUT.step("Delete the rule")
     ctl("mysql", "server", "firewall-rule", "delete", "--server-name", "westus-db", "--name", "onprem-office")
     d.tries("The on-premises host again", [
-        attempt("onprem", W, drop("firewall-no-match"), "(westus-db public)"),
+        attempt("onprem", W, drop("firewall-no-match"), "(westus-db public, rule deleted)"),
     ])
     OUT.step("Allow Azure services: the 0.0.0.0 rule (sources in the AzureCloud tag)")
     ctl("mysql", "server", "firewall-rule", "create", "--server-name", "westus-db", "--name",
@@ -976,11 +997,9 @@ def scenarios(d):
             fn(d)
         except Exception as e:
             why = str(e) if isinstance(e, Failure) else f"{type(e).__name__}: {e}"
-            OUT.bad(f"scenario {d.scenario} could not finish: {why}")
             if not isinstance(e, Failure):
-                traceback.print_exc(file=sys.stdout)
-            d.rows.append((d.scenario, "scenario could not finish", "completes", why.replace("\n", " ")[:300],
-                           False))
+                OUT.info(traceback.format_exc())
+            d.record("scenario could not finish", "completes", why.replace("\n", " ")[:300], False)
 
 
 # ----------------------------------------------------------------------------
@@ -1072,13 +1091,14 @@ def main():
     ap.add_argument("--pass-obj", help="XDP pass program for the far ends of the veths")
     ap.add_argument("--linkgate-dpdk")
     ap.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--tap", action="store_true", help="TAP output (narration as comments), for meson test")
     args = ap.parse_args()
     b = args.build
     args.linkgated = args.linkgated or os.path.join(b, "control/agent/linkgated")
     args.linkgatectl = args.linkgatectl or os.path.join(b, "control/agent/linkgatectl")
     args.pass_obj = args.pass_obj or os.path.join(b, "tests/pass.bpf.o")
     args.linkgate_dpdk = args.linkgate_dpdk or os.path.join(b, "dataplane/linkgate-dpdk")
-    OUT = Out(args.color == "always" or (args.color == "auto" and sys.stdout.isatty()))
+    OUT = Out(args.color == "always" or (args.color == "auto" and sys.stdout.isatty()), tap=args.tap)
 
     if os.geteuid() != 0:
         print("e2e: needs root (network namespaces, XDP, bpffs)", file=sys.stderr)
@@ -1104,6 +1124,7 @@ def main():
     env = Env(tmp)
     demo = None
     rc = 2
+    why = ""
     try:
         ctl, tags = setup(env, args, plane)
         demo = Demo(env, ctl)
@@ -1113,16 +1134,19 @@ def main():
     except Failure as e:
         OUT.line()
         OUT.line(OUT.c("1;31", f"e2e: setup or control failure: {e}"))
+        why = f"setup failed: {e}"
         for p in env.procs:
             if p.name.startswith("linkgate"):
                 OUT.info(f"{p.name} log (tail):\n{p.log_tail()}")
         rc = 2
     except Interrupted as e:
         OUT.line(OUT.c("1;31", f"e2e: interrupted by {e}"))
+        why = f"interrupted by {e}"
         rc = 130
     except Exception:
         OUT.line(OUT.c("1;31", "e2e: unexpected error"))
-        traceback.print_exc()
+        OUT.info(traceback.format_exc())
+        why = "unexpected error"
         rc = 2
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -1139,6 +1163,10 @@ def main():
         bad = sum(1 for r in demo.rows if not r[4])
         OUT.line(OUT.c("1;31", f"{bad} of {len(demo.rows)} checks not as expected ({plane.name} dataplane), "
                                f"{took:.0f} s"))
+    if rc in (0, 1):
+        OUT.plan()
+    else:
+        OUT.bail(why)
     return rc
 
 
