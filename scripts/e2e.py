@@ -454,8 +454,7 @@ class DpdkPlane:
         for port, (short, outer, a, nic_if, nic_a, vnet, _) in enumerate(LINKS):
             eal += ["--vdev", f"net_af_packet{port},iface={nic_if}"]
             app += ["--port", f"{port}={vnet}" if vnet else str(port)]
-            prefix = a.split("/")[0] + "/" + a.split("/")[1]
-            app += ["--route", f"{network_of(prefix)}={port},{env.mac(short, outer)}"]
+            app += ["--route", f"{network_of(a)}={port},{env.mac(short, outer)}"]
         argv = [self.args.linkgate_dpdk] + eal + ["--"] + app
         self.describe = f"linkgated --state {state} --socket {sock}\n$ " + " ".join(argv)
         self.sock = sock
