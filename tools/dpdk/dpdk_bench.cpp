@@ -49,6 +49,7 @@ struct DpdkOptions {
 	int mbuf_size = 2176; // RTE_MBUF_DEFAULT_BUF_SIZE
 	std::string workdir = "/tmp/linkgate-bench-dpdk";
 	std::string testpmd = "dpdk-testpmd", test_acl = "dpdk-test-acl", linkgate_dpdk;
+	std::string lg_acl_alg; // linkgate-dpdk --acl-alg; "": its default
 	std::vector<std::string> only; // testpmd, linkgate, acl
 	std::string json_path, markdown_path;
 	uint64_t seed = 1;
@@ -195,7 +196,9 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 	c->add_option("--test-acl", o.test_acl, "dpdk-test-acl binary")->capture_default_str();
 	c->add_option("--linkgate-dpdk", o.linkgate_dpdk,
 		      "linkgate-dpdk binary (default: <builddir>/dataplane/linkgate-dpdk; skipped when absent)");
-	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl");
+	c->add_option("--lg-acl-alg", o.lg_acl_alg, "linkgate-dpdk --acl-alg (default: its own default)");
+	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl")
+		->check(CLI::IsMember({"testpmd", "linkgate", "acl"}));
 	c->add_option("--seed", o.seed, "seed of the Allow/Deny mix and the flows")->capture_default_str();
 	c->add_option("--json", o.json_path, "write the results as JSON here");
 	c->add_option("--markdown", o.markdown_path, "write the results table as markdown here");
@@ -338,6 +341,17 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	std::string lg_missing = lg_bin.empty()		? "linkgate-dpdk is not built (no <builddir>/dataplane/linkgate-dpdk)"
 				 : !wants(o, "linkgate") ? "not requested (--only)"
 							 : lg_bin + " is not executable";
+	// What this linkgate-dpdk accepts: without --mbufs its pool cannot hold a
+	// large pcap (net_pcap infinite_rx copies every frame into the pool).
+	bool lg_mbufs = false;
+	if (have_lg) {
+		Eal e;
+		e.lcores = o.lcores;
+		e.prefix = "lgbench" + std::to_string(getpid()) + "_help";
+		auto h = linkgate_help(lg_bin, e);
+		lg_mbufs = h && h->find("--mbufs") != std::string::npos;
+	}
+	constexpr size_t kLgDefaultPoolFrames = 14000; // 8191 mbufs a port + 2048, less rings and bursts
 	double hz = tsc_hz();
 	std::vector<std::string> acl_seen;
 	std::map<std::string, std::string> acl_unsupported;
@@ -360,7 +374,13 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					return fail(t.error());
 				c.testpmd.push_back(*t);
 			}
-			if (have_lg) {
+			if (have_lg && !lg_mbufs && c.frames > kLgDefaultPoolFrames) {
+				if (r == 0)
+					c.linkgate_errors.push_back(
+						"not run: the " + flows_label(c.frames) +
+						"-frame pcap does not fit linkgate-dpdk's mbuf pool (8191 mbufs a port + 2048), "
+						"and this build has no --mbufs to size it");
+			} else if (have_lg) {
 				prog.show(tag + "linkgate-dpdk");
 				LinkgateOptions lo;
 				lo.bin = lg_bin;
@@ -368,6 +388,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				lo.vnet = sc.vnet;
 				lo.route = route;
 				lo.flow_capacity = std::max<size_t>(c.flows + c.flows / 4, 65536);
+				lo.mbufs = lg_mbufs ? c.frames + 16384 : 0;
+				lo.acl_alg = o.lg_acl_alg;
 				lo.seconds = o.seconds;
 				lo.stats_json = o.workdir + "/linkgate-stats.json";
 				auto l = run_linkgate(lo, eal_for(c.frames + lo.flow_capacity / 2), c.pcap);
@@ -511,6 +533,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				raw.push_back(nlohmann::json::parse(l.raw, nullptr, false));
 			}
 			j["linkgate"] = {{"binary", lg_bin},
+					 {"acl_alg", o.lg_acl_alg.empty() ? "default" : o.lg_acl_alg},
+					 {"mbufs_option", lg_mbufs},
 					 {"mpps", lm},
 					 {"spread", Spread::of(lm).json()},
 					 {"cycles_per_pkt", lc},
@@ -603,9 +627,15 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			lm.push_back(l.mpps);
 			lc.push_back(l.cycles_per_pkt);
 		}
-		row({"linkgate-dpdk", c.label(), lm.empty() ? "failed" : spread_text(Spread::of(lm), 2),
+		bool not_run = !c.linkgate_errors.empty() && c.linkgate_errors.front().rfind("not run", 0) == 0;
+		row({"linkgate-dpdk", c.label(), lm.empty() ? (not_run ? "not run" : "failed") : spread_text(Spread::of(lm), 2),
 		     lc.empty() ? "—" : fixed(Spread::of(lc).median, 0), ratio_text("linkgate/testpmd " + c.label()), "≥ 0.6"});
 	}
+	for (auto &c : cases)
+		if (!c.linkgate_errors.empty()) {
+			std::string e = c.linkgate_errors.front();
+			md += "\nlinkgate-dpdk, " + c.label() + ": " + e.substr(0, e.find('\n')).substr(0, 300) + "\n";
+		}
 	if (counts.size() >= 2) {
 		md += "\n";
 		row({"scaling", "ratio", "target"});
@@ -653,7 +683,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		  << md;
 	for (auto &c : cases)
 		for (auto &e : c.linkgate_errors)
-			std::cout << "\nlinkgate-dpdk (" << c.label() << ") failed: " << e << "\n";
+			if (e.rfind("not run", 0) != 0)
+				std::cout << "\nlinkgate-dpdk (" << c.label() << ") failed: " << e << "\n";
 
 	if (!o.json_path.empty()) {
 		std::ofstream f(o.json_path);

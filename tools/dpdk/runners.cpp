@@ -269,42 +269,61 @@ Result<LinkgateRun> parse_linkgate_stats(const std::string &text)
 	nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
 	if (j.is_discarded() || !j.is_object())
 		return err("linkgate-dpdk --stats-json is not a JSON object");
-	LinkgateRun r;
-	auto num = [&](const nlohmann::json &o, const char *k) -> std::optional<double> {
-		auto it = o.find(k);
-		if (it == o.end() || !it->is_number())
-			return std::nullopt;
-		return it->get<double>();
+	// Port totals at the top or under "ports"; names in snake_case or camelCase.
+	const nlohmann::json &p = j.contains("ports") && j["ports"].is_object() ? j["ports"] : j;
+	auto num = [](const nlohmann::json &o, std::initializer_list<const char *> keys) -> std::optional<double> {
+		for (const char *k : keys)
+			if (auto it = o.find(k); it != o.end() && it->is_number())
+				return it->get<double>();
+		return std::nullopt;
 	};
-	for (const char *k : {"rx", "tx", "seconds"})
-		if (!num(j, k))
-			return err(std::string("linkgate-dpdk --stats-json lacks \"") + k + "\"");
-	r.rx = uint64_t(*num(j, "rx"));
-	r.tx = uint64_t(*num(j, "tx"));
-	r.dropped = uint64_t(num(j, "dropped").value_or(0));
-	r.seconds = *num(j, "seconds");
-	r.tsc_hz = num(j, "tsc_hz").value_or(0);
-	r.busy_cycles = num(j, "busy_cycles").value_or(0);
+	LinkgateRun r;
+	auto rx = num(p, {"rx"}), tx = num(p, {"tx"}), secs = num(p, {"seconds"});
+	if (!rx || !tx || !secs)
+		return err("linkgate-dpdk --stats-json lacks rx, tx or seconds");
+	r.rx = uint64_t(*rx);
+	r.tx = uint64_t(*tx);
+	r.seconds = *secs;
+	r.dropped = uint64_t(num(p, {"dropped"}).value_or(0));
+	r.tsc_hz = num(p, {"tsc_hz", "tscHz"}).value_or(0);
+	r.busy_cycles = num(p, {"busy_cycles", "busyCycles"}).value_or(0);
 	r.mpps = r.seconds > 0 ? double(r.tx) / r.seconds / 1e6 : 0;
 	r.cycles_per_pkt = r.rx ? r.busy_cycles / double(r.rx) : 0;
-	// Classification alone, when the binary reports it: either
-	// {"classify":{"cycles":C,"packets":P}} or classify_cycles/classify_packets.
-	std::optional<double> cc, cp;
-	if (auto it = j.find("classify"); it != j.end() && it->is_object()) {
-		cc = num(*it, "cycles");
-		cp = num(*it, "packets");
-	} else {
-		cc = num(j, "classify_cycles");
-		cp = num(j, "classify_packets");
+	// Classification alone, when the binary reports it: {"classify":{"cycles":C,
+	// "packets":P}} or classify_cycles/classify_packets (camelCase too), at the
+	// top or under "ports".
+	for (const nlohmann::json *o : std::initializer_list<const nlohmann::json *>{&j, &p}) {
+		std::optional<double> cc, cp;
+		if (auto it = o->find("classify"); it != o->end() && it->is_object()) {
+			cc = num(*it, {"cycles"});
+			cp = num(*it, {"packets", "lookups"});
+		} else {
+			cc = num(*o, {"classify_cycles", "classifyCycles"});
+			cp = num(*o, {"classify_packets", "classifyPackets", "classifyLookups"});
+		}
+		if (cc && cp && *cp > 0) {
+			r.classify_cycles_per_pkt = *cc / *cp;
+			break;
+		}
 	}
-	if (cc && cp && *cp > 0)
-		r.classify_cycles_per_pkt = *cc / *cp;
 	if (auto it = j.find("reasons"); it != j.end() && it->is_object())
 		for (auto &[k, v] : it->items())
 			if (v.is_number())
 				r.reasons[k] = v.get<uint64_t>();
 	r.raw = j.dump();
 	return r;
+}
+
+Result<std::string> linkgate_help(const std::string &bin, const Eal &eal)
+{
+	std::vector<std::string> argv{bin};
+	for (auto &a : eal.args())
+		argv.push_back(a);
+	argv.insert(argv.end(), {"--", "--help"});
+	auto pr = run_process(argv, 0, 30);
+	if (!pr)
+		return err(pr.error());
+	return pr->output;
 }
 
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap)
@@ -317,6 +336,10 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	argv.insert(argv.end(), {"--", "--state", o.state, "--port", "0=" + o.vnet, "--port", "1", "--route", o.route});
 	if (o.flow_capacity)
 		argv.insert(argv.end(), {"--flows", std::to_string(o.flow_capacity)});
+	if (o.mbufs)
+		argv.insert(argv.end(), {"--mbufs", std::to_string(o.mbufs)});
+	if (!o.acl_alg.empty())
+		argv.insert(argv.end(), {"--acl-alg", o.acl_alg});
 	char dur[32];
 	std::snprintf(dur, sizeof dur, "%g", o.seconds);
 	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});

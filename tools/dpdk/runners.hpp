@@ -73,6 +73,8 @@ Result<AclRun> run_test_acl(const std::string &bin, const Eal &eal, const std::s
 struct LinkgateOptions {
 	std::string bin, state, vnet, route; // route: "PREFIX=1,MAC"
 	size_t flow_capacity = 0;          // --flows; 0: not passed
+	size_t mbufs = 0;                  // --mbufs (pool size); 0: not passed
+	std::string acl_alg;               // --acl-alg; "": its default
 	double seconds = 5;
 	std::string stats_json;
 };
@@ -87,6 +89,8 @@ struct LinkgateRun {
 	double cpu_seconds = 0, wall_seconds = 0; // whole process, start-up included
 };
 Result<LinkgateRun> parse_linkgate_stats(const std::string &json_text);
+// `linkgate-dpdk <EAL> -- --help`: which options this build has.
+Result<std::string> linkgate_help(const std::string &bin, const Eal &eal);
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap);
 
 } // namespace lg::bench::dpdk
