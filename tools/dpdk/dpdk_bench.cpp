@@ -508,6 +508,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		double v = every ? (ra.at_least ? s.min : s.max) : s.median;
 		return ra.at_least ? v >= ra.target : v <= ra.target;
 	};
+	std::map<std::string, bool> agreement; // case label -> linkgate-dpdk's rule hits == the reference's
 	nlohmann::json jc = nlohmann::json::array();
 	for (auto &c : cases) {
 		nlohmann::json j = {{"label", c.label()}, {"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}};
@@ -524,6 +525,20 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				{"mpps_per_cpu_second", tcpu},
 				{"startup_seconds", tstart}};
 		if (have_lg) {
+			// Where the reference decided every flow of the set: did
+			// linkgate-dpdk admit each flow by the same NSG rule?
+			nlohmann::json agree = nullptr;
+			for (auto &f : sets)
+				if (f.flows == c.flows && f.checked == f.flows && !c.linkgate.empty()) {
+					bool same = true;
+					for (auto &[rule, n] : f.admitted_by) {
+						auto it = c.linkgate.front().rule_hits.find(std::string("classbench-nsg/") + rule);
+						same = same && it != c.linkgate.front().rule_hits.end() && it->second == n;
+					}
+					agree = same;
+				}
+			if (!agree.is_null())
+				agreement[c.label()] = agree.get<bool>();
 			std::vector<double> lm, lc, lcpu;
 			nlohmann::json raw = nlohmann::json::array();
 			for (auto &l : c.linkgate) {
@@ -541,6 +556,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					 {"classify_cycles_per_pkt", lg_classify(c)},
 					 {"mpps_per_cpu_second", lcpu},
 					 {"stats", raw},
+					 {"rule_hits_match_reference", agree},
 					 {"errors", c.linkgate_errors}};
 		} else {
 			j["linkgate"] = {{"skipped", lg_missing}};
@@ -636,6 +652,9 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			std::string e = c.linkgate_errors.front();
 			md += "\nlinkgate-dpdk, " + c.label() + ": " + e.substr(0, e.find('\n')).substr(0, 300) + "\n";
 		}
+	for (auto &[label, same] : agreement)
+		md += "\nlinkgate-dpdk, " + label + ": NSG rule hit counters " +
+		      (same ? "equal" : "**differ from**") + " the reference evaluator's rule for every flow.\n";
 	if (counts.size() >= 2) {
 		md += "\n";
 		row({"scaling", "ratio", "target"});

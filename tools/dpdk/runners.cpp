@@ -310,6 +310,10 @@ Result<LinkgateRun> parse_linkgate_stats(const std::string &text)
 		for (auto &[k, v] : it->items())
 			if (v.is_number())
 				r.reasons[k] = v.get<uint64_t>();
+	if (auto it = j.find("rules"); it != j.end() && it->is_object())
+		for (auto &[k, v] : it->items())
+			if (v.is_number() && v.get<uint64_t>() > 0)
+				r.rule_hits[k] = v.get<uint64_t>();
 	r.raw = j.dump();
 	return r;
 }

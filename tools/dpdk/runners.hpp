@@ -85,6 +85,7 @@ struct LinkgateRun {
 	double cycles_per_pkt = 0;  // busy_cycles / rx
 	std::optional<double> classify_cycles_per_pkt; // when the binary reports it
 	std::map<std::string, uint64_t> reasons;
+	std::map<std::string, uint64_t> rule_hits; // "nsg/rule" -> new flows it admitted (when reported)
 	std::string raw; // the stats JSON as written
 	double cpu_seconds = 0, wall_seconds = 0; // whole process, start-up included
 };
