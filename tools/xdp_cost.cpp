@@ -431,8 +431,15 @@ struct Ratio {
 
 int run_xdp_cost(const XdpCostOptions &o, const std::string &cmdline)
 {
-	auto fail = [](const std::string &m) {
+	return run_xdp_cost_into(o, cmdline, nullptr, true);
+}
+
+int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohmann::json *result, bool own_netns)
+{
+	auto fail = [&](const std::string &m) {
 		std::cerr << "linkgate-bench xdp-cost: " << m << "\n";
+		if (result)
+			*result = {{"error", m}};
 		return 1;
 	};
 	Progress prog(o.quiet);
@@ -444,8 +451,9 @@ int run_xdp_cost(const XdpCostOptions &o, const std::string &cmdline)
 	out["machine"] = machine();
 	out["machine"]["loadavg_start"] = loadavg();
 
-	if (auto st = enter_netns(); !st)
-		return fail(st.error());
+	if (own_netns)
+		if (auto st = enter_netns(); !st)
+			return fail(st.error());
 
 	// Policies: the same VNet, subnets, NICs, endpoint and server shape.
 	prog.show("building policies");
@@ -776,6 +784,8 @@ int run_xdp_cost(const XdpCostOptions &o, const std::string &cmdline)
 	for (auto &c : cases)
 		std::cout << "  " << c.name << ": " << c.what << "\n";
 
+	if (result)
+		*result = out;
 	if (!o.json_path.empty()) {
 		std::ofstream f(o.json_path);
 		f << out.dump(2) << "\n";

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace CLI {
 class App;
 }
@@ -32,5 +34,9 @@ CLI::App *add_xdp_cost(CLI::App &app, XdpCostOptions &o);
 
 // Returns the process exit code (0 ok, 1 failure). cmdline goes into the JSON.
 int run_xdp_cost(const XdpCostOptions &o, const std::string &cmdline);
+// The same, also handing the JSON (or {"error": ...}) to *result; with
+// own_netns false it runs in the caller's network namespace (linkgate-bench
+// all gives it a private one).
+int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohmann::json *result, bool own_netns);
 
 } // namespace lg::bench
