@@ -450,6 +450,13 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			if (c.testpmd[r].mpps > 0)
 				ra.per_round.push_back(c.linkgate[r].mpps / c.testpmd[r].mpps);
 		ratios.push_back(ra);
+		Ratio rp{"linkgate/testpmd per CPU " + c.label(),
+			 "the same, each Mpps divided by the CPU share its process got while forwarding", {}, 0, true};
+		for (size_t r = 0; r < c.testpmd.size() && r < c.linkgate.size(); r++)
+			if (c.testpmd[r].cpu_share > 0 && c.linkgate[r].cpu_share > 0 && c.testpmd[r].mpps > 0)
+				rp.per_round.push_back((c.linkgate[r].mpps / c.linkgate[r].cpu_share) /
+						       (c.testpmd[r].mpps / c.testpmd[r].cpu_share));
+		ratios.push_back(rp);
 	}
 	if (counts.size() >= 2) {
 		size_t lo = counts.front(), hi = counts.back();
@@ -512,17 +519,19 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	nlohmann::json jc = nlohmann::json::array();
 	for (auto &c : cases) {
 		nlohmann::json j = {{"label", c.label()}, {"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}};
-		std::vector<double> tm, tcpu, tstart;
+		std::vector<double> tm, tcpu, tstart, tshare;
 		for (auto &t : c.testpmd) {
 			tm.push_back(t.mpps);
-			tcpu.push_back(t.cpu_seconds > 0 ? double(t.tx_total) / t.cpu_seconds / 1e6 : 0);
+			tcpu.push_back(t.cpu_share > 0 ? t.mpps / t.cpu_share : 0);
+			tshare.push_back(t.cpu_share);
 			tstart.push_back(t.startup_seconds);
 		}
 		Spread ts = Spread::of(tm);
 		j["testpmd"] = {{"mpps", tm},
 				{"spread", ts.json()},
-				{"cycles_per_pkt", ts.median > 0 ? hz / (ts.median * 1e6) : 0},
-				{"mpps_per_cpu_second", tcpu},
+				{"cycles_per_pkt", ts.median > 0 ? hz * Spread::of(tshare).median / (ts.median * 1e6) : 0},
+				{"cpu_share", tshare},
+				{"mpps_per_cpu", tcpu},
 				{"startup_seconds", tstart}};
 		if (have_lg) {
 			// Where the reference decided every flow of the set: did
@@ -539,12 +548,13 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				}
 			if (!agree.is_null())
 				agreement[c.label()] = agree.get<bool>();
-			std::vector<double> lm, lc, lcpu;
+			std::vector<double> lm, lc, lcpu, lshare;
 			nlohmann::json raw = nlohmann::json::array();
 			for (auto &l : c.linkgate) {
 				lm.push_back(l.mpps);
 				lc.push_back(l.cycles_per_pkt);
-				lcpu.push_back(l.cpu_seconds > 0 ? double(l.tx) / l.cpu_seconds / 1e6 : 0);
+				lcpu.push_back(l.cpu_share > 0 ? l.mpps / l.cpu_share : 0);
+				lshare.push_back(l.cpu_share);
 				raw.push_back(nlohmann::json::parse(l.raw, nullptr, false));
 			}
 			j["linkgate"] = {{"binary", lg_bin},
@@ -554,7 +564,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					 {"spread", Spread::of(lm).json()},
 					 {"cycles_per_pkt", lc},
 					 {"classify_cycles_per_pkt", lg_classify(c)},
-					 {"mpps_per_cpu_second", lcpu},
+					 {"mpps_per_cpu", lcpu},
+					 {"cpu_share", lshare},
 					 {"stats", raw},
 					 {"rule_hits_match_reference", agree},
 					 {"errors", c.linkgate_errors}};
@@ -623,29 +634,37 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		return std::string("—");
 	};
 	md += "Median [min–max] over " + std::to_string(o.repeats) + " round(s), " + fixed(o.seconds, 0) +
-	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round.\n\n";
-	row({"program", "case", "Mpps", "cycles/pkt", "ratio to testpmd", "target"});
-	row({"---", "---", "---:", "---:", "---:", "---"});
+	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round. CPU share: CPU time "
+	      "of the process / wall time while forwarding. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
+	      "linkgate-dpdk its busy cycles / rx. Per CPU: the ratio of Mpps / CPU share.\n\n";
+	row({"program", "case", "Mpps", "CPU share", "cycles/pkt", "ratio to testpmd", "per CPU", "target"});
+	row({"---", "---", "---:", "---:", "---:", "---:", "---:", "---"});
+	auto share_text = [](const std::vector<double> &v) { return v.empty() ? std::string("—") : fixed(Spread::of(v).median, 2); };
 	for (auto &c : cases) {
-		std::vector<double> tm;
-		for (auto &t : c.testpmd)
+		std::vector<double> tm, tsh;
+		for (auto &t : c.testpmd) {
 			tm.push_back(t.mpps);
+			tsh.push_back(t.cpu_share);
+		}
 		Spread ts = Spread::of(tm);
 		if (!tm.empty())
-			row({"dpdk-testpmd io", c.label(), spread_text(ts, 2), ts.median > 0 ? fixed(hz / (ts.median * 1e6), 0) : "—",
-			     "1 (baseline)", ""});
+			row({"dpdk-testpmd io", c.label(), spread_text(ts, 2), share_text(tsh),
+			     ts.median > 0 ? fixed(hz * Spread::of(tsh).median / (ts.median * 1e6), 0) : "—", "1 (baseline)", "1",
+			     ""});
 		if (!have_lg) {
-			row({"linkgate-dpdk", c.label(), "not measured", "—", "—", "≥ 0.6"});
+			row({"linkgate-dpdk", c.label(), "not measured", "—", "—", "—", "—", "≥ 0.6"});
 			continue;
 		}
-		std::vector<double> lm, lc;
+		std::vector<double> lm, lc, lsh;
 		for (auto &l : c.linkgate) {
 			lm.push_back(l.mpps);
 			lc.push_back(l.cycles_per_pkt);
+			lsh.push_back(l.cpu_share);
 		}
 		bool not_run = !c.linkgate_errors.empty() && c.linkgate_errors.front().rfind("not run", 0) == 0;
 		row({"linkgate-dpdk", c.label(), lm.empty() ? (not_run ? "not run" : "failed") : spread_text(Spread::of(lm), 2),
-		     lc.empty() ? "—" : fixed(Spread::of(lc).median, 0), ratio_text("linkgate/testpmd " + c.label()), "≥ 0.6"});
+		     share_text(lsh), lc.empty() ? "—" : fixed(Spread::of(lc).median, 0),
+		     ratio_text("linkgate/testpmd " + c.label()), ratio_text("linkgate/testpmd per CPU " + c.label()), "≥ 0.6"});
 	}
 	for (auto &c : cases)
 		if (!c.linkgate_errors.empty()) {
@@ -660,7 +679,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		row({"scaling", "ratio", "target"});
 		row({"---", "---:", "---"});
 		for (auto &ra : ratios)
-			if (ra.name.rfind("linkgate ", 0) == 0 || ra.name.rfind("testpmd ", 0) == 0)
+			if ((ra.name.rfind("linkgate ", 0) == 0 && ra.name.find("testpmd") == std::string::npos) ||
+			    ra.name.rfind("testpmd ", 0) == 0)
 				row({ra.what, have_lg || ra.name.rfind("testpmd ", 0) == 0 ? ratio_text(ra.name) : "not measured",
 				     ra.target > 0 ? "≥ " + fixed(ra.target, 1) : "—"});
 	}

@@ -44,6 +44,28 @@ std::string joined(const std::vector<std::string> &argv)
 	return s;
 }
 
+// utime + stime of a live process, in seconds; -1 when unreadable.
+double process_cpu(pid_t pid)
+{
+	std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+	std::string st((std::istreambuf_iterator<char>(f)), {});
+	auto paren = st.rfind(')');
+	if (paren == std::string::npos)
+		return -1;
+	std::istringstream in(st.substr(paren + 2));
+	std::string tok;
+	double ut = -1, stt = -1;
+	for (int field = 3; in >> tok && field <= 15; field++) {
+		if (field == 14)
+			ut = std::stod(tok);
+		if (field == 15)
+			stt = std::stod(tok);
+	}
+	if (ut < 0 || stt < 0)
+		return -1;
+	return (ut + stt) / double(sysconf(_SC_CLK_TCK));
+}
+
 } // namespace
 
 Result<ProcResult> run_process(const std::vector<std::string> &argv, double interrupt_after_s, double kill_after_s,
@@ -80,6 +102,7 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 	if (!started)
 		kill_at += start_timeout_s;
 	bool interrupted = false, killed = false;
+	double cpu_start = -1;
 	ProcResult r;
 	char buf[8192];
 	for (;;) {
@@ -88,6 +111,7 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 			started = true;
 			t_start = now;
 			r.started_after_s = now;
+			cpu_start = process_cpu(pid);
 			kill_at = now + (interrupt_after_s > 0 ? interrupt_after_s + kill_after_s : kill_after_s);
 		}
 		if (!started && now >= start_timeout_s && !interrupted) {
@@ -96,6 +120,11 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 		}
 		double int_at = started ? t_start + interrupt_after_s : 1e18;
 		if (interrupt_after_s > 0 && !interrupted && now >= int_at) {
+			double cpu_end = process_cpu(pid);
+			if (cpu_start >= 0 && cpu_end >= cpu_start) {
+				r.window_cpu = cpu_end - cpu_start;
+				r.window_wall = now - t_start;
+			}
 			kill(pid, SIGINT);
 			interrupted = true;
 		}
@@ -187,7 +216,9 @@ Result<TestpmdRun> parse_testpmd(const std::string &out)
 Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std::string &pcap, size_t frames,
 			       double seconds, int mbuf_size)
 {
-	std::vector<std::string> argv{bin};
+	// stdbuf: testpmd's stdout is a pipe; line-buffered, its "start packet
+	// forwarding" arrives when it is printed.
+	std::vector<std::string> argv{"stdbuf", "-oL", bin};
 	for (auto &a : eal.args())
 		argv.push_back(a);
 	for (auto &a : vdev_args(pcap))
@@ -209,6 +240,7 @@ Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std
 		return err(t.error() + ": " + joined(argv) + "\n" + tail(pr->output));
 	t->cpu_seconds = pr->cpu_seconds;
 	t->startup_seconds = pr->started_after_s;
+	t->cpu_share = pr->cpu_share();
 	return t;
 }
 
@@ -345,11 +377,11 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	if (!o.acl_alg.empty())
 		argv.insert(argv.end(), {"--acl-alg", o.acl_alg});
 	char dur[32];
-	std::snprintf(dur, sizeof dur, "%g", o.seconds);
+	std::snprintf(dur, sizeof dur, "%g", o.seconds + 30);
 	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});
 	unlink(o.stats_json.c_str());
-	// It stops by itself after --duration; SIGINT only if it overstays.
-	auto pr = run_process(argv, o.seconds + 60, 15);
+	// SIGINT `seconds` after its workers start (it writes --stats-json then).
+	auto pr = run_process(argv, o.seconds, 30, "workers, generation", 300);
 	if (!pr)
 		return err(pr.error());
 	if (pr->exit_code != 0)
@@ -365,6 +397,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		return err(r.error() + " (" + o.stats_json + ")");
 	r->cpu_seconds = pr->cpu_seconds;
 	r->wall_seconds = pr->wall_seconds;
+	r->cpu_share = pr->cpu_share();
 	return r;
 }
 

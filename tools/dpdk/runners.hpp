@@ -21,6 +21,11 @@ struct ProcResult {
 	double cpu_seconds = 0; // user + system of the child (its own threads)
 	double wall_seconds = 0;
 	double started_after_s = 0; // when start_marker appeared
+	// CPU time of the child over [start marker, SIGINT] and that window's
+	// length: cpu_share = how much of a CPU it got while forwarding (1.0 for a
+	// forwarding lcore that was never preempted; the main lcore sleeps).
+	double window_cpu = 0, window_wall = 0;
+	double cpu_share() const { return window_wall > 0 ? window_cpu / window_wall : 0; }
 };
 
 // Runs argv; sends SIGINT after interrupt_after_s (0: never) and SIGKILL
@@ -49,6 +54,7 @@ struct TestpmdRun {
 	std::string port0_mac;
 	double cpu_seconds = 0; // whole process, start-up included
 	double startup_seconds = 0; // until forwarding started
+	double cpu_share = 0;       // ProcResult::cpu_share of the run
 };
 Result<TestpmdRun> parse_testpmd(const std::string &out);
 // mbuf_size: data room with headroom (testpmd --mbuf-size); RTE_MBUF_DEFAULT_BUF_SIZE
@@ -78,6 +84,8 @@ struct LinkgateOptions {
 	double seconds = 5;
 	std::string stats_json;
 };
+// linkgate-dpdk is stopped with SIGINT `seconds` after it says it forwards
+// (as testpmd is), --duration being only a safety net.
 struct LinkgateRun {
 	uint64_t rx = 0, tx = 0, dropped = 0;
 	double seconds = 0, tsc_hz = 0, busy_cycles = 0;
@@ -88,6 +96,7 @@ struct LinkgateRun {
 	std::map<std::string, uint64_t> rule_hits; // "nsg/rule" -> new flows it admitted (when reported)
 	std::string raw; // the stats JSON as written
 	double cpu_seconds = 0, wall_seconds = 0; // whole process, start-up included
+	double cpu_share = 0;                     // ProcResult::cpu_share of the run
 };
 Result<LinkgateRun> parse_linkgate_stats(const std::string &json_text);
 // `linkgate-dpdk <EAL> -- --help`: which options this build has.
