@@ -32,7 +32,7 @@ using namespace lg::bench::dpdk;
 namespace fs = std::filesystem;
 
 struct DpdkOptions {
-	std::string classbench = "/work/shared/classbench/acl1_10000.rules.gz";
+	std::string classbench = "/work/shared/classbench/acl1_1000.rules.gz"; // as linkgate-bench all
 	size_t rules = 1000;
 	double allow_depth = 0.9;
 	std::vector<size_t> flows{1000, 1000000};
@@ -301,6 +301,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			     {"allow_rules_at", w->allow_index},
 			     {"allow_rules", {w->rule_names[w->allow_index], w->rule_names[w->allow_index + 1]}},
 			     {"classbench_rules_forced_allow", w->forced_allow},
+			     {"classbench_rules_repeated", w->topped_up},
 			     {"state", state_path},
 			     {"acl_rules", rules_path},
 			     {"acl_rules_ipv6_layout", rules6_path},

@@ -64,6 +64,7 @@ struct Workload {
 	std::vector<std::string> rule_names;
 	size_t allow_index = 0;      // position of the first of the two admitting rules
 	size_t forced_allow = 0;     // ClassBench rules that overlap the traffic, made Allow
+	size_t topped_up = 0;        // filters repeated (shifted sources) when the file had too few
 	HostConfig host;             // ifindex 1: port 0 (the VNet), 2: port 1 (backends)
 };
 
