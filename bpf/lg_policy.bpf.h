@@ -121,7 +121,8 @@ static __always_inline int nsg_verdict(struct lg_scratch *s, __u32 slot, __u32 r
 /*
  * One NSG (lg_nsg_dir index dir): the first rule of the AND of the field
  * bitmaps decides. Returns 1 allow, 0 deny (reason in pol). Counts the hit.
- * Built for DPDK (LG_HOST, dataplane/), the first rule comes from rte_acl.
+ * Built for DPDK (LG_HOST, dataplane/), the first rule comes from rte_acl,
+ * unless the direction's rules expand beyond rte_acl's budget (docs/dpdk.md).
  */
 __noinline int lg_nsg(__u32 slot, __u32 dir)
 {
@@ -141,11 +142,13 @@ __noinline int lg_nsg(__u32 slot, __u32 dir)
 		return 1;
 #ifdef LG_HOST
 	{
-		__u32 ri = lg_host_nsg_first(slot, dir, &s->pol);
+		__u32 ri = lg_host_nsg_first(slot, dir, s->pol.proto, s->pol.has_ports, s->pol.sport,
+					     s->pol.dport, s->pol.src, s->pol.dst);
 
-		return ri == LG_NONE ? 1 : nsg_verdict(s, slot, d->rule_base + ri);
+		if (ri != LG_HOST_WALK)
+			return ri == LG_NONE ? 1 : nsg_verdict(s, slot, d->rule_base + ri);
 	}
-#else
+#endif
 	struct lg_bitmap *bm[5];
 	__u32 bi[5], w;
 	void *mb;
@@ -189,7 +192,6 @@ __noinline int lg_nsg(__u32 slot, __u32 dir)
 		return nsg_verdict(s, slot, d->rule_base + w * 64 + ctz64(x));
 	}
 	return 1;
-#endif
 }
 
 /* Maglev pick for server srv (SPEC §5): pol.backend or no-backend. */

@@ -698,7 +698,7 @@ int lg_xdp(struct xdp_md *ctx)
 	if (!s)
 		return XDP_ABORTED;
 	a = bpf_map_lookup_elem(&lg_active, &z);
-	s->slot = a ? a->slot & 1 : 0; /* read once: the packet sees one generation */
+	s->slot = a && a->slot < LG_GEN_SLOTS ? a->slot : 0; /* read once: one generation */
 	s->ifindex = ctx->ingress_ifindex;
 	s->now = bpf_ktime_get_ns() + lg_time_offset_ns;
 	s->reason = LG_REASON_NONE;

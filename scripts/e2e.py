@@ -450,7 +450,8 @@ class DpdkPlane:
         agent = env.start("linkgated", env.exec("nic", [self.args.linkgated, "--state", state, "--socket", sock]))
         wait_until("linkgated socket", lambda: os.path.exists(sock) or not agent.alive(), 10)
         eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", env.tag]
-        app = ["--socket", sock]
+        # A demo needs few flows; 1,000,000 (the default) wants ~400 MiB more.
+        app = ["--socket", sock, "--flows", "65536"]
         for port, (short, outer, a, nic_if, nic_a, vnet, _) in enumerate(LINKS):
             eal += ["--vdev", f"net_af_packet{port},iface={nic_if}"]
             app += ["--port", f"{port}={vnet}" if vnet else str(port)]

@@ -1,5 +1,7 @@
 #include "xdp_harness.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <net/if.h>
@@ -162,6 +164,25 @@ std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &
 		ADD_FAILURE() << "cannot publish the empty generation";
 		return nullptr;
 	}
+#ifdef LG_WITH_DPDK
+	dp::EngineConfig dc;
+	dc.host = host;
+	dc.timeouts = ecfg;
+	// A 1M-flow rte_hash per test costs seconds of zeroing; no test comes
+	// near it, and the ct-full tests set small capacities of their own.
+	dc.timeouts.flow_capacity = std::min<size_t>(ecfg.flow_capacity, 1u << 16);
+	auto e = dp::Engine::create(dc);
+	if (!e) {
+		ADD_FAILURE() << "DPDK engine: " << e.error();
+		return nullptr;
+	}
+	p->dpdk_ = std::move(*e);
+	p->dpdk_->online(0); // this thread is worker 0
+	if (auto st = p->dpdk_->publish(*t); !st) {
+		ADD_FAILURE() << "DPDK publish: " << st.error();
+		return nullptr;
+	}
+#endif
 	p->tables_ = *t;
 	return p;
 }
@@ -181,6 +202,12 @@ bool Pair::commit(const State &s)
 		ADD_FAILURE() << "publish: " << st.error();
 		return false;
 	}
+#ifdef LG_WITH_DPDK
+	if (auto st = dpdk_->publish(*t); !st) {
+		ADD_FAILURE() << "DPDK publish: " << st.error();
+		return false;
+	}
+#endif
 	tables_ = std::move(*t);
 	return true;
 }
@@ -191,6 +218,9 @@ void Pair::advance(uint64_t ns)
 {
 	offset_ += ns;
 	dp_->set_time_offset(offset_);
+#ifdef LG_WITH_DPDK
+	dpdk_->set_time_offset(offset_);
+#endif
 }
 
 Outcome Pair::run_xdp(const std::vector<uint8_t> &frame, uint32_t ifindex)
@@ -272,7 +302,53 @@ Decision Pair::check(const std::vector<uint8_t> &frame, uint32_t ifindex, const 
 	for (size_t i = 0; i < tables_.server_names.size(); i++)
 		EXPECT_EQ(dp_->server_packets(uint32_t(i)) - sb[i], delta(ca.servers, cb.servers, tables_.server_names[i]))
 			<< "packets of server " << tables_.server_names[i];
+#ifdef LG_WITH_DPDK
+	check_dpdk(frame, ifindex, d, cb);
+#endif
 	return d;
 }
+
+#ifdef LG_WITH_DPDK
+void Pair::check_dpdk(const std::vector<uint8_t> &frame, uint32_t ifindex, const Decision &d, const Counters &cb)
+{
+	dp::EngineCounters before = dpdk_->counters();
+	std::vector<uint8_t> buf = frame;
+	dp::Verdict v = dpdk_->decide(ifindex, buf.data(), uint32_t(buf.size()), dp::Engine::clock_ns());
+	dpdk_->quiescent(0);
+	dp::EngineCounters after = dpdk_->counters();
+	SCOPED_TRACE("DPDK engine");
+	EXPECT_STREQ(verdict_name(v.verdict), verdict_name(d.verdict));
+	EXPECT_STREQ(reason_name(v.reason), reason_name(d.verdict == LG_VERDICT_DROP ? d.reason : LG_REASON_NONE));
+	if (d.verdict != LG_VERDICT_DROP && v.verdict == d.verdict) {
+		EXPECT_EQ(buf, d.frame) << "dpdk:\n" << hex(buf) << "\nevaluator:\n" << hex(d.frame);
+	}
+	if (d.verdict == LG_VERDICT_FORWARD && v.verdict == d.verdict) {
+		EXPECT_EQ(v.egress, d.egress_ifindex);
+	}
+	int moved = 0;
+	for (size_t i = 0; i < LG_REASON__COUNT; i++)
+		if (after.reasons[i] != before.reasons[i]) {
+			moved++;
+			EXPECT_EQ(after.reasons[i] - before.reasons[i], 1u) << reason_name(lg_reason(i));
+			EXPECT_EQ(i, size_t(v.verdict == LG_VERDICT_DROP ? v.reason : LG_REASON_NONE));
+		}
+	EXPECT_EQ(moved, 1) << "exactly one reason counter moves per packet";
+	const Counters &ca = ev_->counters();
+	auto delta = [](const std::map<std::string, uint64_t> &a, const std::map<std::string, uint64_t> &b,
+			const std::string &k) {
+		auto ia = a.find(k), ib = b.find(k);
+		return (ia == a.end() ? 0 : ia->second) - (ib == b.end() ? 0 : ib->second);
+	};
+	for (auto &n : tables_.rule_names)
+		EXPECT_EQ(delta(after.rules, before.rules, n), delta(ca.rule_hits, cb.rule_hits, n)) << "rule hits of " << n;
+	for (auto &n : tables_.pe_names)
+		EXPECT_EQ(delta(after.private_endpoints, before.private_endpoints, n),
+			  delta(ca.private_endpoints, cb.private_endpoints, n))
+			<< "packets of private endpoint " << n;
+	for (auto &n : tables_.server_names)
+		EXPECT_EQ(delta(after.servers, before.servers, n), delta(ca.servers, cb.servers, n))
+			<< "packets of server " << n;
+}
+#endif
 
 } // namespace lg::xdptest

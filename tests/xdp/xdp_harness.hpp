@@ -13,6 +13,9 @@
 #include "compiler.hpp"
 #include "evaluator.hpp"
 #include "xdp_loader.hpp"
+#ifdef LG_WITH_DPDK
+#include "engine.hpp"
+#endif
 
 namespace lg::xdptest {
 
@@ -70,6 +73,17 @@ public:
 private:
 	Outcome run_xdp(const std::vector<uint8_t> &frame, uint32_t ifindex);
 	HostConfig host_;
+#ifdef LG_WITH_DPDK
+	// Built with LG_WITH_DPDK (tests/dpdk): linkgate-dpdk's engine decides
+	// every frame too, held to the same evaluator.
+	void check_dpdk(const std::vector<uint8_t> &frame, uint32_t ifindex, const Decision &d, const Counters &cb);
+	std::unique_ptr<dp::Engine> dpdk_;
+
+public:
+	dp::Engine &dpdk() { return *dpdk_; }
+
+private:
+#endif
 	std::unique_ptr<Evaluator> ev_;
 	std::unique_ptr<XdpDataplane> dp_;
 	CompiledTables tables_;

@@ -1,0 +1,274 @@
+#include "acl.hpp"
+
+#include <rte_acl.h>
+#include <rte_byteorder.h>
+#include <rte_errno.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+extern "C" {
+#include "lg_tables.h"
+}
+
+namespace lg::dp {
+
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+
+u128 load128(const uint8_t b[16])
+{
+	u128 v = 0;
+	for (int i = 0; i < 16; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+bool has_bit(const CompiledTables &t, uint32_t bitmap, uint32_t r)
+{
+	return bitmap < t.bitmaps.size() && ((t.bitmaps[bitmap].w[r / 64] >> (r % 64)) & 1);
+}
+
+// Merged [lo, hi] ranges of field values where rule r's bit is set.
+std::vector<std::pair<u128, u128>> field_ranges(const CompiledTables &t, const lg_span &sp, uint32_t r, u128 max)
+{
+	std::vector<std::pair<u128, u128>> out;
+	for (uint32_t i = 0; i < sp.n; i++) {
+		const lg_ivl &iv = t.ivl[sp.off + i];
+		if (!has_bit(t, iv.bitmap, r))
+			continue;
+		u128 lo = load128(iv.lo);
+		u128 hi = i + 1 < sp.n ? load128(t.ivl[sp.off + i + 1].lo) - 1 : max;
+		if (!out.empty() && out.back().second + 1 == lo)
+			out.back().second = hi;
+		else
+			out.emplace_back(lo, hi);
+	}
+	return out;
+}
+
+// A range as prefixes (value, length) over 128 bits.
+void range_prefixes(u128 lo, u128 hi, std::vector<std::pair<u128, int>> *out)
+{
+	for (;;) {
+		int len = 128;
+		// Grow the block at lo while it stays aligned and inside the range.
+		while (len > 0) {
+			int nl = len - 1;
+			u128 size = nl == 0 ? ~u128(0) : (u128(1) << (128 - nl)) - 1; // block size - 1
+			if ((lo & size) != 0 || lo + size > hi || lo + size < lo)
+				break;
+			len = nl;
+		}
+		out->emplace_back(lo, len);
+		u128 last = len == 0 ? ~u128(0) : lo + ((u128(1) << (128 - len)) - 1);
+		if (last >= hi)
+			return;
+		lo = last + 1;
+	}
+}
+
+void set_addr(uint32_t w[4], uint8_t bits[4], u128 v, int len)
+{
+	for (int i = 0; i < 4; i++) {
+		w[i] = uint32_t(v >> (96 - 32 * i));
+		int b = len - 32 * i;
+		bits[i] = uint8_t(b <= 0 ? 0 : b >= 32 ? 32 : b);
+		if (bits[i] == 0)
+			w[i] = 0;
+	}
+}
+
+const uint8_t kClassProtos[LG_PC__COUNT][2] = {{6, 0}, {17, 0}, {1, 58}, {50, 0}, {51, 0}, {0, 0}};
+
+enum { F_PROTO, F_PORTLESS, F_SRC0, F_DST0 = F_SRC0 + 4, F_SPORT = F_DST0 + 4, F_DPORT, F_NUM };
+RTE_ACL_RULE_DEF(LgAclRule, F_NUM);
+
+rte_acl_config acl_config()
+{
+	rte_acl_config c{};
+	c.num_categories = 1;
+	c.num_fields = F_NUM;
+	c.defs[F_PROTO] = {RTE_ACL_FIELD_TYPE_BITMASK, 1, F_PROTO, 0, offsetof(AclInput, proto)};
+	c.defs[F_PORTLESS] = {RTE_ACL_FIELD_TYPE_BITMASK, 4, F_PORTLESS, 1, offsetof(AclInput, portless)};
+	for (int i = 0; i < 4; i++) {
+		c.defs[F_SRC0 + i] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(F_SRC0 + i), uint8_t(2 + i),
+				      uint32_t(offsetof(AclInput, src) + 4 * i)};
+		c.defs[F_DST0 + i] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(F_DST0 + i), uint8_t(6 + i),
+				      uint32_t(offsetof(AclInput, dst) + 4 * i)};
+	}
+	c.defs[F_SPORT] = {RTE_ACL_FIELD_TYPE_RANGE, 2, F_SPORT, 10, offsetof(AclInput, sport)};
+	c.defs[F_DPORT] = {RTE_ACL_FIELD_TYPE_RANGE, 2, F_DPORT, 10, offsetof(AclInput, dport)};
+	return c;
+}
+
+} // namespace
+
+Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir, size_t max_rules)
+{
+	if (dir >= t.nsg_dirs.size())
+		return err("no NSG direction " + std::to_string(dir));
+	const lg_nsg_dir &d = t.nsg_dirs[dir];
+	const u128 addr_max = ~u128(0), port_max = 0xffff;
+	std::vector<AclRuleSpec> out;
+	for (uint32_t r = 0; r < d.nrules; r++) {
+		std::vector<std::pair<uint8_t, uint8_t>> protos; // value, mask
+		bool all = true;
+		for (int pc = 0; pc < LG_PC__COUNT; pc++)
+			all = all && has_bit(t, d.proto_bitmap[pc], r);
+		if (all) {
+			protos.emplace_back(0, 0);
+		} else {
+			for (int pc = 0; pc < LG_PC__COUNT; pc++) {
+				if (!has_bit(t, d.proto_bitmap[pc], r))
+					continue;
+				if (pc == LG_PC_OTHER) {
+					for (int p = 0; p < 256; p++)
+						if (p != 6 && p != 17 && p != 1 && p != 58 && p != 50 && p != 51)
+							protos.emplace_back(uint8_t(p), 0xff);
+					continue;
+				}
+				for (uint8_t p : kClassProtos[pc])
+					if (p)
+						protos.emplace_back(p, 0xff);
+			}
+		}
+		if (protos.empty())
+			continue;
+		std::vector<std::pair<u128, int>> src, dst;
+		for (auto [lo, hi] : field_ranges(t, d.field[LG_F_SRC], r, addr_max))
+			range_prefixes(lo, hi, &src);
+		for (auto [lo, hi] : field_ranges(t, d.field[LG_F_DST], r, addr_max))
+			range_prefixes(lo, hi, &dst);
+		auto sp = field_ranges(t, d.field[LG_F_SPORT], r, port_max);
+		auto dp = field_ranges(t, d.field[LG_F_DPORT], r, port_max);
+		bool portless = has_bit(t, d.portless_bitmap, r);
+		size_t n = protos.size() * src.size() * dst.size() * (sp.size() * dp.size() + (portless ? 1 : 0));
+		if (out.size() + n > max_rules)
+			return err("NSG " + (d.nsg < t.nsg_names.size() ? t.nsg_names[d.nsg] : std::to_string(d.nsg)) +
+				   ": more than " + std::to_string(max_rules) + " rte_acl rules");
+		for (auto [pv, pm] : protos)
+			for (auto &[sv, sl] : src)
+				for (auto &[dv, dl] : dst) {
+					AclRuleSpec a;
+					a.proto = pv;
+					a.proto_mask = pm;
+					a.rule = r;
+					set_addr(a.src, a.src_bits, sv, sl);
+					set_addr(a.dst, a.dst_bits, dv, dl);
+					for (auto [slo, shi] : sp)
+						for (auto [dlo, dhi] : dp) {
+							a.portless = 0;
+							a.sport_lo = uint16_t(slo);
+							a.sport_hi = uint16_t(shi);
+							a.dport_lo = uint16_t(dlo);
+							a.dport_hi = uint16_t(dhi);
+							out.push_back(a);
+						}
+					if (portless) {
+						a.portless = 1;
+						a.sport_lo = a.dport_lo = 0;
+						a.sport_hi = a.dport_hi = 0xffff;
+						out.push_back(a);
+					}
+				}
+	}
+	return out;
+}
+
+void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint16_t dport, const uint8_t src[16],
+	       const uint8_t dst[16])
+{
+	in->proto = proto;
+	in->pad[0] = in->pad[1] = in->pad[2] = 0;
+	in->portless = rte_cpu_to_be_32(has_ports ? 0 : 1);
+	std::memcpy(in->src, src, 16);
+	std::memcpy(in->dst, dst, 16);
+	in->sport = has_ports ? rte_cpu_to_be_16(sport) : 0;
+	in->dport = has_ports ? rte_cpu_to_be_16(dport) : 0;
+}
+
+Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<AclRuleSpec> &rules)
+{
+	static std::atomic<uint64_t> seq{0};
+	std::shared_ptr<AclClassifier> c(new AclClassifier());
+	std::string name = "lgacl" + std::to_string(seq++);
+	rte_acl_param p{};
+	p.name = name.c_str();
+	p.socket_id = SOCKET_ID_ANY;
+	p.rule_size = RTE_ACL_RULE_SZ(F_NUM);
+	p.max_rule_num = uint32_t(rules.size() ? rules.size() : 1);
+	c->ctx_ = rte_acl_create(&p);
+	if (!c->ctx_)
+		return err("rte_acl_create: " + std::string(rte_strerror(rte_errno)));
+	c->nrules_ = rules.size();
+	if (rules.empty())
+		return c; // classify() of an empty context answers no match
+	std::vector<LgAclRule> rr(rules.size());
+	for (size_t i = 0; i < rules.size(); i++) {
+		const AclRuleSpec &s = rules[i];
+		LgAclRule &a = rr[i];
+		std::memset(&a, 0, sizeof(a));
+		a.data.category_mask = 1;
+		a.data.priority = int32_t(LG_NSG_MAX_RULES - s.rule); // lower index wins
+		a.data.userdata = s.rule + 1;
+		a.field[F_PROTO].value.u8 = s.proto;
+		a.field[F_PROTO].mask_range.u8 = s.proto_mask;
+		a.field[F_PORTLESS].value.u32 = s.portless;
+		a.field[F_PORTLESS].mask_range.u32 = 0xffffffffu;
+		for (int w = 0; w < 4; w++) {
+			a.field[F_SRC0 + w].value.u32 = s.src[w];
+			a.field[F_SRC0 + w].mask_range.u32 = s.src_bits[w];
+			a.field[F_DST0 + w].value.u32 = s.dst[w];
+			a.field[F_DST0 + w].mask_range.u32 = s.dst_bits[w];
+		}
+		a.field[F_SPORT].value.u16 = s.sport_lo;
+		a.field[F_SPORT].mask_range.u16 = s.sport_hi;
+		a.field[F_DPORT].value.u16 = s.dport_lo;
+		a.field[F_DPORT].mask_range.u16 = s.dport_hi;
+	}
+	if (int e = rte_acl_add_rules(c->ctx_, reinterpret_cast<const rte_acl_rule *>(rr.data()), uint32_t(rr.size())))
+		return err("rte_acl_add_rules: " + std::string(rte_strerror(-e)));
+	rte_acl_config cfg = acl_config();
+	if (int e = rte_acl_build(c->ctx_, &cfg))
+		return err("rte_acl_build: " + std::string(rte_strerror(-e)));
+	return c;
+}
+
+AclClassifier::~AclClassifier()
+{
+	if (ctx_)
+		rte_acl_free(ctx_);
+}
+
+uint32_t AclClassifier::first(const AclInput &in) const
+{
+	const uint8_t *d = reinterpret_cast<const uint8_t *>(&in);
+	uint32_t res = 0;
+	if (!nrules_)
+		return LG_NONE;
+	rte_acl_classify(ctx_, &d, &res, 1, 1);
+	return res ? res - 1 : LG_NONE;
+}
+
+void AclClassifier::classify(const AclInput *const *in, uint32_t *results, uint32_t num) const
+{
+	if (!nrules_) {
+		for (uint32_t i = 0; i < num; i++)
+			results[i] = LG_NONE;
+		return;
+	}
+	rte_acl_classify(ctx_, reinterpret_cast<const uint8_t **>(const_cast<const AclInput **>(in)), results, num, 1);
+	for (uint32_t i = 0; i < num; i++)
+		results[i] = results[i] ? results[i] - 1 : LG_NONE;
+}
+
+int AclClassifier::set_algorithm(int alg)
+{
+	return rte_acl_set_ctx_classify(ctx_, static_cast<enum rte_acl_classify_alg>(alg));
+}
+
+} // namespace lg::dp

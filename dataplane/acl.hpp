@@ -1,0 +1,69 @@
+// NSG classification for the DPDK fast path with rte_acl (issue 5). The ACL
+// rules of one NSG direction are derived from the same compiled interval
+// tables the XDP program searches (abi/lg_tables.h), so both dataplanes
+// classify one set of rules: rule r matches on field f exactly where the
+// field's intervals carry bit r. docs/dpdk.md explains the mapping.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler.hpp"
+#include "result.hpp"
+
+struct rte_acl_ctx;
+
+namespace lg::dp {
+
+// One rte_acl rule, fields in host order. Addresses are four 32-bit words
+// with a prefix length each; ports are ranges.
+struct AclRuleSpec {
+	uint8_t proto = 0, proto_mask = 0; // mask 0: any protocol
+	uint8_t portless = 0;              // 1: matches packets without ports
+	uint32_t src[4]{}, dst[4]{};
+	uint8_t src_bits[4]{}, dst_bits[4]{};
+	uint16_t sport_lo = 0, sport_hi = 0xffff, dport_lo = 0, dport_hi = 0xffff;
+	uint32_t rule = 0; // index within the NSG direction (priority order)
+};
+
+// The rules of nsg_dirs[dir]; an error when they exceed max_rules.
+Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir, size_t max_rules = 4000000);
+
+// What the classifier reads per packet (network order, as in a frame).
+struct AclInput {
+	uint8_t proto;
+	uint8_t pad[3];
+	uint32_t portless; // big-endian 0/1: rte_acl reads 4 bytes per input field group
+	uint32_t src[4];
+	uint32_t dst[4];
+	uint16_t sport;
+	uint16_t dport;
+};
+void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint16_t dport, const uint8_t src[16],
+	       const uint8_t dst[16]);
+
+class AclClassifier {
+public:
+	// Builds an rte_acl context (call off the worker lcores).
+	static Result<std::shared_ptr<AclClassifier>> build(const std::vector<AclRuleSpec> &rules);
+	~AclClassifier();
+	AclClassifier(const AclClassifier &) = delete;
+	AclClassifier &operator=(const AclClassifier &) = delete;
+
+	// First matching rule index, or UINT32_MAX (LG_NONE).
+	uint32_t first(const AclInput &in) const;
+	// A burst: results[i] as first() (num inputs).
+	void classify(const AclInput *const *in, uint32_t *results, uint32_t num) const;
+	// 0 on success; -ENOTSUP when this CPU cannot run alg.
+	int set_algorithm(int alg);
+	size_t rules() const { return nrules_; }
+
+private:
+	AclClassifier() = default;
+	rte_acl_ctx *ctx_ = nullptr;
+	size_t nrules_ = 0;
+};
+
+} // namespace lg::dp

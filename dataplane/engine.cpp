@@ -1,0 +1,443 @@
+#include "engine.hpp"
+
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+extern "C" {
+#include "lg_tables.h"
+#include "lg_xdp.h"
+}
+
+namespace lg::dp {
+
+namespace {
+Engine *g_engine = nullptr; // the program's maps are process globals: one engine
+thread_local int t_wid = -1;  // this thread's reader id, -1: not a worker
+
+const char *const kOuterNames[] = {"lg_ivl",    "lg_bitmap",  "lg_nsg_dir", "lg_rule",     "lg_subnet",
+				   "lg_nic",    "lg_pe",      "lg_pubip",   "lg_server",   "lg_fwrange",
+				   "lg_vnetrule", "lg_backend", "lg_maglev", "lg_iface",    "lg_gcfg"};
+constexpr size_t kOuters = sizeof(kOuterNames) / sizeof(kOuterNames[0]);
+
+template <typename K, typename V> std::unique_ptr<FixedHash> hash_of(const std::vector<std::pair<K, V>> &kv)
+{
+	auto h = std::make_unique<FixedHash>(sizeof(K), sizeof(V), kv.size());
+	for (auto &[k, v] : kv)
+		h->insert(&k, &v);
+	return h;
+}
+} // namespace
+
+struct Engine::Generation {
+	std::shared_ptr<const CompiledTables> t;
+	std::vector<std::unique_ptr<ArrayMap>> arrays;
+	std::vector<std::unique_ptr<FixedHash>> hashes;
+	std::unique_ptr<LpmMap> subnets;
+	std::array<lg_umap *, kOuters> inner{};
+	std::vector<std::shared_ptr<AclClassifier>> acl; // per lg_nsg_dir
+	std::vector<std::string> acl_keys;
+};
+
+uint64_t Engine::clock_ns()
+{
+	timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
+{
+	if (g_engine)
+		return err("one linkgate engine per process");
+	if (cfg.workers == 0 || cfg.workers >= LG_HOST_CPUS)
+		return err("workers must be 1.." + std::to_string(LG_HOST_CPUS - 1) + ", not " + std::to_string(cfg.workers));
+	std::unique_ptr<Engine> e(new Engine());
+	e->cfg_ = cfg;
+	size_t qs = rte_rcu_qsbr_get_memsize(LG_HOST_CPUS);
+	e->qsbr_ = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lg_qsbr", qs, RTE_CACHE_LINE_SIZE));
+	if (!e->qsbr_ || rte_rcu_qsbr_init(e->qsbr_, LG_HOST_CPUS))
+		return err("cannot set up RCU QSBR (is the EAL initialised?)");
+	for (size_t i = 0; i < kOuters; i++)
+		e->outer_.push_back(std::make_unique<OuterMap>());
+	e->active_ = std::make_unique<ArrayMap>(sizeof(lg_active), 1);
+	std::string why;
+	// Two keys per flow, as in the XDP map (SPEC §4 capacity in flows).
+	e->flows_ = SharedHash::create("lg_flows", sizeof(lg_flow_key), sizeof(lg_flow_entry),
+				       2 * cfg.timeouts.flow_capacity, e->qsbr_, &why);
+	if (!e->flows_)
+		return err(why);
+	e->frags_ = SharedHash::create("lg_frags", sizeof(lg_frag_key), sizeof(lg_frag_entry),
+				       cfg.timeouts.frag_capacity, e->qsbr_, &why);
+	if (!e->frags_)
+		return err(why);
+	e->reason_cnt_ = std::make_unique<PerCpuArray>(8, LG_REASON__COUNT);
+	e->rule_cnt_ = std::make_unique<PerCpuArray>(8, 65536);
+	e->pe_cnt_ = std::make_unique<PerCpuArray>(8, 4096);
+	e->srv_cnt_ = std::make_unique<PerCpuArray>(8, 4096);
+	e->egress_cnt_ = std::make_unique<PerCpuArray>(8, LG_EGRESS_COUNTERS);
+	e->scratch_ = std::make_unique<PerCpuArray>(lg_host_scratch_size, 1);
+	e->local_ = std::make_unique<FixedHash>(sizeof(lg_local_key), 1, cfg.host.local_addresses.size());
+	for (const Addr &a : cfg.host.local_addresses) {
+		lg_local_key k{};
+		std::memcpy(k.addr, a.b.data(), 16);
+		uint8_t one = 1;
+		e->local_->insert(&k, &one);
+	}
+	e->ifmac_ = std::make_unique<FixedHash>(4, sizeof(lg_ifmac), cfg.host.interfaces.size());
+	for (const HostInterface &i : cfg.host.interfaces) {
+		lg_ifmac v{};
+		std::memcpy(v.mac, i.mac.data(), 6);
+		e->ifmac_->insert(&i.ifindex, &v);
+		e->ifmacs_[i.ifindex] = i.mac;
+	}
+	for (const HostRoute &r : cfg.host.routes)
+		e->routes_.push_back(Route{r.prefix, r.ifindex, r.gateway, std::nullopt});
+	for (const MacRoute &r : cfg.mac_routes)
+		e->routes_.push_back(Route{r.prefix, r.ifindex, std::nullopt, r.mac});
+	std::stable_sort(e->routes_.begin(), e->routes_.end(),
+			 [](const Route &a, const Route &b) { return a.prefix.len > b.prefix.len; });
+	for (const HostNeighbor &n : cfg.host.neighbors)
+		e->neigh_[{n.ifindex, n.ip}] = n.mac;
+
+	g_engine = e.get();
+	if (lg_host_bind([](const char *name, void *arg) { return static_cast<Engine *>(arg)->resolve(name); },
+			 e.get())) {
+		g_engine = nullptr;
+		return err("internal: a map of the program has no DPDK counterpart");
+	}
+	lg_host_timeouts to{cfg.timeouts.tcp_established_ns, cfg.timeouts.tcp_transient_ns,
+			    cfg.timeouts.tcp_close_ns, cfg.timeouts.udp_ns, cfg.timeouts.icmp_ns,
+			    cfg.timeouts.fragment_ns};
+	lg_host_set_timeouts(&to);
+	lg_host_set_time_offset(0);
+	e->live_ = std::make_shared<CompiledTables>();
+	return e;
+}
+
+Engine::~Engine()
+{
+	if (g_engine == this)
+		g_engine = nullptr;
+	rte_free(qsbr_);
+}
+
+lg_umap *Engine::resolve(const char *name)
+{
+	for (size_t i = 0; i < kOuters; i++)
+		if (!std::strcmp(name, kOuterNames[i]))
+			return outer_[i].get();
+	const std::pair<const char *, lg_umap *> fixed[] = {
+		{"lg_active", active_.get()},       {"lg_flows", flows_.get()},         {"lg_frags", frags_.get()},
+		{"lg_reason_cnt", reason_cnt_.get()}, {"lg_rule_cnt", rule_cnt_.get()}, {"lg_pe_cnt", pe_cnt_.get()},
+		{"lg_srv_cnt", srv_cnt_.get()},     {"lg_egress_cnt", egress_cnt_.get()}, {"lg_local", local_.get()},
+		{"lg_ifmac", ifmac_.get()},         {"lg_scratch", scratch_.get()}};
+	for (auto &[n, m] : fixed)
+		if (!std::strcmp(name, n))
+			return m;
+	return nullptr;
+}
+
+Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &t)
+{
+	auto g = std::make_shared<Generation>();
+	g->t = std::make_shared<CompiledTables>(t);
+	auto arr = [&](std::unique_ptr<ArrayMap> m) {
+		g->arrays.push_back(std::move(m));
+		return static_cast<lg_umap *>(g->arrays.back().get());
+	};
+	auto hsh = [&](std::unique_ptr<FixedHash> m) {
+		g->hashes.push_back(std::move(m));
+		return static_cast<lg_umap *>(g->hashes.back().get());
+	};
+	g->subnets = std::make_unique<LpmMap>(sizeof(lg_subnet_key) - 4, sizeof(lg_subnet));
+	for (auto &[k, v] : t.subnets)
+		g->subnets->insert(k.prefixlen, &k.vni_be, &v);
+	g->subnets->seal();
+	std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
+	for (auto &k : t.vnetrules)
+		vr.push_back({k, 1u});
+	lg_gcfg gc = t.gcfg;
+	gc.generation = t.generation;
+	g->inner = {arr(ArrayMap::of(t.ivl)),      arr(ArrayMap::of(t.bitmaps)),  arr(ArrayMap::of(t.nsg_dirs)),
+		    arr(ArrayMap::of(t.rules)),    g->subnets.get(),              hsh(hash_of(t.nics)),
+		    hsh(hash_of(t.pes)),           hsh(hash_of(t.pubips)),        arr(ArrayMap::of(t.servers)),
+		    arr(ArrayMap::of(t.fwranges)), hsh(hash_of(vr)),              arr(ArrayMap::of(t.backends)),
+		    arr(ArrayMap::of(t.maglev)),   hsh(hash_of(t.ifaces)),        arr(ArrayMap::of(std::vector<lg_gcfg>{gc}))};
+	// rte_acl per NSG direction; a direction whose rules did not change keeps
+	// its context (no rebuild for PEC, firewall or backend changes).
+	for (uint32_t d = 0; d < t.nsg_dirs.size(); d++) {
+		auto rules = acl_rules(t, d, cfg_.acl_max_rules);
+		if (!rules) {
+			// Lists crossed with lists: the direction keeps the program's
+			// bit-vector walk, which gives the same answers (tests/dpdk).
+			g->acl.push_back(nullptr);
+			g->acl_keys.emplace_back();
+			continue;
+		}
+		std::string key(reinterpret_cast<const char *>(rules->data()), rules->size() * sizeof(AclRuleSpec));
+		auto it = acl_cache_.find(key);
+		std::shared_ptr<AclClassifier> c;
+		if (it != acl_cache_.end()) {
+			c = it->second;
+		} else {
+			auto b = AclClassifier::build(*rules);
+			if (!b)
+				return err(b.error());
+			c = *b;
+			if (cfg_.acl_algorithm && c->set_algorithm(cfg_.acl_algorithm))
+				return err("rte_acl algorithm " + std::to_string(cfg_.acl_algorithm) +
+					   " is not supported on this CPU");
+			acl_builds_++;
+		}
+		g->acl.push_back(c);
+		g->acl_keys.push_back(std::move(key));
+	}
+	return g;
+}
+
+Status Engine::publish(const CompiledTables &t)
+{
+	std::lock_guard lk(control_);
+	auto g = build(t);
+	if (!g)
+		return err(g.error());
+	// The target slot was retired by the previous publish: its readers are gone.
+	uint32_t target = published_ ? (active_slot_ + 1) % LG_GEN_SLOTS : 0;
+	for (size_t i = 0; i < kOuters; i++)
+		outer_[i]->set(target, (*g)->inner[i]);
+	gens_[target] = *g;
+	auto *a = reinterpret_cast<lg_active *>(active_->at(0));
+	a->layout = LG_XDP_LAYOUT_VERSION;
+	a->generation = t.generation;
+	__atomic_store_n(&a->slot, target, __ATOMIC_RELEASE);
+
+	// Wait until every online worker has passed a quiescent state: from then
+	// on no packet reads the old slot, and every worker uses this generation.
+	uint64_t token = rte_rcu_qsbr_start(qsbr_);
+	if (t_wid >= 0)
+		rte_rcu_qsbr_quiescent(qsbr_, unsigned(t_wid));
+	rte_rcu_qsbr_check(qsbr_, token, true);
+
+	auto old = live_;
+	rebase_counters(*old);
+	live_ = (*g)->t;
+	active_slot_ = target;
+	published_ = true;
+	generation_ = t.generation;
+	// Keep the contexts of the live generations only.
+	std::map<std::string, std::shared_ptr<AclClassifier>> keep;
+	for (auto &gen : gens_)
+		if (gen)
+			for (size_t d = 0; d < gen->acl.size(); d++)
+				if (gen->acl[d])
+					keep[gen->acl_keys[d]] = gen->acl[d];
+	acl_cache_.swap(keep);
+	return Ok{};
+}
+
+size_t Engine::walk_directions() const
+{
+	auto g = gens_[active_slot_];
+	return g ? size_t(std::count(g->acl.begin(), g->acl.end(), nullptr)) : 0;
+}
+
+Status Engine::set_acl_algorithm(int alg)
+{
+	std::lock_guard lk(control_);
+	for (auto &[k, c] : acl_cache_)
+		if (c->set_algorithm(alg))
+			return err("rte_acl algorithm " + std::to_string(alg) + " is not supported on this CPU");
+	cfg_.acl_algorithm = alg;
+	return Ok{};
+}
+
+void Engine::online(unsigned wid)
+{
+	lg_host_cpu = wid;
+	t_wid = int(wid);
+	rte_rcu_qsbr_thread_register(qsbr_, wid);
+	rte_rcu_qsbr_thread_online(qsbr_, wid);
+}
+
+void Engine::offline(unsigned wid)
+{
+	rte_rcu_qsbr_thread_offline(qsbr_, wid);
+	rte_rcu_qsbr_thread_unregister(qsbr_, wid);
+	t_wid = -1;
+}
+
+void Engine::quiescent(unsigned wid) { rte_rcu_qsbr_quiescent(qsbr_, wid); }
+
+void Engine::set_time_offset(uint64_t ns) { lg_host_set_time_offset(ns); }
+
+Verdict Engine::decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns)
+{
+	lg_host_ctx c{};
+	c.md.ingress_ifindex = ifindex;
+	c.data = frame;
+	c.len = len;
+	c.now = now_ns;
+	lg_host_result r;
+	lg_host_run(&c, &r);
+	Verdict v{LG_VERDICT_DROP, lg_reason(r.reason), 0};
+	switch (r.action) {
+	case XDP_REDIRECT:
+		v.verdict = LG_VERDICT_FORWARD;
+		v.egress = r.egress;
+		break;
+	case XDP_TX: v.verdict = LG_VERDICT_TX; break;
+	case XDP_PASS: v.verdict = LG_VERDICT_PASS; break;
+	default: break;
+	}
+	return v;
+}
+
+void Engine::decide_burst(uint32_t ifindex, rte_mbuf **pkts, uint16_t n, Verdict *out, uint64_t now_ns)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 1 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+		rte_mbuf *m = pkts[i];
+		if (m->nb_segs > 1 && rte_pktmbuf_linearize(m)) {
+			// Cannot be read as one frame: count it as the program would a bad frame.
+			out[i] = Verdict{LG_VERDICT_DROP, LG_REASON_MALFORMED, 0};
+			uint32_t z = LG_REASON_MALFORMED;
+			if (auto *c = reinterpret_cast<uint64_t *>(reason_cnt_->at(lg_host_cpu, z)))
+				*c += 1;
+			continue;
+		}
+		out[i] = decide(ifindex, rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), now_ns);
+	}
+}
+
+uint32_t Engine::nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t has_ports, uint16_t sport,
+			   uint16_t dport, const uint8_t *src, const uint8_t *dst)
+{
+	Generation *g = slot < gens_.size() ? gens_[slot].get() : nullptr;
+	if (!g || dir >= g->acl.size())
+		return LG_NONE;
+	if (!g->acl[dir])
+		return LG_HOST_WALK;
+	AclInput in;
+	acl_input(&in, proto, has_ports, sport, dport, src, dst);
+	return g->acl[dir]->first(in);
+}
+
+long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
+{
+	Addr dst{};
+	if (f->family == 2) { // AF_INET
+		dst.b[10] = dst.b[11] = 0xff;
+		std::memcpy(&dst.b[12], &f->ipv4_dst, 4);
+	} else {
+		std::memcpy(dst.b.data(), f->ipv6_dst, 16);
+	}
+	for (const Route &r : routes_) {
+		if (!r.prefix.contains(dst))
+			continue;
+		Addr nh = r.gateway ? *r.gateway : dst;
+		f->ifindex = r.ifindex;
+		auto im = ifmacs_.find(r.ifindex);
+		if (im != ifmacs_.end())
+			std::memcpy(f->smac, im->second.data(), 6);
+		if (r.mac) {
+			std::memcpy(f->dmac, r.mac->data(), 6);
+			return BPF_FIB_LKUP_RET_SUCCESS;
+		}
+		auto n = neigh_.find({r.ifindex, nh});
+		if (n == neigh_.end())
+			return BPF_FIB_LKUP_RET_NO_NEIGH;
+		std::memcpy(f->dmac, n->second.data(), 6);
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	return BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
+void Engine::rebase_counters(const CompiledTables &old)
+{
+	auto fold = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
+		       std::vector<uint64_t> &snap, PerCpuArray &raw) {
+		for (size_t i = 0; i < names.size() && i < raw.size(); i++) {
+			uint64_t now = raw.sum_u64(i);
+			uint64_t before = i < snap.size() ? snap[i] : 0;
+			tot[names[i]] += now - before;
+		}
+		snap.assign(raw.size(), 0);
+		for (size_t i = 0; i < raw.size(); i++)
+			snap[i] = raw.sum_u64(i);
+	};
+	fold(old.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
+	fold(old.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
+	fold(old.server_names, tot_servers_, snap_servers_, *srv_cnt_);
+}
+
+EngineCounters Engine::counters()
+{
+	std::lock_guard lk(control_);
+	EngineCounters c;
+	for (size_t i = 0; i < LG_REASON__COUNT; i++)
+		c.reasons[i] = reason_cnt_->sum_u64(i);
+	auto add = [](const std::vector<std::string> &names, const std::map<std::string, uint64_t> &tot,
+		      const std::vector<uint64_t> &snap, PerCpuArray &raw, std::map<std::string, uint64_t> &out) {
+		out = tot;
+		for (size_t i = 0; i < names.size() && i < raw.size(); i++)
+			out[names[i]] += raw.sum_u64(i) - (i < snap.size() ? snap[i] : 0);
+	};
+	add(live_->rule_names, tot_rules_, snap_rules_, *rule_cnt_, c.rules);
+	add(live_->pe_names, tot_pes_, snap_pes_, *pe_cnt_, c.private_endpoints);
+	add(live_->server_names, tot_servers_, snap_servers_, *srv_cnt_, c.servers);
+	c.flows = flows_->count() / 2;
+	return c;
+}
+
+std::vector<lg_flow_entry> Engine::flows()
+{
+	std::lock_guard lk(control_);
+	std::vector<lg_flow_entry> out;
+	flows_->for_each([&](const void *, uint8_t *v) {
+		lg_flow_entry e;
+		std::memcpy(&e, v, sizeof e);
+		if (!(e.flags & LG_FLOW_F_REPLY))
+			out.push_back(e);
+		return false;
+	});
+	return out;
+}
+
+size_t Engine::flow_entries() { return flows_->count(); }
+
+size_t Engine::reclaim(uint64_t now_ns)
+{
+	std::lock_guard lk(control_);
+	size_t n = flows_->for_each([&](const void *, uint8_t *v) {
+		lg_flow_entry e;
+		std::memcpy(&e, v, sizeof e);
+		return e.expires_ns <= now_ns;
+	});
+	frags_->for_each([&](const void *, uint8_t *v) {
+		lg_frag_entry e;
+		std::memcpy(&e, v, sizeof e);
+		return e.expires_ns <= now_ns;
+	});
+	return n / 2;
+}
+
+} // namespace lg::dp
+
+extern "C" __u32 lg_host_nsg_first(__u32 slot, __u32 dir, __u8 proto, __u8 has_ports, __u16 sport, __u16 dport,
+				   const __u8 *src, const __u8 *dst)
+{
+	return lg::dp::g_engine->nsg_first(slot, dir, proto, has_ports, sport, dport, src, dst);
+}
+
+extern "C" long lg_host_fib(struct lg_host_ctx *ctx, struct bpf_fib_lookup *f)
+{
+	return lg::dp::g_engine->fib(ctx, f);
+}

@@ -1,0 +1,146 @@
+// linkgate-dpdk's engine: the XDP program's decision (lg_prog.c) over maps
+// held in DPDK memory, NSG classification by rte_acl, generations published
+// into LG_GEN_SLOTS slots and retired with RCU QSBR. One engine per process
+// (the program's maps are process globals). docs/dpdk.md.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "acl.hpp"
+#include "compiler.hpp"
+#include "evaluator.hpp"
+#include "result.hpp"
+#include "umaps.hpp"
+
+extern "C" {
+#include "lg_flow.h"
+#include "lg_host.h"
+#include "lg_reasons.h"
+#include "lg_xdp.h"
+}
+
+struct rte_mbuf;
+struct rte_rcu_qsbr;
+
+namespace lg::dp {
+
+// A route with its next hop's MAC (linkgate-dpdk --route PREFIX=PORT,MAC).
+struct MacRoute {
+	Prefix prefix;
+	uint32_t ifindex = 0;
+	Mac mac{};
+};
+
+struct EngineConfig {
+	HostConfig host; // interfaces (ifindex, MAC, VNet), routes, neighbours, own addresses
+	std::vector<MacRoute> mac_routes; // searched with host.routes, longest prefix first
+	EvaluatorConfig timeouts; // timeouts and table capacities
+	unsigned workers = 1;     // reader threads (worker lcores), < LG_HOST_CPUS
+	int acl_algorithm = 0;    // rte_acl_classify_alg; 0: DPDK's default for this CPU
+	// rte_acl rules one NSG direction may expand to (lists are crossed with
+	// lists); beyond it the direction uses the bit-vector walk of the XDP
+	// program. docs/dpdk.md has the sizes.
+	size_t acl_max_rules = 200000;
+};
+
+struct Verdict {
+	lg_verdict verdict;
+	lg_reason reason;
+	uint32_t egress; // ifindex of a forward
+};
+
+// Totals by name since the engine started (SPEC §6 counters).
+struct EngineCounters {
+	std::array<uint64_t, LG_REASON__COUNT> reasons{}; // LG_REASON_NONE: packets not dropped
+	std::map<std::string, uint64_t> rules, private_endpoints, servers;
+	uint64_t flows = 0;
+};
+
+class Engine {
+public:
+	static Result<std::unique_ptr<Engine>> create(const EngineConfig &cfg);
+	~Engine();
+
+	// Control thread. Builds the generation (rte_acl contexts included, reused
+	// when an NSG direction did not change), flips the active slot and
+	// returns once every online worker has passed a quiescent state, i.e.
+	// uses the new generation.
+	Status publish(const CompiledTables &t);
+	uint64_t generation() const { return generation_.load(); }
+	bool ready() const { return published_; }
+	uint64_t acl_builds() const { return acl_builds_; } // contexts built so far
+	size_t walk_directions() const;                      // live NSG directions without rte_acl
+	Status set_acl_algorithm(int alg);                   // every live context
+
+	// Worker threads: wid < workers. online() once per thread before the
+	// first packet; quiescent() between bursts.
+	void online(unsigned wid);
+	void offline(unsigned wid);
+	void quiescent(unsigned wid);
+
+	// Decide one frame in place (len unchanged: no verdict resizes a frame).
+	Verdict decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns);
+	// A burst from one interface; out[i] for pkts[i]. Linearises chained mbufs.
+	void decide_burst(uint32_t ifindex, rte_mbuf **pkts, uint16_t n, Verdict *out, uint64_t now_ns);
+
+	void set_time_offset(uint64_t ns); // tests: move the program's clock
+	static uint64_t clock_ns();        // CLOCK_MONOTONIC, as bpf_ktime_get_ns
+
+	EngineCounters counters();
+	std::vector<lg_flow_entry> flows(); // one entry per flow (original keys)
+	size_t flow_entries();              // both keys of every flow
+	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
+	const CompiledTables &live() const { return *live_; }
+
+	// C callbacks of lg_host.h.
+	uint32_t nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t has_ports, uint16_t sport, uint16_t dport,
+			   const uint8_t *src, const uint8_t *dst);
+	long fib(lg_host_ctx *ctx, bpf_fib_lookup *f);
+
+private:
+	Engine() = default;
+	struct Generation;
+	Result<std::shared_ptr<Generation>> build(const CompiledTables &t);
+	void rebase_counters(const CompiledTables &old);
+	lg_umap *resolve(const char *name);
+
+	EngineConfig cfg_;
+	rte_rcu_qsbr *qsbr_ = nullptr;
+	std::vector<std::unique_ptr<OuterMap>> outer_; // in LG_OUTER_NAMES order
+	std::unique_ptr<ArrayMap> active_;
+	std::unique_ptr<SharedHash> flows_, frags_;
+	std::unique_ptr<PerCpuArray> reason_cnt_, rule_cnt_, pe_cnt_, srv_cnt_, egress_cnt_, scratch_;
+	std::unique_ptr<FixedHash> local_, ifmac_;
+	std::array<std::shared_ptr<Generation>, LG_GEN_SLOTS> gens_{};
+	std::map<std::string, std::shared_ptr<AclClassifier>> acl_cache_; // by rule set
+	std::shared_ptr<const CompiledTables> live_;
+	std::atomic<uint64_t> generation_{0};
+	uint32_t active_slot_ = 0;
+	bool published_ = false;
+	uint64_t acl_builds_ = 0;
+	std::mutex control_; // publish, counters, flows, reclaim
+
+	// Fib
+	struct Route {
+		Prefix prefix;
+		uint32_t ifindex;
+		std::optional<Addr> gateway;
+		std::optional<Mac> mac; // next hop's MAC given with the route
+	};
+	std::vector<Route> routes_; // longest first
+	std::map<std::pair<uint32_t, Addr>, Mac> neigh_;
+	std::map<uint32_t, Mac> ifmacs_;
+
+	// Counter totals by name; raw per-generation counters at the last publish.
+	std::map<std::string, uint64_t> tot_rules_, tot_pes_, tot_servers_;
+	std::vector<uint64_t> snap_rules_, snap_pes_, snap_servers_;
+};
+
+} // namespace lg::dp

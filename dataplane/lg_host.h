@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The XDP program's C source (bpf/lg_xdp.bpf.c and its .bpf.h files) built
+ * as a plain function for the DPDK fast path: the verifier-checked decision
+ * is the one code both dataplanes run (docs/dpdk.md). This header is the
+ * boundary: BPF helpers and maps become calls into C++ (dataplane/umaps.*,
+ * dataplane/engine.*) through the small interface below.
+ */
+#ifndef LG_HOST_H
+#define LG_HOST_H
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A map as the program sees it: every map pointer (a global map variable or
+ * an inner map from an outer lookup) points at a word holding its lg_umap. */
+struct lg_umap;
+struct lg_umap_ops {
+	void *(*lookup)(struct lg_umap *m, const void *key);
+	long (*update)(struct lg_umap *m, const void *key, const void *val, __u64 flags);
+	long (*del)(struct lg_umap *m, const void *key);
+};
+struct lg_umap {
+	const struct lg_umap_ops *ops;
+};
+
+/* One frame. The program reads md.ingress_ifindex; helpers read the rest. */
+struct lg_host_ctx {
+	struct xdp_md md;
+	__u8 *data;
+	__u32 len;
+	__u32 redirect; /* bpf_redirect() target ifindex */
+	__u64 now;      /* bpf_ktime_get_ns() for the whole burst */
+};
+
+/* What lg_host_run() returns for a frame. */
+struct lg_host_result {
+	__u32 action;  /* XDP_* */
+	__u32 reason;  /* lg_reason of a drop, LG_REASON_NONE otherwise */
+	__u32 egress;  /* ifindex of a redirect */
+	__u32 pad0;
+};
+
+/* Per-CPU maps index by this: set once per worker thread, < LG_HOST_CPUS. */
+#define LG_HOST_CPUS 16
+extern __thread __u32 lg_host_cpu;
+extern __thread struct lg_host_ctx *lg_host_cur;
+
+/* Implemented in C++ (engine.cpp). lg_host_nsg_first: the first matching
+ * rule of NSG direction dir by rte_acl, LG_NONE, or LG_HOST_WALK: this
+ * direction has no rte_acl context, use the program's bit-vector walk. */
+#define LG_HOST_WALK 0xfffffffeu
+__u32 lg_host_nsg_first(__u32 slot, __u32 dir, __u8 proto, __u8 has_ports, __u16 sport, __u16 dport,
+			const __u8 *src, const __u8 *dst);
+long lg_host_fib(struct lg_host_ctx *ctx, struct bpf_fib_lookup *f);
+
+/* Implemented by lg_prog.c (the program). */
+typedef struct lg_umap *(*lg_host_resolver)(const char *name, void *arg);
+int lg_host_bind(lg_host_resolver resolve, void *arg); /* 0, or -1: a map was not resolved */
+void lg_host_run(struct lg_host_ctx *ctx, struct lg_host_result *r);
+extern const unsigned long lg_host_scratch_size; /* per-CPU scratch value */
+
+struct lg_host_timeouts {
+	__u64 tcp_established_ns, tcp_transient_ns, tcp_close_ns, udp_ns, icmp_ns, fragment_ns;
+};
+void lg_host_set_timeouts(const struct lg_host_timeouts *t);
+void lg_host_set_time_offset(__u64 ns);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LG_HOST_H */

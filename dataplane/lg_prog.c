@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The XDP program, built for DPDK: bpf/lg_xdp.bpf.c compiled as ordinary C
+ * against dataplane/host_include/bpf/bpf_helpers.h. Nothing of the decision
+ * is rewritten here; this file only binds the program's maps and runs it.
+ */
+#define LG_HOST 1
+#define LG_RODATA /* timeouts are plain globals, set by lg_host_set_timeouts */
+
+#include "lg_host.h"
+
+#include "../bpf/lg_xdp.bpf.c"
+
+const unsigned long lg_host_scratch_size = sizeof(struct lg_scratch);
+
+__thread __u32 lg_host_cpu;
+__thread struct lg_host_ctx *lg_host_cur;
+
+#define LG_MAPS(X)                                                                                   \
+	X(lg_ivl) X(lg_bitmap) X(lg_nsg_dir) X(lg_rule) X(lg_subnet) X(lg_nic) X(lg_pe) X(lg_pubip)  \
+	X(lg_server) X(lg_fwrange) X(lg_vnetrule) X(lg_backend) X(lg_maglev) X(lg_iface) X(lg_gcfg) \
+	X(lg_active) X(lg_flows) X(lg_frags) X(lg_reason_cnt) X(lg_rule_cnt) X(lg_pe_cnt)            \
+	X(lg_srv_cnt) X(lg_egress_cnt) X(lg_local) X(lg_ifmac) X(lg_scratch)
+
+int lg_host_bind(lg_host_resolver resolve, void *arg)
+{
+	struct lg_umap *m;
+
+#define LG_BIND(name)                                    \
+	m = resolve(#name, arg);                         \
+	if (!m)                                          \
+		return -1;                               \
+	_Static_assert(sizeof(name) >= sizeof(void *), #name); \
+	memcpy(&name, &m, sizeof(m));
+	LG_MAPS(LG_BIND)
+#undef LG_BIND
+	return 0;
+}
+
+void lg_host_run(struct lg_host_ctx *ctx, struct lg_host_result *r)
+{
+	struct lg_scratch *s;
+
+	lg_host_cur = ctx;
+	ctx->redirect = 0;
+	r->action = (__u32)lg_xdp(&ctx->md);
+	s = scratch();
+	r->reason = r->action == XDP_DROP || r->action == XDP_ABORTED ? s->reason : LG_REASON_NONE;
+	r->egress = r->action == XDP_REDIRECT ? ctx->redirect : 0;
+	r->pad0 = 0;
+}
+
+void lg_host_set_timeouts(const struct lg_host_timeouts *t)
+{
+	lg_tcp_established_ns = t->tcp_established_ns;
+	lg_tcp_transient_ns = t->tcp_transient_ns;
+	lg_tcp_close_ns = t->tcp_close_ns;
+	lg_udp_ns = t->udp_ns;
+	lg_icmp_ns = t->icmp_ns;
+	lg_fragment_ns = t->fragment_ns;
+}
+
+void lg_host_set_time_offset(__u64 ns)
+{
+	lg_time_offset_ns = ns;
+}

@@ -1,0 +1,606 @@
+// linkgate-dpdk: the DPDK fast path (SPEC §3–§5 on any DPDK port).
+//
+//   linkgate-dpdk <EAL args> -- [--socket PATH | --state FILE]
+//       --port N[=VNET] ... [--route PREFIX=N,MAC ...] [--local IP ...]
+//       [--flows N] [--acl-alg NAME] [--duration S] [--stats-json FILE]
+//
+// Worker lcores poll RX queues in bursts and run the engine (the XDP
+// program's decision, rte_acl for NSGs); the main lcore talks to linkgated
+// (generations in, counters and flows out), reclaims expired flows and
+// serves DPDK telemetry (/linkgate/stats). docs/dpdk.md.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <rte_acl.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_telemetry.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "arm_json.hpp"
+#include "compiler.hpp"
+#include "engine.hpp"
+#include "flow_json.hpp"
+#include "validate.hpp"
+
+using nlohmann::json;
+using namespace lg;
+
+namespace {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kRing = 1024;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct Port {
+	uint16_t id;
+	std::string vnet;
+	Mac mac{};
+	uint16_t queues = 1;
+};
+
+struct alignas(64) WorkerStats {
+	std::atomic<uint64_t> rx{0}, tx{0}, tx_failed{0}, passed{0}, dropped{0}, busy_cycles{0};
+};
+
+struct App {
+	std::vector<Port> ports;
+	std::unique_ptr<dp::Engine> engine;
+	std::vector<unsigned> worker_lcores;
+	std::vector<std::vector<std::pair<uint16_t, uint16_t>>> rxq; // per worker: (port, queue)
+	std::vector<WorkerStats> stats;
+	std::string name;
+	std::chrono::steady_clock::time_point started;
+};
+App *g_app;
+
+uint32_t ifindex_of(uint16_t port) { return uint32_t(port) + 1; }
+
+Status setup_port(Port &p, unsigned workers, rte_mempool *pool)
+{
+	rte_eth_dev_info info{};
+	if (rte_eth_dev_info_get(p.id, &info))
+		return err("port " + std::to_string(p.id) + ": no such DPDK port");
+	uint16_t q = uint16_t(std::min<unsigned>({workers, info.max_rx_queues, info.max_tx_queues}));
+	if (q == 0)
+		q = 1;
+	p.queues = q;
+	rte_eth_conf conf{};
+	if (q > 1 && info.flow_type_rss_offloads) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+	}
+	// Every worker has a TX queue of its own on every port.
+	uint16_t txq = uint16_t(std::min<unsigned>(workers, info.max_tx_queues));
+	if (txq < workers)
+		return err("port " + std::to_string(p.id) + " has " + std::to_string(info.max_tx_queues) +
+			   " TX queues, fewer than the " + std::to_string(workers) + " workers");
+	if (int e = rte_eth_dev_configure(p.id, q, txq, &conf); e)
+		return err("port " + std::to_string(p.id) + ": configure: " + rte_strerror(-e));
+	for (uint16_t i = 0; i < q; i++)
+		if (int e = rte_eth_rx_queue_setup(p.id, i, kRing, rte_eth_dev_socket_id(p.id), nullptr, pool); e)
+			return err("port " + std::to_string(p.id) + ": rx queue: " + rte_strerror(-e));
+	for (uint16_t i = 0; i < txq; i++)
+		if (int e = rte_eth_tx_queue_setup(p.id, i, kRing, rte_eth_dev_socket_id(p.id), nullptr); e)
+			return err("port " + std::to_string(p.id) + ": tx queue: " + rte_strerror(-e));
+	if (int e = rte_eth_dev_start(p.id); e)
+		return err("port " + std::to_string(p.id) + ": start: " + rte_strerror(-e));
+	rte_eth_promiscuous_enable(p.id);
+	rte_ether_addr a;
+	rte_eth_macaddr_get(p.id, &a);
+	std::memcpy(p.mac.data(), a.addr_bytes, 6);
+	return Ok{};
+}
+
+int worker_main(void *arg)
+{
+	unsigned wid = unsigned(reinterpret_cast<uintptr_t>(arg));
+	App &app = *g_app;
+	WorkerStats &st = app.stats[wid];
+	const auto &queues = app.rxq[wid];
+	size_t nports = app.ports.size();
+	uint16_t max_port = 0;
+	for (auto &p : app.ports)
+		max_port = std::max(max_port, p.id);
+	std::vector<std::vector<rte_mbuf *>> tx(size_t(max_port) + 1);
+	for (auto &v : tx)
+		v.reserve(kBurst * nports * 2);
+	rte_mbuf *pkts[kBurst];
+	dp::Verdict v[kBurst];
+	app.engine->online(wid);
+	while (!g_stop.load(std::memory_order_relaxed)) {
+		for (auto [port, queue] : queues) {
+			uint16_t n = rte_eth_rx_burst(port, queue, pkts, kBurst);
+			if (!n)
+				continue;
+			uint64_t t0 = rte_rdtsc();
+			app.engine->decide_burst(ifindex_of(port), pkts, n, v, dp::Engine::clock_ns());
+			for (uint16_t i = 0; i < n; i++) {
+				uint32_t out = v[i].verdict == LG_VERDICT_FORWARD ? v[i].egress - 1
+					       : v[i].verdict == LG_VERDICT_TX    ? port
+										 : UINT32_MAX;
+				if (out < tx.size()) {
+					tx[out].push_back(pkts[i]);
+				} else {
+					// PASS: the host stack sees these frames on its own side of
+					// the port (net_af_packet) or not at all; nothing to do here.
+					(v[i].verdict == LG_VERDICT_PASS ? st.passed : st.dropped).fetch_add(1, std::memory_order_relaxed);
+					rte_pktmbuf_free(pkts[i]);
+				}
+			}
+			st.rx.fetch_add(n, std::memory_order_relaxed);
+			st.busy_cycles.fetch_add(rte_rdtsc() - t0, std::memory_order_relaxed);
+		}
+		for (size_t p = 0; p < tx.size(); p++) {
+			auto &b = tx[p];
+			if (b.empty())
+				continue;
+			uint16_t sent = 0;
+			while (sent < b.size()) {
+				uint16_t k = rte_eth_tx_burst(uint16_t(p), uint16_t(wid), b.data() + sent, uint16_t(std::min<size_t>(b.size() - sent, kBurst)));
+				if (!k)
+					break;
+				sent = uint16_t(sent + k);
+			}
+			for (size_t i = sent; i < b.size(); i++)
+				rte_pktmbuf_free(b[i]);
+			st.tx.fetch_add(sent, std::memory_order_relaxed);
+			st.tx_failed.fetch_add(b.size() - sent, std::memory_order_relaxed);
+			b.clear();
+		}
+		app.engine->quiescent(wid);
+	}
+	app.engine->offline(wid);
+	return 0;
+}
+
+json totals()
+{
+	App &app = *g_app;
+	uint64_t rx = 0, tx = 0, txf = 0, pass = 0, drop = 0, busy = 0;
+	for (auto &s : app.stats) {
+		rx += s.rx;
+		tx += s.tx;
+		txf += s.tx_failed;
+		pass += s.passed;
+		drop += s.dropped;
+		busy += s.busy_cycles;
+	}
+	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - app.started).count();
+	return {{"rx", rx},     {"tx", tx},      {"txFailed", txf}, {"passed", pass}, {"dropped", drop},
+		{"seconds", secs}, {"tscHz", rte_get_tsc_hz()}, {"busyCycles", busy},
+		{"cyclesPerPacket", rx ? double(busy) / double(rx) : 0.0}, {"workers", app.stats.size()}};
+}
+
+json counters_json()
+{
+	App &app = *g_app;
+	dp::EngineCounters c = app.engine->counters();
+	json reasons = json::object();
+	for (int i = 0; i < LG_REASON__COUNT; i++)
+		reasons[reason_name(lg_reason(i))] = c.reasons[size_t(i)];
+	return {{"generation", app.engine->generation()},
+		{"reasons", reasons},
+		{"rules", c.rules},
+		{"private_endpoints", c.private_endpoints},
+		{"servers", c.servers},
+		{"flows", c.flows},
+		{"aclBuilds", app.engine->acl_builds()},
+		{"walkDirections", app.engine->walk_directions()},
+		{"ports", totals()}};
+}
+
+std::vector<InterfaceBinding> bindings()
+{
+	std::vector<InterfaceBinding> b;
+	for (auto &p : g_app->ports)
+		b.push_back(InterfaceBinding{ifindex_of(p.id), p.vnet, p.mac});
+	return b;
+}
+
+// Validate, compile with this process's ports and publish; returns once
+// every worker uses the generation.
+Status apply_state(const json &state_json, uint64_t generation)
+{
+	auto s = state_from_json(state_json);
+	if (!s)
+		return err("state: " + s.error());
+	if (auto v = validate(*s); !v)
+		return err("state: " + v.error());
+	// As linkgated's --xdp-interface IFACE=VNET: a VNet not (yet) in the
+	// state binds nothing (VNI 0) until it appears.
+	auto t = compile(*s, bindings(), generation);
+	if (!t)
+		return err("compile: " + t.error());
+	return g_app->engine->publish(*t);
+}
+
+int telemetry_stats(const char *, const char *, rte_tel_data *d)
+{
+	rte_tel_data_start_dict(d);
+	json c = counters_json();
+	rte_tel_data_add_dict_u64(d, "generation", c["generation"].get<uint64_t>());
+	rte_tel_data_add_dict_u64(d, "flows", c["flows"].get<uint64_t>());
+	for (auto &[k, v] : c["ports"].items())
+		if (v.is_number_unsigned())
+			rte_tel_data_add_dict_u64(d, k.c_str(), v.get<uint64_t>());
+	for (auto &[k, v] : c["reasons"].items())
+		rte_tel_data_add_dict_u64(d, ("reason." + k).c_str(), v.get<uint64_t>());
+	return 0;
+}
+
+// ---- linkgated channel (docs/agent.md, "DPDK dataplanes") ----
+class AgentLink {
+public:
+	explicit AgentLink(std::string path) : path_(std::move(path)) {}
+	~AgentLink() { close_fd(); }
+
+	// One step: connect if needed, serve what arrived within timeout_ms.
+	void step(int timeout_ms)
+	{
+		if (fd_ < 0) {
+			auto now = std::chrono::steady_clock::now();
+			if (now < next_try_) {
+				std::this_thread::sleep_for(std::chrono::milliseconds(std::min(timeout_ms, 50)));
+				return;
+			}
+			if (!connect_and_register()) {
+				backoff_ = std::min(backoff_ * 2, 1000);
+				next_try_ = now + std::chrono::milliseconds(backoff_);
+				return;
+			}
+			backoff_ = 50;
+		}
+		pollfd p{fd_, POLLIN, 0};
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return;
+		char buf[65536];
+		ssize_t n = read(fd_, buf, sizeof buf);
+		if (n <= 0) {
+			std::fprintf(stderr, "linkgate-dpdk: linkgated closed the channel; reconnecting\n");
+			close_fd();
+			return;
+		}
+		in_.append(buf, size_t(n));
+		if (in_.size() > (64u << 20)) {
+			std::fprintf(stderr, "linkgate-dpdk: oversized message from linkgated\n");
+			close_fd();
+			return;
+		}
+		size_t nl;
+		while (fd_ >= 0 && (nl = in_.find('\n')) != std::string::npos) {
+			std::string line = in_.substr(0, nl);
+			in_.erase(0, nl + 1);
+			serve(line);
+		}
+	}
+
+private:
+	bool connect_and_register()
+	{
+		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sockaddr_un a{};
+		a.sun_family = AF_UNIX;
+		std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+		if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a)) {
+			close_fd();
+			return false;
+		}
+		json reg = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "dataplane.register"},
+			    {"params", {{"kind", "dpdk"}, {"name", g_app->name}, {"pid", getpid()}}}};
+		if (!send_line(reg.dump())) {
+			close_fd();
+			return false;
+		}
+		registering_ = true;
+		std::fprintf(stderr, "linkgate-dpdk: connected to %s\n", path_.c_str());
+		return true;
+	}
+
+	void serve(const std::string &line)
+	{
+		json m = json::parse(line, nullptr, false);
+		if (m.is_discarded() || !m.is_object()) {
+			std::fprintf(stderr, "linkgate-dpdk: malformed message from linkgated\n");
+			close_fd();
+			return;
+		}
+		if (registering_ && !m.contains("method")) {
+			registering_ = false;
+			if (m.contains("error")) {
+				std::fprintf(stderr, "linkgate-dpdk: registration refused: %s\n", m["error"].dump().c_str());
+				close_fd();
+			}
+			return;
+		}
+		json id = m.value("id", json(nullptr));
+		std::string method = m.value("method", "");
+		json params = m.value("params", json::object());
+		json reply = {{"jsonrpc", "2.0"}, {"id", id}};
+		if (method == "dataplane.publish") {
+			uint64_t g = params.value("generation", uint64_t(0));
+			if (!params.contains("state") || !params["state"].is_object() || g == 0) {
+				reply["error"] = {{"code", -32602}, {"message", "dataplane.publish needs generation and state"}};
+			} else if (auto st = apply_state(params["state"], g); !st) {
+				std::fprintf(stderr, "linkgate-dpdk: generation %llu refused: %s\n", (unsigned long long)g,
+					     st.error().c_str());
+				reply["error"] = {{"code", -32003}, {"message", st.error()}};
+			} else {
+				reply["result"] = {{"generation", g}};
+			}
+		} else if (method == "dataplane.counters") {
+			reply["result"] = counters_json();
+		} else if (method == "dataplane.flows") {
+			json flows = json::array();
+			for (const lg_flow_entry &e : g_app->engine->flows())
+				flows.push_back(flow_to_json(e, g_app->engine->live()));
+			reply["result"] = {{"flows", flows}};
+		} else {
+			reply["error"] = {{"code", -32601}, {"message", "unknown method " + method}};
+		}
+		if (!send_line(reply.dump()))
+			close_fd();
+	}
+
+	bool send_line(std::string s)
+	{
+		s += '\n';
+		size_t off = 0;
+		while (off < s.size()) {
+			ssize_t n = send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				return false;
+			off += size_t(n);
+		}
+		return true;
+	}
+
+	void close_fd()
+	{
+		if (fd_ >= 0)
+			close(fd_);
+		fd_ = -1;
+		in_.clear();
+	}
+
+	std::string path_;
+	int fd_ = -1;
+	bool registering_ = false;
+	std::string in_;
+	int backoff_ = 50;
+	std::chrono::steady_clock::time_point next_try_{};
+};
+
+Result<dp::MacRoute> parse_route(const std::string &s, const std::vector<Port> &ports)
+{
+	// PREFIX=PORT,MAC
+	auto eq = s.find('='), comma = s.find(',');
+	if (eq == std::string::npos || comma == std::string::npos || comma < eq)
+		return err("--route " + s + ": expected PREFIX=PORT,MAC");
+	auto pfx = Prefix::parse(s.substr(0, eq));
+	if (!pfx)
+		return err("--route " + s + ": bad prefix");
+	int port = -1;
+	try {
+		port = std::stoi(s.substr(eq + 1, comma - eq - 1));
+	} catch (...) {
+	}
+	bool known = std::any_of(ports.begin(), ports.end(), [&](const Port &p) { return p.id == port; });
+	if (!known)
+		return err("--route " + s + ": port is not one of --port");
+	rte_ether_addr a;
+	if (rte_ether_unformat_addr(s.substr(comma + 1).c_str(), &a))
+		return err("--route " + s + ": bad MAC");
+	dp::MacRoute r;
+	r.prefix = *pfx;
+	r.ifindex = ifindex_of(uint16_t(port));
+	std::memcpy(r.mac.data(), a.addr_bytes, 6);
+	return r;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	int used = rte_eal_init(argc, argv);
+	if (used < 0) {
+		std::fprintf(stderr, "linkgate-dpdk: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+		return 2;
+	}
+	argc -= used;
+	argv += used;
+	argv[0] = const_cast<char *>("linkgate-dpdk");
+
+	CLI::App cli{"linkgate-dpdk: the DPDK fast path of linkgate"};
+	std::string socket_path, state_path, stats_json, acl_alg = "default", name = "dpdk";
+	std::vector<std::string> port_specs, route_specs, local_specs;
+	size_t flows = LG_CT_CAPACITY_DEFAULT;
+	double duration = 0;
+	cli.add_option("--socket", socket_path, "linkgated's control socket: generations come from it");
+	cli.add_option("--state", state_path, "run standalone on this state file (no linkgated)")->check(CLI::ExistingFile);
+	cli.add_option("--port", port_specs, "DPDK port N, and the VNet whose traffic arrives there (N=VNET)")->required();
+	cli.add_option("--route", route_specs, "PREFIX=PORT,MAC: destinations in PREFIX leave by PORT to next hop MAC");
+	cli.add_option("--local", local_specs, "an address of this host (passed, not forwarded)");
+	cli.add_option("--flows", flows, "flow table capacity")->check(CLI::Range(size_t(1), size_t(100000000)));
+	cli.add_option("--acl-alg", acl_alg, "rte_acl classify algorithm")
+		->check(CLI::IsMember({"default", "scalar", "sse", "avx2", "avx512x16", "avx512x32"}));
+	cli.add_option("--name", name, "name shown by linkgatectl stats");
+	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
+	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
+	try {
+		cli.parse(argc, argv);
+	} catch (const CLI::ParseError &e) {
+		int rc = cli.exit(e);
+		rte_eal_cleanup();
+		return rc ? 2 : 0;
+	}
+	if (socket_path.empty() == state_path.empty()) {
+		std::fprintf(stderr, "linkgate-dpdk: give exactly one of --socket and --state\n");
+		rte_eal_cleanup();
+		return 2;
+	}
+
+	App app;
+	g_app = &app;
+	app.name = name;
+	for (auto &s : port_specs) {
+		Port p{};
+		auto eq = s.find('=');
+		try {
+			int id = std::stoi(s.substr(0, eq));
+			if (id < 0 || id >= RTE_MAX_ETHPORTS || !rte_eth_dev_is_valid_port(uint16_t(id)))
+				throw std::out_of_range("port");
+			p.id = uint16_t(id);
+		} catch (...) {
+			std::fprintf(stderr, "linkgate-dpdk: --port %s: no such DPDK port (%u available)\n", s.c_str(),
+				     rte_eth_dev_count_avail());
+			rte_eal_cleanup();
+			return 2;
+		}
+		if (eq != std::string::npos)
+			p.vnet = s.substr(eq + 1);
+		app.ports.push_back(p);
+	}
+	unsigned lcore;
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	app.worker_lcores.push_back(lcore);
+	if (app.worker_lcores.empty()) {
+		std::fprintf(stderr, "linkgate-dpdk: no worker lcore: give the EAL at least two (-l 0,1)\n");
+		rte_eal_cleanup();
+		return 2;
+	}
+	unsigned workers = unsigned(app.worker_lcores.size());
+	rte_mempool *pool = rte_pktmbuf_pool_create("lg_mbufs", 8191 * unsigned(app.ports.size()) + 2048, 256, 0,
+						    RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+	if (!pool) {
+		std::fprintf(stderr, "linkgate-dpdk: no mbuf pool: %s\n", rte_strerror(rte_errno));
+		rte_eal_cleanup();
+		return 1;
+	}
+	for (auto &p : app.ports)
+		if (auto st = setup_port(p, workers, pool); !st) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
+			rte_eal_cleanup();
+			return 1;
+		}
+
+	dp::EngineConfig cfg;
+	cfg.workers = workers;
+	cfg.timeouts.flow_capacity = flows;
+	for (auto &p : app.ports)
+		cfg.host.interfaces.push_back(HostInterface{ifindex_of(p.id), p.mac, p.vnet});
+	for (auto &r : route_specs) {
+		auto mr = parse_route(r, app.ports);
+		if (!mr) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", mr.error().c_str());
+			rte_eal_cleanup();
+			return 2;
+		}
+		cfg.mac_routes.push_back(*mr);
+	}
+	for (auto &l : local_specs) {
+		auto a = Addr::parse(l);
+		if (!a) {
+			std::fprintf(stderr, "linkgate-dpdk: --local %s: not an IP address\n", l.c_str());
+			rte_eal_cleanup();
+			return 2;
+		}
+		cfg.host.local_addresses.push_back(*a);
+	}
+	const std::pair<const char *, int> algs[] = {{"default", 0}, {"scalar", RTE_ACL_CLASSIFY_SCALAR},
+		{"sse", RTE_ACL_CLASSIFY_SSE}, {"avx2", RTE_ACL_CLASSIFY_AVX2},
+		{"avx512x16", RTE_ACL_CLASSIFY_AVX512X16}, {"avx512x32", RTE_ACL_CLASSIFY_AVX512X32}};
+	for (auto &[n, v] : algs)
+		if (acl_alg == n)
+			cfg.acl_algorithm = v;
+	auto eng = dp::Engine::create(cfg);
+	if (!eng) {
+		std::fprintf(stderr, "linkgate-dpdk: %s\n", eng.error().c_str());
+		rte_eal_cleanup();
+		return 1;
+	}
+	app.engine = std::move(*eng);
+
+	// Spread (port, queue) pairs over the workers.
+	app.rxq.resize(workers);
+	app.stats = std::vector<WorkerStats>(workers);
+	size_t k = 0;
+	for (auto &p : app.ports)
+		for (uint16_t q = 0; q < p.queues; q++)
+			app.rxq[k++ % workers].push_back({p.id, q});
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	rte_telemetry_register_cmd("/linkgate/stats", telemetry_stats, "linkgate-dpdk counters");
+
+	std::unique_ptr<AgentLink> agent;
+	if (!state_path.empty()) {
+		auto j = read_json_file(state_path);
+		if (!j) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", j.error().c_str());
+			rte_eal_cleanup();
+			return 1;
+		}
+		if (auto st = apply_state(*j, 1); !st) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
+			rte_eal_cleanup();
+			return 1;
+		}
+	} else {
+		agent = std::make_unique<AgentLink>(socket_path);
+		// Nothing is forwarded before the first generation.
+		while (!g_stop && !app.engine->ready())
+			agent->step(100);
+	}
+	app.started = std::chrono::steady_clock::now();
+	for (unsigned w = 0; w < workers; w++)
+		rte_eal_remote_launch(worker_main, reinterpret_cast<void *>(uintptr_t(w)), app.worker_lcores[w]);
+	std::fprintf(stderr, "linkgate-dpdk: %zu ports, %u workers, generation %llu\n", app.ports.size(), workers,
+		     (unsigned long long)app.engine->generation());
+
+	auto last_reclaim = std::chrono::steady_clock::now();
+	while (!g_stop) {
+		if (agent)
+			agent->step(100);
+		else
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		auto now = std::chrono::steady_clock::now();
+		if (duration > 0 && std::chrono::duration<double>(now - app.started).count() >= duration)
+			g_stop = true;
+		if (now - last_reclaim > std::chrono::seconds(1)) {
+			app.engine->reclaim(dp::Engine::clock_ns());
+			last_reclaim = now;
+		}
+	}
+	rte_eal_mp_wait_lcore();
+	json out = counters_json();
+	if (!stats_json.empty()) {
+		std::ofstream f(stats_json);
+		f << out.dump(2) << "\n";
+	}
+	std::fprintf(stderr, "linkgate-dpdk: stopped: %s\n", out["ports"].dump().c_str());
+	for (auto &p : app.ports) {
+		rte_eth_dev_stop(p.id);
+		rte_eth_dev_close(p.id);
+	}
+	app.engine.reset();
+	rte_eal_cleanup();
+	return 0;
+}

@@ -1,0 +1,293 @@
+#include "umaps.hpp"
+
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_jhash.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+
+#include <algorithm>
+#include <cerrno>
+
+extern "C" {
+#include "lg_xdp.h"
+}
+
+namespace lg::dp {
+
+namespace {
+uint32_t u32_key(const void *key)
+{
+	uint32_t k;
+	std::memcpy(&k, key, 4);
+	return k;
+}
+long refuse(lg_umap *, const void *) { return -EPERM; }
+long refuse_update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
+} // namespace
+
+// ---- ArrayMap ----
+ArrayMap::ArrayMap(size_t value_size, size_t n) : vals_(value_size, n)
+{
+	static const lg_umap_ops ops = {lookup, update, del};
+	this->ops = &ops;
+}
+void *ArrayMap::lookup(lg_umap *m, const void *key)
+{
+	return static_cast<ArrayMap *>(m)->at(u32_key(key));
+}
+long ArrayMap::update(lg_umap *m, const void *key, const void *val, __u64 flags)
+{
+	auto *a = static_cast<ArrayMap *>(m);
+	uint8_t *p = a->at(u32_key(key));
+	if (!p)
+		return -E2BIG;
+	if (flags == BPF_NOEXIST)
+		return -EEXIST;
+	std::memcpy(p, val, a->vals_.value_size());
+	return 0;
+}
+long ArrayMap::del(lg_umap *, const void *) { return -EINVAL; }
+
+// ---- PerCpuArray ----
+PerCpuArray::PerCpuArray(size_t value_size, size_t n) : n_(n), vals_(value_size, n * LG_HOST_CPUS)
+{
+	static const lg_umap_ops ops = {lookup, update, del};
+	this->ops = &ops;
+}
+void *PerCpuArray::lookup(lg_umap *m, const void *key)
+{
+	return static_cast<PerCpuArray *>(m)->at(lg_host_cpu, u32_key(key));
+}
+long PerCpuArray::update(lg_umap *m, const void *key, const void *val, __u64)
+{
+	auto *a = static_cast<PerCpuArray *>(m);
+	uint8_t *p = a->at(lg_host_cpu, u32_key(key));
+	if (!p)
+		return -E2BIG;
+	std::memcpy(p, val, a->vals_.value_size());
+	return 0;
+}
+long PerCpuArray::del(lg_umap *, const void *) { return -EINVAL; }
+uint64_t PerCpuArray::sum_u64(size_t i) const
+{
+	uint64_t t = 0;
+	if (i >= n_)
+		return 0;
+	for (unsigned c = 0; c < LG_HOST_CPUS; c++) {
+		uint64_t v;
+		std::memcpy(&v, vals_.at(size_t(c) * n_ + i), 8);
+		t += v;
+	}
+	return t;
+}
+
+// ---- FixedHash ----
+FixedHash::FixedHash(size_t key_size, size_t value_size, size_t n)
+	: ks_(key_size), keys_(key_size, std::max<size_t>(n, 1)), vals_(value_size, std::max<size_t>(n, 1))
+{
+	static const lg_umap_ops ops = {lookup, refuse_update, refuse};
+	this->ops = &ops;
+	size_t cap = 4;
+	while (cap < 2 * n)
+		cap <<= 1;
+	mask_ = cap - 1;
+	slot_.assign(cap, 0);
+}
+void FixedHash::insert(const void *key, const void *val)
+{
+	if (void *v = find(key)) {
+		std::memcpy(v, val, vals_.value_size());
+		return;
+	}
+	if (n_ >= keys_.size())
+		return; // sized by the builder: cannot happen
+	std::memcpy(keys_.at(n_), key, ks_);
+	std::memcpy(vals_.at(n_), val, vals_.value_size());
+	uint32_t h = rte_jhash(key, uint32_t(ks_), 0) & uint32_t(mask_);
+	while (slot_[h])
+		h = (h + 1) & uint32_t(mask_);
+	slot_[h] = uint32_t(++n_);
+}
+void *FixedHash::find(const void *key) const
+{
+	uint32_t h = rte_jhash(key, uint32_t(ks_), 0) & uint32_t(mask_);
+	for (;;) {
+		uint32_t e = slot_[h];
+		if (!e)
+			return nullptr;
+		if (std::memcmp(keys_.at(e - 1), key, ks_) == 0)
+			return const_cast<uint8_t *>(vals_.at(e - 1));
+		h = (h + 1) & uint32_t(mask_);
+	}
+}
+void *FixedHash::lookup(lg_umap *m, const void *key) { return static_cast<FixedHash *>(m)->find(key); }
+long FixedHash::update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
+long FixedHash::del(lg_umap *, const void *) { return -EPERM; }
+
+// ---- LpmMap ----
+LpmMap::LpmMap(size_t data_size, size_t value_size) : ds_(data_size), vs_(value_size)
+{
+	static const lg_umap_ops ops = {lookup, refuse_update, refuse};
+	this->ops = &ops;
+}
+static void mask_bits(uint8_t *d, size_t n, uint32_t len)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t bit = uint32_t(i) * 8;
+		if (bit >= len)
+			d[i] = 0;
+		else if (len - bit < 8)
+			d[i] &= uint8_t(0xff00u >> (len - bit));
+	}
+}
+void LpmMap::insert(uint32_t prefixlen, const void *data, const void *val)
+{
+	auto it = std::find_if(levels_.begin(), levels_.end(), [&](const Level &l) { return l.len == prefixlen; });
+	if (it == levels_.end()) {
+		levels_.push_back(Level{prefixlen, {}, nullptr});
+		it = levels_.end() - 1;
+	}
+	std::vector<uint8_t> k(static_cast<const uint8_t *>(data), static_cast<const uint8_t *>(data) + ds_);
+	mask_bits(k.data(), ds_, prefixlen);
+	it->pending.emplace_back(std::move(k), std::vector<uint8_t>(static_cast<const uint8_t *>(val),
+								     static_cast<const uint8_t *>(val) + vs_));
+}
+void LpmMap::seal()
+{
+	std::sort(levels_.begin(), levels_.end(), [](const Level &a, const Level &b) { return a.len > b.len; });
+	for (auto &l : levels_) {
+		l.table = std::make_unique<FixedHash>(ds_, vs_, l.pending.size());
+		for (auto &[k, v] : l.pending)
+			l.table->insert(k.data(), v.data());
+		l.pending.clear();
+	}
+}
+void *LpmMap::lookup(lg_umap *m, const void *key)
+{
+	auto *t = static_cast<LpmMap *>(m);
+	uint32_t want = u32_key(key); // the key's own prefixlen bounds the match
+	uint8_t buf[64];
+	if (t->ds_ > sizeof(buf))
+		return nullptr;
+	for (auto &l : t->levels_) {
+		if (l.len > want)
+			continue;
+		std::memcpy(buf, static_cast<const uint8_t *>(key) + 4, t->ds_);
+		mask_bits(buf, t->ds_, l.len);
+		if (void *v = l.table->find(buf))
+			return v;
+	}
+	return nullptr;
+}
+long LpmMap::update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
+long LpmMap::del(lg_umap *, const void *) { return -EPERM; }
+
+// ---- OuterMap ----
+OuterMap::OuterMap() : slot_(LG_GEN_SLOTS, nullptr)
+{
+	static const lg_umap_ops ops = {lookup, refuse_update, refuse};
+	this->ops = &ops;
+}
+void *OuterMap::lookup(lg_umap *m, const void *key)
+{
+	auto *o = static_cast<OuterMap *>(m);
+	uint32_t k = u32_key(key);
+	if (k >= o->slot_.size() || !o->slot_[k])
+		return nullptr;
+	return &o->slot_[k]; // a "map": its first word is the inner lg_umap
+}
+long OuterMap::update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
+long OuterMap::del(lg_umap *, const void *) { return -EPERM; }
+
+// ---- SharedHash ----
+std::unique_ptr<SharedHash> SharedHash::create(const std::string &name, size_t key_size, size_t value_size,
+					       size_t capacity, rte_rcu_qsbr *qsbr, std::string *err)
+{
+	std::unique_ptr<SharedHash> s(new SharedHash());
+	static const lg_umap_ops ops = {lookup, update, del};
+	s->ops = &ops;
+	s->ks_ = key_size;
+	s->vs_ = value_size;
+	s->capacity_ = capacity;
+	rte_hash_parameters p{};
+	p.name = name.c_str();
+	p.entries = uint32_t(std::max<size_t>(capacity, 8));
+	p.key_len = uint32_t(key_size);
+	p.hash_func = rte_jhash;
+	p.socket_id = SOCKET_ID_ANY;
+	p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD |
+		       RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+	s->h_ = rte_hash_create(&p);
+	if (!s->h_) {
+		*err = "rte_hash_create(" + name + ", " + std::to_string(capacity) + " entries): " +
+		       rte_strerror(rte_errno) + " (give the EAL more memory (-m) or lower --flows)";
+		return nullptr;
+	}
+	rte_hash_rcu_config rc{};
+	rc.v = qsbr;
+	rc.mode = RTE_HASH_QSBR_MODE_DQ;
+	if (int e = rte_hash_rcu_qsbr_add(s->h_, &rc); e) {
+		*err = "rte_hash_rcu_qsbr_add(" + name + "): " + rte_strerror(rte_errno);
+		return nullptr;
+	}
+	size_t slots = size_t(rte_hash_max_key_id(s->h_)) + 1;
+	s->vals_ = static_cast<uint8_t *>(rte_zmalloc(nullptr, slots * value_size, 64));
+	if (!s->vals_) {
+		*err = "no DPDK memory for " + std::to_string(capacity) + " " + name + " entries (" +
+		       std::to_string((slots * (value_size + key_size + 16)) >> 20) +
+		       " MiB): give the EAL more (-m) or lower --flows";
+		return nullptr;
+	}
+	return s;
+}
+SharedHash::~SharedHash()
+{
+	if (h_)
+		rte_hash_free(h_);
+	rte_free(vals_);
+}
+size_t SharedHash::count() const { return size_t(std::max(rte_hash_count(h_), 0)); }
+void *SharedHash::lookup(lg_umap *m, const void *key)
+{
+	auto *s = static_cast<SharedHash *>(m);
+	int32_t pos = rte_hash_lookup(s->h_, key);
+	return pos < 0 ? nullptr : s->vals_ + size_t(pos) * s->vs_;
+}
+long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flags)
+{
+	auto *s = static_cast<SharedHash *>(m);
+	int32_t pos = rte_hash_lookup(s->h_, key);
+	if (pos >= 0) {
+		if (flags == BPF_NOEXIST)
+			return -EEXIST;
+		std::memcpy(s->vals_ + size_t(pos) * s->vs_, val, s->vs_);
+		return 0;
+	}
+	if (flags == BPF_EXIST)
+		return -ENOENT;
+	// BPF's hash map counts elements against max_entries: E2BIG when full.
+	if (s->count() >= s->capacity_)
+		return -E2BIG;
+	pos = rte_hash_add_key(s->h_, key);
+	if (pos < 0)
+		return pos == -ENOSPC ? -E2BIG : pos;
+	std::memcpy(s->vals_ + size_t(pos) * s->vs_, val, s->vs_);
+	return 0;
+}
+long SharedHash::del(lg_umap *m, const void *key)
+{
+	auto *s = static_cast<SharedHash *>(m);
+	int32_t pos = rte_hash_del_key(s->h_, key);
+	return pos < 0 ? -ENOENT : 0;
+}
+int32_t SharedHash::iterate(uint32_t *next, const void **key, uint8_t **val)
+{
+	void *data;
+	int32_t pos = rte_hash_iterate(h_, key, &data, next);
+	if (pos >= 0)
+		*val = vals_ + size_t(pos) * vs_;
+	return pos;
+}
+
+} // namespace lg::dp

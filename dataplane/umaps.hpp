@@ -1,0 +1,165 @@
+// The maps of the XDP program as the DPDK build of it sees them (lg_host.h):
+// each class is an lg_umap whose ops serve bpf_map_*_elem. Generation tables
+// are immutable once built; the flow and fragment tables are rte_hash with
+// lock-free readers and RCU QSBR reclamation, shared by every worker lcore.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "lg_host.h"
+}
+
+struct rte_hash;
+struct rte_rcu_qsbr;
+
+namespace lg::dp {
+
+// Fixed-size values in 8-byte aligned storage.
+class Values {
+public:
+	Values() = default;
+	Values(size_t value_size, size_t n) : vs_(value_size), n_(n), w_((value_size * n + 7) / 8 + 1, 0) {}
+	uint8_t *at(size_t i) { return reinterpret_cast<uint8_t *>(w_.data()) + i * vs_; }
+	const uint8_t *at(size_t i) const { return reinterpret_cast<const uint8_t *>(w_.data()) + i * vs_; }
+	size_t size() const { return n_; }
+	size_t value_size() const { return vs_; }
+
+private:
+	size_t vs_ = 0, n_ = 0;
+	std::vector<uint64_t> w_;
+};
+
+// BPF_MAP_TYPE_ARRAY: u32 index -> value. Writable (lg_active).
+class ArrayMap : public lg_umap {
+public:
+	ArrayMap(size_t value_size, size_t n);
+	template <typename T> static std::unique_ptr<ArrayMap> of(const std::vector<T> &v)
+	{
+		auto m = std::make_unique<ArrayMap>(sizeof(T), v.size());
+		if (!v.empty())
+			std::memcpy(m->vals_.at(0), v.data(), sizeof(T) * v.size());
+		return m;
+	}
+	uint8_t *at(size_t i) { return i < vals_.size() ? vals_.at(i) : nullptr; }
+
+private:
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	Values vals_;
+};
+
+// BPF_MAP_TYPE_PERCPU_ARRAY: one copy per worker (lg_host_cpu).
+class PerCpuArray : public lg_umap {
+public:
+	PerCpuArray(size_t value_size, size_t n);
+	uint8_t *at(unsigned cpu, size_t i) { return i < n_ ? vals_.at(size_t(cpu) * n_ + i) : nullptr; }
+	size_t size() const { return n_; }
+	uint64_t sum_u64(size_t i) const; // counters: the u64 at index i over every CPU
+
+private:
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	size_t n_;
+	Values vals_;
+};
+
+// Exact-match table built once (BPF_MAP_TYPE_HASH of a generation, and the
+// host tables lg_local / lg_ifmac): open addressing over jhash.
+class FixedHash : public lg_umap {
+public:
+	FixedHash(size_t key_size, size_t value_size, size_t n);
+	void insert(const void *key, const void *val); // builder only: before the map is published
+	void *find(const void *key) const;
+
+private:
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	size_t ks_, n_ = 0, mask_;
+	Values keys_, vals_;
+	std::vector<uint32_t> slot_; // entry + 1, 0 empty
+};
+
+// BPF_MAP_TYPE_LPM_TRIE: key = u32 prefixlen + data. One exact table per
+// prefix length present, searched longest first.
+class LpmMap : public lg_umap {
+public:
+	LpmMap(size_t data_size, size_t value_size);
+	void insert(uint32_t prefixlen, const void *data, const void *val); // builder only
+	void seal();                                                       // after the last insert
+
+private:
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	struct Level {
+		uint32_t len;
+		std::vector<std::pair<std::vector<uint8_t>, std::vector<uint8_t>>> pending;
+		std::unique_ptr<FixedHash> table;
+	};
+	size_t ds_, vs_;
+	std::vector<Level> levels_; // sealed: longest first
+};
+
+// BPF_MAP_TYPE_ARRAY_OF_MAPS with LG_GEN_SLOTS slots: the lookup returns a
+// pointer to the slot's word, which holds the inner lg_umap.
+class OuterMap : public lg_umap {
+public:
+	OuterMap();
+	void set(uint32_t slot, lg_umap *inner) { slot_[slot] = inner; }
+
+private:
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	std::vector<lg_umap *> slot_;
+};
+
+// BPF_MAP_TYPE_HASH that packets write (flows, fragments): rte_hash with
+// lock-free readers, writers serialised inside rte_hash, key slots reused
+// only after every worker passed a quiescent state (RCU QSBR defer queue),
+// so a value pointer stays valid for the rest of the packet as in BPF.
+class SharedHash : public lg_umap {
+public:
+	static std::unique_ptr<SharedHash> create(const std::string &name, size_t key_size, size_t value_size,
+						  size_t capacity, rte_rcu_qsbr *qsbr, std::string *err);
+	~SharedHash();
+	size_t count() const;
+	size_t capacity() const { return capacity_; }
+	// Every (key, value) pair; f returns true to delete the entry.
+	template <typename F> size_t for_each(F &&f);
+
+private:
+	SharedHash() = default;
+	static void *lookup(lg_umap *m, const void *key);
+	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
+	static long del(lg_umap *m, const void *key);
+	int32_t iterate(uint32_t *next, const void **key, uint8_t **val);
+	rte_hash *h_ = nullptr;
+	size_t ks_ = 0, vs_ = 0, capacity_ = 0;
+	uint8_t *vals_ = nullptr; // (max key id + 1) values, rte_zmalloc'd
+};
+
+template <typename F> size_t SharedHash::for_each(F &&f)
+{
+	std::vector<std::vector<uint8_t>> doomed;
+	uint32_t next = 0;
+	const void *k;
+	uint8_t *v;
+	while (iterate(&next, &k, &v) >= 0)
+		if (f(k, v))
+			doomed.emplace_back(static_cast<const uint8_t *>(k), static_cast<const uint8_t *>(k) + ks_);
+	for (auto &d : doomed)
+		del(this, d.data());
+	return doomed.size();
+}
+
+} // namespace lg::dp
