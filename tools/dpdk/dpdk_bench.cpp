@@ -50,6 +50,7 @@ struct DpdkOptions {
 	std::string workdir = "/tmp/linkgate-bench-dpdk";
 	std::string testpmd = "dpdk-testpmd", test_acl = "dpdk-test-acl", linkgate_dpdk;
 	std::string lg_acl_alg; // linkgate-dpdk --acl-alg; "": its default
+	std::string lg_start_marker = "workers, generation";
 	std::vector<std::string> only; // testpmd, linkgate, acl
 	std::string json_path, markdown_path;
 	uint64_t seed = 1;
@@ -197,6 +198,9 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 	c->add_option("--linkgate-dpdk", o.linkgate_dpdk,
 		      "linkgate-dpdk binary (default: <builddir>/dataplane/linkgate-dpdk; skipped when absent)");
 	c->add_option("--lg-acl-alg", o.lg_acl_alg, "linkgate-dpdk --acl-alg (default: its own default)");
+	c->add_option("--lg-start-marker", o.lg_start_marker,
+		      "text linkgate-dpdk prints when it starts forwarding (times the run)")
+		->capture_default_str();
 	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl")
 		->check(CLI::IsMember({"testpmd", "linkgate", "acl"}));
 	c->add_option("--seed", o.seed, "seed of the Allow/Deny mix and the flows")->capture_default_str();
@@ -391,6 +395,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				lo.flow_capacity = std::max<size_t>(c.flows + c.flows / 4, 65536);
 				lo.mbufs = lg_mbufs ? c.frames + 16384 : 0;
 				lo.acl_alg = o.lg_acl_alg;
+				lo.start_marker = o.lg_start_marker;
 				lo.seconds = o.seconds;
 				lo.stats_json = o.workdir + "/linkgate-stats.json";
 				auto l = run_linkgate(lo, eal_for(c.frames + lo.flow_capacity / 2), c.pcap);

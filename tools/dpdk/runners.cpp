@@ -381,7 +381,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});
 	unlink(o.stats_json.c_str());
 	// SIGINT `seconds` after its workers start (it writes --stats-json then).
-	auto pr = run_process(argv, o.seconds, 30, "workers, generation", 300);
+	auto pr = run_process(argv, o.seconds, 30, o.start_marker, 120);
 	if (!pr)
 		return err(pr.error());
 	if (pr->exit_code != 0)

@@ -81,6 +81,9 @@ struct LinkgateOptions {
 	size_t flow_capacity = 0;          // --flows; 0: not passed
 	size_t mbufs = 0;                  // --mbufs (pool size); 0: not passed
 	std::string acl_alg;               // --acl-alg; "": its default
+	// What it prints when its workers start forwarding (the SIGINT clock and
+	// the CPU window start there; without it, SIGINT after 120 s).
+	std::string start_marker = "workers, generation";
 	double seconds = 5;
 	std::string stats_json;
 };
