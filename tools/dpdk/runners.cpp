@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -170,6 +171,22 @@ std::vector<std::string> Eal::args() const
 		"--log-level", "lib.eal:error"};
 }
 
+std::string Eal::runtime_dir() const
+{
+	if (getuid() == 0)
+		return "/var/run/dpdk/" + prefix;
+	const char *x = getenv("XDG_RUNTIME_DIR");
+	return std::string(x && *x ? x : "/tmp") + "/dpdk/" + prefix;
+}
+
+void Eal::remove_runtime_dir() const
+{
+	if (prefix.empty())
+		return;
+	std::error_code ec;
+	std::filesystem::remove_all(runtime_dir(), ec);
+}
+
 std::vector<std::string> vdev_args(const std::string &pcap)
 {
 	return {"--vdev", "net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1", "--vdev", "net_null0,no-rx=1"};
@@ -230,6 +247,7 @@ Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std
 				 std::to_string(mbufs), "--mbuf-size", std::to_string(mbuf_size), "--burst", "32"});
 	// Forwarding starts once every port is up (infinite_rx has read the pcap).
 	auto pr = run_process(argv, seconds + 0.5, 20, "start packet forwarding", 180);
+	eal.remove_runtime_dir();
 	if (!pr)
 		return err(pr.error());
 	if (pr->exit_code != 0)
@@ -276,6 +294,7 @@ Result<AclRun> run_test_acl(const std::string &bin, const Eal &eal, const std::s
 	if (ipv6)
 		argv.push_back("--ipv6");
 	auto pr = run_process(argv, 0, 120);
+	one.remove_runtime_dir();
 	if (!pr)
 		return err(pr.error());
 	auto a = parse_test_acl(pr->output);
@@ -357,6 +376,7 @@ Result<std::string> linkgate_help(const std::string &bin, const Eal &eal)
 		argv.push_back(a);
 	argv.insert(argv.end(), {"--", "--help"});
 	auto pr = run_process(argv, 0, 30);
+	eal.remove_runtime_dir();
 	if (!pr)
 		return err(pr.error());
 	return pr->output;
@@ -382,6 +402,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	unlink(o.stats_json.c_str());
 	// SIGINT `seconds` after its workers start (it writes --stats-json then).
 	auto pr = run_process(argv, o.seconds, 30, o.start_marker, 120);
+	eal.remove_runtime_dir();
 	if (!pr)
 		return err(pr.error());
 	if (pr->exit_code != 0)

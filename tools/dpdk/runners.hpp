@@ -41,6 +41,10 @@ struct Eal {
 	int mem_mb = 512;
 	std::string prefix;         // --file-prefix
 	std::vector<std::string> args() const;
+	// The EAL's runtime directory of this prefix (/var/run/dpdk/<prefix> for
+	// root), removed after every run so that none accumulate.
+	std::string runtime_dir() const;
+	void remove_runtime_dir() const;
 };
 
 // The two virtual ports: 0 = net_pcap replaying `pcap` forever, 1 = net_null.
