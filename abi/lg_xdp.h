@@ -11,12 +11,15 @@
 
 #include "lg_flow.h"
 
-/* Bumped when a pinned map's layout or meaning changes. */
-#define LG_XDP_LAYOUT_VERSION 2
+/* Bumped when a pinned map's layout or meaning changes (3: outer maps of
+ * three slots). */
+#define LG_XDP_LAYOUT_VERSION 3
 
-/* Slots of every generation outer map: one live, the others being written or
- * waiting out readers of a previous generation. */
-#define LG_GEN_SLOTS 2
+/* Slots of every generation outer map: one live, the one the last flip
+ * retired (packets may still read it until its RCU barrier), and one free to
+ * be written. With three, a publish right after another writes the slot
+ * retired two flips ago and does not wait for the last flip's barrier. */
+#define LG_GEN_SLOTS 3
 
 /* lg_active[0]: which slot of every generation outer map packets read. */
 struct lg_active {

@@ -236,6 +236,11 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 
 	if (cfg.flow_capacity == 0 || cfg.frag_capacity == 0)
 		return err("flow and fragment capacities must be at least 1");
+	if (cfg.gen_slots < 2 || cfg.gen_slots > LG_GEN_SLOTS)
+		return err("generation slots must be 2.." + std::to_string(LG_GEN_SLOTS));
+	d->slots_ = cfg.gen_slots;
+	for (bpf_map *om : outer_maps(s))
+		bpf_map__set_max_entries(om, cfg.gen_slots);
 	bpf_map__set_max_entries(m->lg_flows, 2 * cfg.flow_capacity);
 	bpf_map__set_max_entries(m->lg_frags, cfg.frag_capacity);
 	bpf_map__set_max_entries(m->lg_rule_cnt, std::max(cfg.rule_counters, 1u));
@@ -281,12 +286,12 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 			   ": remove the directory to start afresh (drops the flows)");
 	} else { // adopt the generation the pinned maps carry
 		d->adopted_ = true;
-		d->active_ = a.slot & 1;
+		d->active_ = a.slot < d->slots_ ? a.slot : 0;
 		d->generation_ = a.generation;
 		d->published_ = true;
 		// Hold the pinned inner maps so publishes reuse them.
 		auto outers = outer_maps(s);
-		for (uint32_t slot = 0; slot < 2; slot++)
+		for (uint32_t slot = 0; slot < d->slots_; slot++)
 			for (size_t i = 0; i < kTables; i++) {
 				uint32_t id = 0;
 				if (bpf_map_lookup_elem(bpf_map__fd(outers[i]), &slot, &id))
@@ -303,7 +308,7 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 				d->slot_cap_[slot][i] = info.max_entries;
 			}
 		// The previous agent may have died between its flip and its barrier.
-		d->barrier_needed_ = true;
+		d->adopt_barrier_ = true;
 	}
 	return d;
 }
@@ -320,8 +325,9 @@ std::vector<bpf_map *> XdpDataplane::pinned_maps() const
 
 XdpDataplane::~XdpDataplane()
 {
-	if (barrier_thread_.joinable())
-		barrier_thread_.join(); // it uses our inner map fds
+	for (auto &b : barriers_)
+		if (b->thread.joinable())
+			b->thread.join(); // it uses our inner map fds
 	for (auto &[ifindex, fd] : links_)
 		close(fd); // a pinned link stays attached, an unpinned one goes
 	for (auto &sl : slot_fds_)
@@ -342,20 +348,38 @@ Status XdpDataplane::barrier_now()
 	return Ok{};
 }
 
-Status XdpDataplane::settle()
+// Joins the pending barriers up to the newest one that guards `slot`
+// (grace periods end in order, so the older ones are done or nearly). A
+// failed one is replaced by a barrier run now, after every flip so far,
+// which covers them all. slot == LG_GEN_SLOTS: every pending barrier.
+Status XdpDataplane::wait_free(uint32_t slot)
 {
-	if (barrier_thread_.joinable()) {
-		barrier_thread_.join();
-		if (barrier_errno_ == 0)
-			barrier_needed_ = false;
+	size_t upto = 0;
+	for (size_t j = 0; j < barriers_.size(); j++)
+		if (slot == LG_GEN_SLOTS || barriers_[j]->guards == slot)
+			upto = j + 1;
+	bool failed = adopt_barrier_;
+	for (size_t j = 0; j < upto; j++) {
+		Barrier &b = *barriers_.front();
+		if (b.thread.joinable())
+			b.thread.join();
+		failed |= b.err != 0;
+		barriers_.pop_front();
 	}
-	if (!barrier_needed_)
+	if (!failed)
 		return Ok{};
+	// A barrier after the last flip covers every older one: drop them all.
+	for (auto &b : barriers_)
+		if (b->thread.joinable())
+			b->thread.join();
+	barriers_.clear();
 	if (auto st = barrier_now(); !st)
 		return st;
-	barrier_needed_ = false;
+	adopt_barrier_ = false;
 	return Ok{};
 }
+
+Status XdpDataplane::settle() { return wait_free(LG_GEN_SLOTS); }
 
 // Fast path: the slot's map is big enough, so plain element writes of what
 // changed (no grace period; no packet reads this slot). Slow path: a bigger
@@ -448,10 +472,11 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 
 Status XdpDataplane::publish(const CompiledTables &t)
 {
-	// The inactive slot is free once the last flip's barrier has run.
-	if (auto st = settle(); !st)
+	// The slot retired longest ago (with 3 slots: two flips ago) is free
+	// once the barrier of the flip that retired it has run.
+	uint32_t target = published_ ? (active_ + 1) % slots_ : 0;
+	if (auto st = wait_free(target); !st)
 		return st;
-	uint32_t target = published_ ? 1 - active_ : 0;
 	Packed subnet = pack(t.subnets), nic = pack(t.nics), pe = pack(t.pes), pubip = pack(t.pubips),
 	       iface = pack(t.ifaces);
 	std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
@@ -490,22 +515,26 @@ Status XdpDataplane::publish(const CompiledTables &t)
 	uint32_t z = 0;
 	if (bpf_map__update_elem(skel_->maps.lg_active, &z, sizeof z, &a, sizeof a, BPF_ANY))
 		return err(sys("cannot switch lg_active", errno));
+	uint32_t retired = published_ ? active_ : LG_GEN_SLOTS;
 	active_ = target;
 	published_ = true;
 	generation_ = t.generation;
 
-	// The barrier (one grace period) only guards the next publish, so it
-	// runs off the critical path; settle() joins it. Its fds stay open
-	// until then (the next publish writes the other slot).
-	barrier_needed_ = true;
-	barrier_errno_ = 0;
-	try {
-		barrier_thread_ = std::thread([this, ofd = bpf_map__fd(skel_->maps.lg_gcfg), slot = target,
-					       ifd = slot_fds_[target][kGcfg]] {
-			barrier_errno_ = rcu_barrier_op(ofd, slot, ifd);
-		});
-	} catch (const std::system_error &) {
-		// No thread: the next publish runs the barrier itself.
+	// The barrier (one grace period) only guards a later publish into the
+	// retired slot, so it runs off the critical path; wait_free() joins it.
+	// Its fds stay open until then: the slot it re-sets (the live one) is
+	// written again only after a later flip's barrier, joined after this one.
+	if (retired < LG_GEN_SLOTS) {
+		auto b = std::make_unique<Barrier>();
+		b->guards = retired;
+		try {
+			Barrier *bp = b.get();
+			b->thread = std::thread([bp, ofd = bpf_map__fd(skel_->maps.lg_gcfg), slot = target,
+						 ifd = slot_fds_[target][kGcfg]] { bp->err = rcu_barrier_op(ofd, slot, ifd); });
+		} catch (const std::system_error &) {
+			// No thread: err stays -1, the publish into that slot runs a barrier itself.
+		}
+		barriers_.push_back(std::move(b));
 	}
 
 	// MACs of the bound interfaces answer ARP and neighbour solicitations.

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +23,7 @@ extern "C" {
 #include "lg_flow.h"
 #include "lg_limits.h"
 #include "lg_reasons.h"
+#include "lg_xdp.h"
 }
 
 struct lg_xdp; // the bpftool skeleton
@@ -41,6 +43,13 @@ struct XdpConfig {
 	uint32_t rule_counters = 65536;   // lg_rule::counter ids
 	uint32_t pe_counters = 4096;      // lg_pe::id
 	uint32_t server_counters = 4096;  // server indices
+	// Generation slots (entries of every outer map), 2..LG_GEN_SLOTS. With 2,
+	// a publish right after another waits for the previous flip's RCU
+	// barrier (one grace period, ~10-20 ms); with 3 it writes the slot
+	// retired two flips ago and does not wait unless two flips came within
+	// one grace period, at the cost of one more copy of every table.
+	// linkgated uses 3. Pinned maps of another count are refused at load.
+	uint32_t gen_slots = 2;
 	// Pin maps and XDP links here (the agent: "/sys/fs/bpf/linkgate") so the
 	// dataplane outlives the process; "" pins nothing. A later load with the
 	// same directory adopts the pinned maps (tables, flows, counters) and
@@ -63,16 +72,17 @@ public:
 	XdpDataplane(const XdpDataplane &) = delete;
 	XdpDataplane &operator=(const XdpDataplane &) = delete;
 
-	// Write t element by element into the inactive slot's inner maps
-	// (replacing a map only when a table outgrows it), then flip lg_active
-	// once: t is live when this returns. The RCU barrier that frees the old
-	// slot runs on a background thread; the next publish waits for it (and
-	// retries it when it failed) before writing. The MACs of t.ifaces are
-	// read from the kernel for ARP/ND answers. On error the active
-	// generation is unchanged.
+	// Write t element by element into the inactive slot retired longest ago
+	// (of LG_GEN_SLOTS; replacing a map only when a table outgrows it),
+	// then flip lg_active once: t is live when this returns. The RCU barrier
+	// that frees the slot a flip retires runs on a background thread; a
+	// publish waits only for the barrier guarding the slot it writes (with 3
+	// slots: the one started two flips ago), and runs it again when it
+	// failed. The MACs of t.ifaces are read from the kernel for ARP/ND
+	// answers. On error the active generation is unchanged.
 	Status publish(const CompiledTables &t);
 	uint64_t generation() const { return generation_; }
-	// Wait for the barrier of the last flip (or of adopted pins); a failed
+	// Wait for every pending barrier (and that of adopted pins); a failed
 	// one is run again here, and its error returned if that fails too.
 	Status settle();
 
@@ -125,9 +135,10 @@ private:
 	static constexpr size_t kTables = 15;
 	Status write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n);
 	Status barrier_now();
+	Status wait_free(uint32_t slot); // the barriers guarding slot are done
 	// Inner maps per slot and table (-1: none) and their max_entries.
-	std::array<std::array<int, kTables>, 2> slot_fds_{};
-	std::array<std::array<uint32_t, kTables>, 2> slot_cap_{};
+	std::array<std::array<int, kTables>, LG_GEN_SLOTS> slot_fds_{};
+	std::array<std::array<uint32_t, kTables>, LG_GEN_SLOTS> slot_cap_{};
 	// What each inner map holds, so a publish writes only what changed
 	// (invalid: unknown, e.g. adopted pins; then everything is written).
 	struct Shadow {
@@ -135,11 +146,18 @@ private:
 		std::vector<uint8_t> vals;                           // arrays
 		std::unordered_map<std::string, std::string> kv;     // hash/LPM
 	};
-	std::array<std::array<Shadow, kTables>, 2> shadow_;
-	std::thread barrier_thread_;
-	int barrier_errno_ = 0;       // result of the background barrier
-	bool barrier_needed_ = false; // a flip (or adoption) not yet followed by a barrier
+	std::array<std::array<Shadow, kTables>, LG_GEN_SLOTS> shadow_;
+	// One background barrier per flip, oldest first: after it, no packet
+	// reads `guards` (the slot that flip retired).
+	struct Barrier {
+		std::thread thread;
+		uint32_t guards = 0;
+		int err = -1; // -1: not run (no thread could be started)
+	};
+	std::deque<std::unique_ptr<Barrier>> barriers_;
+	bool adopt_barrier_ = false; // adopted pins: a barrier before any slot is written
 	uint32_t active_ = 0;
+	uint32_t slots_ = 2; // XdpConfig::gen_slots
 	bool published_ = false;
 	uint64_t generation_ = 0;
 	std::vector<std::pair<uint32_t, int>> links_; // ifindex, BPF link fd

@@ -460,6 +460,7 @@ int main(int argc, char **argv)
 	}
 	auto ns = [](double s) { return uint64_t(s * 1e9); };
 	po.xdp.pin_dir = o.pin_dir;
+	po.xdp.gen_slots = LG_GEN_SLOTS; // a change right after another does not wait for a grace period
 	po.xdp.flow_capacity = o.flow_capacity;
 	po.xdp.tcp_established_ns = ns(o.tcp_established);
 	po.xdp.tcp_transient_ns = ns(o.tcp_transient);

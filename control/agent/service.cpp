@@ -337,9 +337,8 @@ struct Service::Impl {
 		Result<uint64_t> g = s.commit_ ? s.commit_(next) : Result<uint64_t>(s.generation_ + 1);
 		if (!g)
 			fail(kCommitFailed, "commit failed: " + g.error());
-		// The reference evaluator answers explain/stats until the compiled
-		// tables do; it accepts what validate accepted.
-		(void)s.evaluator_.commit(next);
+		// The reference evaluator (explain's trace) catches up when asked.
+		s.evaluator_stale_ = true;
 		s.state_ = std::move(next);
 		s.generation_ = *g;
 	}
@@ -949,7 +948,7 @@ struct Service::Impl {
 	// tables do not keep, comes from the reference evaluator.
 	Decision decide(const Tuple &t) const
 	{
-		Decision d = s.evaluator_.explain(t);
+		Decision d = s.evaluator().explain(t);
 		const CompiledTables *ct = s.dataplane_ ? s.dataplane_->live_tables() : nullptr;
 		if (!ct)
 			return d;
@@ -1062,10 +1061,13 @@ struct Service::Impl {
 	{
 		Params p(params, {});
 		// The dataplane's counters when one is attached, else the evaluator's.
-		Counters c = s.evaluator_.counters();
-		uint64_t nflows = s.evaluator_.flow_count();
+		Counters c;
+		uint64_t nflows = 0;
 		json dc_dataplanes;
-		if (s.dataplane_) {
+		if (!s.dataplane_) {
+			c = s.evaluator().counters();
+			nflows = s.evaluator().flow_count();
+		} else {
 			DataplaneCounters dc = s.dataplane_->counters();
 			dc_dataplanes = dc.dataplanes;
 			c.reasons = dc.reasons;
@@ -1112,7 +1114,7 @@ struct Service::Impl {
 		if (s.dataplane_)
 			return s.dataplane_->flows();
 		json out = json::array();
-		for (const auto &f : s.evaluator_.flows())
+		for (const auto &f : s.evaluator().flows())
 			out.push_back(json{{"original", f.orig},
 					   {"reply", f.reply},
 					   {"state", ct_state_name(f.state)},
@@ -1205,6 +1207,15 @@ Service::Service(State initial, uint64_t generation, CommitHook commit)
 	: state_(std::move(initial)), generation_(generation), commit_(std::move(commit)), evaluator_(HostConfig{})
 {
 	(void)evaluator_.commit(state_);
+}
+
+Evaluator &Service::evaluator()
+{
+	if (evaluator_stale_) {
+		(void)evaluator_.commit(state_); // it accepts what validate accepted
+		evaluator_stale_ = false;
+	}
+	return evaluator_;
 }
 
 json Service::handle(const json &req)

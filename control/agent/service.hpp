@@ -89,7 +89,11 @@ public:
 
 	const State &state() const { return state_; }
 	uint64_t generation() const { return generation_; }
-	Evaluator &evaluator() { return evaluator_; }
+	// The reference evaluator on the current state. It is brought up to
+	// date here, when asked (explain's trace, answers without a dataplane),
+	// not on every commit: its rebuild validates and lowers the whole state
+	// once more, which is most of a large state's commit time.
+	Evaluator &evaluator();
 	void set_dataplane(Dataplane *dp) { dataplane_ = dp; }
 
 	struct Impl;
@@ -99,6 +103,7 @@ private:
 	uint64_t generation_;
 	CommitHook commit_;
 	Evaluator evaluator_;
+	bool evaluator_stale_ = false; // state_ changed since evaluator_ last saw it
 	Dataplane *dataplane_ = nullptr;
 };
 

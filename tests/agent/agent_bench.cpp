@@ -6,12 +6,23 @@
 //   first TCP connection to the private endpoint that the backend accepts.
 // - one NSG rule change (Deny → Allow) → enforced, the same way, on a small
 //   state and on a state of 1,000 rules with a 10,000-prefix service tag.
+// - the same changes at the socket: from writing the JSON-RPC request on an
+//   open connection to its reply, and to the first accepted connection (no
+//   CLI process start).
 // - compile time of that large state, the agent's publish alone, and the
 //   state file write.
+// Every measured change comes right after the undo of the previous one (one
+// flip just before it). "spaced": that undo comes 80 ms (longer than a grace
+// period) after the previous measured change, so only one flip is that
+// close; "burst": it comes at once, so the measured change is the third flip
+// within a few ms.
 // A prober thread in the client namespace sends a SYN every 50 µs (a new
 // non-blocking connect); an acceptor thread in the backend namespace stamps
 // each accepted connection. Results are in docs/agent-performance.md.
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/statfs.h>
@@ -55,6 +66,9 @@ bool enter(const std::string &real_ns)
 
 std::atomic<bool> stop{false};
 std::atomic<int64_t> last_accept[2]{0, 0}; // 3306, 5000
+// The first SYN to 3306 / 5000 that reached the backend's interface after
+// syn_armed (kernel arrival time, on the steady clock); 0: none yet.
+std::atomic<int64_t> syn_armed{0}, first_syn[2]{0, 0};
 std::atomic<int> probe_port{3306};
 std::atomic<const char *> probe_dst{"10.1.1.100"};
 
@@ -88,6 +102,60 @@ void acceptor(std::string ns)
 	}
 }
 
+// Stamps every SYN that reaches the backend's interface (bb): the packet the
+// new generation forwarded, before the backend's TCP stack and the acceptor
+// thread's scheduling.
+void sniffer(std::string ns)
+{
+	if (!enter(ns))
+		std::abort();
+	int s = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
+	sockaddr_ll ll{};
+	ll.sll_family = AF_PACKET;
+	ll.sll_protocol = htons(ETH_P_IP);
+	ll.sll_ifindex = int(if_nametoindex("bb"));
+	if (s < 0 || bind(s, reinterpret_cast<sockaddr *>(&ll), sizeof ll) != 0)
+		std::abort();
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+	pollfd p{s, POLLIN, 0};
+	uint8_t b[256];
+	char ctl[256];
+	while (!stop) {
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		for (;;) {
+			iovec iov{b, sizeof b};
+			msghdr mh{};
+			mh.msg_iov = &iov;
+			mh.msg_iovlen = 1;
+			mh.msg_control = ctl;
+			mh.msg_controllen = sizeof ctl;
+			ssize_t n = recvmsg(s, &mh, 0);
+			if (n <= 0)
+				break;
+			// Arrival time: the kernel's CLOCK_REALTIME stamp moved to the steady clock.
+			timespec rt, mt;
+			clock_gettime(CLOCK_REALTIME, &rt);
+			int64_t mono = now_ns(), t = mono;
+			for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+				if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+					std::memcpy(&mt, CMSG_DATA(c), sizeof mt);
+					t = mono - ((rt.tv_sec - mt.tv_sec) * 1'000'000'000 + (rt.tv_nsec - mt.tv_nsec));
+				}
+			size_t ihl = size_t(b[0] & 15) * 4;
+			if (n < ssize_t(ihl + 14) || b[9] != IPPROTO_TCP || (b[ihl + 13] & 0x12) != 0x02)
+				continue; // SYN without ACK only
+			uint16_t dport = uint16_t(b[ihl + 2] << 8 | b[ihl + 3]);
+			if ((dport == 3306 || dport == 5000) && t > syn_armed) {
+				int64_t none = 0;
+				first_syn[dport == 5000].compare_exchange_strong(none, t);
+			}
+		}
+	}
+	close(s);
+}
+
 void prober(std::string ns)
 {
 	if (!enter(ns))
@@ -114,8 +182,38 @@ void prober(std::string ns)
 		close(s);
 }
 
-// Runs linkgatectl; returns {ns to its exit, ns to the first accept after the call}.
-std::pair<int64_t, int64_t> timed_ctl(const std::string &sock, std::vector<std::string> args, int port_slot)
+// Arms the sniffer: the next SYN after now is the one measured.
+int64_t arm_syn(int port_slot)
+{
+	int64_t t = now_ns();
+	syn_armed = t;
+	first_syn[port_slot] = 0;
+	return t;
+}
+// ns from t0 to the first SYN on the backend side after it (the accept,
+// which comes later, was already waited for).
+int64_t syn_after(int64_t t0, int port_slot)
+{
+	int64_t deadline = now_ns() + 1'000'000'000;
+	while (first_syn[port_slot] == 0 && now_ns() < deadline)
+		std::this_thread::yield();
+	int64_t t = first_syn[port_slot];
+	if (t == 0) {
+		std::fprintf(stderr, "no SYN seen on the backend side\n");
+		std::exit(1);
+	}
+	return t - t0;
+}
+
+// ns from the start of a change to: its end (CLI exit or reply), the first
+// SYN the new generation forwarded (arrival on the backend's interface), the
+// first connection the backend accepted.
+struct Timed {
+	int64_t done, syn, accept;
+};
+
+// Runs linkgatectl.
+Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port_slot)
 {
 	args.insert(args.begin(), {LINKGATECTL, "--socket", sock});
 	std::vector<char *> argv;
@@ -125,7 +223,7 @@ std::pair<int64_t, int64_t> timed_ctl(const std::string &sock, std::vector<std::
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	int64_t t0 = now_ns();
+	int64_t t0 = arm_syn(port_slot);
 	pid_t pid;
 	if (posix_spawn(&pid, LINKGATECTL, &fa, nullptr, argv.data(), environ) != 0)
 		std::abort();
@@ -144,7 +242,52 @@ std::pair<int64_t, int64_t> timed_ctl(const std::string &sock, std::vector<std::
 		std::exit(1);
 	}
 	posix_spawn_file_actions_destroy(&fa);
-	return {t_exit - t0, last_accept[port_slot] - t0};
+	return {t_exit - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
+}
+
+// A persistent JSON-RPC connection to the agent.
+struct Rpc {
+	int fd = -1;
+	explicit Rpc(const std::string &sock) : fd(lgtest::connect_unix(sock)) {}
+	~Rpc()
+	{
+		if (fd >= 0)
+			close(fd);
+	}
+	json call(const std::string &method, const json &params)
+	{
+		json req{{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", params}};
+		if (!lgtest::send_all(fd, req.dump() + "\n"))
+			return nullptr;
+		std::string line = lgtest::read_line(fd);
+		return line.empty() ? json(nullptr) : json::parse(line);
+	}
+};
+
+// One change over the open connection, from writing the request.
+Timed timed_rpc(Rpc &rpc, const std::string &method, const json &params, int port_slot)
+{
+	int64_t t0 = arm_syn(port_slot);
+	json r = rpc.call(method, params);
+	int64_t t_reply = now_ns();
+	if (!r.is_object() || !r.contains("result")) {
+		std::fprintf(stderr, "%s: %s\n", method.c_str(), r.dump().c_str());
+		std::exit(1);
+	}
+	int64_t deadline = t0 + 5'000'000'000;
+	while (last_accept[port_slot] <= t0 && now_ns() < deadline)
+		std::this_thread::yield();
+	if (last_accept[port_slot] <= t0) {
+		std::fprintf(stderr, "no connection within 5 s\n");
+		std::exit(1);
+	}
+	return {t_reply - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
+}
+
+void pause_ms(int ms)
+{
+	timespec d{ms / 1000, (ms % 1000) * 1'000'000L};
+	nanosleep(&d, nullptr);
 }
 
 struct Pct {
@@ -159,7 +302,7 @@ Pct pct(std::vector<int64_t> v)
 void report(const char *what, const std::vector<int64_t> &v)
 {
 	Pct p = pct(v);
-	std::printf("%-52s n=%zu  p50 %8.3f ms  p99 %8.3f ms  max %8.3f ms\n", what, v.size(), p.p50, p.p99, p.max);
+	std::printf("%-76s n=%zu  p50 %8.3f ms  p99 %8.3f ms  max %8.3f ms\n", what, v.size(), p.p50, p.p99, p.max);
 }
 
 State large_state(int rules, int prefixes)
@@ -242,7 +385,9 @@ int main(int argc, char **argv)
 
 	// Publish alone, in-process (its own unpinned dataplane, not attached).
 	{
-		auto dp = XdpDataplane::load();
+		XdpConfig xc;
+		xc.gen_slots = LG_GEN_SLOTS; // as linkgated
+		auto dp = XdpDataplane::load(xc);
 		if (!dp) {
 			std::fprintf(stderr, "load: %s\n", dp.error().c_str());
 			return 1;
@@ -276,48 +421,65 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "linkgated did not start:\n%s", agent->log().c_str());
 		return 1;
 	}
-	std::thread acc(acceptor, topo.real("be")), prb(prober, topo.real("cli"));
+	std::thread acc(acceptor, topo.real("be")), snf(sniffer, topo.real("be")), prb(prober, topo.real("cli"));
 	std::string sock = agent->socket_path();
+	Rpc rpc(sock);
 	auto must = [&](const std::string &m, const json &p) {
-		json r = agent->rpc(m, p);
+		json r = rpc.call(m, p);
 		if (!r.is_object() || !r.contains("result")) {
 			std::fprintf(stderr, "%s: %s\n", m.c_str(), r.dump().c_str());
 			std::exit(1);
 		}
 	};
 
-	std::vector<int64_t> pec_cli, pec_enf;
-	for (int i = 0; i < runs; i++) {
-		auto [cli, enf] = timed_ctl(sock,
-					    {"mysql", "server", "private-endpoint-connection", "approve", "--server-name",
-					     "eastus-db", "--name", "pe-east"},
-					    0);
-		pec_cli.push_back(cli);
-		pec_enf.push_back(enf);
-		must("mysql.server.private-endpoint-connection.reject", {{"serverName", "eastus-db"}, {"name", "pe-east"}});
-	}
-	report("PEC approve: linkgatectl exit (small state)", pec_cli);
-	report("PEC approve -> first forwarded (small state)", pec_enf);
+	// One measured series: n changes (through the CLI or the socket), each
+	// right after the undo of the previous one.
+	auto series = [&](const std::string &label, int n, bool cli, bool spaced, const std::vector<std::string> &ctl_args,
+			  const std::string &method, const json &params, const std::string &undo_method,
+			  const json &undo_params, int port_slot) {
+		std::vector<int64_t> a, f, e;
+		for (int i = 0; i < n; i++) {
+			if (spaced)
+				pause_ms(80); // a workload shape, not a synchronisation
+			must(undo_method, undo_params);
+			Timed t = cli ? timed_ctl(sock, ctl_args, port_slot) : timed_rpc(rpc, method, params, port_slot);
+			a.push_back(t.done);
+			f.push_back(t.syn);
+			e.push_back(t.accept);
+		}
+		std::string tag = label + (cli ? " [linkgatectl, " : " [socket, ") + (spaced ? "spaced]" : "burst]");
+		report((tag + (cli ? ": CLI exit" : ": reply")).c_str(), a);
+		report((tag + ": first forwarded SYN").c_str(), f);
+		report((tag + ": first accepted connection").c_str(), e);
+	};
 
-	auto nsg_runs = [&](const char *label, int n) {
+	json approve{{"serverName", "eastus-db"}, {"name", "pe-east"}};
+	std::vector<std::string> approve_ctl{"mysql", "server", "private-endpoint-connection", "approve",
+					     "--server-name", "eastus-db", "--name", "pe-east"};
+	for (bool spaced : {true, false})
+		for (bool cli : {false, true})
+			series("PEC approve (small)", runs, cli, spaced, approve_ctl,
+			       "mysql.server.private-endpoint-connection.approve", approve,
+			       "mysql.server.private-endpoint-connection.reject", approve, 0);
+	must("mysql.server.private-endpoint-connection.reject", approve);
+
+	json allow{{"nsgName", "clients-nsg"}, {"name", "bench"}, {"access", "Allow"}},
+		deny{{"nsgName", "clients-nsg"}, {"name", "bench"}, {"access", "Deny"}};
+	std::vector<std::string> allow_ctl{"network", "nsg", "rule", "update", "--nsg-name", "clients-nsg",
+					   "--name", "bench", "--access", "Allow"};
+	auto nsg_runs = [&](const std::string &label, int n, bool burst_too) {
 		probe_dst = "192.168.20.11";
 		probe_port = 5000;
-		std::vector<int64_t> c, e;
-		for (int i = 0; i < n; i++) {
-			auto [cli, enf] = timed_ctl(sock,
-						    {"network", "nsg", "rule", "update", "--nsg-name", "clients-nsg", "--name",
-						     "bench", "--access", "Allow"},
-						    1);
-			c.push_back(cli);
-			e.push_back(enf);
-			must("network.nsg.rule.update", {{"nsgName", "clients-nsg"}, {"name", "bench"}, {"access", "Deny"}});
-		}
-		report((std::string("NSG rule change: linkgatectl exit (") + label + ")").c_str(), c);
-		report((std::string("NSG rule change -> first forwarded (") + label + ")").c_str(), e);
+		for (bool spaced : {true, false})
+			if (spaced || burst_too)
+				for (bool cli : {false, true})
+					series("NSG rule change (" + label + ")", n, cli, spaced, allow_ctl,
+					       "network.nsg.rule.update", allow, "network.nsg.rule.update", deny, 1);
+		must("network.nsg.rule.update", deny);
 		probe_dst = "10.1.1.100";
 		probe_port = 3306;
 	};
-	nsg_runs("small state", runs);
+	nsg_runs("small", runs, true);
 
 	State big = large_state(998, 10000); // + no-ssh + bench: 1,000
 	big.privateEndpoints[0].connectionState.status = "Rejected";
@@ -325,10 +487,11 @@ int main(int argc, char **argv)
 		lg::testing::make_rule("bench", 200, "Outbound", "Deny", "Tcp", "*", "192.168.20.11", "5000"));
 	fill_defaults(big);
 	must("apply", {{"state", state_to_json(big)}});
-	nsg_runs("1,000 rules + 10,000-prefix tag", std::min(runs, 100));
+	nsg_runs("1,000 rules + 10,000-prefix tag", std::min(runs, 100), false);
 
 	stop = true;
 	acc.join();
+	snf.join();
 	prb.join();
 	agent.reset();
 	std::error_code ec;

@@ -26,6 +26,7 @@
 #include "service.hpp"
 #include "policy_helpers.hpp"
 #include "validate.hpp"
+#include "xdp_loader.hpp"
 
 extern "C" {
 #include "lg_xdp.h"
@@ -407,6 +408,28 @@ TEST_F(AgentRestart, RandomKillsWhileCommitting)
 					   ["status"];
 		EXPECT_EQ(client("10.1.1.100", 3306, 500) == 0, status == "Approved") << status;
 	}
+}
+
+// Pins of a dataplane with another generation slot count (an earlier
+// linkgate with two slots) are refused at start with a clear error, and
+// left as they were.
+TEST_F(AgentRestart, PinsOfAnotherSlotCountAreRefused)
+{
+	{
+		XdpConfig old;
+		old.pin_dir = pin_dir;
+		old.gen_slots = 2;
+		auto dp = XdpDataplane::load(old);
+		ASSERT_TRUE(dp) << dp.error();
+	}
+	agent = std::make_unique<Daemon>(agent_args());
+	std::filesystem::create_directories(agent->dir() + "/lib");
+	ASSERT_TRUE(save_state_file(agent->state_path(), policy("Approved")).ok());
+	EXPECT_FALSE(agent->start());
+	EXPECT_EQ(agent->exit_code(), 1);
+	EXPECT_NE(agent->log().find("cannot load the XDP program over the maps pinned in " + pin_dir), std::string::npos)
+		<< agent->log();
+	EXPECT_TRUE(std::filesystem::exists(pin_dir + "/lg_active"));
 }
 
 } // namespace
