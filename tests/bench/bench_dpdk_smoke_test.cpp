@@ -1,0 +1,54 @@
+// linkgate-bench dpdk works end to end with tiny settings: the workload is
+// generated and held to the reference evaluator, dpdk-testpmd and
+// dpdk-test-acl run and their output is parsed, and the JSON has the fields
+// docs/dpdk-performance.md quotes. No time is asserted. linkgate-dpdk is
+// measured too and must not fail.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+TEST(BenchSmoke, DpdkWritesItsJson)
+{
+	char dir[] = "/tmp/lgbench-dpdk.XXXXXX";
+	ASSERT_NE(mkdtemp(dir), nullptr);
+	std::string d = dir, json = d + "/dpdk.json";
+	std::string cmd = std::string(LG_BENCH_BIN) +
+			  " dpdk --flows 1000 --repeats 1 --seconds 2 --algs scalar --acl-layouts ipv4"
+			  " --acl-packets 100000 -q --workdir " + d + " --json " + json + " > " + d + "/out.txt 2>&1";
+	int rc = std::system(cmd.c_str());
+	std::ifstream out(d + "/out.txt");
+	std::string text((std::istreambuf_iterator<char>(out)), {});
+	ASSERT_EQ(rc, 0) << text;
+	EXPECT_NE(text.find("dpdk-testpmd io"), std::string::npos) << text;
+
+	std::ifstream f(json);
+	ASSERT_TRUE(f.good());
+	auto j = nlohmann::json::parse(f);
+	EXPECT_EQ(j["subcommand"], "dpdk");
+	EXPECT_TRUE(j["machine"].contains("cpu_model"));
+	// The workload: 1,000 rules, every flow forwarded by the reference.
+	EXPECT_EQ(j["workload"]["rules"], 1000);
+	ASSERT_EQ(j["workload"]["flow_sets"].size(), 1u);
+	EXPECT_EQ(j["workload"]["flow_sets"][0]["checked_with_reference"], 1000);
+	// The baseline and raw rte_acl were measured once each.
+	ASSERT_EQ(j["cases"].size(), 1u);
+	auto &c = j["cases"][0];
+	ASSERT_EQ(c["testpmd"]["mpps"].size(), 1u);
+	EXPECT_GT(c["testpmd"]["mpps"][0].get<double>(), 0.0);
+	ASSERT_EQ(j["rte_acl"].size(), 1u);
+	ASSERT_TRUE(j["rte_acl"][0]["algorithms"].contains("scalar")) << j["rte_acl"].dump();
+	EXPECT_GT(j["rte_acl"][0]["algorithms"]["scalar"]["cycles_per_pkt"][0].get<double>(), 0.0);
+	// linkgate-dpdk is built with the tool (meson depends on it): measured, no errors.
+	ASSERT_FALSE(c["linkgate"].contains("skipped")) << c["linkgate"].dump();
+	EXPECT_TRUE(c["linkgate"]["errors"].empty()) << c["linkgate"]["errors"].dump();
+	EXPECT_EQ(c["linkgate"]["mpps"].size(), 1u);
+	ASSERT_TRUE(j["ratios"].is_array());
+	std::filesystem::remove_all(d);
+}
