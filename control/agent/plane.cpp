@@ -16,6 +16,7 @@
 
 #include "arm_json.hpp"
 #include "evaluator.hpp"
+#include "flow_json.hpp"
 #include "table_eval.hpp"
 
 namespace lg::agent {
@@ -88,39 +89,6 @@ uint64_t fnv1a(const std::string &s)
 }
 
 std::string marker_path(const std::string &state) { return state + ".live"; }
-
-std::string key_str(const lg_flow_key &k)
-{
-	auto ep = [](const uint8_t *a16, uint16_t port_be) {
-		Addr a;
-		std::memcpy(a.b.data(), a16, 16);
-		std::string p = std::to_string(ntohs(port_be));
-		return a.is_v4() ? a.str() + ":" + p : "[" + a.str() + "]:" + p;
-	};
-	return std::to_string(k.vni) + " " + std::to_string(k.proto) + " " + ep(k.src, k.sport) + " > " +
-	       ep(k.dst, k.dport);
-}
-
-const char *state_word(uint8_t s)
-{
-	switch (s) {
-	case LG_CT_NEW: return "new";
-	case LG_CT_ESTABLISHED: return "established";
-	case LG_CT_CLOSING: return "closing";
-	case LG_CT_CLOSED: return "closed";
-	}
-	return "unknown";
-}
-
-const char *kind_word(uint8_t k)
-{
-	switch (k) {
-	case LG_DEST_ROUTED: return "routed";
-	case LG_DEST_PRIVATE_ENDPOINT: return "private-endpoint";
-	case LG_DEST_PUBLIC_ENDPOINT: return "public-endpoint";
-	}
-	return "unknown";
-}
 
 } // namespace
 
@@ -326,34 +294,8 @@ json Plane::flows()
 	json out = json::array();
 	if (!xdp_)
 		return out;
-	for (const lg_flow_entry &e : xdp_->flows()) {
-		// The reply key as the program builds it: from the backend (or the
-		// original destination) back to the source, in the egress VNet.
-		lg_flow_key r = e.orig;
-		r.vni = te_iface_vni(live_, e.egress_ifindex);
-		std::memcpy(r.src, e.kind == LG_DEST_ROUTED ? e.orig.dst : e.nat_addr, 16);
-		r.sport = e.kind == LG_DEST_ROUTED ? e.orig.dport : e.nat_port;
-		std::memcpy(r.dst, e.orig.src, 16);
-		r.dport = e.orig.sport;
-		// Object names of the live generation (a flow of an older one may
-		// carry an index that has moved since; it is re-checked at its next packet).
-		const auto &names = e.kind == LG_DEST_PRIVATE_ENDPOINT ? live_.pe_names : live_.server_names;
-		json object = e.kind != LG_DEST_ROUTED && e.object_id < names.size() ? json(names[e.object_id]) : json(nullptr);
-		json backend = nullptr;
-		if (e.kind != LG_DEST_ROUTED) {
-			Addr a;
-			std::memcpy(a.b.data(), e.nat_addr, 16);
-			backend = a.str() + ":" + std::to_string(ntohs(e.nat_port));
-		}
-		out.push_back(json{{"original", key_str(e.orig)},
-				   {"reply", key_str(r)},
-				   {"state", state_word(e.state)},
-				   {"kind", kind_word(e.kind)},
-				   {"object", object},
-				   {"backend", backend},
-				   {"generation", e.generation},
-				   {"expiresNs", e.expires_ns}});
-	}
+	for (const lg_flow_entry &e : xdp_->flows())
+		out.push_back(flow_to_json(e, live_));
 	return out;
 }
 
