@@ -20,6 +20,7 @@ namespace lg::dp {
 namespace {
 Engine *g_engine = nullptr; // the program's maps are process globals: one engine
 thread_local int t_wid = -1;  // this thread's reader id, -1: not a worker
+thread_local bool t_registered = false; // online() gave this non-EAL thread an lcore id
 
 const char *const kOuterNames[] = {"lg_ivl",    "lg_bitmap",  "lg_nsg_dir", "lg_rule",     "lg_subnet",
 				   "lg_nic",    "lg_pe",      "lg_pubip",   "lg_server",   "lg_fwrange",
@@ -164,7 +165,11 @@ Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &
 	for (auto &k : t.vnetrules)
 		vr.push_back({k, 1u});
 	lg_gcfg gc = t.gcfg;
-	gc.generation = t.generation;
+	// Flows are stamped with the engine's own count of publishes, not the
+	// agent's number: a restarted linkgated numbers from 1 again (no pins
+	// to adopt), and a flow stamped N by the old agent would not be
+	// re-checked against the new agent's generation N (SPEC §4).
+	gc.generation = stamp_ + 1;
 	g->inner = {arr(ArrayMap::of(t.ivl)),      arr(ArrayMap::of(t.bitmaps)),  arr(ArrayMap::of(t.nsg_dirs)),
 		    arr(ArrayMap::of(t.rules)),    g->subnets.get(),              hsh(hash_of(t.nics)),
 		    hsh(hash_of(t.pes)),           hsh(hash_of(t.pubips)),        arr(ArrayMap::of(t.servers)),
@@ -231,6 +236,10 @@ Status Engine::publish(const CompiledTables &t)
 	active_slot_ = target;
 	published_ = true;
 	generation_ = t.generation;
+	stamp_++;
+	stamp_gen_[stamp_] = t.generation;
+	if (stamp_gen_.size() > 4096)
+		stamp_gen_.erase(stamp_gen_.begin());
 	// Keep the contexts of the live generations only.
 	std::map<std::string, std::shared_ptr<AclClassifier>> keep;
 	for (auto &gen : gens_)
@@ -260,6 +269,11 @@ Status Engine::set_acl_algorithm(int alg)
 
 void Engine::online(unsigned wid)
 {
+	// rte_hash's multi-writer add indexes a per-lcore free-slot cache with
+	// rte_lcore_id(): a thread the EAL did not create (LCORE_ID_ANY) would
+	// index past it. Such a thread gets an lcore id of its own here.
+	if (rte_lcore_id() == LCORE_ID_ANY && rte_thread_register() == 0)
+		t_registered = true;
 	lg_host_cpu = wid;
 	t_wid = int(wid);
 	rte_rcu_qsbr_thread_register(qsbr_, wid);
@@ -271,6 +285,10 @@ void Engine::offline(unsigned wid)
 	rte_rcu_qsbr_thread_offline(qsbr_, wid);
 	rte_rcu_qsbr_thread_unregister(qsbr_, wid);
 	t_wid = -1;
+	if (t_registered) {
+		rte_thread_unregister();
+		t_registered = false;
+	}
 }
 
 void Engine::quiescent(unsigned wid) { rte_rcu_qsbr_quiescent(qsbr_, wid); }
@@ -404,8 +422,12 @@ std::vector<lg_flow_entry> Engine::flows()
 	flows_->for_each([&](const void *, uint8_t *v) {
 		lg_flow_entry e;
 		std::memcpy(&e, v, sizeof e);
-		if (!(e.flags & LG_FLOW_F_REPLY))
+		if (!(e.flags & LG_FLOW_F_REPLY)) {
+			// The agent's generation number for the engine's stamp.
+			auto it = stamp_gen_.find(e.generation);
+			e.generation = it != stamp_gen_.end() ? it->second : 0;
 			out.push_back(e);
+		}
 		return false;
 	});
 	return out;

@@ -80,7 +80,8 @@ public:
 	Status set_acl_algorithm(int alg);                   // every live context
 
 	// Worker threads: wid < workers. online() once per thread before the
-	// first packet; quiescent() between bursts.
+	// first packet (a thread the EAL did not create is registered with it
+	// there, and unregistered by offline()); quiescent() between bursts.
 	void online(unsigned wid);
 	void offline(unsigned wid);
 	void quiescent(unsigned wid);
@@ -94,7 +95,9 @@ public:
 	static uint64_t clock_ns();        // CLOCK_MONOTONIC, as bpf_ktime_get_ns
 
 	EngineCounters counters();
-	std::vector<lg_flow_entry> flows(); // one entry per flow (original keys)
+	// One entry per flow (original keys); `generation` is the number of the
+	// generation it was last checked against (0: older than 4096 publishes).
+	std::vector<lg_flow_entry> flows();
 	size_t flow_entries();              // both keys of every flow
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }
@@ -122,6 +125,8 @@ private:
 	std::map<std::string, std::shared_ptr<AclClassifier>> acl_cache_; // by rule set
 	std::shared_ptr<const CompiledTables> live_;
 	std::atomic<uint64_t> generation_{0};
+	uint64_t stamp_ = 0;                      // publishes so far: what flows are stamped with
+	std::map<uint64_t, uint64_t> stamp_gen_;  // stamp -> generation number published with it (recent ones)
 	uint32_t active_slot_ = 0;
 	bool published_ = false;
 	uint64_t acl_builds_ = 0;

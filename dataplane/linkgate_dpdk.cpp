@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +36,7 @@
 #include "arm_json.hpp"
 #include "compiler.hpp"
 #include "engine.hpp"
+#include "pipeline.hpp"
 #include "flow_json.hpp"
 #include "validate.hpp"
 
@@ -43,7 +45,6 @@ using namespace lg;
 
 namespace {
 
-constexpr uint16_t kBurst = 32;
 constexpr uint16_t kRing = 1024;
 
 std::atomic<bool> g_stop{false};
@@ -56,137 +57,32 @@ struct Port {
 	uint16_t queues = 1;
 };
 
-struct alignas(64) WorkerStats {
-	std::atomic<uint64_t> rx{0}, tx{0}, tx_failed{0}, passed{0}, dropped{0}, busy_cycles{0};
-};
-
 struct App {
 	std::vector<Port> ports;
 	std::unique_ptr<dp::Engine> engine;
+	std::unique_ptr<dp::Pipeline> pipeline;
 	std::vector<unsigned> worker_lcores;
-	std::vector<std::vector<std::pair<uint16_t, uint16_t>>> rxq; // per worker: (port, queue)
-	std::vector<WorkerStats> stats;
 	std::string name;
 	std::chrono::steady_clock::time_point started;
 };
 App *g_app;
 
-uint32_t ifindex_of(uint16_t port) { return uint32_t(port) + 1; }
-
-Status setup_port(Port &p, unsigned workers, rte_mempool *pool)
-{
-	rte_eth_dev_info info{};
-	if (rte_eth_dev_info_get(p.id, &info))
-		return err("port " + std::to_string(p.id) + ": no such DPDK port");
-	uint16_t q = uint16_t(std::min<unsigned>({workers, info.max_rx_queues, info.max_tx_queues}));
-	if (q == 0)
-		q = 1;
-	p.queues = q;
-	rte_eth_conf conf{};
-	if (q > 1 && info.flow_type_rss_offloads) {
-		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
-	}
-	// Every worker has a TX queue of its own on every port.
-	uint16_t txq = uint16_t(std::min<unsigned>(workers, info.max_tx_queues));
-	if (txq < workers)
-		return err("port " + std::to_string(p.id) + " has " + std::to_string(info.max_tx_queues) +
-			   " TX queues, fewer than the " + std::to_string(workers) + " workers");
-	if (int e = rte_eth_dev_configure(p.id, q, txq, &conf); e)
-		return err("port " + std::to_string(p.id) + ": configure: " + rte_strerror(-e));
-	for (uint16_t i = 0; i < q; i++)
-		if (int e = rte_eth_rx_queue_setup(p.id, i, kRing, rte_eth_dev_socket_id(p.id), nullptr, pool); e)
-			return err("port " + std::to_string(p.id) + ": rx queue: " + rte_strerror(-e));
-	for (uint16_t i = 0; i < txq; i++)
-		if (int e = rte_eth_tx_queue_setup(p.id, i, kRing, rte_eth_dev_socket_id(p.id), nullptr); e)
-			return err("port " + std::to_string(p.id) + ": tx queue: " + rte_strerror(-e));
-	if (int e = rte_eth_dev_start(p.id); e)
-		return err("port " + std::to_string(p.id) + ": start: " + rte_strerror(-e));
-	rte_eth_promiscuous_enable(p.id);
-	rte_ether_addr a;
-	rte_eth_macaddr_get(p.id, &a);
-	std::memcpy(p.mac.data(), a.addr_bytes, 6);
-	return Ok{};
-}
+using dp::ifindex_of;
 
 int worker_main(void *arg)
 {
-	unsigned wid = unsigned(reinterpret_cast<uintptr_t>(arg));
-	App &app = *g_app;
-	WorkerStats &st = app.stats[wid];
-	const auto &queues = app.rxq[wid];
-	size_t nports = app.ports.size();
-	uint16_t max_port = 0;
-	for (auto &p : app.ports)
-		max_port = std::max(max_port, p.id);
-	std::vector<std::vector<rte_mbuf *>> tx(size_t(max_port) + 1);
-	for (auto &v : tx)
-		v.reserve(kBurst * nports * 2);
-	rte_mbuf *pkts[kBurst];
-	dp::Verdict v[kBurst];
-	app.engine->online(wid);
-	while (!g_stop.load(std::memory_order_relaxed)) {
-		for (auto [port, queue] : queues) {
-			uint16_t n = rte_eth_rx_burst(port, queue, pkts, kBurst);
-			if (!n)
-				continue;
-			uint64_t t0 = rte_rdtsc();
-			app.engine->decide_burst(ifindex_of(port), pkts, n, v, dp::Engine::clock_ns());
-			for (uint16_t i = 0; i < n; i++) {
-				uint32_t out = v[i].verdict == LG_VERDICT_FORWARD ? v[i].egress - 1
-					       : v[i].verdict == LG_VERDICT_TX    ? port
-										 : UINT32_MAX;
-				if (out < tx.size()) {
-					tx[out].push_back(pkts[i]);
-				} else {
-					// PASS: the host stack sees these frames on its own side of
-					// the port (net_af_packet) or not at all; nothing to do here.
-					(v[i].verdict == LG_VERDICT_PASS ? st.passed : st.dropped).fetch_add(1, std::memory_order_relaxed);
-					rte_pktmbuf_free(pkts[i]);
-				}
-			}
-			st.rx.fetch_add(n, std::memory_order_relaxed);
-			st.busy_cycles.fetch_add(rte_rdtsc() - t0, std::memory_order_relaxed);
-		}
-		for (size_t p = 0; p < tx.size(); p++) {
-			auto &b = tx[p];
-			if (b.empty())
-				continue;
-			uint16_t sent = 0;
-			while (sent < b.size()) {
-				uint16_t k = rte_eth_tx_burst(uint16_t(p), uint16_t(wid), b.data() + sent, uint16_t(std::min<size_t>(b.size() - sent, kBurst)));
-				if (!k)
-					break;
-				sent = uint16_t(sent + k);
-			}
-			for (size_t i = sent; i < b.size(); i++)
-				rte_pktmbuf_free(b[i]);
-			st.tx.fetch_add(sent, std::memory_order_relaxed);
-			st.tx_failed.fetch_add(b.size() - sent, std::memory_order_relaxed);
-			b.clear();
-		}
-		app.engine->quiescent(wid);
-	}
-	app.engine->offline(wid);
+	g_app->pipeline->run(unsigned(reinterpret_cast<uintptr_t>(arg)), g_stop);
 	return 0;
 }
 
 json totals()
 {
 	App &app = *g_app;
-	uint64_t rx = 0, tx = 0, txf = 0, pass = 0, drop = 0, busy = 0;
-	for (auto &s : app.stats) {
-		rx += s.rx;
-		tx += s.tx;
-		txf += s.tx_failed;
-		pass += s.passed;
-		drop += s.dropped;
-		busy += s.busy_cycles;
-	}
+	dp::PipelineTotals t = app.pipeline->totals();
 	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - app.started).count();
-	return {{"rx", rx},     {"tx", tx},      {"txFailed", txf}, {"passed", pass}, {"dropped", drop},
-		{"seconds", secs}, {"tscHz", rte_get_tsc_hz()}, {"busyCycles", busy},
-		{"cyclesPerPacket", rx ? double(busy) / double(rx) : 0.0}, {"workers", app.stats.size()}};
+	return {{"rx", t.rx},     {"tx", t.tx},      {"txFailed", t.tx_failed}, {"passed", t.passed}, {"dropped", t.dropped},
+		{"seconds", secs}, {"tscHz", rte_get_tsc_hz()}, {"busyCycles", t.busy_cycles},
+		{"cyclesPerPacket", t.rx ? double(t.busy_cycles) / double(t.rx) : 0.0}, {"workers", app.pipeline->workers()}};
 }
 
 json counters_json()
@@ -241,8 +137,13 @@ int telemetry_stats(const char *, const char *, rte_tel_data *d)
 	for (auto &[k, v] : c["ports"].items())
 		if (v.is_number_unsigned())
 			rte_tel_data_add_dict_u64(d, k.c_str(), v.get<uint64_t>());
-	for (auto &[k, v] : c["reasons"].items())
-		rte_tel_data_add_dict_u64(d, ("reason." + k).c_str(), v.get<uint64_t>());
+	// Telemetry names take letters, digits, '_' and '/' only: "nsg-deny"
+	// is reason_nsg_deny.
+	for (auto &[k, v] : c["reasons"].items()) {
+		std::string n = "reason_" + k;
+		std::replace(n.begin(), n.end(), '-', '_');
+		rte_tel_data_add_dict_u64(d, n.c_str(), v.get<uint64_t>());
+	}
 	return 0;
 }
 
@@ -447,9 +348,15 @@ int main(int argc, char **argv)
 	try {
 		cli.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
-		int rc = cli.exit(e);
+		if (e.get_exit_code() == 0) { // --help
+			cli.exit(e);
+			rte_eal_cleanup();
+			return 0;
+		}
+		// One line, as every other error of linkgate-dpdk.
+		std::fprintf(stderr, "linkgate-dpdk: %s (see --help)\n", e.what());
 		rte_eal_cleanup();
-		return rc ? 2 : 0;
+		return 2;
 	}
 	if (socket_path.empty() == state_path.empty()) {
 		std::fprintf(stderr, "linkgate-dpdk: give exactly one of --socket and --state\n");
@@ -494,12 +401,15 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 1;
 	}
-	for (auto &p : app.ports)
-		if (auto st = setup_port(p, workers, pool); !st) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
+	for (auto &p : app.ports) {
+		auto q = dp::setup_port(p.id, workers, pool, &p.mac, kRing);
+		if (!q) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", q.error().c_str());
 			rte_eal_cleanup();
 			return 1;
 		}
+		p.queues = *q;
+	}
 
 	dp::EngineConfig cfg;
 	cfg.workers = workers;
@@ -539,12 +449,14 @@ int main(int argc, char **argv)
 	app.engine = std::move(*eng);
 
 	// Spread (port, queue) pairs over the workers.
-	app.rxq.resize(workers);
-	app.stats = std::vector<WorkerStats>(workers);
+	std::vector<uint16_t> port_ids;
+	for (auto &p : app.ports)
+		port_ids.push_back(p.id);
+	app.pipeline = std::make_unique<dp::Pipeline>(*app.engine, port_ids, workers);
 	size_t k = 0;
 	for (auto &p : app.ports)
 		for (uint16_t q = 0; q < p.queues; q++)
-			app.rxq[k++ % workers].push_back({p.id, q});
+			app.pipeline->assign(unsigned(k++ % workers), p.id, q);
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

@@ -4,6 +4,7 @@
 // lock-free readers and RCU QSBR reclamation, shared by every worker lcore.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -146,6 +147,10 @@ private:
 	rte_hash *h_ = nullptr;
 	size_t ks_ = 0, vs_ = 0, capacity_ = 0;
 	uint8_t *vals_ = nullptr; // (max key id + 1) values, rte_zmalloc'd
+	// Keys in the table. Not rte_hash_count(): it counts a deleted key
+	// until the RCU defer queue hands its slot back, so flows removed a
+	// moment ago would still show in counters and fill the capacity.
+	std::atomic<int64_t> live_{0};
 };
 
 template <typename F> size_t SharedHash::for_each(F &&f)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,8 @@ int main(int argc, char **argv)
 	std::string prefix = "lgtest-" + std::to_string(getpid());
 	std::vector<std::string> args = {"lgtest", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
 					 "--log-level", "*:warning", "-l", "0"};
-	// net_ring pairs for the pipeline test (dpdk_pipeline_test.cpp).
+	// Extra --vdev arguments, ';'-separated (the pipeline test makes its
+	// net_ring ports in-process instead).
 	if (const char *v = getenv("LG_TEST_VDEVS"))
 		for (std::string s = v; !s.empty();) {
 			auto c = s.find(';');
@@ -30,6 +32,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int rc = RUN_ALL_TESTS();
+	// The EAL leaves its runtime dir (/var/run/dpdk/<prefix>) behind.
+	std::string runtime = rte_eal_get_runtime_dir();
 	rte_eal_cleanup();
+	std::error_code ec;
+	if (runtime.find(prefix) != std::string::npos)
+		std::filesystem::remove_all(runtime, ec);
 	return rc;
 }

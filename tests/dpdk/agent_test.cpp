@@ -1,0 +1,151 @@
+// linkgate-dpdk with the real linkgated (tests/agent's Daemon: temp state and
+// socket, no XDP interface): it registers, follows commits (its generation,
+// through DPDK telemetry and `linkgatectl stats`), keeps forwarding when the
+// agent is killed -9, and registers again by itself when the agent restarts
+// on the same state and socket. net_pcap ports with infinite_rx keep
+// traffic flowing the whole time.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+
+#include "agent_fixture.hpp"
+#include "arm_json.hpp"
+#include "dpdk_scenario.hpp"
+#include "proc.hpp"
+
+namespace lg {
+namespace {
+
+using namespace dpdktest;
+using nlohmann::json;
+
+const Mac kPcap0{0x02, 0x70, 0x63, 0x61, 0x70, 0x00}, kPcap1{0x02, 0x70, 0x63, 0x61, 0x70, 0x01};
+
+// linkgatectl ARGS: exit code and stdout.
+RunResult ctl(const Scratch &s, const lgtest::Daemon &d, std::vector<std::string> args)
+{
+	std::vector<std::string> a = {LINKGATECTL, "--socket", d.socket_path()};
+	a.insert(a.end(), args.begin(), args.end());
+	return run(a, s.dir(), 20000);
+}
+
+json telemetry(const Scratch &s)
+{
+	std::ofstream(s.path("tel.in")) << "/linkgate/stats\n";
+	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
+	auto b = r.out.find('{');
+	auto e = r.out.rfind('}');
+	if (r.code != 0 || b == std::string::npos || e == std::string::npos)
+		return json();
+	json j = json::parse(r.out.substr(b, e - b + 1), nullptr, false);
+	return j.is_object() && j.contains("/linkgate/stats") && j["/linkgate/stats"].is_object() ? j["/linkgate/stats"] : json();
+}
+
+// Polls pred (every 50 ms, bounded): true once it holds.
+bool eventually(const std::function<bool()> &pred, int timeout_ms = 20000)
+{
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	while (std::chrono::steady_clock::now() < deadline) {
+		if (pred())
+			return true;
+		poll(nullptr, 0, 50);
+	}
+	return false;
+}
+
+TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
+{
+	if (access("/usr/bin/dpdk-telemetry.py", X_OK) != 0)
+		GTEST_SKIP() << "no /usr/bin/dpdk-telemetry.py (Debian package dpdk)";
+	Scratch s("agent");
+	lgtest::Daemon d;
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	{
+		std::ofstream f(d.state_path());
+		f << state_to_json(scenario_state()).dump(2);
+	}
+	ASSERT_TRUE(d.start()) << d.log();
+
+	// The scenario's client frames, over and over, and its replies.
+	std::vector<std::vector<uint8_t>> in0, in1;
+	for (auto &round : scenario_rounds(kPcap0, kPcap1))
+		for (auto &f : round)
+			(f.port == 0 ? in0 : in1).push_back(f.bytes);
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	ASSERT_TRUE(write_pcap(s.path("in1.pcap"), in1));
+	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
+				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
+				      "--vdev", "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=/dev/null",
+				      "--", "--socket", d.socket_path(), "--name", "lgt", "--flows", "4096",
+				      "--port", "0=client-vnet", "--port", "1"};
+	for (auto &r : scenario_routes()) {
+		a.push_back("--route");
+		a.push_back(r);
+	}
+	Proc dp(a, s.path("dpdk.out"), s.path("dpdk.err"));
+
+	// Registered, acknowledged the live generation, forwarding.
+	json entry;
+	auto listed = [&](uint64_t gen) {
+		RunResult r = ctl(s, d, {"stats"});
+		json j = json::parse(r.out, nullptr, false);
+		if (r.code != 0 || !j.is_object() || !j.contains("dataplanes") || !j["dataplanes"].contains("dpdk:lgt"))
+			return false;
+		entry = j["dataplanes"]["dpdk:lgt"];
+		return entry.value("generation", uint64_t(0)) == gen && entry.value("forwarded", uint64_t(0)) > 0;
+	};
+	uint64_t g1 = d.generation();
+	ASSERT_TRUE(eventually([&] { return listed(g1); })) << "linkgatectl stats: " << entry.dump() << "\n"
+							   << dp.err() << "\nlinkgated:\n" << d.log();
+	json st = d.rpc("status")["result"];
+	bool in_status = false;
+	for (auto &x : st["dataplanes"])
+		if (x.value("kind", "") == "dpdk" && x.value("name", "") == "lgt")
+			in_status = x.value("pid", 0) == dp.pid();
+	EXPECT_TRUE(in_status) << st.dump();
+
+	// A commit is acknowledged once linkgate-dpdk uses it.
+	RunResult c = ctl(s, d, {"network", "nsg", "create", "--name", "extra-nsg"});
+	ASSERT_EQ(c.code, 0) << c.out << c.err;
+	uint64_t g2 = d.generation();
+	ASSERT_GT(g2, g1);
+	json t = telemetry(s);
+	ASSERT_TRUE(t.is_object()) << dp.err();
+	EXPECT_EQ(t["generation"].get<uint64_t>(), g2) << "the commit returned before linkgate-dpdk used it";
+	EXPECT_TRUE(listed(g2)) << entry.dump();
+
+	// kill -9 the agent: linkgate-dpdk keeps forwarding.
+	d.kill9();
+	uint64_t rx0 = t["rx"].get<uint64_t>();
+	json t1;
+	ASSERT_TRUE(eventually([&] {
+		t1 = telemetry(s);
+		return t1.is_object() && t1["rx"].get<uint64_t>() > rx0;
+	})) << dp.err();
+	json t2;
+	ASSERT_TRUE(eventually([&] {
+		t2 = telemetry(s);
+		return t2.is_object() && t2["rx"].get<uint64_t>() > t1["rx"].get<uint64_t>();
+	}));
+	EXPECT_TRUE(dp.running()) << dp.err();
+	EXPECT_EQ(t2["generation"].get<uint64_t>(), g2);
+	EXPECT_GT(t2["reason_none"].get<uint64_t>(), t["reason_none"].get<uint64_t>()) << "forwarding stopped";
+
+	// Restart on the same state and socket: it registers again by itself.
+	ASSERT_TRUE(d.start()) << d.log();
+	// Without XDP pins to adopt, the new agent numbers from 1 again
+	// (docs/agent.md); linkgate-dpdk takes its generation whatever the
+	// number (its flows are stamped with its own count: dpdk_generations).
+	uint64_t g3 = d.generation();
+	ASSERT_TRUE(eventually([&] { return listed(g3); })) << "not registered again: " << entry.dump() << "\n"
+							   << dp.err() << "\nlinkgated:\n" << d.log();
+	EXPECT_GT(entry["forwarded"].get<uint64_t>(), t2["reason_none"].get<uint64_t>())
+		<< "linkgatectl stats shows linkgate-dpdk's totals since it started";
+	EXPECT_TRUE(dp.running());
+	EXPECT_EQ(dp.terminate(), 0) << dp.err();
+	EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+} // namespace
+} // namespace lg

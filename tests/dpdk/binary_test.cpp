@@ -1,0 +1,251 @@
+// The real linkgate-dpdk on net_pcap ports: the scenario's frames in input
+// pcaps, the output pcaps compared byte for byte with the reference
+// evaluator, the --stats-json counters, DPDK telemetry (dpdk-telemetry.py)
+// while it runs, and its answers to bad arguments and a bad state file.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <thread>
+
+#include "arm_json.hpp"
+#include "dpdk_scenario.hpp"
+#include "proc.hpp"
+
+namespace lg {
+namespace {
+
+using namespace dpdktest;
+using nlohmann::json;
+
+const char *binary() { return LINKGATE_DPDK; }
+
+// net_pcap's MACs: 02:70:63:61:70:<device index>.
+const Mac kPcap0{0x02, 0x70, 0x63, 0x61, 0x70, 0x00}, kPcap1{0x02, 0x70, 0x63, 0x61, 0x70, 0x01};
+
+std::string hexs(const std::vector<uint8_t> &f)
+{
+	std::string s;
+	char b[4];
+	for (size_t i = 0; i < f.size(); i++) {
+		std::snprintf(b, sizeof b, "%02x", f[i]);
+		s += b;
+		s += (i % 16 == 15) ? "\n" : " ";
+	}
+	return s;
+}
+
+std::vector<std::string> eal(const Scratch &s, const std::vector<std::string> &vdevs)
+{
+	std::vector<std::string> a = {binary(), "--no-huge", "-m", "512", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1"};
+	for (auto &v : vdevs) {
+		a.push_back("--vdev");
+		a.push_back(v);
+	}
+	a.push_back("--");
+	return a;
+}
+
+std::vector<std::string> ports_and_routes()
+{
+	std::vector<std::string> a = {"--port", "0=client-vnet", "--port", "1", "--flows", "4096"};
+	for (auto &r : scenario_routes()) {
+		a.push_back("--route");
+		a.push_back(r);
+	}
+	return a;
+}
+
+bool write_state(const std::string &path, const State &s)
+{
+	std::ofstream f(path);
+	f << state_to_json(s).dump(2);
+	return bool(f);
+}
+
+// The scenario's frames as two input pcaps, and what the evaluator says
+// comes out of each port when linkgate-dpdk's one worker reads all of port
+// 0's frames, then all of port 1's (one burst each).
+struct Expected {
+	std::map<uint16_t, std::vector<std::vector<uint8_t>>> in, out;
+	std::map<uint16_t, std::vector<std::string>> out_what;
+	Counters counters;
+	uint64_t forwarded = 0;
+};
+
+Expected expected()
+{
+	Expected x;
+	std::map<uint16_t, std::vector<Frame>> by_port;
+	for (auto &round : scenario_rounds(kPcap0, kPcap1))
+		for (auto &f : round)
+			by_port[f.port].push_back(f);
+	Evaluator ev(scenario_host(kPcap0, kPcap1));
+	EXPECT_TRUE(ev.commit(scenario_state()).ok());
+	for (uint16_t port : {uint16_t(0), uint16_t(1)})
+		for (auto &f : by_port[port]) {
+			x.in[port].push_back(f.bytes);
+			Decision d = ev.process(f.bytes, port + 1u, 0);
+			uint16_t out = d.verdict == LG_VERDICT_FORWARD ? uint16_t(d.egress_ifindex - 1) : port;
+			if (d.verdict == LG_VERDICT_FORWARD || d.verdict == LG_VERDICT_TX) {
+				x.out[out].push_back(d.frame);
+				x.out_what[out].push_back(f.what);
+				x.forwarded++;
+			}
+		}
+	x.counters = ev.counters();
+	return x;
+}
+
+TEST(DpdkBinary, PcapPortsMatchTheEvaluator)
+{
+	Scratch s("pcap");
+	Expected x = expected();
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), x.in[0]));
+	ASSERT_TRUE(write_pcap(s.path("in1.pcap"), x.in[1]));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	auto args = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=" + s.path("out0.pcap"),
+			    "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=" + s.path("out1.pcap")});
+	for (auto &a : std::vector<std::string>{"--state", s.path("state.json"), "--duration", "1", "--stats-json", s.path("stats.json")})
+		args.push_back(a);
+	for (auto &a : ports_and_routes())
+		args.push_back(a);
+	RunResult r = run(args, s.dir());
+	ASSERT_EQ(r.code, 0) << r.err;
+
+	for (uint16_t port : {uint16_t(0), uint16_t(1)}) {
+		auto got = read_pcap(s.path("out" + std::to_string(port) + ".pcap"));
+		auto &want = x.out[port];
+		ASSERT_EQ(got.size(), want.size()) << "frames out of port " << port;
+		for (size_t i = 0; i < got.size(); i++)
+			EXPECT_EQ(got[i], want[i]) << x.out_what[port][i] << " (port " << port << ")\nlinkgate-dpdk:\n"
+						   << hexs(got[i]) << "\nevaluator:\n" << hexs(want[i]);
+	}
+
+	json st = json::parse(slurp_file(s.path("stats.json")), nullptr, false);
+	ASSERT_FALSE(st.is_discarded()) << slurp_file(s.path("stats.json"));
+	EXPECT_EQ(st["generation"], 1);
+	EXPECT_EQ(st["ports"]["rx"], x.in[0].size() + x.in[1].size());
+	EXPECT_EQ(st["ports"]["tx"], x.forwarded);
+	EXPECT_EQ(st["ports"]["txFailed"], 0);
+	for (int i = 0; i < LG_REASON__COUNT; i++)
+		EXPECT_EQ(st["reasons"][reason_name(lg_reason(i))], x.counters.reasons[size_t(i)]) << reason_name(lg_reason(i));
+	EXPECT_GT(x.counters.reasons[LG_REASON_NSG_DENY], 0u);
+	EXPECT_EQ(st["rules"]["clients-nsg/web"], 1) << st["rules"].dump();
+	EXPECT_GE(st["aclBuilds"].get<int>(), 2);
+}
+
+// dpdk-telemetry.py -f PREFIX with one command on stdin; the JSON answer.
+json telemetry(const Scratch &s, const std::string &cmd)
+{
+	std::ofstream(s.path("tel.in")) << cmd << "\n";
+	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
+	// The script prints a prompt, then the answer as JSON.
+	auto b = r.out.find('{');
+	auto e = r.out.rfind('}');
+	if (r.code != 0 || b == std::string::npos || e == std::string::npos)
+		return json();
+	return json::parse(r.out.substr(b, e - b + 1), nullptr, false);
+}
+
+TEST(DpdkBinary, TelemetryAnswersWhileRunning)
+{
+	if (access("/usr/bin/dpdk-telemetry.py", X_OK) != 0)
+		GTEST_SKIP() << "no /usr/bin/dpdk-telemetry.py (Debian package dpdk)";
+	Scratch s("tel");
+	Expected x = expected();
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), x.in[0]));
+	ASSERT_TRUE(write_pcap(s.path("in1.pcap"), x.in[1]));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	auto args = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
+			    "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=/dev/null"});
+	for (auto &a : std::vector<std::string>{"--state", s.path("state.json"), "--duration", "30"})
+		args.push_back(a);
+	for (auto &a : ports_and_routes())
+		args.push_back(a);
+	Proc p(args, s.path("dpdk.out"), s.path("dpdk.err"));
+	json first, later;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+	while (std::chrono::steady_clock::now() < deadline && p.running()) {
+		json t = telemetry(s, "/linkgate/stats");
+		if (t.is_object() && t.contains("/linkgate/stats") && t["/linkgate/stats"].is_object() &&
+		    t["/linkgate/stats"].value("rx", 0) > 0) {
+			if (first.is_null())
+				first = t["/linkgate/stats"];
+			else if (t["/linkgate/stats"]["rx"].get<uint64_t>() > first["rx"].get<uint64_t>()) {
+				later = t["/linkgate/stats"];
+				break;
+			}
+		}
+		poll(nullptr, 0, 50);
+	}
+	ASSERT_TRUE(p.running()) << p.err();
+	ASSERT_TRUE(first.is_object()) << "no /linkgate/stats answer with rx > 0\n" << p.err();
+	ASSERT_TRUE(later.is_object()) << "rx did not grow: " << first.dump();
+	EXPECT_GE(later["generation"].get<uint64_t>(), 1u);
+	EXPECT_GT(later["reason_nsg_deny"].get<uint64_t>(), 0u) << later.dump();
+	EXPECT_GT(later["reason_none"].get<uint64_t>(), 0u) << later.dump();
+	EXPECT_EQ(p.terminate(), 0) << p.err();
+}
+
+TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
+{
+	Scratch s("args");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), {}));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	auto base = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=" + s.path("out0.pcap")});
+	struct Case {
+		std::vector<std::string> args;
+		std::string says;
+	};
+	std::string st = s.path("state.json");
+	std::vector<Case> cases = {
+		{{"--state", st, "--port", "9"}, "--port 9"},
+		{{"--state", st, "--port", "0", "--route", "garbage"}, "--route garbage"},
+		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=5,02:00:00:00:00:01"}, "port is not one of --port"},
+		{{"--port", "0"}, "exactly one of --socket and --state"},
+		{{"--state", st, "--socket", s.path("sock"), "--port", "0"}, "exactly one of --socket and --state"},
+		{{"--state", st, "--port", "0", "--acl-alg", "fastest"}, "--acl-alg"},
+		{{"--state", st}, "--port"},
+	};
+	for (auto &c : cases) {
+		auto a = base;
+		a.insert(a.end(), c.args.begin(), c.args.end());
+		std::string what;
+		for (auto &x : c.args)
+			what += x + " ";
+		SCOPED_TRACE(what);
+		RunResult r = run(a, s.dir());
+		EXPECT_EQ(r.code, 2) << r.err;
+		auto own = own_lines(r.err);
+		ASSERT_EQ(own.size(), 1u) << r.err;
+		EXPECT_NE(own[0].find(c.says), std::string::npos) << own[0];
+		EXPECT_EQ(r.err.find("Run with --help"), std::string::npos) << "one line, not CLI11's two";
+	}
+}
+
+TEST(DpdkBinary, InvalidStateFileExitsNamingTheProblem)
+{
+	Scratch s("bad");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), {}));
+	State bad = scenario_state();
+	bad.privateEndpoints[0].server = "no-such-db";
+	ASSERT_TRUE(write_state(s.path("state.json"), bad));
+	std::ofstream(s.path("broken.json")) << "{\"virtualNetworks\": [";
+	auto base = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=" + s.path("out0.pcap")});
+	for (auto &[file, says] : std::vector<std::pair<std::string, std::string>>{{"state.json", "no-such-db"}, {"broken.json", "broken.json"}}) {
+		SCOPED_TRACE(file);
+		auto a = base;
+		for (auto &x : std::vector<std::string>{"--state", s.path(file), "--port", "0=client-vnet"})
+			a.push_back(x);
+		RunResult r = run(a, s.dir());
+		EXPECT_NE(r.code, 0);
+		EXPECT_NE(r.code, 128 + SIGKILL) << "did not exit by itself";
+		auto own = own_lines(r.err);
+		ASSERT_EQ(own.size(), 1u) << r.err;
+		EXPECT_NE(own[0].find(says), std::string::npos) << own[0];
+	}
+}
+
+} // namespace
+} // namespace lg

@@ -1,0 +1,320 @@
+// Generations in linkgate-dpdk's engine (docs/dpdk.md, "Generations, workers
+// and flows"): which publishes build rte_acl contexts, flows across
+// generation changes (SPEC §4), and two worker threads deciding frames while
+// the control thread publishes: every frame is one generation's, and once
+// publish() returns every worker's next frame uses the new one.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "compiler.hpp"
+#include "dpdk_scenario.hpp"
+#include "engine.hpp"
+
+namespace lg {
+namespace {
+
+using namespace dpdktest;
+
+const Mac kMac0{0x02, 0, 0, 0, 0, 1}, kMac1{0x02, 0, 0, 0, 0, 2};
+
+struct Rig {
+	HostConfig host = scenario_host(kMac0, kMac1);
+	std::unique_ptr<dp::Engine> eng;
+	uint64_t gen = 0;
+
+	explicit Rig(unsigned workers, size_t flows = 4096)
+	{
+		dp::EngineConfig cfg;
+		cfg.host = host;
+		cfg.workers = workers;
+		cfg.timeouts.flow_capacity = flows;
+		auto e = dp::Engine::create(cfg);
+		EXPECT_TRUE(e) << e.error();
+		if (e)
+			eng = std::move(*e);
+	}
+	CompiledTables tables(const State &s, uint64_t g)
+	{
+		std::vector<InterfaceBinding> b = {{1, "client-vnet", kMac0}, {2, "", kMac1}};
+		auto t = compile(s, b, g);
+		EXPECT_TRUE(t) << t.error();
+		return t ? *t : CompiledTables{};
+	}
+	void publish(const State &s)
+	{
+		auto t = tables(s, ++gen);
+		auto st = eng->publish(t);
+		ASSERT_TRUE(st.ok()) << st.error();
+		ASSERT_EQ(eng->generation(), gen);
+	}
+};
+
+TEST(DpdkGenerations, AclBuildsOnlyForChangedNsgDirections)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	r.publish(scenario_state());
+	uint64_t b0 = r.eng->acl_builds();
+	EXPECT_GE(b0, 2u) << "clients-nsg has an inbound and an outbound direction";
+	EXPECT_EQ(r.eng->walk_directions(), 0u);
+
+	Knobs k;
+	k.pec = "Rejected";
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b0) << "a PEC state change built an rte_acl context";
+	k.fw_end = "10.1.1.5";
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b0) << "a firewall range change built an rte_acl context";
+	k.east_backend = "192.168.20.12";
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b0) << "a backend change built an rte_acl context";
+
+	k.web_port = "8081"; // an Outbound rule
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b0 + 1) << "an Outbound rule change builds the outbound direction only";
+	k.inbound_extra = "5000"; // a new Inbound rule
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b0 + 2) << "an Inbound rule added builds the inbound direction only";
+	k.inbound_extra = "";
+	k.web_port = "8080"; // back to the first generation's rules: both directions
+	r.publish(scenario_state(k));
+	uint64_t b1 = r.eng->acl_builds();
+	EXPECT_LE(b1, b0 + 4);
+	// Republishing the same rules (generation number only) builds nothing.
+	r.publish(scenario_state(k));
+	EXPECT_EQ(r.eng->acl_builds(), b1);
+}
+
+// One frame through the engine and the evaluator (same generation history):
+// they must agree; returns the engine's verdict.
+struct Both {
+	Rig &rig;
+	Evaluator ev;
+	explicit Both(Rig &r) : rig(r), ev(r.host) {}
+	void commit(const State &s)
+	{
+		ASSERT_TRUE(ev.commit(s).ok());
+		rig.gen = ev.generation() - 1;
+		rig.publish(s);
+	}
+	dp::Verdict run(std::vector<uint8_t> f, uint32_t ifindex, const char *what)
+	{
+		Decision d = ev.process(f, ifindex, dp::Engine::clock_ns());
+		dp::Verdict v = rig.eng->decide(ifindex, f.data(), uint32_t(f.size()), dp::Engine::clock_ns());
+		rig.eng->quiescent(0);
+		EXPECT_STREQ(verdict_name(v.verdict), verdict_name(d.verdict)) << what;
+		EXPECT_STREQ(reason_name(v.reason), reason_name(d.verdict == LG_VERDICT_DROP ? d.reason : LG_REASON_NONE)) << what;
+		if (d.verdict == LG_VERDICT_FORWARD && v.verdict == d.verdict) {
+			EXPECT_EQ(f, d.frame) << what;
+			EXPECT_EQ(v.egress, d.egress_ifindex) << what;
+		}
+		return v;
+	}
+};
+
+TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	r.eng->online(0);
+	Both b(r);
+	b.commit(scenario_state());
+	auto c = [](const char *src, const char *dst) { return PacketBuilder().eth(kClientMac, kMac0).ipv4(src, dst); };
+	auto s = [](const char *src, const char *dst) { return PacketBuilder().eth(kGwMac, kMac1).ipv4(src, dst); };
+	EXPECT_EQ(b.run(c("10.1.1.10", "10.1.1.100").tcp(41000, 3306, kTcpSyn, 10).build(), 1, "SYN").verdict, LG_VERDICT_FORWARD);
+	EXPECT_EQ(b.run(s("192.168.20.11", "10.1.1.10").tcp(3306, 41000, kTcpSyn | kTcpAck, 50, 11).build(), 2, "SYN-ACK").verdict,
+		  LG_VERDICT_FORWARD);
+	EXPECT_EQ(b.run(c("10.1.1.10", "10.1.1.100").tcp(41000, 3306, kTcpAck, 11, 51).build(), 1, "ACK").verdict, LG_VERDICT_FORWARD);
+	ASSERT_EQ(r.eng->counters().flows, 1u);
+	ASSERT_EQ(r.eng->flows().size(), 1u);
+	uint64_t flow_gen = r.eng->flows()[0].generation;
+
+	// Unrelated changes: a firewall range and the NSG's inbound rules.
+	Knobs k;
+	k.fw_end = "10.1.1.5";
+	k.inbound_extra = "5000";
+	b.commit(scenario_state(k));
+	EXPECT_EQ(r.eng->counters().flows, 1u) << "a publish lost the flow";
+	EXPECT_EQ(b.run(c("10.1.1.10", "10.1.1.100").tcp(41000, 3306, kTcpAck | kTcpPsh, 11, 51).payload("q").build(), 1, "data after an unrelated publish").verdict,
+		  LG_VERDICT_FORWARD);
+	EXPECT_EQ(b.run(s("192.168.20.11", "10.1.1.10").tcp(3306, 41000, kTcpAck, 51, 12).build(), 2, "reply after an unrelated publish").verdict,
+		  LG_VERDICT_FORWARD);
+	EXPECT_EQ(r.eng->counters().flows, 1u);
+	ASSERT_EQ(r.eng->flows().size(), 1u);
+	EXPECT_GT(r.eng->flows()[0].generation, flow_gen) << "the flow was re-checked against the new generation";
+
+	// The PEC is rejected: the flow's next packet is dropped and the flow goes.
+	k.pec = "Rejected";
+	b.commit(scenario_state(k));
+	EXPECT_EQ(r.eng->counters().flows, 1u) << "flows go at their next packet, not at the publish";
+	dp::Verdict v = b.run(c("10.1.1.10", "10.1.1.100").tcp(41000, 3306, kTcpAck, 12, 52).build(), 1, "after the PEC was rejected");
+	EXPECT_EQ(v.verdict, LG_VERDICT_DROP);
+	EXPECT_EQ(v.reason, LG_REASON_PEC_REJECTED);
+	EXPECT_EQ(r.eng->counters().flows, 0u);
+	EXPECT_EQ(r.eng->flow_entries(), 0u) << "both keys of the flow are gone";
+	EXPECT_EQ(b.ev.flow_count(), 0u);
+	r.eng->offline(0);
+}
+
+// A restarted linkgated without XDP pins numbers generations from 1 again
+// and publishes to the linkgate-dpdk that kept running. A flow stamped N by
+// the old agent must still be re-checked when the new agent's generation N
+// arrives with other tables (here: its PEC rejected).
+TEST(DpdkGenerations, GenerationNumbersStartingOverStillRecheckFlows)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	r.eng->online(0);
+	auto c = [](uint16_t sport, uint8_t flags) {
+		return PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", "10.1.1.100").tcp(sport, 3306, flags, 10, 51).build();
+	};
+	auto decide = [&](std::vector<uint8_t> f) {
+		dp::Verdict v = r.eng->decide(1, f.data(), uint32_t(f.size()), dp::Engine::clock_ns());
+		r.eng->quiescent(0);
+		return v;
+	};
+	auto pub = [&](const State &s, uint64_t g) {
+		auto st = r.eng->publish(r.tables(s, g));
+		ASSERT_TRUE(st.ok()) << st.error();
+	};
+	pub(scenario_state(), 1);
+	pub(scenario_state(), 2); // the old agent's generation 2
+	ASSERT_EQ(decide(c(42000, kTcpSyn)).verdict, LG_VERDICT_FORWARD);
+	ASSERT_EQ(r.eng->counters().flows, 1u);
+	EXPECT_EQ(r.eng->flows()[0].generation, 2u) << "flows() reports the agent's generation numbers";
+	pub(scenario_state(), 1); // the new agent's first generation: same state
+	Knobs k;
+	k.pec = "Rejected";
+	pub(scenario_state(k), 2); // its second: the PEC rejected
+	dp::Verdict v = decide(c(42000, kTcpAck));
+	EXPECT_EQ(v.verdict, LG_VERDICT_DROP) << "a flow stamped 2 by the old agent skipped the re-check of the new generation 2";
+	EXPECT_EQ(v.reason, LG_REASON_PEC_REJECTED);
+	EXPECT_EQ(r.eng->counters().flows, 0u);
+	r.eng->offline(0);
+}
+
+// Even generations: NSG rule "web" allows TCP 3306 and westus-db's firewall
+// admits the clients; odd ones: "web" denies TCP 3306 and the firewall
+// admits 10.1.1.0-10.1.1.5 only, pe-east's PEC is Rejected. A SYN from
+// 10.1.1.10+ to westus-db's public IP is forwarded (even) or dropped nsg-deny
+// (odd); a mix of an even NSG with an odd firewall would drop it
+// firewall-no-match. A SYN to pe-east is forwarded or dropped pec-rejected.
+State alternating(uint64_t g)
+{
+	Knobs k;
+	k.web_port = "3306";
+	k.web_access = g % 2 ? "Deny" : "Allow";
+	k.fw_end = g % 2 ? "10.1.1.5" : "10.1.1.255";
+	k.pec = g % 2 ? "Rejected" : "Approved";
+	return scenario_state(k);
+}
+
+TEST(DpdkGenerations, ConcurrentWorkersSeeWholeGenerations)
+{
+	constexpr uint64_t kPublishes = 40;
+	Rig r(2, 1u << 16);
+	ASSERT_TRUE(r.eng);
+	std::vector<CompiledTables> gens(kPublishes + 2);
+	for (uint64_t g = 1; g < gens.size(); g++)
+		gens[g] = r.tables(alternating(g), g);
+	ASSERT_TRUE(r.eng->publish(gens[1]).ok());
+
+	std::atomic<uint64_t> returned{1};   // the last generation whose publish() returned
+	std::atomic<bool> publishing{false}, stop{false};
+	struct alignas(64) W {
+		std::atomic<uint64_t> confirmed{0}, frames{0}, during_publish{0}, mixed{0}, stale{0};
+		std::string first_error;
+	};
+	W w[2];
+	auto worker = [&](unsigned wid) {
+		W &me = w[wid];
+		r.eng->online(wid);
+		uint64_t last = 0, i = 0;
+		while (!stop.load(std::memory_order_acquire)) {
+			uint64_t seen = returned.load(std::memory_order_acquire);
+			bool pub = publishing.load(std::memory_order_acquire);
+			// A new flow every frame: source 10.1.1.10-129 (worker 0) or
+			// 10.1.1.130-249 (worker 1), every source port.
+			uint64_t n = i++;
+			std::string src = "10.1.1." + std::to_string(10 + wid * 120 + (n / 60000) % 120);
+			uint16_t sport = uint16_t(1024 + n % 60000);
+			bool to_pe = n % 2;
+			auto f = PacketBuilder()
+					 .eth(kClientMac, kMac0)
+					 .ipv4(src, to_pe ? "10.1.1.100" : "20.10.1.5")
+					 .tcp(sport, 3306, kTcpSyn)
+					 .build();
+			dp::Verdict v = r.eng->decide(1, f.data(), uint32_t(f.size()), dp::Engine::clock_ns());
+			r.eng->quiescent(wid);
+			int parity = v.verdict == LG_VERDICT_FORWARD ? 0
+				     : v.verdict == LG_VERDICT_DROP && v.reason == (to_pe ? LG_REASON_PEC_REJECTED : LG_REASON_NSG_DENY) ? 1
+																 : -1;
+			if (parity < 0 && me.mixed++ == 0)
+				me.first_error = std::string(to_pe ? "PE" : "public endpoint") + " frame: " + verdict_name(v.verdict) + "/" +
+						 reason_name(v.reason) + " (generation " + std::to_string(seen) + " returned)";
+			if (seen != last) {
+				// The first frame begun after publish(seen) returned.
+				if (parity != int(seen % 2) && me.stale++ == 0)
+					me.first_error = "first frame after generation " + std::to_string(seen) + " was published: " +
+							 verdict_name(v.verdict) + "/" + reason_name(v.reason);
+				last = seen;
+				me.confirmed.store(seen, std::memory_order_release);
+			}
+			if (pub)
+				me.during_publish++;
+			me.frames++;
+		}
+		r.eng->offline(wid);
+	};
+	std::thread t0(worker, 0), t1(worker, 1);
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	bool timed_out = false;
+	// Both workers online and deciding with generation 1 first.
+	while (w[0].confirmed.load(std::memory_order_acquire) < 1 || w[1].confirmed.load(std::memory_order_acquire) < 1) {
+		if (std::chrono::steady_clock::now() > deadline) {
+			timed_out = true;
+			break;
+		}
+		std::this_thread::yield();
+	}
+	for (uint64_t g = 2; g <= kPublishes + 1 && !timed_out; g++) {
+		publishing.store(true, std::memory_order_release);
+		auto st = r.eng->publish(gens[g]);
+		publishing.store(false, std::memory_order_release);
+		ASSERT_TRUE(st.ok()) << st.error();
+		returned.store(g, std::memory_order_release);
+		// Both workers decide a frame with generation g before the next publish.
+		while (w[0].confirmed.load(std::memory_order_acquire) < g || w[1].confirmed.load(std::memory_order_acquire) < g) {
+			if (std::chrono::steady_clock::now() > deadline) {
+				timed_out = true;
+				break;
+			}
+			std::this_thread::yield();
+		}
+		// Keep the flow table from filling: every flow is new and unused again.
+		r.eng->reclaim(~0ull);
+	}
+	stop.store(true, std::memory_order_release);
+	t0.join();
+	t1.join();
+	EXPECT_FALSE(timed_out) << "a worker did not decide a frame within 60 s";
+	for (int i = 0; i < 2; i++) {
+		SCOPED_TRACE("worker " + std::to_string(i));
+		EXPECT_EQ(w[i].mixed.load(), 0u) << w[i].first_error;
+		EXPECT_EQ(w[i].stale.load(), 0u) << w[i].first_error;
+		EXPECT_GE(w[i].confirmed.load(), kPublishes + 1);
+		EXPECT_GT(w[i].frames.load(), 2 * kPublishes);
+		std::printf("worker %d: %llu frames, %llu begun while a publish was in progress\n", i,
+			    (unsigned long long)w[i].frames.load(), (unsigned long long)w[i].during_publish.load());
+	}
+	EXPECT_GT(w[0].during_publish.load() + w[1].during_publish.load(), 0u)
+		<< "no frame was decided while a publish was in progress: the test proved nothing";
+	EXPECT_EQ(r.eng->generation(), kPublishes + 1);
+}
+
+} // namespace
+} // namespace lg

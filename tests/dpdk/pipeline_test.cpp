@@ -1,0 +1,189 @@
+// linkgate-dpdk's poll loop (dataplane/pipeline.*) on net_ring ports made
+// in-process with rte_eth_from_rings(): frames built with PacketBuilder are
+// enqueued on the RX rings, Pipeline::run_once decides and transmits them,
+// and what comes out of each TX ring must be, in order and byte for byte,
+// what the reference evaluator forwards (or sends back: XDP_TX) on that port.
+#include <gtest/gtest.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <map>
+
+#include "dpdk_scenario.hpp"
+#include "engine.hpp"
+#include "pipeline.hpp"
+#include "compiler.hpp"
+
+namespace lg {
+namespace {
+
+using namespace dpdktest;
+
+std::string hex(const std::vector<uint8_t> &f)
+{
+	std::string s;
+	char b[4];
+	for (size_t i = 0; i < f.size(); i++) {
+		std::snprintf(b, sizeof b, "%02x", f[i]);
+		s += b;
+		s += (i % 16 == 15) ? "\n" : " ";
+	}
+	return s;
+}
+
+struct RingPort {
+	rte_ring *rx = nullptr, *tx = nullptr;
+	uint16_t id = 0;
+	Mac mac{};
+};
+
+rte_mempool *pool()
+{
+	static rte_mempool *p = rte_pktmbuf_pool_create("lgt_pipe", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+	return p;
+}
+
+RingPort make_port(const std::string &name, unsigned workers)
+{
+	RingPort p;
+	p.rx = rte_ring_create((name + "_rx").c_str(), 1024, int(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	p.tx = rte_ring_create((name + "_tx").c_str(), 1024, int(rte_socket_id()), 0);
+	EXPECT_TRUE(p.rx && p.tx) << rte_strerror(rte_errno);
+	// One RX ring; every worker's TX queue feeds the same TX ring.
+	std::vector<rte_ring *> txs(workers, p.tx);
+	int id = rte_eth_from_rings(name.c_str(), &p.rx, 1, txs.data(), workers, rte_socket_id());
+	EXPECT_GE(id, 0) << rte_strerror(rte_errno);
+	p.id = uint16_t(id);
+	auto q = dp::setup_port(p.id, workers, pool(), &p.mac, 256);
+	EXPECT_TRUE(q) << (q ? "" : q.error());
+	return p;
+}
+
+void enqueue(const RingPort &p, const std::vector<uint8_t> &f)
+{
+	rte_mbuf *m = rte_pktmbuf_alloc(pool());
+	ASSERT_NE(m, nullptr);
+	char *d = rte_pktmbuf_append(m, uint16_t(f.size()));
+	ASSERT_NE(d, nullptr);
+	std::memcpy(d, f.data(), f.size());
+	ASSERT_EQ(rte_ring_enqueue(p.rx, m), 0);
+}
+
+std::vector<std::vector<uint8_t>> drain(const RingPort &p)
+{
+	std::vector<std::vector<uint8_t>> out;
+	void *o;
+	while (rte_ring_dequeue(p.tx, &o) == 0) {
+		auto *m = static_cast<rte_mbuf *>(o);
+		std::vector<uint8_t> f(rte_pktmbuf_pkt_len(m));
+		EXPECT_EQ(m->nb_segs, 1);
+		const uint8_t *src = rte_pktmbuf_mtod(m, const uint8_t *);
+		std::memcpy(f.data(), src, f.size());
+		out.push_back(std::move(f));
+		rte_pktmbuf_free(m);
+	}
+	return out;
+}
+
+TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
+{
+	ASSERT_NE(pool(), nullptr) << rte_strerror(rte_errno);
+	RingPort p0 = make_port("lgt_ring0", 1), p1 = make_port("lgt_ring1", 1);
+	ASSERT_EQ(p0.id + 1, p1.id) << "the scenario numbers ports 0 and 1 in order";
+	// Ifindexes are port + 1: the scenario's host has 1 and 2.
+	ASSERT_EQ(p0.id, 0);
+	HostConfig host = scenario_host(p0.mac, p1.mac);
+	Evaluator ev(host);
+	State st = scenario_state();
+	ASSERT_TRUE(ev.commit(st).ok());
+
+	dp::EngineConfig cfg;
+	cfg.host.interfaces = host.interfaces;
+	// The routes linkgate-dpdk's --route flags give (scenario_routes()).
+	cfg.mac_routes = {{*Prefix::parse("10.1.0.0/16"), 1, kClientMac}, {*Prefix::parse("0.0.0.0/0"), 2, kGwMac}};
+	cfg.timeouts.flow_capacity = 4096;
+	auto e = dp::Engine::create(cfg);
+	ASSERT_TRUE(e) << e.error();
+	dp::Engine &eng = **e;
+	std::vector<InterfaceBinding> b = {{1, "client-vnet", p0.mac}, {2, "", p1.mac}};
+	auto t = compile(st, b, ev.generation());
+	ASSERT_TRUE(t) << t.error();
+	ASSERT_TRUE(eng.publish(*t).ok());
+
+	dp::Pipeline pipe(eng, {p0.id, p1.id}, 1);
+	pipe.assign(0, p0.id, 0);
+	pipe.assign(0, p1.id, 0);
+	eng.online(0);
+
+	std::map<std::string, int> verdicts;
+	uint64_t frames = 0, expect_tx = 0, expect_pass = 0, expect_drop = 0;
+	for (auto &round : scenario_rounds(p0.mac, p1.mac)) {
+		// The pipeline polls port 0's queue, then port 1's: the evaluator
+		// sees the frames in that order.
+		std::vector<const Frame *> order;
+		for (uint16_t port : {uint16_t(0), uint16_t(1)})
+			for (auto &f : round)
+				if (f.port == port)
+					order.push_back(&f);
+		std::map<uint16_t, std::vector<std::pair<std::vector<uint8_t>, std::string>>> want;
+		for (auto *f : order) {
+			RingPort &rp = f->port == 0 ? p0 : p1;
+			enqueue(rp, f->bytes);
+			Decision d = ev.process(f->bytes, f->port + 1u, dp::Engine::clock_ns());
+			verdicts[std::string(verdict_name(d.verdict)) + "/" + reason_name(d.reason)]++;
+			frames++;
+			if (d.verdict == LG_VERDICT_FORWARD) {
+				want[uint16_t(d.egress_ifindex - 1)].push_back({d.frame, f->what});
+				expect_tx++;
+			} else if (d.verdict == LG_VERDICT_TX) {
+				want[f->port].push_back({d.frame, f->what});
+				expect_tx++;
+			} else if (d.verdict == LG_VERDICT_PASS) {
+				expect_pass++;
+			} else {
+				expect_drop++;
+			}
+		}
+		EXPECT_EQ(pipe.run_once(0), round.size());
+		eng.quiescent(0);
+		for (RingPort *rp : {&p0, &p1}) {
+			auto got = drain(*rp);
+			auto &w = want[rp->id];
+			ASSERT_EQ(got.size(), w.size()) << "frames out of port " << rp->id;
+			for (size_t i = 0; i < got.size(); i++)
+				EXPECT_EQ(got[i], w[i].first) << w[i].second << " out of port " << rp->id << "\ngot:\n"
+							      << hex(got[i]) << "\nevaluator:\n" << hex(w[i].first);
+		}
+	}
+	// Every kind of outcome the scenario is meant to have.
+	for (const char *k : {"forward/none", "tx/none", "drop/nsg-deny", "drop/firewall-no-match", "drop/ct-invalid",
+			      "drop/malformed", "drop/nsg-default-deny"})
+		EXPECT_GT(verdicts[k], 0) << k << " (saw: " << [&] {
+			std::string s;
+			for (auto &[n, c] : verdicts)
+				s += n + "=" + std::to_string(c) + " ";
+			return s;
+		}() << ")";
+	dp::PipelineTotals tot = pipe.totals();
+	EXPECT_EQ(tot.rx, frames);
+	EXPECT_EQ(tot.tx, expect_tx);
+	EXPECT_EQ(tot.tx_failed, 0u);
+	EXPECT_EQ(tot.passed, expect_pass);
+	EXPECT_EQ(tot.dropped, expect_drop);
+	// The engine's reason counters agree with the evaluator's.
+	dp::EngineCounters c = eng.counters();
+	const Counters &ec = ev.counters();
+	for (size_t i = 0; i < LG_REASON__COUNT; i++)
+		EXPECT_EQ(c.reasons[i], ec.reasons[i]) << reason_name(lg_reason(i));
+	EXPECT_EQ(c.flows, ev.flow_count());
+	eng.offline(0);
+	for (RingPort *rp : {&p0, &p1}) {
+		rte_eth_dev_stop(rp->id);
+		rte_eth_dev_close(rp->id);
+	}
+}
+
+} // namespace
+} // namespace lg
