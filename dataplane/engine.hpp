@@ -77,6 +77,8 @@ public:
 	bool ready() const { return published_; }
 	uint64_t acl_builds() const { return acl_builds_; } // contexts built so far
 	size_t walk_directions() const;                      // live NSG directions without rte_acl
+	// rte_acl classifications so far: (TSC cycles, lookups), all workers.
+	std::pair<uint64_t, uint64_t> classify_stats() const;
 	Status set_acl_algorithm(int alg);                   // every live context
 
 	// Worker threads: wid < workers. online() once per thread before the
@@ -131,6 +133,10 @@ private:
 	bool published_ = false;
 	uint64_t acl_builds_ = 0;
 	std::mutex control_; // publish, counters, flows, reclaim
+	struct alignas(64) ClassifyStat {
+		uint64_t cycles = 0, lookups = 0;
+	};
+	std::array<ClassifyStat, LG_HOST_CPUS> classify_{};
 
 	// Fib
 	struct Route {

@@ -100,6 +100,7 @@ json counters_json()
 		{"flows", c.flows},
 		{"aclBuilds", app.engine->acl_builds()},
 		{"walkDirections", app.engine->walk_directions()},
+		{"classify", {{"cycles", app.engine->classify_stats().first}, {"lookups", app.engine->classify_stats().second}}},
 		{"ports", totals()}};
 }
 
@@ -333,6 +334,7 @@ int main(int argc, char **argv)
 	std::string socket_path, state_path, stats_json, acl_alg = "default", name = "dpdk";
 	std::vector<std::string> port_specs, route_specs, local_specs;
 	size_t flows = LG_CT_CAPACITY_DEFAULT;
+	unsigned mbufs = 0;
 	double duration = 0;
 	cli.add_option("--socket", socket_path, "linkgated's control socket: generations come from it");
 	cli.add_option("--state", state_path, "run standalone on this state file (no linkgated)")->check(CLI::ExistingFile);
@@ -340,6 +342,8 @@ int main(int argc, char **argv)
 	cli.add_option("--route", route_specs, "PREFIX=PORT,MAC: destinations in PREFIX leave by PORT to next hop MAC");
 	cli.add_option("--local", local_specs, "an address of this host (passed, not forwarded)");
 	cli.add_option("--flows", flows, "flow table capacity")->check(CLI::Range(size_t(1), size_t(100000000)));
+	cli.add_option("--mbufs", mbufs, "mbuf pool size (default: 8191 per port + 2048)")
+		->check(CLI::Range(1024u, 16u << 20));
 	cli.add_option("--acl-alg", acl_alg, "rte_acl classify algorithm")
 		->check(CLI::IsMember({"default", "scalar", "sse", "avx2", "avx512x16", "avx512x32"}));
 	cli.add_option("--name", name, "name shown by linkgatectl stats");
@@ -394,7 +398,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	unsigned workers = unsigned(app.worker_lcores.size());
-	rte_mempool *pool = rte_pktmbuf_pool_create("lg_mbufs", 8191 * unsigned(app.ports.size()) + 2048, 256, 0,
+	if (!mbufs)
+		mbufs = 8191 * unsigned(app.ports.size()) + 2048;
+	rte_mempool *pool = rte_pktmbuf_pool_create("lg_mbufs", mbufs, 256, 0,
 						    RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
 	if (!pool) {
 		std::fprintf(stderr, "linkgate-dpdk: no mbuf pool: %s\n", rte_strerror(rte_errno));
