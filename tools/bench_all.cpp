@@ -135,13 +135,7 @@ int run_all(const std::string &cmdline)
 	ctx.classbench = o.classbench;
 	ctx.workdir = work;
 
-	nlohmann::json out;
-	out["tool"] = "linkgate-bench";
-	out["subcommand"] = "all";
-	out["command"] = cmdline;
-	out["started"] = utc_now();
-	out["machine"] = machine();
-	out["machine"]["loadavg_start"] = loadavg();
+	nlohmann::json out = result_head("all", cmdline);
 	out["params"] = {{"quick", o.quick},         {"rounds", ctx.rounds}, {"sample_s", ctx.sample_s},
 			 {"seed", o.seed},           {"classbench", o.classbench}, {"only", o.only},
 			 {"skip", o.skip}};

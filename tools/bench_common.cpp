@@ -107,4 +107,16 @@ std::string fixed(double v, int decimals)
 	return b;
 }
 
+nlohmann::json result_head(const std::string &subcommand, const std::string &cmdline)
+{
+	nlohmann::json out;
+	out["tool"] = "linkgate-bench";
+	out["subcommand"] = subcommand;
+	out["command"] = cmdline;
+	out["started"] = utc_now();
+	out["machine"] = machine();
+	out["machine"]["loadavg_start"] = loadavg();
+	return out;
+}
+
 } // namespace lg::bench

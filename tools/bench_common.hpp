@@ -17,6 +17,10 @@ namespace lg::bench {
 nlohmann::json machine();
 std::string loadavg();
 
+// The head of every result: tool, subcommand, command line, start time,
+// machine with its load at the start.
+nlohmann::json result_head(const std::string &subcommand, const std::string &cmdline);
+
 // Median and spread of one quantity over rounds.
 struct Spread {
 	double median = 0, min = 0, max = 0;

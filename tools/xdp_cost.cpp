@@ -443,13 +443,7 @@ int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohm
 		return 1;
 	};
 	Progress prog(o.quiet);
-	nlohmann::json out;
-	out["tool"] = "linkgate-bench";
-	out["subcommand"] = "xdp-cost";
-	out["command"] = cmdline;
-	out["started"] = utc_now();
-	out["machine"] = machine();
-	out["machine"]["loadavg_start"] = loadavg();
+	nlohmann::json out = result_head("xdp-cost", cmdline);
 
 	if (own_netns)
 		if (auto st = enter_netns(); !st)

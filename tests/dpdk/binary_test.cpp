@@ -10,6 +10,7 @@
 
 #include "arm_json.hpp"
 #include "dpdk_scenario.hpp"
+#include "hex.hpp"
 #include "proc.hpp"
 
 namespace lg {
@@ -18,22 +19,12 @@ namespace {
 using namespace dpdktest;
 using nlohmann::json;
 
+using lg::testing::hex;
+
 const char *binary() { return LINKGATE_DPDK; }
 
 // net_pcap's MACs: 02:70:63:61:70:<device index>.
 const Mac kPcap0{0x02, 0x70, 0x63, 0x61, 0x70, 0x00}, kPcap1{0x02, 0x70, 0x63, 0x61, 0x70, 0x01};
-
-std::string hexs(const std::vector<uint8_t> &f)
-{
-	std::string s;
-	char b[4];
-	for (size_t i = 0; i < f.size(); i++) {
-		std::snprintf(b, sizeof b, "%02x", f[i]);
-		s += b;
-		s += (i % 16 == 15) ? "\n" : " ";
-	}
-	return s;
-}
 
 std::vector<std::string> eal(const Scratch &s, const std::vector<std::string> &vdevs)
 {
@@ -119,7 +110,7 @@ TEST(DpdkBinary, PcapPortsMatchTheEvaluator)
 		ASSERT_EQ(got.size(), want.size()) << "frames out of port " << port;
 		for (size_t i = 0; i < got.size(); i++)
 			EXPECT_EQ(got[i], want[i]) << x.out_what[port][i] << " (port " << port << ")\nlinkgate-dpdk:\n"
-						   << hexs(got[i]) << "\nevaluator:\n" << hexs(want[i]);
+						   << hex(got[i]) << "\nevaluator:\n" << hex(want[i]);
 	}
 
 	json st = json::parse(slurp_file(s.path("stats.json")), nullptr, false);

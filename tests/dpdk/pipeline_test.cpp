@@ -12,6 +12,7 @@
 #include <map>
 
 #include "dpdk_scenario.hpp"
+#include "hex.hpp"
 #include "engine.hpp"
 #include "pipeline.hpp"
 #include "compiler.hpp"
@@ -20,18 +21,7 @@ namespace lg {
 namespace {
 
 using namespace dpdktest;
-
-std::string hex(const std::vector<uint8_t> &f)
-{
-	std::string s;
-	char b[4];
-	for (size_t i = 0; i < f.size(); i++) {
-		std::snprintf(b, sizeof b, "%02x", f[i]);
-		s += b;
-		s += (i % 16 == 15) ? "\n" : " ";
-	}
-	return s;
-}
+using lg::testing::hex;
 
 struct RingPort {
 	rte_ring *rx = nullptr, *tx = nullptr;

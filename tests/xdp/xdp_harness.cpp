@@ -109,18 +109,6 @@ std::vector<InterfaceBinding> bindings(const HostConfig &h)
 	return b;
 }
 
-std::string hex(const std::vector<uint8_t> &f)
-{
-	std::string s;
-	char b[4];
-	for (size_t i = 0; i < f.size(); i++) {
-		std::snprintf(b, sizeof b, "%02x", f[i]);
-		s += b;
-		s += (i % 16 == 15) ? "\n" : " ";
-	}
-	return s;
-}
-
 static uint64_t mono_ns()
 {
 	timespec ts{};

@@ -12,6 +12,7 @@
 
 #include "compiler.hpp"
 #include "evaluator.hpp"
+#include "hex.hpp"
 #include "xdp_loader.hpp"
 #ifdef LG_WITH_DPDK
 #include "engine.hpp"
@@ -43,7 +44,7 @@ struct Outcome {
 	uint32_t egress = 0;
 };
 
-std::string hex(const std::vector<uint8_t> &f);
+using lg::testing::hex;
 
 // Both sides of one dataplane comparison.
 class Pair {

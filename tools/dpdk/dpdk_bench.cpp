@@ -220,13 +220,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		return 1;
 	};
 	Progress prog(o.quiet);
-	nlohmann::json out;
-	out["tool"] = "linkgate-bench";
-	out["subcommand"] = "dpdk";
-	out["command"] = cmdline;
-	out["started"] = utc_now();
-	out["machine"] = machine();
-	out["machine"]["loadavg_start"] = loadavg();
+	nlohmann::json out = result_head("dpdk", cmdline);
 
 	std::error_code ec;
 	fs::create_directories(o.workdir, ec);
