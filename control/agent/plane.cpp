@@ -159,12 +159,18 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	std::string dig = p->digest(initial, *b);
 
 	if (o.ifaces.empty()) {
-		// No dataplane: generation 1 is the state loaded at start.
-		auto t = compile(initial, *b, 1);
+		// No XDP: the state loaded at start is the generation after the last
+		// one committed (the live marker), so numbers never go back across a
+		// restart: connected fast paths stamp their flows with them.
+		std::ifstream f(marker_path(o.state_path));
+		json m = json::parse(f, nullptr, false);
+		uint64_t gen = (m.is_object() ? m.value("generation", uint64_t(0)) : 0) + 1;
+		auto t = compile(initial, *b, gen);
 		if (!t)
 			return err("compile: " + t.error());
+		(void)p->write_live_marker(gen, dig);
 		p->live_ = std::move(*t);
-		p->generation_ = 1;
+		p->generation_ = gen;
 		return p;
 	}
 
@@ -234,6 +240,8 @@ Result<uint64_t> Plane::commit(const State &next)
 		test_pause("after-publish");
 		(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 		rebase(*t);
+	} else {
+		(void)write_live_marker(gen, digest(next, *b)); // the numbering survives a restart
 	}
 	if (Status st = sync_state_file(o_.state_path); !st)
 		return err(st.error()); // the generation is live; the operator must see the disk failing
