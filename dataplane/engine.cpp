@@ -97,12 +97,18 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 		lg_ifmac v{};
 		std::memcpy(v.mac, i.mac.data(), 6);
 		e->ifmac_->insert(&i.ifindex, &v);
-		e->ifmacs_[i.ifindex] = i.mac;
 	}
+	// The egress interface's MAC is resolved once here, not per packet.
+	auto smac = [&](uint32_t ifindex) -> std::optional<Mac> {
+		for (const HostInterface &i : cfg.host.interfaces)
+			if (i.ifindex == ifindex)
+				return i.mac;
+		return std::nullopt;
+	};
 	for (const HostRoute &r : cfg.host.routes)
-		e->routes_.push_back(Route{r.prefix, r.ifindex, r.gateway, std::nullopt});
+		e->routes_.push_back(Route{r.prefix, r.ifindex, r.gateway, std::nullopt, smac(r.ifindex)});
 	for (const MacRoute &r : cfg.mac_routes)
-		e->routes_.push_back(Route{r.prefix, r.ifindex, std::nullopt, r.mac});
+		e->routes_.push_back(Route{r.prefix, r.ifindex, std::nullopt, r.mac, smac(r.ifindex)});
 	std::stable_sort(e->routes_.begin(), e->routes_.end(),
 			 [](const Route &a, const Route &b) { return a.prefix.len > b.prefix.len; });
 	for (const HostNeighbor &n : cfg.host.neighbors)
@@ -380,9 +386,8 @@ long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
 			continue;
 		Addr nh = r.gateway ? *r.gateway : dst;
 		f->ifindex = r.ifindex;
-		auto im = ifmacs_.find(r.ifindex);
-		if (im != ifmacs_.end())
-			std::memcpy(f->smac, im->second.data(), 6);
+		if (r.smac)
+			std::memcpy(f->smac, r.smac->data(), 6);
 		if (r.mac) {
 			std::memcpy(f->dmac, r.mac->data(), 6);
 			return BPF_FIB_LKUP_RET_SUCCESS;

@@ -143,11 +143,11 @@ private:
 		Prefix prefix;
 		uint32_t ifindex;
 		std::optional<Addr> gateway;
-		std::optional<Mac> mac; // next hop's MAC given with the route
+		std::optional<Mac> mac;  // next hop's MAC given with the route
+		std::optional<Mac> smac; // the egress interface's
 	};
 	std::vector<Route> routes_; // longest first
 	std::map<std::pair<uint32_t, Addr>, Mac> neigh_;
-	std::map<uint32_t, Mac> ifmacs_;
 
 	// Counter totals by name; raw per-generation counters at the last publish.
 	std::map<std::string, uint64_t> tot_rules_, tot_pes_, tot_servers_;
