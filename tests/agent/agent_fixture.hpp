@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <thread>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -221,6 +222,23 @@ public:
 		return false;
 	}
 	pid_t pid() const { return pid_; }
+	// Waits (bounded) for the agent to exit by itself; its exit code, or -1
+	// if it is still running at the deadline.
+	int wait_exit(int seconds)
+	{
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+		while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+			int st = 0;
+			if (waitpid(pid_, &st, WNOHANG) == pid_) {
+				pid_ = -1;
+				exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+				break;
+			}
+			std::this_thread::sleep_for(std::chrono::milliseconds(5)); // polling a child's exit
+		}
+		return pid_ > 0 ? -1 : exit_;
+	}
+
 	int exit_code() const { return exit_; }
 	bool running() const { return pid_ > 0; }
 
