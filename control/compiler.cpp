@@ -170,8 +170,10 @@ struct Compiler {
 	std::map<std::pair<size_t, int>, uint32_t> rule_base;    // (nsg, inbound) -> lg_rule index
 	std::map<std::tuple<size_t, size_t, int>, uint32_t> dirs; // (nsg, vnet, inbound) -> lg_nsg_dir
 	std::string error;
+	CompileCache *cache = nullptr;
+	std::map<std::string, std::shared_ptr<const CompileCache::Maglev>> maglev_used; // this compile's lists
 
-	explicit Compiler(const State &st) : s(st) {}
+	Compiler(const State &st, CompileCache *c) : s(st), cache(c) {}
 
 	uint32_t bitmap(const lg_bitmap &b)
 	{
@@ -440,7 +442,9 @@ struct Compiler {
 
 			uint32_t base = uint32_t(t.backends.size());
 			std::vector<MaglevBackend> m[2];
-			std::vector<uint32_t> idx[2];
+			std::vector<uint32_t> idx[2]; // position in sv.backends
+			std::string key;              // the list, for the cache
+			key.reserve(sv.backends.size() * 24);
 			for (auto &b : sv.backends) {
 				Addr a = *Addr::parse(b.address);
 				lg_backend lb{};
@@ -448,18 +452,46 @@ struct Compiler {
 				lb.port_be = htons(uint16_t(b.port));
 				int f = a.is_v4() ? 0 : 1;
 				m[f].push_back({a, uint16_t(b.port), uint32_t(b.weight)});
-				idx[f].push_back(uint32_t(t.backends.size()));
+				idx[f].push_back(uint32_t(t.backends.size()) - base);
 				t.backends.push_back(lb);
+				uint32_t pw[2] = {uint32_t(b.port), uint32_t(b.weight)};
+				key.append(reinterpret_cast<const char *>(a.b.data()), 16);
+				key.append(reinterpret_cast<const char *>(pw), sizeof pw);
 			}
 			ls.backends = {base, uint32_t(t.backends.size()) - base};
+			std::shared_ptr<const CompileCache::Maglev> mt;
+			if (cache)
+				if (auto it = cache->maglev.find(key); it != cache->maglev.end()) {
+					mt = it->second;
+					cache->maglev_reused++;
+				}
+			if (!mt) {
+				auto fresh = std::make_shared<CompileCache::Maglev>();
+				for (int f = 0; f < 2; f++) {
+					auto table = maglev_table(m[f]);
+					if (std::all_of(table.begin(), table.end(), [](int32_t e) { return e == kMaglevNone; }))
+						continue;
+					fresh->local[f].reserve(table.size());
+					for (int32_t e : table)
+						fresh->local[f].push_back(e == kMaglevNone ? LG_NONE : idx[f][size_t(e)]);
+				}
+				mt = std::move(fresh);
+				if (cache)
+					cache->maglev_built++;
+			}
+			if (cache)
+				maglev_used.emplace(std::move(key), mt);
 			for (int f = 0; f < 2; f++) {
 				ls.maglev[f] = LG_NONE;
-				auto table = maglev_table(m[f]);
-				if (std::all_of(table.begin(), table.end(), [](int32_t e) { return e == kMaglevNone; }))
+				const std::vector<uint32_t> &local = mt->local[f];
+				if (local.empty())
 					continue;
 				ls.maglev[f] = uint32_t(t.maglev.size());
-				for (int32_t e : table)
-					t.maglev.push_back(e == kMaglevNone ? LG_NONE : idx[f][size_t(e)]);
+				size_t at = t.maglev.size();
+				t.maglev.resize(at + local.size());
+				uint32_t *out = t.maglev.data() + at;
+				for (size_t i = 0; i < local.size(); i++)
+					out[i] = local[i] == LG_NONE ? LG_NONE : base + local[i];
 			}
 			lg_pubip_key k{};
 			std::memcpy(k.addr, Addr::parse(sv.publicIp)->b.data(), 16);
@@ -601,12 +633,15 @@ struct Compiler {
 
 } // namespace
 
-Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation)
+Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation,
+			       CompileCache *cache)
 {
-	Compiler c(s);
+	Compiler c(s, cache);
 	c.run(ifaces, generation);
 	if (!c.error.empty())
 		return err(c.error);
+	if (cache)
+		cache->maglev = std::move(c.maglev_used); // the lists of the state just compiled
 	return std::move(c.t);
 }
 

@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,8 +53,29 @@ struct CompiledTables {
 	std::vector<std::string> subnet_names; // lg_subnet::id -> "vnet/subnet"
 };
 
+// Carried from one compile to the next (linkgated keeps one): a server's
+// Maglev tables are a pure function of its backend list (addresses, ports
+// and weights, in order), so a list the previous compile saw reuses its
+// tables instead of filling 65,537 slots per family again. The output is
+// byte-identical to a compile without the cache (tests/compiler). It holds
+// the lists of the last successful compile only, so it stays the size of the
+// live state's tables.
+struct CompileCache {
+	// Per family (0: IPv4, 1: IPv6): LG_MAGLEV_SIZE entries, each the
+	// backend's position in the server's list or LG_NONE; empty when no
+	// backend of that family has weight > 0 (no table).
+	struct Maglev {
+		std::vector<uint32_t> local[2];
+	};
+	std::map<std::string, std::shared_ptr<const Maglev>> maglev; // by backend list
+	uint64_t maglev_built = 0, maglev_reused = 0;                 // lists filled / reused, over the cache's life
+};
+
 // Compile a State that validate() accepted. Errors are limits the tables
-// cannot hold (e.g. more intervals than LG_BSEARCH_STEPS reaches).
-Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation);
+// cannot hold (e.g. more intervals than LG_BSEARCH_STEPS reaches). `cache`
+// (optional) carries what a later compile can reuse; the result does not
+// depend on it.
+Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation,
+			       CompileCache *cache = nullptr);
 
 } // namespace lg

@@ -5,9 +5,12 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <random>
+#include <set>
 
 #include "compiler.hpp"
 #include "evaluator.hpp"
@@ -519,6 +522,147 @@ TEST(Scale, ThousandRulesTenThousandPrefixTag)
 	check_tables(t);
 	Coverage cov;
 	EXPECT_EQ(differential(rp, true, 1, 1500, cov), 0);
+}
+
+// ------------------------------------------------ incremental compile (cache)
+
+// Every table and name of two compiles, byte for byte.
+template <class T> std::string bytes(const std::vector<T> &v)
+{
+	return std::string(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(T));
+}
+std::string differs(const CompiledTables &a, const CompiledTables &b)
+{
+	std::string d;
+	auto cmp = [&](const char *what, bool same) {
+		if (!same)
+			d += std::string(d.empty() ? "" : ", ") + what;
+	};
+	cmp("generation", a.generation == b.generation);
+	cmp("gcfg", std::memcmp(&a.gcfg, &b.gcfg, sizeof a.gcfg) == 0);
+	cmp("ivl", bytes(a.ivl) == bytes(b.ivl));
+	cmp("bitmaps", bytes(a.bitmaps) == bytes(b.bitmaps));
+	cmp("nsg_dirs", bytes(a.nsg_dirs) == bytes(b.nsg_dirs));
+	cmp("rules", bytes(a.rules) == bytes(b.rules));
+	cmp("subnets", bytes(a.subnets) == bytes(b.subnets));
+	cmp("nics", bytes(a.nics) == bytes(b.nics));
+	cmp("pes", bytes(a.pes) == bytes(b.pes));
+	cmp("pubips", bytes(a.pubips) == bytes(b.pubips));
+	cmp("servers", bytes(a.servers) == bytes(b.servers));
+	cmp("fwranges", bytes(a.fwranges) == bytes(b.fwranges));
+	cmp("vnetrules", bytes(a.vnetrules) == bytes(b.vnetrules));
+	cmp("backends", bytes(a.backends) == bytes(b.backends));
+	cmp("maglev", a.maglev == b.maglev);
+	cmp("ifaces", bytes(a.ifaces) == bytes(b.ifaces));
+	cmp("names", a.nsg_names == b.nsg_names && a.rule_names == b.rule_names && a.pe_names == b.pe_names &&
+			     a.server_names == b.server_names && a.subnet_names == b.subnet_names);
+	return d;
+}
+
+// A sequence of changes compiled with one cache carried along (as linkgated
+// does) gives exactly the tables of a fresh compile of each state: PEC
+// changes, weights, backends added, removed, reordered and drained, servers
+// added, removed and moved, two servers with one backend list, IPv6 only.
+TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
+{
+	int steps = 0;
+	uint64_t reused = 0;
+	for (uint64_t seed = 1; seed <= 40; seed++) {
+		SCOPED_TRACE(seed);
+		auto rp = testing::random_policy(seed);
+		State s = rp.state;
+		std::mt19937_64 rng(seed);
+		CompileCache cache;
+		for (int step = 0; step < 25; step++) {
+			SCOPED_TRACE(step);
+			uint64_t r = rng();
+			int what = int(r % 9);
+			auto &sv = s.servers;
+			if (what == 0 && !s.privateEndpoints.empty()) {
+				auto &pe = s.privateEndpoints[r / 9 % s.privateEndpoints.size()];
+				static const char *st[] = {"Approved", "Pending", "Rejected"};
+				if (pe.connectionPresent)
+					pe.connectionState.status = st[r / 101 % 3];
+			} else if (what == 1 && !sv.empty() && !sv[r / 9 % sv.size()].backends.empty()) {
+				auto &b = sv[r / 9 % sv.size()].backends;
+				b[r / 97 % b.size()].weight = int(r / 1009 % 4); // 0 drains
+			} else if (what == 2 && !sv.empty()) {
+				auto &b = sv[r / 9 % sv.size()].backends;
+				b.push_back({(r & 1024) ? "fd00:98::" + std::to_string(step + 1)
+							: "198.18.77." + std::to_string(step + 1),
+					     int(3300 + r % 10), int(1 + r / 7 % 3)});
+			} else if (what == 3 && !sv.empty() && sv[r / 9 % sv.size()].backends.size() > 1) {
+				auto &b = sv[r / 9 % sv.size()].backends;
+				b.erase(b.begin() + long(r / 97 % b.size()));
+			} else if (what == 4 && !sv.empty()) {
+				auto &b = sv[r / 9 % sv.size()].backends;
+				std::reverse(b.begin(), b.end());
+			} else if (what == 5 && !sv.empty()) {
+				// Another server with the first one's backend list (a shared cache entry).
+				MySqlServer m = sv[0];
+				m.name = "copy" + std::to_string(step);
+				m.publicIp = "20.250." + std::to_string(step) + ".1";
+				m.firewallRules.clear();
+				m.virtualNetworkRules.clear();
+				sv.push_back(m);
+			} else if (what == 6 && sv.size() > 1) {
+				// Servers move: every backend index after it shifts.
+				auto used = [&](const std::string &n) {
+					for (auto &p : s.privateEndpoints)
+						if (p.server == n)
+							return true;
+					return false;
+				};
+				size_t i = r / 9 % sv.size();
+				if (!used(sv[i].name))
+					sv.erase(sv.begin() + long(i));
+				else
+					std::rotate(sv.begin(), sv.begin() + 1, sv.end());
+			} else if (what == 7 && !sv.empty()) {
+				sv[r / 9 % sv.size()].backends = {{"fd00:99::7", 3306, 2}, {"fd00:99::8", 3306, 1}};
+			}
+			// what 8 (or a change that did not apply): the same state again.
+			ASSERT_TRUE(validate(s)) << validate(s).error();
+			auto inc = compile(s, rp.ifaces, uint64_t(step + 1), &cache);
+			auto fresh = compile(s, rp.ifaces, uint64_t(step + 1));
+			ASSERT_TRUE(inc && fresh);
+			EXPECT_EQ(differs(*inc, *fresh), "");
+			// The cache holds exactly this state's lists.
+			std::vector<std::vector<Backend>> lists;
+			for (auto &m : s.servers)
+				if (std::find(lists.begin(), lists.end(), m.backends) == lists.end())
+					lists.push_back(m.backends);
+			EXPECT_LE(cache.maglev.size(), lists.size());
+			steps++;
+		}
+		reused += cache.maglev_reused;
+	}
+	EXPECT_EQ(steps, 40 * 25);
+	EXPECT_GT(reused, 0u);
+}
+
+// A change that touches no backend list fills no Maglev table.
+TEST(Compile, PecChangeReusesEveryMaglevTable)
+{
+	State s = testing::random_policy(3).state;
+	ASSERT_FALSE(s.servers.empty());
+	ASSERT_FALSE(s.privateEndpoints.empty());
+	auto pe = std::find_if(s.privateEndpoints.begin(), s.privateEndpoints.end(),
+			       [](const PrivateEndpoint &p) { return p.connectionPresent; });
+	ASSERT_NE(pe, s.privateEndpoints.end());
+	CompileCache cache;
+	ASSERT_TRUE(compile(s, {}, 1, &cache));
+	uint64_t built = cache.maglev_built;
+	EXPECT_GT(built, 0u);
+	for (int i = 0; i < 4; i++) {
+		pe->connectionState.status = i % 2 ? "Approved" : "Rejected";
+		ASSERT_TRUE(validate(s)) << validate(s).error();
+		auto c = compile(s, {}, uint64_t(i + 2), &cache);
+		ASSERT_TRUE(c);
+		EXPECT_EQ(differs(*c, *compile(s, {}, uint64_t(i + 2))), "");
+	}
+	EXPECT_EQ(cache.maglev_built, built);
+	EXPECT_GE(cache.maglev_reused, 4 * s.servers.size());
 }
 
 // Prints the numbers of docs/classifier.md:
