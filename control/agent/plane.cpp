@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "arm_json.hpp"
 #include "evaluator.hpp"
@@ -165,7 +166,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		std::ifstream f(marker_path(o.state_path));
 		json m = json::parse(f, nullptr, false);
 		uint64_t gen = (m.is_object() ? m.value("generation", uint64_t(0)) : 0) + 1;
-		auto t = compile(initial, *b, gen);
+		auto t = compile(initial, *b, gen, &p->cache_);
 		if (!t)
 			return err("compile: " + t.error());
 		(void)p->write_live_marker(gen, dig);
@@ -191,7 +192,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		same = m.is_object() && m.value("generation", uint64_t(0)) == pinned && m.value("digest", "") == dig;
 	}
 	uint64_t gen = same ? pinned : pinned + 1;
-	auto t = compile(initial, *b, gen);
+	auto t = compile(initial, *b, gen, &p->cache_);
 	if (!t)
 		return err("compile: " + t.error());
 	if (!same) {
@@ -216,39 +217,60 @@ Result<uint64_t> Plane::commit(const State &next)
 	if (!b)
 		return err(b.error());
 	uint64_t gen = generation_ + 1;
-	auto t = compile(next, *b, gen);
+	auto t = compile(next, *b, gen, &cache_); // unchanged servers' Maglev tables are reused
 	if (!t)
 		return err("compile: " + t.error());
-	// The state file first: a crash between it and the publish leaves the
-	// file ahead of the pinned generation (the live marker says which), and
-	// the next start publishes the file. It is renamed into place now (a
-	// kill -9 cannot lose it) and made durable after the publish, so the
-	// fsync is not between the request and enforcement; a power loss takes
-	// the pinned dataplane too, and the next start publishes whichever file
-	// survived.
-	test_pause("before-state-write");
-	if (Status st = save_state_file(o_.state_path, next, false); !st)
-		return err(st.error());
-	test_pause("after-state-write");
+	// Enforcement first, then the state file, then the reply (docs/agent.md,
+	// "Commit and dataplane"). The reply is the acknowledgement: a crash
+	// before the file is in place leaves the file and the live marker on the
+	// previous generation, and the next start publishes the file again (the
+	// old generation, for a commit nobody was told about); a crash after it
+	// leaves the new file, which the next start publishes or adopts.
+	test_pause("before-publish");
 	if (xdp_) {
 		Status st = test_fail("publish") ? Status(err("publish refused (LINKGATED_TEST_FAIL)")) : xdp_->publish(*t);
-		if (!st) {
-			if (Status back = save_state_file(o_.state_path, current_); !back)
-				return err(st.error() + "; the state file could not be restored: " + back.error());
-			return err(st.error());
-		}
+		if (!st)
+			return err(st.error()); // nothing was written: the previous generation stays live
 		test_pause("after-publish");
-		(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
-		rebase(*t);
-	} else {
-		(void)write_live_marker(gen, digest(next, *b)); // the numbering survives a restart
+		rebase(*t); // counter totals move to the new names at the flip
 	}
-	if (Status st = sync_state_file(o_.state_path); !st)
-		return err(st.error()); // the generation is live; the operator must see the disk failing
-	live_ = std::move(*t);
-	current_ = next;
+	CompiledTables previous = std::exchange(live_, std::move(*t));
 	generation_ = gen;
+	Status saved = test_fail("state-write") ? Status(err(o_.state_path + ": write refused (LINKGATED_TEST_FAIL)"))
+						: save_state_file(o_.state_path, next); // temp, fsync, rename, fsync dir
+	if (!saved) {
+		// Live but not on disk: put the previous state back before failing,
+		// so the dataplane, the file and the agent agree again.
+		if (xdp_)
+			return err(saved.error() + restore(std::move(previous)));
+		generation_ = gen - 1;
+		live_ = std::move(previous);
+		return err(saved.error());
+	}
+	test_pause("after-state-write");
+	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
+	current_ = next;
 	return gen;
+}
+
+// After a failed state file write: the previous state (current_, which is
+// what the file still holds) is published again, as the next generation
+// number (numbers never go back: flows and fast paths are stamped with
+// them). Returns what to add to the error.
+std::string Plane::restore(CompiledTables previous)
+{
+	uint64_t gen = generation_ + 1;
+	previous.generation = gen;
+	previous.gcfg.generation = gen;
+	if (Status st = xdp_->publish(previous); !st)
+		return "; the previous state could not be published again (" + st.error() +
+		       "): the dataplane enforces the refused change until the next commit or restart";
+	rebase(previous);
+	live_ = std::move(previous);
+	generation_ = gen;
+	if (auto b = bindings(current_))
+		(void)write_live_marker(gen, digest(current_, *b));
+	return "; the previous state is live again as generation " + std::to_string(gen);
 }
 
 size_t Plane::reclaim() { return xdp_ ? xdp_->reclaim() : 0; }

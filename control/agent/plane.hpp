@@ -1,8 +1,8 @@
-// The agent's commit path: compiles each validated State, writes the state
-// file, publishes the generation to the XDP dataplane (pinned, so it outlives
-// the agent) and answers explain/stats/flows from the live generation. At
-// start it adopts a pinned dataplane and continues its generation numbers.
-// See docs/agent.md ("Dataplane and restarts").
+// The agent's commit path: compiles each validated State, publishes the
+// generation to the XDP dataplane (pinned, so it outlives the agent), then
+// writes the state file, and answers explain/stats/flows from the live
+// generation. At start it adopts a pinned dataplane and continues its
+// generation numbers. See docs/agent.md ("Commit and dataplane").
 #pragma once
 
 #include <memory>
@@ -36,8 +36,10 @@ public:
 	// already is it, and attaches to every interface.
 	static Result<std::unique_ptr<Plane>> open(const PlaneOptions &o, const State &initial);
 
-	// The commit hook: state file first, then the dataplane; the state file
-	// is put back when the publish fails. Returns the generation now live.
+	// The commit hook: compile, publish, then the state file (durable) and
+	// the live marker. A failed publish changes nothing; a failed state file
+	// write puts the previous state back in the dataplane. Returns the
+	// generation now live.
 	Result<uint64_t> commit(const State &next);
 	uint64_t generation() const { return generation_; }
 	size_t reclaim(); // expired flows removed
@@ -53,12 +55,14 @@ private:
 	std::string digest(const State &s, const std::vector<InterfaceBinding> &b) const;
 	Status write_live_marker(uint64_t generation, const std::string &digest) const;
 	void rebase(const CompiledTables &next);
+	std::string restore(CompiledTables previous);
 
 	PlaneOptions o_;
 	std::vector<uint32_t> ifindex_;
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;
 	CompiledTables live_;
+	CompileCache cache_; // what the next compile reuses (Maglev tables)
 	uint64_t generation_ = 0;
 	// Counters are indexed per generation; names keep their totals across
 	// generations: base + (raw now - raw at the last commit).
@@ -67,11 +71,12 @@ private:
 };
 
 // LINKGATED_TEST_PAUSE=<point>: the agent stops itself (SIGSTOP) at that
-// point of every commit; tests kill it there. Points: before-state-write,
-// after-state-write, after-publish.
+// point of every commit; tests kill it there. Points, in commit order:
+// before-publish, after-publish, after-state-write.
 void test_pause(const char *point);
-// LINKGATED_TEST_FAIL=publish: every publish fails as a refused map update
-// would (after the state file was written), to test the rollback.
+// LINKGATED_TEST_FAIL=publish: every publish of a commit fails as a refused
+// map update would. LINKGATED_TEST_FAIL=state-write: every state file write
+// of a commit fails (after the publish), to test the restore.
 bool test_fail(const char *what);
 
 } // namespace lg::agent

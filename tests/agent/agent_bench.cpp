@@ -9,8 +9,9 @@
 // - the same changes at the socket: from writing the JSON-RPC request on an
 //   open connection to its reply, and to the first accepted connection (no
 //   CLI process start).
-// - compile time of that large state, the agent's publish alone, and the
-//   state file write.
+// - compile time of the small state (a PEC change, from scratch and with
+//   the agent's compile cache) and of that large state, the agent's publish
+//   alone, and the state file write.
 // Every measured change comes right after the undo of the previous one (one
 // flip just before it). "spaced": that undo comes 80 ms (longer than a grace
 // period) after the previous measured change, so only one flip is that
@@ -339,6 +340,32 @@ int main(int argc, char **argv)
 	if (statfs("/sys/fs/bpf", &fs) != 0 || fs.f_type != BPF_FS_MAGIC)
 		mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr);
 	std::string pin_dir = "/sys/fs/bpf/lgbench-" + std::to_string(getpid());
+
+	// Compile time of the small state, a PEC change: from scratch (every
+	// server's Maglev tables filled again) and with the cache linkgated
+	// carries from one compile to the next.
+	{
+		State pec = lgtest::policy("Approved");
+		CompileCache cache;
+		(void)compile(pec, {}, 1, &cache);
+		std::vector<int64_t> fresh, inc;
+		for (int i = 0; i < runs; i++) {
+			pec.privateEndpoints[0].connectionState.status = i % 2 ? "Approved" : "Rejected";
+			int64_t a = now_ns();
+			auto c1 = compile(pec, {}, uint64_t(i + 2));
+			int64_t b = now_ns();
+			auto c2 = compile(pec, {}, uint64_t(i + 2), &cache);
+			int64_t c = now_ns();
+			if (!c1 || !c2) {
+				std::fprintf(stderr, "compile failed\n");
+				return 1;
+			}
+			fresh.push_back(b - a);
+			inc.push_back(c - b);
+		}
+		report("compile: small state, PEC change, from scratch", fresh);
+		report("compile: small state, PEC change, with the cache (as linkgated)", inc);
+	}
 
 	// Compile time of the large state (no kernel involved).
 	{

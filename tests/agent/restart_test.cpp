@@ -252,10 +252,12 @@ TEST_F(AgentRestart, LiveTcpSurvivesKillAndRestartAdoptsThePinnedGeneration)
 // kill -9 at each named point of a commit (LINKGATED_TEST_PAUSE stops the
 // agent there): the pinned dataplane holds the old or the new generation,
 // never a mix, and after a restart the state file, the agent and the
-// dataplane agree.
+// dataplane agree. The commit order is publish, state file, reply: a commit
+// killed before its state file was in place was never acknowledged, and the
+// restart puts the old state back (docs/agent.md, "Commit and dataplane").
 TEST_F(AgentRestart, KillInTheMiddleOfACommitLeavesOldOrNew)
 {
-	for (const char *point : {"before-state-write", "after-state-write", "after-publish"}) {
+	for (const char *point : {"before-publish", "after-publish", "after-state-write"}) {
 		SCOPED_TRACE(point);
 		std::error_code ec;
 		std::filesystem::remove_all(pin_dir, ec);
@@ -296,10 +298,17 @@ TEST_F(AgentRestart, KillInTheMiddleOfACommitLeavesOldOrNew)
 		EXPECT_TRUE(status == "Approved" || status == "Rejected") << status;
 		// The dataplane enforces exactly what the agent and the file say.
 		EXPECT_EQ(client("10.1.1.100", 3306, 500) == 0, status == "Approved");
-		if (std::string(point) == "before-state-write")
-			EXPECT_EQ(status, "Approved");
-		else
+		if (std::string(point) == "before-publish") {
+			EXPECT_EQ(mid, g);
+			EXPECT_EQ(after, g) << "nothing was published: the pinned generation is adopted";
+		} else {
+			EXPECT_EQ(mid, g + 1) << "published before the state file";
+			EXPECT_EQ(after, g + 2) << "the live marker is behind the pins: the file is published";
+		}
+		if (std::string(point) == "after-state-write")
 			EXPECT_EQ(status, "Rejected") << "the state file was written: the restart publishes it";
+		else
+			EXPECT_EQ(status, "Approved") << "the state file was not written: the old state comes back";
 		agent.reset();
 	}
 }
@@ -340,8 +349,8 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
 }
 
-// A publish that fails after the state file was written: the file is put
-// back, the error is "commit failed", and a restart keeps the old generation.
+// A publish that fails: nothing was written, the error is "commit failed",
+// and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishRestoresTheStateFile)
 {
 	setenv("LINKGATED_TEST_FAIL", "publish", 1);
@@ -364,6 +373,38 @@ TEST_F(AgentRestart, FailedPublishRestoresTheStateFile)
 	EXPECT_EQ(ok("mysql.server.private-endpoint-connection.show", {{"serverName", "eastus-db"}, {"name", "pe-east"}})
 			  ["privateLinkServiceConnectionState"]["status"],
 		  "Approved");
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+}
+
+// A state file write that fails after the publish: the previous state is
+// published again (as the next generation number), the error is "commit
+// failed", the file is unchanged, and a restart adopts the restored
+// generation.
+TEST_F(AgentRestart, FailedStateWriteAfterThePublishRestoresThePreviousState)
+{
+	setenv("LINKGATED_TEST_FAIL", "state-write", 1);
+	start_agent(policy("Approved"));
+	unsetenv("LINKGATED_TEST_FAIL");
+	uint64_t g = agent->generation();
+	std::string before = lgtest::slurp(agent->state_path());
+	json r = agent->rpc("mysql.server.private-endpoint-connection.reject",
+			    {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	ASSERT_TRUE(r.contains("error")) << r.dump();
+	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed);
+	EXPECT_NE(r["error"]["message"].get<std::string>().find("live again as generation " + std::to_string(g + 2)),
+		  std::string::npos)
+		<< r.dump();
+	EXPECT_EQ(lgtest::slurp(agent->state_path()), before);
+	EXPECT_EQ(pinned_generation(), g + 2) << "the previous state, published again";
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+	EXPECT_EQ(ok("mysql.server.private-endpoint-connection.show", {{"serverName", "eastus-db"}, {"name", "pe-east"}})
+			  ["privateLinkServiceConnectionState"]["status"],
+		  "Approved");
+
+	agent->kill9();
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g + 2) << "adopted: the live marker names the restored generation";
+	EXPECT_EQ(pinned_generation(), g + 2);
 	EXPECT_EQ(client("10.1.1.100", 3306), 0);
 }
 
