@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <utility>
 
@@ -38,6 +39,24 @@ bool test_fail(const char *what)
 	static const char *want = std::getenv("LINKGATED_TEST_FAIL");
 	return want && std::strcmp(want, what) == 0;
 }
+
+namespace {
+
+// LINKGATED_TEST_TIMING=1: one stderr line per commit with the monotonic
+// clock (ns) at its steps, for agent_bench (same clock as steady_clock).
+bool timing_on()
+{
+	static const bool on = std::getenv("LINKGATED_TEST_TIMING") != nullptr;
+	return on;
+}
+int64_t mono_ns()
+{
+	timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+} // namespace
 
 Result<IfaceSpec> parse_iface_spec(const std::string &text)
 {
@@ -213,6 +232,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 
 Result<uint64_t> Plane::commit(const State &next)
 {
+	int64_t t_start = timing_on() ? mono_ns() : 0;
 	auto b = bindings(next);
 	if (!b)
 		return err(b.error());
@@ -220,6 +240,7 @@ Result<uint64_t> Plane::commit(const State &next)
 	auto t = compile(next, *b, gen, &cache_); // unchanged servers' Maglev tables are reused
 	if (!t)
 		return err("compile: " + t.error());
+	int64_t t_compiled = timing_on() ? mono_ns() : 0, t_published = 0;
 	// Enforcement first, then the state file, then the reply (docs/agent.md,
 	// "Commit and dataplane"). The reply is the acknowledgement: a crash
 	// before the file is in place leaves the file and the live marker on the
@@ -231,6 +252,8 @@ Result<uint64_t> Plane::commit(const State &next)
 		Status st = test_fail("publish") ? Status(err("publish refused (LINKGATED_TEST_FAIL)")) : xdp_->publish(*t);
 		if (!st)
 			return err(st.error()); // nothing was written: the previous generation stays live
+		if (timing_on())
+			t_published = mono_ns();
 		test_pause("after-publish");
 		rebase(*t); // counter totals move to the new names at the flip
 	}
@@ -250,6 +273,10 @@ Result<uint64_t> Plane::commit(const State &next)
 	test_pause("after-state-write");
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
+	if (timing_on())
+		std::fprintf(stderr, "linkgated: timing generation %llu start %lld compiled %lld published %lld saved %lld\n",
+			     (unsigned long long)gen, (long long)t_start, (long long)t_compiled, (long long)t_published,
+			     (long long)mono_ns());
 	return gen;
 }
 

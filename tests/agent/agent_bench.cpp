@@ -8,7 +8,9 @@
 //   state and on a state of 1,000 rules with a 10,000-prefix service tag.
 // - the same changes at the socket: from writing the JSON-RPC request on an
 //   open connection to its reply, and to the first accepted connection (no
-//   CLI process start).
+//   CLI process start); and, from the agent's LINKGATED_TEST_TIMING lines
+//   (same monotonic clock), to the return of its XDP publish (the new
+//   generation live), with the commit's compile and publish times.
 // - compile time of the small state (a PEC change, from scratch and with
 //   the agent's compile cache) and of that large state, the agent's publish
 //   alone, and the state file write.
@@ -211,7 +213,29 @@ int64_t syn_after(int64_t t0, int port_slot)
 // first connection the backend accepted.
 struct Timed {
 	int64_t done, syn, accept;
+	// From the agent's LINKGATED_TEST_TIMING line (socket runs; -1 unknown):
+	// t0 → the publish returned (the generation is live in XDP), and inside
+	// the commit: its start → compiled → published.
+	int64_t live = -1, compile = -1, publish = -1;
 };
+
+lgtest::Daemon *the_agent = nullptr;
+
+// The agent's timing line of generation g: start, compiled, published, saved.
+bool agent_timing(uint64_t g, int64_t out[4])
+{
+	std::string log = the_agent->log(), key = "linkgated: timing generation " + std::to_string(g) + " ";
+	size_t at = log.rfind(key);
+	if (at == std::string::npos)
+		return false;
+	long long v[4];
+	if (std::sscanf(log.c_str() + at + key.size(), "start %lld compiled %lld published %lld saved %lld", &v[0], &v[1],
+			&v[2], &v[3]) != 4)
+		return false;
+	for (int i = 0; i < 4; i++)
+		out[i] = v[i];
+	return true;
+}
 
 // Runs linkgatectl.
 Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port_slot)
@@ -282,7 +306,14 @@ Timed timed_rpc(Rpc &rpc, const std::string &method, const json &params, int por
 		std::fprintf(stderr, "no connection within 5 s\n");
 		std::exit(1);
 	}
-	return {t_reply - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
+	Timed out{t_reply - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
+	int64_t a[4];
+	if (r.contains("generation") && agent_timing(r["generation"].get<uint64_t>(), a)) {
+		out.live = a[2] - t0;
+		out.compile = a[1] - a[0];
+		out.publish = a[2] - a[1];
+	}
+	return out;
 }
 
 void pause_ms(int ms)
@@ -444,6 +475,8 @@ int main(int argc, char **argv)
 		"--pin-dir", pin_dir, "--xdp-interface", "hc=client-vnet", "--xdp-interface", "hb="});
 	std::filesystem::create_directories(agent->dir() + "/lib");
 	(void)save_state_file(agent->state_path(), small);
+	setenv("LINKGATED_TEST_TIMING", "1", 1); // per-commit step times on the agent's stderr
+	the_agent = agent.get();
 	if (!agent->start()) {
 		std::fprintf(stderr, "linkgated did not start:\n%s", agent->log().c_str());
 		return 1;
@@ -464,7 +497,7 @@ int main(int argc, char **argv)
 	auto series = [&](const std::string &label, int n, bool cli, bool spaced, const std::vector<std::string> &ctl_args,
 			  const std::string &method, const json &params, const std::string &undo_method,
 			  const json &undo_params, int port_slot) {
-		std::vector<int64_t> a, f, e;
+		std::vector<int64_t> a, f, e, live, comp, pub;
 		for (int i = 0; i < n; i++) {
 			if (spaced)
 				pause_ms(80); // a workload shape, not a synchronisation
@@ -473,14 +506,41 @@ int main(int argc, char **argv)
 			a.push_back(t.done);
 			f.push_back(t.syn);
 			e.push_back(t.accept);
+			if (t.live >= 0) {
+				live.push_back(t.live);
+				comp.push_back(t.compile);
+				pub.push_back(t.publish);
+			}
 		}
 		std::string tag = label + (cli ? " [linkgatectl, " : " [socket, ") + (spaced ? "spaced]" : "burst]");
 		report((tag + (cli ? ": CLI exit" : ": reply")).c_str(), a);
 		report((tag + ": first forwarded SYN").c_str(), f);
 		report((tag + ": first accepted connection").c_str(), e);
+		if (!live.empty()) {
+			report((tag + ": live in XDP (agent's publish returned)").c_str(), live);
+			report((tag + ": agent compile").c_str(), comp);
+			report((tag + ": agent publish").c_str(), pub);
+		}
 	};
 
 	json approve{{"serverName", "eastus-db"}, {"name", "pe-east"}};
+	// Warm-up: the first publishes into each of the fresh dataplane's three
+	// generation slots create its inner maps (one grace period each), once
+	// in the dataplane's life. Reported apart, not mixed into the series.
+	{
+		std::vector<int64_t> first;
+		for (int i = 0; i < 6; i++) {
+			json r = rpc.call(i % 2 ? "mysql.server.private-endpoint-connection.reject"
+						: "mysql.server.private-endpoint-connection.approve",
+					  approve);
+			int64_t a[4];
+			if (r.is_object() && r.contains("generation") && agent_timing(r["generation"].get<uint64_t>(), a))
+				first.push_back(a[2] - a[1]);
+		}
+		for (size_t i = 0; i < first.size(); i++)
+			std::printf("warm-up commit %zu after the agent's start: agent publish %.3f ms\n", i + 1,
+				    double(first[i]) / 1e6);
+	}
 	std::vector<std::string> approve_ctl{"mysql", "server", "private-endpoint-connection", "approve",
 					     "--server-name", "eastus-db", "--name", "pe-east"};
 	for (bool spaced : {true, false})
