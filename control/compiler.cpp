@@ -424,6 +424,13 @@ struct Compiler {
 
 	void servers()
 	{
+		uint32_t maglev_total = 0;
+		struct Fill {
+			std::shared_ptr<const CompileCache::Maglev> tables;
+			int family;
+			uint32_t base; // the server's first backend
+		};
+		std::vector<Fill> maglev_fill;
 		for (auto &sv : s.servers) {
 			lg_server ls{};
 			ls.flags = sv.publicNetworkAccess != "Disabled" ? LG_SERVER_F_PUBLIC : 0;
@@ -483,15 +490,11 @@ struct Compiler {
 				maglev_used.emplace(std::move(key), mt);
 			for (int f = 0; f < 2; f++) {
 				ls.maglev[f] = LG_NONE;
-				const std::vector<uint32_t> &local = mt->local[f];
-				if (local.empty())
+				if (mt->local[f].empty())
 					continue;
-				ls.maglev[f] = uint32_t(t.maglev.size());
-				size_t at = t.maglev.size();
-				t.maglev.resize(at + local.size());
-				uint32_t *out = t.maglev.data() + at;
-				for (size_t i = 0; i < local.size(); i++)
-					out[i] = local[i] == LG_NONE ? LG_NONE : base + local[i];
+				ls.maglev[f] = maglev_total; // filled after the loop, in one allocation
+				maglev_total += uint32_t(mt->local[f].size());
+				maglev_fill.push_back({mt, f, base});
 			}
 			lg_pubip_key k{};
 			std::memcpy(k.addr, Addr::parse(sv.publicIp)->b.data(), 16);
@@ -499,6 +502,16 @@ struct Compiler {
 			ls.uid = name_uid(sv.name);
 			t.servers.push_back(ls);
 			t.server_names.push_back(sv.name);
+		}
+		t.maglev.resize(maglev_total);
+		uint32_t *out = t.maglev.data();
+		for (const Fill &fl : maglev_fill) {
+			const std::vector<uint32_t> &local = fl.tables->local[fl.family];
+			const uint32_t *in = local.data();
+			const uint32_t base = fl.base;
+			for (size_t i = 0; i < local.size(); i++)
+				out[i] = in[i] == LG_NONE ? LG_NONE : base + in[i];
+			out += local.size();
 		}
 	}
 
