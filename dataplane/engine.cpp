@@ -4,6 +4,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <ctime>
 
 extern "C" {
+#include "lg_limits.h"
 #include "lg_tables.h"
 #include "lg_xdp.h"
 }
@@ -27,6 +29,103 @@ const char *const kOuterNames[] = {"lg_ivl",    "lg_bitmap",  "lg_nsg_dir", "lg_
 				   "lg_nic",    "lg_pe",      "lg_pubip",   "lg_server",   "lg_fwrange",
 				   "lg_vnetrule", "lg_backend", "lg_maglev", "lg_iface",    "lg_gcfg"};
 constexpr size_t kOuters = sizeof(kOuterNames) / sizeof(kOuterNames[0]);
+
+constexpr size_t kIfaceOuter = 13;
+
+// One worker's burst (decide_frames): flow keys and their pre-lookup, the
+// frames that may start a flow with their rte_acl input, and the batches
+// classified so far. Thread-local: decide() may run on any thread.
+struct Burst {
+	static constexpr unsigned kMax = BurstHints::kMax;
+	BurstHints hints;
+	unsigned n = 0;
+	int cur = -1; // frame being decided, -1: outside a burst
+	lg_flow_key keys[kMax];
+	int8_t hint_of[kMax]; // frame -> its hint, -1: none
+	bool cand[kMax];      // may start a flow (TCP SYN, UDP) without one: in[] holds its NSG tuple
+	AclInput in[kMax];
+	// One rte_acl call per (generation slot, NSG direction) asked for in the
+	// burst, over every candidate from the asking frame on.
+	struct Batch {
+		uint32_t slot, dir;
+		uint64_t have; // frames with an answer
+		uint32_t res[kMax];
+	};
+	static constexpr unsigned kBatches = 4;
+	Batch batch[kBatches];
+	unsigned nbatch = 0;
+};
+thread_local Burst t_burst;
+
+inline uint16_t be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
+
+// The program's flow key (lg_ct.bpf.h key_of) of an IPv4 or IPv6 TCP/UDP
+// frame (up to LG_MAX_VLAN_DEPTH tags, no fragment, no IPv6 extension
+// header), and whether it may start a flow (TCP SYN without ACK/RST/FIN,
+// UDP). 0: another kind of frame, no key. A key got wrong here would cost a
+// lookup, never a decision: a hint answers only the program's own key,
+// compared in full.
+bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool *starts)
+{
+	if (len < 14)
+		return false;
+	uint32_t off = 14;
+	uint16_t et = be16(d + 12);
+	for (int i = 0; i < LG_MAX_VLAN_DEPTH && (et == 0x8100 || et == 0x88a8); i++) {
+		if (off + 4 > len)
+			return false;
+		et = be16(d + off + 2);
+		off += 4;
+	}
+	std::memset(k, 0, sizeof *k);
+	k->vni = vni;
+	uint32_t l4, end;
+	uint8_t proto;
+	const uint8_t *ip = d + off;
+	if (et == 0x0800) {
+		if (off + 20 > len || ip[0] >> 4 != 4)
+			return false;
+		uint32_t ihl = uint32_t(ip[0] & 0xf) * 4, tot = be16(ip + 2);
+		if (ihl < 20 || tot < ihl || off + tot > len || (be16(ip + 6) & 0x3fff))
+			return false;
+		proto = ip[9];
+		k->family = LG_AF_INET;
+		k->src[10] = k->src[11] = k->dst[10] = k->dst[11] = 0xff;
+		std::memcpy(k->src + 12, ip + 12, 4);
+		std::memcpy(k->dst + 12, ip + 16, 4);
+		l4 = off + ihl;
+		end = off + tot;
+	} else if (et == 0x86dd) {
+		if (off + 40 > len || ip[0] >> 4 != 6)
+			return false;
+		uint32_t plen = be16(ip + 4);
+		if (!plen || off + 40 + plen > len)
+			return false;
+		proto = ip[6];
+		k->family = LG_AF_INET6;
+		std::memcpy(k->src, ip + 8, 16);
+		std::memcpy(k->dst, ip + 24, 16);
+		l4 = off + 40;
+		end = off + 40 + plen;
+	} else {
+		return false;
+	}
+	if (proto == 6) {
+		if (l4 + 20 > end)
+			return false;
+		*starts = (d[l4 + 13] & 0x17) == 0x02;
+	} else if (proto == 17) {
+		if (l4 + 8 > end)
+			return false;
+		*starts = true;
+	} else {
+		return false;
+	}
+	k->proto = proto;
+	std::memcpy(&k->sport, d + l4, 2); // network order, as key_of
+	std::memcpy(&k->dport, d + l4 + 2, 2);
+	return true;
+}
 
 template <typename K, typename V> std::unique_ptr<FixedHash> hash_of(const std::vector<std::pair<K, V>> &kv)
 {
@@ -58,6 +157,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 {
 	if (g_engine)
 		return err("one linkgate engine per process");
+	if (std::strcmp(kOuterNames[kIfaceOuter], "lg_iface") != 0)
+		return err("internal: lg_iface is not outer map " + std::to_string(kIfaceOuter));
 	if (cfg.workers == 0 || cfg.workers >= LG_HOST_CPUS)
 		return err("workers must be 1.." + std::to_string(LG_HOST_CPUS - 1) + ", not " + std::to_string(cfg.workers));
 	std::unique_ptr<Engine> e(new Engine());
@@ -111,6 +212,16 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 		e->routes_.push_back(Route{r.prefix, r.ifindex, std::nullopt, r.mac, smac(r.ifindex)});
 	std::stable_sort(e->routes_.begin(), e->routes_.end(),
 			 [](const Route &a, const Route &b) { return a.prefix.len > b.prefix.len; });
+	for (Route &r : e->routes_) {
+		uint8_t m[16]{};
+		for (int b = 0; b < r.prefix.len && b < 128; b++)
+			m[b / 8] |= uint8_t(0x80u >> (b % 8));
+		std::memcpy(r.msk, m, 16);
+		std::memcpy(r.net, r.prefix.addr.b.data(), 16);
+		r.net[0] &= r.msk[0];
+		r.net[1] &= r.msk[1];
+		r.v4 = r.prefix.is_v4();
+	}
 	for (const HostNeighbor &n : cfg.host.neighbors)
 		e->neigh_[{n.ifindex, n.ip}] = n.mac;
 
@@ -304,6 +415,97 @@ void Engine::set_time_offset(uint64_t ns) { lg_host_set_time_offset(ns); }
 
 Verdict Engine::decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns)
 {
+	Verdict v;
+	decide_frames(ifindex, &frame, &len, 1, &v, now_ns);
+	return v;
+}
+
+uint32_t Engine::ingress_vni(uint32_t ifindex) const
+{
+	// The slot the program reads, and lg_iface of it, as egress_vni(). A
+	// publish between this and the program's own read makes a key with the
+	// other VNI: it then finds no hint and asks rte_hash.
+	const auto *a = reinterpret_cast<const lg_active *>(active_->at(0));
+	uint32_t slot = __atomic_load_n(&a->slot, __ATOMIC_ACQUIRE);
+	if (slot >= LG_GEN_SLOTS)
+		slot = 0;
+	auto *m = static_cast<FixedHash *>(outer_[kIfaceOuter]->inner(slot));
+	const auto *i = m && ifindex ? static_cast<const lg_iface *>(m->find(&ifindex)) : nullptr;
+	return i ? i->vni : 0;
+}
+
+void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_t *len, unsigned n, Verdict *out,
+			   uint64_t now_ns)
+{
+	Burst &b = t_burst;
+	if (n > Burst::kMax) {
+		for (unsigned o = 0; o < n; o += Burst::kMax)
+			decide_frames(ifindex, data + o, len + o, std::min(n - o, Burst::kMax), out + o, now_ns);
+		return;
+	}
+	// Flow keys of the burst, then one bulk lookup of all of them.
+	uint32_t vni = ingress_vni(ifindex);
+	b.n = n;
+	b.nbatch = 0;
+	b.hints.n = 0;
+	for (unsigned i = 0; i < n; i++) {
+		bool starts = false;
+		b.hint_of[i] = -1;
+		b.cand[i] = false;
+		unsigned h = b.hints.n;
+		if (data[i] && pre_key(data[i], len[i], vni, &b.keys[h], &starts)) {
+			b.hints.key[h] = &b.keys[h];
+			b.hint_of[i] = int8_t(h);
+			b.cand[i] = starts;
+			b.hints.n++;
+		}
+	}
+	flows_->prelookup(b.hints);
+	// A frame without a flow that may start one: its NSG tuple (nsg_first
+	// classifies the candidates of the burst together).
+	for (unsigned i = 0; i < n; i++) {
+		if (!b.cand[i])
+			continue;
+		unsigned h = unsigned(b.hint_of[i]);
+		if (b.hints.pos[h] >= 0) {
+			b.cand[i] = false;
+			continue;
+		}
+		const lg_flow_key &k = b.keys[h];
+		AclInput &in = b.in[i];
+		std::memset(&in, 0, sizeof in);
+		in.proto = k.proto;
+		std::memcpy(in.src, k.src, 16);
+		std::memcpy(in.dst, k.dst, 16);
+		in.sport = k.sport; // network order, as acl_input() writes them
+		in.dport = k.dport;
+	}
+	SharedHash::install(&b.hints);
+	for (unsigned i = 0; i < n; i++) {
+		b.cur = int(i);
+		b.hints.cur = b.hint_of[i];
+		if (!data[i]) {
+			// Cannot be read as one frame: count it as the program would a bad frame.
+			out[i] = Verdict{LG_VERDICT_DROP, LG_REASON_MALFORMED, 0};
+			uint32_t z = LG_REASON_MALFORMED;
+			if (auto *c = reinterpret_cast<uint64_t *>(reason_cnt_->at(lg_host_cpu, z)))
+				*c += 1;
+			continue;
+		}
+		out[i] = run_one(ifindex, data[i], len[i], now_ns);
+	}
+	b.cur = -1;
+	b.hints.cur = -1;
+	SharedHash::install(nullptr);
+	BurstStats &st = classify_[lg_host_cpu % LG_HOST_CPUS].burst;
+	st.hint_hits += b.hints.hits;
+	st.hint_misses += b.hints.misses;
+	st.hints_forgotten += b.hints.forgotten;
+	b.hints.hits = b.hints.misses = b.hints.forgotten = 0;
+}
+
+Verdict Engine::run_one(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns)
+{
 	lg_host_ctx c{};
 	c.md.ingress_ifindex = ifindex;
 	c.data = frame;
@@ -326,19 +528,23 @@ Verdict Engine::decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t 
 
 void Engine::decide_burst(uint32_t ifindex, rte_mbuf **pkts, uint16_t n, Verdict *out, uint64_t now_ns)
 {
-	for (uint16_t i = 0; i < n; i++) {
-		if (i + 1 < n)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-		rte_mbuf *m = pkts[i];
-		if (m->nb_segs > 1 && rte_pktmbuf_linearize(m)) {
-			// Cannot be read as one frame: count it as the program would a bad frame.
-			out[i] = Verdict{LG_VERDICT_DROP, LG_REASON_MALFORMED, 0};
-			uint32_t z = LG_REASON_MALFORMED;
-			if (auto *c = reinterpret_cast<uint64_t *>(reason_cnt_->at(lg_host_cpu, z)))
-				*c += 1;
-			continue;
+	uint8_t *data[Burst::kMax];
+	uint32_t len[Burst::kMax];
+	for (unsigned o = 0; o < n; o += Burst::kMax) {
+		unsigned k = std::min<unsigned>(n - o, Burst::kMax);
+		// Every frame's first line is on its way before the first is parsed.
+		for (unsigned i = 0; i < k; i++) {
+			rte_mbuf *m = pkts[o + i];
+			if (m->nb_segs > 1 && rte_pktmbuf_linearize(m)) {
+				data[i] = nullptr;
+				len[i] = 0;
+				continue;
+			}
+			data[i] = rte_pktmbuf_mtod(m, uint8_t *);
+			len[i] = rte_pktmbuf_data_len(m);
+			rte_prefetch0(data[i]);
 		}
-		out[i] = decide(ifindex, rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_data_len(m), now_ns);
+		decide_frames(ifindex, data, len, k, out + o, now_ns);
 	}
 }
 
@@ -355,11 +561,69 @@ uint32_t Engine::nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t h
 	uint64_t t0 = rte_rdtsc();
 	AclInput in;
 	acl_input(&in, proto, has_ports, sport, dport, src, dst);
-	uint32_t r = g->acl[dir]->first(in);
 	ClassifyStat &cs = classify_[lg_host_cpu % LG_HOST_CPUS];
+	uint32_t r = LG_NONE;
+	bool answered = false;
+	// A frame of a burst that may start a flow, asking with its own tuple:
+	// the answer of this (slot, direction)'s batch, classified now for every
+	// such frame from this one on if nobody asked before. The slot's
+	// generation cannot change during the burst (a publish waits for this
+	// worker's quiescent state before it reuses a slot).
+	Burst &b = t_burst;
+	if (b.cur >= 0 && b.cand[b.cur] && std::memcmp(&in, &b.in[b.cur], sizeof in) == 0) {
+		Burst::Batch *bt = nullptr;
+		for (unsigned i = 0; i < b.nbatch; i++)
+			if (b.batch[i].slot == slot && b.batch[i].dir == dir)
+				bt = &b.batch[i];
+		if (!bt && b.nbatch < Burst::kBatches) {
+			bt = &b.batch[b.nbatch++];
+			bt->slot = slot;
+			bt->dir = dir;
+			bt->have = 0;
+			const AclInput *ins[Burst::kMax];
+			uint32_t res[Burst::kMax];
+			unsigned idx[Burst::kMax], m = 0;
+			for (unsigned j = unsigned(b.cur); j < b.n; j++)
+				if (b.cand[j]) {
+					ins[m] = &b.in[j];
+					idx[m++] = j;
+				}
+			g->acl[dir]->classify(ins, res, m);
+			for (unsigned j = 0; j < m; j++) {
+				bt->res[idx[j]] = res[j];
+				bt->have |= 1ull << idx[j];
+			}
+			cs.burst.acl_calls++;
+			cs.burst.acl_tuples += m;
+		}
+		if (bt && (bt->have >> b.cur & 1)) {
+			r = bt->res[b.cur];
+			answered = true;
+			cs.burst.acl_batched++;
+		}
+	}
+	if (!answered) {
+		r = g->acl[dir]->first(in);
+		cs.burst.acl_calls++;
+		cs.burst.acl_tuples++;
+	}
 	cs.cycles += rte_rdtsc() - t0;
 	cs.lookups++;
 	return r;
+}
+
+Engine::BurstStats Engine::burst_stats() const
+{
+	BurstStats t;
+	for (const ClassifyStat &c : classify_) {
+		t.hint_hits += c.burst.hint_hits;
+		t.hint_misses += c.burst.hint_misses;
+		t.hints_forgotten += c.burst.hints_forgotten;
+		t.acl_calls += c.burst.acl_calls;
+		t.acl_tuples += c.burst.acl_tuples;
+		t.acl_batched += c.burst.acl_batched;
+	}
+	return t;
 }
 
 std::pair<uint64_t, uint64_t> Engine::classify_stats() const
@@ -381,8 +645,12 @@ long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
 	} else {
 		std::memcpy(dst.b.data(), f->ipv6_dst, 16);
 	}
+	uint64_t d[2];
+	std::memcpy(d, dst.b.data(), 16);
+	// Addr::is_v4 (::ffff:0:0/96), inline
+	bool v4 = d[0] == 0 && !dst.b[8] && !dst.b[9] && dst.b[10] == 0xff && dst.b[11] == 0xff;
 	for (const Route &r : routes_) {
-		if (!r.prefix.contains(dst))
+		if (r.v4 != v4 || (d[0] & r.msk[0]) != r.net[0] || (d[1] & r.msk[1]) != r.net[1])
 			continue;
 		Addr nh = r.gateway ? *r.gateway : dst;
 		f->ifindex = r.ifindex;

@@ -78,7 +78,20 @@ public:
 	uint64_t acl_builds() const { return acl_builds_; } // contexts built so far
 	size_t walk_directions() const;                      // live NSG directions without rte_acl
 	// rte_acl classifications so far: (TSC cycles, lookups), all workers.
+	// Cycles are every cycle spent in rte_acl and building its input,
+	// speculative tuples of a burst included; lookups are the answers the
+	// program was given.
 	std::pair<uint64_t, uint64_t> classify_stats() const;
+	// What the burst machinery did, all workers (decide_burst, decide).
+	struct BurstStats {
+		uint64_t hint_hits = 0;       // lg_flows lookups answered by the burst's pre-lookup
+		uint64_t hint_misses = 0;     // lookups of another key, or of a forgotten hint
+		uint64_t hints_forgotten = 0; // hints dropped by this worker's own insert/delete
+		uint64_t acl_calls = 0;       // rte_acl_classify calls
+		uint64_t acl_tuples = 0;      // tuples classified (batched speculatively or not)
+		uint64_t acl_batched = 0;     // answers taken from a burst's batch
+	};
+	BurstStats burst_stats() const;
 	Status set_acl_algorithm(int alg);                   // every live context
 
 	// Worker threads: wid < workers. online() once per thread before the
@@ -89,9 +102,19 @@ public:
 	void quiescent(unsigned wid);
 
 	// Decide one frame in place (len unchanged: no verdict resizes a frame).
+	// A burst of one: the same code path as decide_burst.
 	Verdict decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns);
 	// A burst from one interface; out[i] for pkts[i]. Linearises chained mbufs.
+	// Before the program runs: every frame's data prefetched, the flow keys
+	// of its IPv4/IPv6 TCP/UDP frames looked up in one rte_hash bulk lookup
+	// (the program's own lookups of them are answered from it: BurstHints
+	// in umaps.hpp), and the frames that may start a flow classified
+	// together by the first NSG direction one of them asks for.
 	void decide_burst(uint32_t ifindex, rte_mbuf **pkts, uint16_t n, Verdict *out, uint64_t now_ns);
+	// The same on frames; data[i] == nullptr: a frame that could not be
+	// read (counted malformed). n <= 64.
+	void decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_t *len, unsigned n, Verdict *out,
+			   uint64_t now_ns);
 
 	void set_time_offset(uint64_t ns); // tests: move the program's clock
 	static uint64_t clock_ns();        // CLOCK_MONOTONIC, as bpf_ktime_get_ns
@@ -133,8 +156,11 @@ private:
 	bool published_ = false;
 	uint64_t acl_builds_ = 0;
 	std::mutex control_; // publish, counters, flows, reclaim
+	Verdict run_one(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns);
+	uint32_t ingress_vni(uint32_t ifindex) const; // egress_vni(active slot, ifindex) of the program
 	struct alignas(64) ClassifyStat {
 		uint64_t cycles = 0, lookups = 0;
+		BurstStats burst;
 	};
 	std::array<ClassifyStat, LG_HOST_CPUS> classify_{};
 
@@ -145,6 +171,9 @@ private:
 		std::optional<Addr> gateway;
 		std::optional<Mac> mac;  // next hop's MAC given with the route
 		std::optional<Mac> smac; // the egress interface's
+		// prefix as two masked 64-bit words, matched without lg::Prefix
+		bool v4 = false;
+		uint64_t net[2]{}, msk[2]{};
 	};
 	std::vector<Route> routes_; // longest first
 	std::map<std::pair<uint32_t, Addr>, Mac> neigh_;

@@ -85,6 +85,23 @@ json totals()
 		{"cyclesPerPacket", t.rx ? double(t.busy_cycles) / double(t.rx) : 0.0}, {"workers", app.pipeline->workers()}};
 }
 
+// rte_acl: cycles and answers (what linkgate-bench divides), with the calls
+// and tuples behind them (a burst classifies its candidates together).
+json classify_json()
+{
+	auto [cycles, lookups] = g_app->engine->classify_stats();
+	dp::Engine::BurstStats b = g_app->engine->burst_stats();
+	return {{"cycles", cycles}, {"lookups", lookups}, {"calls", b.acl_calls}, {"tuples", b.acl_tuples},
+		{"batched", b.acl_batched}};
+}
+
+// The flow pre-lookup of each burst: lookups it answered, lookups it did not.
+json hints_json()
+{
+	dp::Engine::BurstStats b = g_app->engine->burst_stats();
+	return {{"hits", b.hint_hits}, {"misses", b.hint_misses}, {"forgotten", b.hints_forgotten}};
+}
+
 json counters_json()
 {
 	App &app = *g_app;
@@ -100,7 +117,8 @@ json counters_json()
 		{"flows", c.flows},
 		{"aclBuilds", app.engine->acl_builds()},
 		{"walkDirections", app.engine->walk_directions()},
-		{"classify", {{"cycles", app.engine->classify_stats().first}, {"lookups", app.engine->classify_stats().second}}},
+		{"classify", classify_json()},
+		{"flowHints", hints_json()},
 		{"ports", totals()}};
 }
 

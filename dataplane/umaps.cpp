@@ -5,6 +5,7 @@
 #include <rte_hash_crc.h>
 #include <rte_jhash.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
 #include <algorithm>
@@ -29,7 +30,7 @@ long refuse(lg_umap *, const void *) { return -EPERM; }
 // addresses, endpoint counters): a multiply-xor over 8-byte words costs a
 // fraction of jhash on these 4–20 byte keys. Not adversarial input: the
 // keys are the operator's own table entries.
-uint32_t fast_hash(const void *key, size_t n)
+[[maybe_unused]] uint32_t fast_hash(const void *key, size_t n)
 {
 	const uint8_t *p = static_cast<const uint8_t *>(key);
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
@@ -50,10 +51,29 @@ uint32_t fast_hash(const void *key, size_t n)
 	return uint32_t(h);
 }
 long refuse_update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
+
+// Equal n-byte keys, 8 bytes at a time (flow keys are 44 bytes).
+inline bool key_eq(const void *a, const void *b, size_t n)
+{
+	const uint8_t *x = static_cast<const uint8_t *>(a), *y = static_cast<const uint8_t *>(b);
+	uint64_t d = 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t u, v;
+		std::memcpy(&u, x + i, 8);
+		std::memcpy(&v, y + i, 8);
+		d |= u ^ v;
+	}
+	for (; i < n; i++)
+		d |= uint64_t(x[i] ^ y[i]);
+	return d == 0;
+}
+
+thread_local BurstHints *t_hints = nullptr; // SharedHash::install
 } // namespace
 
 // ---- ArrayMap ----
-ArrayMap::ArrayMap(size_t value_size, size_t n) : vals_(value_size, n)
+ArrayMap::ArrayMap(size_t value_size, size_t n) : vals_(value_size, n), base_(vals_.at(0)), n_(n), vs_(value_size)
 {
 	static const lg_umap_ops ops = {lookup, update, del};
 	this->ops = &ops;
@@ -70,13 +90,14 @@ long ArrayMap::update(lg_umap *m, const void *key, const void *val, __u64 flags)
 		return -E2BIG;
 	if (flags == BPF_NOEXIST)
 		return -EEXIST;
-	std::memcpy(p, val, a->vals_.value_size());
+	std::memcpy(p, val, a->vs_);
 	return 0;
 }
 long ArrayMap::del(lg_umap *, const void *) { return -EINVAL; }
 
 // ---- PerCpuArray ----
-PerCpuArray::PerCpuArray(size_t value_size, size_t n) : n_(n), vals_(value_size, n * LG_HOST_CPUS)
+PerCpuArray::PerCpuArray(size_t value_size, size_t n)
+	: n_(n), vals_(value_size, n * LG_HOST_CPUS), base_(vals_.at(0)), vs_(value_size), cpu_stride_(value_size * n)
 {
 	static const lg_umap_ops ops = {lookup, update, del};
 	this->ops = &ops;
@@ -91,7 +112,7 @@ long PerCpuArray::update(lg_umap *m, const void *key, const void *val, __u64)
 	uint8_t *p = a->at(lg_host_cpu, u32_key(key));
 	if (!p)
 		return -E2BIG;
-	std::memcpy(p, val, a->vals_.value_size());
+	std::memcpy(p, val, a->vs_);
 	return 0;
 }
 long PerCpuArray::del(lg_umap *, const void *) { return -EINVAL; }
@@ -102,7 +123,7 @@ uint64_t PerCpuArray::sum_u64(size_t i) const
 		return 0;
 	for (unsigned c = 0; c < LG_HOST_CPUS; c++) {
 		uint64_t v;
-		std::memcpy(&v, vals_.at(size_t(c) * n_ + i), 8);
+		std::memcpy(&v, base_ + size_t(c) * cpu_stride_ + i * vs_, 8);
 		t += v;
 	}
 	return t;
@@ -118,7 +139,33 @@ FixedHash::FixedHash(size_t key_size, size_t value_size, size_t n)
 	while (cap < 2 * n)
 		cap <<= 1;
 	mask_ = cap - 1;
-	slot_.assign(cap, 0);
+	slot_.assign(cap, Slot{0, 0});
+}
+uint32_t FixedHash::hash(const void *key, size_t n)
+{
+#ifdef __SSE4_2__
+	// CRC32-C, 8 bytes an instruction: these keys are 4 to 36 bytes.
+	const uint8_t *p = static_cast<const uint8_t *>(key);
+	uint64_t h = 0x9e3779b9u ^ n;
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t w;
+		std::memcpy(&w, p, 8);
+		h = __builtin_ia32_crc32di(h, w);
+	}
+	uint32_t h32 = uint32_t(h);
+	if (n >= 4) {
+		uint32_t w;
+		std::memcpy(&w, p, 4);
+		h32 = __builtin_ia32_crc32si(h32, w);
+		p += 4;
+		n -= 4;
+	}
+	for (; n; p++, n--)
+		h32 = __builtin_ia32_crc32qi(h32, *p);
+	return h32 ^ (h32 >> 16);
+#else
+	return fast_hash(key, n);
+#endif
 }
 void FixedHash::insert(const void *key, const void *val)
 {
@@ -130,20 +177,22 @@ void FixedHash::insert(const void *key, const void *val)
 		return; // sized by the builder: cannot happen
 	std::memcpy(keys_.at(n_), key, ks_);
 	std::memcpy(vals_.at(n_), val, vals_.value_size());
-	uint32_t h = fast_hash(key, ks_) & uint32_t(mask_);
-	while (slot_[h])
+	uint32_t hv = hash(key, ks_), h = hv & uint32_t(mask_);
+	while (slot_[h].entry)
 		h = (h + 1) & uint32_t(mask_);
-	slot_[h] = uint32_t(++n_);
+	slot_[h] = Slot{hv, uint32_t(++n_)};
 }
 void *FixedHash::find(const void *key) const
 {
-	uint32_t h = fast_hash(key, ks_) & uint32_t(mask_);
+	if (!n_)
+		return nullptr;
+	uint32_t hv = hash(key, ks_), h = hv & uint32_t(mask_);
 	for (;;) {
-		uint32_t e = slot_[h];
-		if (!e)
+		const Slot &sl = slot_[h];
+		if (!sl.entry)
 			return nullptr;
-		if (std::memcmp(keys_.at(e - 1), key, ks_) == 0)
-			return const_cast<uint8_t *>(vals_.at(e - 1));
+		if (sl.hash == hv && key_eq(keys_.at(sl.entry - 1), key, ks_))
+			return const_cast<uint8_t *>(vals_.at(sl.entry - 1));
 		h = (h + 1) & uint32_t(mask_);
 	}
 }
@@ -257,6 +306,17 @@ std::unique_ptr<SharedHash> SharedHash::create(const std::string &name, size_t k
 		*err = "rte_hash_rcu_qsbr_add(" + name + "): " + rte_strerror(rte_errno);
 		return nullptr;
 	}
+	// prelookup() hashes keys itself (rte_hash_crc inline, seed 0): it must
+	// be rte_hash's own signature, or no bulk lookup would find anything.
+	{
+		uint8_t probe[64];
+		for (size_t i = 0; i < sizeof probe; i++)
+			probe[i] = uint8_t(i * 37 + 11);
+		if (key_size > sizeof probe || rte_hash_hash(s->h_, probe) != s->sig(probe)) {
+			*err = "internal: " + name + "'s rte_hash signature is not rte_hash_crc";
+			return nullptr;
+		}
+	}
 	size_t slots = size_t(rte_hash_max_key_id(s->h_)) + 1;
 	s->vals_ = static_cast<uint8_t *>(rte_zmalloc(nullptr, slots * value_size, 64));
 	if (!s->vals_) {
@@ -274,11 +334,64 @@ SharedHash::~SharedHash()
 	rte_free(vals_);
 }
 size_t SharedHash::count() const { return size_t(std::max<int64_t>(live_.load(std::memory_order_relaxed), 0)); }
+uint32_t SharedHash::sig(const void *key) const { return rte_hash_crc(key, uint32_t(ks_), 0); }
+
+void SharedHash::install(BurstHints *h) { t_hints = h; }
+BurstHints *SharedHash::installed() { return t_hints; }
+
+void SharedHash::prelookup(BurstHints &h) const
+{
+	h.map = this;
+	h.cur = -1;
+	if (!h.n)
+		return;
+	for (unsigned i = 0; i < h.n; i++)
+		h.sig[i] = sig(h.key[i]);
+	if (rte_hash_lookup_with_hash_bulk(h_, h.key, h.sig, h.n, h.pos) != 0) {
+		for (unsigned i = 0; i < h.n; i++) {
+			h.valid[i] = false; // cannot happen (n <= 64): every lookup goes to rte_hash
+			h.pos[i] = -ENOENT;
+		}
+		return;
+	}
+	for (unsigned i = 0; i < h.n; i++) {
+		h.valid[i] = true;
+		if (h.pos[i] >= 0) {
+			// Every line of the value (a flow entry spans two or three).
+			const uint8_t *v = value_at(h.pos[i]);
+			for (size_t o = 0; o < vs_; o += 64)
+				rte_prefetch0(v + o);
+			rte_prefetch0(v + vs_ - 1);
+		}
+	}
+}
+
+void SharedHash::forget(const void *key) const
+{
+	BurstHints *h = t_hints;
+	if (!h || h->map != this)
+		return;
+	uint32_t g = sig(key);
+	for (unsigned i = 0; i < h->n; i++)
+		if (h->valid[i] && h->sig[i] == g && key_eq(h->key[i], key, ks_)) {
+			h->valid[i] = false;
+			h->forgotten++;
+		}
+}
+
 void *SharedHash::lookup(lg_umap *m, const void *key)
 {
 	auto *s = static_cast<SharedHash *>(m);
+	if (BurstHints *h = t_hints; h && h->map == s && h->cur >= 0) {
+		unsigned c = unsigned(h->cur);
+		if (h->valid[c] && key_eq(key, h->key[c], s->ks_)) {
+			h->hits++;
+			return h->pos[c] < 0 ? nullptr : s->value_at(h->pos[c]);
+		}
+		h->misses++;
+	}
 	int32_t pos = rte_hash_lookup(s->h_, key);
-	return pos < 0 ? nullptr : s->vals_ + size_t(pos) * s->vs_;
+	return pos < 0 ? nullptr : s->value_at(pos);
 }
 long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flags)
 {
@@ -298,6 +411,7 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	pos = rte_hash_add_key(s->h_, key);
 	if (pos < 0)
 		return pos == -ENOSPC ? -E2BIG : pos;
+	s->forget(key); // a hint of this burst may say it is absent
 	// Two workers adding the same new key at once count it twice (the
 	// second add updates); a delete then leaves one too many: rare, and
 	// only an overstatement of the same order as BPF's per-CPU counts.
@@ -308,6 +422,7 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 long SharedHash::del(lg_umap *m, const void *key)
 {
 	auto *s = static_cast<SharedHash *>(m);
+	s->forget(key); // a hint of this burst may point at it
 	int32_t pos = rte_hash_del_key(s->h_, key);
 	if (pos < 0)
 		return -ENOENT;

@@ -36,6 +36,12 @@ private:
 	std::vector<uint64_t> w_;
 };
 
+// Every map's lookup is one indirect call from the program (bpf_helpers.h:
+// ops->lookup) per bpf_map_lookup_elem, tens a packet (scratch() alone is
+// one): each lookup below is a handful of instructions over fields read
+// straight from the map object, no bounds or sizes fetched through
+// containers.
+
 // BPF_MAP_TYPE_ARRAY: u32 index -> value. Writable (lg_active).
 class ArrayMap : public lg_umap {
 public:
@@ -47,20 +53,22 @@ public:
 			std::memcpy(m->vals_.at(0), v.data(), sizeof(T) * v.size());
 		return m;
 	}
-	uint8_t *at(size_t i) { return i < vals_.size() ? vals_.at(i) : nullptr; }
+	uint8_t *at(size_t i) { return i < n_ ? base_ + i * vs_ : nullptr; }
 
 private:
 	static void *lookup(lg_umap *m, const void *key);
 	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
 	static long del(lg_umap *m, const void *key);
 	Values vals_;
+	uint8_t *base_;
+	size_t n_, vs_;
 };
 
 // BPF_MAP_TYPE_PERCPU_ARRAY: one copy per worker (lg_host_cpu).
 class PerCpuArray : public lg_umap {
 public:
 	PerCpuArray(size_t value_size, size_t n);
-	uint8_t *at(unsigned cpu, size_t i) { return i < n_ ? vals_.at(size_t(cpu) * n_ + i) : nullptr; }
+	uint8_t *at(unsigned cpu, size_t i) { return i < n_ ? base_ + size_t(cpu) * cpu_stride_ + i * vs_ : nullptr; }
 	size_t size() const { return n_; }
 	uint64_t sum_u64(size_t i) const; // counters: the u64 at index i over every CPU
 
@@ -70,10 +78,15 @@ private:
 	static long del(lg_umap *m, const void *key);
 	size_t n_;
 	Values vals_;
+	uint8_t *base_;
+	size_t vs_, cpu_stride_;
 };
 
 // Exact-match table built once (BPF_MAP_TYPE_HASH of a generation, and the
-// host tables lg_local / lg_ifmac): open addressing over jhash.
+// host tables lg_local / lg_ifmac): open addressing, linear probing; each
+// slot holds its key's 32-bit hash (CRC32-C), so a probe compares keys only
+// when the hashes agree. Read for every packet (interface VNI, own
+// addresses), often empty (lg_local without --local).
 class FixedHash : public lg_umap {
 public:
 	FixedHash(size_t key_size, size_t value_size, size_t n);
@@ -84,9 +97,14 @@ private:
 	static void *lookup(lg_umap *m, const void *key);
 	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
 	static long del(lg_umap *m, const void *key);
+	static uint32_t hash(const void *key, size_t n);
 	size_t ks_, n_ = 0, mask_;
 	Values keys_, vals_;
-	std::vector<uint32_t> slot_; // entry + 1, 0 empty
+	struct Slot {
+		uint32_t hash;
+		uint32_t entry; // entry + 1, 0 empty
+	};
+	std::vector<Slot> slot_;
 };
 
 // BPF_MAP_TYPE_LPM_TRIE: key = u32 prefixlen + data. One exact table per
@@ -116,6 +134,7 @@ class OuterMap : public lg_umap {
 public:
 	OuterMap();
 	void set(uint32_t slot, lg_umap *inner) { slot_[slot] = inner; }
+	lg_umap *inner(uint32_t slot) const { return slot < slot_.size() ? slot_[slot] : nullptr; }
 
 private:
 	static void *lookup(lg_umap *m, const void *key);
@@ -124,10 +143,45 @@ private:
 	std::vector<lg_umap *> slot_;
 };
 
+class SharedHash;
+
+// The flow keys of one burst, looked up together before the program runs
+// (Engine::decide_burst): one rte_hash bulk lookup, which hashes every key
+// and prefetches every bucket before comparing any, instead of one
+// dependent chain of cache misses per packet. While frame `cur` is decided,
+// the program's lookups of its own key in `map` are answered from here
+// (after a full key compare); anything else goes to rte_hash.
+//
+// Why an answer taken at the start of the burst is still right:
+// - this worker's own writes: an insert or a delete of a key forgets the
+//   hints of that key (the next lookup goes to rte_hash), an update in
+//   place leaves the key where it is (rte_hash never moves a key's slot,
+//   only its bucket entry);
+// - a key deleted by another thread: its slot, and the value beside it, is
+//   reused only after every online worker has passed a quiescent state, and
+//   this worker reports one only after the burst (Pipeline::run), so the
+//   pointer stays readable; the frame is decided as if it had arrived just
+//   before the delete, one of the orders two CPUs give in XDP as well;
+// - a key added by another thread after the bulk lookup: the frame is
+//   decided as if it had arrived just before the add; an add of its own
+//   (BPF_NOEXIST) still asks rte_hash and finds the other thread's key.
+struct BurstHints {
+	static constexpr unsigned kMax = 64; // RTE_HASH_LOOKUP_BULK_MAX
+	const SharedHash *map = nullptr;     // hints of this table
+	unsigned n = 0;                      // keys
+	int cur = -1;                        // frame being decided; -1: none answers
+	const void *key[kMax];
+	uint32_t sig[kMax];                  // rte_hash signature of key[i]
+	int32_t pos[kMax];                   // key slot, or < 0: absent
+	bool valid[kMax];
+	uint64_t hits = 0, misses = 0, forgotten = 0; // answers given / lookups passed on / hints dropped
+};
+
 // BPF_MAP_TYPE_HASH that packets write (flows, fragments): rte_hash with
 // lock-free readers, writers serialised inside rte_hash, key slots reused
 // only after every worker passed a quiescent state (RCU QSBR defer queue),
-// so a value pointer stays valid for the rest of the packet as in BPF.
+// so a value pointer stays valid until this worker's next quiescent state
+// (the end of its burst), longer than BPF needs (the rest of the packet).
 class SharedHash : public lg_umap {
 public:
 	static std::unique_ptr<SharedHash> create(const std::string &name, size_t key_size, size_t value_size,
@@ -135,6 +189,15 @@ public:
 	~SharedHash();
 	size_t count() const;
 	size_t capacity() const { return capacity_; }
+	size_t key_size() const { return ks_; }
+
+	// Burst pre-lookup: h.key[0..h.n) in one bulk lookup (their values
+	// prefetched); h.map = this, every hint valid, h.cur = -1. The calling
+	// thread's lookups use h while it is installed (hints()).
+	void prelookup(BurstHints &h) const;
+	static void install(BurstHints *h); // this thread's hints, nullptr: none
+	static BurstHints *installed();
+	uint8_t *value_at(int32_t pos) const { return vals_ + size_t(pos) * vs_; }
 	// Every (key, value) pair; f returns true to delete the entry.
 	template <typename F> size_t for_each(F &&f);
 
@@ -144,6 +207,8 @@ private:
 	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
 	static long del(lg_umap *m, const void *key);
 	int32_t iterate(uint32_t *next, const void **key, uint8_t **val);
+	uint32_t sig(const void *key) const;
+	void forget(const void *key) const; // this thread's hints of key
 	rte_hash *h_ = nullptr;
 	size_t ks_ = 0, vs_ = 0, capacity_ = 0;
 	uint8_t *vals_ = nullptr; // (max key id + 1) values, rte_zmalloc'd

@@ -1,0 +1,238 @@
+// Engine::decide_burst against the reference evaluator on bursts of many
+// frames (the three-way suites decide one frame at a time): the flow
+// pre-lookup of a burst answers the program's lookups, and the frames that
+// may start a flow are classified together, so a burst that creates,
+// uses, closes, reopens and expires flows inside itself must still decide
+// every frame exactly as the evaluator does frame by frame: verdict,
+// reason, egress, bytes, and in the end every counter and the flow count.
+#include <gtest/gtest.h>
+#include <rte_errno.h>
+#include <rte_mbuf.h>
+
+#include <random>
+
+#include "compiler.hpp"
+#include "dpdk_scenario.hpp"
+#include "engine.hpp"
+#include "hex.hpp"
+
+namespace lg {
+namespace {
+
+using namespace dpdktest;
+using lg::testing::hex;
+
+const Mac kMac0{0x02, 0, 0, 0, 0, 0x10}, kMac1{0x02, 0, 0, 0, 0, 0x11};
+
+struct Pkt {
+	uint16_t port;
+	std::vector<uint8_t> bytes;
+	std::string what;
+};
+
+// Conversations over the scenario, interleaved by a seeded shuffle that
+// keeps each conversation's own order: private endpoint (DNAT) and public
+// endpoint flows with their replies, FIN/RST closes, a SYN reopening a
+// closed tuple, duplicate SYNs, NSG denies, UDP, ACKs without a flow.
+std::vector<Pkt> conversations(std::mt19937 &rng, int n)
+{
+	auto c = [&](const std::string &src, const char *dst) { return PacketBuilder().eth(kClientMac, kMac0).ipv4(src, dst); };
+	auto b = [&](const char *src, const std::string &dst) { return PacketBuilder().eth(kGwMac, kMac1).ipv4(src, dst); };
+	std::vector<std::vector<Pkt>> convs;
+	for (int i = 0; i < n; i++) {
+		std::string cl = "10.1.1." + std::to_string(10 + i % 200);
+		uint16_t sp = uint16_t(20000 + i);
+		std::vector<Pkt> v;
+		switch (i % 8) {
+		case 0: // private endpoint, DNAT to 192.168.20.11, closed by FIN both ways
+		case 1:
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpSyn, 1).build(), "PE SYN"});
+			if (i % 16 == 1)
+				v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpSyn, 1).build(), "PE SYN again"});
+			v.push_back({1, b("192.168.20.11", cl).tcp(3306, sp, kTcpSyn | kTcpAck, 9, 2).build(), "PE SYN-ACK"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpAck, 2, 10).build(), "PE ACK"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpAck | kTcpPsh, 2, 10).payload("query").build(), "PE data"});
+			v.push_back({1, b("192.168.20.11", cl).tcp(3306, sp, kTcpAck | kTcpPsh, 10, 7).payload("rows").build(), "PE reply"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpFin | kTcpAck, 7, 14).build(), "PE FIN"});
+			v.push_back({1, b("192.168.20.11", cl).tcp(3306, sp, kTcpFin | kTcpAck, 14, 8).build(), "PE FIN back"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpAck, 8, 15).build(), "PE last ACK"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpSyn, 100).build(), "PE SYN reopening the closed tuple"});
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpAck, 101, 1).build(), "PE ACK on the reopened flow"});
+			break;
+		case 2: // public endpoint, reset by the client
+			v.push_back({0, c(cl, "20.10.1.5").tcp(sp, 3306, kTcpSyn, 1).build(), "public SYN"});
+			v.push_back({1, b("192.168.10.11", cl).tcp(3306, sp, kTcpSyn | kTcpAck, 9, 2).build(), "public SYN-ACK"});
+			v.push_back({0, c(cl, "20.10.1.5").tcp(sp, 3306, kTcpAck, 2, 10).build(), "public ACK"});
+			v.push_back({0, c(cl, "20.10.1.5").tcp(sp, 3306, kTcpRst, 2).build(), "public RST"});
+			v.push_back({0, c(cl, "20.10.1.5").tcp(sp, 3306, kTcpAck, 2, 10).build(), "public ACK after RST"});
+			break;
+		case 3: // NSG deny (rule web), then the ACK that has no flow
+			v.push_back({0, c(cl, "8.8.8.8").tcp(sp, 8080, kTcpSyn).build(), "SYN denied by web"});
+			v.push_back({0, c(cl, "8.8.8.8").tcp(sp, 8080, kTcpAck).build(), "ACK without a flow"});
+			break;
+		case 4: // UDP both ways
+			v.push_back({0, c(cl, "8.8.8.8").udp(sp, 53).payload("q").build(), "UDP query"});
+			v.push_back({1, b("8.8.8.8", cl).udp(53, sp).payload("a").build(), "UDP answer"});
+			v.push_back({0, c(cl, "8.8.8.8").udp(sp, 53).payload("q2").build(), "UDP query 2"});
+			break;
+		case 5: // a public endpoint without firewall rules, inbound default deny
+			v.push_back({0, c(cl, "20.10.2.5").tcp(sp, 3306, kTcpSyn).build(), "SYN to eastus-db's public IP"});
+			v.push_back({1, b("8.8.4.4", cl).tcp(sp, 22, kTcpSyn).build(), "inbound SYN"});
+			break;
+		case 6: // many packets of one flow, some back to back
+			v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpSyn, 1).build(), "PE SYN (long flow)"});
+			v.push_back({1, b("192.168.20.11", cl).tcp(3306, sp, kTcpSyn | kTcpAck, 9, 2).build(), "PE SYN-ACK (long flow)"});
+			for (int k = 0; k < 6; k++)
+				v.push_back({0, c(cl, "10.1.1.100").tcp(sp, 3306, kTcpAck, 2 + k, 10).build(), "PE ACK (long flow)"});
+			break;
+		default: // VLAN-less UDP to the public endpoint, and a truncated frame
+		{
+			auto t = c(cl, "20.10.1.5").tcp(sp, 3306, kTcpSyn).build();
+			t.resize(40);
+			v.push_back({0, t, "truncated SYN"});
+			v.push_back({0, c(cl, "20.10.1.5").udp(sp, 3306).payload("u").build(), "UDP to the public endpoint"});
+			break;
+		}
+		}
+		convs.push_back(std::move(v));
+	}
+	// Interleave: runs of up to 64 frames arriving on one port, each the
+	// next frame of a random conversation whose next frame is on that port.
+	std::vector<Pkt> out;
+	std::vector<size_t> next(convs.size(), 0);
+	std::vector<size_t> live(convs.size());
+	for (size_t i = 0; i < live.size(); i++)
+		live[i] = i;
+	while (!live.empty()) {
+		uint16_t port = uint16_t(rng() % 2);
+		for (size_t run = 1 + rng() % 64; run > 0; run--) {
+			std::vector<size_t> on;
+			for (size_t k = 0; k < live.size(); k++)
+				if (convs[live[k]][next[live[k]]].port == port)
+					on.push_back(k);
+			if (on.empty())
+				break;
+			size_t k = on[rng() % on.size()];
+			auto &cv = convs[live[k]];
+			out.push_back(cv[next[live[k]]++]);
+			if (next[live[k]] == cv.size()) {
+				live[k] = live.back();
+				live.pop_back();
+			}
+		}
+	}
+	return out;
+}
+
+TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
+{
+	rte_mempool *pool = rte_pktmbuf_pool_create("lgt_burst", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+	ASSERT_NE(pool, nullptr) << rte_strerror(rte_errno);
+	HostConfig host = scenario_host(kMac0, kMac1);
+	Evaluator ev(host);
+	State st = scenario_state();
+	ASSERT_TRUE(ev.commit(st).ok());
+
+	dp::EngineConfig cfg;
+	cfg.host = host; // neighbours resolve the next hops, as in the evaluator
+	cfg.timeouts.flow_capacity = 4096;
+	auto e = dp::Engine::create(cfg);
+	ASSERT_TRUE(e) << e.error();
+	dp::Engine &eng = **e;
+	std::vector<InterfaceBinding> bind = {{1, "client-vnet", kMac0}, {2, "", kMac1}};
+	auto t = compile(st, bind, ev.generation());
+	ASSERT_TRUE(t) << t.error();
+	ASSERT_TRUE(eng.publish(*t).ok());
+	eng.online(0);
+
+	std::mt19937 rng(7);
+	std::vector<Pkt> frames = conversations(rng, 400);
+	// Time moves a little per burst and, twice, past every flow timeout
+	// (established TCP included): flows expire in the middle of bursts.
+	uint64_t now = 1000000000000ull;
+	const uint64_t expire = cfg.timeouts.tcp_established_ns + cfg.timeouts.udp_ns + 1000000000ull;
+	size_t i = 0, bursts = 0, big = 0;
+	std::map<std::string, int> outcomes;
+	while (i < frames.size()) {
+		// A burst: frames of one port, 1..80 of them (more than 64 are
+		// split by decide_burst).
+		size_t want = 1 + rng() % 80, j = i;
+		while (j < frames.size() && j - i < want && frames[j].port == frames[i].port)
+			j++;
+		if ((i < frames.size() / 3) != (j < frames.size() / 3) || (i < 2 * frames.size() / 3) != (j < 2 * frames.size() / 3))
+			now += expire;
+		now += 1000 + rng() % 100000;
+		std::vector<rte_mbuf *> pkts;
+		for (size_t k = i; k < j; k++) {
+			rte_mbuf *m = rte_pktmbuf_alloc(pool);
+			ASSERT_NE(m, nullptr);
+			char *d = rte_pktmbuf_append(m, uint16_t(frames[k].bytes.size()));
+			ASSERT_NE(d, nullptr);
+			std::memcpy(d, frames[k].bytes.data(), frames[k].bytes.size());
+			pkts.push_back(m);
+		}
+		std::vector<dp::Verdict> v(pkts.size());
+		uint32_t ifindex = frames[i].port + 1u;
+		eng.decide_burst(ifindex, pkts.data(), uint16_t(pkts.size()), v.data(), now);
+		eng.quiescent(0);
+		for (size_t k = i; k < j; k++) {
+			const Pkt &f = frames[k];
+			Decision d = ev.process(f.bytes, ifindex, now);
+			outcomes[std::string(verdict_name(d.verdict)) + "/" + reason_name(d.reason)]++;
+			const dp::Verdict &g = v[k - i];
+			std::string at = f.what + " (frame " + std::to_string(k) + ", burst " + std::to_string(bursts) +
+					 " of " + std::to_string(j - i) + ")";
+			EXPECT_EQ(g.verdict, d.verdict) << at;
+			EXPECT_EQ(g.reason, d.reason) << at << ": " << reason_name(g.reason) << " vs " << reason_name(d.reason);
+			if (d.verdict == LG_VERDICT_FORWARD) {
+				EXPECT_EQ(g.egress, d.egress_ifindex) << at;
+			}
+			if (d.verdict == LG_VERDICT_FORWARD || d.verdict == LG_VERDICT_TX) {
+				rte_mbuf *m = pkts[k - i];
+				std::vector<uint8_t> got(rte_pktmbuf_mtod(m, uint8_t *),
+							 rte_pktmbuf_mtod(m, uint8_t *) + rte_pktmbuf_data_len(m));
+				EXPECT_EQ(got, d.frame) << at << "\ngot:\n" << hex(got) << "\nevaluator:\n" << hex(d.frame);
+			}
+		}
+		for (rte_mbuf *m : pkts)
+			rte_pktmbuf_free(m);
+		if (j - i > 1)
+			big++;
+		bursts++;
+		i = j;
+		if (::testing::Test::HasFailure())
+			break;
+	}
+	EXPECT_GT(big, bursts / 2) << "most bursts hold several frames";
+	for (const char *k : {"forward/none", "drop/nsg-deny", "drop/ct-invalid", "drop/firewall-no-match",
+			      "drop/nsg-default-deny", "drop/malformed"})
+		EXPECT_GT(outcomes[k], 0) << k;
+
+	dp::EngineCounters c = eng.counters();
+	const Counters &ec = ev.counters();
+	for (size_t r = 0; r < LG_REASON__COUNT; r++)
+		EXPECT_EQ(c.reasons[r], ec.reasons[r]) << reason_name(lg_reason(r));
+	for (auto &[name, n] : ec.rule_hits)
+		EXPECT_EQ(c.rules[name], n) << "rule hits of " << name;
+	for (auto &[name, n] : ec.private_endpoints)
+		EXPECT_EQ(c.private_endpoints[name], n) << "packets of private endpoint " << name;
+	for (auto &[name, n] : ec.servers)
+		EXPECT_EQ(c.servers[name], n) << "packets of server " << name;
+	EXPECT_EQ(c.flows, ev.flow_count());
+
+	// The burst machinery was used, not bypassed: lookups answered by the
+	// pre-lookup, hints forgotten after inserts and deletes inside a burst,
+	// classifications answered from a batch of several tuples.
+	dp::Engine::BurstStats bs = eng.burst_stats();
+	EXPECT_GT(bs.hint_hits, frames.size() / 2);
+	EXPECT_GT(bs.hints_forgotten, 0u);
+	EXPECT_GT(bs.acl_batched, 0u);
+	EXPECT_GT(bs.acl_tuples, bs.acl_calls) << "some rte_acl call classified several tuples";
+	auto [cycles, lookups] = eng.classify_stats();
+	EXPECT_GT(lookups, 0u);
+	EXPECT_GT(cycles, 0u);
+	eng.offline(0);
+}
+
+} // namespace
+} // namespace lg
