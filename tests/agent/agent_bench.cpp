@@ -14,7 +14,8 @@
 //   open connection to its reply, and to the first accepted connection (no
 //   CLI process start); and, from the agent's LINKGATED_TEST_TIMING lines
 //   (same monotonic clock), to the return of its XDP publish (the new
-//   generation live), with the commit's compile and publish times.
+//   generation live), with the time until the commit starts (wake-up, read,
+//   parse, validate) and the commit's compile and publish times.
 // - compile time of the small state (a PEC change, from scratch and with
 //   the agent's compile cache) and of that large state, the agent's publish
 //   alone, and the state file write.
@@ -221,7 +222,7 @@ struct Timed {
 	// From the agent's LINKGATED_TEST_TIMING line (socket runs; -1 unknown):
 	// t0 → the publish returned (the generation is live in XDP), and inside
 	// the commit: its start → compiled → published.
-	int64_t live = -1, compile = -1, publish = -1;
+	int64_t live = -1, compile = -1, publish = -1, start = -1;
 };
 
 lgtest::Daemon *the_agent = nullptr;
@@ -315,6 +316,7 @@ Timed timed_rpc(Rpc &rpc, const std::string &method, const json &params, int por
 	int64_t a[4];
 	if (r.contains("generation") && agent_timing(r["generation"].get<uint64_t>(), a)) {
 		out.live = a[2] - t0;
+		out.start = a[0] - t0;
 		out.compile = a[1] - a[0];
 		out.publish = a[2] - a[1];
 	}
@@ -514,7 +516,7 @@ int main(int argc, char **argv)
 	auto series = [&](const std::string &label, int n, bool cli, bool spaced, const std::vector<std::string> &ctl_args,
 			  const std::string &method, const json &params, const std::string &undo_method,
 			  const json &undo_params, int port_slot) {
-		std::vector<int64_t> a, f, e, live, comp, pub;
+		std::vector<int64_t> a, f, e, live, comp, pub, start;
 		for (int i = 0; i < n; i++) {
 			if (spaced)
 				pause_ms(80); // a workload shape, not a synchronisation
@@ -527,6 +529,7 @@ int main(int argc, char **argv)
 				live.push_back(t.live);
 				comp.push_back(t.compile);
 				pub.push_back(t.publish);
+				start.push_back(t.start);
 			}
 		}
 		std::string tag = label + (cli ? " [linkgatectl, " : " [socket, ") + (spaced ? "spaced]" : "burst]");
@@ -535,6 +538,7 @@ int main(int argc, char **argv)
 		report((tag + ": first accepted connection").c_str(), e);
 		if (!live.empty()) {
 			report((tag + ": live in XDP (agent's publish returned)").c_str(), live);
+			report((tag + ": request written → agent's commit starts").c_str(), start);
 			report((tag + ": agent compile").c_str(), comp);
 			report((tag + ": agent publish").c_str(), pub);
 		}
