@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <list>
 #include <string>
@@ -161,9 +162,13 @@ public:
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
 			if (plane_.has_xdp() && Clock::now() >= next_reclaim_) {
 				// Between requests: the sweep never runs inside a commit.
+				auto t0 = Clock::now();
 				size_t gone = plane_.reclaim();
+				double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 				if (gone)
-					log("reclaimed %zu expired flows", gone);
+					log("reclaimed %zu expired flows (sweep %.1f ms)", gone, ms);
+				else if (timing_)
+					log("timing: sweep %.1f ms", ms);
 				next_reclaim_ = Clock::now() + std::chrono::milliseconds(o_.reclaim_ms);
 			}
 			if (n < 0 && errno != EINTR) {
@@ -201,6 +206,7 @@ private:
 	Plane &plane_;
 	DataplaneChannels &channels_;
 	Clock::time_point next_reclaim_ = Clock::now();
+	const bool timing_ = std::getenv("LINKGATED_TEST_TIMING") != nullptr; // agent_bench
 	std::list<Conn> conns_;
 
 	static void send_line(int fd, const nlohmann::json &j)
