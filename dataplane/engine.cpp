@@ -36,12 +36,16 @@ constexpr size_t kIfaceOuter = 13;
 // frames that may start a flow with their rte_acl input, and the batches
 // classified so far. Thread-local: decide() may run on any thread.
 struct Burst {
-	static constexpr unsigned kMax = BurstHints::kMax;
+	static constexpr unsigned kMax = BurstHints::kFrames;
 	BurstHints hints;
 	unsigned n = 0;
 	int cur = -1; // frame being decided, -1: outside a burst
-	lg_flow_key keys[kMax];
-	int8_t hint_of[kMax]; // frame -> its hint, -1: none
+	lg_flow_key keys[BurstHints::kMax];
+	int8_t hint_of[kMax];  // frame -> its key's hint, -1: none
+	int16_t hint2_of[kMax]; // frame -> the hint of its flow's other key, -1: none
+	// Bursts left without other-key hints: set when a burst used few of
+	// them (flows that are not written back, fast-path traffic).
+	unsigned skip_other = 0;
 	bool cand[kMax];      // may start a flow (TCP SYN, UDP) without one: in[] holds its NSG tuple
 	AclInput in[kMax];
 	// One rte_acl call per (generation slot, NSG direction) asked for in the
@@ -420,15 +424,18 @@ Verdict Engine::decide(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t 
 	return v;
 }
 
-uint32_t Engine::ingress_vni(uint32_t ifindex) const
+uint32_t Engine::active_slot() const
 {
-	// The slot the program reads, and lg_iface of it, as egress_vni(). A
-	// publish between this and the program's own read makes a key with the
-	// other VNI: it then finds no hint and asks rte_hash.
 	const auto *a = reinterpret_cast<const lg_active *>(active_->at(0));
 	uint32_t slot = __atomic_load_n(&a->slot, __ATOMIC_ACQUIRE);
-	if (slot >= LG_GEN_SLOTS)
-		slot = 0;
+	return slot < LG_GEN_SLOTS ? slot : 0;
+}
+
+uint32_t Engine::vni_of(uint32_t slot, uint32_t ifindex) const
+{
+	// lg_iface of the slot, as egress_vni(). A publish between the burst's
+	// read of the slot and the program's own makes keys with the other VNI:
+	// they then find no hint and ask rte_hash.
 	auto *m = static_cast<FixedHash *>(outer_[kIfaceOuter]->inner(slot));
 	const auto *i = m && ifindex ? static_cast<const lg_iface *>(m->find(&ifindex)) : nullptr;
 	return i ? i->vni : 0;
@@ -444,7 +451,8 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		return;
 	}
 	// Flow keys of the burst, then one bulk lookup of all of them.
-	uint32_t vni = ingress_vni(ifindex);
+	uint32_t slot = active_slot();
+	uint32_t vni = vni_of(slot, ifindex);
 	b.n = n;
 	b.nbatch = 0;
 	b.hints.n = 0;
@@ -461,6 +469,43 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		}
 	}
 	flows_->prelookup(b.hints);
+	// The other key of every flow found (lg_ct.bpf.h reply_key(), or the
+	// original key of a reply entry), looked up the same way: the program
+	// writes the flow back under it. Read from entries other workers may be
+	// writing: a torn key is only a hint that answers nothing.
+	unsigned n1 = b.hints.n;
+	bool other = b.skip_other == 0;
+	if (!other)
+		b.skip_other--;
+	for (unsigned i = 0; i < n; i++) {
+		b.hint2_of[i] = -1;
+		int h = b.hint_of[i];
+		if (!other || h < 0 || b.hints.pos[h] < 0)
+			continue;
+		const auto *e = reinterpret_cast<const lg_flow_entry *>(flows_->value_at(b.hints.pos[h]));
+		lg_flow_key &o = b.keys[b.hints.n];
+		if (e->flags & LG_FLOW_F_REPLY) {
+			std::memcpy(&o, &e->orig, sizeof o);
+		} else {
+			std::memset(&o, 0, sizeof o);
+			o.vni = vni_of(slot, e->egress_ifindex);
+			o.family = e->orig.family;
+			o.proto = e->orig.proto;
+			if (e->kind != LG_DEST_ROUTED) {
+				std::memcpy(o.src, e->nat_addr, 16);
+				o.sport = e->nat_port;
+			} else {
+				std::memcpy(o.src, e->orig.dst, 16);
+				o.sport = e->orig.dport;
+			}
+			std::memcpy(o.dst, e->orig.src, 16);
+			o.dport = e->orig.sport;
+		}
+		b.hints.key[b.hints.n] = &o;
+		b.hint2_of[i] = int16_t(b.hints.n++);
+	}
+	if (b.hints.n > n1)
+		flows_->prelookup(b.hints, n1);
 	// A frame without a flow that may start one: its NSG tuple (nsg_first
 	// classifies the candidates of the burst together).
 	for (unsigned i = 0; i < n; i++) {
@@ -484,6 +529,7 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 	for (unsigned i = 0; i < n; i++) {
 		b.cur = int(i);
 		b.hints.cur = b.hint_of[i];
+		b.hints.cur2 = b.hint2_of[i];
 		if (!data[i]) {
 			// Cannot be read as one frame: count it as the program would a bad frame.
 			out[i] = Verdict{LG_VERDICT_DROP, LG_REASON_MALFORMED, 0};
@@ -495,8 +541,17 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		out[i] = run_one(ifindex, data[i], len[i], now_ns);
 	}
 	b.cur = -1;
-	b.hints.cur = -1;
+	b.hints.cur = b.hints.cur2 = -1;
 	SharedHash::install(nullptr);
+	if (b.hints.n > n1) {
+		// Other keys that answered no lookup (flows the program does not
+		// write back): stop computing them for 15 bursts, then look again.
+		unsigned used = 0;
+		for (unsigned k = n1; k < b.hints.n; k++)
+			used += b.hints.used[k];
+		if (4 * used < b.hints.n - n1)
+			b.skip_other = 15;
+	}
 	BurstStats &st = classify_[lg_host_cpu % LG_HOST_CPUS].burst;
 	st.hint_hits += b.hints.hits;
 	st.hint_misses += b.hints.misses;

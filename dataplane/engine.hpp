@@ -157,7 +157,8 @@ private:
 	uint64_t acl_builds_ = 0;
 	std::mutex control_; // publish, counters, flows, reclaim
 	Verdict run_one(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns);
-	uint32_t ingress_vni(uint32_t ifindex) const; // egress_vni(active slot, ifindex) of the program
+	uint32_t active_slot() const;                          // lg_active's slot, as the program reads it
+	uint32_t vni_of(uint32_t slot, uint32_t ifindex) const; // egress_vni() of the program
 	struct alignas(64) ClassifyStat {
 		uint64_t cycles = 0, lookups = 0;
 		BurstStats burst;

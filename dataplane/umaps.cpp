@@ -140,6 +140,8 @@ FixedHash::FixedHash(size_t key_size, size_t value_size, size_t n)
 		cap <<= 1;
 	mask_ = cap - 1;
 	slot_.assign(cap, Slot{0, 0});
+	if (ks_ == 4)
+		direct_.assign(kDirect, 0);
 }
 uint32_t FixedHash::hash(const void *key, size_t n)
 {
@@ -181,11 +183,25 @@ void FixedHash::insert(const void *key, const void *val)
 	while (slot_[h].entry)
 		h = (h + 1) & uint32_t(mask_);
 	slot_[h] = Slot{hv, uint32_t(++n_)};
+	if (ks_ == 4) {
+		uint32_t k = u32_key(key);
+		if (k < kDirect)
+			direct_[k] = uint32_t(n_);
+		else
+			only_direct_ = false;
+	}
 }
 void *FixedHash::find(const void *key) const
 {
 	if (!n_)
 		return nullptr;
+	if (ks_ == 4) {
+		uint32_t k = u32_key(key);
+		if (k < kDirect && direct_[k])
+			return const_cast<uint8_t *>(vals_.at(direct_[k] - 1));
+		if (only_direct_)
+			return nullptr;
+	}
 	uint32_t hv = hash(key, ks_), h = hv & uint32_t(mask_);
 	for (;;) {
 		const Slot &sl = slot_[h];
@@ -339,29 +355,27 @@ uint32_t SharedHash::sig(const void *key) const { return rte_hash_crc(key, uint3
 void SharedHash::install(BurstHints *h) { t_hints = h; }
 BurstHints *SharedHash::installed() { return t_hints; }
 
-void SharedHash::prelookup(BurstHints &h) const
+void SharedHash::prelookup(BurstHints &h, unsigned from) const
 {
 	h.map = this;
-	h.cur = -1;
-	if (!h.n)
-		return;
-	for (unsigned i = 0; i < h.n; i++)
-		h.sig[i] = sig(h.key[i]);
-	if (rte_hash_lookup_with_hash_bulk(h_, h.key, h.sig, h.n, h.pos) != 0) {
-		for (unsigned i = 0; i < h.n; i++) {
-			h.valid[i] = false; // cannot happen (n <= 64): every lookup goes to rte_hash
-			h.pos[i] = -ENOENT;
+	for (unsigned o = from; o < h.n; o += RTE_HASH_LOOKUP_BULK_MAX) {
+		unsigned k = std::min<unsigned>(h.n - o, RTE_HASH_LOOKUP_BULK_MAX);
+		for (unsigned i = o; i < o + k; i++) {
+			h.sig[i] = sig(h.key[i]);
+			h.used[i] = false;
 		}
-		return;
-	}
-	for (unsigned i = 0; i < h.n; i++) {
-		h.valid[i] = true;
-		if (h.pos[i] >= 0) {
-			// Every line of the value (a flow entry spans two or three).
-			const uint8_t *v = value_at(h.pos[i]);
-			for (size_t o = 0; o < vs_; o += 64)
-				rte_prefetch0(v + o);
-			rte_prefetch0(v + vs_ - 1);
+		bool ok = rte_hash_lookup_with_hash_bulk(h_, h.key + o, h.sig + o, k, h.pos + o) == 0;
+		for (unsigned i = o; i < o + k; i++) {
+			h.valid[i] = ok; // !ok cannot happen (k <= 64): the lookups go to rte_hash
+			if (!ok) {
+				h.pos[i] = -ENOENT;
+			} else if (h.pos[i] >= 0) {
+				// Every line of the value (a flow entry spans two or three).
+				const uint8_t *v = value_at(h.pos[i]);
+				for (size_t b = 0; b < vs_; b += 64)
+					rte_prefetch0(v + b);
+				rte_prefetch0(v + vs_ - 1);
+			}
 		}
 	}
 }
@@ -383,11 +397,12 @@ void *SharedHash::lookup(lg_umap *m, const void *key)
 {
 	auto *s = static_cast<SharedHash *>(m);
 	if (BurstHints *h = t_hints; h && h->map == s && h->cur >= 0) {
-		unsigned c = unsigned(h->cur);
-		if (h->valid[c] && key_eq(key, h->key[c], s->ks_)) {
-			h->hits++;
-			return h->pos[c] < 0 ? nullptr : s->value_at(h->pos[c]);
-		}
+		for (int c : {h->cur, h->cur2})
+			if (c >= 0 && h->valid[c] && key_eq(key, h->key[c], s->ks_)) {
+				h->hits++;
+				h->used[c] = true;
+				return h->pos[c] < 0 ? nullptr : s->value_at(h->pos[c]);
+			}
 		h->misses++;
 	}
 	int32_t pos = rte_hash_lookup(s->h_, key);

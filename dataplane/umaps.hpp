@@ -105,6 +105,11 @@ private:
 		uint32_t entry; // entry + 1, 0 empty
 	};
 	std::vector<Slot> slot_;
+	// 4-byte keys below kDirect (ifindexes: lg_iface, lg_ifmac) are also
+	// indexed directly; while every key is, a lookup never hashes.
+	static constexpr uint32_t kDirect = 64;
+	std::vector<uint32_t> direct_; // entry + 1, 0 absent; 4-byte keys only
+	bool only_direct_ = true;
 };
 
 // BPF_MAP_TYPE_LPM_TRIE: key = u32 prefixlen + data. One exact table per
@@ -165,15 +170,22 @@ class SharedHash;
 // - a key added by another thread after the bulk lookup: the frame is
 //   decided as if it had arrived just before the add; an add of its own
 //   (BPF_NOEXIST) still asks rte_hash and finds the other thread's key.
+//
+// A frame has up to two hints: its own key (cur) and the other key of the
+// flow that key found (cur2: the reply key of an original entry, the
+// original key of a reply entry), which the program looks up to write the
+// flow back under both keys.
 struct BurstHints {
-	static constexpr unsigned kMax = 64; // RTE_HASH_LOOKUP_BULK_MAX
-	const SharedHash *map = nullptr;     // hints of this table
-	unsigned n = 0;                      // keys
-	int cur = -1;                        // frame being decided; -1: none answers
+	static constexpr unsigned kFrames = 64;       // frames a burst (RTE_HASH_LOOKUP_BULK_MAX)
+	static constexpr unsigned kMax = 2 * kFrames; // keys
+	const SharedHash *map = nullptr;              // hints of this table
+	unsigned n = 0;                               // keys
+	int cur = -1, cur2 = -1;                      // the hints of the frame being decided; -1: none
 	const void *key[kMax];
 	uint32_t sig[kMax];                  // rte_hash signature of key[i]
 	int32_t pos[kMax];                   // key slot, or < 0: absent
 	bool valid[kMax];
+	bool used[kMax];                     // answered a lookup
 	uint64_t hits = 0, misses = 0, forgotten = 0; // answers given / lookups passed on / hints dropped
 };
 
@@ -191,10 +203,10 @@ public:
 	size_t capacity() const { return capacity_; }
 	size_t key_size() const { return ks_; }
 
-	// Burst pre-lookup: h.key[0..h.n) in one bulk lookup (their values
-	// prefetched); h.map = this, every hint valid, h.cur = -1. The calling
-	// thread's lookups use h while it is installed (hints()).
-	void prelookup(BurstHints &h) const;
+	// Burst pre-lookup: h.key[from..h.n) in bulk lookups of up to 64 (their
+	// values prefetched), valid, unused; h.map = this. The calling thread's
+	// lookups use h while it is installed (install()).
+	void prelookup(BurstHints &h, unsigned from = 0) const;
 	static void install(BurstHints *h); // this thread's hints, nullptr: none
 	static BurstHints *installed();
 	uint8_t *value_at(int32_t pos) const { return vals_ + size_t(pos) * vs_; }
