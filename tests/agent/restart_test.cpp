@@ -351,7 +351,7 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
-TEST_F(AgentRestart, FailedPublishRestoresTheStateFile)
+TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 {
 	setenv("LINKGATED_TEST_FAIL", "publish", 1);
 	start_agent(policy("Approved"));
