@@ -57,9 +57,23 @@ enum lg_dest_kind {
 #define LG_FLOW_F_RST (1u << 3)
 
 /* Value stored under both the original and the reply key of a flow. */
+/* Next hop of one direction of a flow as the last full-path packet of that
+ * direction resolved it (bpf_fib_lookup, or the DPDK routes); the fast path
+ * reuses it until `until` (docs/xdp.md, "Established-flow fast path"). */
+struct lg_nexthop {
+	__u32 ifindex;    /* egress; 0: none cached */
+	__u32 in_ifindex; /* the ingress it was resolved from */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 until;      /* valid while (now_ns >> 20) is before this (wraps) */
+};
+LG_STATIC_ASSERT(sizeof(struct lg_nexthop) == 24, "lg_nexthop layout");
+
 struct lg_flow_entry {
 	__u64 generation;   /* policy generation last checked against */
-	__u64 expires_ns;   /* monotonic; set on each packet, once on close */
+	__u64 expires_ns;   /* monotonic; set on each packet, once on close. The fast path
+			     * refreshes only the copy it found: a flow expires at the
+			     * later of its two copies' expires_ns */
 	__u8 state;         /* enum lg_ct_state */
 	__u8 flags;         /* LG_FLOW_F_* */
 	__u8 kind;          /* enum lg_dest_kind */
@@ -71,8 +85,11 @@ struct lg_flow_entry {
 	__u16 pad1;
 	__u32 egress_ifindex;
 	__u32 object_uid;   /* lg_pe/lg_server uid: the re-check knows it is the same object */
+	struct lg_nexthop nh[2]; /* [0] original direction, [1] reply */
+	__u32 server;       /* server index to count (LG_NONE: none), as of `generation` */
+	__u32 pad2;
 };
-LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 96, "lg_flow_entry layout");
+LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 152, "lg_flow_entry layout");
 
 /* Remembered verdict of a first fragment, keyed by lg_frag_key. */
 struct lg_frag_key {

@@ -12,8 +12,8 @@
 #include "lg_flow.h"
 
 /* Bumped when a pinned map's layout or meaning changes (3: outer maps of
- * three slots). */
-#define LG_XDP_LAYOUT_VERSION 3
+ * three slots; 4: flow entries carry next hops, expiry per copy). */
+#define LG_XDP_LAYOUT_VERSION 4
 
 /* Slots of every generation outer map: one live, the one the last flip
  * retired (packets may still read it until its RCU barrier), and one free to
@@ -25,7 +25,7 @@
 struct lg_active {
 	__u32 slot;   /* < LG_GEN_SLOTS */
 	__u32 layout; /* LG_XDP_LAYOUT_VERSION */
-	__u64 generation;
+	__u64 generation; /* = lg_gcfg.generation of `slot` (the fast path relies on it) */
 };
 LG_STATIC_ASSERT(sizeof(struct lg_active) == 16, "lg_active layout");
 

@@ -21,7 +21,7 @@ LG_RODATA __u64 lg_udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
 LG_RODATA __u64 lg_icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
 LG_RODATA __u64 lg_fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
 
-/* Added to bpf_ktime_get_ns(): tests move time forward through the skeleton's
+/* Added to bpf_ktime_get_coarse_ns(): tests move time forward through the skeleton's
  * .bss instead of sleeping. 0 in production. */
 __u64 lg_time_offset_ns = 0;
 
@@ -77,6 +77,18 @@ static __always_inline void reply_key(__u32 slot, const struct lg_flow_entry *e,
 	r->dport = e->orig.sport;
 }
 
+static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 4); i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
 /* Remove the flow found under scratch->k (both keys). */
 static __always_inline void flow_erase(struct lg_scratch *s, __u32 slot, struct lg_flow_entry *e)
 {
@@ -101,6 +113,17 @@ __noinline int lg_flow_lookup(__u32 slot)
 		return 0;
 	s->e = *e;
 	if (s->now >= s->e.expires_ns) {
+		/* The fast path refreshes only the copy it found: the flow lives
+		 * until the later expiry of its two copies. */
+		if (s->e.flags & LG_FLOW_F_REPLY)
+			s->k2 = s->e.orig;
+		else
+			reply_key(slot, &s->e, &s->k2);
+		e = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
+		if (e && s->now < e->expires_ns) {
+			s->e.expires_ns = e->expires_ns;
+			return 1;
+		}
 		flow_erase(s, slot, &s->e);
 		return 0;
 	}
@@ -136,20 +159,24 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
 	e->expires_ns = now + (e->state == LG_CT_CLOSED ? lg_tcp_close_ns : flow_timeout(e));
 }
 
-static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_flow_key *b)
-{
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
-	__u32 d = 0;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < (int)(sizeof(*a) / 4); i++)
-		d |= x[i] ^ y[i];
-	return d == 0;
-}
-
 /* One copy of a flow. An existing entry is written in place: a map update
  * would allocate, copy and free an element on every packet. */
+/* Remember the next hop the full path just resolved for direction dir of
+ * scratch->e, for the fast path (lg_fast); lg_forward calls it. */
+#ifndef LG_NH_CACHE_NS
+#define LG_NH_CACHE_NS 1000000000ull
+#endif
+static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
+{
+	struct lg_nexthop *nh = &s->e.nh[dir & 1];
+
+	nh->ifindex = s->egress;
+	nh->in_ifindex = s->ifindex;
+	__builtin_memcpy(nh->dmac, s->fib.dmac, 6);
+	__builtin_memcpy(nh->smac, s->fib.smac, 6);
+	nh->until = (__u32)((s->now + LG_NH_CACHE_NS) >> 20);
+}
+
 static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags)
 {
 	struct lg_flow_entry *cur;

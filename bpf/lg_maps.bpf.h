@@ -211,6 +211,8 @@ union lg_btf_anchor {
 };
 
 struct lg_scratch {
+	/* First: read by the loaders (XdpDataplane::fast_packets, the engine). */
+	__u64 fast_packets; /* forwarded by the established-flow fast path */
 	union lg_btf_anchor anchor;
 	struct lg_pkt p;
 	struct lg_pkt in;   /* quoted packet of an ICMP error */
@@ -226,7 +228,12 @@ struct lg_scratch {
 	__u32 reason; /* drop reason of the verdict */
 	__s32 fib_rc; /* last bpf_fib_lookup result */
 	__u32 cpe, csrv; /* private endpoint / server to count, LG_NONE */
+	__u32 nh_dir;    /* lg_forward caches its next hop in e.nh[nh_dir] (2: no) */
 	__u64 now;
+	__u64 agen;       /* lg_active.generation as read with the slot */
+	/* Fast path's cache of the ingress VNI: valid for (fc_gen, fc_slot, fc_if). */
+	__u64 fc_gen;
+	__u32 fc_slot, fc_if, fc_vni, fc_pad;
 };
 
 struct {

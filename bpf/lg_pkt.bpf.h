@@ -17,6 +17,15 @@
 #define P_ICMP 1
 #define P_ICMP6 58
 
+/* Direct packet access (the fast path): the linear part of the frame. */
+#ifdef LG_HOST
+#define LG_DATA(ctx) (((struct lg_host_ctx *)(ctx))->data)
+#define LG_DATA_END(ctx) (((struct lg_host_ctx *)(ctx))->data + ((struct lg_host_ctx *)(ctx))->len)
+#else
+#define LG_DATA(ctx) ((__u8 *)(long)(ctx)->data)
+#define LG_DATA_END(ctx) ((__u8 *)(long)(ctx)->data_end)
+#endif
+
 static __always_inline int ld(struct xdp_md *ctx, __u32 off, void *buf, __u32 len)
 {
 	return bpf_xdp_load_bytes(ctx, off, buf, len);

@@ -91,6 +91,8 @@ __noinline int lg_forward(struct xdp_md *ctx)
 	}
 	st(ctx, 0, s->fib.dmac, 6);
 	st(ctx, 6, s->fib.smac, 6);
+	if (s->nh_dir < 2)
+		nh_remember(s, s->nh_dir);
 	return LG_VERDICT_FORWARD;
 }
 
@@ -329,23 +331,14 @@ __noinline int lg_icmp_rewrite(struct xdp_md *ctx, __u32 fwd)
 	return 0;
 }
 
+/* The endpoint and server a flow's packet counts for; both were recorded
+ * in the flow against its generation (creation or re-check). */
 static __always_inline void count_flow_objects(struct lg_scratch *s)
 {
-	if (s->e.kind == LG_DEST_PRIVATE_ENDPOINT) {
-		struct lg_addr_key ak = {};
-		struct lg_pe *pe;
-		void *m;
-
+	if (s->e.kind == LG_DEST_PRIVATE_ENDPOINT)
 		s->cpe = s->e.object_id;
-		ak.vni = s->e.orig.vni;
-		addr_cpy(ak.addr, s->e.orig.dst);
-		m = inner(&lg_pe, s->slot);
-		pe = m ? bpf_map_lookup_elem(m, &ak) : 0;
-		if (pe)
-			s->csrv = pe->server;
-	} else if (s->e.kind == LG_DEST_PUBLIC_ENDPOINT) {
-		s->csrv = s->e.object_id;
-	}
+	if (s->e.kind != LG_DEST_ROUTED)
+		s->csrv = s->e.server;
 }
 
 static __always_inline __u64 generation(__u32 slot)
@@ -414,6 +407,7 @@ static __always_inline int recheck(struct xdp_md *ctx, struct lg_scratch *s, __u
 		return 0;
 	s->e.generation = generation(slot);
 	s->e.object_id = s->e.kind == LG_DEST_PRIVATE_ENDPOINT ? s->pol.pe : s->pol.server;
+	s->e.server = s->pol.server;
 	return 1;
 }
 
@@ -463,6 +457,7 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 			lg_rewrite(ctx, 0, 1, bpf_ntohs(s->e.orig.dport), 1);
 		}
 	}
+	s->nh_dir = error ? 2 : reply; /* an ICMP error's route is not the flow's */
 	v = lg_forward(ctx);
 	s = scratch();
 	if (!s)
@@ -566,6 +561,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 			       : s->pol.kind == LG_DEST_PUBLIC_ENDPOINT ? s->pol.server
 									  : LG_NONE;
 		e->object_uid = s->pol.kind == LG_DEST_ROUTED ? 0 : s->pol.uid;
+		e->server = s->pol.kind == LG_DEST_ROUTED ? LG_NONE : s->pol.server;
 		e->orig = s->k;
 		e->expires_ns = s->now;
 		/* Reserve the original key now: a full table drops ct-full before
@@ -596,6 +592,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 			addr_cpy(s->tmp, s->e.nat_addr);
 		}
 	}
+	s->nh_dir = created ? 0 : 2;
 	v = lg_forward(ctx);
 	s = scratch();
 	if (!s)
@@ -608,6 +605,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	}
 	s->e.egress_ifindex = s->egress;
 	update_state(&s->e, 0, s->p.tcp_flags, s->now);
+
 	flow_store(s, slot, BPF_ANY);
 	return v;
 }
@@ -687,6 +685,142 @@ __noinline int lg_process(struct xdp_md *ctx)
 	return v;
 }
 
+static __always_inline __u16 ld16(const __u8 *b) { return (__u16)(b[0] << 8 | b[1]); }
+
+static __always_inline void st16(__u8 *b, __u16 v)
+{
+	b[0] = (__u8)(v >> 8);
+	b[1] = (__u8)v;
+}
+
+/*
+ * Established-flow fast path (docs/xdp.md): a linear IPv4 TCP/UDP frame
+ * without VLAN tags, IP options or fragmentation, of an ESTABLISHED flow
+ * checked against the live generation, whose direction has a fresh cached
+ * next hop. It does to the frame, the flow and the counters exactly what the
+ * full path would (lg_process → lg_flow_packet → lg_forward), with direct
+ * packet access and no flow write beyond the found copy's expiry. Returns
+ * the XDP action, or -1: take the full path (which re-reads everything).
+ * The cached next hop stands for the full path's host-address check and
+ * route lookup of that direction: changes of either reach an established
+ * flow within LG_NH_CACHE_NS (docs/xdp.md).
+ */
+__noinline int lg_fast(struct xdp_md *ctx)
+{
+	__u8 *d = LG_DATA(ctx), *end = LG_DATA_END(ctx);
+	__u8 *ip = d + 14, *l4 = d + 34, *na, *aw, *pw;
+	struct lg_scratch *s = scratch();
+	struct lg_flow_entry *e;
+	struct lg_nexthop *nh;
+	struct lg_flow_key *k;
+	__u32 tot, reply, acc, co = 0;
+	__u16 oldw, nw, c;
+	__u64 gen;
+	__u8 proto;
+
+	if (!s || l4 + 20 > end)
+		return -1;
+	if (d[12] != 0x08 || d[13] != 0x00 || ip[0] != 0x45 || (ip[6] & 0x3f) || ip[7] || ip[8] <= 1)
+		return -1;
+	tot = ld16(ip + 2);
+	proto = ip[9];
+	if (proto == P_TCP) {
+		__u32 doff = (__u32)(l4[12] >> 4) * 4;
+
+		if (doff < 20 || 20 + doff > tot || (l4[13] & 0x07)) /* FIN, SYN, RST: full path */
+			return -1;
+		co = 16;
+	} else if (proto == P_UDP) {
+		if (tot < 28)
+			return -1;
+		co = 6;
+	} else {
+		return -1;
+	}
+	if (d + 14 + tot > end || (ip[16] >> 4) == 0xe ||
+	    (ip[16] == 0xff && ip[17] == 0xff && ip[18] == 0xff && ip[19] == 0xff))
+		return -1;
+
+	/* lg_active's slot and generation are two loads: a pair is trusted
+	 * once the slot's own lg_gcfg confirms it (not a torn read), and kept
+	 * with the ingress VNI until lg_active changes. */
+	gen = s->agen;
+	if (s->fc_gen != gen || s->fc_slot != s->slot || s->fc_if != s->ifindex) {
+		if (!gen || generation(s->slot) != gen)
+			return -1;
+		s->fc_vni = egress_vni(s->slot, s->ifindex);
+		s->fc_gen = gen;
+		s->fc_slot = s->slot;
+		s->fc_if = s->ifindex;
+	}
+
+	/* key_of() in whole words: ::ffff:a.b.c.d addresses, ports as sent. */
+	k = &s->k;
+	k->vni = s->fc_vni;
+	k->family = LG_AF_INET;
+	k->proto = proto;
+	k->pad0 = 0;
+	__builtin_memset(k->src, 0, 10);
+	k->src[10] = k->src[11] = 0xff;
+	__builtin_memcpy(k->src + 12, ip + 12, 4);
+	__builtin_memset(k->dst, 0, 10);
+	k->dst[10] = k->dst[11] = 0xff;
+	__builtin_memcpy(k->dst + 12, ip + 16, 4);
+	__builtin_memcpy(&k->sport, l4, 4); /* sport, dport */
+	e = bpf_map_lookup_elem(&lg_flows, k);
+	if (!e || e->state != LG_CT_ESTABLISHED || e->generation != gen || s->now >= e->expires_ns)
+		return -1;
+	reply = e->flags & LG_FLOW_F_REPLY ? 1 : 0;
+	nh = &e->nh[reply];
+	if (!nh->ifindex || nh->in_ifindex != s->ifindex || (__s32)(nh->until - (__u32)(s->now >> 20)) <= 0)
+		return -1;
+
+	/* DNAT / reverse translation (lg_rewrite): address, then port. */
+	if (e->kind != LG_DEST_ROUTED) {
+		na = reply ? e->orig.dst + 12 : e->nat_addr + 12;
+		aw = reply ? ip + 12 : ip + 16;
+		pw = reply ? l4 : l4 + 2;
+		c = ld16(ip + 10);
+		acc = lg_csum_begin(c);
+		acc = lg_csum_add(acc, ld16(aw), ld16(na));
+		acc = lg_csum_add(acc, ld16(aw + 2), ld16(na + 2));
+		st16(ip + 10, lg_csum_end(acc));
+		c = ld16(l4 + co);
+		if (!(proto == P_UDP && c == 0)) {
+			acc = lg_csum_begin(c);
+			acc = lg_csum_add(acc, ld16(aw), ld16(na));
+			acc = lg_csum_add(acc, ld16(aw + 2), ld16(na + 2));
+			nw = bpf_ntohs(reply ? e->orig.dport : e->nat_port);
+			acc = lg_csum_add(acc, ld16(pw), nw);
+			st16(pw, nw);
+			c = lg_csum_end(acc);
+			if (proto == P_UDP && c == 0)
+				c = 0xffff;
+			st16(l4 + co, c);
+		}
+		__builtin_memcpy(aw, na, 4);
+	}
+	/* TTL (lg_forward) and the cached next hop's MACs. */
+	oldw = ld16(ip + 8);
+	ip[8]--;
+	acc = lg_csum_add(lg_csum_begin(ld16(ip + 10)), oldw, ld16(ip + 8));
+	st16(ip + 10, lg_csum_end(acc));
+	__builtin_memcpy(d, nh->dmac, 6);
+	__builtin_memcpy(d + 6, nh->smac, 6);
+
+	/* update_state() of an ESTABLISHED flow without FIN/RST: the expiry. */
+	e->expires_ns = s->now + (proto == P_TCP ? lg_tcp_established_ns : lg_udp_ns);
+
+	cnt(&lg_reason_cnt, LG_REASON_NONE);
+	if (e->kind == LG_DEST_PRIVATE_ENDPOINT)
+		cnt(&lg_pe_cnt, e->object_id);
+	if (e->kind != LG_DEST_ROUTED && e->server != LG_NONE)
+		cnt(&lg_srv_cnt, e->server);
+	cnt(&lg_egress_cnt, nh->ifindex);
+	s->fast_packets++;
+	return (int)bpf_redirect(nh->ifindex, 0);
+}
+
 SEC("xdp")
 int lg_xdp(struct xdp_md *ctx)
 {
@@ -699,14 +833,22 @@ int lg_xdp(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	a = bpf_map_lookup_elem(&lg_active, &z);
 	s->slot = a && a->slot < LG_GEN_SLOTS ? a->slot : 0; /* read once: one generation */
+	s->agen = a ? a->generation : 0;
 	s->ifindex = ctx->ingress_ifindex;
-	s->now = bpf_ktime_get_ns() + lg_time_offset_ns;
+	s->now = bpf_ktime_get_coarse_ns() + lg_time_offset_ns; /* ticks suffice for timeouts of seconds */
+
+	v = lg_fast(ctx);
+	if (v >= 0)
+		return v;
+	s = scratch();
+	if (!s)
+		return XDP_ABORTED;
 	s->reason = LG_REASON_NONE;
 	s->egress = 0;
 	s->vni = 0;
 	s->cpe = LG_NONE;
 	s->csrv = LG_NONE;
-
+	s->nh_dir = 2;
 	v = lg_process(ctx);
 
 	s = scratch();

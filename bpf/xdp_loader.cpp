@@ -17,6 +17,7 @@
 #include <numeric>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 #include <unordered_set>
 #include <ctime>
 #include <type_traits>
@@ -679,56 +680,101 @@ std::array<uint64_t, LG_REASON__COUNT> XdpDataplane::reason_counts() const
 	return a;
 }
 
+uint64_t XdpDataplane::fast_packets() const
+{
+	// lg_scratch starts with the count (bpf/lg_maps.bpf.h).
+	auto *m = skel_->maps.lg_scratch;
+	size_t vs = (bpf_map__value_size(m) + 7) / 8 * 8;
+	std::vector<uint8_t> v(vs * size_t(ncpu_));
+	uint32_t z = 0;
+	if (bpf_map__lookup_elem(m, &z, sizeof z, v.data(), v.size(), 0))
+		return 0;
+	uint64_t n = 0;
+	for (int c = 0; c < ncpu_; c++) {
+		uint64_t x;
+		std::memcpy(&x, v.data() + vs * size_t(c), 8);
+		n += x;
+	}
+	return n;
+}
 uint64_t XdpDataplane::rule_hits(uint32_t c) const { return percpu_sum(skel_->maps.lg_rule_cnt, c, ncpu_); }
 uint64_t XdpDataplane::pe_packets(uint32_t id) const { return percpu_sum(skel_->maps.lg_pe_cnt, id, ncpu_); }
 uint64_t XdpDataplane::server_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_srv_cnt, i, ncpu_); }
 uint64_t XdpDataplane::egress_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_egress_cnt, i, ncpu_); }
 size_t XdpDataplane::flow_entries() const { return count_keys(skel_->maps.lg_flows); }
 size_t XdpDataplane::fragment_entries() const { return count_keys(skel_->maps.lg_frags); }
-std::vector<lg_flow_entry> XdpDataplane::flows() const
+namespace {
+
+std::string orig_of(const lg_flow_entry &e)
 {
-	std::vector<lg_flow_entry> out;
-	auto *m = skel_->maps.lg_flows;
+	return std::string(reinterpret_cast<const char *>(&e.orig), sizeof e.orig);
+}
+
+// Every copy of every flow. A flow's two copies share `orig`; the fast path
+// refreshes only the copy it found, so a flow expires at the later of its
+// copies' expires_ns (abi/lg_flow.h).
+std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
+{
+	std::vector<std::pair<lg_flow_key, lg_flow_entry>> out;
 	lg_flow_key k{}, next{};
 	const void *prev = nullptr;
 	while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
 		k = next;
 		prev = &k;
 		lg_flow_entry e{};
-		if (bpf_map__lookup_elem(m, &k, sizeof k, &e, sizeof e, 0) == 0 && !(e.flags & LG_FLOW_F_REPLY))
-			out.push_back(e);
+		if (bpf_map__lookup_elem(m, &k, sizeof k, &e, sizeof e, 0) == 0)
+			out.emplace_back(k, e);
 	}
+	return out;
+}
+
+} // namespace
+
+std::vector<lg_flow_entry> XdpDataplane::flows() const
+{
+	auto copies = flow_copies(skel_->maps.lg_flows);
+	std::unordered_map<std::string, uint64_t> expires;
+	for (auto &[k, e] : copies) {
+		uint64_t &x = expires[orig_of(e)];
+		x = std::max<uint64_t>(x, e.expires_ns);
+	}
+	std::vector<lg_flow_entry> out;
+	for (auto &[k, e] : copies)
+		if (!(e.flags & LG_FLOW_F_REPLY)) {
+			out.push_back(e);
+			out.back().expires_ns = expires[orig_of(e)];
+		}
 	return out;
 }
 
 size_t XdpDataplane::reclaim()
 {
 	timespec ts{};
-	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_ns()
+	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_coarse_ns() lags it by less than a tick
 	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
-	auto sweep = [&](bpf_map *m, auto key, auto value, auto is_flow) {
-		using K = decltype(key);
-		using V = decltype(value);
-		std::vector<K> dead;
-		size_t n = 0;
-		K k{}, next{};
-		const void *prev = nullptr;
-		while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
-			k = next;
-			prev = &k;
-			V v{};
-			if (bpf_map__lookup_elem(m, &k, sizeof k, &v, sizeof v, 0) == 0 && now >= v.expires_ns) {
-				dead.push_back(k);
-				if constexpr (decltype(is_flow)::value)
-					n += !(v.flags & LG_FLOW_F_REPLY);
-			}
+	size_t n = 0;
+	auto copies = flow_copies(skel_->maps.lg_flows);
+	std::unordered_set<std::string> alive; // flows with a copy not expired
+	for (auto &[k, e] : copies)
+		if (now < e.expires_ns)
+			alive.insert(orig_of(e));
+	for (auto &[k, e] : copies)
+		if (now >= e.expires_ns && !alive.count(orig_of(e))) {
+			bpf_map__delete_elem(skel_->maps.lg_flows, &k, sizeof k, 0);
+			n += !(e.flags & LG_FLOW_F_REPLY);
 		}
-		for (auto &d : dead)
-			bpf_map__delete_elem(m, &d, sizeof d, 0);
-		return n;
-	};
-	size_t n = sweep(skel_->maps.lg_flows, lg_flow_key{}, lg_flow_entry{}, std::true_type{});
-	sweep(skel_->maps.lg_frags, lg_frag_key{}, lg_frag_entry{}, std::false_type{});
+	std::vector<lg_frag_key> dead;
+	lg_frag_key k{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(skel_->maps.lg_frags, prev, &next, sizeof next) == 0) {
+		k = next;
+		prev = &k;
+		lg_frag_entry v{};
+		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &k, sizeof k, &v, sizeof v, 0) == 0 && now >= v.expires_ns)
+			dead.push_back(k);
+	}
+	for (auto &d : dead)
+		bpf_map__delete_elem(skel_->maps.lg_frags, &d, sizeof d, 0);
 	return n;
 }
 

@@ -112,6 +112,7 @@ public:
 	uint64_t pe_packets(uint32_t id) const;
 	uint64_t server_packets(uint32_t index) const;
 	uint64_t egress_packets(uint32_t ifindex) const;
+	uint64_t fast_packets() const; // forwarded by the established-flow fast path
 
 	size_t flow_entries() const;     // keys in lg_flows (2 per flow)
 	size_t fragment_entries() const;

@@ -63,6 +63,9 @@ typedef struct lg_umap *(*lg_host_resolver)(const char *name, void *arg);
 int lg_host_bind(lg_host_resolver resolve, void *arg); /* 0, or -1: a map was not resolved */
 void lg_host_run(struct lg_host_ctx *ctx, struct lg_host_result *r);
 extern const unsigned long lg_host_scratch_size; /* per-CPU scratch value */
+/* Frames the established-flow fast path forwarded, over all CPUs (the
+ * program's maps must be bound). */
+__u64 lg_host_fast_packets(void);
 
 struct lg_host_timeouts {
 	__u64 tcp_established_ns, tcp_transient_ns, tcp_close_ns, udp_ns, icmp_ns, fragment_ns;

@@ -64,3 +64,20 @@ void lg_host_set_time_offset(__u64 ns)
 {
 	lg_time_offset_ns = ns;
 }
+
+__u64 lg_host_fast_packets(void)
+{
+	__u32 saved = lg_host_cpu, c;
+	__u64 n = 0;
+
+	for (c = 0; c < LG_HOST_CPUS; c++) {
+		struct lg_scratch *s;
+
+		lg_host_cpu = c;
+		s = scratch();
+		if (s)
+			n += s->fast_packets;
+	}
+	lg_host_cpu = saved;
+	return n;
+}

@@ -74,7 +74,7 @@ TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 			(f.port == 0 ? in0 : in1).push_back(f.bytes);
 	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
 	ASSERT_TRUE(write_pcap(s.path("in1.pcap"), in1));
-	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
+	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
 				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
 				      "--vdev", "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=/dev/null",
 				      "--", "--socket", d.socket_path(), "--name", "lgt", "--flows", "4096",

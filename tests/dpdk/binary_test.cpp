@@ -28,7 +28,7 @@ const Mac kPcap0{0x02, 0x70, 0x63, 0x61, 0x70, 0x00}, kPcap1{0x02, 0x70, 0x63, 0
 
 std::vector<std::string> eal(const Scratch &s, const std::vector<std::string> &vdevs)
 {
-	std::vector<std::string> a = {binary(), "--no-huge", "-m", "512", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1"};
+	std::vector<std::string> a = {binary(), "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1"};
 	for (auto &v : vdevs) {
 		a.push_back("--vdev");
 		a.push_back(v);

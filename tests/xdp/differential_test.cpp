@@ -17,6 +17,9 @@
 
 #include "packet.hpp"
 #include "random_policy.hpp"
+#ifdef LG_WITH_DPDK
+#include "lg_host.h"
+#endif
 #include "validate.hpp"
 #include "xdp_harness.hpp"
 
@@ -554,6 +557,7 @@ public:
 
 struct Totals {
 	int frames = 0, policies = 0, commits = 0;
+	uint64_t fast = 0, fast_dpdk = 0; // frames the established-flow fast path forwarded
 	double setup_s = 0, commit_s = 0;
 	std::map<std::string, int> tally;
 };
@@ -586,6 +590,9 @@ void one_policy(uint64_t seed, int batches, int per_batch, Totals &tot, int kind
 	ASSERT_TRUE(pair);
 	tot.setup_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	Run run(*pair, rp, seed);
+#ifdef LG_WITH_DPDK
+	uint64_t fast_dpdk0 = lg_host_fast_packets();
+#endif
 	run.kinds_ = kinds;
 	testing::TupleGen gen(rp, seed);
 	Rng g(seed ^ 0xabcdef);
@@ -605,6 +612,10 @@ void one_policy(uint64_t seed, int batches, int per_batch, Totals &tot, int kind
 		run.forget_some();
 	}
 	tot.frames += run.frames;
+	tot.fast += pair->dp().fast_packets();
+#ifdef LG_WITH_DPDK
+	tot.fast_dpdk += lg_host_fast_packets() - fast_dpdk0;
+#endif
 	tot.commits += run.commits;
 	tot.commit_s += run.commit_s;
 	tot.policies++;
@@ -639,12 +650,19 @@ TEST(XdpDifferential, ConversationsAcrossPolicyChanges)
 	}
 	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::printf("differential: %d frames, %d random policies, %d policy changes, %.1f s (namespaces and loads %.1f s, "
-		    "publishes %.1f s)\n  %s\n",
-		    tot.frames, tot.policies, tot.commits, secs, tot.setup_s, tot.commit_s, summary(tot.tally).c_str());
+		    "publishes %.1f s), %llu by the XDP fast path, %llu by the DPDK one\n  %s\n",
+		    tot.frames, tot.policies, tot.commits, secs, tot.setup_s, tot.commit_s, (unsigned long long)tot.fast,
+		    (unsigned long long)tot.fast_dpdk, summary(tot.tally).c_str());
 	RecordProperty("frames", tot.frames);
 	RecordProperty("policies", tot.policies);
 	EXPECT_GE(tot.frames, 100000);
 	EXPECT_GE(tot.policies, 50);
+	// Frames of established flows take the fast path (lg_fast) and are held
+	// to the evaluator like the rest.
+	EXPECT_GE(tot.fast, 1000u);
+#ifdef LG_WITH_DPDK
+	EXPECT_GE(tot.fast_dpdk, 1000u);
+#endif
 	// The interesting outcomes all happen, on new packets and on flows cut
 	// by a change.
 	for (const char *r : {"forward/none", "pass/none", "drop/nsg-deny", "drop/nsg-default-deny", "drop/pec-pending",

@@ -55,6 +55,11 @@ static inline __u64 bpf_ktime_get_ns(void)
 	return lg_host_cur->now;
 }
 
+static inline __u64 bpf_ktime_get_coarse_ns(void)
+{
+	return lg_host_cur->now;
+}
+
 static inline long bpf_xdp_load_bytes(struct xdp_md *ctx, __u32 off, void *buf, __u32 len)
 {
 	struct lg_host_ctx *c = (struct lg_host_ctx *)ctx;
