@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <string>
+#include <unordered_set>
 
 extern "C" {
 #include "lg_limits.h"
@@ -342,7 +344,7 @@ Status Engine::publish(const CompiledTables &t)
 	gens_[target] = *g;
 	auto *a = reinterpret_cast<lg_active *>(active_->at(0));
 	a->layout = LG_XDP_LAYOUT_VERSION;
-	a->generation = t.generation;
+	a->generation = stamp_ + 1; // the slot's lg_gcfg.generation (the program checks the pair)
 	__atomic_store_n(&a->slot, target, __ATOMIC_RELEASE);
 
 	// Wait until every online worker has passed a quiescent state: from then
@@ -790,10 +792,23 @@ size_t Engine::flow_entries() { return flows_->count(); }
 size_t Engine::reclaim(uint64_t now_ns)
 {
 	std::lock_guard lk(control_);
+	// A flow expires at the later expiry of its two copies (the program's
+	// fast path refreshes only the copy it found); they share `orig`.
+	auto orig = [](const lg_flow_entry &e) {
+		return std::string(reinterpret_cast<const char *>(&e.orig), sizeof e.orig);
+	};
+	std::unordered_set<std::string> alive;
+	flows_->for_each([&](const void *, uint8_t *v) {
+		lg_flow_entry e;
+		std::memcpy(&e, v, sizeof e);
+		if (e.expires_ns > now_ns)
+			alive.insert(orig(e));
+		return false;
+	});
 	size_t n = flows_->for_each([&](const void *, uint8_t *v) {
 		lg_flow_entry e;
 		std::memcpy(&e, v, sizeof e);
-		return e.expires_ns <= now_ns;
+		return e.expires_ns <= now_ns && !alive.count(orig(e));
 	});
 	frags_->for_each([&](const void *, uint8_t *v) {
 		lg_frag_entry e;
