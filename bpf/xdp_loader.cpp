@@ -716,14 +716,32 @@ std::string orig_of(const lg_flow_entry &e)
 std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
 {
 	std::vector<std::pair<lg_flow_key, lg_flow_entry>> out;
-	lg_flow_key k{}, next{};
-	const void *prev = nullptr;
-	while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
-		k = next;
-		prev = &k;
-		lg_flow_entry e{};
-		if (bpf_map__lookup_elem(m, &k, sizeof k, &e, sizeof e, 0) == 0)
-			out.emplace_back(k, e);
+	// In batches (one syscall per few thousand entries): the agent sweeps
+	// every second and a full table holds 2,000,000 copies.
+	uint32_t chunk = 4096, in_tok = 0, out_tok = 0;
+	std::vector<lg_flow_key> keys(chunk);
+	std::vector<lg_flow_entry> vals(chunk);
+	bool first = true;
+	for (;;) {
+		uint32_t n = chunk;
+		LIBBPF_OPTS(bpf_map_batch_opts, o);
+		int rc = bpf_map_lookup_batch(bpf_map__fd(m), first ? nullptr : &in_tok, &out_tok, keys.data(), vals.data(),
+					      &n, &o);
+		int e = rc ? errno : 0;
+		if (rc && e != ENOENT && e != ENOSPC)
+			break; // unreadable: the caller sees what was read
+		if (rc && e == ENOSPC && n == 0) {
+			chunk *= 2; // a bucket holds more than a chunk
+			keys.resize(chunk);
+			vals.resize(chunk);
+			continue;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			out.emplace_back(keys[i], vals[i]);
+		if (rc && e == ENOENT)
+			break;
+		in_tok = out_tok;
+		first = false;
 	}
 	return out;
 }

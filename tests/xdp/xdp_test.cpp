@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 #include <map>
 #include <set>
@@ -507,6 +508,57 @@ TEST(XdpTables, FlowAndFragmentTablesFull)
 	pair->check(frag(1), cif, "first datagram remembered");
 	d = pair->check(frag(2), cif, "second datagram: fragment table full");
 	EXPECT_STREQ(reason_name(d.reason), "frag-table-full");
+}
+
+// The fast path refreshes only the copy of a flow it found: a flow lives
+// until the later expiry of its two copies. Reclaim and flows() read the
+// table in batches; 9,000 flows (18,000 copies) take several.
+TEST(XdpTables, ReclaimKeepsAFlowWhileEitherCopyLives)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(host_template(), &m);
+	EvaluatorConfig cfg;
+	cfg.flow_capacity = 10000;
+	auto pair = Pair::make(h, cfg);
+	ASSERT_TRUE(pair);
+	auto *flows = pair->dp().skeleton()->maps.lg_flows;
+	constexpr uint32_t kFlows = 9000;
+	const uint64_t past = 1, future = ~0ull >> 2, later = future + 5;
+	for (uint32_t i = 0; i < kFlows; i++) {
+		lg_flow_entry o{}, r{};
+		o.orig.vni = 7;
+		o.orig.family = LG_AF_INET;
+		o.orig.proto = 6;
+		o.orig.src[10] = o.orig.src[11] = o.orig.dst[10] = o.orig.dst[11] = 0xff;
+		std::memcpy(o.orig.src + 12, &i, 4);
+		o.orig.dst[15] = 1;
+		o.orig.sport = 1;
+		o.orig.dport = 2;
+		o.state = LG_CT_ESTABLISHED;
+		r = o;
+		r.flags = LG_FLOW_F_REPLY;
+		lg_flow_key rk = o.orig;
+		std::swap(rk.src, rk.dst);
+		std::swap(rk.sport, rk.dport);
+		// i % 3: 0 both copies expired, 1 only the original, 2 neither.
+		o.expires_ns = i % 3 == 2 ? future : past;
+		r.expires_ns = i % 3 == 0 ? past : later;
+		ASSERT_EQ(bpf_map__update_elem(flows, &o.orig, sizeof o.orig, &o, sizeof o, BPF_NOEXIST), 0);
+		ASSERT_EQ(bpf_map__update_elem(flows, &rk, sizeof rk, &r, sizeof r, BPF_NOEXIST), 0);
+	}
+	EXPECT_EQ(pair->dp().flows().size(), size_t(kFlows));
+	EXPECT_EQ(pair->dp().reclaim(), size_t(kFlows / 3));
+	EXPECT_EQ(pair->dp().flow_entries(), size_t(2 * (kFlows - kFlows / 3)));
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), size_t(kFlows - kFlows / 3));
+	for (auto &e : fl) {
+		uint32_t i;
+		std::memcpy(&i, e.orig.src + 12, 4);
+		EXPECT_NE(i % 3, 0u);
+		EXPECT_EQ(e.expires_ns, later) << "flow " << i << ": the later of the two copies";
+	}
 }
 
 // The answer to a forwarded frame, from where it went.
