@@ -119,6 +119,7 @@ json counters_json()
 		{"walkDirections", app.engine->walk_directions()},
 		{"classify", classify_json()},
 		{"flowHints", hints_json()},
+		{"fastPackets", lg_host_fast_packets()}, // decided by the program's established-flow fast path
 		{"ports", totals()}};
 }
 
