@@ -160,8 +160,10 @@ public:
 			for (int fd : channels_.fds())
 				fds.push_back({fd, POLLIN, 0});
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
-			if (plane_.has_xdp() && Clock::now() >= next_reclaim_) {
-				// Between requests: the sweep never runs inside a commit.
+			// Between requests: the sweep never runs inside a commit, and
+			// waits while requests are pending (up to one more period).
+			if (plane_.has_xdp() && Clock::now() >= next_reclaim_ &&
+			    (n == 0 || Clock::now() >= next_reclaim_ + std::chrono::milliseconds(o_.reclaim_ms))) {
 				auto t0 = Clock::now();
 				size_t gone = plane_.reclaim();
 				double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
