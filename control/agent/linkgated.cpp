@@ -18,6 +18,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -55,9 +58,9 @@ struct Options {
 
 void log(const char *fmt, auto... args)
 {
-	std::fprintf(stderr, "linkgated: ");
-	std::fprintf(stderr, fmt, args...);
-	std::fprintf(stderr, "\n");
+	char line[1024]; // one write per line: the sweep thread logs too
+	std::snprintf(line, sizeof line, fmt, args...);
+	std::fprintf(stderr, "linkgated: %s\n", line);
 }
 
 std::string dirname_of(const std::string &p)
@@ -140,6 +143,23 @@ public:
 	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane, DataplaneChannels &channels)
 		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane), channels_(channels)
 	{
+		// The expired-flow sweep has its own thread: a sweep of a large
+		// table takes tens of ms, and a request must not wait for it. It
+		// only reads and deletes flow entries (map syscalls), which is
+		// safe beside a commit, as the program's own deletes are.
+		if (plane_.has_xdp())
+			sweeper_ = std::thread([this] { sweep_loop(); });
+	}
+
+	~Server()
+	{
+		{
+			std::lock_guard lk(sweep_mu_);
+			stop_ = true;
+		}
+		sweep_cv_.notify_all();
+		if (sweeper_.joinable())
+			sweeper_.join();
 	}
 
 	void run()
@@ -160,19 +180,6 @@ public:
 			for (int fd : channels_.fds())
 				fds.push_back({fd, POLLIN, 0});
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
-			// Between requests: the sweep never runs inside a commit, and
-			// waits while requests are pending (up to one more period).
-			if (plane_.has_xdp() && Clock::now() >= next_reclaim_ &&
-			    (n == 0 || Clock::now() >= next_reclaim_ + std::chrono::milliseconds(o_.reclaim_ms))) {
-				auto t0 = Clock::now();
-				size_t gone = plane_.reclaim();
-				double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-				if (gone)
-					log("reclaimed %zu expired flows (sweep %.1f ms)", gone, ms);
-				else if (timing_)
-					log("timing: sweep %.1f ms", ms);
-				next_reclaim_ = Clock::now() + std::chrono::milliseconds(o_.reclaim_ms);
-			}
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
 				return;
@@ -207,9 +214,28 @@ private:
 	int lfd_, sfd_;
 	Plane &plane_;
 	DataplaneChannels &channels_;
-	Clock::time_point next_reclaim_ = Clock::now();
+	std::thread sweeper_;
+	std::mutex sweep_mu_;
+	std::condition_variable sweep_cv_;
+	bool stop_ = false;
 	const bool timing_ = std::getenv("LINKGATED_TEST_TIMING") != nullptr; // agent_bench
 	std::list<Conn> conns_;
+
+	void sweep_loop()
+	{
+		std::unique_lock lk(sweep_mu_);
+		while (!sweep_cv_.wait_for(lk, std::chrono::milliseconds(o_.reclaim_ms), [this] { return stop_; })) {
+			lk.unlock();
+			auto t0 = Clock::now();
+			size_t gone = plane_.reclaim();
+			double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+			if (gone)
+				log("reclaimed %zu expired flows (sweep %.1f ms)", gone, ms);
+			else if (timing_)
+				log("timing: sweep %.1f ms", ms);
+			lk.lock();
+		}
+	}
 
 	static void send_line(int fd, const nlohmann::json &j)
 	{
@@ -221,10 +247,7 @@ private:
 	{
 		auto now = Clock::now();
 		auto soonest = std::chrono::milliseconds::max();
-		if (plane_.has_xdp())
-			soonest = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(next_reclaim_ - now),
-					   std::chrono::milliseconds(0));
-		else if (conns_.empty())
+		if (conns_.empty())
 			return -1;
 		for (const auto &c : conns_) {
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
