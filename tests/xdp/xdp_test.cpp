@@ -480,16 +480,22 @@ TEST_F(XdpTest, Fragments)
 	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory expired");
 }
 
-TEST(XdpTables, FlowAndFragmentTablesFull)
+// A pair on the template host with these table capacities; m: ifindexes.
+std::unique_ptr<Pair> sized_pair(std::map<uint32_t, uint32_t> &m, uint32_t flows, uint32_t frags)
 {
-	ASSERT_EQ(geteuid(), 0u);
-	ASSERT_TRUE(xdptest::enter_netns());
-	std::map<uint32_t, uint32_t> m;
+	if (geteuid() != 0 || !xdptest::enter_netns())
+		return nullptr;
 	HostConfig h = xdptest::realize(host_template(), &m);
 	EvaluatorConfig cfg;
-	cfg.flow_capacity = 1;
-	cfg.frag_capacity = 1;
-	auto pair = Pair::make(h, cfg);
+	cfg.flow_capacity = flows;
+	cfg.frag_capacity = frags;
+	return Pair::make(h, cfg);
+}
+
+TEST(XdpTables, FlowAndFragmentTablesFull)
+{
+	std::map<uint32_t, uint32_t> m;
+	auto pair = sized_pair(m, 1, 1);
 	ASSERT_TRUE(pair);
 	ASSERT_TRUE(pair->commit(seed()));
 	auto c = [](const char *dst, uint16_t sp) {
@@ -515,13 +521,8 @@ TEST(XdpTables, FlowAndFragmentTablesFull)
 // table in batches; 9,000 flows (18,000 copies) take several.
 TEST(XdpTables, ReclaimKeepsAFlowWhileEitherCopyLives)
 {
-	ASSERT_EQ(geteuid(), 0u);
-	ASSERT_TRUE(xdptest::enter_netns());
 	std::map<uint32_t, uint32_t> m;
-	HostConfig h = xdptest::realize(host_template(), &m);
-	EvaluatorConfig cfg;
-	cfg.flow_capacity = 10000;
-	auto pair = Pair::make(h, cfg);
+	auto pair = sized_pair(m, 10000, 1);
 	ASSERT_TRUE(pair);
 	auto *flows = pair->dp().skeleton()->maps.lg_flows;
 	constexpr uint32_t kFlows = 9000;
