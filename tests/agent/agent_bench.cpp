@@ -243,6 +243,18 @@ bool agent_timing(uint64_t g, int64_t out[4])
 	return true;
 }
 
+// The backend accepts a connection begun after t0 within 5 s, or the run ends.
+void await_accept(int64_t t0, int port_slot)
+{
+	int64_t deadline = t0 + 5'000'000'000;
+	while (last_accept[port_slot] <= t0 && now_ns() < deadline)
+		std::this_thread::yield();
+	if (last_accept[port_slot] <= t0) {
+		std::fprintf(stderr, "no connection within 5 s\n");
+		std::exit(1);
+	}
+}
+
 // Runs linkgatectl.
 Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port_slot)
 {
@@ -265,13 +277,7 @@ Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port
 		std::fprintf(stderr, "linkgatectl failed\n");
 		std::exit(1);
 	}
-	int64_t deadline = t0 + 5'000'000'000;
-	while (last_accept[port_slot] <= t0 && now_ns() < deadline)
-		std::this_thread::yield();
-	if (last_accept[port_slot] <= t0) {
-		std::fprintf(stderr, "no connection within 5 s\n");
-		std::exit(1);
-	}
+	await_accept(t0, port_slot);
 	posix_spawn_file_actions_destroy(&fa);
 	return {t_exit - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
 }
@@ -305,13 +311,7 @@ Timed timed_rpc(Rpc &rpc, const std::string &method, const json &params, int por
 		std::fprintf(stderr, "%s: %s\n", method.c_str(), r.dump().c_str());
 		std::exit(1);
 	}
-	int64_t deadline = t0 + 5'000'000'000;
-	while (last_accept[port_slot] <= t0 && now_ns() < deadline)
-		std::this_thread::yield();
-	if (last_accept[port_slot] <= t0) {
-		std::fprintf(stderr, "no connection within 5 s\n");
-		std::exit(1);
-	}
+	await_accept(t0, port_slot);
 	Timed out{t_reply - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
 	int64_t a[4];
 	if (r.contains("generation") && agent_timing(r["generation"].get<uint64_t>(), a)) {

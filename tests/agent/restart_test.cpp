@@ -59,6 +59,20 @@ int persistent_client(const char *dst, uint16_t port, int cmd, int res)
 
 class AgentRestart : public ::testing::Test {
 protected:
+	// Starts the agent with its commits failing at `what`
+	// (LINKGATED_TEST_FAIL), then rejects pe-east: the reply, and the
+	// generation and state file from before it.
+	json failing_reject(const char *what, uint64_t &g, std::string &before)
+	{
+		setenv("LINKGATED_TEST_FAIL", what, 1);
+		start_agent(policy("Approved"));
+		unsetenv("LINKGATED_TEST_FAIL");
+		g = agent->generation();
+		before = lgtest::slurp(agent->state_path());
+		return agent->rpc("mysql.server.private-endpoint-connection.reject",
+				  {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	}
+
 	void SetUp() override
 	{
 		ASSERT_EQ(geteuid(), 0u) << "needs root; CI runs as root";
@@ -353,13 +367,9 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 // and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 {
-	setenv("LINKGATED_TEST_FAIL", "publish", 1);
-	start_agent(policy("Approved"));
-	unsetenv("LINKGATED_TEST_FAIL");
-	uint64_t g = agent->generation();
-	std::string before = lgtest::slurp(agent->state_path());
-	json r = agent->rpc("mysql.server.private-endpoint-connection.reject",
-			    {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	uint64_t g = 0;
+	std::string before;
+	json r = failing_reject("publish", g, before);
 	ASSERT_TRUE(r.contains("error")) << r.dump();
 	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed);
 	EXPECT_EQ(lgtest::slurp(agent->state_path()), before);
@@ -382,13 +392,9 @@ TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 // generation.
 TEST_F(AgentRestart, FailedStateWriteAfterThePublishRestoresThePreviousState)
 {
-	setenv("LINKGATED_TEST_FAIL", "state-write", 1);
-	start_agent(policy("Approved"));
-	unsetenv("LINKGATED_TEST_FAIL");
-	uint64_t g = agent->generation();
-	std::string before = lgtest::slurp(agent->state_path());
-	json r = agent->rpc("mysql.server.private-endpoint-connection.reject",
-			    {{"serverName", "eastus-db"}, {"name", "pe-east"}});
+	uint64_t g = 0;
+	std::string before;
+	json r = failing_reject("state-write", g, before);
 	ASSERT_TRUE(r.contains("error")) << r.dump();
 	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed);
 	EXPECT_NE(r["error"]["message"].get<std::string>().find("live again as generation " + std::to_string(g + 2)),
