@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 #include <map>
 #include <set>
@@ -784,6 +785,17 @@ TEST(XdpDifferential, ScalePolicy)
 namespace lg {
 namespace {
 
+// Removes a test's pin directory however the test ends (an early ASSERT
+// included): pins outlive the process.
+struct PinDirGuard {
+	std::string dir;
+	~PinDirGuard()
+	{
+		std::error_code ec;
+		std::filesystem::remove_all(dir, ec);
+	}
+};
+
 // SPEC §6: maps and the XDP link pinned under a directory outlive the
 // process; the next load adopts the tables, the flows and the link.
 TEST(XdpPinning, NextLoadAdoptsPinnedMapsFlowsAndLink)
@@ -795,6 +807,7 @@ TEST(XdpPinning, NextLoadAdoptsPinnedMapsFlowsAndLink)
 	HostConfig h = xdptest::realize(host_template(), &m);
 	uint32_t cif = m[kClientIf];
 	std::string dir = "/sys/fs/bpf/linkgate-test-" + std::to_string(getpid());
+	PinDirGuard guard{dir};
 	XdpConfig cfg;
 	cfg.pin_dir = dir;
 	Evaluator ev(h);
@@ -892,6 +905,7 @@ TEST(XdpPinning, RefusesPinnedMapsOfAnotherLayout)
 	ASSERT_EQ(geteuid(), 0u);
 	ASSERT_TRUE(xdptest::ensure_bpffs());
 	std::string dir = "/sys/fs/bpf/linkgate-test-layout-" + std::to_string(getpid());
+	PinDirGuard guard{dir};
 	XdpConfig cfg;
 	cfg.pin_dir = dir;
 	{
@@ -909,7 +923,6 @@ TEST(XdpPinning, RefusesPinnedMapsOfAnotherLayout)
 	auto dp2 = XdpDataplane::load(other);
 	ASSERT_FALSE(dp2);
 	EXPECT_NE(dp2.error().find(dir), std::string::npos) << dp2.error();
-	std::system(("rm -rf " + dir).c_str());
 }
 
 } // namespace
