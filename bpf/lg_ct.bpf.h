@@ -89,13 +89,19 @@ static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_f
 	return d == 0;
 }
 
-/* Remove the flow found under scratch->k (both keys). */
-static __always_inline void flow_erase(struct lg_scratch *s, __u32 slot, struct lg_flow_entry *e)
+/* The key of the flow e's other copy (e found under scratch->k) into scratch->k2. */
+static __always_inline void other_key(struct lg_scratch *s, __u32 slot, const struct lg_flow_entry *e)
 {
 	if (e->flags & LG_FLOW_F_REPLY)
 		s->k2 = e->orig;
 	else
 		reply_key(slot, e, &s->k2);
+}
+
+/* Remove the flow found under scratch->k (both keys). */
+static __always_inline void flow_erase(struct lg_scratch *s, __u32 slot, struct lg_flow_entry *e)
+{
+	other_key(s, slot, e);
 	bpf_map_delete_elem(&lg_flows, &s->k);
 	bpf_map_delete_elem(&lg_flows, &s->k2);
 }
@@ -115,10 +121,7 @@ __noinline int lg_flow_lookup(__u32 slot)
 	if (s->now >= s->e.expires_ns) {
 		/* The fast path refreshes only the copy it found: the flow lives
 		 * until the later expiry of its two copies. */
-		if (s->e.flags & LG_FLOW_F_REPLY)
-			s->k2 = s->e.orig;
-		else
-			reply_key(slot, &s->e, &s->k2);
+		other_key(s, slot, &s->e);
 		e = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
 		if (e && s->now < e->expires_ns) {
 			s->e.expires_ns = e->expires_ns;
@@ -159,8 +162,6 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
 	e->expires_ns = now + (e->state == LG_CT_CLOSED ? lg_tcp_close_ns : flow_timeout(e));
 }
 
-/* One copy of a flow. An existing entry is written in place: a map update
- * would allocate, copy and free an element on every packet. */
 /* Remember the next hop the full path just resolved for direction dir of
  * scratch->e, for the fast path (lg_fast); lg_forward calls it. */
 #ifndef LG_NH_CACHE_NS
@@ -177,6 +178,8 @@ static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 	nh->until = (__u32)((s->now + LG_NH_CACHE_NS) >> 20);
 }
 
+/* One copy of a flow. An existing entry is written in place: a map update
+ * would allocate, copy and free an element on every packet. */
 static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags)
 {
 	struct lg_flow_entry *cur;
