@@ -16,6 +16,7 @@
 #include <bit>
 #include <numeric>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <unordered_map>
 #include <unordered_set>
@@ -75,7 +76,7 @@ const TableSpec kSpec[] = {
 	{"lg_iface_g", BPF_MAP_TYPE_HASH, 0, 4, sizeof(lg_iface)},
 	{"lg_gcfg_g", BPF_MAP_TYPE_ARRAY, BPF_F_INNER_MAP, 4, sizeof(lg_gcfg)},
 };
-constexpr size_t kGcfg = 14;
+constexpr size_t kGcfg = 14, kMaglev = 12;
 
 std::array<bpf_map *, std::size(kSpec)> outer_maps(lg_xdp *skel)
 {
@@ -273,6 +274,14 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 	}
 	int n = libbpf_num_possible_cpus();
 	d->ncpu_ = n > 0 ? n : 1;
+	try {
+		// The barriers' thread, started here so that it keeps the
+		// scheduling of the thread that loads (not of a later publisher).
+		XdpDataplane *dp = d.get();
+		d->barrier_thread_ = std::thread([dp] { dp->barrier_loop(); });
+	} catch (const std::system_error &) {
+		// Started at the first flip instead (or barriers run inline).
+	}
 	lg_active a{};
 	uint32_t z = 0;
 	if (bpf_map__lookup_elem(m->lg_active, &z, sizeof z, &a, sizeof a, 0))
@@ -326,9 +335,16 @@ std::vector<bpf_map *> XdpDataplane::pinned_maps() const
 
 XdpDataplane::~XdpDataplane()
 {
-	for (auto &b : barriers_)
-		if (b->thread.joinable())
-			b->thread.join(); // it uses our inner map fds
+	if (barrier_thread_.joinable()) {
+		{
+			std::lock_guard lk(barrier_mu_);
+			barrier_stop_ = true; // after the queued barriers: they use our inner map fds
+		}
+		barrier_cv_.notify_all();
+		barrier_thread_.join();
+	}
+	if (mac_sock_ >= 0)
+		close(mac_sock_);
 	for (auto &[ifindex, fd] : links_)
 		close(fd); // a pinned link stays attached, an unpinned one goes
 	for (auto &sl : slot_fds_)
@@ -360,10 +376,13 @@ Status XdpDataplane::wait_free(uint32_t slot)
 		if (slot == LG_GEN_SLOTS || barriers_[j]->guards == slot)
 			upto = j + 1;
 	bool failed = adopt_barrier_;
+	auto join = [&](Barrier &b) {
+		std::unique_lock lk(barrier_mu_);
+		barrier_cv_.wait(lk, [&] { return b.done; });
+	};
 	for (size_t j = 0; j < upto; j++) {
 		Barrier &b = *barriers_.front();
-		if (b.thread.joinable())
-			b.thread.join();
+		join(b);
 		failed |= b.err != 0;
 		barriers_.pop_front();
 	}
@@ -371,8 +390,7 @@ Status XdpDataplane::wait_free(uint32_t slot)
 		return Ok{};
 	// A barrier after the last flip covers every older one: drop them all.
 	for (auto &b : barriers_)
-		if (b->thread.joinable())
-			b->thread.join();
+		join(*b);
 	barriers_.clear();
 	if (auto st = barrier_now(); !st)
 		return st;
@@ -382,70 +400,131 @@ Status XdpDataplane::wait_free(uint32_t slot)
 
 Status XdpDataplane::settle() { return wait_free(LG_GEN_SLOTS); }
 
+void XdpDataplane::barrier_loop()
+{
+	std::unique_lock lk(barrier_mu_);
+	for (;;) {
+		barrier_cv_.wait(lk, [&] { return barrier_stop_ || !barrier_queue_.empty(); });
+		if (barrier_queue_.empty())
+			return; // stopping, nothing left
+		auto b = barrier_queue_.front();
+		barrier_queue_.pop_front();
+		lk.unlock();
+		int e = rcu_barrier_op(b->outer_fd, b->slot, b->inner_fd);
+		lk.lock();
+		b->err = e;
+		b->done = true;
+		barrier_cv_.notify_all();
+	}
+}
+
 // Fast path: the slot's map is big enough, so plain element writes of what
 // changed (no grace period; no packet reads this slot). Slow path: a bigger
 // map, one outer update (synchronize_rcu). Arrays keep stale entries past n: every
 // index the program reads comes from this generation's own tables (spans,
 // indices, gcfg), so nothing reaches them.
-Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n)
+Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n,
+				 uint64_t version)
 {
 	const TableSpec &sp = kSpec[i];
 	Shadow &sh = shadow_[slot][i];
 	auto *v = static_cast<const uint8_t *>(vals);
 	auto *k = static_cast<const char *>(keys);
 	bool array = sp.type == BPF_MAP_TYPE_ARRAY;
-	Shadow next;
-	next.valid = true;
-	if (array)
-		next.vals.assign(v, v + size_t(n) * sp.vsize);
-	else
-		for (uint32_t j = 0; j < n; j++)
-			next.kv.emplace(std::string(k + size_t(j) * sp.ksize, sp.ksize),
-					std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
+	size_t bytes = size_t(n) * sp.vsize;
 	int fd = slot_fds_[slot][i];
 	if (fd >= 0 && n <= slot_cap_[slot][i]) {
 		bool had = sh.valid;
+		// The same contents as the map holds (the Maglev array of an
+		// unchanged backend layout): nothing to compare or write.
+		if (had && version && sh.version == version && sh.vals.size() == bytes)
+			return Ok{};
 		sh.valid = false; // until the writes below succeed
 		int e = 0;
 		if (!had) {
 			e = array ? 0 : delete_stale(fd, sp, keys, n);
 			if (!e)
 				e = fill(fd, sp, keys, vals, n);
+			if (e)
+				return err(sys(std::string("cannot fill table ") + sp.name, e));
+			sh.kv.clear();
+			if (array)
+				sh.vals.assign(v, v + bytes);
+			else
+				for (uint32_t j = 0; j < n; j++)
+					sh.kv.insert_or_assign(std::string(k + size_t(j) * sp.ksize, sp.ksize),
+							       std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
 		} else if (array) {
-			// Only the elements that differ from what the map holds.
+			// Only the elements that differ from what the map holds,
+			// compared in blocks; the shadow is updated in place.
 			std::vector<uint32_t> idx;
 			std::vector<uint8_t> buf;
 			size_t old_n = sh.vals.size() / sp.vsize;
-			for (uint32_t j = 0; j < n; j++) {
-				const uint8_t *nv = v + size_t(j) * sp.vsize;
-				if (j < old_n && std::memcmp(sh.vals.data() + size_t(j) * sp.vsize, nv, sp.vsize) == 0)
+			size_t same = std::min<size_t>(n, old_n);
+			constexpr size_t kBlock = 64;
+			for (size_t j0 = 0; j0 < n; j0 += kBlock) {
+				size_t j1 = std::min<size_t>(n, j0 + kBlock);
+				if (j1 <= same && std::memcmp(sh.vals.data() + j0 * sp.vsize, v + j0 * sp.vsize,
+							      (j1 - j0) * sp.vsize) == 0)
 					continue;
-				idx.push_back(j);
-				buf.insert(buf.end(), nv, nv + sp.vsize);
+				for (size_t j = j0; j < j1; j++) {
+					const uint8_t *nv = v + j * sp.vsize;
+					if (j < same && std::memcmp(sh.vals.data() + j * sp.vsize, nv, sp.vsize) == 0)
+						continue;
+					idx.push_back(uint32_t(j));
+					buf.insert(buf.end(), nv, nv + sp.vsize);
+				}
 			}
 			uint32_t count = uint32_t(idx.size());
 			LIBBPF_OPTS(bpf_map_batch_opts, bo);
-			if (count && !(bpf_map_update_batch(fd, idx.data(), buf.data(), &count, &bo) == 0 && count == idx.size()))
+			if (count == 1) {
+				if (bpf_map_update_elem(fd, &idx[0], buf.data(), BPF_ANY))
+					e = errno;
+			} else if (count && !(bpf_map_update_batch(fd, idx.data(), buf.data(), &count, &bo) == 0 &&
+					      count == idx.size())) {
 				for (size_t j = 0; j < idx.size() && !e; j++)
 					if (bpf_map_update_elem(fd, &idx[j], buf.data() + j * sp.vsize, BPF_ANY))
 						e = errno;
-		} else {
-			for (auto &[key, val] : sh.kv)
-				if (!next.kv.count(key) && bpf_map_delete_elem(fd, key.data()) && errno != ENOENT) {
-					e = errno;
-					break;
-				}
-			for (auto it = next.kv.begin(); !e && it != next.kv.end(); ++it) {
-				auto old = sh.kv.find(it->first);
-				if (old != sh.kv.end() && old->second == it->second)
-					continue;
-				if (bpf_map_update_elem(fd, it->first.data(), it->second.data(), BPF_ANY))
-					e = errno;
 			}
+			if (e)
+				return err(sys(std::string("cannot fill table ") + sp.name, e));
+			sh.vals.resize(bytes); // entries past n stay in the map, unread
+			for (size_t j = 0; j < idx.size(); j++)
+				std::memcpy(sh.vals.data() + size_t(idx[j]) * sp.vsize, buf.data() + j * sp.vsize, sp.vsize);
+		} else {
+			// Changed and new keys, then the keys the table no longer has.
+			for (uint32_t j = 0; j < n && !e; j++) {
+				std::string_view key(k + size_t(j) * sp.ksize, sp.ksize);
+				std::string_view val(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize);
+				auto old = sh.kv.find(std::string(key));
+				if (old != sh.kv.end() && old->second == val)
+					continue;
+				if (bpf_map_update_elem(fd, key.data(), val.data(), BPF_ANY))
+					e = errno;
+				else if (old != sh.kv.end())
+					old->second.assign(val);
+				else
+					sh.kv.emplace(std::string(key), std::string(val));
+			}
+			if (!e && sh.kv.size() != n) {
+				std::unordered_set<std::string_view> want;
+				for (uint32_t j = 0; j < n; j++)
+					want.emplace(k + size_t(j) * sp.ksize, sp.ksize);
+				for (auto it = sh.kv.begin(); it != sh.kv.end() && !e;) {
+					if (want.count(it->first)) {
+						++it;
+					} else if (bpf_map_delete_elem(fd, it->first.data()) && errno != ENOENT) {
+						e = errno;
+					} else {
+						it = sh.kv.erase(it);
+					}
+				}
+			}
+			if (e)
+				return err(sys(std::string("cannot fill table ") + sp.name, e));
 		}
-		if (e)
-			return err(sys(std::string("cannot fill table ") + sp.name, e));
-		sh = std::move(next);
+		sh.valid = true;
+		sh.version = version;
 		return Ok{};
 	}
 	// Slow path: a bigger map, one outer update (synchronize_rcu).
@@ -467,7 +546,16 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 		close(fd);
 	slot_fds_[slot][i] = nfd;
 	slot_cap_[slot][i] = cap;
-	sh = std::move(next);
+	sh.kv.clear();
+	sh.vals.clear();
+	if (array)
+		sh.vals.assign(v, v + bytes);
+	else
+		for (uint32_t j = 0; j < n; j++)
+			sh.kv.insert_or_assign(std::string(k + size_t(j) * sp.ksize, sp.ksize),
+					       std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
+	sh.valid = true;
+	sh.version = version;
 	return Ok{};
 }
 
@@ -508,7 +596,8 @@ Status XdpDataplane::publish(const CompiledTables &t)
 		{nullptr, &g, 1},
 	};
 	for (size_t i = 0; i < kTables; i++)
-		if (auto st = write_table(i, target, in[i].keys, in[i].vals, in[i].n); !st)
+		if (auto st = write_table(i, target, in[i].keys, in[i].vals, in[i].n, i == kMaglev ? t.maglev_version : 0);
+		    !st)
 			return st;
 
 	// One write publishes the generation.
@@ -526,30 +615,41 @@ Status XdpDataplane::publish(const CompiledTables &t)
 	// Its fds stay open until then: the slot it re-sets (the live one) is
 	// written again only after a later flip's barrier, joined after this one.
 	if (retired < LG_GEN_SLOTS) {
-		auto b = std::make_unique<Barrier>();
+		auto b = std::make_shared<Barrier>();
 		b->guards = retired;
+		b->outer_fd = bpf_map__fd(skel_->maps.lg_gcfg);
+		b->slot = target;
+		b->inner_fd = slot_fds_[target][kGcfg];
+		bool queued = false;
 		try {
-			Barrier *bp = b.get();
-			b->thread = std::thread([bp, ofd = bpf_map__fd(skel_->maps.lg_gcfg), slot = target,
-						 ifd = slot_fds_[target][kGcfg]] { bp->err = rcu_barrier_op(ofd, slot, ifd); });
+			if (!barrier_thread_.joinable())
+				barrier_thread_ = std::thread([this] { barrier_loop(); });
+			std::lock_guard lk(barrier_mu_);
+			barrier_queue_.push_back(b);
+			queued = true;
 		} catch (const std::system_error &) {
-			// No thread: err stays -1, the publish into that slot runs a barrier itself.
 		}
+		if (queued)
+			barrier_cv_.notify_all();
+		else
+			b->done = true; // no thread: err stays -1, the publish into that slot runs a barrier itself
 		barriers_.push_back(std::move(b));
 	}
 
-	// MACs of the bound interfaces answer ARP and neighbour solicitations.
-	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	// MACs of the bound interfaces answer ARP and neighbour solicitations
+	// (written to lg_ifmac when they changed).
+	if (mac_sock_ < 0)
+		mac_sock_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	for (auto &[ifindex, _] : t.ifaces) {
 		ifreq ifr{};
-		if (sock < 0 || !if_indextoname(ifindex, ifr.ifr_name) || ioctl(sock, SIOCGIFHWADDR, &ifr))
+		ifr.ifr_ifindex = int(ifindex);
+		if (mac_sock_ < 0 || ioctl(mac_sock_, SIOCGIFNAME, &ifr) || ioctl(mac_sock_, SIOCGIFHWADDR, &ifr))
 			continue; // not a device of this namespace: no answers on it
 		std::array<uint8_t, 6> mac;
 		std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-		set_interface_mac(ifindex, mac);
+		if (auto it = macs_.find(ifindex); it == macs_.end() || it->second != mac)
+			set_interface_mac(ifindex, mac);
 	}
-	if (sock >= 0)
-		close(sock);
 	return Ok{};
 }
 
@@ -581,8 +681,11 @@ Status XdpDataplane::set_interface_mac(uint32_t ifindex, const std::array<uint8_
 {
 	lg_ifmac v{};
 	std::memcpy(v.mac, mac.data(), 6);
-	if (bpf_map__update_elem(skel_->maps.lg_ifmac, &ifindex, sizeof ifindex, &v, sizeof v, BPF_ANY))
+	if (bpf_map__update_elem(skel_->maps.lg_ifmac, &ifindex, sizeof ifindex, &v, sizeof v, BPF_ANY)) {
+		macs_.erase(ifindex);
 		return err(sys("cannot record the MAC of interface " + std::to_string(ifindex), errno));
+	}
+	macs_[ifindex] = mac;
 	return Ok{};
 }
 
@@ -710,15 +813,14 @@ std::string orig_of(const lg_flow_entry &e)
 	return std::string(reinterpret_cast<const char *>(&e.orig), sizeof e.orig);
 }
 
-// Every copy of every flow. A flow's two copies share `orig`; the fast path
-// refreshes only the copy it found, so a flow expires at the later of its
-// copies' expires_ns (abi/lg_flow.h).
-std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
+// Every copy of every flow, a batch at a time (one syscall per `chunk`
+// copies; the agent sweeps every second and a full table holds 2,000,000
+// copies). A flow's two copies share `orig`; the fast path refreshes only
+// the copy it found, so a flow expires at the later of its copies'
+// expires_ns (abi/lg_flow.h).
+template <typename F> void for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
 {
-	std::vector<std::pair<lg_flow_key, lg_flow_entry>> out;
-	// In batches (one syscall per few thousand entries): the agent sweeps
-	// every second and a full table holds 2,000,000 copies.
-	uint32_t chunk = 4096, in_tok = 0, out_tok = 0;
+	uint32_t in_tok = 0, out_tok = 0;
 	std::vector<lg_flow_key> keys(chunk);
 	std::vector<lg_flow_entry> vals(chunk);
 	bool first = true;
@@ -737,13 +839,33 @@ std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
 			continue;
 		}
 		for (uint32_t i = 0; i < n; i++)
-			out.emplace_back(keys[i], vals[i]);
+			visit(keys[i], vals[i]);
 		if (rc && e == ENOENT)
 			break;
 		in_tok = out_tok;
 		first = false;
 	}
+}
+
+std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
+{
+	std::vector<std::pair<lg_flow_key, lg_flow_entry>> out;
+	for_each_copy(m, 4096, [&](const lg_flow_key &k, const lg_flow_entry &e) { out.emplace_back(k, e); });
 	return out;
+}
+
+// 64-bit hash of a flow's original key (splitmix64 over its words).
+uint64_t orig_hash(const lg_flow_key &k)
+{
+	uint64_t w[6] = {};
+	std::memcpy(w, &k, sizeof k);
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (uint64_t x : w) {
+		h ^= x;
+		h *= 0xbf58476d1ce4e5b9ull;
+		h ^= h >> 31;
+	}
+	return h;
 }
 
 } // namespace
@@ -770,18 +892,50 @@ size_t XdpDataplane::reclaim()
 	timespec ts{};
 	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_coarse_ns() lags it by less than a tick
 	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+	// One pass keeps the expired copies and the hashes of the live copies'
+	// flows; a flow goes when no copy of it is live. A hash collision (odds
+	// ~2^-64 per pair) only keeps an expired flow until a later sweep.
+	// Batches of 1,024 copies: each read is one syscall that runs to its end
+	// on this kernel (no preemption), ~0.2 MB, so a request's thread never
+	// waits long for the CPU it shares with the sweep.
+	struct Dead {
+		lg_flow_key key;
+		uint64_t hash;
+		bool reply;
+	};
+	std::vector<Dead> dead;
+	std::vector<uint64_t> live;
+	for_each_copy(skel_->maps.lg_flows, 1024, [&](const lg_flow_key &k, const lg_flow_entry &e) {
+		if (now >= e.expires_ns)
+			dead.push_back({k, orig_hash(e.orig), (e.flags & LG_FLOW_F_REPLY) != 0});
+		else
+			live.push_back(orig_hash(e.orig));
+	});
 	size_t n = 0;
-	auto copies = flow_copies(skel_->maps.lg_flows);
-	std::unordered_set<std::string> alive; // flows with a copy not expired
-	for (auto &[k, e] : copies)
-		if (now < e.expires_ns)
-			alive.insert(orig_of(e));
-	for (auto &[k, e] : copies)
-		if (now >= e.expires_ns && !alive.count(orig_of(e))) {
-			bpf_map__delete_elem(skel_->maps.lg_flows, &k, sizeof k, 0);
-			n += !(e.flags & LG_FLOW_F_REPLY);
-		}
-	std::vector<lg_frag_key> dead;
+	if (!dead.empty()) {
+		// Open addressing over the (few) expired flows' hashes; the live
+		// copies probe it.
+		size_t cap = std::bit_ceil(dead.size() * 2 + 1);
+		std::vector<uint64_t> slot(cap, 0);
+		std::vector<uint8_t> alive(cap, 0);
+		auto find = [&](uint64_t h) -> size_t {
+			h |= 1; // 0 marks an empty slot
+			for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1))
+				if (slot[i] == h || slot[i] == 0)
+					return i;
+		};
+		for (auto &d : dead)
+			slot[find(d.hash)] = d.hash | 1;
+		for (uint64_t h : live)
+			if (size_t i = find(h); slot[i])
+				alive[i] = 1;
+		for (auto &d : dead)
+			if (!alive[find(d.hash)]) {
+				bpf_map__delete_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, 0);
+				n += !d.reply;
+			}
+	}
+	std::vector<lg_frag_key> gone;
 	lg_frag_key k{}, next{};
 	const void *prev = nullptr;
 	while (bpf_map__get_next_key(skel_->maps.lg_frags, prev, &next, sizeof next) == 0) {
@@ -789,9 +943,9 @@ size_t XdpDataplane::reclaim()
 		prev = &k;
 		lg_frag_entry v{};
 		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &k, sizeof k, &v, sizeof v, 0) == 0 && now >= v.expires_ns)
-			dead.push_back(k);
+			gone.push_back(k);
 	}
-	for (auto &d : dead)
+	for (auto &d : gone)
 		bpf_map__delete_elem(skel_->maps.lg_frags, &d, sizeof d, 0);
 	return n;
 }

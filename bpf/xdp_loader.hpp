@@ -6,9 +6,11 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -134,7 +136,8 @@ private:
 	std::string link_path(uint32_t ifindex) const;
 	lg_xdp *skel_ = nullptr;
 	static constexpr size_t kTables = 15;
-	Status write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n);
+	Status write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n,
+			   uint64_t version = 0);
 	Status barrier_now();
 	Status wait_free(uint32_t slot); // the barriers guarding slot are done
 	// Inner maps per slot and table (-1: none) and their max_entries.
@@ -142,20 +145,36 @@ private:
 	std::array<std::array<uint32_t, kTables>, LG_GEN_SLOTS> slot_cap_{};
 	// What each inner map holds, so a publish writes only what changed
 	// (invalid: unknown, e.g. adopted pins; then everything is written).
+	// Compared and updated in place (no copy of a table per publish).
 	struct Shadow {
 		bool valid = false;
+		uint64_t version = 0;                                // arrays: CompiledTables::maglev_version
 		std::vector<uint8_t> vals;                           // arrays
 		std::unordered_map<std::string, std::string> kv;     // hash/LPM
 	};
 	std::array<std::array<Shadow, kTables>, LG_GEN_SLOTS> shadow_;
 	// One background barrier per flip, oldest first: after it, no packet
-	// reads `guards` (the slot that flip retired).
+	// reads `guards` (the slot that flip retired). They run in order on one
+	// long-lived thread (started at the first flip): no thread is created
+	// per publish.
 	struct Barrier {
-		std::thread thread;
 		uint32_t guards = 0;
-		int err = -1; // -1: not run (no thread could be started)
+		int outer_fd = -1, inner_fd = -1;
+		uint32_t slot = 0; // the outer entry it re-sets (the live slot)
+		bool done = false; // under barrier_mu_
+		int err = -1;      // -1: not run (no thread could be started)
 	};
-	std::deque<std::unique_ptr<Barrier>> barriers_;
+	std::deque<std::shared_ptr<Barrier>> barriers_; // the control thread's list
+	std::thread barrier_thread_;
+	std::mutex barrier_mu_;
+	std::condition_variable barrier_cv_;
+	std::deque<std::shared_ptr<Barrier>> barrier_queue_; // to run, under barrier_mu_
+	bool barrier_stop_ = false;
+	void barrier_loop();
+	// ARP/ND answers: the MAC last written to lg_ifmac per interface, and a
+	// socket to read them (refreshed at every publish, written when changed).
+	std::unordered_map<uint32_t, std::array<uint8_t, 6>> macs_;
+	int mac_sock_ = -1;
 	bool adopt_barrier_ = false; // adopted pins: a barrier before any slot is written
 	uint32_t active_ = 0;
 	uint32_t slots_ = 2; // XdpConfig::gen_slots

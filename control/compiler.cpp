@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -172,8 +173,12 @@ struct Compiler {
 	std::string error;
 	CompileCache *cache = nullptr;
 	std::map<std::string, std::shared_ptr<const CompileCache::Maglev>> maglev_used; // this compile's lists
+	std::vector<CompileCache::Placement> maglev_layout;                             // this compile's layout
+	bool maglev_same = false;      // the layout of the cache's last compile: the same array
+	bool maglev_from_prev = false; // ... and it is taken from `prev` (compile())
+	CompiledTables *prev = nullptr;
 
-	Compiler(const State &st, CompileCache *c) : s(st), cache(c) {}
+	Compiler(const State &st, CompileCache *c, CompiledTables *p) : s(st), cache(c), prev(c ? p : nullptr) {}
 
 	uint32_t bitmap(const lg_bitmap &b)
 	{
@@ -425,12 +430,7 @@ struct Compiler {
 	void servers()
 	{
 		uint32_t maglev_total = 0;
-		struct Fill {
-			std::shared_ptr<const CompileCache::Maglev> tables;
-			int family;
-			uint32_t base; // the server's first backend
-		};
-		std::vector<Fill> maglev_fill;
+		std::vector<CompileCache::Placement> &maglev_fill = maglev_layout;
 		for (auto &sv : s.servers) {
 			lg_server ls{};
 			ls.flags = sv.publicNetworkAccess != "Disabled" ? LG_SERVER_F_PUBLIC : 0;
@@ -503,9 +503,18 @@ struct Compiler {
 			t.servers.push_back(ls);
 			t.server_names.push_back(sv.name);
 		}
+		if (cache && cache->maglev_version && maglev_fill == cache->maglev_layout) {
+			// The array of the last compile: compile() takes the caller's
+			// copy of it when offered, or it is filled again below.
+			maglev_same = true;
+			if (prev && prev->maglev_version == cache->maglev_version && prev->maglev.size() == maglev_total) {
+				maglev_from_prev = true;
+				return;
+			}
+		}
 		t.maglev.resize(maglev_total);
 		uint32_t *out = t.maglev.data();
-		for (const Fill &fl : maglev_fill) {
+		for (const CompileCache::Placement &fl : maglev_fill) {
 			const std::vector<uint32_t> &local = fl.tables->local[fl.family];
 			const uint32_t *in = local.data();
 			const uint32_t base = fl.base;
@@ -647,14 +656,25 @@ struct Compiler {
 } // namespace
 
 Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation,
-			       CompileCache *cache)
+			       CompileCache *cache, CompiledTables *prev)
 {
-	Compiler c(s, cache);
+	Compiler c(s, cache, prev);
 	c.run(ifaces, generation);
 	if (!c.error.empty())
 		return err(c.error);
-	if (cache)
+	if (cache) {
+		static std::atomic<uint64_t> versions{0}; // unique in the process, across caches
 		cache->maglev = std::move(c.maglev_used); // the lists of the state just compiled
+		if (!c.maglev_same)
+			cache->maglev_version = ++versions;
+		cache->maglev_layout = std::move(c.maglev_layout);
+		c.t.maglev_version = cache->maglev_version;
+		if (c.maglev_from_prev) {
+			c.t.maglev = std::move(prev->maglev);
+			prev->maglev.clear();
+			cache->maglev_moved++;
+		}
+	}
 	return std::move(c.t);
 }
 

@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -51,6 +53,7 @@ struct Options {
 	std::string pin_dir = "/sys/fs/bpf/linkgate";
 	int reclaim_ms = 1000; // period of the expired-flow sweep
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT;
+	int realtime = 0; // SCHED_FIFO priority of the control thread; 0: the default scheduling
 	// Flow timeouts in seconds (SPEC §4 defaults).
 	double tcp_established = LG_TIMEOUT_TCP_ESTABLISHED, tcp_transient = LG_TIMEOUT_TCP_TRANSIENT,
 	       tcp_close = LG_TIMEOUT_TCP_CLOSE, udp = LG_TIMEOUT_UDP, icmp = LG_TIMEOUT_ICMP;
@@ -179,6 +182,7 @@ public:
 			size_t first_channel = fds.size();
 			for (int fd : channels_.fds())
 				fds.push_back({fd, POLLIN, 0});
+			control_scheduling_ready();
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
@@ -223,6 +227,13 @@ private:
 
 	void sweep_loop()
 	{
+		// The lowest priority there is: the sweep runs when nothing else of
+		// the agent (a commit) wants the CPU; its map reads are batches of
+		// ~0.2 ms (XdpDataplane::reclaim), the longest a commit waits.
+		sched_param sp{};
+		if (int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp))
+			log("the flow sweep cannot run at SCHED_IDLE (%s); it keeps the agent's priority",
+			    std::strerror(e));
 		std::unique_lock lk(sweep_mu_);
 		while (!sweep_cv_.wait_for(lk, std::chrono::milliseconds(o_.reclaim_ms), [this] { return stop_; })) {
 			lk.unlock();
@@ -316,6 +327,7 @@ private:
 
 	void reply(Conn &c, const std::string &line)
 	{
+		control_scheduling_ready(); // a request right after a commit's bookkeeping
 		if (try_register(c, line))
 			return;
 		uint64_t before = svc_.generation();
@@ -448,6 +460,10 @@ int main(int argc, char **argv)
 		       "dropped")
 		->check(CLI::Range(1, 3600000))
 		->capture_default_str();
+	app.add_option("--realtime", o.realtime,
+		       "run the control thread (requests, commits) at this SCHED_FIFO priority (1-99), so that a "
+		       "change is enforced without waiting for the CPU on a busy host; default: normal scheduling")
+		->check(CLI::Range(1, 99));
 	app.add_option("--max-dataplanes", o.max_dataplanes, "registered linkgate-dpdk channels")
 		->check(CLI::Range(1, 1024))
 		->capture_default_str();
@@ -537,7 +553,17 @@ int main(int argc, char **argv)
 	    (unsigned long long)svc.generation(),
 	    (*plane)->has_xdp() ? (", XDP pinned under " + o.pin_dir).c_str() : "");
 
-	Server(svc, o, lfd, sfd, **plane, channels).run();
+	Server server(svc, o, lfd, sfd, **plane, channels);
+	// This thread only: the sweep and the publish barriers (started above)
+	// keep theirs.
+	ControlScheduling cs;
+	cs.fifo = o.realtime;
+	if (Status st = configure_control_scheduling(cs); !st) {
+		log("--realtime %d: %s; normal scheduling", o.realtime, st.error().c_str());
+		cs.fifo = 0;
+		(void)configure_control_scheduling(cs);
+	}
+	server.run();
 
 	// Remove the socket only if it is still ours (a successor may have bound it).
 	struct stat now;

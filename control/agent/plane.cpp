@@ -4,7 +4,11 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,12 +46,60 @@ bool test_fail(const char *what)
 
 namespace {
 
+ControlScheduling sched_cfg;
+pid_t control_tid = 0;
+bool after_publish_now = false;
+
+bool set_fifo(int prio)
+{
+	sched_param sp{};
+	sp.sched_priority = prio;
+	return pthread_setschedparam(pthread_self(), prio ? SCHED_FIFO : SCHED_OTHER, &sp) == 0;
+}
+
+} // namespace
+
+Status configure_control_scheduling(const ControlScheduling &s)
+{
+	sched_cfg = s;
+	control_tid = pid_t(syscall(SYS_gettid));
+	if (s.fifo && !set_fifo(s.fifo))
+		return err(std::string("cannot switch to SCHED_FIFO: ") + std::strerror(errno));
+	return Ok{};
+}
+
+void control_scheduling_after_publish()
+{
+	if (!sched_cfg.fifo || after_publish_now || pid_t(syscall(SYS_gettid)) != control_tid)
+		return;
+	after_publish_now = true;
+	set_fifo(0);
+}
+
+void control_scheduling_ready()
+{
+	if (!after_publish_now)
+		return;
+	after_publish_now = false;
+	set_fifo(sched_cfg.fifo);
+}
+
+namespace {
+
 // LINKGATED_TEST_TIMING=1: one stderr line per commit with the monotonic
 // clock (ns) at its steps, for agent_bench (same clock as steady_clock).
 bool timing_on()
 {
 	static const bool on = std::getenv("LINKGATED_TEST_TIMING") != nullptr;
 	return on;
+}
+// This thread's minor page faults and involuntary context switches (the
+// commit preempted), for the timing line.
+std::pair<long, long> faults_preempts()
+{
+	rusage ru{};
+	getrusage(RUSAGE_THREAD, &ru);
+	return {ru.ru_minflt, ru.ru_nivcsw};
 }
 int64_t mono_ns()
 {
@@ -233,14 +285,23 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 Result<uint64_t> Plane::commit(const State &next)
 {
 	int64_t t_start = timing_on() ? mono_ns() : 0;
+	auto fp0 = timing_on() ? faults_preempts() : std::pair<long, long>{};
 	auto b = bindings(next);
 	if (!b)
 		return err(b.error());
 	uint64_t gen = generation_ + 1;
-	auto t = compile(next, *b, gen, &cache_); // unchanged servers' Maglev tables are reused
+	// Unchanged servers' Maglev tables are reused; when the whole Maglev
+	// array is the same (a PEC or NSG change), it moves over from live_
+	// instead of being filled again, and the publish skips it.
+	auto t = compile(next, *b, gen, &cache_, &live_);
 	if (!t)
 		return err("compile: " + t.error());
+	auto give_back = [&] {
+		if (live_.maglev.empty() && live_.maglev_version == t->maglev_version)
+			live_.maglev = std::move(t->maglev);
+	};
 	int64_t t_compiled = timing_on() ? mono_ns() : 0, t_published = 0;
+	std::pair<long, long> fp1 = fp0;
 	// Enforcement first, then the state file, then the reply (docs/agent.md,
 	// "Commit and dataplane"). The reply is the acknowledgement: a crash
 	// before the file is in place leaves the file and the live marker on the
@@ -250,11 +311,16 @@ Result<uint64_t> Plane::commit(const State &next)
 	test_pause("before-publish");
 	if (xdp_) {
 		Status st = test_fail("publish") ? Status(err("publish refused (LINKGATED_TEST_FAIL)")) : xdp_->publish(*t);
-		if (!st)
+		if (!st) {
+			give_back();
 			return err(st.error()); // nothing was written: the previous generation stays live
-		if (timing_on())
+		}
+		if (timing_on()) {
 			t_published = mono_ns();
+			fp1 = faults_preempts();
+		}
 		test_pause("after-publish");
+		control_scheduling_after_publish(); // the rest of the commit is bookkeeping
 		rebase(*t); // counter totals move to the new names at the flip
 	}
 	CompiledTables previous = std::exchange(live_, std::move(*t));
@@ -267,6 +333,8 @@ Result<uint64_t> Plane::commit(const State &next)
 		if (xdp_)
 			return err(saved.error() + restore(std::move(previous)));
 		generation_ = gen - 1;
+		if (previous.maglev.empty() && previous.maglev_version == live_.maglev_version)
+			previous.maglev = std::move(live_.maglev);
 		live_ = std::move(previous);
 		return err(saved.error());
 	}
@@ -274,9 +342,11 @@ Result<uint64_t> Plane::commit(const State &next)
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
 	if (timing_on())
-		std::fprintf(stderr, "linkgated: timing generation %llu start %lld compiled %lld published %lld saved %lld\n",
+		std::fprintf(stderr,
+			     "linkgated: timing generation %llu start %lld compiled %lld published %lld saved %lld "
+			     "faults %ld preempted %ld\n",
 			     (unsigned long long)gen, (long long)t_start, (long long)t_compiled, (long long)t_published,
-			     (long long)mono_ns());
+			     (long long)mono_ns(), fp1.first - fp0.first, fp1.second - fp0.second);
 	return gen;
 }
 
@@ -289,6 +359,8 @@ std::string Plane::restore(CompiledTables previous)
 	uint64_t gen = generation_ + 1;
 	previous.generation = gen;
 	previous.gcfg.generation = gen;
+	if (previous.maglev.empty() && previous.maglev_version == live_.maglev_version)
+		previous.maglev = live_.maglev; // it moved to the refused generation's tables
 	if (Status st = xdp_->publish(previous); !st)
 		return "; the previous state could not be published again (" + st.error() +
 		       "): the dataplane enforces the refused change until the next commit or restart";

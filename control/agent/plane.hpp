@@ -70,6 +70,19 @@ private:
 	std::vector<uint64_t> snap_rules_, snap_pes_, snap_servers_;
 };
 
+// The control thread's scheduling (linkgated --realtime; docs/agent.md,
+// "Scheduling"). With fifo > 0 it runs at that SCHED_FIFO priority while it
+// waits for requests and through a commit up to the publish (the new
+// generation live), and at normal priority from there to the reply (state
+// file, fsync, live marker, DPDK acks): that bookkeeping never holds a CPU
+// against the rest of the host. Call configure once, on the control thread.
+struct ControlScheduling {
+	int fifo = 0; // SCHED_FIFO priority; 0: normal scheduling throughout
+};
+Status configure_control_scheduling(const ControlScheduling &s);
+void control_scheduling_after_publish(); // Plane::commit, once the generation is live
+void control_scheduling_ready();         // the server, before it waits for requests
+
 // LINKGATED_TEST_PAUSE=<point>: the agent stops itself (SIGSTOP) at that
 // point of every commit; tests kill it there. Points, in commit order:
 // before-publish, after-publish, after-state-write.

@@ -145,6 +145,10 @@ public:
 	const std::string &socket_path() const { return socket_; }
 	const std::string &state_path() const { return state_; }
 	std::string log() const { return slurp(dir_ + "/linkgated.log"); }
+	// Start linkgated in a session of its own (setsid), as a service
+	// manager starts it: with autogroup scheduling it then does not share
+	// the CPU share of the test's session (agent_bench --own-session).
+	void set_own_session(bool on) { own_session_ = on; }
 
 	// Starts linkgated; true once its socket accepts. False when it exited
 	// first (exit_code() then says how).
@@ -154,6 +158,8 @@ public:
 		if (pid_ == 0) {
 			int log = open((dir_ + "/linkgated.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
 			dup2(log, 2);
+			if (own_session_)
+				setsid();
 			std::vector<std::string> args{LINKGATED, "--state", state_, "--socket", socket_};
 			args.insert(args.end(), extra_.begin(), extra_.end());
 			std::vector<char *> argv;
@@ -261,6 +267,7 @@ private:
 	std::string dir_, socket_, state_;
 	pid_t pid_ = -1;
 	int exit_ = -1;
+	bool own_session_ = false;
 };
 
 } // namespace lgtest

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -566,13 +567,17 @@ std::string differs(const CompiledTables &a, const CompiledTables &b)
 TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
 {
 	int steps = 0;
-	uint64_t reused = 0;
+	uint64_t reused = 0, moved = 0;
 	for (uint64_t seed = 1; seed <= 40; seed++) {
 		SCOPED_TRACE(seed);
 		auto rp = testing::random_policy(seed);
 		State s = rp.state;
 		std::mt19937_64 rng(seed);
 		CompileCache cache;
+		// The previous output (as linkgated's live generation), offered to
+		// each compile: its Maglev array moves over when it is the same.
+		std::optional<CompiledTables> prev;
+		std::vector<uint32_t> prev_maglev;
 		for (int step = 0; step < 25; step++) {
 			SCOPED_TRACE(step);
 			uint64_t r = rng();
@@ -623,10 +628,27 @@ TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
 			}
 			// what 8 (or a change that did not apply): the same state again.
 			ASSERT_TRUE(validate(s)) << validate(s).error();
-			auto inc = compile(s, rp.ifaces, uint64_t(step + 1), &cache);
+			uint64_t moved = cache.maglev_moved;
+			auto inc = compile(s, rp.ifaces, uint64_t(step + 1), &cache, prev ? &*prev : nullptr);
 			auto fresh = compile(s, rp.ifaces, uint64_t(step + 1));
 			ASSERT_TRUE(inc && fresh);
 			EXPECT_EQ(differs(*inc, *fresh), "");
+			EXPECT_NE(inc->maglev_version, 0u);
+			EXPECT_EQ(fresh->maglev_version, 0u);
+			if (prev) {
+				// Same version: the same array, moved over; another
+				// version (possibly the same contents): filled again.
+				if (inc->maglev_version == prev->maglev_version) {
+					EXPECT_EQ(inc->maglev, prev_maglev);
+					EXPECT_EQ(cache.maglev_moved, moved + 1);
+					EXPECT_TRUE(prev->maglev.empty()) << "moved";
+				} else {
+					EXPECT_EQ(cache.maglev_moved, moved);
+					EXPECT_EQ(prev->maglev, prev_maglev) << "untouched";
+				}
+			}
+			prev = *inc;
+			prev_maglev = inc->maglev;
 			// The cache holds exactly this state's lists.
 			std::vector<std::vector<Backend>> lists;
 			for (auto &m : s.servers)
@@ -636,9 +658,11 @@ TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
 			steps++;
 		}
 		reused += cache.maglev_reused;
+		moved += cache.maglev_moved;
 	}
 	EXPECT_EQ(steps, 40 * 25);
 	EXPECT_GT(reused, 0u);
+	EXPECT_GT(moved, 0u);
 }
 
 // A change that touches no backend list fills no Maglev table.
@@ -651,16 +675,33 @@ TEST(Compile, PecChangeReusesEveryMaglevTable)
 			       [](const PrivateEndpoint &p) { return p.connectionPresent; });
 	ASSERT_NE(pe, s.privateEndpoints.end());
 	CompileCache cache;
-	ASSERT_TRUE(compile(s, {}, 1, &cache));
-	uint64_t built = cache.maglev_built;
+	auto live = compile(s, {}, 1, &cache);
+	ASSERT_TRUE(live);
+	uint64_t built = cache.maglev_built, version = live->maglev_version;
 	EXPECT_GT(built, 0u);
+	EXPECT_NE(version, 0u);
 	for (int i = 0; i < 4; i++) {
 		pe->connectionState.status = i % 2 ? "Approved" : "Rejected";
 		ASSERT_TRUE(validate(s)) << validate(s).error();
-		auto c = compile(s, {}, uint64_t(i + 2), &cache);
+		auto c = compile(s, {}, uint64_t(i + 2), &cache, &*live);
 		ASSERT_TRUE(c);
 		EXPECT_EQ(differs(*c, *compile(s, {}, uint64_t(i + 2))), "");
+		// The same array, moved over from the previous output.
+		EXPECT_EQ(c->maglev_version, version);
+		EXPECT_TRUE(live->maglev.empty());
+		live = std::move(c);
 	}
+	EXPECT_EQ(cache.maglev_moved, 4u);
+	// A failed compile leaves the offered array where it was.
+	State bad = s; // more rules than an NSG direction holds
+	for (auto &nsg : bad.networkSecurityGroups)
+		for (int i = 0; i <= LG_NSG_MAX_RULES; i++)
+			nsg.securityRules.push_back(make_rule("many" + std::to_string(i), 200 + i, "Inbound", "Allow",
+							      "Tcp", "*", "*", std::to_string(1000 + i)));
+	size_t n = live->maglev.size();
+	EXPECT_FALSE(compile(bad, {}, 9, &cache, &*live));
+	EXPECT_EQ(live->maglev.size(), n);
+	EXPECT_EQ(cache.maglev_moved, 4u);
 	EXPECT_EQ(cache.maglev_built, built);
 	EXPECT_GE(cache.maglev_reused, 4 * s.servers.size());
 }

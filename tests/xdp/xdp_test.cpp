@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 #include <map>
+#include <random>
 #include <set>
 
 #include "packet.hpp"
@@ -1015,6 +1016,133 @@ TEST(XdpGenerations, SmallChangeReusesInnerMaps)
 	EXPECT_EQ(inner_ids(**dp, slot), slot ? ids1 : ids0);
 	EXPECT_EQ(inner_keys(inner_ids(**dp, slot)[6]), tg->pes.size());
 	EXPECT_NE(syn(), XDP_REDIRECT);
+	EXPECT_TRUE((*dp)->settle().ok());
+}
+
+// What an inner map holds, as key bytes -> value bytes (arrays: the first
+// `n` indices).
+std::map<std::string, std::string> inner_contents(uint32_t id, uint32_t array_n)
+{
+	std::map<std::string, std::string> out;
+	int fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return out;
+	bpf_map_info info{};
+	uint32_t len = sizeof info;
+	bpf_obj_get_info_by_fd(fd, &info, &len);
+	std::string k(info.key_size, '\0'), next(info.key_size, '\0'), v(info.value_size, '\0');
+	if (info.type == BPF_MAP_TYPE_ARRAY) {
+		for (uint32_t i = 0; i < array_n; i++)
+			if (bpf_map_lookup_elem(fd, &i, v.data()) == 0)
+				out[std::string(reinterpret_cast<const char *>(&i), 4)] = v;
+	} else {
+		const void *prev = nullptr;
+		while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+			k = next;
+			prev = k.data();
+			if (bpf_map_lookup_elem(fd, k.data(), v.data()) == 0)
+				out[k] = v;
+		}
+	}
+	close(fd);
+	return out;
+}
+
+// The generation tables of t as the loader writes them, in inner_ids order.
+std::vector<std::map<std::string, std::string>> expected_contents(const CompiledTables &t)
+{
+	std::vector<std::map<std::string, std::string>> out;
+	auto array = [&](const auto &vec) {
+		std::map<std::string, std::string> m;
+		using T = typename std::decay_t<decltype(vec)>::value_type;
+		for (uint32_t i = 0; i < vec.size(); i++)
+			m[std::string(reinterpret_cast<const char *>(&i), 4)] =
+				std::string(reinterpret_cast<const char *>(&vec[i]), sizeof(T));
+		out.push_back(std::move(m));
+	};
+	auto keyed = [&](const auto &vec) {
+		std::map<std::string, std::string> m;
+		for (auto &[k, v] : vec)
+			m[std::string(reinterpret_cast<const char *>(&k), sizeof k)] =
+				std::string(reinterpret_cast<const char *>(&v), sizeof v);
+		out.push_back(std::move(m));
+	};
+	std::vector<std::pair<lg_vnetrule_key, uint32_t>> vr;
+	for (auto &k : t.vnetrules)
+		vr.push_back({k, 1u});
+	lg_gcfg g = t.gcfg;
+	g.generation = t.generation;
+	array(t.ivl);
+	array(t.bitmaps);
+	array(t.nsg_dirs);
+	array(t.rules);
+	keyed(t.subnets);
+	keyed(t.nics);
+	keyed(t.pes);
+	keyed(t.pubips);
+	array(t.servers);
+	array(t.fwranges);
+	keyed(vr);
+	array(t.backends);
+	array(t.maglev);
+	keyed(t.ifaces);
+	array(std::vector<lg_gcfg>{g});
+	return out;
+}
+
+// The loader writes only what differs from what a slot's maps hold (arrays
+// compared in place, the Maglev array skipped when its version is the same,
+// keys added, changed and deleted): after every publish of a sequence as
+// linkgated makes them (three slots, one compile cache, the previous
+// output's Maglev array moved over), the live slot holds exactly the
+// generation's tables. Policies of different sizes alternate with PEC
+// changes and backend changes, so tables grow, shrink and stay.
+TEST(XdpGenerations, EveryPublishLeavesTheLiveSlotEqualToItsTables)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	XdpConfig xc;
+	xc.gen_slots = LG_GEN_SLOTS;
+	auto dp = XdpDataplane::load(xc);
+	ASSERT_TRUE(dp) << dp.error();
+	CompileCache cache;
+	CompiledTables live;
+	std::mt19937_64 rng(7);
+	std::vector<testing::RandomPolicy> policies;
+	for (uint64_t seed : {11, 12, 13})
+		policies.push_back(testing::random_policy(seed));
+	uint64_t gen = 1, skipped_versions = 0, last_version = 0;
+	for (int step = 0; step < 30; step++) {
+		SCOPED_TRACE(step);
+		auto &rp = policies[step / 6 % policies.size()];
+		State &s = rp.state;
+		uint64_t r = rng();
+		if (r % 3 == 0) {
+			for (auto &pe : s.privateEndpoints)
+				if (pe.connectionPresent)
+					pe.connectionState.status = r / 3 % 2 ? "Approved" : "Rejected";
+		} else if (r % 3 == 1 && !s.servers.empty() && !s.servers[0].backends.empty()) {
+			s.servers[0].backends[0].weight = int(r / 3 % 3); // another Maglev array
+		}
+		auto t = compile(s, rp.ifaces, gen++, &cache, &live);
+		ASSERT_TRUE(t) << t.error();
+		skipped_versions += t->maglev_version == last_version;
+		last_version = t->maglev_version;
+		ASSERT_TRUE((*dp)->publish(*t).ok());
+		live = std::move(*t);
+		lg_active act{};
+		uint32_t z = 0;
+		ASSERT_EQ(bpf_map__lookup_elem((*dp)->skeleton()->maps.lg_active, &z, sizeof z, &act, sizeof act, 0), 0);
+		auto ids = inner_ids(**dp, act.slot);
+		auto want = expected_contents(live);
+		ASSERT_EQ(ids.size(), want.size());
+		for (size_t i = 0; i < ids.size(); i++) {
+			SCOPED_TRACE(i);
+			uint32_t n = uint32_t(want[i].size());
+			EXPECT_EQ(inner_contents(ids[i], n), want[i]);
+		}
+	}
+	EXPECT_GT(skipped_versions, 3u) << "the same Maglev array was published again";
 	EXPECT_TRUE((*dp)->settle().ok());
 }
 
