@@ -85,10 +85,8 @@ bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool 
 		et = be16(d + off + 2);
 		off += 4;
 	}
-	std::memset(k, 0, sizeof *k);
-	k->vni = vni;
 	uint32_t l4, end;
-	uint8_t proto;
+	uint8_t proto, family;
 	const uint8_t *ip = d + off;
 	if (et == 0x0800) {
 		if (off + 20 > len || ip[0] >> 4 != 4)
@@ -97,10 +95,7 @@ bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool 
 		if (ihl < 20 || tot < ihl || off + tot > len || (be16(ip + 6) & 0x3fff))
 			return false;
 		proto = ip[9];
-		k->family = LG_AF_INET;
-		k->src[10] = k->src[11] = k->dst[10] = k->dst[11] = 0xff;
-		std::memcpy(k->src + 12, ip + 12, 4);
-		std::memcpy(k->dst + 12, ip + 16, 4);
+		family = LG_AF_INET;
 		l4 = off + ihl;
 		end = off + tot;
 	} else if (et == 0x86dd) {
@@ -110,9 +105,7 @@ bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool 
 		if (!plen || off + 40 + plen > len)
 			return false;
 		proto = ip[6];
-		k->family = LG_AF_INET6;
-		std::memcpy(k->src, ip + 8, 16);
-		std::memcpy(k->dst, ip + 24, 16);
+		family = LG_AF_INET6;
 		l4 = off + 40;
 		end = off + 40 + plen;
 	} else {
@@ -129,9 +122,34 @@ bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool 
 	} else {
 		return false;
 	}
-	k->proto = proto;
-	std::memcpy(&k->sport, d + l4, 2); // network order, as key_of
-	std::memcpy(&k->dport, d + l4 + 2, 2);
+	// The key is written in whole 8-byte words (the last 4 bytes as one):
+	// it is read as words right away (the CRC, rte_hash's compare), and a
+	// load that spans several narrower stores waits for them to reach the
+	// cache instead of being forwarded from the store buffer.
+	static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pre_key builds little-endian words");
+	static_assert(offsetof(lg_flow_key, src) == 8 && offsetof(lg_flow_key, dst) == 24 &&
+			      offsetof(lg_flow_key, sport) == 40,
+		      "lg_flow_key layout");
+	uint8_t *kb = reinterpret_cast<uint8_t *>(k);
+	uint64_t w0 = uint64_t(vni) | uint64_t(family) << 32 | uint64_t(proto) << 40; // pad0 zero
+	std::memcpy(kb, &w0, 8);
+	if (family == LG_AF_INET) {
+		// ::ffff:a.b.c.d: bytes 0-9 zero, 10-11 0xff, 12-15 the address.
+		uint32_t sa, da;
+		std::memcpy(&sa, ip + 12, 4);
+		std::memcpy(&da, ip + 16, 4);
+		uint64_t zero = 0, ws = 0xffff0000ull | uint64_t(sa) << 32, wd = 0xffff0000ull | uint64_t(da) << 32;
+		std::memcpy(kb + 8, &zero, 8);
+		std::memcpy(kb + 16, &ws, 8);
+		std::memcpy(kb + 24, &zero, 8);
+		std::memcpy(kb + 32, &wd, 8);
+	} else {
+		std::memcpy(kb + offsetof(lg_flow_key, src), ip + 8, 16);
+		std::memcpy(kb + offsetof(lg_flow_key, dst), ip + 24, 16);
+	}
+	uint32_t ports; // sport, dport in network order, as key_of
+	std::memcpy(&ports, d + l4, 4);
+	std::memcpy(kb + offsetof(lg_flow_key, sport), &ports, 4);
 	return true;
 }
 
@@ -534,6 +552,15 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		b.cur = int(i);
 		b.hints.cur = b.hint_of[i];
 		b.hints.cur2 = b.hint2_of[i];
+		// The frame's own key, answered inline by bpf_helpers.h (lg_host_hint).
+		if (int h = b.hint_of[i]; h >= 0 && b.hints.valid[h]) {
+			lg_host_hint.map = flows_.get();
+			lg_host_hint.key = b.hints.key[h];
+			lg_host_hint.val = b.hints.pos[h] < 0 ? nullptr : flows_->value_at(b.hints.pos[h]);
+			lg_host_hint.key_size = uint32_t(sizeof(lg_flow_key));
+		} else {
+			lg_host_hint.map = nullptr;
+		}
 		if (!data[i]) {
 			// Cannot be read as one frame: count it as the program would a bad frame.
 			out[i] = Verdict{LG_VERDICT_DROP, LG_REASON_MALFORMED, 0};
@@ -546,6 +573,9 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 	}
 	b.cur = -1;
 	b.hints.cur = b.hints.cur2 = -1;
+	lg_host_hint.map = nullptr;
+	b.hints.hits += lg_host_hint.hits;
+	lg_host_hint.hits = 0;
 	SharedHash::install(nullptr);
 	if (b.hints.n > n1) {
 		// Other keys that answered no lookup (flows the program does not

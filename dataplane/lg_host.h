@@ -24,8 +24,32 @@ struct lg_umap_ops {
 	long (*update)(struct lg_umap *m, const void *key, const void *val, __u64 flags);
 	long (*del)(struct lg_umap *m, const void *key);
 };
+/* Arrays and per-CPU arrays (LG_UMAP_INLINE) are also described by their
+ * layout, so that bpf_helpers.h answers their lookups inline (tens a
+ * packet: scratch(), counters, lg_active) instead of through ops->lookup:
+ * entry i of CPU c is at base + c * cpu_stride + i * value_size, i < n
+ * (cpu_stride 0: one copy, an ARRAY). Other maps: kind LG_UMAP_OPS. */
+enum { LG_UMAP_OPS = 0, LG_UMAP_INLINE = 1 };
 struct lg_umap {
 	const struct lg_umap_ops *ops;
+	__u32 kind;
+	__u32 n;
+	__u8 *base;
+	__u64 value_size;
+	__u64 cpu_stride;
+};
+
+/* The flow pre-lookup's answer for the frame being decided (engine.cpp,
+ * BurstHints in umaps.hpp): while map is set, a lookup of map with a key
+ * equal to key (key_size bytes) is answered val (NULL: no such key) by
+ * bpf_helpers.h without a call. Set per frame and cleared by the C++ side
+ * (also when this thread inserts or deletes that key). */
+struct lg_host_hint {
+	struct lg_umap *map;
+	const void *key;
+	void *val;
+	__u32 key_size;
+	__u32 hits; /* lookups answered, collected per burst */
 };
 
 /* One frame. The program reads md.ingress_ifindex; helpers read the rest. */
@@ -49,6 +73,7 @@ struct lg_host_result {
 #define LG_HOST_CPUS 16
 extern __thread __u32 lg_host_cpu;
 extern __thread struct lg_host_ctx *lg_host_cur;
+extern __thread struct lg_host_hint lg_host_hint;
 
 /* Implemented in C++ (engine.cpp). lg_host_nsg_first: the first matching
  * rule of NSG direction dir by rte_acl, LG_NONE, or LG_HOST_WALK: this

@@ -15,6 +15,7 @@ const unsigned long lg_host_scratch_size = sizeof(struct lg_scratch);
 
 __thread __u32 lg_host_cpu;
 __thread struct lg_host_ctx *lg_host_cur;
+__thread struct lg_host_hint lg_host_hint;
 
 #define LG_MAPS(X)                                                                                   \
 	X(lg_ivl) X(lg_bitmap) X(lg_nsg_dir) X(lg_rule) X(lg_subnet) X(lg_nic) X(lg_pe) X(lg_pubip)  \

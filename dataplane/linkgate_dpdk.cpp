@@ -85,6 +85,11 @@ json totals()
 		{"cyclesPerPacket", t.rx ? double(t.busy_cycles) / double(t.rx) : 0.0}, {"workers", app.pipeline->workers()}};
 }
 
+// The EAL's vector width limit as linkgate-dpdk set it: 512 (raised, the
+// default on AVX-512 CPUs), a value given in the EAL arguments, or 0: the
+// EAL's own default (256 bits on x86).
+int g_simd = 0;
+
 // rte_acl: cycles and answers (what linkgate-bench divides), with the calls
 // and tuples behind them (a burst classifies its candidates together).
 json classify_json()
@@ -92,7 +97,7 @@ json classify_json()
 	auto [cycles, lookups] = g_app->engine->classify_stats();
 	dp::Engine::BurstStats b = g_app->engine->burst_stats();
 	return {{"cycles", cycles}, {"lookups", lookups}, {"calls", b.acl_calls}, {"tuples", b.acl_tuples},
-		{"batched", b.acl_batched}};
+		{"batched", b.acl_batched}, {"maxSimdBits", g_simd ? g_simd : 256}};
 }
 
 // The flow pre-lookup of each burst: lookups it answered, lookups it did not.
@@ -154,6 +159,7 @@ int telemetry_stats(const char *, const char *, rte_tel_data *d)
 	json c = counters_json();
 	rte_tel_data_add_dict_u64(d, "generation", c["generation"].get<uint64_t>());
 	rte_tel_data_add_dict_u64(d, "flows", c["flows"].get<uint64_t>());
+	rte_tel_data_add_dict_u64(d, "fastPackets", c["fastPackets"].get<uint64_t>());
 	for (auto &[k, v] : c["ports"].items())
 		if (v.is_number_unsigned())
 			rte_tel_data_add_dict_u64(d, k.c_str(), v.get<uint64_t>());
@@ -338,8 +344,42 @@ Result<dp::MacRoute> parse_route(const std::string &s, const std::vector<Port> &
 
 } // namespace
 
+// The EAL limits vector code to 256 bits unless told otherwise; rte_acl's
+// fastest classify on AVX-512 CPUs (avx512x32) needs 512. linkgate-dpdk
+// raises the limit by default when the CPU has what rte_acl's AVX-512 code
+// uses (F, VL, CD, BW); an explicit --force-max-simd-bitwidth in the EAL
+// arguments wins (docs/dpdk.md).
+static std::vector<char *> eal_args_with_simd(int argc, char **argv)
+{
+	static char simd512[] = "--force-max-simd-bitwidth=512";
+	std::vector<char *> v(argv, argv + argc);
+	bool given = false;
+	for (int i = 1; i < argc && std::strcmp(argv[i], "--") != 0; i++)
+		if (std::strncmp(argv[i], "--force-max-simd-bitwidth", 25) == 0) {
+			given = true;
+			const char *eq = std::strchr(argv[i], '=');
+			g_simd = eq ? std::atoi(eq + 1) : i + 1 < argc ? std::atoi(argv[i + 1]) : 0;
+		}
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+		      __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw");
+#else
+	bool avx512 = false;
+#endif
+	if (!given && avx512 && argc >= 1) {
+		v.insert(v.begin() + 1, simd512);
+		g_simd = 512;
+	}
+	v.push_back(nullptr);
+	return v;
+}
+
 int main(int argc, char **argv)
 {
+	std::vector<char *> eal_argv = eal_args_with_simd(argc, argv);
+	argc = int(eal_argv.size()) - 1;
+	argv = eal_argv.data();
 	int used = rte_eal_init(argc, argv);
 	if (used < 0) {
 		std::fprintf(stderr, "linkgate-dpdk: EAL initialisation failed: %s\n", rte_strerror(rte_errno));

@@ -69,6 +69,27 @@ inline bool key_eq(const void *a, const void *b, size_t n)
 	return d == 0;
 }
 
+// Flow keys (lg_flow_key, 44 bytes): five words and a half, no loop. Also
+// rte_hash's compare for lg_flows (its own is memcmp for a 44-byte key).
+constexpr size_t kFlowKey = sizeof(lg_flow_key);
+static_assert(kFlowKey == 44, "flow_key_eq compares 44 bytes");
+inline bool flow_key_eq(const void *a, const void *b)
+{
+	const uint8_t *x = static_cast<const uint8_t *>(a), *y = static_cast<const uint8_t *>(b);
+	uint64_t d = 0;
+	for (size_t i = 0; i < 40; i += 8) {
+		uint64_t u, v;
+		std::memcpy(&u, x + i, 8);
+		std::memcpy(&v, y + i, 8);
+		d |= u ^ v;
+	}
+	uint32_t u4, v4;
+	std::memcpy(&u4, x + 40, 4);
+	std::memcpy(&v4, y + 40, 4);
+	return (d | (u4 ^ v4)) == 0;
+}
+int flow_key_cmp(const void *a, const void *b, size_t) { return flow_key_eq(a, b) ? 0 : 1; }
+
 thread_local BurstHints *t_hints = nullptr; // SharedHash::install
 } // namespace
 
@@ -77,6 +98,13 @@ ArrayMap::ArrayMap(size_t value_size, size_t n) : vals_(value_size, n), base_(va
 {
 	static const lg_umap_ops ops = {lookup, update, del};
 	this->ops = &ops;
+	// bpf_helpers.h serves lookups inline from these (lookup() below is the
+	// same answer, for callers that go through ops).
+	this->kind = n <= UINT32_MAX ? LG_UMAP_INLINE : LG_UMAP_OPS;
+	this->n = uint32_t(n);
+	this->base = base_;
+	this->value_size = value_size;
+	this->cpu_stride = 0;
 }
 void *ArrayMap::lookup(lg_umap *m, const void *key)
 {
@@ -101,6 +129,11 @@ PerCpuArray::PerCpuArray(size_t value_size, size_t n)
 {
 	static const lg_umap_ops ops = {lookup, update, del};
 	this->ops = &ops;
+	this->kind = n <= UINT32_MAX ? LG_UMAP_INLINE : LG_UMAP_OPS;
+	this->n = uint32_t(n);
+	this->base = base_;
+	this->value_size = value_size;
+	this->cpu_stride = cpu_stride_;
 }
 void *PerCpuArray::lookup(lg_umap *m, const void *key)
 {
@@ -315,6 +348,8 @@ std::unique_ptr<SharedHash> SharedHash::create(const std::string &name, size_t k
 		       rte_strerror(rte_errno) + " (give the EAL more memory (-m) or lower --flows)";
 		return nullptr;
 	}
+	if (key_size == kFlowKey)
+		rte_hash_set_cmp_func(s->h_, flow_key_cmp);
 	rte_hash_rcu_config rc{};
 	rc.v = qsbr;
 	rc.mode = RTE_HASH_QSBR_MODE_DQ;
@@ -350,7 +385,22 @@ SharedHash::~SharedHash()
 	rte_free(vals_);
 }
 size_t SharedHash::count() const { return size_t(std::max<int64_t>(live_.load(std::memory_order_relaxed), 0)); }
-uint32_t SharedHash::sig(const void *key) const { return rte_hash_crc(key, uint32_t(ks_), 0); }
+uint32_t SharedHash::sig(const void *key) const
+{
+	if (ks_ != kFlowKey)
+		return rte_hash_crc(key, uint32_t(ks_), 0);
+	// rte_hash_crc(key, 44, 0) unrolled: five 8-byte steps, one 4-byte.
+	const uint8_t *p = static_cast<const uint8_t *>(key);
+	uint32_t h = 0;
+	for (size_t i = 0; i < 40; i += 8) {
+		uint64_t w;
+		std::memcpy(&w, p + i, 8);
+		h = rte_hash_crc_8byte(w, h);
+	}
+	uint32_t w4;
+	std::memcpy(&w4, p + 40, 4);
+	return rte_hash_crc_4byte(w4, h);
+}
 
 void SharedHash::install(BurstHints *h) { t_hints = h; }
 BurstHints *SharedHash::installed() { return t_hints; }
@@ -382,6 +432,8 @@ void SharedHash::prelookup(BurstHints &h, unsigned from) const
 
 void SharedHash::forget(const void *key) const
 {
+	if (lg_host_hint.map == this && key_eq(lg_host_hint.key, key, ks_))
+		lg_host_hint.map = nullptr; // the frame's inline hint (bpf_helpers.h)
 	BurstHints *h = t_hints;
 	if (!h || h->map != this)
 		return;
@@ -398,7 +450,8 @@ void *SharedHash::lookup(lg_umap *m, const void *key)
 	auto *s = static_cast<SharedHash *>(m);
 	if (BurstHints *h = t_hints; h && h->map == s && h->cur >= 0) {
 		for (int c : {h->cur, h->cur2})
-			if (c >= 0 && h->valid[c] && key_eq(key, h->key[c], s->ks_)) {
+			if (c >= 0 && h->valid[c] &&
+			    (s->ks_ == kFlowKey ? flow_key_eq(key, h->key[c]) : key_eq(key, h->key[c], s->ks_))) {
 				h->hits++;
 				h->used[c] = true;
 				return h->pos[c] < 0 ? nullptr : s->value_at(h->pos[c]);

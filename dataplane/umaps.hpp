@@ -36,14 +36,20 @@ private:
 	std::vector<uint64_t> w_;
 };
 
-// Every map's lookup is one indirect call from the program (bpf_helpers.h:
-// ops->lookup) per bpf_map_lookup_elem, tens a packet (scratch() alone is
-// one): each lookup below is a handful of instructions over fields read
-// straight from the map object, no bounds or sizes fetched through
+// lg_umap with every field zero (kind LG_UMAP_OPS) until a map sets its own.
+struct UmapBase : lg_umap {
+	UmapBase() : lg_umap{} {}
+};
+
+// Arrays and per-CPU arrays are looked up inline by the program
+// (bpf_helpers.h, from the layout in lg_umap: tens a packet, scratch()
+// alone is one); every other map's lookup is one indirect call
+// (ops->lookup): each lookup below is a handful of instructions over fields
+// read straight from the map object, no bounds or sizes fetched through
 // containers.
 
 // BPF_MAP_TYPE_ARRAY: u32 index -> value. Writable (lg_active).
-class ArrayMap : public lg_umap {
+class ArrayMap : public UmapBase {
 public:
 	ArrayMap(size_t value_size, size_t n);
 	template <typename T> static std::unique_ptr<ArrayMap> of(const std::vector<T> &v)
@@ -65,7 +71,7 @@ private:
 };
 
 // BPF_MAP_TYPE_PERCPU_ARRAY: one copy per worker (lg_host_cpu).
-class PerCpuArray : public lg_umap {
+class PerCpuArray : public UmapBase {
 public:
 	PerCpuArray(size_t value_size, size_t n);
 	uint8_t *at(unsigned cpu, size_t i) { return i < n_ ? base_ + size_t(cpu) * cpu_stride_ + i * vs_ : nullptr; }
@@ -87,7 +93,7 @@ private:
 // slot holds its key's 32-bit hash (CRC32-C), so a probe compares keys only
 // when the hashes agree. Read for every packet (interface VNI, own
 // addresses), often empty (lg_local without --local).
-class FixedHash : public lg_umap {
+class FixedHash : public UmapBase {
 public:
 	FixedHash(size_t key_size, size_t value_size, size_t n);
 	void insert(const void *key, const void *val); // builder only: before the map is published
@@ -114,7 +120,7 @@ private:
 
 // BPF_MAP_TYPE_LPM_TRIE: key = u32 prefixlen + data. One exact table per
 // prefix length present, searched longest first.
-class LpmMap : public lg_umap {
+class LpmMap : public UmapBase {
 public:
 	LpmMap(size_t data_size, size_t value_size);
 	void insert(uint32_t prefixlen, const void *data, const void *val); // builder only
@@ -135,7 +141,7 @@ private:
 
 // BPF_MAP_TYPE_ARRAY_OF_MAPS with LG_GEN_SLOTS slots: the lookup returns a
 // pointer to the slot's word, which holds the inner lg_umap.
-class OuterMap : public lg_umap {
+class OuterMap : public UmapBase {
 public:
 	OuterMap();
 	void set(uint32_t slot, lg_umap *inner) { slot_[slot] = inner; }
@@ -194,7 +200,7 @@ struct BurstHints {
 // only after every worker passed a quiescent state (RCU QSBR defer queue),
 // so a value pointer stays valid until this worker's next quiescent state
 // (the end of its burst), longer than BPF needs (the rest of the packet).
-class SharedHash : public lg_umap {
+class SharedHash : public UmapBase {
 public:
 	static std::unique_ptr<SharedHash> create(const std::string &name, size_t key_size, size_t value_size,
 						  size_t capacity, rte_rcu_qsbr *qsbr, std::string *err);

@@ -29,10 +29,58 @@ static inline struct lg_umap *lg_umap_of(void *map)
 	return m;
 }
 
+/* Equal keys of n bytes, a word at a time (flow keys: 44 bytes). */
+static inline int lg_host_key_eq(const void *a, const void *b, __u32 n)
+{
+	const __u8 *x = (const __u8 *)a, *y = (const __u8 *)b;
+	__u64 d = 0, u, v;
+	__u32 i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&u, x + i, 8);
+		memcpy(&v, y + i, 8);
+		d |= u ^ v;
+	}
+	if (i + 4 <= n) {
+		__u32 u4, v4;
+
+		memcpy(&u4, x + i, 4);
+		memcpy(&v4, y + i, 4);
+		d |= u4 ^ v4;
+		i += 4;
+	}
+	for (; i < n; i++)
+		d |= (__u64)(x[i] ^ y[i]);
+	return d == 0;
+}
+
+/* Arrays and per-CPU arrays inline (lg_host.h LG_UMAP_INLINE), and the
+ * frame's own flow key from the burst's pre-lookup (lg_host_hint): the same
+ * answers their ops->lookup gives, without the indirect call. */
 static inline void *bpf_map_lookup_elem(void *map, const void *key)
 {
 	struct lg_umap *m = lg_umap_of(map);
 
+	if (__builtin_expect(m->kind == LG_UMAP_INLINE, 1)) {
+		__u32 i;
+
+		memcpy(&i, key, sizeof(i));
+		if (i >= m->n)
+			return NULL;
+		return m->base + (__u64)lg_host_cpu * m->cpu_stride + (__u64)i * m->value_size;
+	}
+	if (m == lg_host_hint.map) {
+		const void *k = key;
+
+		/* Only lg_flows gets here (its keys are key_size bytes); the
+		 * compiler, seeing 4-byte array keys inlined at the same call
+		 * sites, would warn about reading past them. */
+		__asm__("" : "+r"(k));
+		if (lg_host_key_eq(k, lg_host_hint.key, lg_host_hint.key_size)) {
+			lg_host_hint.hits++;
+			return lg_host_hint.val;
+		}
+	}
 	return m->ops->lookup(m, key);
 }
 
