@@ -37,9 +37,12 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	EXPECT_EQ(j["workload"]["rules"], 1000);
 	ASSERT_EQ(j["workload"]["flow_sets"].size(), 1u);
 	EXPECT_EQ(j["workload"]["flow_sets"][0]["checked_with_reference"], 1000);
-	// The baseline and raw rte_acl were measured once each.
-	ASSERT_EQ(j["cases"].size(), 1u);
+	// The established workload's handshakes, too.
+	EXPECT_EQ(j["workload"]["flow_sets"][0]["handshakes_checked_with_reference"], 1000);
+	// The baseline and raw rte_acl were measured once each; two workloads.
+	ASSERT_EQ(j["cases"].size(), 2u);
 	auto &c = j["cases"][0];
+	EXPECT_EQ(c["label"], "1k new flows");
 	ASSERT_EQ(c["testpmd"]["mpps"].size(), 1u);
 	EXPECT_GT(c["testpmd"]["mpps"][0].get<double>(), 0.0);
 	ASSERT_EQ(j["rte_acl"].size(), 1u);
@@ -49,6 +52,16 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	ASSERT_FALSE(c["linkgate"].contains("skipped")) << c["linkgate"].dump();
 	EXPECT_TRUE(c["linkgate"]["errors"].empty()) << c["linkgate"]["errors"].dump();
 	EXPECT_EQ(c["linkgate"]["mpps"].size(), 1u);
+	// Established flows: measured after the warm-up, and the fast path
+	// decided the window's frames (a share of frames, not a time).
+	auto &e = j["cases"][1];
+	EXPECT_EQ(e["label"], "1k established flows");
+	EXPECT_EQ(e["established"], true);
+	ASSERT_FALSE(e["linkgate"].contains("skipped")) << e["linkgate"].dump();
+	EXPECT_TRUE(e["linkgate"]["errors"].empty()) << e["linkgate"]["errors"].dump();
+	ASSERT_EQ(e["linkgate"]["window"]["fast_share"].size(), 1u) << e["linkgate"].dump();
+	EXPECT_GT(e["linkgate"]["window"]["fast_share"][0].get<double>(), 0.9);
+	ASSERT_EQ(e["testpmd"]["mpps"].size(), 1u);
 	ASSERT_TRUE(j["ratios"].is_array());
 	std::filesystem::remove_all(d);
 }

@@ -52,6 +52,10 @@ struct DpdkOptions {
 	std::string lg_acl_alg; // linkgate-dpdk --acl-alg; "": its default
 	std::string lg_start_marker = "workers, generation";
 	std::vector<std::string> only; // testpmd, linkgate, acl
+	// new: SYNs of flows that never get a reply (every frame a new flow's
+	// full path); established: handshakes completed in a warm-up, then the
+	// clients' data frames (the fast path), measured after the warm-up.
+	std::vector<std::string> workloads{"new", "established"};
 	std::string json_path, markdown_path;
 	uint64_t seed = 1;
 	bool generate_only = false, quiet = false;
@@ -118,13 +122,16 @@ int mem_for(const DpdkOptions &o, size_t frames)
 // memory footprint from the flow table's.
 struct Case {
 	size_t flows = 0, frames = 0;
-	std::string pcap;
+	bool established = false;
+	std::string pcap;                    // port 0, infinite_rx
+	std::string syn_pcap, reply_pcap;    // established: the warm-up's ports 2 and 3, read once
 	std::vector<TestpmdRun> testpmd;   // per round
 	std::vector<LinkgateRun> linkgate; // per round (successful runs)
 	std::vector<std::string> linkgate_errors;
 	std::string label() const
 	{
-		return flows_label(flows) + " flows" + (frames != flows ? ", " + flows_label(frames) + " frames" : "");
+		return flows_label(flows) + (established ? " established flows" : " new flows") +
+		       (frames != flows ? ", " + flows_label(frames) + " frames" : "");
 	}
 };
 
@@ -135,6 +142,7 @@ struct FlowSet {
 	std::map<std::string, std::vector<AclRun>> acl; // acl_key(alg, layout) -> per round
 	std::vector<std::pair<std::string, size_t>> admitted_by;
 	size_t checked = 0;
+	size_t established_checked = 0; // handshakes held to the reference
 };
 
 struct Ratio {
@@ -200,6 +208,10 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 	c->add_option("--lg-acl-alg", o.lg_acl_alg, "linkgate-dpdk --acl-alg (default: its own default)");
 	c->add_option("--lg-start-marker", o.lg_start_marker,
 		      "text linkgate-dpdk prints when it starts forwarding (times the run)")
+		->capture_default_str();
+	c->add_option("--workloads", o.workloads,
+		      "new (SYNs, every frame a new flow), established (handshakes in a warm-up, then data frames)")
+		->check(CLI::IsMember({"new", "established"}))
 		->capture_default_str();
 	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl")
 		->check(CLI::IsMember({"testpmd", "linkgate", "acl"}));
@@ -267,17 +279,43 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			return fail(s.error());
 		if (auto s = write_acl_trace(fs_.trace6, flows, true); !s)
 			return fail(s.error());
-		for (size_t frames : {n, max_frames}) {
-			if (frames == max_frames && frames == n && !cases.empty() && cases.back().flows == n)
-				continue; // the largest set: one pcap
-			Case c;
-			c.flows = n;
-			c.frames = frames;
-			c.pcap = base + (frames == n ? "" : "-" + flows_label(frames) + "-frames") + ".pcap";
-			prog.show("workload: " + c.label() + " -> " + c.pcap);
-			if (auto s = write_pcap(c.pcap, sc, flows, frames); !s)
+		bool want_new = std::count(o.workloads.begin(), o.workloads.end(), "new") > 0,
+		     want_est = std::count(o.workloads.begin(), o.workloads.end(), "established") > 0;
+		// The SYN pcap of one frame a flow: the new-flow case and the
+		// established warm-up's port 2.
+		std::string syn = base + ".pcap";
+		prog.show("workload: " + flows_label(n) + " flows: SYNs -> " + syn);
+		if (auto s = write_pcap(syn, sc, flows, n, FrameKind::Syn); !s)
+			return fail(s.error());
+		std::string reply = base + "-synack.pcap";
+		if (want_est) {
+			prog.show("workload: " + flows_label(n) + " flows: the backends' SYN-ACKs -> " + reply);
+			if (auto s = write_pcap(reply, sc, flows, n, FrameKind::Reply); !s)
 				return fail(s.error());
-			cases.push_back(c);
+		}
+		for (bool est : {false, true}) {
+			if (est ? !want_est : !want_new)
+				continue;
+			for (size_t frames : {n, max_frames}) {
+				if (frames == max_frames && frames == n && !cases.empty() && cases.back().flows == n &&
+				    cases.back().established == est)
+					continue; // the largest set: one pcap
+				Case c;
+				c.flows = n;
+				c.frames = frames;
+				c.established = est;
+				std::string sfx = frames == n ? "" : "-" + flows_label(frames) + "-frames";
+				c.pcap = est ? base + "-data" + sfx + ".pcap" : base + sfx + ".pcap";
+				if (est) {
+					c.syn_pcap = syn;
+					c.reply_pcap = reply;
+				}
+				prog.show("workload: " + c.label() + " -> " + c.pcap);
+				if (c.pcap != syn)
+					if (auto s = write_pcap(c.pcap, sc, flows, frames, est ? FrameKind::Data : FrameKind::Syn); !s)
+						return fail(s.error());
+				cases.push_back(c);
+			}
 		}
 		// Every flow of the small sets, a spread sample of the large ones,
 		// through the reference evaluator: forwarded, DNAT, by the deep rules.
@@ -287,9 +325,18 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		if (!chk)
 			return fail(chk.error());
 		fs_.admitted_by = *chk;
+		if (std::count(o.workloads.begin(), o.workloads.end(), "established")) {
+			prog.show("workload: " + flows_label(n) + " flows: handshakes and data with the reference evaluator");
+			auto ce = check_established(*w, flows, std::min<size_t>(n, 2000));
+			if (!ce)
+				return fail(ce.error());
+			fs_.established_checked = *ce;
+		}
 		sets.push_back(std::move(fs_));
 	}
 	std::string route = sc.backend_route + "=1," + mac_str(sc.next_hop_mac);
+	// Established: the SYN-ACKs go to the clients, on the warm-up's port 2.
+	std::string client_route = sc.client_subnet + "=2," + mac_str(sc.client_mac);
 	size_t deny = 0;
 	for (auto &r : w->state.networkSecurityGroups.front().securityRules)
 		deny += r.access == "Deny";
@@ -320,12 +367,18 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				 {"trace", f.trace},
 				 {"trace_ipv6_layout", f.trace6},
 				 {"checked_with_reference", f.checked},
+				 {"handshakes_checked_with_reference", f.established_checked},
 				 {"admitted_by", ab}});
 	}
 	jw["flow_sets"] = jsets;
 	nlohmann::json jpc = nlohmann::json::array();
 	for (auto &c : cases)
-		jpc.push_back({{"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}});
+		jpc.push_back({{"flows", c.flows},
+			       {"frames", c.frames},
+			       {"established", c.established},
+			       {"pcap", c.pcap},
+			       {"warmup_syn_pcap", c.syn_pcap},
+			       {"warmup_synack_pcap", c.reply_pcap}});
 	jw["pcaps"] = jpc;
 	out["workload"] = jw;
 	if (o.generate_only) {
@@ -392,6 +445,18 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				lo.start_marker = o.lg_start_marker;
 				lo.seconds = o.seconds;
 				lo.stats_json = o.workdir + "/linkgate-stats.json";
+				if (c.established) {
+					// Port 2 (client VNet) replays the SYNs once, port 3 the
+					// backends' SYN-ACKs once, in step (one worker polls the
+					// ports in order, 32 frames a burst): every flow is
+					// ESTABLISHED after it; port 0's data frames then take the
+					// fast path. Measured from telemetry once 98 % of 100 ms
+					// of frames were fast-path frames.
+					lo.extra_vdevs = {"net_pcap1,rx_pcap=" + c.syn_pcap, "net_pcap2,rx_pcap=" + c.reply_pcap};
+					lo.extra_ports = {"2=" + sc.vnet, "3"};
+					lo.extra_routes = {client_route};
+					lo.window_after_warmup = true;
+				}
 				auto l = run_linkgate(lo, eal_for(c.frames + lo.flow_capacity / 2), c.pcap);
 				if (!l) {
 					// The peers are still measured; the error goes into the report.
@@ -430,9 +495,9 @@ int run_dpdk_subcommand(const std::string &cmdline)
 
 	// ---- ratios, each within a round ----------------------------------------
 	std::vector<Ratio> ratios;
-	auto find_case = [&](size_t flows, size_t frames) -> const Case * {
+	auto find_case = [&](size_t flows, size_t frames, bool est = false) -> const Case * {
 		for (auto &c : cases)
-			if (c.flows == flows && c.frames == frames)
+			if (c.flows == flows && c.frames == frames && c.established == est)
 				return &c;
 		return nullptr;
 	};
@@ -458,10 +523,15 @@ int run_dpdk_subcommand(const std::string &cmdline)
 						       (c.testpmd[r].mpps / c.testpmd[r].cpu_share));
 		ratios.push_back(rp);
 	}
-	if (counts.size() >= 2) {
+	for (bool est : {false, true}) {
+		if (counts.size() < 2)
+			break;
 		size_t lo = counts.front(), hi = counts.back();
 		std::string l = flows_label(lo), h = flows_label(hi);
-		const Case *same = find_case(lo, hi), *small = find_case(lo, lo), *big = find_case(hi, hi);
+		const Case *same = find_case(lo, hi, est), *small = find_case(lo, lo, est), *big = find_case(hi, hi, est);
+		if (!same && !small && !big)
+			continue;
+		std::string kind = est ? " established" : " new";
 		auto per_round = [](const std::vector<double> &a, const std::vector<double> &b) {
 			std::vector<double> v;
 			for (size_t r = 0; r < a.size() && r < b.size(); r++)
@@ -483,14 +553,16 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					v.push_back(x.mpps);
 			return v;
 		};
-		ratios.push_back({"linkgate " + h + "/" + l + " flows",
-				  "linkgate-dpdk Mpps, " + h + " flows / " + l + " flows, both pcaps of " + h + " frames",
+		ratios.push_back({"linkgate " + h + "/" + l + kind + " flows",
+				  "linkgate-dpdk Mpps, " + h + kind + " flows / " + l + kind + " flows, both pcaps of " + h +
+					  " frames",
 				  per_round(lgm(big), lgm(same)), 0.5, true});
-		ratios.push_back({"linkgate " + h + "/" + l + " flows (own pcaps)",
-				  "linkgate-dpdk Mpps, " + h + " flows / " + l + " flows, each with its own pcap",
+		ratios.push_back({"linkgate " + h + "/" + l + kind + " flows (own pcaps)",
+				  "linkgate-dpdk Mpps, " + h + kind + " flows / " + l + kind + " flows, each with its own pcap",
 				  per_round(lgm(big), lgm(small)), 0, true});
-		ratios.push_back({"testpmd " + h + "/" + l + " frames",
-				  "dpdk-testpmd io Mpps, pcap of " + h + " frames / of " + l + " (the replay's own memory cost)",
+		ratios.push_back({"testpmd " + h + "/" + l + " frames" + kind,
+				  "dpdk-testpmd io Mpps, pcap of " + h + " frames / of " + l +
+					  " (the replay's own memory cost; " + kind.substr(1) + "-flow pcaps)",
 				  per_round(tpm(same), tpm(small)), 0, true});
 	}
 	// Classification: linkgate-dpdk's own classify cycles/packet (when it
@@ -518,7 +590,11 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	std::map<std::string, bool> agreement; // case label -> linkgate-dpdk's rule hits == the reference's
 	nlohmann::json jc = nlohmann::json::array();
 	for (auto &c : cases) {
-		nlohmann::json j = {{"label", c.label()}, {"flows", c.flows}, {"frames", c.frames}, {"pcap", c.pcap}};
+		nlohmann::json j = {{"label", c.label()},
+				    {"flows", c.flows},
+				    {"frames", c.frames},
+				    {"pcap", c.pcap},
+				    {"established", c.established}};
 		std::vector<double> tm, tcpu, tstart, tshare;
 		for (auto &t : c.testpmd) {
 			tm.push_back(t.mpps);
@@ -548,9 +624,14 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				}
 			if (!agree.is_null())
 				agreement[c.label()] = agree.get<bool>();
-			std::vector<double> lm, lc, lcpu, lshare;
+			std::vector<double> lm, lc, lcpu, lshare, lfast, lwarm, lwin;
 			nlohmann::json raw = nlohmann::json::array();
 			for (auto &l : c.linkgate) {
+				if (l.windowed) {
+					lfast.push_back(l.fast_share);
+					lwarm.push_back(l.warmup_seconds);
+					lwin.push_back(l.window_seconds);
+				}
 				lm.push_back(l.mpps);
 				lc.push_back(l.cycles_per_pkt);
 				lcpu.push_back(l.cpu_share > 0 ? l.mpps / l.cpu_share : 0);
@@ -568,6 +649,13 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					 {"cpu_share", lshare},
 					 {"stats", raw},
 					 {"rule_hits_match_reference", agree},
+					 {"window", c.established ? nlohmann::json{{"what", "rates between two telemetry samples, "
+										  "the first once fastPackets/rx of 100 ms "
+										  "reached 0.98"},
+									  {"fast_share", lfast},
+									  {"warmup_seconds", lwarm},
+									  {"seconds", lwin}}
+								: nlohmann::json(nullptr)},
 					 {"errors", c.linkgate_errors}};
 		} else {
 			j["linkgate"] = {{"skipped", lg_missing}};
@@ -636,7 +724,10 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	md += "Median [min–max] over " + std::to_string(o.repeats) + " round(s), " + fixed(o.seconds, 0) +
 	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round. CPU share: CPU time "
 	      "of the process / wall time while forwarding. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
-	      "linkgate-dpdk its busy cycles / rx. Per CPU: the ratio of Mpps / CPU share.\n\n";
+	      "linkgate-dpdk its busy cycles / rx. Per CPU: the ratio of Mpps / CPU share. New flows: SYNs of flows "
+	      "that never see a reply (every frame takes the program's full path). Established flows: handshakes "
+	      "completed in a warm-up, then the clients' data frames; linkgate-dpdk measured between two telemetry "
+	      "samples after the warm-up (Mpps, cycles/pkt and CPU share of that window).\n\n";
 	row({"program", "case", "Mpps", "CPU share", "cycles/pkt", "ratio to testpmd", "per CPU", "target"});
 	row({"---", "---", "---:", "---:", "---:", "---:", "---:", "---"});
 	auto share_text = [](const std::vector<double> &v) { return v.empty() ? std::string("—") : fixed(Spread::of(v).median, 2); };
@@ -674,6 +765,18 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	for (auto &[label, same] : agreement)
 		md += "\nlinkgate-dpdk, " + label + ": NSG rule hit counters " +
 		      (same ? "equal" : "**differ from**") + " the reference evaluator's rule for every flow.\n";
+	for (auto &c : cases) {
+		if (!c.established || c.linkgate.empty())
+			continue;
+		std::vector<double> fs, ws;
+		for (auto &l : c.linkgate) {
+			fs.push_back(l.fast_share);
+			ws.push_back(l.warmup_seconds);
+		}
+		md += "\nlinkgate-dpdk, " + c.label() + ": the fast path decided " + spread_text(Spread::of(fs), 4) +
+		      " of the window's frames (fastPackets / rx); the window opened " + spread_text(Spread::of(ws), 1) +
+		      " s after forwarding began (handshakes on ports 2 and 3, then the first data frames' full path).\n";
+	}
 	if (counts.size() >= 2) {
 		md += "\n";
 		row({"scaling", "ratio", "target"});

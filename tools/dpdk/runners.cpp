@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,7 +47,8 @@ std::string joined(const std::vector<std::string> &argv)
 	return s;
 }
 
-// utime + stime of a live process, in seconds; -1 when unreadable.
+} // namespace
+
 double process_cpu(pid_t pid)
 {
 	std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
@@ -67,10 +70,44 @@ double process_cpu(pid_t pid)
 	return (ut + stt) / double(sysconf(_SC_CLK_TCK));
 }
 
-} // namespace
+Telemetry::~Telemetry()
+{
+	if (fd_ >= 0)
+		close(fd_);
+}
+
+std::string Telemetry::query(const std::string &command)
+{
+	char buf[65536];
+	if (fd_ < 0) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return "";
+		sockaddr_un a{};
+		a.sun_family = AF_UNIX;
+		std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+		if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 || read(fd, buf, sizeof buf) <= 0) {
+			close(fd); // the first message: version and limits
+			return "";
+		}
+		fd_ = fd;
+	}
+	ssize_t n = -1;
+	if (write(fd_, command.data(), command.size()) == ssize_t(command.size()))
+		n = read(fd_, buf, sizeof buf);
+	if (n <= 0) {
+		close(fd_);
+		fd_ = -1;
+		return "";
+	}
+	nlohmann::json j = nlohmann::json::parse(std::string(buf, size_t(n)), nullptr, false);
+	if (j.is_discarded() || !j.is_object() || !j.contains(command))
+		return "";
+	return j[command].dump();
+}
 
 Result<ProcResult> run_process(const std::vector<std::string> &argv, double interrupt_after_s, double kill_after_s,
-			       const std::string &start_marker, double start_timeout_s)
+			       const std::string &start_marker, double start_timeout_s, const ProcHook &hook)
 {
 	int fds[2];
 	if (pipe2(fds, O_CLOEXEC) != 0)
@@ -120,6 +157,10 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 			interrupted = true;
 		}
 		double int_at = started ? t_start + interrupt_after_s : 1e18;
+		if (hook && started && !interrupted && hook(pid, now - t_start)) {
+			kill(pid, SIGINT);
+			interrupted = true;
+		}
 		if (interrupt_after_s > 0 && !interrupted && now >= int_at) {
 			double cpu_end = process_cpu(pid);
 			if (cpu_start >= 0 && cpu_end >= cpu_start) {
@@ -136,7 +177,7 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 		double next = !interrupted && interrupt_after_s > 0 && started ? int_at : kill_at;
 		int wait_ms = killed ? 200 : std::max(1, int((next - now) * 1000) + 1);
 		pollfd p{fds[0], POLLIN, 0};
-		int pr = poll(&p, 1, std::min(wait_ms, 200));
+		int pr = poll(&p, 1, std::min(wait_ms, hook && started && !interrupted ? 100 : 200));
 		if (pr > 0) {
 			ssize_t n = read(fds[0], buf, sizeof buf);
 			if (n > 0) {
@@ -389,7 +430,13 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		argv.push_back(a);
 	for (auto &a : vdev_args(pcap))
 		argv.push_back(a);
+	for (auto &v : o.extra_vdevs)
+		argv.insert(argv.end(), {"--vdev", v});
 	argv.insert(argv.end(), {"--", "--state", o.state, "--port", "0=" + o.vnet, "--port", "1", "--route", o.route});
+	for (auto &p : o.extra_ports)
+		argv.insert(argv.end(), {"--port", p});
+	for (auto &r : o.extra_routes)
+		argv.insert(argv.end(), {"--route", r});
 	if (o.flow_capacity)
 		argv.insert(argv.end(), {"--flows", std::to_string(o.flow_capacity)});
 	if (o.mbufs)
@@ -400,8 +447,59 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	std::snprintf(dur, sizeof dur, "%g", o.seconds + 30);
 	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});
 	unlink(o.stats_json.c_str());
-	// SIGINT `seconds` after its workers start (it writes --stats-json then).
-	auto pr = run_process(argv, o.seconds, 30, o.start_marker, 120);
+	// SIGINT `seconds` after its workers start (it writes --stats-json then),
+	// or, measuring a window after the warm-up, `seconds` after the window
+	// opened: telemetry every 100 ms until fastPackets / rx of the last
+	// interval reaches warm_fast_share, then the counters at both ends.
+	struct Sample {
+		double t = 0, cpu = 0;
+		uint64_t rx = 0, tx = 0, busy = 0, fast = 0;
+		bool ok = false;
+	};
+	Telemetry tel(o.telemetry_socket.empty() ? eal.runtime_dir() + "/dpdk_telemetry.v2" : o.telemetry_socket);
+	Sample prev, w0, w1;
+	bool warm = false, warm_failed = false;
+	auto sample = [&](pid_t pid, double t) {
+		Sample s;
+		std::string js = tel.query("/linkgate/stats");
+		nlohmann::json j = nlohmann::json::parse(js.empty() ? "null" : js, nullptr, false);
+		if (!j.is_object() || !j.contains("rx") || !j.contains("fastPackets"))
+			return s;
+		s.t = t;
+		s.cpu = process_cpu(pid);
+		s.rx = j["rx"].get<uint64_t>();
+		s.tx = j.value("tx", uint64_t(0));
+		s.busy = j.value("busyCycles", uint64_t(0));
+		s.fast = j["fastPackets"].get<uint64_t>();
+		s.ok = true;
+		return s;
+	};
+	ProcHook hook;
+	if (o.window_after_warmup)
+		hook = [&](pid_t pid, double t) {
+			if (!warm) {
+				if (t >= o.warmup_timeout) {
+					warm_failed = true;
+					return true;
+				}
+				Sample s = sample(pid, t);
+				if (!s.ok)
+					return false;
+				if (prev.ok && s.rx > prev.rx &&
+				    double(s.fast - prev.fast) >= o.warm_fast_share * double(s.rx - prev.rx)) {
+					warm = true;
+					w0 = s;
+				}
+				prev = s;
+				return false;
+			}
+			if (t - w0.t < o.seconds)
+				return false;
+			w1 = sample(pid, t);
+			return true;
+		};
+	double int_after = o.window_after_warmup ? o.warmup_timeout + o.seconds + 10 : o.seconds;
+	auto pr = run_process(argv, int_after, 30, o.start_marker, 120, hook);
 	eal.remove_runtime_dir();
 	if (!pr)
 		return err(pr.error());
@@ -419,6 +517,29 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	r->cpu_seconds = pr->cpu_seconds;
 	r->wall_seconds = pr->wall_seconds;
 	r->cpu_share = pr->cpu_share();
+	nlohmann::json j = nlohmann::json::parse(r->raw, nullptr, false);
+	if (j.is_object() && j.contains("fastPackets") && j["fastPackets"].is_number())
+		r->fast_packets = j["fastPackets"].get<uint64_t>();
+	if (o.window_after_warmup) {
+		if (warm_failed || !warm)
+			return err("linkgate-dpdk never warmed up: the fast path did not decide " +
+				   std::to_string(int(o.warm_fast_share * 100)) + " % of the frames within " +
+				   std::to_string(int(o.warmup_timeout)) + " s (last fastPackets " + std::to_string(prev.fast) +
+				   " of rx " + std::to_string(prev.rx) + ")");
+		if (!w1.ok || w1.t <= w0.t || w1.rx <= w0.rx)
+			return err("linkgate-dpdk: no telemetry at the end of the window");
+		double dt = w1.t - w0.t;
+		r->windowed = true;
+		r->warmup_seconds = w0.t;
+		r->window_seconds = dt;
+		r->window_rx = w1.rx - w0.rx;
+		r->window_tx = w1.tx - w0.tx;
+		r->window_fast = w1.fast - w0.fast;
+		r->fast_share = double(r->window_fast) / double(r->window_rx);
+		r->mpps = double(r->window_tx) / dt / 1e6;
+		r->cycles_per_pkt = double(w1.busy - w0.busy) / double(r->window_rx);
+		r->cpu_share = w1.cpu >= w0.cpu && w0.cpu >= 0 ? (w1.cpu - w0.cpu) / dt : 0;
+	}
 	return r;
 }
 

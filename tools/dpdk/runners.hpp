@@ -4,7 +4,10 @@
 // bounded: SIGINT at the planned end, SIGKILL after a grace period.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,8 +35,32 @@ struct ProcResult {
 // kill_after_s later (or at kill_after_s when no SIGINT is planned).
 // With start_marker, the SIGINT clock starts when that text appears in the
 // output (SIGINT at start_timeout_s if it never does).
+// With a hook, it is called (about every 100 ms) once the start marker
+// appeared, with the child's pid and the seconds since then; true: send
+// SIGINT now (the window then is the hook's own business).
+using ProcHook = std::function<bool(pid_t pid, double since_start)>;
 Result<ProcResult> run_process(const std::vector<std::string> &argv, double interrupt_after_s, double kill_after_s,
-			       const std::string &start_marker = "", double start_timeout_s = 0);
+			       const std::string &start_marker = "", double start_timeout_s = 0,
+			       const ProcHook &hook = nullptr);
+// utime + stime of a live process in seconds, -1 when unreadable.
+double process_cpu(pid_t pid);
+
+// A DPDK telemetry client (the EAL's dpdk_telemetry.v2 socket of a
+// --file-prefix): one command, its JSON answer.
+class Telemetry {
+public:
+	explicit Telemetry(std::string socket_path) : path_(std::move(socket_path)) {}
+	~Telemetry();
+	Telemetry(const Telemetry &) = delete;
+	Telemetry &operator=(const Telemetry &) = delete;
+	// The object under `command` in the answer, as JSON text; empty: no
+	// answer (not up yet, or gone).
+	std::string query(const std::string &command);
+
+private:
+	std::string path_;
+	int fd_ = -1;
+};
 
 // EAL arguments shared by every run: no hugepages, no PCI, a unique prefix.
 struct Eal {
@@ -90,6 +117,15 @@ struct LinkgateOptions {
 	std::string start_marker = "workers, generation";
 	double seconds = 5;
 	std::string stats_json;
+	// Established-flow workload: more devices and routes, and the rates of
+	// a window that starts once the fast path decides the frames.
+	std::vector<std::string> extra_vdevs;         // after the two of vdev_args()
+	std::vector<std::string> extra_ports;         // --port values
+	std::vector<std::string> extra_routes;        // --route values
+	bool window_after_warmup = false;             // measure from telemetry, after the warm-up
+	double warm_fast_share = 0.98;                // warm: fastPackets / rx over 100 ms at least this
+	double warmup_timeout = 90;                   // seconds
+	std::string telemetry_socket;                 // <runtime dir>/dpdk_telemetry.v2
 };
 // linkgate-dpdk is stopped with SIGINT `seconds` after it says it forwards
 // (as testpmd is), --duration being only a safety net.
@@ -104,6 +140,12 @@ struct LinkgateRun {
 	std::string raw; // the stats JSON as written
 	double cpu_seconds = 0, wall_seconds = 0; // whole process, start-up included
 	double cpu_share = 0;                     // ProcResult::cpu_share of the run
+	uint64_t fast_packets = 0;                // the whole run (stats JSON)
+	// window_after_warmup: the window's rates (mpps, cycles_per_pkt, cpu_share
+	// above are then the window's), its fastPackets / rx, and the warm-up.
+	bool windowed = false;
+	double window_seconds = 0, warmup_seconds = 0, fast_share = 0;
+	uint64_t window_rx = 0, window_tx = 0, window_fast = 0;
 };
 Result<LinkgateRun> parse_linkgate_stats(const std::string &json_text);
 // `linkgate-dpdk <EAL> -- --help`: which options this build has.

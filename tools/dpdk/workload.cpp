@@ -6,7 +6,12 @@
 #include <memory>
 #include <sstream>
 
+#include "maglev.hpp"
 #include "validate.hpp"
+
+extern "C" {
+#include "lg_hash.h"
+}
 
 namespace lg::bench::dpdk {
 namespace {
@@ -144,6 +149,51 @@ std::vector<uint8_t> flow_frame(const Scenario &sc, const Flow &f)
 	return fr;
 }
 
+std::vector<uint8_t> data_frame(const Scenario &sc, const Flow &f)
+{
+	std::vector<uint8_t> fr = PacketBuilder()
+					  .eth(sc.client_mac, sc.port0_mac)
+					  .ipv4(v4(f.src), v4(f.dst))
+					  .tcp(f.sport, f.dport, kTcpAck | kTcpPsh, 2, 1001)
+					  .payload(std::vector<uint8_t>{'S', 'E', 'L', 'E', 'C', 'T'})
+					  .build();
+	if (fr.size() < 60)
+		fr.resize(60, 0);
+	return fr;
+}
+
+std::string backend_of(const Scenario &sc, const Flow &f)
+{
+	// The reference evaluator's pick_backend(): Maglev over the IPv4
+	// backends (weight 1 each), slot of the original tuple's flow hash.
+	static std::vector<int32_t> table;
+	static std::vector<std::string> names;
+	if (names != sc.backends) {
+		std::vector<MaglevBackend> mb;
+		for (auto &b : sc.backends)
+			mb.push_back({*Addr::parse(b), 3306, 1});
+		table = maglev_table(mb);
+		names = sc.backends;
+	}
+	Addr s = Addr::from_v4(f.src), d = Addr::from_v4(f.dst);
+	uint16_t sp = uint16_t(f.sport << 8 | f.sport >> 8), dp = uint16_t(f.dport << 8 | f.dport >> 8);
+	uint32_t h = lg_flow_hash(s.b.data(), d.b.data(), sp, dp, 6);
+	int32_t i = table[maglev_slot(h, uint32_t(table.size()))];
+	return i < 0 ? std::string() : sc.backends[size_t(i)];
+}
+
+std::vector<uint8_t> reply_frame(const Scenario &sc, const Flow &f)
+{
+	std::vector<uint8_t> fr = PacketBuilder()
+					  .eth(sc.next_hop_mac, Mac{0x02, 0, 0, 0, 0x02, 0})
+					  .ipv4(backend_of(sc, f), v4(f.src))
+					  .tcp(3306, f.sport, kTcpSyn | kTcpAck, 1000, 2)
+					  .build();
+	if (fr.size() < 60)
+		fr.resize(60, 0);
+	return fr;
+}
+
 Result<Workload> build_workload(const WorkloadOptions &o)
 {
 	if (o.rules < 3 || o.rules > 1000)
@@ -265,6 +315,12 @@ Result<Workload> build_workload(const WorkloadOptions &o)
 
 Status write_pcap(const std::string &path, const Scenario &sc, const std::vector<Flow> &flows, size_t frames)
 {
+	return write_pcap(path, sc, flows, frames, FrameKind::Syn);
+}
+
+Status write_pcap(const std::string &path, const Scenario &sc, const std::vector<Flow> &flows, size_t frames,
+		  FrameKind kind)
+{
 	if (flows.empty())
 		return err("no flows for " + path);
 	if (frames == 0)
@@ -283,17 +339,26 @@ Status write_pcap(const std::string &path, const Scenario &sc, const std::vector
 	u32(1); // LINKTYPE_ETHERNET
 	std::vector<std::vector<uint8_t>> built; // frames of the flows, built once
 	built.reserve(std::min(frames, flows.size()));
+	std::vector<char> buf;
+	buf.reserve(1 << 20);
+	auto flush = [&] {
+		f.write(buf.data(), std::streamsize(buf.size()));
+		buf.clear();
+	};
 	for (uint32_t i = 0; i < frames; i++) {
 		size_t k = i % flows.size();
 		if (k == built.size())
-			built.push_back(flow_frame(sc, flows[k]));
+			built.push_back(kind == FrameKind::Syn    ? flow_frame(sc, flows[k])
+					: kind == FrameKind::Data ? data_frame(sc, flows[k])
+								  : reply_frame(sc, flows[k]));
 		const auto &fr = built[k];
-		u32(i / 1000000);
-		u32(i % 1000000);
-		u32(uint32_t(fr.size()));
-		u32(uint32_t(fr.size()));
-		f.write(reinterpret_cast<const char *>(fr.data()), std::streamsize(fr.size()));
+		uint32_t rec[4] = {i / 1000000, i % 1000000, uint32_t(fr.size()), uint32_t(fr.size())};
+		buf.insert(buf.end(), reinterpret_cast<const char *>(rec), reinterpret_cast<const char *>(rec) + 16);
+		buf.insert(buf.end(), fr.begin(), fr.end());
+		if (buf.size() >= (1 << 20) - 256)
+			flush();
 	}
+	flush();
 	f.close();
 	if (!f)
 		return err("cannot write " + path);
@@ -368,6 +433,46 @@ Result<std::vector<std::pair<std::string, size_t>>> check_flows(const Workload &
 		by_rule[rule]++;
 	}
 	return std::vector<std::pair<std::string, size_t>>(by_rule.begin(), by_rule.end());
+}
+
+Result<size_t> check_established(const Workload &w, const std::vector<Flow> &flows, size_t sample)
+{
+	Scenario sc;
+	sc.port0_mac = w.host.interfaces[0].mac;
+	size_t n = std::min(sample, flows.size());
+	size_t step = n ? flows.size() / n : 1;
+	// The clients are neighbours on port 0 (linkgate-dpdk: --route
+	// CLIENTS=PORT,CLIENT_MAC), where the SYN-ACKs go.
+	HostConfig host = w.host;
+	for (size_t k = 0; k < n; k++)
+		host.neighbors.push_back({1, Addr::from_v4(flows[k * step].src), sc.client_mac});
+	Evaluator ev(host);
+	if (auto c = ev.commit(w.state); !c)
+		return err("the reference evaluator rejects the state: " + c.error());
+	uint64_t now = 1000000000;
+	for (size_t k = 0; k < n; k++) {
+		const Flow &f = flows[k * step];
+		auto say = [&](const std::string &what, const Decision &d) {
+			std::ostringstream m;
+			m << "established workload: flow " << v4(f.src) << ":" << f.sport << " > " << v4(f.dst) << ":" << f.dport
+			  << ": " << what << " is " << verdict_name(d.verdict) << " (" << reason_name(d.reason) << ", egress "
+			  << d.egress_ifindex << ", backend " << d.backend << ")";
+			return m.str();
+		};
+		Decision syn = ev.process(flow_frame(sc, f), 1, now);
+		if (syn.verdict != LG_VERDICT_FORWARD || syn.egress_ifindex != 2 ||
+		    syn.backend != backend_of(sc, f) + ":3306")
+			return err(say("the SYN (expected: forwarded to " + backend_of(sc, f) + ":3306)", syn));
+		Decision rep = ev.process(reply_frame(sc, f), 2, now + 1000);
+		if (rep.verdict != LG_VERDICT_FORWARD || rep.egress_ifindex != 1)
+			return err(say("the backend's SYN-ACK", rep));
+		Decision dat = ev.process(data_frame(sc, f), 1, now + 2000);
+		if (dat.verdict != LG_VERDICT_FORWARD || dat.egress_ifindex != 2 || dat.frame.size() < 34 ||
+		    v4(uint32_t(dat.frame[30]) << 24 | uint32_t(dat.frame[31]) << 16 | uint32_t(dat.frame[32]) << 8 |
+		       dat.frame[33]) != backend_of(sc, f))
+			return err(say("the data frame after the handshake", dat));
+	}
+	return n;
 }
 
 } // namespace lg::bench::dpdk

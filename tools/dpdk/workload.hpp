@@ -79,11 +79,24 @@ std::vector<Flow> make_flows(const Scenario &sc, size_t count, uint64_t seed);
 // arrives on port 0: dst MAC = port 0's MAC, untagged, checksums right.
 std::vector<uint8_t> flow_frame(const Scenario &sc, const Flow &f);
 
+// The established-flow workload (docs/dpdk-performance.md, "Established
+// flows"): the client's data frame of a flow (TCP PSH|ACK with 6 bytes of
+// payload, 60 bytes, to port 0's MAC), the backend Maglev picks for it (as
+// the program and the reference evaluator do: lg_flow_hash of the original
+// tuple), and that backend's SYN-ACK to the DNAT'd SYN, as it arrives on
+// port 1 (src = the backend, dst = the client; the reply key of the flow).
+std::vector<uint8_t> data_frame(const Scenario &sc, const Flow &f);
+std::string backend_of(const Scenario &sc, const Flow &f);
+std::vector<uint8_t> reply_frame(const Scenario &sc, const Flow &f);
+
 // Files. Each returns an error naming the path.
 // frames frames (0: one per flow), cycling through the flows in order, so
 // that a pcap of 1M frames can carry 1k flows (the same replay footprint as
 // the 1M-flow pcap).
 Status write_pcap(const std::string &path, const Scenario &sc, const std::vector<Flow> &flows, size_t frames = 0);
+enum class FrameKind { Syn, Data, Reply };
+Status write_pcap(const std::string &path, const Scenario &sc, const std::vector<Flow> &flows, size_t frames,
+		  FrameKind kind);
 // mapped: the IPv6 layout of dpdk-test-acl --ipv6 with IPv4-mapped
 // addresses (::ffff:a.b.c.d/96+len), the field layout linkgate-dpdk's
 // classifier uses for both families (dataplane/acl.hpp AclInput).
@@ -96,5 +109,13 @@ Status write_acl_trace(const std::string &path, const std::vector<Flow> &flows, 
 // admitted them ("rule-name" -> n), or the first flow that was not.
 Result<std::vector<std::pair<std::string, size_t>>> check_flows(const Workload &w, const std::vector<Flow> &flows,
 								 size_t sample);
+
+// The handshake the established workload replays, through the reference
+// evaluator for up to `sample` flows (spread over the list): the SYN from
+// port 0 is forwarded with DNAT to the backend backend_of() names,
+// reply_frame() from port 1 is forwarded to the client, and then the data
+// frame from port 0 is forwarded to port 1 with DNAT. Returns the flows
+// checked, or the first that was not so.
+Result<size_t> check_established(const Workload &w, const std::vector<Flow> &flows, size_t sample);
 
 } // namespace lg::bench::dpdk
