@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -274,14 +276,7 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 	}
 	int n = libbpf_num_possible_cpus();
 	d->ncpu_ = n > 0 ? n : 1;
-	try {
-		// The barriers' thread, started here so that it keeps the
-		// scheduling of the thread that loads (not of a later publisher).
-		XdpDataplane *dp = d.get();
-		d->barrier_thread_ = std::thread([dp] { dp->barrier_loop(); });
-	} catch (const std::system_error &) {
-		// Started at the first flip instead (or barriers run inline).
-	}
+	d->start_barrier_thread(); // or at the first flip (or barriers run inline)
 	lg_active a{};
 	uint32_t z = 0;
 	if (bpf_map__lookup_elem(m->lg_active, &z, sizeof z, &a, sizeof a, 0))
@@ -335,14 +330,13 @@ std::vector<bpf_map *> XdpDataplane::pinned_maps() const
 
 XdpDataplane::~XdpDataplane()
 {
-	if (barrier_thread_.joinable()) {
-		{
-			std::lock_guard lk(barrier_mu_);
-			barrier_stop_ = true; // after the queued barriers: they use our inner map fds
-		}
-		barrier_cv_.notify_all();
-		barrier_thread_.join();
+	{
+		std::lock_guard lk(barrier_mu_);
+		barrier_stop_ = true; // after the queued barriers: they use our inner map fds
 	}
+	barrier_cv_.notify_all();
+	for (auto &t : barrier_threads_)
+		t.join();
 	if (mac_sock_ >= 0)
 		close(mac_sock_);
 	for (auto &[ifindex, fd] : links_)
@@ -400,11 +394,29 @@ Status XdpDataplane::wait_free(uint32_t slot)
 
 Status XdpDataplane::settle() { return wait_free(LG_GEN_SLOTS); }
 
+bool XdpDataplane::start_barrier_thread()
+{
+	if (barrier_threads_.size() >= kBarrierThreads)
+		return !barrier_threads_.empty();
+	try {
+		barrier_threads_.emplace_back([this] { barrier_loop(); });
+	} catch (const std::system_error &) {
+		return !barrier_threads_.empty();
+	}
+	return true;
+}
+
 void XdpDataplane::barrier_loop()
 {
+	// A barrier only sleeps through a grace period: normal scheduling, even
+	// when the thread that started this one runs at a real-time priority.
+	sched_param sp{};
+	pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
 	std::unique_lock lk(barrier_mu_);
 	for (;;) {
+		barrier_idle_++;
 		barrier_cv_.wait(lk, [&] { return barrier_stop_ || !barrier_queue_.empty(); });
+		barrier_idle_--;
 		if (barrier_queue_.empty())
 			return; // stopping, nothing left
 		auto b = barrier_queue_.front();
@@ -610,32 +622,6 @@ Status XdpDataplane::publish(const CompiledTables &t)
 	published_ = true;
 	generation_ = t.generation;
 
-	// The barrier (one grace period) only guards a later publish into the
-	// retired slot, so it runs off the critical path; wait_free() joins it.
-	// Its fds stay open until then: the slot it re-sets (the live one) is
-	// written again only after a later flip's barrier, joined after this one.
-	if (retired < LG_GEN_SLOTS) {
-		auto b = std::make_shared<Barrier>();
-		b->guards = retired;
-		b->outer_fd = bpf_map__fd(skel_->maps.lg_gcfg);
-		b->slot = target;
-		b->inner_fd = slot_fds_[target][kGcfg];
-		bool queued = false;
-		try {
-			if (!barrier_thread_.joinable())
-				barrier_thread_ = std::thread([this] { barrier_loop(); });
-			std::lock_guard lk(barrier_mu_);
-			barrier_queue_.push_back(b);
-			queued = true;
-		} catch (const std::system_error &) {
-		}
-		if (queued)
-			barrier_cv_.notify_all();
-		else
-			b->done = true; // no thread: err stays -1, the publish into that slot runs a barrier itself
-		barriers_.push_back(std::move(b));
-	}
-
 	// MACs of the bound interfaces answer ARP and neighbour solicitations
 	// (written to lg_ifmac when they changed).
 	if (mac_sock_ < 0)
@@ -649,6 +635,32 @@ Status XdpDataplane::publish(const CompiledTables &t)
 		std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
 		if (auto it = macs_.find(ifindex); it == macs_.end() || it->second != mac)
 			set_interface_mac(ifindex, mac);
+	}
+
+	// The barrier (one grace period) only guards a later publish into the
+	// retired slot, so it runs off the critical path; wait_free() joins it.
+	// Started last: waking its thread may take this CPU for a moment.
+	// Its fds stay open until then: the slot it re-sets (the live one) is
+	// written again only after a later flip's barrier, joined after this one.
+	if (retired < LG_GEN_SLOTS) {
+		auto b = std::make_shared<Barrier>();
+		b->guards = retired;
+		b->outer_fd = bpf_map__fd(skel_->maps.lg_gcfg);
+		b->slot = target;
+		b->inner_fd = slot_fds_[target][kGcfg];
+		bool more;
+		{
+			std::lock_guard lk(barrier_mu_);
+			more = barrier_idle_ <= barrier_queue_.size(); // every thread busy with one
+		}
+		if ((more && start_barrier_thread()) || !barrier_threads_.empty()) {
+			std::lock_guard lk(barrier_mu_);
+			barrier_queue_.push_back(b);
+			barrier_cv_.notify_one();
+		} else {
+			b->done = true; // no thread: err stays -1, the publish into that slot runs a barrier itself
+		}
+		barriers_.push_back(std::move(b));
 	}
 	return Ok{};
 }

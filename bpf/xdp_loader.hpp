@@ -154,9 +154,12 @@ private:
 	};
 	std::array<std::array<Shadow, kTables>, LG_GEN_SLOTS> shadow_;
 	// One background barrier per flip, oldest first: after it, no packet
-	// reads `guards` (the slot that flip retired). They run in order on one
-	// long-lived thread (started at the first flip): no thread is created
-	// per publish.
+	// reads `guards` (the slot that flip retired). They run on long-lived
+	// threads (one started at load, more when flips come faster than grace
+	// periods end, at most kBarrierThreads), each barrier as soon as a
+	// thread is free: barriers of flips in a burst overlap, as concurrent
+	// synchronize_rcu() calls do, instead of queueing one grace period
+	// behind another. No thread is created per publish.
 	struct Barrier {
 		uint32_t guards = 0;
 		int outer_fd = -1, inner_fd = -1;
@@ -165,12 +168,15 @@ private:
 		int err = -1;      // -1: not run (no thread could be started)
 	};
 	std::deque<std::shared_ptr<Barrier>> barriers_; // the control thread's list
-	std::thread barrier_thread_;
+	static constexpr size_t kBarrierThreads = 4;
+	std::vector<std::thread> barrier_threads_;
 	std::mutex barrier_mu_;
 	std::condition_variable barrier_cv_;
 	std::deque<std::shared_ptr<Barrier>> barrier_queue_; // to run, under barrier_mu_
+	size_t barrier_idle_ = 0;                            // threads waiting for one, under barrier_mu_
 	bool barrier_stop_ = false;
 	void barrier_loop();
+	bool start_barrier_thread(); // false: none could be started
 	// ARP/ND answers: the MAC last written to lg_ifmac per interface, and a
 	// socket to read them (refreshed at every publish, written when changed).
 	std::unordered_map<uint32_t, std::array<uint8_t, 6>> macs_;
