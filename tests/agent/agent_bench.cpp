@@ -31,7 +31,7 @@
 // period) after the previous measured change, so only one flip is that
 // close; "burst": it comes at once, so the measured change is the third flip
 // within a few ms.
-// A prober thread in the client namespace sends a SYN every 50 µs (a new
+// Two prober threads in the client namespace, one per CPU, each send a SYN every 100 µs (a new
 // non-blocking connect); an acceptor thread in the backend namespace stamps
 // each accepted connection. Results are in docs/agent-performance.md.
 #include <fcntl.h>
@@ -44,6 +44,7 @@
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -173,10 +174,17 @@ void sniffer(std::string ns)
 	close(s);
 }
 
-void prober(std::string ns)
+// One of two probers, each pinned to its own CPU and sending every 100 µs:
+// clients reach a real NIC host from outside it, so a CPU of this host that
+// is busy (a non-preemptible syscall, a fsync) must not stop the stream.
+void prober(std::string ns, int cpu)
 {
 	if (!enter(ns))
 		std::abort();
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)sched_setaffinity(0, sizeof set, &set); // best effort: one CPU is fine
 	std::deque<std::pair<int64_t, int>> open_fds;
 	while (!stop) {
 		int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -192,7 +200,7 @@ void prober(std::string ns)
 			close(open_fds.front().second);
 			open_fds.pop_front();
 		}
-		timespec d{0, 50'000};
+		timespec d{0, 100'000};
 		nanosleep(&d, nullptr);
 	}
 	for (auto &[t, s] : open_fds)
@@ -564,7 +572,8 @@ int main(int argc, char **argv)
 		}
 		std::printf("linkgated runs at nice %d\n", agent_nice);
 	}
-	std::thread acc(acceptor, topo.real("be")), snf(sniffer, topo.real("be")), prb(prober, topo.real("cli"));
+	std::thread acc(acceptor, topo.real("be")), snf(sniffer, topo.real("be")), prb(prober, topo.real("cli"), 0),
+		prb2(prober, topo.real("cli"), 1 % std::max(1, get_nprocs()));
 	std::string sock = agent->socket_path();
 	Rpc rpc(sock);
 	auto must = [&](const std::string &m, const json &p) {
@@ -713,6 +722,7 @@ int main(int argc, char **argv)
 	acc.join();
 	snf.join();
 	prb.join();
+	prb2.join();
 	agent.reset();
 	std::error_code ec;
 	std::filesystem::remove_all(pin_dir, ec);
