@@ -445,6 +445,18 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 	bool array = sp.type == BPF_MAP_TYPE_ARRAY;
 	size_t bytes = size_t(n) * sp.vsize;
 	int fd = slot_fds_[slot][i];
+	// The shadow becomes exactly what was just written in full.
+	auto remember_all = [&] {
+		sh.kv.clear();
+		sh.vals.clear();
+		if (array)
+			sh.vals.assign(v, v + bytes);
+		else
+			for (uint32_t j = 0; j < n; j++)
+				sh.kv.insert_or_assign(std::string(k + size_t(j) * sp.ksize, sp.ksize),
+						       std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize,
+								   sp.vsize));
+	};
 	if (fd >= 0 && n <= slot_cap_[slot][i]) {
 		bool had = sh.valid;
 		// The same contents as the map holds (the Maglev array of an
@@ -459,13 +471,7 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 				e = fill(fd, sp, keys, vals, n);
 			if (e)
 				return err(sys(std::string("cannot fill table ") + sp.name, e));
-			sh.kv.clear();
-			if (array)
-				sh.vals.assign(v, v + bytes);
-			else
-				for (uint32_t j = 0; j < n; j++)
-					sh.kv.insert_or_assign(std::string(k + size_t(j) * sp.ksize, sp.ksize),
-							       std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
+			remember_all();
 		} else if (array) {
 			// Only the elements that differ from what the map holds,
 			// compared in blocks; the shadow is updated in place.
@@ -558,14 +564,7 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 		close(fd);
 	slot_fds_[slot][i] = nfd;
 	slot_cap_[slot][i] = cap;
-	sh.kv.clear();
-	sh.vals.clear();
-	if (array)
-		sh.vals.assign(v, v + bytes);
-	else
-		for (uint32_t j = 0; j < n; j++)
-			sh.kv.insert_or_assign(std::string(k + size_t(j) * sp.ksize, sp.ksize),
-					       std::string(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize));
+	remember_all();
 	sh.valid = true;
 	sh.version = version;
 	return Ok{};
