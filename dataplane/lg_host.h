@@ -11,6 +11,7 @@
 
 #include <linux/bpf.h>
 #include <linux/types.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,6 +52,32 @@ struct lg_host_hint {
 	__u32 key_size;
 	__u32 hits; /* lookups answered, collected per burst */
 };
+
+/* Equal keys of n bytes, a word at a time (flow keys: 44 bytes): the host
+ * map lookups (bpf_helpers.h) and the flow table (umaps.cpp) compare with it. */
+static inline int lg_host_key_eq(const void *a, const void *b, __u32 n)
+{
+	const __u8 *x = (const __u8 *)a, *y = (const __u8 *)b;
+	__u64 d = 0, u, v;
+	__u32 i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&u, x + i, 8);
+		memcpy(&v, y + i, 8);
+		d |= u ^ v;
+	}
+	if (i + 4 <= n) {
+		__u32 u4, v4;
+
+		memcpy(&u4, x + i, 4);
+		memcpy(&v4, y + i, 4);
+		d |= u4 ^ v4;
+		i += 4;
+	}
+	for (; i < n; i++)
+		d |= (__u64)(x[i] ^ y[i]);
+	return d == 0;
+}
 
 /* One frame. The program reads md.ingress_ifindex; helpers read the rest. */
 struct lg_host_ctx {

@@ -52,42 +52,13 @@ long refuse(lg_umap *, const void *) { return -EPERM; }
 }
 long refuse_update(lg_umap *, const void *, const void *, __u64) { return -EPERM; }
 
-// Equal n-byte keys, 8 bytes at a time (flow keys are 44 bytes).
-inline bool key_eq(const void *a, const void *b, size_t n)
-{
-	const uint8_t *x = static_cast<const uint8_t *>(a), *y = static_cast<const uint8_t *>(b);
-	uint64_t d = 0;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t u, v;
-		std::memcpy(&u, x + i, 8);
-		std::memcpy(&v, y + i, 8);
-		d |= u ^ v;
-	}
-	for (; i < n; i++)
-		d |= uint64_t(x[i] ^ y[i]);
-	return d == 0;
-}
+inline bool key_eq(const void *a, const void *b, size_t n) { return lg_host_key_eq(a, b, uint32_t(n)); }
 
-// Flow keys (lg_flow_key, 44 bytes): five words and a half, no loop. Also
-// rte_hash's compare for lg_flows (its own is memcmp for a 44-byte key).
+// rte_hash's compare for lg_flows (its own is memcmp for a 44-byte key); a
+// constant size lets the compiler unroll the word compare.
 constexpr size_t kFlowKey = sizeof(lg_flow_key);
-static_assert(kFlowKey == 44, "flow_key_eq compares 44 bytes");
-inline bool flow_key_eq(const void *a, const void *b)
-{
-	const uint8_t *x = static_cast<const uint8_t *>(a), *y = static_cast<const uint8_t *>(b);
-	uint64_t d = 0;
-	for (size_t i = 0; i < 40; i += 8) {
-		uint64_t u, v;
-		std::memcpy(&u, x + i, 8);
-		std::memcpy(&v, y + i, 8);
-		d |= u ^ v;
-	}
-	uint32_t u4, v4;
-	std::memcpy(&u4, x + 40, 4);
-	std::memcpy(&v4, y + 40, 4);
-	return (d | (u4 ^ v4)) == 0;
-}
+static_assert(kFlowKey == 44, "SharedHash::sig hashes 44 bytes in five words and a half");
+inline bool flow_key_eq(const void *a, const void *b) { return lg_host_key_eq(a, b, kFlowKey); }
 int flow_key_cmp(const void *a, const void *b, size_t) { return flow_key_eq(a, b) ? 0 : 1; }
 
 thread_local BurstHints *t_hints = nullptr; // SharedHash::install

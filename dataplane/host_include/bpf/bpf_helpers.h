@@ -29,31 +29,6 @@ static inline struct lg_umap *lg_umap_of(void *map)
 	return m;
 }
 
-/* Equal keys of n bytes, a word at a time (flow keys: 44 bytes). */
-static inline int lg_host_key_eq(const void *a, const void *b, __u32 n)
-{
-	const __u8 *x = (const __u8 *)a, *y = (const __u8 *)b;
-	__u64 d = 0, u, v;
-	__u32 i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&u, x + i, 8);
-		memcpy(&v, y + i, 8);
-		d |= u ^ v;
-	}
-	if (i + 4 <= n) {
-		__u32 u4, v4;
-
-		memcpy(&u4, x + i, 4);
-		memcpy(&v4, y + i, 4);
-		d |= u4 ^ v4;
-		i += 4;
-	}
-	for (; i < n; i++)
-		d |= (__u64)(x[i] ^ y[i]);
-	return d == 0;
-}
-
 /* Arrays and per-CPU arrays inline (lg_host.h LG_UMAP_INLINE), and the
  * frame's own flow key from the burst's pre-lookup (lg_host_hint): the same
  * answers their ops->lookup gives, without the indirect call. */
