@@ -4,6 +4,7 @@
 #include <rte_byteorder.h>
 #include <rte_errno.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -84,25 +85,76 @@ void set_addr(uint32_t w[4], uint8_t bits[4], u128 v, int len)
 
 const uint8_t kClassProtos[LG_PC__COUNT][2] = {{6, 0}, {17, 0}, {1, 58}, {50, 0}, {51, 0}, {0, 0}};
 
-enum { F_PROTO, F_PORTLESS, F_SRC0, F_DST0 = F_SRC0 + 4, F_SPORT = F_DST0 + 4, F_DPORT, F_NUM };
-RTE_ACL_RULE_DEF(LgAclRule, F_NUM);
+// Up to eleven fields a rule: protocol, four source words, four destination
+// words, the two ports. Which of them a context reads depends on its kind.
+constexpr uint32_t kMaxFields = 11;
+RTE_ACL_RULE_DEF(LgAclRule, kMaxFields);
 
-rte_acl_config acl_config()
+// The four contexts of a direction (AclClassifier::kind_of): IPv4-mapped
+// inputs read only the addresses' last word, portless inputs no ports. The
+// portless flag itself is not a field: it picks the context.
+constexpr bool kind_v4(unsigned k) { return k < 2; }
+constexpr bool kind_portless(unsigned k) { return k & 1; }
+
+rte_acl_config acl_config(unsigned kind)
 {
 	rte_acl_config c{};
 	c.num_categories = 1;
-	c.num_fields = F_NUM;
-	c.defs[F_PROTO] = {RTE_ACL_FIELD_TYPE_BITMASK, 1, F_PROTO, 0, offsetof(AclInput, proto)};
-	c.defs[F_PORTLESS] = {RTE_ACL_FIELD_TYPE_BITMASK, 4, F_PORTLESS, 1, offsetof(AclInput, portless)};
-	for (int i = 0; i < 4; i++) {
-		c.defs[F_SRC0 + i] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(F_SRC0 + i), uint8_t(2 + i),
-				      uint32_t(offsetof(AclInput, src) + 4 * i)};
-		c.defs[F_DST0 + i] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(F_DST0 + i), uint8_t(6 + i),
-				      uint32_t(offsetof(AclInput, dst) + 4 * i)};
+	uint32_t f = 0;
+	uint8_t grp = 1;
+	c.defs[f] = {RTE_ACL_FIELD_TYPE_BITMASK, 1, uint8_t(f), 0, offsetof(AclInput, proto)};
+	f++;
+	for (uint32_t w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++)
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, uint32_t(offsetof(AclInput, src) + 4 * w)};
+	for (uint32_t w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++)
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, uint32_t(offsetof(AclInput, dst) + 4 * w)};
+	if (!kind_portless(kind)) {
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_RANGE, 2, uint8_t(f), grp, offsetof(AclInput, sport)};
+		f++;
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_RANGE, 2, uint8_t(f), grp, offsetof(AclInput, dport)};
+		f++;
 	}
-	c.defs[F_SPORT] = {RTE_ACL_FIELD_TYPE_RANGE, 2, F_SPORT, 10, offsetof(AclInput, sport)};
-	c.defs[F_DPORT] = {RTE_ACL_FIELD_TYPE_RANGE, 2, F_DPORT, 10, offsetof(AclInput, dport)};
+	c.num_fields = f;
 	return c;
+}
+
+// Whether the spec's address words 0-2 admit an IPv4-mapped address
+// (0, 0, 0x0000ffff): then it is the spec's word 3 alone for IPv4 inputs.
+bool admits_v4(const uint32_t w[4], const uint8_t bits[4])
+{
+	static constexpr uint32_t kMapped[3] = {0, 0, 0xffff};
+	for (int i = 0; i < 3; i++) {
+		uint32_t m = bits[i] ? ~uint32_t(0) << (32 - bits[i]) : 0;
+		if ((kMapped[i] & m) != (w[i] & m))
+			return false;
+	}
+	return true;
+}
+
+// The rte_acl rule of spec s in a context of `kind` (fields as acl_config).
+void fill_rule(LgAclRule *a, const AclRuleSpec &s, unsigned kind)
+{
+	std::memset(a, 0, sizeof(*a));
+	a->data.category_mask = 1;
+	a->data.priority = int32_t(LG_NSG_MAX_RULES - s.rule); // lower index wins
+	a->data.userdata = s.rule + 1;
+	uint32_t f = 0;
+	a->field[f].value.u8 = s.proto;
+	a->field[f++].mask_range.u8 = s.proto_mask;
+	for (int w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++) {
+		a->field[f].value.u32 = s.src[w];
+		a->field[f].mask_range.u32 = s.src_bits[w];
+	}
+	for (int w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++) {
+		a->field[f].value.u32 = s.dst[w];
+		a->field[f].mask_range.u32 = s.dst_bits[w];
+	}
+	if (!kind_portless(kind)) {
+		a->field[f].value.u16 = s.sport_lo;
+		a->field[f++].mask_range.u16 = s.sport_hi;
+		a->field[f].value.u16 = s.dport_lo;
+		a->field[f++].mask_range.u16 = s.dport_hi;
+	}
 }
 
 } // namespace
@@ -195,80 +247,118 @@ Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<Ac
 {
 	static std::atomic<uint64_t> seq{0};
 	std::shared_ptr<AclClassifier> c(new AclClassifier());
-	std::string name = "lgacl" + std::to_string(seq++);
-	rte_acl_param p{};
-	p.name = name.c_str();
-	p.socket_id = SOCKET_ID_ANY;
-	p.rule_size = RTE_ACL_RULE_SZ(F_NUM);
-	p.max_rule_num = uint32_t(rules.size() ? rules.size() : 1);
-	c->ctx_ = rte_acl_create(&p);
-	if (!c->ctx_)
-		return err("rte_acl_create: " + std::string(rte_strerror(rte_errno)));
 	c->nrules_ = rules.size();
-	if (rules.empty())
-		return c; // classify() of an empty context answers no match
-	std::vector<LgAclRule> rr(rules.size());
-	for (size_t i = 0; i < rules.size(); i++) {
-		const AclRuleSpec &s = rules[i];
-		LgAclRule &a = rr[i];
-		std::memset(&a, 0, sizeof(a));
-		a.data.category_mask = 1;
-		a.data.priority = int32_t(LG_NSG_MAX_RULES - s.rule); // lower index wins
-		a.data.userdata = s.rule + 1;
-		a.field[F_PROTO].value.u8 = s.proto;
-		a.field[F_PROTO].mask_range.u8 = s.proto_mask;
-		a.field[F_PORTLESS].value.u32 = s.portless;
-		a.field[F_PORTLESS].mask_range.u32 = 0xffffffffu;
-		for (int w = 0; w < 4; w++) {
-			a.field[F_SRC0 + w].value.u32 = s.src[w];
-			a.field[F_SRC0 + w].mask_range.u32 = s.src_bits[w];
-			a.field[F_DST0 + w].value.u32 = s.dst[w];
-			a.field[F_DST0 + w].mask_range.u32 = s.dst_bits[w];
+	std::vector<LgAclRule> rr;
+	rr.reserve(rules.size());
+	for (unsigned kind = 0; kind < kKinds; kind++) {
+		rr.clear();
+		for (const AclRuleSpec &s : rules) {
+			if (bool(s.portless) != kind_portless(kind))
+				continue;
+			if (kind_v4(kind) && !(admits_v4(s.src, s.src_bits) && admits_v4(s.dst, s.dst_bits)))
+				continue;
+			rr.emplace_back();
+			fill_rule(&rr.back(), s, kind);
 		}
-		a.field[F_SPORT].value.u16 = s.sport_lo;
-		a.field[F_SPORT].mask_range.u16 = s.sport_hi;
-		a.field[F_DPORT].value.u16 = s.dport_lo;
-		a.field[F_DPORT].mask_range.u16 = s.dport_hi;
+		if (rr.empty())
+			continue; // no rule of this kind: its inputs match nothing
+		std::string name = "lgacl" + std::to_string(seq++);
+		rte_acl_param p{};
+		p.name = name.c_str();
+		p.socket_id = SOCKET_ID_ANY;
+		p.rule_size = sizeof(LgAclRule);
+		p.max_rule_num = uint32_t(rr.size());
+		c->ctx_[kind] = rte_acl_create(&p);
+		if (!c->ctx_[kind])
+			return err("rte_acl_create: " + std::string(rte_strerror(rte_errno)));
+		if (int e = rte_acl_add_rules(c->ctx_[kind], reinterpret_cast<const rte_acl_rule *>(rr.data()),
+					      uint32_t(rr.size())))
+			return err("rte_acl_add_rules: " + std::string(rte_strerror(-e)));
+		rte_acl_config cfg = acl_config(kind);
+		if (int e = rte_acl_build(c->ctx_[kind], &cfg))
+			return err("rte_acl_build: " + std::string(rte_strerror(-e)));
 	}
-	if (int e = rte_acl_add_rules(c->ctx_, reinterpret_cast<const rte_acl_rule *>(rr.data()), uint32_t(rr.size())))
-		return err("rte_acl_add_rules: " + std::string(rte_strerror(-e)));
-	rte_acl_config cfg = acl_config();
-	if (int e = rte_acl_build(c->ctx_, &cfg))
-		return err("rte_acl_build: " + std::string(rte_strerror(-e)));
 	return c;
 }
 
 AclClassifier::~AclClassifier()
 {
-	if (ctx_)
-		rte_acl_free(ctx_);
+	for (rte_acl_ctx *x : ctx_)
+		if (x)
+			rte_acl_free(x);
+}
+
+unsigned AclClassifier::kind_of(const AclInput &in)
+{
+	// ::ffff:a.b.c.d on both sides; the key of an IPv4 frame always is.
+	const uint32_t mapped = rte_cpu_to_be_32(0xffff);
+	bool v4 = !(in.src[0] | in.src[1] | in.dst[0] | in.dst[1]) && in.src[2] == mapped && in.dst[2] == mapped;
+	return (v4 ? 0 : 2) | (in.portless ? 1 : 0);
 }
 
 uint32_t AclClassifier::first(const AclInput &in) const
 {
+	rte_acl_ctx *x = ctx_[kind_of(in)];
 	const uint8_t *d = reinterpret_cast<const uint8_t *>(&in);
 	uint32_t res = 0;
-	if (!nrules_)
+	if (!x)
 		return LG_NONE;
-	rte_acl_classify(ctx_, &d, &res, 1, 1);
+	rte_acl_classify(x, &d, &res, 1, 1);
 	return res ? res - 1 : LG_NONE;
 }
 
 void AclClassifier::classify(const AclInput *const *in, uint32_t *results, uint32_t num) const
 {
-	if (!nrules_) {
+	// Usually one kind (a burst's new IPv4 TCP/UDP flows): one call.
+	unsigned k0 = num ? kind_of(*in[0]) : 0;
+	uint32_t i = 1;
+	while (i < num && kind_of(*in[i]) == k0)
+		i++;
+	if (i == num) {
+		classify_kind(k0, in, results, num);
+		return;
+	}
+	// Mixed: one call per kind over that kind's inputs, answers put back.
+	const AclInput *part[kMaxBurst];
+	uint32_t idx[kMaxBurst], res[kMaxBurst];
+	for (uint32_t o = 0; o < num; o += kMaxBurst) {
+		uint32_t m = std::min(num - o, kMaxBurst);
+		for (unsigned kind = 0; kind < kKinds; kind++) {
+			uint32_t n = 0;
+			for (uint32_t j = 0; j < m; j++)
+				if (kind_of(*in[o + j]) == kind) {
+					part[n] = in[o + j];
+					idx[n++] = o + j;
+				}
+			if (!n)
+				continue;
+			classify_kind(kind, part, res, n);
+			for (uint32_t j = 0; j < n; j++)
+				results[idx[j]] = res[j];
+		}
+	}
+}
+
+void AclClassifier::classify_kind(unsigned kind, const AclInput *const *in, uint32_t *results, uint32_t num) const
+{
+	rte_acl_ctx *x = ctx_[kind];
+	if (!x) {
 		for (uint32_t i = 0; i < num; i++)
 			results[i] = LG_NONE;
 		return;
 	}
-	rte_acl_classify(ctx_, reinterpret_cast<const uint8_t **>(const_cast<const AclInput **>(in)), results, num, 1);
+	rte_acl_classify(x, reinterpret_cast<const uint8_t **>(const_cast<const AclInput **>(in)), results, num, 1);
 	for (uint32_t i = 0; i < num; i++)
 		results[i] = results[i] ? results[i] - 1 : LG_NONE;
 }
 
 int AclClassifier::set_algorithm(int alg)
 {
-	return rte_acl_set_ctx_classify(ctx_, static_cast<enum rte_acl_classify_alg>(alg));
+	for (rte_acl_ctx *x : ctx_)
+		if (x)
+			if (int e = rte_acl_set_ctx_classify(x, static_cast<enum rte_acl_classify_alg>(alg)))
+				return e;
+	return 0;
 }
 
 } // namespace lg::dp

@@ -35,7 +35,7 @@ Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir
 struct AclInput {
 	uint8_t proto;
 	uint8_t pad[3];
-	uint32_t portless; // big-endian 0/1: rte_acl reads 4 bytes per input field group
+	uint32_t portless; // 0/1 (any byte order): picks the context, not a field
 	uint32_t src[4];
 	uint32_t dst[4];
 	uint16_t sport;
@@ -60,9 +60,18 @@ public:
 	int set_algorithm(int alg);
 	size_t rules() const { return nrules_; }
 
+	// Which context answers an input: 0 IPv4 with ports, 1 IPv4 portless,
+	// 2 IPv6 with ports, 3 IPv6 portless (docs/dpdk.md, "Classification").
+	static unsigned kind_of(const AclInput &in);
+
 private:
+	static constexpr unsigned kKinds = 4;
+	static constexpr uint32_t kMaxBurst = 64;
 	AclClassifier() = default;
-	rte_acl_ctx *ctx_ = nullptr;
+	void classify_kind(unsigned kind, const AclInput *const *in, uint32_t *results, uint32_t num) const;
+	// IPv4 contexts read the addresses' last word only (a trie a third the
+	// depth), portless ones no ports; nullptr: no rule of that kind.
+	rte_acl_ctx *ctx_[kKinds]{};
 	size_t nrules_ = 0;
 };
 

@@ -1,7 +1,8 @@
 // rte_acl classification (dataplane/acl.*) against the table walk the XDP
 // program does (control/table_eval.cpp te_nsg_first): for random policies
-// and random tuples, every NSG direction, every classify algorithm this CPU
-// runs, the same first rule.
+// and random tuples (both families, with and without ports: each of the
+// classifier's four contexts), every NSG direction, every classify
+// algorithm this CPU runs, the same first rule.
 #include <gtest/gtest.h>
 #include <rte_acl.h>
 
@@ -29,7 +30,8 @@ std::vector<int> algorithms(dp::AclClassifier &c)
 
 bool has_ports(uint8_t proto) { return proto == 6 || proto == 17; }
 
-int compare(const testing::RandomPolicy &rp, uint64_t seed, int tuples, std::set<int> *algs_seen)
+int compare(const testing::RandomPolicy &rp, uint64_t seed, int tuples, std::set<int> *algs_seen,
+	    std::set<unsigned> *kinds_seen)
 {
 	auto t = compile(rp.state, rp.ifaces, 1);
 	EXPECT_TRUE(t.ok()) << (t ? "" : t.error());
@@ -58,6 +60,7 @@ int compare(const testing::RandomPolicy &rp, uint64_t seed, int tuples, std::set
 		p.dport = tu.dport;
 		dp::AclInput in;
 		dp::acl_input(&in, p.proto, p.has_ports, p.sport, p.dport, p.src, p.dst);
+		kinds_seen->insert(dp::AclClassifier::kind_of(in));
 		for (uint32_t d = 0; d < t->nsg_dirs.size(); d++) {
 			uint32_t want = te_nsg_first(*t, d, &p);
 			for (int a : algorithms(*acl[d])) {
@@ -81,11 +84,14 @@ int compare(const testing::RandomPolicy &rp, uint64_t seed, int tuples, std::set
 TEST(DpdkAcl, MatchesTheTableWalkOnRandomPolicies)
 {
 	std::set<int> algs;
+	std::set<unsigned> kinds;
 	int checked = 0;
 	for (uint64_t seed = 1; seed <= 12; seed++)
-		checked += compare(testing::random_policy(seed), seed * 7, 300, &algs);
+		checked += compare(testing::random_policy(seed), seed * 7, 300, &algs, &kinds);
 	EXPECT_GT(checked, 5000);
 	EXPECT_GE(algs.size(), 2u) << "scalar and at least one vector algorithm";
+	// IPv4 and IPv6, with and without ports: each of the four contexts answered.
+	EXPECT_EQ(kinds.size(), 4u);
 	std::printf("%d classifications agreed over %zu algorithms\n", checked, algs.size());
 }
 
@@ -121,6 +127,10 @@ TEST(DpdkAcl, BurstClassifyEqualsSingle)
 		dp::acl_input(&x, tu.proto, has_ports(tu.proto), tu.sport, tu.dport, tu.src.b.data(), tu.dst.b.data());
 		ptr.push_back(&x);
 	}
+	std::set<unsigned> kinds;
+	for (auto &x : in)
+		kinds.insert(dp::AclClassifier::kind_of(x));
+	EXPECT_GE(kinds.size(), 2u) << "a burst of mixed kinds, split into one call per kind";
 	std::vector<uint32_t> res(64);
 	(*c)->classify(ptr.data(), res.data(), 64);
 	for (size_t i = 0; i < 64; i++)
