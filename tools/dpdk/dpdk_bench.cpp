@@ -46,6 +46,7 @@ struct DpdkOptions {
 	int tracestep = 32;           // 5-tuples per rte_acl_classify call (one burst)
 	std::string lcores = "0,1";
 	int mem_mb = 0; // 0: sized from the frames
+	std::string huge_dir; // "": --no-huge
 	int mbuf_size = 2176; // RTE_MBUF_DEFAULT_BUF_SIZE
 	std::string workdir = "/tmp/linkgate-bench-dpdk";
 	std::string testpmd = "dpdk-testpmd", test_acl = "dpdk-test-acl", linkgate_dpdk;
@@ -196,6 +197,9 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 		->capture_default_str();
 	c->add_option("--lcores", o.lcores, "EAL -l: main lcore, forwarding lcore")->capture_default_str();
 	c->add_option("--mem-mb", o.mem_mb, "EAL -m (0: from the pcap size)")->capture_default_str();
+	c->add_option("--huge-dir", o.huge_dir,
+		      "a mounted hugetlbfs: every program's memory in hugepages (default: --no-huge, 4 KiB pages)")
+		->check(CLI::ExistingDirectory);
 	c->add_option("--mbuf-size", o.mbuf_size, "testpmd --mbuf-size (data room; 2176 = RTE_MBUF_DEFAULT_BUF_SIZE)")
 		->check(CLI::Range(256, 65535))
 		->capture_default_str();
@@ -412,6 +416,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		Eal e;
 		e.lcores = o.lcores;
 		e.mem_mb = mem_for(o, frames);
+		e.huge_dir = o.huge_dir;
 		e.prefix = "lgbench" + std::to_string(getpid()) + "_" + std::to_string(run_no++);
 		return e;
 	};
@@ -702,7 +707,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			 {"acl_layouts", o.acl_layouts},
 			 {"seed", o.seed},
 			 {"tsc_hz", hz},
-			 {"eal", "--no-huge --no-pci --file-prefix <unique>, -m sized from the pcap"},
+			 {"eal", (o.huge_dir.empty() ? std::string("--no-huge") : "--huge-dir " + o.huge_dir + " --huge-unlink") +
+					 " --no-pci --file-prefix <unique>, -m sized from the pcap"},
 			 {"devices", "net_pcap0 rx_pcap=<pcap>,infinite_rx=1 -> net_null0 no-rx=1"}};
 	out["machine"]["loadavg_end"] = loadavg();
 	out["finished"] = utc_now();

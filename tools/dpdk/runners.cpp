@@ -208,8 +208,14 @@ Result<ProcResult> run_process(const std::vector<std::string> &argv, double inte
 
 std::vector<std::string> Eal::args() const
 {
-	return {"-l", lcores, "--no-huge", "-m", std::to_string(mem_mb), "--no-pci", "--file-prefix", prefix,
-		"--log-level", "lib.eal:error"};
+	std::vector<std::string> a{"-l", lcores};
+	if (huge_dir.empty())
+		a.push_back("--no-huge");
+	else
+		a.insert(a.end(), {"--huge-dir", huge_dir, "--huge-unlink"});
+	a.insert(a.end(), {"-m", std::to_string(mem_mb), "--no-pci", "--file-prefix", prefix, "--log-level",
+			   "lib.eal:error"});
+	return a;
 }
 
 std::string Eal::runtime_dir() const

@@ -67,6 +67,9 @@ struct Eal {
 	std::string lcores = "0,1"; // main + one forwarding lcore
 	int mem_mb = 512;
 	std::string prefix;         // --file-prefix
+	// A mounted hugetlbfs: DPDK memory in its pages (--huge-dir, files
+	// unlinked at once); "": --no-huge, 4 KiB pages.
+	std::string huge_dir;
 	std::vector<std::string> args() const;
 	// The EAL's runtime directory of this prefix (/var/run/dpdk/<prefix> for
 	// root), removed after every run so that none accumulate.
