@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 
 extern "C" {
@@ -227,6 +228,23 @@ Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir
 						out.push_back(a);
 					}
 				}
+	}
+	return out;
+}
+
+std::string acl_rules_test_acl_v4(const std::vector<AclRuleSpec> &rules)
+{
+	std::string out;
+	char line[160];
+	for (const AclRuleSpec &s : rules) {
+		if (s.portless || !admits_v4(s.src, s.src_bits) || !admits_v4(s.dst, s.dst_bits))
+			continue;
+		uint32_t a = s.src[3], b = s.dst[3];
+		std::snprintf(line, sizeof line, "@%u.%u.%u.%u/%u\t%u.%u.%u.%u/%u\t%u : %u\t%u : %u\t0x%02X/0x%02X\n",
+			      a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff, s.src_bits[3], b >> 24, (b >> 16) & 0xff,
+			      (b >> 8) & 0xff, b & 0xff, s.dst_bits[3], s.sport_lo, s.sport_hi, s.dport_lo, s.dport_hi,
+			      s.proto, s.proto_mask);
+		out += line;
 	}
 	return out;
 }

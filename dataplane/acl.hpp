@@ -31,6 +31,11 @@ struct AclRuleSpec {
 // The rules of nsg_dirs[dir]; an error when they exceed max_rules.
 Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir, size_t max_rules = 4000000);
 
+// The rules of the IPv4 context with ports (what IPv4 TCP/UDP flows are
+// classified by) in dpdk-test-acl's IPv4 rule format, highest priority
+// first: raw rte_acl measured on exactly the rules linkgate-dpdk builds.
+std::string acl_rules_test_acl_v4(const std::vector<AclRuleSpec> &rules);
+
 // What the classifier reads per packet (network order, as in a frame).
 struct AclInput {
 	uint8_t proto;

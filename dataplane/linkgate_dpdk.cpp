@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -390,7 +391,7 @@ int main(int argc, char **argv)
 	argv[0] = const_cast<char *>("linkgate-dpdk");
 
 	CLI::App cli{"linkgate-dpdk: the DPDK fast path of linkgate"};
-	std::string socket_path, state_path, stats_json, acl_alg = "default", name = "dpdk";
+	std::string socket_path, state_path, stats_json, acl_alg = "default", name = "dpdk", dump_acl;
 	std::vector<std::string> port_specs, route_specs, local_specs;
 	size_t flows = LG_CT_CAPACITY_DEFAULT;
 	unsigned mbufs = 0;
@@ -408,6 +409,9 @@ int main(int argc, char **argv)
 	cli.add_option("--name", name, "name shown by linkgatectl stats");
 	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
+	cli.add_option("--dump-acl", dump_acl,
+		       "with --state: write each NSG direction's IPv4 rte_acl rules to PREFIX<dir>-<nsg>.rules "
+		       "(dpdk-test-acl's format) and exit");
 	try {
 		cli.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
@@ -539,6 +543,34 @@ int main(int argc, char **argv)
 			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
 			rte_eal_cleanup();
 			return 1;
+		}
+		if (!dump_acl.empty()) {
+			int rc = 0;
+			const CompiledTables &t = app.engine->live();
+			for (uint32_t d = 0; d < t.nsg_dirs.size() && rc == 0; d++) {
+				uint32_t nsg = t.nsg_dirs[d].nsg;
+				std::string path = dump_acl + std::to_string(d) + "-" +
+						   (nsg < t.nsg_names.size() ? t.nsg_names[nsg] : "nsg") + ".rules";
+				auto rules = dp::acl_rules(t, d, cfg.acl_max_rules);
+				std::string text = rules ? dp::acl_rules_test_acl_v4(*rules) : "";
+				FILE *f = rules ? std::fopen(path.c_str(), "w") : nullptr;
+				if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
+					std::fprintf(stderr, "linkgate-dpdk: %s: %s\n", path.c_str(),
+						     rules ? std::strerror(errno) : rules.error().c_str());
+					rc = 1;
+				} else {
+					std::printf("%s %zu\n", path.c_str(), size_t(std::count(text.begin(), text.end(), '\n')));
+				}
+				if (f && std::fclose(f))
+					rc = 1;
+			}
+			for (auto &p : app.ports) {
+				rte_eth_dev_stop(p.id);
+				rte_eth_dev_close(p.id);
+			}
+			app.engine.reset();
+			rte_eal_cleanup();
+			return rc;
 		}
 	} else {
 		agent = std::make_unique<AgentLink>(socket_path);

@@ -20,7 +20,7 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	ASSERT_NE(mkdtemp(dir), nullptr);
 	std::string d = dir, json = d + "/dpdk.json";
 	std::string cmd = std::string(LG_BENCH_BIN) +
-			  " dpdk --flows 1000 --repeats 1 --seconds 2 --algs scalar --acl-layouts ipv4"
+			  " dpdk --flows 1000 --repeats 1 --seconds 2 --algs scalar --acl-layouts ipv4 linkgate"
 			  " --acl-packets 100000 -q --workdir " + d + " --json " + json + " > " + d + "/out.txt 2>&1";
 	int rc = std::system(cmd.c_str());
 	std::ifstream out(d + "/out.txt");
@@ -48,6 +48,9 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	ASSERT_EQ(j["rte_acl"].size(), 1u);
 	ASSERT_TRUE(j["rte_acl"][0]["algorithms"].contains("scalar")) << j["rte_acl"].dump();
 	EXPECT_GT(j["rte_acl"][0]["algorithms"]["scalar"]["cycles_per_pkt"][0].get<double>(), 0.0);
+	// Raw rte_acl also ran on the rules linkgate-dpdk builds (--dump-acl).
+	ASSERT_TRUE(j["rte_acl"][0]["algorithms"].contains("scalar (linkgate-dpdk's rules)")) << j["rte_acl"].dump();
+	EXPECT_GT(j["acl_linkgate_rules"]["rules"].get<size_t>(), 1000u) << "1,000 NSG rules and the defaults";
 	// linkgate-dpdk is built with the tool (meson depends on it): measured, no errors.
 	ASSERT_FALSE(c["linkgate"].contains("skipped")) << c["linkgate"].dump();
 	EXPECT_TRUE(c["linkgate"]["errors"].empty()) << c["linkgate"]["errors"].dump();

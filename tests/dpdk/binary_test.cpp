@@ -6,6 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "arm_json.hpp"
@@ -236,6 +239,44 @@ TEST(DpdkBinary, InvalidStateFileExitsNamingTheProblem)
 		ASSERT_EQ(own.size(), 1u) << r.err;
 		EXPECT_NE(own[0].find(says), std::string::npos) << own[0];
 	}
+}
+
+// --dump-acl: each NSG direction's IPv4 rte_acl rules in dpdk-test-acl's
+// format, highest priority first (linkgate-bench dpdk runs raw rte_acl on
+// them), then exit 0 without forwarding.
+TEST(DpdkBinary, DumpAclWritesEachDirectionsRulesInPriorityOrder)
+{
+	Scratch s("dumpacl");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), {}));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	auto a = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap"), "net_null0"});
+	for (auto &x : std::vector<std::string>{"--state", s.path("state.json"), "--port", "0=client-vnet", "--port",
+						"1", "--flows", "4096", "--dump-acl", s.path("acl-")})
+		a.push_back(x);
+	RunResult r = run(a, s.dir());
+	ASSERT_EQ(r.code, 0) << r.err;
+	std::map<std::string, size_t> files; // path -> rules it says it wrote
+	std::istringstream out(r.out);
+	for (std::string line; std::getline(out, line);)
+		if (auto sp = line.rfind(' '); line.rfind(s.path("acl-"), 0) == 0 && sp != std::string::npos)
+			files[line.substr(0, sp)] = std::stoul(line.substr(sp + 1));
+	ASSERT_FALSE(files.empty()) << r.out;
+	const std::string pe = "@0.0.0.0/0\t10.1.1.100/32\t0 : 65535\t3306 : 3306\t0x06/0xFF",
+			  westus = "@0.0.0.0/0\t20.10.1.0/24\t0 : 65535\t3306 : 3306\t0x06/0xFF";
+	bool outbound = false;
+	for (auto &[path, n] : files) {
+		std::ifstream f(path);
+		std::vector<std::string> lines;
+		for (std::string l; std::getline(f, l);)
+			lines.push_back(l);
+		EXPECT_EQ(lines.size(), n) << path;
+		if (lines.empty() || lines[0] != pe)
+			continue;
+		// The Outbound direction: allow-pe (100) first, allow-westus (200) after it.
+		outbound = true;
+		EXPECT_NE(std::find(lines.begin() + 1, lines.end(), westus), lines.end()) << path;
+	}
+	EXPECT_TRUE(outbound) << "no direction starts with allow-pe's rule";
 }
 
 } // namespace

@@ -40,8 +40,9 @@ struct DpdkOptions {
 	int repeats = 3;
 	std::vector<std::string> algs{"scalar", "sse", "avx2", "avx512x16", "avx512x32"};
 	// ipv4: dpdk-test-acl's IPv4 5-tuple layout; ipv6: its IPv6 layout with
-	// IPv4-mapped addresses, the layout linkgate-dpdk classifies in.
-	std::vector<std::string> acl_layouts{"ipv4", "ipv6"};
+	// IPv4-mapped addresses; linkgate: the IPv4 layout on the rte_acl rules
+	// linkgate-dpdk builds from the NSG (--dump-acl: defaults included).
+	std::vector<std::string> acl_layouts{"ipv4", "ipv6", "linkgate"};
 	size_t acl_packets = 4000000; // classifications per test-acl run
 	int tracestep = 32;           // 5-tuples per rte_acl_classify call (one burst)
 	std::string lcores = "0,1";
@@ -155,7 +156,7 @@ struct Ratio {
 
 std::string acl_key(const std::string &alg, const std::string &layout)
 {
-	return layout == "ipv4" ? alg : alg + " (ipv6 layout)";
+	return layout == "ipv4" ? alg : layout == "ipv6" ? alg + " (ipv6 layout)" : alg + " (linkgate-dpdk's rules)";
 }
 
 std::string spread_text(const Spread &s, int d)
@@ -189,8 +190,9 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 		->capture_default_str();
 	c->add_option("--acl-packets", o.acl_packets, "classifications per dpdk-test-acl run")->capture_default_str();
 	c->add_option("--acl-layouts", o.acl_layouts,
-		      "dpdk-test-acl field layouts: ipv4 (5-tuple), ipv6 (IPv4-mapped, as linkgate-dpdk)")
-		->check(CLI::IsMember({"ipv4", "ipv6"}))
+		      "dpdk-test-acl field layouts: ipv4 (5-tuple), ipv6 (IPv4-mapped), linkgate (ipv4 on the rules "
+		      "linkgate-dpdk builds)")
+		->check(CLI::IsMember({"ipv4", "ipv6", "linkgate"}))
 		->capture_default_str();
 	c->add_option("--tracestep", o.tracestep, "5-tuples per rte_acl_classify call")
 		->check(CLI::Range(1, 4096))
@@ -407,6 +409,25 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		auto h = linkgate_help(lg_bin, e);
 		lg_mbufs = h && h->find("--mbufs") != std::string::npos;
 	}
+	// The rte_acl rules linkgate-dpdk builds, for dpdk-test-acl (layout "linkgate").
+	std::string lg_rules_path, lg_rules_why;
+	size_t lg_rules_n = 0;
+	if (wants(o, "acl") && std::find(o.acl_layouts.begin(), o.acl_layouts.end(), "linkgate") != o.acl_layouts.end()) {
+		std::string bin = o.linkgate_dpdk.empty() ? find_linkgate_dpdk() : o.linkgate_dpdk;
+		Eal e;
+		e.lcores = o.lcores;
+		e.mem_mb = 1024;
+		e.huge_dir = o.huge_dir;
+		e.prefix = "lgbench" + std::to_string(getpid()) + "_dump";
+		auto d = bin.empty() ? Result<std::pair<std::string, size_t>>(err("linkgate-dpdk is not built"))
+				     : linkgate_dump_acl(bin, e, state_path, sc.vnet, o.workdir + "/lg-acl-");
+		if (d) {
+			lg_rules_path = d->first;
+			lg_rules_n = d->second;
+		} else {
+			lg_rules_why = d.error();
+		}
+	}
 	constexpr size_t kLgDefaultPoolFrames = 14000; // 8191 mbufs a port + 2048, less rings and bursts
 	double hz = tsc_hz();
 	std::vector<std::string> acl_seen;
@@ -481,9 +502,14 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					if (acl_unsupported.count(key))
 						continue;
 					bool v6 = layout == "ipv6";
+					if (layout == "linkgate" && lg_rules_path.empty()) {
+						acl_unsupported[key] = "no rules from linkgate-dpdk --dump-acl: " + lg_rules_why;
+						continue;
+					}
 					prog.show(round + flows_label(f.flows) + " flows: dpdk-test-acl --alg=" + alg + (v6 ? " --ipv6" : ""));
 					int iter = int(std::max<size_t>(1, o.acl_packets / f.flows));
-					auto a = run_test_acl(o.test_acl, eal_for(0), v6 ? rules6_path : rules_path, v6 ? f.trace6 : f.trace,
+					const std::string &rf = v6 ? rules6_path : layout == "linkgate" ? lg_rules_path : rules_path;
+					auto a = run_test_acl(o.test_acl, eal_for(0), rf, v6 ? f.trace6 : f.trace,
 							      f.flows, alg, iter, o.tracestep, v6);
 					if (!a)
 						return fail(a.error());
@@ -710,6 +736,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			 {"eal", (o.huge_dir.empty() ? std::string("--no-huge") : "--huge-dir " + o.huge_dir + " --huge-unlink") +
 					 " --no-pci --file-prefix <unique>, -m sized from the pcap"},
 			 {"devices", "net_pcap0 rx_pcap=<pcap>,infinite_rx=1 -> net_null0 no-rx=1"}};
+	if (!lg_rules_path.empty())
+		out["acl_linkgate_rules"] = {{"path", lg_rules_path}, {"rules", lg_rules_n}};
 	out["machine"]["loadavg_end"] = loadavg();
 	out["finished"] = utc_now();
 

@@ -429,6 +429,37 @@ Result<std::string> linkgate_help(const std::string &bin, const Eal &eal)
 	return pr->output;
 }
 
+Result<std::pair<std::string, size_t>> linkgate_dump_acl(const std::string &bin, const Eal &eal,
+							 const std::string &state, const std::string &vnet,
+							 const std::string &prefix)
+{
+	std::vector<std::string> argv{bin};
+	for (auto &a : eal.args())
+		argv.push_back(a);
+	argv.insert(argv.end(), {"--vdev", "net_null0", "--vdev", "net_null1", "--", "--state", state, "--port",
+				 "0=" + vnet, "--port", "1", "--flows", "65536", "--dump-acl", prefix});
+	auto pr = run_process(argv, 0, 60);
+	eal.remove_runtime_dir();
+	if (!pr)
+		return err(pr.error());
+	if (pr->exit_code != 0)
+		return err("linkgate-dpdk --dump-acl failed (exit " + std::to_string(pr->exit_code) + "): " + pr->output);
+	// One "PATH COUNT" line per NSG direction.
+	std::pair<std::string, size_t> best{"", 0};
+	std::istringstream in(pr->output);
+	for (std::string line; std::getline(in, line);) {
+		auto sp = line.rfind(' ');
+		if (sp == std::string::npos || line.compare(0, prefix.size(), prefix) != 0)
+			continue;
+		size_t n = std::strtoul(line.c_str() + sp + 1, nullptr, 10);
+		if (n > best.second)
+			best = {line.substr(0, sp), n};
+	}
+	if (best.first.empty())
+		return err("linkgate-dpdk --dump-acl wrote no rules: " + pr->output);
+	return best;
+}
+
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap)
 {
 	std::vector<std::string> argv{o.bin};

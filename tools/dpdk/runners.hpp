@@ -153,6 +153,12 @@ struct LinkgateRun {
 Result<LinkgateRun> parse_linkgate_stats(const std::string &json_text);
 // `linkgate-dpdk <EAL> -- --help`: which options this build has.
 Result<std::string> linkgate_help(const std::string &bin, const Eal &eal);
+// linkgate-dpdk --dump-acl on `state` (port 0 in `vnet`): the file of the NSG
+// direction with the most IPv4 rte_acl rules (dpdk-test-acl's format), and
+// how many it holds.
+Result<std::pair<std::string, size_t>> linkgate_dump_acl(const std::string &bin, const Eal &eal,
+							 const std::string &state, const std::string &vnet,
+							 const std::string &prefix);
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap);
 
 } // namespace lg::bench::dpdk
