@@ -693,6 +693,37 @@ static __always_inline void st16(__u8 *b, __u16 v)
 	b[1] = (__u8)v;
 }
 
+/* 4 bytes as they lie in the frame (a little-endian load of network-order
+ * bytes). BPF: one 4-byte packet load, unaligned (lg_fast checked the
+ * bounds); the verifier allows it without BPF_F_STRICT_ALIGNMENT. */
+static __always_inline __u32 ld32_raw(const __u8 *b)
+{
+#ifdef __bpf__
+	return *(const __u32 *)b;
+#else
+	__u32 v;
+
+	__builtin_memcpy(&v, b, 4);
+	return v;
+#endif
+}
+
+/* One 8-byte word of a flow key, at the key's own alignment (4). */
+struct lg_kw {
+	__u64 w;
+} __attribute__((packed, aligned(4), may_alias));
+
+/* The words lg_fast writes are little-endian (x86 and bpfel, as built by
+ * bpf/meson.build's -target bpf on x86), like pre_key()'s. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "lg_fast builds little-endian flow-key words");
+_Static_assert(__builtin_offsetof(struct lg_flow_key, family) == 4 &&
+		       __builtin_offsetof(struct lg_flow_key, proto) == 5 &&
+		       __builtin_offsetof(struct lg_flow_key, src) == 8 &&
+		       __builtin_offsetof(struct lg_flow_key, dst) == 24 &&
+		       __builtin_offsetof(struct lg_flow_key, sport) == 40 &&
+		       __builtin_offsetof(struct lg_flow_key, dport) == 42,
+	       "lg_flow_key layout");
+
 /*
  * Established-flow fast path (docs/xdp.md): a linear IPv4 TCP/UDP frame
  * without VLAN tags, IP options or fragmentation, of an ESTABLISHED flow
@@ -713,7 +744,8 @@ __noinline int lg_fast(struct xdp_md *ctx)
 	struct lg_flow_entry *e;
 	struct lg_nexthop *nh;
 	struct lg_flow_key *k;
-	__u32 tot, reply, acc, co = 0;
+	struct lg_kw *kw;
+	__u32 tot, reply, acc, co = 0, ports;
 	__u16 oldw, nw, c;
 	__u64 gen;
 	__u8 proto;
@@ -754,19 +786,22 @@ __noinline int lg_fast(struct xdp_md *ctx)
 		s->fc_if = s->ifindex;
 	}
 
-	/* key_of() in whole words: ::ffff:a.b.c.d addresses, ports as sent. */
+	/* key_of() in whole words, as pre_key() (dataplane/engine.cpp) builds
+	 * it: vni, family, proto, pad0 0; ::ffff:a.b.c.d addresses (bytes 0-9
+	 * zero, 10-11 0xff, 12-15 the address as sent); ports as sent. The
+	 * DPDK build's lookup compares keys 8 bytes at a time (lg_host_key_eq),
+	 * and a load spanning several narrower stores is not store-forwarded.
+	 * s->k is 4 mod 8 in lg_scratch: x86 stores each word at once; BPF
+	 * (no unaligned stores) as two 4-byte halves. */
 	k = &s->k;
-	k->vni = s->fc_vni;
-	k->family = LG_AF_INET;
-	k->proto = proto;
-	k->pad0 = 0;
-	__builtin_memset(k->src, 0, 10);
-	k->src[10] = k->src[11] = 0xff;
-	__builtin_memcpy(k->src + 12, ip + 12, 4);
-	__builtin_memset(k->dst, 0, 10);
-	k->dst[10] = k->dst[11] = 0xff;
-	__builtin_memcpy(k->dst + 12, ip + 16, 4);
-	__builtin_memcpy(&k->sport, l4, 4); /* sport, dport */
+	kw = (struct lg_kw *)k;
+	kw[0].w = (__u64)s->fc_vni | (__u64)LG_AF_INET << 32 | (__u64)proto << 40;
+	kw[1].w = 0;
+	kw[2].w = 0xffff0000ull | (__u64)ld32_raw(ip + 12) << 32;
+	kw[3].w = 0;
+	kw[4].w = 0xffff0000ull | (__u64)ld32_raw(ip + 16) << 32;
+	ports = ld32_raw(l4); /* sport, dport */
+	__builtin_memcpy(&k->sport, &ports, 4);
 	e = bpf_map_lookup_elem(&lg_flows, k);
 	if (!e || e->state != LG_CT_ESTABLISHED || e->generation != gen || s->now >= e->expires_ns)
 		return -1;
