@@ -548,6 +548,11 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		in.dport = k.dport;
 	}
 	SharedHash::install(&b.hints);
+	// One context for the burst: same ingress port and time for every frame.
+	lg_host_ctx ctx{};
+	ctx.md.ingress_ifindex = ifindex;
+	ctx.now = now_ns;
+	bool begun = false; // a frame ran lg_xdp's prelude (lg_host_run)
 	for (unsigned i = 0; i < n; i++) {
 		b.cur = int(i);
 		b.hints.cur = b.hint_of[i];
@@ -569,7 +574,10 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 				*c += 1;
 			continue;
 		}
-		out[i] = run_one(ifindex, data[i], len[i], now_ns);
+		ctx.data = data[i];
+		ctx.len = len[i];
+		out[i] = run_one(ctx, begun);
+		begun = true;
 	}
 	b.cur = -1;
 	b.hints.cur = b.hints.cur2 = -1;
@@ -593,15 +601,13 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 	b.hints.hits = b.hints.misses = b.hints.forgotten = 0;
 }
 
-Verdict Engine::run_one(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns)
+Verdict Engine::run_one(lg_host_ctx &c, bool next)
 {
-	lg_host_ctx c{};
-	c.md.ingress_ifindex = ifindex;
-	c.data = frame;
-	c.len = len;
-	c.now = now_ns;
 	lg_host_result r;
-	lg_host_run(&c, &r);
+	if (next)
+		lg_host_run_next(&c, &r);
+	else
+		lg_host_run(&c, &r);
 	Verdict v{LG_VERDICT_DROP, lg_reason(r.reason), 0};
 	switch (r.action) {
 	case XDP_REDIRECT:

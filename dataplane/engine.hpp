@@ -156,7 +156,8 @@ private:
 	bool published_ = false;
 	uint64_t acl_builds_ = 0;
 	std::mutex control_; // publish, counters, flows, reclaim
-	Verdict run_one(uint32_t ifindex, uint8_t *frame, uint32_t len, uint64_t now_ns);
+	// One frame of a burst; next: not its first (lg_host_run_next).
+	Verdict run_one(lg_host_ctx &c, bool next);
 	uint32_t active_slot() const;                          // lg_active's slot, as the program reads it
 	uint32_t vni_of(uint32_t slot, uint32_t ifindex) const; // egress_vni() of the program
 	struct alignas(64) ClassifyStat {

@@ -72,15 +72,23 @@ Pipeline::Pipeline(Engine &engine, const std::vector<uint16_t> &ports, unsigned 
 
 void Pipeline::assign(unsigned wid, uint16_t port, uint16_t queue) { rxq_[wid].push_back({port, queue}); }
 
-unsigned Pipeline::run_once(unsigned wid)
+unsigned Pipeline::run_once(unsigned wid) { return iterate(wid, nullptr, 0); }
+
+unsigned Pipeline::iterate(unsigned wid, uint32_t *idle, uint32_t iter)
 {
 	WorkerStats &st = stats_[wid];
 	auto &tx = tx_[wid];
 	rte_mbuf *pkts[kBurst];
 	Verdict v[kBurst];
 	unsigned total = 0;
-	for (auto [port, queue] : rxq_[wid]) {
+	const auto &rxq = rxq_[wid];
+	for (size_t q = 0; q < rxq.size(); q++) {
+		auto [port, queue] = rxq[q];
+		if (idle && idle[q] >= kIdlePolls && iter % kIdleEvery)
+			continue;
 		uint16_t n = rte_eth_rx_burst(port, queue, pkts, kBurst);
+		if (idle)
+			idle[q] = n ? 0 : std::min(idle[q] + 1, kIdlePolls);
 		if (!n)
 			continue;
 		total += n;
@@ -127,8 +135,9 @@ unsigned Pipeline::run_once(unsigned wid)
 void Pipeline::run(unsigned wid, const std::atomic<bool> &stop)
 {
 	engine_.online(wid);
-	while (!stop.load(std::memory_order_relaxed)) {
-		run_once(wid);
+	std::vector<uint32_t> idle(rxq_[wid].size(), 0); // empty polls in a row, per queue
+	for (uint32_t iter = 0; !stop.load(std::memory_order_relaxed); iter++) {
+		iterate(wid, idle.data(), iter);
 		engine_.quiescent(wid);
 	}
 	engine_.offline(wid);

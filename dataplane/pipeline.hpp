@@ -49,14 +49,21 @@ public:
 	// queue `wid`). Returns the frames received. Does not report a quiescent
 	// state: the caller does (run() after every iteration).
 	unsigned run_once(unsigned wid);
-	// online, run_once + quiescent until `stop`, offline.
+	// online, run_once + quiescent until `stop`, offline; except that a
+	// queue that returned nothing kIdlePolls times in a row is polled every
+	// kIdleEvery-th iteration only, until it returns a frame (docs/dpdk.md).
 	void run(unsigned wid, const std::atomic<bool> &stop);
+	static constexpr uint32_t kIdlePolls = 64, kIdleEvery = 4;
 
 	const WorkerStats &stats(unsigned wid) const { return stats_[wid]; }
 	PipelineTotals totals() const;
 	unsigned workers() const { return unsigned(rxq_.size()); }
 
 private:
+	// One iteration; idle (per queue of wid, or nullptr: poll every queue)
+	// and iter as run() keeps them.
+	unsigned iterate(unsigned wid, uint32_t *idle, uint32_t iter);
+
 	Engine &engine_;
 	std::vector<std::vector<std::pair<uint16_t, uint16_t>>> rxq_; // per worker
 	std::vector<std::vector<std::vector<rte_mbuf *>>> tx_;         // per worker, per port id
