@@ -856,21 +856,16 @@ __noinline int lg_fast(struct xdp_md *ctx)
 	return (int)bpf_redirect(nh->ifindex, 0);
 }
 
-SEC("xdp")
-int lg_xdp(struct xdp_md *ctx)
+/*
+ * A frame's decision once lg_xdp's prelude has set the scratch's slot,
+ * generation, ifindex and time: the fast path, else the full path and its
+ * counters. linkgate-dpdk runs it directly for the later frames of a burst,
+ * whose prelude is the first frame's (dataplane/lg_prog.c).
+ */
+static __always_inline int lg_after_prelude(struct xdp_md *ctx)
 {
-	struct lg_scratch *s = scratch();
-	struct lg_active *a;
-	__u32 z = 0;
+	struct lg_scratch *s;
 	int v;
-
-	if (!s)
-		return XDP_ABORTED;
-	a = bpf_map_lookup_elem(&lg_active, &z);
-	s->slot = a && a->slot < LG_GEN_SLOTS ? a->slot : 0; /* read once: one generation */
-	s->agen = a ? a->generation : 0;
-	s->ifindex = ctx->ingress_ifindex;
-	s->now = bpf_ktime_get_coarse_ns() + lg_time_offset_ns; /* ticks suffice for timeouts of seconds */
 
 	v = lg_fast(ctx);
 	if (v >= 0)
@@ -905,4 +900,21 @@ int lg_xdp(struct xdp_md *ctx)
 	default:
 		return XDP_DROP;
 	}
+}
+
+SEC("xdp")
+int lg_xdp(struct xdp_md *ctx)
+{
+	struct lg_scratch *s = scratch();
+	struct lg_active *a;
+	__u32 z = 0;
+
+	if (!s)
+		return XDP_ABORTED;
+	a = bpf_map_lookup_elem(&lg_active, &z);
+	s->slot = a && a->slot < LG_GEN_SLOTS ? a->slot : 0; /* read once: one generation */
+	s->agen = a ? a->generation : 0;
+	s->ifindex = ctx->ingress_ifindex;
+	s->now = bpf_ktime_get_coarse_ns() + lg_time_offset_ns; /* ticks suffice for timeouts of seconds */
+	return lg_after_prelude(ctx);
 }

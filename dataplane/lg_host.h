@@ -86,8 +86,6 @@ struct lg_host_ctx {
 	__u32 len;
 	__u32 redirect; /* bpf_redirect() target ifindex */
 	__u64 now;      /* bpf_ktime_get_ns() for the whole burst */
-	__u32 fast_failed; /* lg_host_run_next: lg_fast said -1, lg_xdp skips it */
-	__u32 pad0;
 };
 
 /* What lg_host_run() returns for a frame. */
@@ -118,10 +116,10 @@ int lg_host_bind(lg_host_resolver resolve, void *arg); /* 0, or -1: a map was no
 void lg_host_run(struct lg_host_ctx *ctx, struct lg_host_result *r);
 /* A later frame of the burst whose first frame lg_host_run() decided, on
  * the same thread, with the same ingress ifindex and now: lg_xdp's prelude
- * (lg_active's slot and generation, ifindex, time) is not redone, the fast
- * path runs at once and lg_xdp only after its -1. The slot read for the
- * burst stays intact until the worker's quiescent state after the burst
- * (a publish waits for it), as in a burst of lg_host_run() calls. */
+ * (lg_active's slot and generation, ifindex, time) is not redone, the
+ * program's lg_after_prelude() runs at once. The slot read for the burst stays
+ * intact until the worker's quiescent state after the burst (a publish
+ * waits for it), so every frame of a burst is decided by one generation. */
 void lg_host_run_next(struct lg_host_ctx *ctx, struct lg_host_result *r);
 extern const unsigned long lg_host_scratch_size; /* per-CPU scratch value */
 /* Frames the established-flow fast path forwarded, over all CPUs (the

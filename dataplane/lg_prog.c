@@ -9,26 +9,7 @@
 
 #include "lg_host.h"
 
-static int lg_host_fast_call(struct xdp_md *ctx);
-/* lg_xdp's own call of the fast path, lg_fast(ctx), goes through
- * lg_host_fast_call(); the definition, lg_fast(struct xdp_md *ctx), keeps
- * its name. lg_host_run_next() runs lg_fast first and, on -1, lg_xdp,
- * which then must not run it again: its flow lookup would count a second
- * hint hit, or ask rte_hash twice. */
-#define LG_FAST_ARG_struct lg_fast(struct
-#define LG_FAST_ARG_ctx lg_host_fast_call(ctx
-#define lg_fast(arg) LG_FAST_ARG_##arg)
-
 #include "../bpf/lg_xdp.bpf.c"
-
-#undef lg_fast
-#undef LG_FAST_ARG_struct
-#undef LG_FAST_ARG_ctx
-
-static int lg_host_fast_call(struct xdp_md *ctx)
-{
-	return ((struct lg_host_ctx *)ctx)->fast_failed ? -1 : lg_fast(ctx);
-}
 
 const unsigned long lg_host_scratch_size = sizeof(struct lg_scratch);
 
@@ -75,25 +56,16 @@ void lg_host_run(struct lg_host_ctx *ctx, struct lg_host_result *r)
 {
 	lg_host_cur = ctx;
 	ctx->redirect = 0;
-	ctx->fast_failed = 0;
 	lg_host_result_of(ctx, r, lg_xdp(&ctx->md));
 }
 
 /* lg_xdp's prelude set the scratch's slot, generation, ifindex and time
- * for the burst's first frame (lg_host.h): the fast path straight away. */
+ * for the burst's first frame (lg_host.h): the decision straight away. */
 void lg_host_run_next(struct lg_host_ctx *ctx, struct lg_host_result *r)
 {
-	int v;
-
 	lg_host_cur = ctx;
 	ctx->redirect = 0;
-	ctx->fast_failed = 0;
-	v = lg_fast(&ctx->md);
-	if (v < 0) {
-		ctx->fast_failed = 1;
-		v = lg_xdp(&ctx->md);
-	}
-	lg_host_result_of(ctx, r, v);
+	lg_host_result_of(ctx, r, lg_after_prelude(&ctx->md));
 }
 
 void lg_host_set_timeouts(const struct lg_host_timeouts *t)
