@@ -139,6 +139,7 @@ void Pipeline::run(unsigned wid, const std::atomic<bool> &stop)
 	for (uint32_t iter = 0; !stop.load(std::memory_order_relaxed); iter++) {
 		iterate(wid, idle.data(), iter);
 		engine_.quiescent(wid);
+		bump(stats_[wid].iterations, 1);
 	}
 	engine_.offline(wid);
 }

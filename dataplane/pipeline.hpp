@@ -28,6 +28,7 @@ Result<uint16_t> setup_port(uint16_t id, unsigned workers, rte_mempool *pool, Ma
 
 struct alignas(64) WorkerStats {
 	std::atomic<uint64_t> rx{0}, tx{0}, tx_failed{0}, passed{0}, dropped{0}, busy_cycles{0};
+	std::atomic<uint64_t> iterations{0}; // run()'s loop, busy or not
 };
 
 struct PipelineTotals {

@@ -2,14 +2,19 @@
 // in-process with rte_eth_from_rings(): frames built with PacketBuilder are
 // enqueued on the RX rings, Pipeline::run_once decides and transmits them,
 // and what comes out of each TX ring must be, in order and byte for byte,
-// what the reference evaluator forwards (or sends back: XDP_TX) on that port.
+// what the reference evaluator forwards (or sends back: XDP_TX) on that port;
+// then Pipeline::run receives a frame on a queue that had gone idle.
 #include <gtest/gtest.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <atomic>
+#include <chrono>
 #include <map>
+#include <optional>
+#include <thread>
 
 #include "dpdk_scenario.hpp"
 #include "hex.hpp"
@@ -169,6 +174,39 @@ TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 		EXPECT_EQ(c.reasons[i], ec.reasons[i]) << reason_name(lg_reason(i));
 	EXPECT_EQ(c.flows, ev.flow_count());
 	eng.offline(0);
+
+	// The worker loop: both queues have been empty long enough to be polled
+	// only every kIdleEvery-th iteration; a frame that arrives on one of
+	// them then is still received and decided as the evaluator decides it.
+	std::atomic<bool> stop{false};
+	std::thread worker([&] { pipe.run(0, stop); });
+	const dp::WorkerStats &ws = pipe.stats(0);
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+	while (ws.iterations.load() < 20 * dp::Pipeline::kIdlePolls && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::yield();
+	EXPECT_GE(ws.iterations.load(), 20 * dp::Pipeline::kIdlePolls) << "the worker loop did not run";
+	std::optional<Frame> late;
+	for (auto &round : scenario_rounds(p0.mac, p1.mac))
+		for (auto &f : round)
+			if (!late && f.port == 1)
+				late = f;
+	ASSERT_TRUE(late);
+	uint64_t rx0 = ws.rx.load(), done0 = ws.tx.load() + ws.passed.load() + ws.dropped.load();
+	Decision d = ev.process(late->bytes, 2, dp::Engine::clock_ns());
+	enqueue(p1, late->bytes);
+	while (ws.tx.load() + ws.passed.load() + ws.dropped.load() == done0 &&
+	       std::chrono::steady_clock::now() < deadline)
+		std::this_thread::yield();
+	stop.store(true);
+	worker.join();
+	EXPECT_EQ(ws.rx.load(), rx0 + 1) << "the frame on the idle queue was not received";
+	auto out = drain(d.verdict == LG_VERDICT_FORWARD && d.egress_ifindex == 1 ? p0 : p1);
+	if (d.verdict == LG_VERDICT_FORWARD || d.verdict == LG_VERDICT_TX) {
+		ASSERT_EQ(out.size(), 1u) << late->what;
+		EXPECT_EQ(out[0], d.frame) << late->what;
+	} else {
+		EXPECT_TRUE(out.empty()) << late->what;
+	}
 	for (RingPort *rp : {&p0, &p1}) {
 		rte_eth_dev_stop(rp->id);
 		rte_eth_dev_close(rp->id);
