@@ -474,7 +474,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				if (c.established) {
 					// Port 2 (client VNet) replays the SYNs once, port 3 the
 					// backends' SYN-ACKs once, in step (one worker polls the
-					// ports in order, 32 frames a burst): every flow is
+					// ports in order, a burst at a time): every flow is
 					// ESTABLISHED after it; port 0's data frames then take the
 					// fast path. Measured from telemetry once 98 % of 100 ms
 					// of frames were fast-path frames.
