@@ -97,6 +97,14 @@ RTE_ACL_RULE_DEF(LgAclRule, kMaxFields);
 constexpr bool kind_v4(unsigned k) { return k < 2; }
 constexpr bool kind_portless(unsigned k) { return k & 1; }
 
+// Offset in AclInput of word w (0-3) of the source or destination address.
+uint32_t addr_word(bool src, uint32_t w)
+{
+	if (w == 3)
+		return src ? offsetof(AclInput, src3) : offsetof(AclInput, dst3);
+	return uint32_t((src ? offsetof(AclInput, src) : offsetof(AclInput, dst)) + 4 * w);
+}
+
 rte_acl_config acl_config(unsigned kind)
 {
 	rte_acl_config c{};
@@ -106,9 +114,9 @@ rte_acl_config acl_config(unsigned kind)
 	c.defs[f] = {RTE_ACL_FIELD_TYPE_BITMASK, 1, uint8_t(f), 0, offsetof(AclInput, proto)};
 	f++;
 	for (uint32_t w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++)
-		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, uint32_t(offsetof(AclInput, src) + 4 * w)};
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, addr_word(true, w)};
 	for (uint32_t w = kind_v4(kind) ? 3 : 0; w < 4; w++, f++)
-		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, uint32_t(offsetof(AclInput, dst) + 4 * w)};
+		c.defs[f] = {RTE_ACL_FIELD_TYPE_MASK, 4, uint8_t(f), grp++, addr_word(false, w)};
 	if (!kind_portless(kind)) {
 		c.defs[f] = {RTE_ACL_FIELD_TYPE_RANGE, 2, uint8_t(f), grp, offsetof(AclInput, sport)};
 		f++;
@@ -252,11 +260,16 @@ std::string acl_rules_test_acl_v4(const std::vector<AclRuleSpec> &rules)
 void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint16_t dport, const uint8_t src[16],
 	       const uint8_t dst[16])
 {
+	static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	// ::ffff:a.b.c.d on both sides (the key of an IPv4 frame always is).
+	bool v4 = !std::memcmp(src, kMapped, 12) && !std::memcmp(dst, kMapped, 12);
 	in->proto = proto;
-	in->pad[0] = in->pad[1] = in->pad[2] = 0;
-	in->portless = rte_cpu_to_be_32(has_ports ? 0 : 1);
-	std::memcpy(in->src, src, 16);
-	std::memcpy(in->dst, dst, 16);
+	in->kind = uint8_t((v4 ? 0 : 2) | (has_ports ? 0 : 1));
+	in->pad[0] = in->pad[1] = 0;
+	std::memcpy(in->src, src, 12);
+	std::memcpy(&in->src3, src + 12, 4);
+	std::memcpy(in->dst, dst, 12);
+	std::memcpy(&in->dst3, dst + 12, 4);
 	in->sport = has_ports ? rte_cpu_to_be_16(sport) : 0;
 	in->dport = has_ports ? rte_cpu_to_be_16(dport) : 0;
 }
@@ -304,14 +317,6 @@ AclClassifier::~AclClassifier()
 	for (rte_acl_ctx *x : ctx_)
 		if (x)
 			rte_acl_free(x);
-}
-
-unsigned AclClassifier::kind_of(const AclInput &in)
-{
-	// ::ffff:a.b.c.d on both sides; the key of an IPv4 frame always is.
-	const uint32_t mapped = rte_cpu_to_be_32(0xffff);
-	bool v4 = !(in.src[0] | in.src[1] | in.dst[0] | in.dst[1]) && in.src[2] == mapped && in.dst[2] == mapped;
-	return (v4 ? 0 : 2) | (in.portless ? 1 : 0);
 }
 
 uint32_t AclClassifier::first(const AclInput &in) const

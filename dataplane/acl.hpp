@@ -36,16 +36,22 @@ Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir
 // first: raw rte_acl measured on exactly the rules linkgate-dpdk builds.
 std::string acl_rules_test_acl_v4(const std::vector<AclRuleSpec> &rules);
 
-// What the classifier reads per packet (network order, as in a frame).
+// What the classifier reads per packet (network order, as in a frame),
+// built by acl_input(). An IPv4 tuple is its first 16 bytes, laid out as
+// dpdk-test-acl's 5-tuple (the IPv4 contexts read nothing else); the IPv6
+// contexts also read the addresses' first three words.
 struct AclInput {
 	uint8_t proto;
-	uint8_t pad[3];
-	uint32_t portless; // 0/1 (any byte order): picks the context, not a field
-	uint32_t src[4];
-	uint32_t dst[4];
+	uint8_t kind; // AclClassifier::kind_of: picks the context, not a field
+	uint8_t pad[2];
+	uint32_t src3; // the addresses' last words
+	uint32_t dst3;
 	uint16_t sport;
 	uint16_t dport;
+	uint32_t src[3]; // the addresses' first three words
+	uint32_t dst[3];
 };
+static_assert(sizeof(AclInput) == 40);
 void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint16_t dport, const uint8_t src[16],
 	       const uint8_t dst[16]);
 
@@ -67,7 +73,8 @@ public:
 
 	// Which context answers an input: 0 IPv4 with ports, 1 IPv4 portless,
 	// 2 IPv6 with ports, 3 IPv6 portless (docs/dpdk.md, "Classification").
-	static unsigned kind_of(const AclInput &in);
+	// acl_input() sets it.
+	static unsigned kind_of(const AclInput &in) { return in.kind & 3; }
 
 private:
 	static constexpr unsigned kKinds = 4;

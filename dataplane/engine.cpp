@@ -539,13 +539,7 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 			continue;
 		}
 		const lg_flow_key &k = b.keys[h];
-		AclInput &in = b.in[i];
-		std::memset(&in, 0, sizeof in);
-		in.proto = k.proto;
-		std::memcpy(in.src, k.src, 16);
-		std::memcpy(in.dst, k.dst, 16);
-		in.sport = k.sport; // network order, as acl_input() writes them
-		in.dport = k.dport;
+		acl_input(&b.in[i], k.proto, true, rte_be_to_cpu_16(k.sport), rte_be_to_cpu_16(k.dport), k.src, k.dst);
 	}
 	SharedHash::install(&b.hints);
 	// One context for the burst: same ingress port and time for every frame.
@@ -711,6 +705,12 @@ uint32_t Engine::nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t h
 	}
 	cs.lookups++;
 	return r;
+}
+
+std::shared_ptr<const AclClassifier> Engine::live_classifier(uint32_t dir) const
+{
+	const Generation *g = gens_[active_slot()].get();
+	return g && dir < g->acl.size() ? g->acl[dir] : nullptr;
 }
 
 Engine::BurstStats Engine::burst_stats() const

@@ -126,6 +126,9 @@ public:
 	size_t flow_entries();              // both keys of every flow
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }
+	// The live generation's rte_acl classifier of NSG direction `dir`, as the
+	// workers call it (nullptr: the direction walks the program's bit vectors).
+	std::shared_ptr<const AclClassifier> live_classifier(uint32_t dir) const;
 
 	// C callbacks of lg_host.h.
 	uint32_t nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t has_ports, uint16_t sport, uint16_t dport,

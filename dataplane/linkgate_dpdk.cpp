@@ -26,7 +26,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -350,6 +352,82 @@ Result<dp::MacRoute> parse_route(const std::string &s, const std::vector<Port> &
 // raises the limit by default when the CPU has what rte_acl's AVX-512 code
 // uses (F, VL, CD, BW); an explicit --force-max-simd-bitwidth in the EAL
 // arguments wins (docs/dpdk.md).
+// --classify-trace: the live generation's classifier of NSG direction `dir`
+// alone, called as dpdk-test-acl calls rte_acl on the same trace (inputs
+// built beforehand, `step` a call, `iter` passes, one TSC interval): the
+// classifier's cost without the pipeline around it. The first pass is held
+// to single-tuple lookups. 0, or 1 with a message.
+static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string &path, unsigned step, unsigned iter)
+{
+	auto cls = eng.live_classifier(dir);
+	if (!cls) {
+		std::fprintf(stderr, "linkgate-dpdk: --classify-trace: NSG direction %u has no rte_acl classifier\n", dir);
+		return 1;
+	}
+	// dpdk-test-acl's IPv4 trace: src dst sport dport proto, addresses as
+	// 32-bit numbers; as IPv4-mapped inputs, as acl_input() builds them.
+	std::ifstream f(path);
+	if (!f) {
+		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s: %s\n", path.c_str(), std::strerror(errno));
+		return 1;
+	}
+	std::vector<dp::AclInput> in;
+	size_t lineno = 0;
+	for (std::string line; std::getline(f, line);) {
+		lineno++;
+		if (line.find_first_not_of(" \t\r") == std::string::npos)
+			continue;
+		unsigned long v[5];
+		const char *p = line.c_str();
+		int k = 0;
+		for (; k < 5; k++) {
+			char *e;
+			errno = 0;
+			v[k] = std::strtoul(p, &e, 0);
+			if (e == p || errno || (*e && !std::isspace(static_cast<unsigned char>(*e))))
+				break;
+			p = e;
+		}
+		if (k < 5 || v[0] > UINT32_MAX || v[1] > UINT32_MAX || v[2] > 0xffff || v[3] > 0xffff || v[4] > 0xff ||
+		    std::string(p).find_first_not_of(" \t\r") != std::string::npos) {
+			std::fprintf(stderr, "linkgate-dpdk: %s:%zu: not \"src dst sport dport proto\"\n", path.c_str(), lineno);
+			return 1;
+		}
+		uint8_t src[16] = {}, dst[16] = {};
+		src[10] = src[11] = dst[10] = dst[11] = 0xff;
+		for (int b = 0; b < 4; b++) {
+			src[12 + b] = uint8_t(v[0] >> (24 - 8 * b));
+			dst[12 + b] = uint8_t(v[1] >> (24 - 8 * b));
+		}
+		uint8_t proto = uint8_t(v[4]);
+		in.emplace_back();
+		dp::acl_input(&in.back(), proto, proto == 6 || proto == 17, uint16_t(v[2]), uint16_t(v[3]), src, dst);
+	}
+	if (in.empty()) {
+		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s: no tuples\n", path.c_str());
+		return 1;
+	}
+	std::vector<const dp::AclInput *> ptr(in.size());
+	for (size_t i = 0; i < in.size(); i++)
+		ptr[i] = &in[i];
+	std::vector<uint32_t> res(in.size());
+	uint64_t t0 = rte_rdtsc();
+	for (unsigned it = 0; it < iter; it++)
+		for (size_t i = 0; i < in.size(); i += step)
+			cls->classify(ptr.data() + i, res.data() + i, uint32_t(std::min<size_t>(step, in.size() - i)));
+	uint64_t cycles = rte_rdtsc() - t0;
+	for (size_t i = 0; i < in.size(); i++)
+		if (res[i] != cls->first(in[i])) {
+			std::fprintf(stderr, "linkgate-dpdk: --classify-trace: tuple %zu: batch answer %u, single %u\n", i + 1,
+				     res[i], cls->first(in[i]));
+			return 1;
+		}
+	double n = double(in.size()) * iter;
+	std::printf("classify: direction %u, %zu tuples, %u per call, %u passes: %llu cycles, %.2f cycles/tuple\n", dir,
+		    in.size(), step, iter, (unsigned long long)cycles, double(cycles) / n);
+	return 0;
+}
+
 static std::vector<char *> eal_args_with_simd(int argc, char **argv)
 {
 	static char simd512[] = "--force-max-simd-bitwidth=512";
@@ -409,6 +487,15 @@ int main(int argc, char **argv)
 	cli.add_option("--name", name, "name shown by linkgatectl stats");
 	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
+	std::string classify_path;
+	uint32_t classify_dir = 0;
+	unsigned tracestep = 32, iter = 1;
+	cli.add_option("--classify-trace", classify_path,
+		       "with --state: time NSG direction --classify-dir's classifier alone on this dpdk-test-acl IPv4 "
+		       "trace and exit");
+	cli.add_option("--classify-dir", classify_dir, "NSG direction of --classify-trace");
+	cli.add_option("--tracestep", tracestep, "--classify-trace: tuples per call")->check(CLI::Range(1u, 4096u));
+	cli.add_option("--iter", iter, "--classify-trace: passes over the trace")->check(CLI::Range(1u, 1000000u));
 	cli.add_option("--dump-acl", dump_acl,
 		       "with --state: write each NSG direction's IPv4 rte_acl rules to PREFIX<dir>-<nsg>.rules "
 		       "(dpdk-test-acl's format) and exit");
@@ -427,6 +514,12 @@ int main(int argc, char **argv)
 	}
 	if (socket_path.empty() == state_path.empty()) {
 		std::fprintf(stderr, "linkgate-dpdk: give exactly one of --socket and --state\n");
+		rte_eal_cleanup();
+		return 2;
+	}
+
+	if ((!dump_acl.empty() || !classify_path.empty()) && state_path.empty()) {
+		std::fprintf(stderr, "linkgate-dpdk: --dump-acl and --classify-trace need --state\n");
 		rte_eal_cleanup();
 		return 2;
 	}
@@ -544,10 +637,12 @@ int main(int argc, char **argv)
 			rte_eal_cleanup();
 			return 1;
 		}
-		if (!dump_acl.empty()) {
+		if (!dump_acl.empty() || !classify_path.empty()) {
 			int rc = 0;
+			if (!classify_path.empty())
+				rc = classify_trace(*app.engine, classify_dir, classify_path, tracestep, iter);
 			const CompiledTables &t = app.engine->live();
-			for (uint32_t d = 0; d < t.nsg_dirs.size() && rc == 0; d++) {
+			for (uint32_t d = 0; d < t.nsg_dirs.size() && rc == 0 && !dump_acl.empty(); d++) {
 				uint32_t nsg = t.nsg_dirs[d].nsg;
 				std::string path = dump_acl + std::to_string(d) + "-" +
 						   (nsg < t.nsg_names.size() ? t.nsg_names[nsg] : "nsg") + ".rules";

@@ -51,6 +51,10 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	// Raw rte_acl also ran on the rules linkgate-dpdk builds (--dump-acl).
 	ASSERT_TRUE(j["rte_acl"][0]["algorithms"].contains("scalar (linkgate-dpdk's rules)")) << j["rte_acl"].dump();
 	EXPECT_GT(j["acl_linkgate_rules"]["rules"].get<size_t>(), 1000u) << "1,000 NSG rules and the defaults";
+	// And linkgate-dpdk's own classifier alone on the same trace (--classify-trace).
+	auto alone = j["rte_acl"][0]["algorithms"]["scalar (linkgate-dpdk's rules)"]["linkgate_classifier_alone"];
+	ASSERT_EQ(alone["cycles_per_tuple"].size(), 1u) << j["rte_acl"].dump();
+	EXPECT_GT(alone["cycles_per_tuple"][0].get<double>(), 0.0);
 	// linkgate-dpdk is built with the tool (meson depends on it): measured, no errors.
 	ASSERT_FALSE(c["linkgate"].contains("skipped")) << c["linkgate"].dump();
 	EXPECT_TRUE(c["linkgate"]["errors"].empty()) << c["linkgate"]["errors"].dump();

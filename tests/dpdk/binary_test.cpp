@@ -201,6 +201,7 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--socket", s.path("sock"), "--port", "0"}, "exactly one of --socket and --state"},
 		{{"--state", st, "--port", "0", "--acl-alg", "fastest"}, "--acl-alg"},
 		{{"--state", st}, "--port"},
+		{{"--socket", s.path("sock"), "--port", "0", "--classify-trace", st}, "need --state"},
 	};
 	for (auto &c : cases) {
 		auto a = base;
@@ -277,6 +278,52 @@ TEST(DpdkBinary, DumpAclWritesEachDirectionsRulesInPriorityOrder)
 		EXPECT_NE(std::find(lines.begin() + 1, lines.end(), westus), lines.end()) << path;
 	}
 	EXPECT_TRUE(outbound) << "no direction starts with allow-pe's rule";
+}
+
+// --classify-trace: a direction's classifier alone on a dpdk-test-acl trace
+// (linkgate-bench dpdk compares it with raw rte_acl). Batch answers are held
+// to single lookups inside; a line that is not a 5-tuple is an error naming
+// it; nothing is forwarded.
+TEST(DpdkBinary, ClassifyTraceTimesEachDirectionAndRejectsBadLines)
+{
+	Scratch s("clstrace");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), {}));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	// 10.0.0.5 -> 10.1.1.100:3306 TCP, decimal and hex; one UDP, one portless (ICMP).
+	std::ofstream(s.path("ok.trace")) << "167772165\t167838052\t40000\t3306\t6\n"
+					     "0x0a000005 0x0a010164 40001 3306 6\n\n"
+					     "167772165\t167838052\t53\t53\t17\n"
+					     "167772165\t167838052\t0\t0\t1\n";
+	std::ofstream(s.path("bad.trace")) << "167772165\t167838052\t40000\t3306\t6\n"
+					      "167772165\t167838052\t70000\t3306\t6\n";
+	auto base = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap"), "net_null0"});
+	for (auto &x : std::vector<std::string>{"--state", s.path("state.json"), "--port", "0=client-vnet", "--port",
+						"1", "--flows", "4096"})
+		base.push_back(x);
+	auto dump = base;
+	dump.insert(dump.end(), {"--dump-acl", s.path("acl-")});
+	RunResult d = run(dump, s.dir());
+	ASSERT_EQ(d.code, 0) << d.err;
+	size_t dirs = size_t(std::count(d.out.begin(), d.out.end(), '\n'));
+	ASSERT_GT(dirs, 0u) << d.out;
+	for (size_t dir = 0; dir < dirs; dir++) {
+		SCOPED_TRACE("direction " + std::to_string(dir));
+		auto a = base;
+		a.insert(a.end(), {"--classify-trace", s.path("ok.trace"), "--classify-dir", std::to_string(dir), "--iter",
+				   "3", "--tracestep", "2"});
+		RunResult r = run(a, s.dir());
+		ASSERT_EQ(r.code, 0) << r.err;
+		std::string want = "classify: direction " + std::to_string(dir) + ", 4 tuples, 2 per call, 3 passes: ";
+		EXPECT_EQ(r.out.rfind(want, 0), 0u) << r.out;
+		EXPECT_NE(r.out.find(" cycles/tuple"), std::string::npos) << r.out;
+	}
+	auto a = base;
+	a.insert(a.end(), {"--classify-trace", s.path("bad.trace")});
+	RunResult r = run(a, s.dir());
+	EXPECT_EQ(r.code, 1);
+	auto own = own_lines(r.err);
+	ASSERT_EQ(own.size(), 1u) << r.err;
+	EXPECT_NE(own[0].find("bad.trace:2: not \"src dst sport dport proto\""), std::string::npos) << own[0];
 }
 
 } // namespace

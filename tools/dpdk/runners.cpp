@@ -460,6 +460,46 @@ Result<std::pair<std::string, size_t>> linkgate_dump_acl(const std::string &bin,
 	return best;
 }
 
+std::optional<double> parse_linkgate_classify(const std::string &out)
+{
+	static const std::regex re(R"(classify: direction \d+, (\d+) tuples, .* ([0-9.]+) cycles/tuple)");
+	std::smatch m;
+	if (!std::regex_search(out, m, re))
+		return std::nullopt;
+	return std::stod(m[2]);
+}
+
+Result<AclRun> run_linkgate_classify(const std::string &bin, const Eal &eal, const std::string &state,
+				     const std::string &vnet, uint32_t dir, const std::string &trace, const std::string &alg,
+				     int iterations, int tracestep)
+{
+	std::vector<std::string> argv{bin};
+	for (auto &a : eal.args())
+		argv.push_back(a);
+	argv.insert(argv.end(), {"--vdev", "net_null0", "--vdev", "net_null1", "--", "--state", state, "--port",
+				 "0=" + vnet, "--port", "1", "--flows", "65536", "--acl-alg", alg, "--classify-trace", trace,
+				 "--classify-dir", std::to_string(dir), "--iter", std::to_string(iterations), "--tracestep",
+				 std::to_string(tracestep)});
+	auto pr = run_process(argv, 0, 120);
+	eal.remove_runtime_dir();
+	if (!pr)
+		return err(pr.error());
+	AclRun a;
+	a.alg = alg;
+	auto c = parse_linkgate_classify(pr->output);
+	if (pr->exit_code != 0 || !c) {
+		if (pr->output.find("not supported on this CPU") != std::string::npos) {
+			a.why = "linkgate-dpdk: not supported on this CPU";
+			return a;
+		}
+		return err("linkgate-dpdk --classify-trace failed (exit " + std::to_string(pr->exit_code) +
+			   "): " + tail(pr->output, 300));
+	}
+	a.supported = true;
+	a.cycles_per_pkt = *c;
+	return a;
+}
+
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap)
 {
 	std::vector<std::string> argv{o.bin};

@@ -159,6 +159,14 @@ Result<std::string> linkgate_help(const std::string &bin, const Eal &eal);
 Result<std::pair<std::string, size_t>> linkgate_dump_acl(const std::string &bin, const Eal &eal,
 							 const std::string &state, const std::string &vnet,
 							 const std::string &prefix);
+// linkgate-dpdk --classify-trace: its classifier of NSG direction `dir`
+// alone on a dpdk-test-acl trace, called as dpdk-test-acl calls rte_acl.
+// supported == false: linkgate-dpdk refused the algorithm.
+Result<AclRun> run_linkgate_classify(const std::string &bin, const Eal &eal, const std::string &state,
+				     const std::string &vnet, uint32_t dir, const std::string &trace, const std::string &alg,
+				     int iterations, int tracestep);
+// "classify: ... N cycles/tuple" of --classify-trace.
+std::optional<double> parse_linkgate_classify(const std::string &out);
 Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const std::string &pcap);
 
 } // namespace lg::bench::dpdk
