@@ -430,7 +430,12 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			lg_rules_path = d->first;
 			lg_rules_n = d->second;
 			lg_rules_dir = uint32_t(std::strtoul(lg_rules_path.c_str() + (o.workdir + "/lg-acl-").size(), nullptr, 10));
-			lg_bin_acl = bin;
+			// Builds before --classify-trace: raw rte_acl only.
+			Eal eh = e;
+			eh.prefix += "help";
+			auto h = linkgate_help(bin, eh);
+			if (h && h->find("--classify-trace") != std::string::npos)
+				lg_bin_acl = bin;
 		} else {
 			lg_rules_why = d.error();
 		}
@@ -527,7 +532,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					if (std::find(acl_seen.begin(), acl_seen.end(), key) == acl_seen.end())
 						acl_seen.push_back(key);
 					f.acl[key].push_back(*a);
-					if (layout == "linkgate") {
+					if (layout == "linkgate" && !lg_bin_acl.empty()) {
 						prog.show(round + flows_label(f.flows) + " flows: linkgate-dpdk --classify-trace --acl-alg " + alg);
 						auto l = run_linkgate_classify(lg_bin_acl, eal_for(0), state_path, sc.vnet, lg_rules_dir,
 									       f.trace, alg, iter, o.tracestep);
