@@ -7,6 +7,7 @@
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -62,6 +63,23 @@ inline bool flow_key_eq(const void *a, const void *b) { return lg_host_key_eq(a,
 int flow_key_cmp(const void *a, const void *b, size_t) { return flow_key_eq(a, b) ? 0 : 1; }
 
 thread_local BurstHints *t_hints = nullptr; // SharedHash::install
+
+// Fault a table's memory in now, on the control thread, not on the workers
+// as flows arrive. Under --no-huge the EAL's memory is a memfd whose pages
+// the kernel allocates at their first write, and rte_zmalloc does not write
+// fresh memory: 1M flows are ~100k first writes, a second of the worker's
+// time in this VM (docs/dpdk-performance.md). Hugepages are already there.
+void populate(void *lo, void *hi)
+{
+	uintptr_t a = uintptr_t(lo) & ~uintptr_t(4095), b = uintptr_t(hi);
+	if (b <= a || madvise(reinterpret_cast<void *>(a), b - a, MADV_POPULATE_WRITE) == 0)
+		return;
+	// Kernels before 5.14: touch each page of [lo, hi) (nobody reads the table yet).
+	for (uintptr_t p = uintptr_t(lo); p < b; p = (p | 4095) + 1) {
+		volatile uint8_t *c = reinterpret_cast<volatile uint8_t *>(p);
+		*c = *c;
+	}
+}
 } // namespace
 
 // ---- ArrayMap ----
@@ -347,6 +365,13 @@ std::unique_ptr<SharedHash> SharedHash::create(const std::string &name, size_t k
 		       " MiB): give the EAL more (-m) or lower --flows";
 		return nullptr;
 	}
+	populate(s->vals_, s->vals_ + slots * value_size);
+	// rte_hash's key store: the keys of the first and last positions bound it.
+	void *k0 = nullptr, *k1 = nullptr;
+	rte_hash_get_key_with_position(s->h_, 0, &k0);
+	rte_hash_get_key_with_position(s->h_, int32_t(slots) - 2, &k1);
+	if (k0 && k1 > k0)
+		populate(k0, static_cast<uint8_t *>(k1) + key_size);
 	return s;
 }
 SharedHash::~SharedHash()

@@ -3,12 +3,18 @@
 // enqueued on the RX rings, Pipeline::run_once decides and transmits them,
 // and what comes out of each TX ring must be, in order and byte for byte,
 // what the reference evaluator forwards (or sends back: XDP_TX) on that port;
-// then Pipeline::run receives a frame on a queue that had gone idle.
+// then Pipeline::run receives a frame on a queue that had gone idle. First,
+// the flow table's memory is resident as soon as it is made.
 #include <gtest/gtest.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
+#include <sys/mman.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <chrono>
@@ -80,6 +86,28 @@ std::vector<std::vector<uint8_t>> drain(const RingPort &p)
 		rte_pktmbuf_free(m);
 	}
 	return out;
+}
+
+// A flow table's memory is faulted in when it is made, not by a worker as
+// flows arrive (--no-huge: the EAL's memfd gets its pages at their first
+// write; SharedHash::create populates them). The first test of this binary,
+// on a fresh EAL heap: without the populate its pages are absent.
+TEST(DpdkFlowTable, MemoryIsResidentOnceCreated)
+{
+	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
+	ASSERT_NE(q, nullptr);
+	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
+	std::string why;
+	auto h = dp::SharedHash::create("lgt_pop", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1 << 19, q, &why);
+	ASSERT_TRUE(h) << why;
+	uintptr_t a = uintptr_t(h->value_at(0)) & ~uintptr_t(4095);
+	uintptr_t b = uintptr_t(h->value_at(int32_t(h->capacity()) - 1) + sizeof(lg_flow_entry));
+	std::vector<unsigned char> in((b - a + 4095) / 4096);
+	ASSERT_EQ(mincore(reinterpret_cast<void *>(a), b - a, in.data()), 0) << std::strerror(errno);
+	size_t absent = size_t(std::count_if(in.begin(), in.end(), [](unsigned char c) { return !(c & 1); }));
+	EXPECT_EQ(absent, 0u) << "pages of the table's values not resident, of " << in.size();
+	h.reset();
+	rte_free(q);
 }
 
 TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
