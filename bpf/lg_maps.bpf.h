@@ -217,7 +217,8 @@ struct lg_scratch {
 	struct lg_pkt p;
 	struct lg_pkt in;   /* quoted packet of an ICMP error */
 	struct lg_pol pol;
-	struct lg_flow_key k, k2;
+	struct lg_flow_key k __attribute__((aligned(8))); /* lg_fast writes it in 8-byte words */
+	struct lg_flow_key k2;
 	struct lg_flow_entry e;
 	struct lg_frag_key fk;
 	struct lg_frag_entry fe;

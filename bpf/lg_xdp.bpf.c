@@ -708,10 +708,11 @@ static __always_inline __u32 ld32_raw(const __u8 *b)
 #endif
 }
 
-/* One 8-byte word of a flow key, at the key's own alignment (4). */
+/* One 8-byte word of lg_scratch.k (8-aligned there: lg_maps.bpf.h). */
 struct lg_kw {
 	__u64 w;
-} __attribute__((packed, aligned(4), may_alias));
+} __attribute__((may_alias));
+_Static_assert(__builtin_offsetof(struct lg_scratch, k) % 8 == 0, "lg_fast stores lg_scratch.k in 8-byte words");
 
 /* The words lg_fast writes are little-endian (x86 and bpfel, as built by
  * bpf/meson.build's -target bpf on x86), like pre_key()'s. */
@@ -791,8 +792,7 @@ __noinline int lg_fast(struct xdp_md *ctx)
 	 * zero, 10-11 0xff, 12-15 the address as sent); ports as sent. The
 	 * DPDK build's lookup compares keys 8 bytes at a time (lg_host_key_eq),
 	 * and a load spanning several narrower stores is not store-forwarded.
-	 * s->k is 4 mod 8 in lg_scratch: x86 stores each word at once; BPF
-	 * (no unaligned stores) as two 4-byte halves. */
+	 * s->k is 8-aligned: one store a word in BPF too. */
 	k = &s->k;
 	kw = (struct lg_kw *)k;
 	kw[0].w = (__u64)s->fc_vni | (__u64)LG_AF_INET << 32 | (__u64)proto << 40;
