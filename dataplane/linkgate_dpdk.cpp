@@ -347,11 +347,6 @@ Result<dp::MacRoute> parse_route(const std::string &s, const std::vector<Port> &
 
 } // namespace
 
-// The EAL limits vector code to 256 bits unless told otherwise; rte_acl's
-// fastest classify on AVX-512 CPUs (avx512x32) needs 512. linkgate-dpdk
-// raises the limit by default when the CPU has what rte_acl's AVX-512 code
-// uses (F, VL, CD, BW); an explicit --force-max-simd-bitwidth in the EAL
-// arguments wins (docs/dpdk.md).
 // --classify-trace: the live generation's classifier of NSG direction `dir`
 // alone, called as dpdk-test-acl calls rte_acl on the same trace (inputs
 // built beforehand, `step` a call, `iter` passes, one TSC interval): the
@@ -428,6 +423,11 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 	return 0;
 }
 
+// The EAL limits vector code to 256 bits unless told otherwise; rte_acl's
+// fastest classify on AVX-512 CPUs (avx512x32) needs 512. linkgate-dpdk
+// raises the limit by default when the CPU has what rte_acl's AVX-512 code
+// uses (F, VL, CD, BW); an explicit --force-max-simd-bitwidth in the EAL
+// arguments wins (docs/dpdk.md).
 static std::vector<char *> eal_args_with_simd(int argc, char **argv)
 {
 	static char simd512[] = "--force-max-simd-bitwidth=512";
