@@ -3,19 +3,16 @@
 #include <random>
 
 #include "policy_helpers.hpp"
+#include "seed_fixture.hpp"
 
 namespace lg::corpus {
 namespace {
 
-const Mac kClientIfMac{0x02, 0, 0, 0, 1, 1}, kBackendIfMac{0x02, 0, 0, 0, 2, 1};
-const Mac kClientMac{0x02, 0xc1, 0, 0, 0, 0x0a}, kBackendMac{0x02, 0xb1, 0, 0, 0, 0x0b};
-const Mac kGwMac{0x02, 0x99, 0, 0, 0, 1};
+using namespace seed_fixture;
 
 // Addresses of policy(): a client, private endpoints, the Internet.
 const char *kC4 = "10.1.1.10", *kPe4 = "10.1.1.100", *kNet4 = "8.8.8.8";
 const char *kC6 = "fd00:1:0:1::10", *kPe6 = "fd00:1:0:1::100", *kNet6 = "2001:db8::1";
-
-Addr A(const char *s) { return *Addr::parse(s); }
 
 // Builds the frames; fresh source ports and fragment ids keep cases apart.
 struct Gen {
@@ -536,20 +533,17 @@ bool special(const Addr &a)
 
 } // namespace
 
+// The seed host with the IPv6 backends' route and an IPv6 default route;
+// its neighbours are only the addresses policy() uses and the gateways.
 HostConfig host()
 {
-	HostConfig h;
-	h.interfaces = {{kClientIf, kClientIfMac, "client-vnet"}, {kBackendIf, kBackendIfMac, ""}};
-	h.routes = {{*Prefix::parse("10.1.0.0/16"), kClientIf, {}},
-		    {*Prefix::parse("fd00:1::/48"), kClientIf, {}},
-		    {*Prefix::parse("192.168.0.0/16"), kBackendIf, {}},
-		    {*Prefix::parse("fd00:9::/48"), kBackendIf, {}},
-		    {*Prefix::parse("0.0.0.0/0"), kBackendIf, A("192.168.0.1")},
-		    {*Prefix::parse("::/0"), kBackendIf, A("fd00:9::1")}};
+	HostConfig h = seed_fixture::seed_host();
+	// before the default route, which stays last
+	h.routes.insert(h.routes.end() - 1, HostRoute{*Prefix::parse("fd00:9::/48"), kBackendIf, {}});
+	h.routes.push_back({*Prefix::parse("::/0"), kBackendIf, A("fd00:9::1")});
 	h.neighbors = {{kClientIf, A(kC4), kClientMac},           {kClientIf, A(kC6), kClientMac},
 		       {kBackendIf, A("192.168.20.11"), kBackendMac}, {kBackendIf, A("fd00:9::11"), kBackendMac},
 		       {kBackendIf, A("192.168.0.1"), kGwMac},        {kBackendIf, A("fd00:9::1"), kGwMac}};
-	h.local_addresses = {A("10.1.0.1")};
 	return h;
 }
 

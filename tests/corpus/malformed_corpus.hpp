@@ -19,12 +19,13 @@
 #include "evaluator.hpp"
 #include "model.hpp"
 #include "packet.hpp"
+#include "seed_fixture.hpp"
 
 namespace lg::corpus {
 
 // Template ifindexes of host(): the client VNet's side and the backend /
 // Internet side.
-inline constexpr uint32_t kClientIf = 1, kBackendIf = 2;
+using seed_fixture::kClientIf, seed_fixture::kBackendIf;
 
 HostConfig host();
 State policy(); // validated; lets the valid frames of the corpus through

@@ -18,6 +18,7 @@
 #include "packet.hpp"
 #include "policy_helpers.hpp"
 #include "random_policy.hpp"
+#include "seed_fixture.hpp"
 #include "xdp_harness.hpp"
 #include "lg_xdp.skel.h"
 
@@ -30,83 +31,31 @@ namespace {
 
 using xdptest::Pair;
 
-constexpr uint32_t kClientIf = 1, kBackendIf = 2; // template numbers; realize() maps them
-const Mac kClientIfMac{0x02, 0, 0, 0, 1, 1}, kBackendIfMac{0x02, 0, 0, 0, 2, 1};
-const Mac kClientMac{0x02, 0xc1, 0, 0, 0, 0x0a}, kBackendMac{0x02, 0xb1, 0, 0, 0, 0x0b}, kGwMac{0x02, 0x99, 0, 0, 0, 1};
-constexpr uint64_t kSec = 1000000000ull;
+using namespace seed_fixture; // kClientIf, kBackendIf are template numbers: realize() maps them
 
-Addr A(const char *s) { return *Addr::parse(s); }
-
+// The seed host plus the IPv6 backends' route and neighbour.
 HostConfig host_template()
 {
-	HostConfig h;
-	h.interfaces = {{kClientIf, kClientIfMac, "client-vnet"}, {kBackendIf, kBackendIfMac, ""}};
-	h.routes = {{*Prefix::parse("10.1.0.0/16"), kClientIf, {}},
-		    {*Prefix::parse("fd00:1::/48"), kClientIf, {}},
-		    {*Prefix::parse("192.168.0.0/16"), kBackendIf, {}},
-		    {*Prefix::parse("fd00:9::/48"), kBackendIf, {}},
-		    {*Prefix::parse("0.0.0.0/0"), kBackendIf, A("192.168.0.1")}};
-	h.neighbors = {{kClientIf, A("10.1.1.10"), kClientMac},     {kClientIf, A("10.1.2.10"), kClientMac},
-		       {kClientIf, A("10.1.1.20"), kClientMac},     {kClientIf, A("fd00:1:0:1::10"), kClientMac},
-		       {kBackendIf, A("192.168.10.11"), kBackendMac}, {kBackendIf, A("192.168.10.12"), kBackendMac},
-		       {kBackendIf, A("192.168.20.11"), kBackendMac}, {kBackendIf, A("192.168.0.1"), kGwMac},
-		       {kBackendIf, A("fd00:9::11"), kBackendMac},   {kClientIf, A("fd00:1:0:1::20"), kClientMac}};
-	h.local_addresses = {A("10.1.0.1")};
+	HostConfig h = seed_host();
+	// before the default route, which stays last
+	h.routes.insert(h.routes.end() - 1, HostRoute{*Prefix::parse("fd00:9::/48"), kBackendIf, {}});
+	h.neighbors.push_back({kBackendIf, A("fd00:9::11"), kBackendMac});
+	h.neighbors.push_back({kClientIf, A("fd00:1:0:1::20"), kClientMac});
 	return h;
-}
-
-SecurityRule rule(const char *name, int prio, const char *dir, const char *access, const char *proto, const char *src,
-		  const char *dst, const char *dport = "*")
-{
-	return testing::make_rule(name, prio, dir, access, proto, src, dst, dport);
 }
 
 // The evaluator tests' seed plus an IPv6 server and endpoint.
 State seed()
 {
-	State s;
-	VirtualNetwork v;
-	v.name = "client-vnet";
-	v.vni = 100;
-	v.addressPrefixes = {"10.1.0.0/16", "fd00:1::/48"};
-	v.subnets = {{"clients", "10.1.1.0/24", "clients-nsg", {}, "Disabled"},
-		     {"sqlep", "10.1.2.0/24", "", {"Microsoft.Sql"}, "Disabled"},
-		     {"v6", "fd00:1:0:1::/64", "", {}, "Disabled"}};
-	s.virtualNetworks.push_back(v);
-	NetworkSecurityGroup n;
-	n.name = "clients-nsg";
-	n.defaultSecurityRules = default_security_rules();
-	n.securityRules = {rule("allow-sql-westus", 100, "Outbound", "Allow", "Tcp", "*", "Sql.WestUS", "3306"),
-			   rule("deny-sql", 200, "Outbound", "Deny", "*", "*", "Sql"),
-			   rule("deny-telnet-in", 300, "Inbound", "Deny", "Tcp", "*", "*", "23")};
-	s.networkSecurityGroups.push_back(n);
-	s.serviceTags.values = {
-		{"AzureCloud", "AzureCloud", "", "", {"20.0.0.0/8", "40.64.0.0/10"}},
-		{"Sql", "Sql", "", "AzureSQL", {"20.10.0.0/16"}},
-		{"Sql.WestUS", "Sql.WestUS", "westus", "AzureSQL", {"20.10.1.0/24"}},
-		{"Sql.EastUS", "Sql.EastUS", "eastus", "AzureSQL", {"20.10.2.0/24"}},
-	};
-	MySqlServer w;
-	w.name = "westus-db";
-	w.fullyQualifiedDomainName = "westus-db.mysql.database.azure.com";
-	w.publicIp = "20.10.1.5";
-	w.backends = {{"192.168.10.11", 3306, 1}, {"192.168.10.12", 3306, 1}};
+	State s = seed_state();
+	s.virtualNetworks[0].vni = 100;
+	s.networkSecurityGroups[0].securityRules.push_back(
+		rule("deny-telnet-in", 300, "Inbound", "Deny", "Tcp", "*", "*", "23"));
+	MySqlServer &w = s.servers[0], &e = s.servers[1];
 	w.firewallRules = {{"office", "198.51.100.0", "198.51.100.255"}};
 	w.virtualNetworkRules = {{"ep", "client-vnet", "sqlep"}};
-	MySqlServer e;
-	e.name = "eastus-db";
-	e.fullyQualifiedDomainName = "eastus-db.mysql.database.azure.com";
-	e.publicIp = "20.10.2.5";
-	e.backends = {{"192.168.20.11", 3306, 1}, {"fd00:9::11", 3306, 1}};
-	s.servers = {w, e};
-	PrivateEndpoint pe;
-	pe.name = "pe-east";
-	pe.vnet = "client-vnet";
-	pe.subnet = "clients";
-	pe.privateIPAddress = "10.1.1.100";
-	pe.server = "eastus-db";
-	pe.connectionName = default_connection_name("pe-east", "eastus-db");
-	s.privateEndpoints.push_back(pe);
+	e.backends.push_back({"fd00:9::11", 3306, 1});
+	const PrivateEndpoint pe = s.privateEndpoints[0]; // pe-east
 	PrivateEndpoint p6 = pe;
 	p6.name = "pe-east6";
 	p6.subnet = "v6";
