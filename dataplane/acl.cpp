@@ -371,8 +371,10 @@ void AclClassifier::classify_kind(unsigned kind, const AclInput *const *in, uint
 		return;
 	}
 	rte_acl_classify(x, reinterpret_cast<const uint8_t **>(const_cast<const AclInput **>(in)), results, num, 1);
+	// userdata is rule + 1; no match (0) wraps to LG_NONE (UINT32_MAX).
+	static_assert(LG_NONE == 0u - 1u);
 	for (uint32_t i = 0; i < num; i++)
-		results[i] = results[i] ? results[i] - 1 : LG_NONE;
+		results[i] -= 1;
 }
 
 int AclClassifier::set_algorithm(int alg)

@@ -67,6 +67,8 @@ public:
 	uint32_t first(const AclInput &in) const;
 	// A burst: results[i] as first() (num inputs).
 	void classify(const AclInput *const *in, uint32_t *results, uint32_t num) const;
+	// The same when every input is of kind `kind` (the caller knows: no check).
+	void classify_kind(unsigned kind, const AclInput *const *in, uint32_t *results, uint32_t num) const;
 	// 0 on success; -ENOTSUP when this CPU cannot run alg.
 	int set_algorithm(int alg);
 	size_t rules() const { return nrules_; }
@@ -80,7 +82,6 @@ private:
 	static constexpr unsigned kKinds = 4;
 	static constexpr uint32_t kMaxBurst = 64;
 	AclClassifier() = default;
-	void classify_kind(unsigned kind, const AclInput *const *in, uint32_t *results, uint32_t num) const;
 	// IPv4 contexts read the addresses' last word only (a trie a third the
 	// depth), portless ones no ports; nullptr: no rule of that kind.
 	rte_acl_ctx *ctx_[kKinds]{};

@@ -52,11 +52,17 @@ struct Burst {
 	unsigned skip_other = 0;
 	bool cand[kMax];      // may start a flow (TCP SYN, UDP) without one: in[] holds its NSG tuple
 	AclInput in[kMax];
+	// The candidates in frame order, as rte_acl takes them: a batch is a
+	// slice of cin from the asking frame's rank on, classified in place.
+	const AclInput *cin[kMax];
+	uint8_t rank[kMax]; // candidate frame -> its place in cin
+	unsigned ncand = 0;
+	unsigned kinds = 0; // AclClassifier::kind_of of the candidates, one bit each
 	// One rte_acl call per (generation slot, NSG direction) asked for in the
 	// burst, over every candidate from the asking frame on.
 	struct Batch {
 		uint32_t slot, dir;
-		uint64_t have; // frames with an answer
+		uint32_t first;     // rank of the asking frame: res[r - first] answers rank r
 		uint32_t res[kMax];
 	};
 	static constexpr unsigned kBatches = 4;
@@ -530,6 +536,8 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		flows_->prelookup(b.hints, n1);
 	// A frame without a flow that may start one: its NSG tuple (nsg_first
 	// classifies the candidates of the burst together).
+	b.ncand = 0;
+	b.kinds = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (!b.cand[i])
 			continue;
@@ -540,6 +548,9 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 		}
 		const lg_flow_key &k = b.keys[h];
 		acl_input(&b.in[i], k.proto, true, rte_be_to_cpu_16(k.sport), rte_be_to_cpu_16(k.dport), k.src, k.dst);
+		b.kinds |= 1u << AclClassifier::kind_of(b.in[i]);
+		b.rank[i] = uint8_t(b.ncand);
+		b.cin[b.ncand++] = &b.in[i];
 	}
 	SharedHash::install(&b.hints);
 	// One context for the burst: same ingress port and time for every frame.
@@ -665,31 +676,25 @@ uint32_t Engine::nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t h
 		for (unsigned i = 0; i < b.nbatch; i++)
 			if (b.batch[i].slot == slot && b.batch[i].dir == dir)
 				bt = &b.batch[i];
+		unsigned rank = b.rank[b.cur];
 		if (!bt && b.nbatch < Burst::kBatches) {
 			bt = &b.batch[b.nbatch++];
 			bt->slot = slot;
 			bt->dir = dir;
-			bt->have = 0;
+			bt->first = rank;
 			uint64_t t0 = rte_rdtsc();
-			const AclInput *ins[Burst::kMax];
-			uint32_t res[Burst::kMax];
-			unsigned idx[Burst::kMax], m = 0;
-			for (unsigned j = unsigned(b.cur); j < b.n; j++)
-				if (b.cand[j]) {
-					ins[m] = &b.in[j];
-					idx[m++] = j;
-				}
-			g->acl[dir]->classify(ins, res, m);
-			for (unsigned j = 0; j < m; j++) {
-				bt->res[idx[j]] = res[j];
-				bt->have |= 1ull << idx[j];
-			}
+			unsigned m = b.ncand - rank;
+			// Usually one kind (new IPv4 TCP/UDP flows): straight to its context.
+			if (__builtin_popcount(b.kinds) == 1)
+				g->acl[dir]->classify_kind(unsigned(__builtin_ctz(b.kinds)), b.cin + rank, bt->res, m);
+			else
+				g->acl[dir]->classify(b.cin + rank, bt->res, m);
 			cs.burst.acl_calls++;
 			cs.burst.acl_tuples += m;
 			cs.cycles += rte_rdtsc() - t0;
 		}
-		if (bt && (bt->have >> b.cur & 1)) {
-			r = bt->res[b.cur];
+		if (bt && rank >= bt->first) {
+			r = bt->res[rank - bt->first];
 			answered = true;
 			cs.burst.acl_batched++;
 		}

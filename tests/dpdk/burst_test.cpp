@@ -70,7 +70,8 @@ std::vector<Pkt> conversations(std::mt19937 &rng, int n)
 			v.push_back({0, c(cl, "8.8.8.8").tcp(sp, 8080, kTcpSyn).build(), "SYN denied by web"});
 			v.push_back({0, c(cl, "8.8.8.8").tcp(sp, 8080, kTcpAck).build(), "ACK without a flow"});
 			break;
-		case 4: // UDP both ways
+		case 4: // UDP both ways, after a broadcast (a frame that may start a flow but never asks the NSG)
+			v.push_back({0, c(cl, "255.255.255.255").udp(sp, 67).payload("b").build(), "UDP broadcast"});
 			v.push_back({0, c(cl, "8.8.8.8").udp(sp, 53).payload("q").build(), "UDP query"});
 			v.push_back({1, b("8.8.8.8", cl).udp(53, sp).payload("a").build(), "UDP answer"});
 			v.push_back({0, c(cl, "8.8.8.8").udp(sp, 53).payload("q2").build(), "UDP query 2"});
@@ -91,6 +92,10 @@ std::vector<Pkt> conversations(std::mt19937 &rng, int n)
 			t.resize(40);
 			v.push_back({0, t, "truncated SYN"});
 			v.push_back({0, c(cl, "20.10.1.5").udp(sp, 3306).payload("u").build(), "UDP to the public endpoint"});
+			// IPv6 flows in IPv4 flows' bursts: batches of mixed classifier kinds.
+			auto c6 = PacketBuilder().eth(kClientMac, kMac0).ipv6("fd00:1:0:1::" + std::to_string(10 + i % 200),
+									 i % 16 == 7 ? "fd00:2::5" : "fd00:3::5");
+			v.push_back({0, c6.tcp(sp, 3306, kTcpSyn).build(), "IPv6 SYN"});
 			break;
 		}
 		}
@@ -128,9 +133,19 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 {
 	rte_mempool *pool = rte_pktmbuf_pool_create("lgt_burst", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
 	ASSERT_NE(pool, nullptr) << rte_strerror(rte_errno);
+	// Plus an IPv6 subnet under the same NSG and an IPv6 default route: its
+	// SYNs are classified in the same bursts as IPv4 ones (rte_acl batches
+	// of mixed contexts).
 	HostConfig host = scenario_host(kMac0, kMac1);
+	host.routes.push_back({*Prefix::parse("::/0"), 2, A("fd00::1")});
+	host.neighbors.push_back({2, A("fd00::1"), kGwMac});
 	Evaluator ev(host);
 	State st = scenario_state();
+	st.virtualNetworks[0].addressPrefixes.push_back("fd00:1::/48");
+	st.virtualNetworks[0].subnets.push_back({"clients6", "fd00:1:0:1::/64", "clients-nsg", {}, "Disabled"});
+	// An IPv6-only deny: what an IPv4 context would answer differently.
+	st.networkSecurityGroups[0].securityRules.push_back(
+		testing::make_rule("deny-v6", 120, "Outbound", "Deny", "Tcp", "*", "fd00:2::/64", "3306"));
 	ASSERT_TRUE(ev.commit(st).ok());
 
 	dp::EngineConfig cfg;
@@ -153,6 +168,7 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 	const uint64_t expire = cfg.timeouts.tcp_established_ns + cfg.timeouts.udp_ns + 1000000000ull;
 	size_t i = 0, bursts = 0, big = 0;
 	std::map<std::string, int> outcomes;
+	size_t nsg6[2] = {}; // IPv6 SYNs denied by a rule, forwarded
 	while (i < frames.size()) {
 		// A burst: frames of one port, 1..80 of them (more than 64 are
 		// split by decide_burst).
@@ -179,6 +195,8 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 			const Pkt &f = frames[k];
 			Decision d = ev.process(f.bytes, ifindex, now);
 			outcomes[std::string(verdict_name(d.verdict)) + "/" + reason_name(d.reason)]++;
+			if (f.what == "IPv6 SYN" && (d.reason == LG_REASON_NSG_DENY || d.verdict == LG_VERDICT_FORWARD))
+				nsg6[d.verdict == LG_VERDICT_FORWARD]++;
 			const dp::Verdict &g = v[k - i];
 			std::string at = f.what + " (frame " + std::to_string(k) + ", burst " + std::to_string(bursts) +
 					 " of " + std::to_string(j - i) + ")";
@@ -207,6 +225,8 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 	for (const char *k : {"forward/none", "drop/nsg-deny", "drop/ct-invalid", "drop/firewall-no-match",
 			      "drop/nsg-default-deny", "drop/malformed"})
 		EXPECT_GT(outcomes[k], 0) << k;
+	EXPECT_GT(nsg6[0], 0u) << "IPv6 SYNs denied by deny-v6";
+	EXPECT_GT(nsg6[1], 0u) << "IPv6 SYNs allowed";
 
 	dp::EngineCounters c = eng.counters();
 	const Counters &ec = ev.counters();
