@@ -892,6 +892,26 @@ int run_dpdk_subcommand(const std::string &cmdline)
 			     "≤ 1.2"});
 		}
 	}
+	// What the in-pipeline figure stands for: the answers and calls of a run
+	// (at 1k flows, the pcap's first pass only: every call is a cold one).
+	for (auto &f : sets) {
+		const Case *c = find_case(f.flows, f.flows);
+		if (!c)
+			continue;
+		std::vector<double> calls, answers;
+		for (auto &l : c->linkgate) {
+			auto j = nlohmann::json::parse(l.raw, nullptr, false);
+			auto cl = j.is_object() ? j.find("classify") : j.end();
+			if (j.is_object() && cl != j.end() && cl->is_object() && cl->value("calls", 0.0) > 0) {
+				calls.push_back(cl->value("calls", 0.0));
+				answers.push_back(cl->value("lookups", 0.0));
+			}
+		}
+		if (!calls.empty())
+			md += "\nlinkgate-dpdk in the pipeline, " + flows_label(f.flows) + " flows: " +
+			      fixed(Spread::of(answers).median, 0) + " answers in " + fixed(Spread::of(calls).median, 0) +
+			      " rte_acl calls a run (median).\n";
+	}
 	if (!acl_unsupported.empty()) {
 		md += "\nNot available here:";
 		for (auto &[key, why] : acl_unsupported)
