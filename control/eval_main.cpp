@@ -182,14 +182,8 @@ int walkthrough()
 	d.tcp("40.64.1.2", 40002, "20.10.2.5", 3306, kTcpSyn, "drop firewall-no-match", true);
 
 	d.change("create private endpoint pe-east 10.1.1.100 -> eastus-db as a manual request (Pending)", [](State &s) {
-		PrivateEndpoint pe;
-		pe.name = "pe-east";
-		pe.vnet = "client-vnet";
-		pe.subnet = "clients";
-		pe.privateIPAddress = "10.1.1.100";
-		pe.server = "eastus-db";
+		PrivateEndpoint pe = make_private_endpoint("pe-east", "client-vnet", "clients", "10.1.1.100", "eastus-db");
 		pe.manualRequest = true;
-		pe.connectionName = default_connection_name(pe.name, pe.server);
 		pe.connectionState = {"Pending", "", "None"};
 		s.privateEndpoints.push_back(pe);
 	});

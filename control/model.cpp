@@ -143,4 +143,17 @@ std::string default_connection_name(const std::string &endpoint, const std::stri
 	return endpoint + "." + buf;
 }
 
+PrivateEndpoint make_private_endpoint(const std::string &name, const std::string &vnet, const std::string &subnet,
+				      const std::string &ip, const std::string &server)
+{
+	PrivateEndpoint pe;
+	pe.name = name;
+	pe.vnet = vnet;
+	pe.subnet = subnet;
+	pe.privateIPAddress = ip;
+	pe.server = server;
+	pe.connectionName = default_connection_name(name, server);
+	return pe;
+}
+
 } // namespace lg

@@ -200,4 +200,9 @@ uint32_t effective_vni(const VirtualNetwork &v);
 // names so two hosts with the same state agree.
 std::string default_connection_name(const std::string &endpoint, const std::string &server);
 
+// A private endpoint at `ip` in vnet/subnet for `server`, its PEC named by
+// default_connection_name, its connection state the default (Approved).
+PrivateEndpoint make_private_endpoint(const std::string &name, const std::string &vnet, const std::string &subnet,
+				      const std::string &ip, const std::string &server);
+
 } // namespace lg

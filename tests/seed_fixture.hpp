@@ -82,13 +82,7 @@ inline State seed_state()
 	e.publicIp = "20.10.2.5";
 	e.backends = {{"192.168.20.11", 3306, 1}};
 	s.servers = {w, e};
-	PrivateEndpoint pe;
-	pe.name = "pe-east";
-	pe.vnet = "client-vnet";
-	pe.subnet = "clients";
-	pe.privateIPAddress = "10.1.1.100";
-	pe.server = "eastus-db";
-	pe.connectionName = default_connection_name("pe-east", "eastus-db");
+	PrivateEndpoint pe = make_private_endpoint("pe-east", "client-vnet", "clients", "10.1.1.100", "eastus-db");
 	s.privateEndpoints.push_back(pe);
 	return s;
 }

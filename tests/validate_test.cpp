@@ -60,13 +60,7 @@ State base()
 
 	s.networkInterfaces.push_back(NetworkInterface{"vm1-nic", "client-vnet", "clients", "10.1.1.4", "web"});
 
-	PrivateEndpoint pe;
-	pe.name = "pe-east";
-	pe.vnet = "client-vnet";
-	pe.subnet = "clients";
-	pe.privateIPAddress = "10.1.1.100";
-	pe.server = "eastus-db";
-	pe.connectionName = default_connection_name("pe-east", "eastus-db");
+	PrivateEndpoint pe = make_private_endpoint("pe-east", "client-vnet", "clients", "10.1.1.100", "eastus-db");
 	s.privateEndpoints = {pe};
 
 	MySqlServer west;

@@ -173,12 +173,7 @@ inline lg::State policy(const std::string &pec_status)
 	e.publicIp = "20.10.2.5";
 	e.backends = {{"192.168.20.11", 3306, 1}};
 	s.servers = {e};
-	PrivateEndpoint pe;
-	pe.name = "pe-east";
-	pe.vnet = "client-vnet";
-	pe.subnet = "clients";
-	pe.privateIPAddress = "10.1.1.100";
-	pe.server = "eastus-db";
+	PrivateEndpoint pe = make_private_endpoint("pe-east", "client-vnet", "clients", "10.1.1.100", "eastus-db");
 	pe.connectionState.status = pec_status;
 	s.privateEndpoints = {pe};
 	fill_defaults(s);

@@ -65,13 +65,7 @@ inline State scenario_state(const Knobs &k = {})
 	e.publicIp = "20.10.2.5";
 	e.backends = {{k.east_backend, 3306, 1}};
 	s.servers = {w, e};
-	PrivateEndpoint pe;
-	pe.name = "pe-east";
-	pe.vnet = "client-vnet";
-	pe.subnet = "clients";
-	pe.privateIPAddress = "10.1.1.100";
-	pe.server = "eastus-db";
-	pe.connectionName = default_connection_name("pe-east", "eastus-db");
+	PrivateEndpoint pe = make_private_endpoint("pe-east", "client-vnet", "clients", "10.1.1.100", "eastus-db");
 	pe.connectionState.status = k.pec;
 	s.privateEndpoints.push_back(pe);
 	return s;
