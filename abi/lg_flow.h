@@ -2,15 +2,14 @@
 /*
  * Flow table layouts shared by the XDP program, the DPDK fast path and the
  * agent (which reads and reclaims pinned flows). Fixed-width, explicit
- * padding, sizes asserted: a change here bumps LG_ABI_VERSION, and a loader
- * that finds pinned maps of another version refuses them.
+ * padding, sizes asserted: a change of layout or meaning here bumps
+ * LG_XDP_LAYOUT_VERSION (lg_xdp.h), and a loader that finds pinned maps of
+ * another version refuses them.
  */
 #ifndef LG_FLOW_H
 #define LG_FLOW_H
 
 #include <linux/types.h>
-
-#define LG_ABI_VERSION 1
 
 #ifdef __cplusplus
 #define LG_STATIC_ASSERT(c, m) static_assert(c, m)
@@ -24,13 +23,29 @@
 
 /*
  * One direction of a flow. Ports in network byte order; ICMP echo uses the
- * identifier as sport and 0 as dport (the reply key swaps them).
+ * identifier as sport and 0 as dport (the reply key swaps them), and says
+ * which way it goes in `echo`: with identifier 0 the ports alone would make
+ * an echo request from the far side, or any other ICMP message, a packet of
+ * the flow (SPEC §3 step 3: those are decided as new packets).
  */
+enum lg_echo_dir {
+	LG_ECHO_NONE = 0,    /* not an ICMP echo */
+	LG_ECHO_REQUEST = 1, /* the initiator's direction */
+	LG_ECHO_REPLY = 2,   /* the responder's */
+};
+
+/* The echo direction of a key's reverse. */
+static inline __u8 lg_echo_reverse(__u8 echo)
+{
+	return echo ? (__u8)(LG_ECHO_REQUEST + LG_ECHO_REPLY - echo) : (__u8)LG_ECHO_NONE;
+}
+
 struct lg_flow_key {
 	__u32 vni;      /* VNet of the interface the packet arrives on (0: none) */
 	__u8 family;    /* LG_AF_INET or LG_AF_INET6 */
 	__u8 proto;     /* IPPROTO_* */
-	__u16 pad0;
+	__u8 echo;      /* enum lg_echo_dir */
+	__u8 pad0;
 	__u8 src[16];
 	__u8 dst[16];
 	__u16 sport;

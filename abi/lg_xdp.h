@@ -12,8 +12,9 @@
 #include "lg_flow.h"
 
 /* Bumped when a pinned map's layout or meaning changes (3: outer maps of
- * three slots; 4: flow entries carry next hops, expiry per copy). */
-#define LG_XDP_LAYOUT_VERSION 4
+ * three slots; 4: flow entries carry next hops, expiry per copy; 5: flow
+ * keys of ICMP echo carry their direction). */
+#define LG_XDP_LAYOUT_VERSION 5
 
 /* Slots of every generation outer map: one live, the one the last flip
  * retired (packets may still read it until its RCU barrier), and one free to

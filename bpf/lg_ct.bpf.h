@@ -38,10 +38,13 @@ static __always_inline void key_of(struct lg_flow_key *k, __u32 vni, const struc
 		k->sport = bpf_htons(p->sport);
 		k->dport = bpf_htons(p->dport);
 	} else if (p->has_l4 && is_icmp(p->proto)) {
-		if (icmp_is_echo_request(p->family, p->icmp_type))
+		if (icmp_is_echo_request(p->family, p->icmp_type)) {
 			k->sport = bpf_htons(p->icmp_id);
-		else if (icmp_is_echo_reply(p->family, p->icmp_type))
+			k->echo = LG_ECHO_REQUEST;
+		} else if (icmp_is_echo_reply(p->family, p->icmp_type)) {
 			k->dport = bpf_htons(p->icmp_id);
+			k->echo = LG_ECHO_REPLY;
+		}
 	}
 }
 
@@ -56,6 +59,7 @@ static __always_inline void key_reverse(struct lg_flow_key *k)
 	x = k->sport;
 	k->sport = k->dport;
 	k->dport = x;
+	k->echo = lg_echo_reverse(k->echo);
 }
 
 /* Reply key of the flow e into r: the reply VNI is that of the egress
@@ -66,6 +70,7 @@ static __always_inline void reply_key(__u32 slot, const struct lg_flow_entry *e,
 	r->vni = egress_vni(slot, e->egress_ifindex);
 	r->family = e->orig.family;
 	r->proto = e->orig.proto;
+	r->echo = lg_echo_reverse(e->orig.echo);
 	if (e->kind != LG_DEST_ROUTED) {
 		addr_cpy(r->src, e->nat_addr);
 		r->sport = e->nat_port;

@@ -400,8 +400,9 @@ struct FlowKey {
 	uint8_t proto = 0;
 	Addr src, dst;
 	uint16_t sport = 0, dport = 0;
+	uint8_t echo = LG_ECHO_NONE; // ICMP echo's direction (lg_flow.h)
 	auto operator<=>(const FlowKey &) const = default;
-	FlowKey reversed() const { return {vni, proto, dst, src, dport, sport}; }
+	FlowKey reversed() const { return {vni, proto, dst, src, dport, sport, lg_echo_reverse(echo)}; }
 };
 
 struct Flow {
@@ -984,7 +985,7 @@ struct Evaluator::Impl {
 		f.expires = now + (f.state == LG_CT_CLOSED ? cfg.tcp_close_ns : timeout(f));
 	}
 
-	// Flow key of a packet: ports, or the echo identifier for ICMP echo.
+	// Flow key of a packet: ports, or the echo identifier and direction for ICMP echo.
 	static FlowKey key_of(uint32_t vni, const Parsed &p)
 	{
 		FlowKey k{vni, p.proto, p.src, p.dst, 0, 0};
@@ -992,10 +993,13 @@ struct Evaluator::Impl {
 			k.sport = p.sport;
 			k.dport = p.dport;
 		} else if (p.has_l4 && p.is_icmp()) {
-			if (icmp_is_echo_request(p.family, p.icmp_type))
+			if (icmp_is_echo_request(p.family, p.icmp_type)) {
 				k.sport = p.icmp_id;
-			else if (icmp_is_echo_reply(p.family, p.icmp_type))
+				k.echo = LG_ECHO_REQUEST;
+			} else if (icmp_is_echo_reply(p.family, p.icmp_type)) {
 				k.dport = p.icmp_id;
+				k.echo = LG_ECHO_REPLY;
+			}
 		}
 		return k;
 	}

@@ -137,7 +137,7 @@ bool pre_key(const uint8_t *d, uint32_t len, uint32_t vni, lg_flow_key *k, bool 
 			      offsetof(lg_flow_key, sport) == 40,
 		      "lg_flow_key layout");
 	uint8_t *kb = reinterpret_cast<uint8_t *>(k);
-	uint64_t w0 = uint64_t(vni) | uint64_t(family) << 32 | uint64_t(proto) << 40; // pad0 zero
+	uint64_t w0 = uint64_t(vni) | uint64_t(family) << 32 | uint64_t(proto) << 40; // echo, pad0 zero
 	std::memcpy(kb, &w0, 8);
 	if (family == LG_AF_INET) {
 		// ::ffff:a.b.c.d: bytes 0-9 zero, 10-11 0xff, 12-15 the address.
@@ -519,6 +519,7 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 			o.vni = vni_of(slot, e->egress_ifindex);
 			o.family = e->orig.family;
 			o.proto = e->orig.proto;
+			o.echo = lg_echo_reverse(e->orig.echo);
 			if (e->kind != LG_DEST_ROUTED) {
 				std::memcpy(o.src, e->nat_addr, 16);
 				o.sport = e->nat_port;

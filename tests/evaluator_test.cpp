@@ -667,6 +667,25 @@ TEST_F(EvalTest, IcmpEchoOpensAFlowOtherIcmpDoesNot)
 	expect_drop(c2s().ipv4("10.1.5.7", "10.1.1.10").icmp(0, 0, 100, 1).build(), LG_REASON_NSG_DENY);
 }
 
+// Identifier 0 puts 0 in both ports of the echo flow's keys: only the
+// echo direction keeps other ICMP from the far side out of the flow.
+TEST_F(EvalTest, IcmpEchoIdentifierZeroOpensOnlyItsReplies)
+{
+	state.networkSecurityGroups[0].securityRules = {rule("no-icmp-in", 100, "Inbound", "Deny", "Icmp", "*", "*")};
+	commit(state);
+	EXPECT_TRUE(expect_forward(c2s().ipv4("10.1.1.10", "10.1.5.7").icmp(8, 0, 0, 1).build()).flow_created);
+	EXPECT_EQ(expect_forward(c2s().ipv4("10.1.5.7", "10.1.1.10").icmp(0, 0, 0, 1).build()).stage, LG_STAGE_CONNTRACK);
+	// The far side's own echo request, a timestamp request and an error
+	// quoting no flow are new packets: the Inbound rule drops them.
+	for (uint8_t type : {8, 13}) {
+		Decision d = expect_drop(c2s().ipv4("10.1.5.7", "10.1.1.10").icmp(type, 0, 0, 2).build(), LG_REASON_NSG_DENY);
+		EXPECT_EQ(d.rule, "no-icmp-in") << int(type);
+	}
+	auto stray = c2s().ipv4("10.1.1.10", "10.1.5.7").udp(5353, 53).build();
+	expect_drop(c2s().ipv4("10.1.5.7", "10.1.1.10").icmp_error(3, 3, stray).build(), LG_REASON_NSG_DENY);
+	EXPECT_EQ(ev.flow_count(), 1u);
+}
+
 TEST_F(EvalTest, Ipv6RulesAndForwarding)
 {
 	state.networkSecurityGroups[0].securityRules = {rule("v6-deny", 100, "Outbound", "Deny", "Udp", "*", "fd00:1:0:1::20/128", "53")};

@@ -194,6 +194,16 @@ public:
 			b.ipv6(o.dst.str(), o.src.str()).icmp_error(1, 4, c.back, 200);
 		return b.build();
 	}
+	// ICMP from the far side that is not the echo reply: its own echo
+	// request with the conversation's identifier, or a timestamp request.
+	std::vector<uint8_t> icmp_far(Conv &c, uint8_t type)
+	{
+		Parsed o;
+		PacketBuilder b = far(c, o);
+		b.icmp(type, 0, c.icmp_id, c.seq).payload(std::vector<uint8_t>(8, 0x5a));
+		c.seq++;
+		return b.build();
+	}
 	std::vector<uint8_t> ttl1(Conv &c, uint8_t flags)
 	{
 		auto v = fwd(c, flags, 4);
@@ -223,7 +233,7 @@ public:
 		c.vlans = g_.pct(20) ? int(1 + g_.below(2)) : 0;
 		c.v4opts = g_.pct(15);
 		c.v6ext = g_.pct(15);
-		c.icmp_id = uint16_t(g_.r());
+		c.icmp_id = g_.pct(25) ? 0 : uint16_t(g_.r()); // 0: both ports of the keys 0
 		std::string n = "conv " + std::to_string(convs_.size());
 		Decision d;
 		if (g_.pct(8) && (tcp(c) || c.t.proto == kProtoUdp)) {
@@ -285,6 +295,15 @@ public:
 				check(first, ifx, n + " first fragment");
 			}
 			check(later, ifx, n + " later fragment");
+		}
+		// Not from a host to itself: that echo's flow would take the
+		// conversation's reply key (two flows with one key, noted in
+		// docs/decisions.md), whose copies XDP and the evaluator expire
+		// differently.
+		if ((c.t.proto == kProtoIcmp || c.t.proto == kProtoIcmp6) && c.t.src != c.t.dst && g_.pct(40)) {
+			check(icmp_far(c, c.v4() ? 8 : 128), c.out_if, n + " echo request from the far side");
+			if (c.v4())
+				check(icmp_far(c, 13), c.out_if, n + " timestamp request from the far side");
 		}
 		if (g_.pct(5))
 			check(ttl1(c, follow_flags(c)), c.in_if, n + " TTL 1");
