@@ -1,6 +1,7 @@
 #include "arm_json.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -893,16 +894,46 @@ Result<ServiceTags> read_tags(const json &raw, const std::string &path)
 	return t;
 }
 
+// A regular file only: a FIFO or device would block the reader (the agent's
+// one control thread) or never end; the size cap keeps one file from taking
+// the host's memory.
 Result<std::string> read_text_file(const std::string &path)
 {
-	std::ifstream f(path, std::ios::binary);
-	if (!f)
+	int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
 		return err(path + ": cannot open: " + std::strerror(errno));
-	std::ostringstream ss;
-	ss << f.rdbuf();
-	if (f.bad())
-		return err(path + ": cannot read: " + std::strerror(errno));
-	return ss.str();
+	struct stat st{};
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return err(path + ": not a regular file");
+	}
+	if (uint64_t(st.st_size) > kMaxJsonFileBytes) {
+		close(fd);
+		return err(path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+			   std::to_string(kMaxJsonFileBytes >> 20) + " MiB a JSON file may have");
+	}
+	std::string text;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			return err(path + ": cannot read: " + std::strerror(e));
+		}
+		if (n == 0)
+			break;
+		if (text.size() + size_t(n) > kMaxJsonFileBytes) { // grew while read
+			close(fd);
+			return err(path + ": more than the " + std::to_string(kMaxJsonFileBytes >> 20) +
+				   " MiB a JSON file may have");
+		}
+		text.append(buf, size_t(n));
+	}
+	close(fd);
+	return text;
 }
 
 } // namespace
@@ -1360,19 +1391,50 @@ Result<State> state_from_json(const json &j)
 	return s;
 }
 
+size_t nesting_depth(std::string_view text)
+{
+	size_t depth = 0, deepest = 0;
+	bool in_string = false, escaped = false;
+	for (char c : text) {
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			deepest = std::max(deepest, ++depth);
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return deepest;
+}
+
+Result<json> parse_json_text(std::string_view text, const std::string &what)
+{
+	if (nesting_depth(text) > kMaxJsonDepth)
+		return err(what + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+	try {
+		return json::parse(text);
+	} catch (const json::exception &e) {
+		// what() is "[json.exception.parse_error.101] parse error at line L, column C: ..."
+		// (or out_of_range.406 for a number beyond a double)
+		std::string w = e.what();
+		auto close = w.find("] ");
+		return err(what + ": " + (close == std::string::npos ? w : w.substr(close + 2)));
+	}
+}
+
 Result<json> read_json_file(const std::string &path)
 {
 	auto text = read_text_file(path);
 	if (!text)
 		return err(text.error());
-	try {
-		return json::parse(*text);
-	} catch (const json::parse_error &e) {
-		// what() is "[json.exception.parse_error.101] parse error at line L, column C: ..."
-		std::string w = e.what();
-		auto close = w.find("] ");
-		return err(path + ": " + (close == std::string::npos ? w : w.substr(close + 2)));
-	}
+	return parse_json_text(*text, path);
 }
 
 Result<State> load_state_file(const std::string &path)

@@ -8,7 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -97,7 +100,17 @@ Result<ServiceTags> service_tags_from_json(const nlohmann::json &j);
 nlohmann::json state_to_json(const State &s);
 Result<State> state_from_json(const nlohmann::json &j);
 
-// A JSON file; errors name the path, and the line and column for bad JSON.
+// Limits of JSON read from files and the control socket: copies and
+// destructors of a json value recurse, so a document a few hundred thousand
+// levels deep would exhaust the stack.
+inline constexpr size_t kMaxJsonDepth = 64;
+inline constexpr uint64_t kMaxJsonFileBytes = 64ull << 20;
+// Deepest nesting of arrays and objects in JSON text (strings skipped).
+size_t nesting_depth(std::string_view text);
+// JSON text that nests at most kMaxJsonDepth levels; errors start with `what`.
+Result<nlohmann::json> parse_json_text(std::string_view text, const std::string &what);
+// A regular JSON file of at most kMaxJsonFileBytes; errors name the path,
+// and the line and column for bad JSON.
 Result<nlohmann::json> read_json_file(const std::string &path);
 Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);

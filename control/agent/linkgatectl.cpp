@@ -353,6 +353,7 @@ bool call(const std::string &path, const json &request, json &reply, std::string
 	// A commit is short; an agent silent this long is stuck, not busy.
 	timeval tv{120, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); // a large document to an agent that stopped reading
 	std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 	for (size_t off = 0; off < line.size();) {
 		ssize_t n = send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);

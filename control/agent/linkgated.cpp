@@ -152,6 +152,7 @@ public:
 		// safe beside a commit, as the program's own deletes are.
 		if (plane_.has_xdp())
 			sweeper_ = std::thread([this] { sweep_loop(); });
+		spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
 
 	~Server()
@@ -163,6 +164,8 @@ public:
 		sweep_cv_.notify_all();
 		if (sweeper_.joinable())
 			sweeper_.join();
+		if (spare_fd_ >= 0)
+			close(spare_fd_);
 	}
 
 	void run()
@@ -224,6 +227,7 @@ private:
 	bool stop_ = false;
 	const bool timing_ = std::getenv("LINKGATED_TEST_TIMING") != nullptr; // agent_bench
 	std::list<Conn> conns_;
+	int spare_fd_ = -1; // given up to accept and refuse a client when the process is out of descriptors
 
 	void sweep_loop()
 	{
@@ -272,6 +276,22 @@ private:
 	{
 		for (;;) {
 			int fd = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd_ >= 0) {
+				// Left in the backlog, the client would wake every poll
+				// and never be answered: take it with the spare, refuse it.
+				close(spare_fd_);
+				fd = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+				if (fd >= 0) {
+					send_line(fd, error_response(nullptr, kTooManyConnections,
+								     "too many connections: linkgated is out of file descriptors"));
+					close(fd);
+				}
+				spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				log("refused a client: out of file descriptors (ulimit -n)");
+				if (fd >= 0 && spare_fd_ >= 0)
+					continue;
+				return;
+			}
 			if (fd < 0)
 				return;
 			// Credentials first: nothing from a stranger is ever read.
@@ -473,6 +493,10 @@ int main(int argc, char **argv)
 		return app.exit(e) == 0 ? 0 : 2;
 	}
 
+	if (o.state.empty() || o.state.back() == '/') {
+		log("--state '%s': not a file path", o.state.c_str());
+		return 2;
+	}
 	State state;
 	struct stat sb;
 	if (stat(o.state.c_str(), &sb) == 0) {

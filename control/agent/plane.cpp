@@ -162,6 +162,28 @@ uint64_t fnv1a(const std::string &s)
 
 std::string marker_path(const std::string &state) { return state + ".live"; }
 
+// The live marker: {"generation": N, "digest": D}. Anything else (missing,
+// not JSON, wrong types, a generation near wrapping) reads as no marker.
+struct LiveMarker {
+	uint64_t generation = 0;
+	std::string digest;
+};
+LiveMarker read_live_marker(const std::string &state)
+{
+	LiveMarker m;
+	auto j = read_json_file(marker_path(state));
+	if (!j || !j->is_object())
+		return m;
+	auto g = j->find("generation");
+	auto d = j->find("digest");
+	if (g == j->end() || !g->is_number_unsigned() || g->get<uint64_t>() >= (uint64_t(1) << 62))
+		return m;
+	m.generation = g->get<uint64_t>();
+	if (d != j->end() && d->is_string())
+		m.digest = d->get<std::string>();
+	return m;
+}
+
 } // namespace
 
 Result<std::vector<InterfaceBinding>> Plane::bindings(const State &s) const
@@ -234,9 +256,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		// No XDP: the state loaded at start is the generation after the last
 		// one committed (the live marker), so numbers never go back across a
 		// restart: connected fast paths stamp their flows with them.
-		std::ifstream f(marker_path(o.state_path));
-		json m = json::parse(f, nullptr, false);
-		uint64_t gen = (m.is_object() ? m.value("generation", uint64_t(0)) : 0) + 1;
+		uint64_t gen = read_live_marker(o.state_path).generation + 1;
 		auto t = compile(initial, *b, gen, &p->cache_);
 		if (!t)
 			return err("compile: " + t.error());
@@ -258,9 +278,8 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	uint64_t pinned = p->xdp_->adopted() ? p->xdp_->generation() : 0;
 	bool same = false;
 	if (pinned) {
-		std::ifstream f(marker_path(o.state_path));
-		json m = json::parse(f, nullptr, false);
-		same = m.is_object() && m.value("generation", uint64_t(0)) == pinned && m.value("digest", "") == dig;
+		LiveMarker m = read_live_marker(o.state_path);
+		same = m.generation == pinned && m.digest == dig;
 	}
 	uint64_t gen = same ? pinned : pinned + 1;
 	auto t = compile(initial, *b, gen, &p->cache_);

@@ -291,32 +291,6 @@ const char *dest_kind_name(lg_dest_kind k)
 
 } // namespace
 
-// Deepest nesting of arrays and objects in JSON text (strings skipped). The
-// parser is iterative but copies and destructors of a json value recurse, so
-// a request a few hundred thousand levels deep would exhaust the stack.
-size_t nesting_depth(std::string_view text)
-{
-	size_t depth = 0, deepest = 0;
-	bool in_string = false, escaped = false;
-	for (char c : text) {
-		if (in_string) {
-			if (escaped)
-				escaped = false;
-			else if (c == '\\')
-				escaped = true;
-			else if (c == '"')
-				in_string = false;
-		} else if (c == '"') {
-			in_string = true;
-		} else if (c == '[' || c == '{') {
-			deepest = std::max(deepest, ++depth);
-		} else if ((c == ']' || c == '}') && depth > 0) {
-			depth--;
-		}
-	}
-	return deepest;
-}
-
 struct Service::Impl {
 	Service &s;
 	const State &st() const { return s.state_; }
@@ -552,6 +526,14 @@ struct Service::Impl {
 		"access",		   "protocol",		"sourceAddressPrefixes",   "sourcePortRanges",
 		"destinationAddressPrefixes", "destinationPortRanges", "description"};
 
+	// An empty list, or an empty entry, would read as '*' (model.cpp): a rule
+	// wider than asked for. az names every prefix and range, or '*'.
+	static const std::vector<std::string> &endpoints(const char *key, const std::vector<std::string> &v)
+	{
+		if (v.empty() || std::any_of(v.begin(), v.end(), [](const std::string &x) { return x.empty(); }))
+			invalid(key, "must name at least one prefix or range, and no empty one ('*' for any)");
+		return v;
+	}
 	static void patch_rule(const Params &p, json &j)
 	{
 		if (auto v = p.opt_int("priority"))
@@ -560,13 +542,13 @@ struct Service::Impl {
 			if (auto v = p.opt_str(k))
 				j[k] = *v;
 		if (auto v = p.opt_list("sourceAddressPrefixes"))
-			set_pair(j, "sourceAddressPrefix", "sourceAddressPrefixes", *v);
+			set_pair(j, "sourceAddressPrefix", "sourceAddressPrefixes", endpoints("sourceAddressPrefixes", *v));
 		if (auto v = p.opt_list("sourcePortRanges"))
-			set_pair(j, "sourcePortRange", "sourcePortRanges", *v);
+			set_pair(j, "sourcePortRange", "sourcePortRanges", endpoints("sourcePortRanges", *v));
 		if (auto v = p.opt_list("destinationAddressPrefixes"))
-			set_pair(j, "destinationAddressPrefix", "destinationAddressPrefixes", *v);
+			set_pair(j, "destinationAddressPrefix", "destinationAddressPrefixes", endpoints("destinationAddressPrefixes", *v));
 		if (auto v = p.opt_list("destinationPortRanges"))
-			set_pair(j, "destinationPortRange", "destinationPortRanges", *v);
+			set_pair(j, "destinationPortRange", "destinationPortRanges", endpoints("destinationPortRanges", *v));
 	}
 	json rule_create(const json &params)
 	{
@@ -651,11 +633,7 @@ struct Service::Impl {
 			invalid(inline_key, "is required (or file)");
 		if (f->empty() || (*f)[0] != '/')
 			invalid("file", "must be an absolute path");
-		std::ifstream in(*f, std::ios::binary);
-		std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-		if (nesting_depth(text) > kMaxDepth)
-			rejected(*f + ": JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
-		return read(read_json_file(*f));
+		return read(read_json_file(*f)); // read once: what is checked is what is parsed
 	}
 
 	json service_tag_load(const json &params)
@@ -1275,10 +1253,13 @@ std::string Service::handle_line(std::string_view line)
 			return dump(error_response(nullptr, kInvalidRequest,
 						   "invalid request: JSON nested deeper than " + std::to_string(kMaxDepth) +
 							   " levels"));
+		// nlohmann stops at a NUL byte: what follows would go unread.
+		if (line.find('\0') != std::string_view::npos)
+			return dump(error_response(nullptr, kParseError, "parse error: a NUL byte in the request"));
 		json req;
 		try {
 			req = json::parse(line);
-		} catch (const json::parse_error &e) {
+		} catch (const json::exception &e) { // parse_error, or out_of_range for a number beyond a double
 			std::string w = e.what();
 			auto close = w.find("] ");
 			return dump(error_response(nullptr, kParseError,

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "arm_json.hpp"
 #include "compiler.hpp"
 #include "evaluator.hpp"
 #include "model.hpp"
@@ -40,10 +41,7 @@ enum Code : int {
 };
 
 inline constexpr size_t kMaxMessage = 1u << 20; // bytes per request line, newline excluded
-inline constexpr size_t kMaxDepth = 64;          // nesting of arrays and objects in a request
-
-// Deepest nesting of arrays and objects in JSON text (strings skipped).
-size_t nesting_depth(std::string_view text);
+inline constexpr size_t kMaxDepth = kMaxJsonDepth; // nesting of arrays and objects (nesting_depth, arm_json.hpp)
 
 // Commits a validated State to every dataplane and the state file; returns the
 // generation now live. An error leaves the previous generation live.

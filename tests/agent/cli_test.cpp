@@ -168,6 +168,10 @@ TEST_F(CliTest, NsgAndRules)
 			      "sourceAddressPrefix", "sourceAddressPrefixes", "sourcePortRange", "sourcePortRanges", "type",
 			      "provisioningState"})
 		EXPECT_EQ(r[k], want[k]) << k;
+	// An empty value would widen the rule to '*': refused.
+	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "p80", "--priority", "1700",
+	       "--destination-port-ranges", ""},
+	      2, "destinationPortRanges: must name at least one");
 	r = ok({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "mysql-to-sql", "--priority", "1010",
 		"--direction", "Outbound", "--protocol", "Tcp", "--source-address-prefixes", "VirtualNetwork",
 		"--destination-address-prefixes", "40.121.158.0/24", "104.42.238.64/26", "--destination-port-ranges", "3306",
@@ -377,6 +381,12 @@ TEST_F(CliTest, ApplyExportExplainStatsFlows)
 	bad["networkSecurityGroups"][0]["securityRules"][0]["priority"] = 70000;
 	std::ofstream(d.dir() + "/bad.json") << bad.dump();
 	fails({"apply", "-f", d.dir() + "/bad.json"}, 1, "priority 70000");
+	// Files the client cannot read as JSON: an error line, not an abort.
+	std::ofstream(d.dir() + "/huge-number.json") << R"({"virtualNetworks":[{"name":"a","vni":1e999}]})";
+	fails({"apply", "-f", d.dir() + "/huge-number.json"}, 1, "number overflow");
+	std::ofstream(d.dir() + "/deep.json") << std::string(200000, '[') + std::string(200000, ']');
+	fails({"apply", "-f", d.dir() + "/deep.json"}, 1, "nested deeper than 64 levels");
+	fails({"network", "service-tag", "load", "--file", "/dev/zero"}, 1, "not a regular file");
 	EXPECT_EQ(ok({"export"}), exported);
 
 	json e = ok({"explain", "--src", "10.1.1.10", "--dst", "10.1.1.100", "--protocol", "Tcp", "--dport", "3306",

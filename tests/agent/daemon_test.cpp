@@ -2,6 +2,7 @@
 // credentials, concurrency, persistence. Every refused request must leave the
 // state and the generation as they were.
 #include <grp.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <set>
@@ -285,6 +286,57 @@ TEST(DaemonStart, BadStateFileIsAClearStartupError)
 	EXPECT_FALSE(d.start());
 	EXPECT_EQ(d.exit_code(), 1);
 	EXPECT_NE(d.log().find(d.state_path()), std::string::npos);
+
+	// Beyond a double, and nested past the limit: one line and exit 1, not
+	// an abort or a stack overflow.
+	std::ofstream(d.state_path()) << R"({"virtualNetworks":[{"name":"a","vni":1e999}]})";
+	EXPECT_FALSE(d.start());
+	EXPECT_EQ(d.exit_code(), 1);
+	EXPECT_NE(d.log().find(d.state_path() + ": number overflow"), std::string::npos) << d.log();
+	std::ofstream(d.state_path()) << std::string(200000, '[') + std::string(200000, ']');
+	EXPECT_FALSE(d.start());
+	EXPECT_EQ(d.exit_code(), 1);
+	EXPECT_NE(d.log().find(d.state_path() + ": JSON nested deeper than 64 levels"), std::string::npos) << d.log();
+	std::filesystem::remove(d.state_path());
+	std::filesystem::create_directory(d.state_path());
+	EXPECT_FALSE(d.start());
+	EXPECT_EQ(d.exit_code(), 1);
+	EXPECT_NE(d.log().find(d.state_path() + ": not a regular file"), std::string::npos) << d.log();
+}
+
+// A state path that is no file is refused at start, not at every commit.
+TEST(DaemonStart, StatePathThatIsNoFileIsRefused)
+{
+	for (const char *path : {"", "/tmp/lg-no-such-dir/"}) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+			dup2(null, 2);
+			execl(LINKGATED, LINKGATED, "--state", path, "--socket", "/tmp/lg-unused.sock", (char *)nullptr);
+			_exit(127);
+		}
+		int st = 0;
+		waitpid(pid, &st, 0);
+		EXPECT_TRUE(WIFEXITED(st)) << path;
+		EXPECT_EQ(WEXITSTATUS(st), 2) << path;
+	}
+	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-no-such-dir"));
+	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-unused.sock"));
+}
+
+// A live marker of the wrong shape reads as none: the agent starts at
+// generation 1 instead of aborting or wrapping.
+TEST(DaemonStart, BadLiveMarkerReadsAsNone)
+{
+	for (const char *marker : {R"({"generation":"7"})", R"({"generation":18446744073709551615})", "[1]",
+				   R"({"generation":-3,"digest":5})"}) {
+		Daemon d;
+		std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+		std::ofstream(d.state_path()) << "{}";
+		std::ofstream(d.state_path() + ".live") << marker;
+		ASSERT_TRUE(d.start()) << marker << "\n" << d.log();
+		EXPECT_EQ(d.rpc("status")["result"]["generation"], 1) << marker;
+	}
 }
 
 TEST(DaemonStart, SecondAgentOnTheSameSocketRefuses)
@@ -391,6 +443,51 @@ TEST_F(ConnectionCapTest, ConnectionsPastTheCapAreRefused)
 	EXPECT_EQ(json::parse(read_line(fds[0]))["id"], 2);
 	for (int fd : fds)
 		close(fd);
+}
+
+// Out of file descriptors (ulimit -n below --max-connections): a client
+// past the limit is taken and refused, not left in the backlog where it
+// would wake every poll and never be answered.
+TEST(DaemonStart, ClientsPastTheDescriptorLimitAreRefused)
+{
+	Daemon d{{"--max-connections", "100"}};
+	rlimit old{};
+	ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rlimit low = old;
+	low.rlim_cur = 24; // inherited by linkgated only; restored right after
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	bool started = d.start();
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+	ASSERT_TRUE(started) << d.log();
+	std::vector<int> held;
+	json refusal;
+	for (int i = 0; i < 40 && refusal.is_null(); i++) {
+		int fd = connect_unix(d.socket_path());
+		ASSERT_GE(fd, 0);
+		send_all(fd, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n");
+		std::string line = read_line(fd);
+		ASSERT_FALSE(line.empty()) << "client " << i << " got no answer";
+		json r = json::parse(line);
+		if (r.contains("error")) {
+			refusal = r;
+			EXPECT_TRUE(closed_by_peer(fd));
+			close(fd);
+		} else {
+			held.push_back(fd);
+		}
+	}
+	ASSERT_FALSE(refusal.is_null()) << "no client was refused";
+	EXPECT_EQ(refusal["error"]["code"], -32012);
+	EXPECT_NE(refusal["error"]["message"].get<std::string>().find("out of file descriptors"), std::string::npos);
+	EXPECT_GT(held.size(), 5u);
+	for (int fd : held)
+		close(fd);
+	// Descriptors freed: served again.
+	int fd = served_connection(d.socket_path());
+	EXPECT_GE(fd, 0);
+	if (fd >= 0)
+		close(fd);
+	EXPECT_TRUE(d.rpc("status").contains("result"));
 }
 
 // Another uid: refused before anything it sends is read. CI runs as root, so

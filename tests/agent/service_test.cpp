@@ -1,7 +1,10 @@
 // The agent's JSON-RPC service in-process: every method, every error class,
 // and no change of state or generation on any error.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "arm_json.hpp"
@@ -209,6 +212,18 @@ TEST_F(ServiceTest, NsgAndRules)
 	error("network.nsg.create", {{"name", "bad name"}}, lg::agent::kRejected, "may only contain");
 	error("network.nsg.update", {{"name", "web"}, {"flushConnection", "maybe"}}, lg::agent::kInvalidParams,
 	      "flushConnection");
+	// An empty prefix or range list, or an empty entry, would read as '*'.
+	for (const char *k : {"sourceAddressPrefixes", "sourcePortRanges", "destinationAddressPrefixes",
+			      "destinationPortRanges"}) {
+		error("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "x"}, {"priority", 300}, {k, json::array()}},
+		      lg::agent::kInvalidParams, std::string(k) + ": must name at least one");
+		error("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "x"}, {"priority", 300}, {k, {""}}},
+		      lg::agent::kInvalidParams, k);
+		error("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "mysql-out"}, {k, json::array()}},
+		      lg::agent::kInvalidParams, k);
+		error("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "mysql-out"}, {k, {"10.1.1.9", ""}}},
+		      lg::agent::kInvalidParams, k);
+	}
 	ok("network.nsg.rule.delete", {{"nsgName", "web"}, {"name", "http"}});
 	error("network.nsg.rule.show", {{"nsgName", "web"}, {"name", "http"}}, lg::agent::kNotFound,
 	      "networkSecurityGroups/web/securityRules/http: not found");
@@ -234,6 +249,22 @@ TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)
 	error("network.service-tag.load", {{"file", "/nonexistent/tags.json"}}, lg::agent::kRejected,
 	      "/nonexistent/tags.json");
 	error("network.service-tag.load", json::object(), lg::agent::kInvalidParams, "serviceTags");
+	// Only a regular file is read: a FIFO would block the agent's one
+	// control thread, a device would never end.
+	std::string dir = ::testing::TempDir() + "lg_service_files";
+	std::filesystem::create_directories(dir);
+	std::string fifo = dir + "/fifo";
+	std::filesystem::remove(fifo);
+	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+	for (const std::string &f : {fifo, std::string("/dev/zero"), dir})
+		error("network.service-tag.load", {{"file", f}}, lg::agent::kRejected, f + ": not a regular file");
+	// A number beyond a double, and nesting past the limit, are errors naming the file.
+	std::string big = dir + "/big.json", deep = dir + "/deep.json";
+	std::ofstream(big) << R"({"changeNumber":1e999,"values":[]})";
+	std::ofstream(deep) << std::string(200000, '[') << std::string(200000, ']');
+	error("network.service-tag.load", {{"file", big}}, lg::agent::kRejected, big + ": ");
+	error("apply", {{"file", deep}}, lg::agent::kRejected, deep + ": JSON nested deeper than 64 levels");
+	std::filesystem::remove_all(dir);
 	error("network.service-tag.load", {{"serviceTags", {{"values", 3}}}}, lg::agent::kRejected,
 	      "serviceTags: values must be an array");
 }
@@ -479,6 +510,12 @@ TEST_F(ServiceTest, ProtocolErrors)
 		  lg::agent::kInvalidParams);
 	EXPECT_EQ(code(R"({"jsonrpc":"2.0","id":1,"method":"network.vnet.show","params":{"name":5}})", svc),
 		  lg::agent::kInvalidParams);
+	// A number beyond a double is a parse error, not an internal one.
+	EXPECT_EQ(code(R"({"jsonrpc":"2.0","id":1e999,"method":"status"})", svc), lg::agent::kParseError);
+	// Bytes after a NUL are not silently dropped: the request is not run.
+	std::string nul = R"({"jsonrpc":"2.0","id":1,"method":"network.vnet.delete","params":{"name":"v1"}})";
+	nul += std::string(1, '\0') + "garbage";
+	EXPECT_EQ(code(nul, svc), lg::agent::kParseError);
 	json e = json::parse(svc.handle_line(R"({"jsonrpc":"2.0","id":"x","method":"network.vnet.show","params":{"name":"v1","nmae":"v1"}})"));
 	EXPECT_EQ(e["id"], "x");
 	EXPECT_EQ(e["error"]["data"]["param"], "nmae");
