@@ -10,6 +10,11 @@
 #define LG_RULE_NAME_MAX 80
 #define LG_RULE_DESCRIPTION_MAX 140
 #define LG_VNI_MAX 0xffffff
+/* Objects a state may hold: the dataplanes count packets per private
+ * endpoint and per server in arrays of these sizes, and every server has
+ * two Maglev tables (LG_MAGLEV_SIZE entries, 512 KiB) in every generation. */
+#define LG_MAX_PRIVATE_ENDPOINTS 4096
+#define LG_MAX_SERVERS 1024
 
 #define LG_MAX_VLAN_DEPTH 2
 #define LG_MAX_IPV6_EXT 8

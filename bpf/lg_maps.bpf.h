@@ -122,14 +122,14 @@ struct {
 /* Packets per private endpoint (lg_pe::id) and per server (index). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, LG_MAX_PRIVATE_ENDPOINTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } lg_pe_cnt SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, LG_MAX_SERVERS);
 	__type(key, __u32);
 	__type(value, __u64);
 } lg_srv_cnt SEC(".maps");

@@ -466,6 +466,10 @@ private:
 	void private_endpoints()
 	{
 		unique_names("privateEndpoints", s_.privateEndpoints);
+		if (s_.privateEndpoints.size() > LG_MAX_PRIVATE_ENDPOINTS)
+			add("privateEndpoints", "has " + std::to_string(s_.privateEndpoints.size()) +
+							" private endpoints, more than the limit of " +
+							std::to_string(LG_MAX_PRIVATE_ENDPOINTS));
 		std::map<std::pair<std::string, std::string>, std::string> conns;
 		for (size_t i = 0; i < s_.privateEndpoints.size(); i++) {
 			const PrivateEndpoint &pe = s_.privateEndpoints[i];
@@ -504,6 +508,9 @@ private:
 	void servers()
 	{
 		unique_names("mysqlServers", s_.servers);
+		if (s_.servers.size() > LG_MAX_SERVERS)
+			add("mysqlServers", "has " + std::to_string(s_.servers.size()) + " servers, more than the limit of " +
+						    std::to_string(LG_MAX_SERVERS));
 		std::map<Addr, std::string> public_ips;
 		for (size_t i = 0; i < s_.servers.size(); i++) {
 			const MySqlServer &m = s_.servers[i];

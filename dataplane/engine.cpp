@@ -214,8 +214,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 		return err(why);
 	e->reason_cnt_ = std::make_unique<PerCpuArray>(8, LG_REASON__COUNT);
 	e->rule_cnt_ = std::make_unique<PerCpuArray>(8, 65536);
-	e->pe_cnt_ = std::make_unique<PerCpuArray>(8, 4096);
-	e->srv_cnt_ = std::make_unique<PerCpuArray>(8, 4096);
+	e->pe_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_PRIVATE_ENDPOINTS);
+	e->srv_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_SERVERS);
 	e->egress_cnt_ = std::make_unique<PerCpuArray>(8, LG_EGRESS_COUNTERS);
 	e->scratch_ = std::make_unique<PerCpuArray>(lg_host_scratch_size, 1);
 	e->local_ = std::make_unique<FixedHash>(sizeof(lg_local_key), 1, cfg.host.local_addresses.size());

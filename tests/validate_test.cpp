@@ -410,6 +410,46 @@ TEST(NsgLimits, AtMost4000DestinationPrefixes)
 	EXPECT_EQ(std::count_if(errs.begin(), errs.end(), [](auto &e) { return e.find("source prefixes") != std::string::npos; }), 0);
 }
 
+// The dataplanes count per server and per private endpoint in arrays of
+// these sizes; past them a state is refused, not counted short.
+TEST(ObjectLimits, AtMost1024Servers)
+{
+	State s = base();
+	while (s.servers.size() < LG_MAX_SERVERS) {
+		MySqlServer m = s.servers[1];
+		size_t i = s.servers.size();
+		m.name = "db" + std::to_string(i);
+		m.fullyQualifiedDomainName = m.name + ".mysql.database.azure.com";
+		m.publicIp = "20.1." + std::to_string(i >> 8) + "." + std::to_string(i & 255);
+		s.servers.push_back(m);
+	}
+	EXPECT_TRUE(IsValid(s));
+	MySqlServer m = s.servers[1];
+	m.name = "one-too-many";
+	m.fullyQualifiedDomainName = "x.mysql.database.azure.com";
+	m.publicIp = "20.2.0.1";
+	s.servers.push_back(m);
+	EXPECT_TRUE(HasError(s, "mysqlServers: has 1025 servers, more than the limit of 1024"));
+}
+
+TEST(ObjectLimits, AtMost4096PrivateEndpoints)
+{
+	State s = base();
+	clients(s).addressPrefix = "10.1.0.0/17"; // room for the endpoints (sqlep is 10.1.2.0/24: moved off)
+	sqlep(s).addressPrefix = "10.1.128.0/24";
+	while (s.privateEndpoints.size() < LG_MAX_PRIVATE_ENDPOINTS) {
+		size_t i = s.privateEndpoints.size() + 512; // 10.1.2.0 on: clear of the NIC and pe-east
+		s.privateEndpoints.push_back(make_private_endpoint("pe" + std::to_string(i), "client-vnet", "clients",
+								   "10.1." + std::to_string(i >> 8) + "." +
+									   std::to_string(i & 255),
+								   "eastus-db"));
+	}
+	EXPECT_TRUE(IsValid(s));
+	s.privateEndpoints.push_back(
+		make_private_endpoint("one-too-many", "client-vnet", "clients", "10.1.100.1", "eastus-db"));
+	EXPECT_TRUE(HasError(s, "privateEndpoints: has 4097 private endpoints, more than the limit of 4096"));
+}
+
 TEST(NsgLimits, DefaultRulesCannotChange)
 {
 	State s = base();
