@@ -404,10 +404,11 @@ struct Compiler {
 	void vnet_tags()
 	{
 		for (auto &v : s.virtualNetworks) {
-			// Own space, peered VNets' spaces, on-premises ranges of gateways
-			// connected to this VNet or a peer (as build_generation does).
+			// Own space, connected peers' spaces, on-premises ranges of
+			// gateways connected to this VNet or a peer (as the evaluator).
 			std::vector<std::string> scope{v.name};
-			scope.insert(scope.end(), v.peerings.begin(), v.peerings.end());
+			for (auto &p : connected_peers(s, v))
+				scope.push_back(p);
 			Ranges r;
 			for (auto &name : scope) {
 				if (auto *pv = s.vnet(name))

@@ -291,10 +291,11 @@ std::unique_ptr<Gen> build_generation(const State &s, uint64_t number)
 		VnetC c;
 		c.name = v.name;
 		c.vni = effective_vni(v);
-		// VirtualNetwork tag: own space, peered VNets' spaces, on-premises
-		// ranges of gateways connected to this VNet or a peer.
+		// VirtualNetwork tag: own space, connected peers' spaces (both sides
+		// list the peering), on-premises ranges of gateways connected to
+		// this VNet or a peer.
 		std::vector<std::string> scope{v.name};
-		for (auto &p : v.peerings)
+		for (auto &p : connected_peers(s, v))
 			scope.push_back(p);
 		for (auto &name : scope) {
 			if (auto *pv = s.vnet(name)) {

@@ -124,6 +124,16 @@ static uint32_t hash_string(const std::string &s, uint32_t seed)
 	return lg_jhash2(w.data(), uint32_t(w.size()), seed + uint32_t(s.size()));
 }
 
+std::vector<std::string> connected_peers(const State &s, const VirtualNetwork &v)
+{
+	std::vector<std::string> out;
+	for (const auto &p : v.peerings)
+		if (const VirtualNetwork *pv = s.vnet(p))
+			if (std::find(pv->peerings.begin(), pv->peerings.end(), v.name) != pv->peerings.end())
+				out.push_back(p);
+	return out;
+}
+
 uint32_t effective_vni(const VirtualNetwork &v)
 {
 	if (v.vni)

@@ -196,6 +196,11 @@ bool iequals(std::string_view a, std::string_view b);
 // (stable across hosts and restarts; collisions are a validation error).
 uint32_t effective_vni(const VirtualNetwork &v);
 
+// The VNets v is connected to by peering: those it lists that list it too.
+// A peering one side lists is Azure's "Initiated": nothing flows over it yet,
+// and the VirtualNetwork tag does not include the other side.
+std::vector<std::string> connected_peers(const State &s, const VirtualNetwork &v);
+
 // PEC name az-style: "<endpoint>.<uuid>", derived from the endpoint and server
 // names so two hosts with the same state agree.
 std::string default_connection_name(const std::string &endpoint, const std::string &server);

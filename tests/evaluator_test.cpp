@@ -181,6 +181,27 @@ TEST_F(EvalTest, ExfiltrationSqlWestUsAllowedEastUsDenied)
 	EXPECT_EQ(ev.counters().rule_hits.at("clients-nsg/deny-sql"), 1u);
 }
 
+// The VirtualNetwork tag takes in a peer's space only once both VNets list
+// the peering (a one-sided one is Azure's "Initiated": not connected).
+TEST_F(EvalTest, VirtualNetworkTagHoldsConnectedPeersOnly)
+{
+	VirtualNetwork peer;
+	peer.name = "peer-vnet";
+	peer.addressPrefixes = {"10.9.0.0/16"};
+	state.virtualNetworks.push_back(peer);
+	state.virtualNetworks[0].peerings.push_back("peer-vnet");
+	commit(state);
+	Tuple t{"client-vnet", A("10.1.1.10"), A("10.9.0.5"), kProtoTcp, 1, 80};
+	auto first_rule = [&] {
+		Decision d = ev.explain(t);
+		return d.trace.empty() ? std::string() : d.trace[0].rule;
+	};
+	EXPECT_EQ(first_rule(), "AllowInternetOutBound");
+	state.virtualNetworks.back().peerings.push_back("client-vnet");
+	commit(state);
+	EXPECT_EQ(first_rule(), "AllowVnetOutBound");
+}
+
 TEST_F(EvalTest, AllowAzureServicesRuleAdmitsAzureCloudOnly)
 {
 	state.server("westus-db")->firewallRules = {{"AllowAllWindowsAzureIps", "0.0.0.0", "0.0.0.0"}};
