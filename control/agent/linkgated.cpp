@@ -136,6 +136,7 @@ struct Conn {
 	int fd = -1;
 	std::string in, out;
 	Clock::time_point last;
+	Clock::time_point started; // first byte of the request being received
 	bool closing = false; // close once `out` is flushed
 	bool eof = false;
 	bool handed_off = false; // registered as a dataplane channel: the fd moved there
@@ -258,6 +259,9 @@ private:
 		(void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
 
+	// Bytes of a request whose newline has not come yet.
+	static bool partial(const Conn &c) { return !c.in.empty() && c.in.find('\n') == std::string::npos; }
+
 	int next_timeout_ms() const
 	{
 		auto now = Clock::now();
@@ -265,8 +269,9 @@ private:
 		if (conns_.empty())
 			return -1;
 		for (const auto &c : conns_) {
+			auto from = partial(c) ? std::min(c.last, c.started) : c.last;
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-				c.last + std::chrono::seconds(o_.idle_timeout) - now);
+				from + std::chrono::seconds(o_.idle_timeout) - now);
 			soonest = std::min(soonest, std::max(left, std::chrono::milliseconds(0)));
 		}
 		return int(std::min<int64_t>(soonest.count() + 1, 60000));
@@ -314,7 +319,7 @@ private:
 				close(fd);
 				continue;
 			}
-			conns_.push_back(Conn{fd, {}, {}, Clock::now(), false, false});
+			conns_.push_back(Conn{fd, {}, {}, Clock::now(), Clock::now(), false, false});
 		}
 	}
 
@@ -387,6 +392,8 @@ private:
 			if (n == 0)
 				c.eof = true;
 			if (n > 0) {
+				if (c.in.empty())
+					c.started = now;
 				c.in.append(buf, size_t(n));
 				c.last = now;
 			}
@@ -396,6 +403,14 @@ private:
 			return false;
 		if ((c.closing || c.eof) && c.out.empty())
 			return false;
+		// A request trickled in a byte at a time would hold its slot for
+		// ever: the whole of it must arrive within the idle timeout.
+		if (partial(c) && now - c.started >= std::chrono::seconds(o_.idle_timeout)) {
+			send_line(c.fd, error_response(nullptr, kIdleTimeout,
+						       "idle timeout: a request not complete after " +
+							       std::to_string(o_.idle_timeout) + " s"));
+			return false;
+		}
 		// No progress either way: a silent client, or one that stopped reading its replies.
 		if (now - c.last >= std::chrono::seconds(o_.idle_timeout)) {
 			send_line(c.fd, error_response(nullptr, kIdleTimeout,
@@ -430,6 +445,7 @@ private:
 			}
 			std::string line = c.in.substr(0, len);
 			c.in.erase(0, nl + 1);
+			c.started = Clock::now(); // what is left is the next request
 			if (!line.empty())
 				reply(c, line);
 		}

@@ -386,6 +386,34 @@ TEST_F(SilentClientTest, SilentClientBlocksNobodyAndIsClosed)
 	EXPECT_EQ(d.generation(), g + 1);
 }
 
+// A request sent a byte at a time keeps the connection busy but never
+// completes: it is closed once the request has taken the idle timeout.
+TEST_F(SilentClientTest, TrickledRequestIsClosed)
+{
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	std::string req = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\",\"params\":{}}";
+	auto t0 = std::chrono::steady_clock::now();
+	std::string line;
+	// One byte every 200 ms (the pace of the attack, well inside the 1 s
+	// idle timeout); the request would take 10 s to arrive.
+	for (size_t i = 0; i < req.size() && line.empty(); i++) {
+		if (!send_all(fd, req.substr(i, 1)))
+			break;
+		pollfd p{fd, POLLIN, 0};
+		if (poll(&p, 1, 200) > 0)
+			line = read_line(fd, 1000);
+	}
+	double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	ASSERT_FALSE(line.empty()) << "still connected after " << s << " s";
+	json e = json::parse(line);
+	EXPECT_EQ(e["error"]["code"], -32013);
+	EXPECT_NE(e["error"]["message"].get<std::string>().find("not complete"), std::string::npos) << line;
+	EXPECT_LT(s, 5.0);
+	close(fd);
+	EXPECT_TRUE(d.rpc("status").contains("result"));
+}
+
 class StalledReaderTest : public ::testing::Test {
 protected:
 	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
