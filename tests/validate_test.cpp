@@ -415,20 +415,18 @@ TEST(NsgLimits, AtMost4000DestinationPrefixes)
 TEST(ObjectLimits, AtMost1024Servers)
 {
 	State s = base();
-	while (s.servers.size() < LG_MAX_SERVERS) {
+	auto server = [&](const std::string &name, const std::string &ip) {
 		MySqlServer m = s.servers[1];
-		size_t i = s.servers.size();
-		m.name = "db" + std::to_string(i);
-		m.fullyQualifiedDomainName = m.name + ".mysql.database.azure.com";
-		m.publicIp = "20.1." + std::to_string(i >> 8) + "." + std::to_string(i & 255);
-		s.servers.push_back(m);
-	}
+		m.name = name;
+		m.fullyQualifiedDomainName = name + ".mysql.database.azure.com";
+		m.publicIp = ip;
+		return m;
+	};
+	for (size_t i = s.servers.size(); i < LG_MAX_SERVERS; i++)
+		s.servers.push_back(
+			server("db" + std::to_string(i), "20.1." + std::to_string(i >> 8) + "." + std::to_string(i & 255)));
 	EXPECT_TRUE(IsValid(s));
-	MySqlServer m = s.servers[1];
-	m.name = "one-too-many";
-	m.fullyQualifiedDomainName = "x.mysql.database.azure.com";
-	m.publicIp = "20.2.0.1";
-	s.servers.push_back(m);
+	s.servers.push_back(server("one-too-many", "20.2.0.1"));
 	EXPECT_TRUE(HasError(s, "mysqlServers: has 1025 servers, more than the limit of 1024"));
 }
 
