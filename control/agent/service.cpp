@@ -541,14 +541,14 @@ struct Service::Impl {
 		for (const char *k : {"direction", "access", "protocol", "description"})
 			if (auto v = p.opt_str(k))
 				j[k] = *v;
-		if (auto v = p.opt_list("sourceAddressPrefixes"))
-			set_pair(j, "sourceAddressPrefix", "sourceAddressPrefixes", endpoints("sourceAddressPrefixes", *v));
-		if (auto v = p.opt_list("sourcePortRanges"))
-			set_pair(j, "sourcePortRange", "sourcePortRanges", endpoints("sourcePortRanges", *v));
-		if (auto v = p.opt_list("destinationAddressPrefixes"))
-			set_pair(j, "destinationAddressPrefix", "destinationAddressPrefixes", endpoints("destinationAddressPrefixes", *v));
-		if (auto v = p.opt_list("destinationPortRanges"))
-			set_pair(j, "destinationPortRange", "destinationPortRanges", endpoints("destinationPortRanges", *v));
+		static constexpr std::pair<const char *, const char *> kLists[] = {
+			{"sourceAddressPrefix", "sourceAddressPrefixes"},
+			{"sourcePortRange", "sourcePortRanges"},
+			{"destinationAddressPrefix", "destinationAddressPrefixes"},
+			{"destinationPortRange", "destinationPortRanges"}};
+		for (auto [one, many] : kLists)
+			if (auto v = p.opt_list(many))
+				set_pair(j, one, many, endpoints(many, *v));
 	}
 	json rule_create(const json &params)
 	{
