@@ -5,8 +5,6 @@
 
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <initializer_list>
 #include <limits>
 #include <map>
