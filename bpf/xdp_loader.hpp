@@ -43,8 +43,8 @@ struct XdpConfig {
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT; // flows; the map holds 2 keys each
 	uint32_t frag_capacity = LG_FRAG_CAPACITY_DEFAULT;
 	uint32_t rule_counters = 65536;   // lg_rule::counter ids
-	uint32_t pe_counters = 4096;      // lg_pe::id
-	uint32_t server_counters = 4096;  // server indices
+	uint32_t pe_counters = LG_MAX_PRIVATE_ENDPOINTS; // lg_pe::id
+	uint32_t server_counters = LG_MAX_SERVERS;       // server indices
 	// Generation slots (entries of every outer map), 2..LG_GEN_SLOTS. With 2,
 	// a publish right after another waits for the previous flip's RCU
 	// barrier (one grace period, ~10-20 ms); with 3 it writes the slot

@@ -897,9 +897,13 @@ Result<ServiceTags> read_tags(const json &raw, const std::string &path)
 // A regular file only: a FIFO or device would block the reader (the agent's
 // one control thread) or never end; the size cap keeps one file from taking
 // the host's memory.
-Result<std::string> read_text_file(const std::string &path)
+Result<std::string> read_text_file(const std::string &path, uint64_t max_bytes)
 {
-	int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	// Refused before it is opened too: opening some devices does something.
+	struct stat pre{};
+	if (stat(path.c_str(), &pre) == 0 && !S_ISREG(pre.st_mode))
+		return err(path + ": not a regular file");
+	int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return err(path + ": cannot open: " + std::strerror(errno));
 	struct stat st{};
@@ -907,10 +911,10 @@ Result<std::string> read_text_file(const std::string &path)
 		close(fd);
 		return err(path + ": not a regular file");
 	}
-	if (uint64_t(st.st_size) > kMaxJsonFileBytes) {
+	if (uint64_t(st.st_size) > max_bytes) {
 		close(fd);
 		return err(path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
-			   std::to_string(kMaxJsonFileBytes >> 20) + " MiB a JSON file may have");
+			   std::to_string(max_bytes >> 20) + " MiB this file may have");
 	}
 	std::string text;
 	char buf[65536];
@@ -925,10 +929,9 @@ Result<std::string> read_text_file(const std::string &path)
 		}
 		if (n == 0)
 			break;
-		if (text.size() + size_t(n) > kMaxJsonFileBytes) { // grew while read
+		if (text.size() + size_t(n) > max_bytes) { // grew while read
 			close(fd);
-			return err(path + ": more than the " + std::to_string(kMaxJsonFileBytes >> 20) +
-				   " MiB a JSON file may have");
+			return err(path + ": more than the " + std::to_string(max_bytes >> 20) + " MiB this file may have");
 		}
 		text.append(buf, size_t(n));
 	}
@@ -1418,6 +1421,8 @@ Result<json> parse_json_text(std::string_view text, const std::string &what)
 {
 	if (nesting_depth(text) > kMaxJsonDepth)
 		return err(what + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+	if (text.find('\0') != std::string_view::npos) // the parser would stop there and ignore the rest
+		return err(what + ": a NUL byte in the JSON");
 	try {
 		return json::parse(text);
 	} catch (const json::exception &e) {
@@ -1429,9 +1434,9 @@ Result<json> parse_json_text(std::string_view text, const std::string &what)
 	}
 }
 
-Result<json> read_json_file(const std::string &path)
+Result<json> read_json_file(const std::string &path, uint64_t max_bytes)
 {
-	auto text = read_text_file(path);
+	auto text = read_text_file(path, max_bytes);
 	if (!text)
 		return err(text.error());
 	return parse_json_text(*text, path);
@@ -1439,7 +1444,7 @@ Result<json> read_json_file(const std::string &path)
 
 Result<State> load_state_file(const std::string &path)
 {
-	auto j = read_json_file(path);
+	auto j = read_json_file(path, kMaxStateFileBytes);
 	if (!j)
 		return err(j.error());
 	auto s = state_from_json(*j);

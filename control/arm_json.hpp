@@ -105,13 +105,16 @@ Result<State> state_from_json(const nlohmann::json &j);
 // levels deep would exhaust the stack.
 inline constexpr size_t kMaxJsonDepth = 64;
 inline constexpr uint64_t kMaxJsonFileBytes = 64ull << 20;
+// The agent's own state file: what it commits it must be able to load again
+// (no limit on NSGs or VNets bounds the state below kMaxJsonFileBytes).
+inline constexpr uint64_t kMaxStateFileBytes = 1ull << 30;
 // Deepest nesting of arrays and objects in JSON text (strings skipped).
 size_t nesting_depth(std::string_view text);
 // JSON text that nests at most kMaxJsonDepth levels; errors start with `what`.
 Result<nlohmann::json> parse_json_text(std::string_view text, const std::string &what);
-// A regular JSON file of at most kMaxJsonFileBytes; errors name the path,
-// and the line and column for bad JSON.
-Result<nlohmann::json> read_json_file(const std::string &path);
+// A regular JSON file of at most max_bytes; errors name the path, and the
+// line and column for bad JSON.
+Result<nlohmann::json> read_json_file(const std::string &path, uint64_t max_bytes = kMaxJsonFileBytes);
 Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);
 // Atomic: temp file in the same directory, fsync, rename, fsync the directory.

@@ -269,7 +269,7 @@ private:
 		if (conns_.empty())
 			return -1;
 		for (const auto &c : conns_) {
-			auto from = partial(c) ? std::min(c.last, c.started) : c.last;
+			auto from = partial(c) && c.out.empty() ? std::min(c.last, c.started) : c.last;
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
 				from + std::chrono::seconds(o_.idle_timeout) - now);
 			soonest = std::min(soonest, std::max(left, std::chrono::milliseconds(0)));
@@ -279,6 +279,8 @@ private:
 
 	void accept_all()
 	{
+		if (spare_fd_ < 0)
+			spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		for (;;) {
 			int fd = accept4(lfd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd_ >= 0) {
@@ -290,12 +292,12 @@ private:
 					send_line(fd, error_response(nullptr, kTooManyConnections,
 								     "too many connections: linkgated is out of file descriptors"));
 					close(fd);
+					log("refused a client: out of file descriptors (ulimit -n)");
 				}
 				spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				log("refused a client: out of file descriptors (ulimit -n)");
 				if (fd >= 0 && spare_fd_ >= 0)
 					continue;
-				return;
+				return; // the backlog is empty (accept4 says EMFILE before it looks)
 			}
 			if (fd < 0)
 				return;
@@ -327,8 +329,9 @@ private:
 	// true when `line` was one (answered here, or handed off).
 	bool try_register(Conn &c, const std::string &line)
 	{
-		if (line.find("dataplane.register") == std::string::npos || nesting_depth(line) > kMaxDepth)
-			return false;
+		if (line.find("dataplane.register") == std::string::npos || nesting_depth(line) > kMaxDepth ||
+		    line.find('\0') != std::string::npos)
+			return false; // the service answers (parse error, invalid request, ...)
 		nlohmann::json req = nlohmann::json::parse(line, nullptr, false);
 		if (!req.is_object() || req.value("method", nlohmann::json()) != "dataplane.register")
 			return false; // the service answers (parse error, invalid request, ...)
@@ -382,6 +385,8 @@ private:
 			if (n > 0) {
 				c.out.erase(0, size_t(n));
 				c.last = now;
+				if (c.out.empty())
+					c.started = now; // reading resumes: the next request's time starts here
 			}
 		}
 		if (rev & (POLLIN | POLLHUP | POLLERR)) {
@@ -392,7 +397,9 @@ private:
 			if (n == 0)
 				c.eof = true;
 			if (n > 0) {
-				if (c.in.empty())
+				// A full buffer means more was queued: the client is not
+				// trickling, the agent is reading slower than it sends.
+				if (c.in.empty() || size_t(n) == sizeof(buf))
 					c.started = now;
 				c.in.append(buf, size_t(n));
 				c.last = now;
@@ -405,7 +412,7 @@ private:
 			return false;
 		// A request trickled in a byte at a time would hold its slot for
 		// ever: the whole of it must arrive within the idle timeout.
-		if (partial(c) && now - c.started >= std::chrono::seconds(o_.idle_timeout)) {
+		if (partial(c) && c.out.empty() && now - c.started >= std::chrono::seconds(o_.idle_timeout)) {
 			send_line(c.fd, error_response(nullptr, kIdleTimeout,
 						       "idle timeout: a request not complete after " +
 							       std::to_string(o_.idle_timeout) + " s"));

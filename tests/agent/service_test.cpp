@@ -264,6 +264,9 @@ TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)
 	std::ofstream(deep) << std::string(200000, '[') << std::string(200000, ']');
 	error("network.service-tag.load", {{"file", big}}, lg::agent::kRejected, big + ": ");
 	error("apply", {{"file", deep}}, lg::agent::kRejected, deep + ": JSON nested deeper than 64 levels");
+	std::string nul = dir + "/nul.json";
+	std::ofstream(nul) << "{}" << '\0' << R"({"virtualNetworks":5})";
+	error("apply", {{"file", nul}}, lg::agent::kRejected, nul + ": a NUL byte");
 	std::filesystem::remove_all(dir);
 	error("network.service-tag.load", {{"serviceTags", {{"values", 3}}}}, lg::agent::kRejected,
 	      "serviceTags: values must be an array");
