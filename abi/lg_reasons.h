@@ -38,7 +38,8 @@ enum lg_verdict {
 	X(CT_FULL, 18, "ct-full")                                \
 	X(FRAG_TABLE_FULL, 19, "frag-table-full")                \
 	X(NO_ROUTE, 20, "no-route")                              \
-	X(PUBLIC_PORT, 21, "public-port")
+	X(PUBLIC_PORT, 21, "public-port")                        \
+	X(CT_CLASH, 22, "ct-clash")
 
 enum lg_reason {
 #define LG_REASON_ENUM_(sym, num, name) LG_REASON_##sym = num,

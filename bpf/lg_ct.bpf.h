@@ -219,4 +219,50 @@ static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 f
 	}
 }
 
+/* Store the new flow scratch->e, whose original key scratch->k is reserved.
+ * Its reply key may be held by another live flow (two translated flows that
+ * share the client's address and port and the backend): taking it would take
+ * that flow's replies, so the new flow is refused, as the evaluator refuses
+ * it. An expired holder is removed, both copies. Returns the drop reason
+ * (the reservation released) or LG_REASON_NONE. */
+__noinline int lg_flow_create(__u32 slot)
+{
+	struct lg_scratch *s = scratch();
+	struct lg_flow_entry *o, *x;
+	struct lg_flow_key ok;
+
+	if (!s)
+		return LG_REASON_CT_FULL;
+	reply_key(slot, &s->e, &s->k2);
+	flow_put(&s->k, &s->e, BPF_ANY);
+	if (key_eq(&s->k, &s->k2))
+		return LG_REASON_NONE; /* a flow to itself has one key */
+	o = bpf_map_lookup_elem(&lg_flows, &s->k2);
+	if (o) {
+		if (s->now < o->expires_ns)
+			goto clash;
+		/* Live while either copy is (lg_flow_lookup). */
+		if (o->flags & LG_FLOW_F_REPLY)
+			ok = o->orig;
+		else
+			reply_key(slot, o, &ok);
+		if (!key_eq(&ok, &s->k)) {
+			x = bpf_map_lookup_elem(&lg_flows, &ok);
+			if (x && s->now < x->expires_ns)
+				goto clash;
+			bpf_map_delete_elem(&lg_flows, &ok);
+		}
+	}
+	s->e.flags |= LG_FLOW_F_REPLY;
+	if (bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY)) {
+		/* Full counting entries: no flow with one copy. */
+		bpf_map_delete_elem(&lg_flows, &s->k);
+		return LG_REASON_CT_FULL;
+	}
+	return LG_REASON_NONE;
+clash:
+	bpf_map_delete_elem(&lg_flows, &s->k);
+	return LG_REASON_CT_CLASH;
+}
+
 #endif /* LG_CT_BPF_H */

@@ -477,7 +477,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	struct lg_scratch *s = scratch();
 	struct lg_pkt *p;
 	__u32 slot, syn, tcp, starts, created = 0;
-	int v;
+	int v, err;
 
 	if (!s)
 		return LG_VERDICT_DROP;
@@ -552,7 +552,6 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 
 	if (starts) {
 		struct lg_flow_entry *e = &s->e;
-		int err;
 
 		__builtin_memset(e, 0, sizeof(*e));
 		e->generation = generation(slot);
@@ -605,8 +604,14 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	}
 	s->e.egress_ifindex = s->egress;
 	update_state(&s->e, 0, s->p.tcp_flags, s->now);
-
-	flow_store(s, slot, BPF_ANY);
+	err = lg_flow_create(slot);
+	if (err) {
+		s = scratch();
+		if (!s)
+			return LG_VERDICT_DROP;
+		s->reason = (__u32)err;
+		return LG_VERDICT_DROP;
+	}
 	return v;
 }
 

@@ -1219,6 +1219,11 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 		nf->reply = k.reversed();
 		nf->reply.vni = rvni;
 	}
+	// One key, one flow: a reply key that a live flow holds (two translated
+	// flows sharing the client's address and port and the backend) would
+	// take that flow's replies. The later flow is refused (decisions.md).
+	if (nf->reply != nf->orig && lookup(nf->reply, now))
+		return dropped(std::move(out), LG_REASON_CT_CLASH, LG_STAGE_CONNTRACK);
 	update_state(*nf, false, p.tcp_flags, now);
 	flows[nf->orig] = nf;
 	flows[nf->reply] = nf;

@@ -394,6 +394,38 @@ TEST_F(EvalTest, FlowTableFull)
 	EXPECT_EQ(small.process(s(3), kClientIf, now + 31 * kSec).verdict, LG_VERDICT_FORWARD);
 }
 
+// One client port to the private endpoint and to the public IP of the same
+// one-backend server: both flows' replies would come from backend:3306 to
+// client:40000. The later flow is refused while the first lives (ct-clash),
+// so the first keeps its replies; once it has expired the port is free.
+TEST_F(EvalTest, ReplyKeyOfALiveFlowIsNotTaken)
+{
+	state.server("eastus-db")->firewallRules = {{"clients", "10.1.1.0", "10.1.1.255"}};
+	state.networkSecurityGroups.clear();
+	state.virtualNetworks[0].subnets[0].networkSecurityGroup = "";
+	commit(state);
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+
+	EXPECT_EQ(expect_forward(syn("10.1.1.10", "10.1.1.100")).backend, "192.168.20.11:3306");
+	Decision c = expect_drop(syn("10.1.1.10", "20.10.2.5"), LG_REASON_CT_CLASH);
+	EXPECT_EQ(c.stage, LG_STAGE_CONNTRACK);
+	EXPECT_EQ(parsed(expect_forward(synack, kBackendIf).frame).src, A("10.1.1.100"));
+	EXPECT_EQ(ev.flow_count(), 1u);
+
+	// Alive through its client's packets alone: still refused.
+	now += kSec / 2;
+	expect_forward(ack);
+	now += 240 * kSec - kSec / 4;
+	expect_drop(syn("10.1.1.10", "20.10.2.5"), LG_REASON_CT_CLASH);
+
+	now += kSec;
+	EXPECT_TRUE(expect_forward(syn("10.1.1.10", "20.10.2.5")).flow_created);
+	EXPECT_EQ(ev.flow_count(), 1u);
+	EXPECT_EQ(parsed(expect_forward(synack, kBackendIf).frame).src, A("20.10.2.5"));
+	expect_drop(ack, LG_REASON_CT_INVALID);
+}
+
 TEST_F(EvalTest, TimeoutsAndClose)
 {
 	auto from_client = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(sp, 3306, fl).build(); };

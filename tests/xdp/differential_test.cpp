@@ -229,6 +229,23 @@ public:
 		do
 			c.t = gen.next();
 		while (loopback(c.t.dst));
+		// Now and then the client address and port of an open
+		// conversation, to another destination: two translated flows to
+		// one backend would share a reply key (ct-clash).
+		if (g_.pct(10) && !convs_.empty()) {
+			const Conv &o = convs_[g_.below(convs_.size())];
+			if (o.open && !o.closed && (tcp(o) || o.t.proto == kProtoUdp) && o.v4() == c.t.dst.is_v4()) {
+				c.t.vnet = o.t.vnet;
+				c.t.src = o.t.src;
+				c.t.proto = o.t.proto;
+				c.t.sport = o.t.sport;
+				Parsed out; // straight to the backend it was translated to
+				if (parse_frame(o.out, out) == LG_REASON_NONE && out.dst != o.t.dst && g_.pct(50)) {
+					c.t.dst = out.dst;
+					c.t.dport = out.dport;
+				}
+			}
+		}
 		c.in_if = vnet_if_[c.t.vnet];
 		c.vlans = g_.pct(20) ? int(1 + g_.below(2)) : 0;
 		c.v4opts = g_.pct(15);
@@ -296,11 +313,9 @@ public:
 			}
 			check(later, ifx, n + " later fragment");
 		}
-		// Not from a host to itself: that echo's flow would take the
-		// conversation's reply key (two flows with one key, noted in
-		// docs/decisions.md), whose copies XDP and the evaluator expire
-		// differently.
-		if ((c.t.proto == kProtoIcmp || c.t.proto == kProtoIcmp6) && c.t.src != c.t.dst && g_.pct(40)) {
+		// From a host to itself, that echo's flow would take the
+		// conversation's reply key: refused, ct-clash.
+		if ((c.t.proto == kProtoIcmp || c.t.proto == kProtoIcmp6) && g_.pct(40)) {
 			check(icmp_far(c, c.v4() ? 8 : 128), c.out_if, n + " echo request from the far side");
 			if (c.v4())
 				check(icmp_far(c, 13), c.out_if, n + " timestamp request from the far side");

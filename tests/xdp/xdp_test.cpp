@@ -284,6 +284,34 @@ TEST_F(XdpTest, SelfAddressedFlow)
 	expect(a, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "opening timeout: never established");
 }
 
+// Two flows whose reply keys would be one (EvalTest.ReplyKeyOfALiveFlowIsNotTaken):
+// the later is refused while either copy of the first lives.
+TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
+{
+	state.server("eastus-db")->firewallRules = {{"clients", "10.1.1.0", "10.1.1.255"}};
+	state.networkSecurityGroups.clear();
+	for (auto &sn : state.virtualNetworks[0].subnets)
+		sn.networkSecurityGroup = "";
+	commit();
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "to the private endpoint");
+	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_CT_CLASH, "same port, same backend, public IP");
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the first flow keeps its replies", backend_if);
+	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+	// Within the next hop's cached second the fast path refreshes the
+	// client's copy only: the reply copy expires first.
+	pair->advance(kSec / 2);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's ACK");
+	pair->advance(240 * kSec - kSec / 4);
+	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_CT_CLASH, "its other copy lives");
+	pair->advance(kSec);
+	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_FORWARD, LG_REASON_NONE, "the first expired: the port is free");
+	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "replies are the new flow's", backend_if);
+	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the first is gone");
+}
+
 TEST_F(XdpTest, Ipv6IcmpErrorOfATranslatedFlow)
 {
 	auto s6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build();
