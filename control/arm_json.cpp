@@ -894,6 +894,8 @@ Result<ServiceTags> read_tags(const json &raw, const std::string &path)
 	return t;
 }
 
+} // namespace
+
 // A regular file only: a FIFO or device would block the reader (the agent's
 // one control thread) or never end; the size cap keeps one file from taking
 // the host's memory.
@@ -938,8 +940,6 @@ Result<std::string> read_text_file(const std::string &path, uint64_t max_bytes)
 	close(fd);
 	return text;
 }
-
-} // namespace
 
 // ---- ids and references ----
 

@@ -112,6 +112,8 @@ inline constexpr uint64_t kMaxStateFileBytes = 1ull << 30;
 size_t nesting_depth(std::string_view text);
 // JSON text that nests at most kMaxJsonDepth levels; errors start with `what`.
 Result<nlohmann::json> parse_json_text(std::string_view text, const std::string &what);
+// A regular file of at most max_bytes, read whole; errors name the path.
+Result<std::string> read_text_file(const std::string &path, uint64_t max_bytes);
 // A regular JSON file of at most max_bytes; errors name the path, and the
 // line and column for bad JSON.
 Result<nlohmann::json> read_json_file(const std::string &path, uint64_t max_bytes = kMaxJsonFileBytes);

@@ -22,6 +22,14 @@ constexpr size_t kConnectionNameMax = 128;  // "<endpoint>.<uuid>" must fit
 constexpr size_t kServerRuleNameMax = 128;  // firewall and VNet rule names
 constexpr int kPortMax = 65535;
 
+// Letters, digits, '_', '.' and '-' (ASCII: the C locale).
+bool name_chars_ok(std::string_view n)
+{
+	return std::all_of(n.begin(), n.end(), [](char c) {
+		return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+	});
+}
+
 bool one_of(const std::string &v, std::initializer_list<const char *> words)
 {
 	return std::any_of(words.begin(), words.end(), [&](const char *w) { return v == w; });
@@ -115,10 +123,7 @@ private:
 			return add(p, "name is required");
 		if (n.size() > max)
 			return add(p, "name is " + std::to_string(n.size()) + " characters, longer than " + std::to_string(max));
-		bool ok = std::all_of(n.begin(), n.end(), [](char c) {
-			return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-		});
-		if (!ok)
+		if (!name_chars_ok(n))
 			add(p, "name '" + n + "' may only contain letters, digits, '_', '.' and '-'");
 	}
 
@@ -633,5 +638,7 @@ void fill_defaults(State &s)
 		if (m.fullyQualifiedDomainName.empty())
 			m.fullyQualifiedDomainName = m.name + ".mysql.database.azure.com";
 }
+
+bool valid_dataplane_name(std::string_view n) { return !n.empty() && n.size() <= 64 && name_chars_ok(n); }
 
 } // namespace lg

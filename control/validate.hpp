@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -18,6 +19,10 @@ namespace lg {
 std::vector<std::string> validate_all(const State &s);
 // The first problem of validate_all, or Ok.
 Status validate(const State &s);
+
+// A DPDK dataplane's name (dataplane.register, linkgate-dpdk --name):
+// 1-64 characters of A-Z a-z 0-9 . _ -
+bool valid_dataplane_name(std::string_view n);
 
 // Fills what an object created in code may leave empty, as the JSON readers
 // do: every NSG's six default rules, a private endpoint's connection name, a

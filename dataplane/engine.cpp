@@ -407,6 +407,19 @@ size_t Engine::walk_directions() const
 	return g ? size_t(std::count(g->acl.begin(), g->acl.end(), nullptr)) : 0;
 }
 
+void Engine::set_flow_timeouts(uint64_t tcp_established_ns, uint64_t tcp_transient_ns, uint64_t tcp_close_ns,
+			       uint64_t udp_ns, uint64_t icmp_ns)
+{
+	EvaluatorConfig &t = cfg_.timeouts;
+	t.tcp_established_ns = tcp_established_ns;
+	t.tcp_transient_ns = tcp_transient_ns;
+	t.tcp_close_ns = tcp_close_ns;
+	t.udp_ns = udp_ns;
+	t.icmp_ns = icmp_ns;
+	lg_host_timeouts to{t.tcp_established_ns, t.tcp_transient_ns, t.tcp_close_ns, t.udp_ns, t.icmp_ns, t.fragment_ns};
+	lg_host_set_timeouts(&to);
+}
+
 Status Engine::set_acl_algorithm(int alg)
 {
 	std::lock_guard lk(control_);

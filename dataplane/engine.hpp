@@ -93,6 +93,10 @@ public:
 	};
 	BurstStats burst_stats() const;
 	Status set_acl_algorithm(int alg);                   // every live context
+	// Flow timeouts from now on (linkgated's, given at registration);
+	// flows keep the expiry their last packet set.
+	void set_flow_timeouts(uint64_t tcp_established_ns, uint64_t tcp_transient_ns, uint64_t tcp_close_ns,
+			       uint64_t udp_ns, uint64_t icmp_ns);
 
 	// Worker threads: wid < workers. online() once per thread before the
 	// first packet (a thread the EAL did not create is registered with it

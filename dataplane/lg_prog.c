@@ -68,14 +68,15 @@ void lg_host_run_next(struct lg_host_ctx *ctx, struct lg_host_result *r)
 	lg_host_result_of(ctx, r, lg_after_prelude(&ctx->md));
 }
 
+/* Whole-word stores: workers may be reading them (a re-registration). */
 void lg_host_set_timeouts(const struct lg_host_timeouts *t)
 {
-	lg_tcp_established_ns = t->tcp_established_ns;
-	lg_tcp_transient_ns = t->tcp_transient_ns;
-	lg_tcp_close_ns = t->tcp_close_ns;
-	lg_udp_ns = t->udp_ns;
-	lg_icmp_ns = t->icmp_ns;
-	lg_fragment_ns = t->fragment_ns;
+	__atomic_store_n(&lg_tcp_established_ns, t->tcp_established_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_tcp_transient_ns, t->tcp_transient_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_tcp_close_ns, t->tcp_close_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_udp_ns, t->udp_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_icmp_ns, t->icmp_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_fragment_ns, t->fragment_ns, __ATOMIC_RELAXED);
 }
 
 void lg_host_set_time_offset(__u64 ns)

@@ -25,13 +25,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cctype>
+#include <cmath>
+#include <mutex>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +57,21 @@ constexpr uint16_t kRing = 1024;
 
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
+
+// The telemetry thread reads the engine; the main lcore frees it only after
+// clearing g_serving under this lock (DPDK 22.11 cannot unregister a command).
+std::mutex g_tel_mu;
+bool g_serving = false;
+
+// A whole decimal field naming a DPDK port ("0x1", "1e0", "0 junk": none).
+std::optional<uint16_t> port_number(std::string_view s)
+{
+	unsigned v = 0;
+	auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+	if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v >= RTE_MAX_ETHPORTS)
+		return std::nullopt;
+	return uint16_t(v);
+}
 
 struct Port {
 	uint16_t id;
@@ -145,7 +165,7 @@ Status apply_state(const json &state_json, uint64_t generation)
 {
 	auto s = state_from_json(state_json);
 	if (!s)
-		return err("state: " + s.error());
+		return err(s.error()); // names the state already
 	if (auto v = validate(*s); !v)
 		return err("state: " + v.error());
 	// As linkgated's --xdp-interface IFACE=VNET: a VNet not (yet) in the
@@ -156,9 +176,14 @@ Status apply_state(const json &state_json, uint64_t generation)
 	return g_app->engine->publish(*t);
 }
 
-int telemetry_stats(const char *, const char *, rte_tel_data *d)
+int telemetry_stats(const char *, const char *params, rte_tel_data *d)
 {
+	if (params && *params)
+		return -EINVAL; // takes no parameters
+	std::lock_guard lk(g_tel_mu);
 	rte_tel_data_start_dict(d);
+	if (!g_serving)
+		return 0; // stopping: the engine is gone
 	json c = counters_json();
 	rte_tel_data_add_dict_u64(d, "generation", c["generation"].get<uint64_t>());
 	rte_tel_data_add_dict_u64(d, "flows", c["flows"].get<uint64_t>());
@@ -191,18 +216,21 @@ public:
 				std::this_thread::sleep_for(std::chrono::milliseconds(std::min(timeout_ms, 50)));
 				return;
 			}
-			if (!connect_and_register()) {
-				backoff_ = std::min(backoff_ * 2, 1000);
-				next_try_ = now + std::chrono::milliseconds(backoff_);
+			// Every attempt, failed or refused later (a bad --name, a
+			// generation this process cannot apply), waits longer than
+			// the last, up to 1 s; an acknowledged publish resets it.
+			next_try_ = now + std::chrono::milliseconds(backoff_);
+			backoff_ = std::min(backoff_ * 2, 1000);
+			if (!connect_and_register())
 				return;
-			}
-			backoff_ = 50;
 		}
 		pollfd p{fd_, POLLIN, 0};
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return;
 		char buf[65536];
 		ssize_t n = read(fd_, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			return;
 		if (n <= 0) {
 			std::fprintf(stderr, "linkgate-dpdk: linkgated closed the channel; reconnecting\n");
 			close_fd();
@@ -228,11 +256,17 @@ private:
 		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		sockaddr_un a{};
 		a.sun_family = AF_UNIX;
-		std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+		std::memcpy(a.sun_path, path_.c_str(), path_.size() + 1); // length checked at start
 		if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a)) {
+			int e = errno;
+			if (e != last_errno_) // once per cause, not every retry
+				std::fprintf(stderr, "linkgate-dpdk: cannot connect to %s: %s; retrying\n", path_.c_str(),
+					     std::strerror(e));
+			last_errno_ = e;
 			close_fd();
 			return false;
 		}
+		last_errno_ = 0;
 		json reg = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "dataplane.register"},
 			    {"params", {{"kind", "dpdk"}, {"name", g_app->name}, {"pid", getpid()}}}};
 		if (!send_line(reg.dump())) {
@@ -244,60 +278,137 @@ private:
 		return true;
 	}
 
+	// The register reply's flow timeouts (seconds), linkgated's own:
+	// flows expire alike in every dataplane. Absent: keep ours.
+	static bool apply_timeouts(const json &r)
+	{
+		auto t = r.find("timeouts");
+		if (t == r.end())
+			return true;
+		if (!t->is_object())
+			return false;
+		uint64_t ns[5];
+		const char *keys[5] = {"tcpEstablished", "tcpTransient", "tcpClose", "udp", "icmp"};
+		for (int i = 0; i < 5; i++) {
+			auto v = t->find(keys[i]);
+			if (v == t->end() || !v->is_number() || !(v->get<double>() > 0) || v->get<double>() > 1e7)
+				return false;
+			ns[i] = uint64_t(v->get<double>() * 1e9);
+		}
+		g_app->engine->set_flow_timeouts(ns[0], ns[1], ns[2], ns[3], ns[4]);
+		return true;
+	}
+
+	static json error(int code, const std::string &message) { return {{"code", code}, {"message", message}}; }
+
 	void serve(const std::string &line)
 	{
-		json m = json::parse(line, nullptr, false);
-		if (m.is_discarded() || !m.is_object()) {
-			std::fprintf(stderr, "linkgate-dpdk: malformed message from linkgated\n");
+		auto parsed = parse_json_text(line, "message from linkgated");
+		if (!parsed || !parsed->is_object()) {
+			std::fprintf(stderr, "linkgate-dpdk: malformed message from linkgated: %s\n",
+				     parsed ? "not an object" : parsed.error().c_str());
 			close_fd();
 			return;
 		}
+		const json &m = *parsed;
 		if (registering_ && !m.contains("method")) {
 			registering_ = false;
-			if (m.contains("error")) {
-				std::fprintf(stderr, "linkgate-dpdk: registration refused: %s\n", m["error"].dump().c_str());
+			auto r = m.find("result");
+			if (auto e = m.find("error"); e != m.end() || r == m.end() || !r->is_object()) {
+				std::fprintf(stderr, "linkgate-dpdk: registration refused: %s\n",
+					     e != m.end() ? e->dump(-1, ' ', false, json::error_handler_t::replace).c_str()
+							  : "no result");
+				close_fd();
+			} else if (!apply_timeouts(*r)) {
+				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not positive seconds\n");
 				close_fd();
 			}
 			return;
 		}
-		json id = m.value("id", json(nullptr));
-		std::string method = m.value("method", "");
-		json params = m.value("params", json::object());
-		json reply = {{"jsonrpc", "2.0"}, {"id", id}};
-		if (method == "dataplane.publish") {
-			uint64_t g = params.value("generation", uint64_t(0));
-			if (!params.contains("state") || !params["state"].is_object() || g == 0) {
-				reply["error"] = {{"code", -32602}, {"message", "dataplane.publish needs generation and state"}};
-			} else if (auto st = apply_state(params["state"], g); !st) {
-				std::fprintf(stderr, "linkgate-dpdk: generation %llu refused: %s\n", (unsigned long long)g,
-					     st.error().c_str());
-				reply["error"] = {{"code", -32003}, {"message", st.error()}};
-			} else {
-				reply["result"] = {{"generation", g}};
-			}
-		} else if (method == "dataplane.counters") {
-			reply["result"] = counters_json();
-		} else if (method == "dataplane.flows") {
-			json flows = json::array();
-			for (const lg_flow_entry &e : g_app->engine->flows())
-				flows.push_back(flow_to_json(e, g_app->engine->live()));
-			reply["result"] = {{"flows", flows}};
-		} else {
-			reply["error"] = {{"code", -32601}, {"message", "unknown method " + method}};
+		json reply = {{"jsonrpc", "2.0"}, {"id", nullptr}};
+		try {
+			json result = answer(m, reply);
+			if (!reply.contains("error"))
+				reply["result"] = std::move(result);
+		} catch (const std::exception &e) { // a bug, not the message: answer and keep the channel
+			reply["error"] = error(-32603, std::string("internal error: ") + e.what());
 		}
-		if (!send_line(reply.dump()))
+		if (!send_line(reply.dump(-1, ' ', false, json::error_handler_t::replace)))
 			close_fd();
 	}
 
+	// The result of request m, or null with reply["error"] set.
+	json answer(const json &m, json &reply)
+	{
+		auto id = m.find("id");
+		if (id != m.end() && (id->is_number() || id->is_string()))
+			reply["id"] = *id;
+		auto mi = m.find("method");
+		if (reply["id"].is_null() || mi == m.end() || !mi->is_string()) {
+			reply["error"] = error(-32600, "invalid request: needs a number or string id and a method name");
+			return nullptr;
+		}
+		const std::string &method = mi->get_ref<const std::string &>();
+		static const json kNoParams = json::object();
+		auto pi = m.find("params");
+		if (pi != m.end() && !pi->is_object()) {
+			reply["error"] = error(-32602, "invalid params: params must be an object");
+			return nullptr;
+		}
+		const json &params = pi == m.end() ? kNoParams : *pi;
+		if (method == "dataplane.publish") {
+			auto gi = params.find("generation"), si = params.find("state");
+			if (gi == params.end() || !gi->is_number_unsigned() || gi->get<uint64_t>() == 0 ||
+			    si == params.end() || !si->is_object()) {
+				reply["error"] = error(-32602, "dataplane.publish needs generation (an integer > 0) and state");
+				return nullptr;
+			}
+			uint64_t g = gi->get<uint64_t>();
+			if (auto st = apply_state(*si, g); !st) {
+				std::fprintf(stderr, "linkgate-dpdk: generation %llu refused: %s\n", (unsigned long long)g,
+					     st.error().c_str());
+				reply["error"] = error(-32003, st.error());
+				return nullptr;
+			}
+			backoff_ = 50; // a working channel: reconnect at once if it drops
+			return {{"generation", g}};
+		}
+		if (method == "dataplane.counters")
+			return counters_json();
+		if (method == "dataplane.flows") {
+			json flows = json::array();
+			for (const lg_flow_entry &e : g_app->engine->flows())
+				flows.push_back(flow_to_json(e, g_app->engine->live()));
+			return {{"flows", flows}};
+		}
+		reply["error"] = error(-32601, "unknown method " + method);
+		return nullptr;
+	}
+
+	// A reply must make progress within 5 s (linkgated's own default wait
+	// for us): an agent that stops reading loses the channel, and the main
+	// lcore goes on reclaiming flows and answering signals.
 	bool send_line(std::string s)
 	{
 		s += '\n';
 		size_t off = 0;
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 		while (off < s.size()) {
-			ssize_t n = send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-			if (n <= 0)
-				return false;
-			off += size_t(n);
+			ssize_t n = send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				off += size_t(n);
+				deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+				continue;
+			}
+			bool again = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+			if (again && !g_stop && std::chrono::steady_clock::now() < deadline) {
+				pollfd p{fd_, POLLOUT, 0};
+				poll(&p, 1, 100);
+				continue;
+			}
+			if (again && !g_stop)
+				std::fprintf(stderr, "linkgate-dpdk: linkgated has not read a reply for 5 s; reconnecting\n");
+			return false;
 		}
 		return true;
 	}
@@ -314,7 +425,7 @@ private:
 	int fd_ = -1;
 	bool registering_ = false;
 	std::string in_;
-	int backoff_ = 50;
+	int backoff_ = 50, last_errno_ = 0;
 	std::chrono::steady_clock::time_point next_try_{};
 };
 
@@ -324,23 +435,24 @@ Result<dp::MacRoute> parse_route(const std::string &s, const std::vector<Port> &
 	auto eq = s.find('='), comma = s.find(',');
 	if (eq == std::string::npos || comma == std::string::npos || comma < eq)
 		return err("--route " + s + ": expected PREFIX=PORT,MAC");
-	auto pfx = Prefix::parse(s.substr(0, eq));
+	bool host_bits = false;
+	auto pfx = Prefix::parse(s.substr(0, eq), &host_bits);
 	if (!pfx)
 		return err("--route " + s + ": bad prefix");
-	int port = -1;
-	try {
-		port = std::stoi(s.substr(eq + 1, comma - eq - 1));
-	} catch (...) {
-	}
-	bool known = std::any_of(ports.begin(), ports.end(), [&](const Port &p) { return p.id == port; });
+	if (host_bits)
+		return err("--route " + s + ": the prefix has bits set past its length (" + pfx->str() + "?)");
+	auto port = port_number(std::string_view(s).substr(eq + 1, comma - eq - 1));
+	bool known = port && std::any_of(ports.begin(), ports.end(), [&](const Port &p) { return p.id == *port; });
 	if (!known)
 		return err("--route " + s + ": port is not one of --port");
 	rte_ether_addr a;
 	if (rte_ether_unformat_addr(s.substr(comma + 1).c_str(), &a))
 		return err("--route " + s + ": bad MAC");
+	if (!rte_is_unicast_ether_addr(&a) || rte_is_zero_ether_addr(&a))
+		return err("--route " + s + ": the next hop's MAC must be a unicast address");
 	dp::MacRoute r;
 	r.prefix = *pfx;
-	r.ifindex = ifindex_of(uint16_t(port));
+	r.ifindex = ifindex_of(*port);
 	std::memcpy(r.mac.data(), a.addr_bytes, 6);
 	return r;
 }
@@ -361,11 +473,12 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 	}
 	// dpdk-test-acl's IPv4 trace: src dst sport dport proto, addresses as
 	// 32-bit numbers; as IPv4-mapped inputs, as acl_input() builds them.
-	std::ifstream f(path);
-	if (!f) {
-		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s: %s\n", path.c_str(), std::strerror(errno));
+	auto text = read_text_file(path, kMaxJsonFileBytes);
+	if (!text) {
+		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s\n", text.error().c_str());
 		return 1;
 	}
+	std::istringstream f(*text);
 	std::vector<dp::AclInput> in;
 	size_t lineno = 0;
 	for (std::string line; std::getline(f, line);) {
@@ -454,6 +567,44 @@ static std::vector<char *> eal_args_with_simd(int argc, char **argv)
 	return v;
 }
 
+// Ports stopped, the engine freed (telemetry told first), then the EAL:
+// the engine's memory is the EAL's, so the order matters.
+static int finish(App &app, int rc, bool ports_started = true)
+{
+	{
+		std::lock_guard lk(g_tel_mu);
+		g_serving = false;
+	}
+	for (auto &p : app.ports)
+		if (ports_started) {
+			rte_eth_dev_stop(p.id);
+			rte_eth_dev_close(p.id);
+		}
+	app.pipeline.reset();
+	app.engine.reset();
+	rte_eal_cleanup();
+	return rc;
+}
+
+// Whether rte_acl can run algorithm alg here (CPU and the EAL's SIMD limit):
+// asked at start, so a bad --acl-alg is an error, not every generation refused.
+static bool acl_alg_runs(int alg)
+{
+	if (!alg)
+		return true;
+	rte_acl_param prm{};
+	prm.name = "lg_alg_probe";
+	prm.socket_id = SOCKET_ID_ANY;
+	prm.rule_size = RTE_ACL_RULE_SZ(1);
+	prm.max_rule_num = 1;
+	rte_acl_ctx *ctx = rte_acl_create(&prm);
+	if (!ctx)
+		return false;
+	int rc = rte_acl_set_ctx_classify(ctx, static_cast<enum rte_acl_classify_alg>(alg));
+	rte_acl_free(ctx);
+	return rc == 0;
+}
+
 int main(int argc, char **argv)
 {
 	std::vector<char *> eal_argv = eal_args_with_simd(argc, argv);
@@ -523,6 +674,23 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 2;
 	}
+	std::string bad;
+	if (cli.count("--dump-acl") && dump_acl.empty())
+		bad = "--dump-acl: give a path prefix";
+	else if (cli.count("--classify-trace") && classify_path.empty())
+		bad = "--classify-trace: give a file";
+	else if (!std::isfinite(duration) || duration < 0)
+		bad = "--duration: a number of seconds, 0 or more";
+	else if (!valid_dataplane_name(name))
+		bad = "--name: 1-64 characters of A-Z a-z 0-9 . _ -";
+	else if (socket_path.size() >= sizeof(sockaddr_un::sun_path))
+		bad = "--socket: the path is longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+		      " bytes, more than a Unix socket address holds";
+	if (!bad.empty()) {
+		std::fprintf(stderr, "linkgate-dpdk: %s\n", bad.c_str());
+		rte_eal_cleanup();
+		return 2;
+	}
 
 	App app;
 	g_app = &app;
@@ -530,17 +698,19 @@ int main(int argc, char **argv)
 	for (auto &s : port_specs) {
 		Port p{};
 		auto eq = s.find('=');
-		try {
-			int id = std::stoi(s.substr(0, eq));
-			if (id < 0 || id >= RTE_MAX_ETHPORTS || !rte_eth_dev_is_valid_port(uint16_t(id)))
-				throw std::out_of_range("port");
-			p.id = uint16_t(id);
-		} catch (...) {
+		auto id = port_number(std::string_view(s).substr(0, eq));
+		if (!id || !rte_eth_dev_is_valid_port(*id)) {
 			std::fprintf(stderr, "linkgate-dpdk: --port %s: no such DPDK port (%u available)\n", s.c_str(),
 				     rte_eth_dev_count_avail());
 			rte_eal_cleanup();
 			return 2;
 		}
+		if (std::any_of(app.ports.begin(), app.ports.end(), [&](const Port &o) { return o.id == *id; })) {
+			std::fprintf(stderr, "linkgate-dpdk: --port %s: port %u is given twice\n", s.c_str(), unsigned(*id));
+			rte_eal_cleanup();
+			return 2;
+		}
+		p.id = *id;
 		if (eq != std::string::npos)
 			p.vnet = s.substr(eq + 1);
 		app.ports.push_back(p);
@@ -602,11 +772,17 @@ int main(int argc, char **argv)
 	for (auto &[n, v] : algs)
 		if (acl_alg == n)
 			cfg.acl_algorithm = v;
+	if (!acl_alg_runs(cfg.acl_algorithm)) {
+		std::fprintf(stderr,
+			     "linkgate-dpdk: --acl-alg %s: rte_acl cannot run it here (the CPU, or the EAL's "
+			     "--force-max-simd-bitwidth)\n",
+			     acl_alg.c_str());
+		return finish(app, 2);
+	}
 	auto eng = dp::Engine::create(cfg);
 	if (!eng) {
 		std::fprintf(stderr, "linkgate-dpdk: %s\n", eng.error().c_str());
-		rte_eal_cleanup();
-		return 1;
+		return finish(app, 1);
 	}
 	app.engine = std::move(*eng);
 
@@ -620,8 +796,16 @@ int main(int argc, char **argv)
 		for (uint16_t q = 0; q < p.queues; q++)
 			app.pipeline->assign(unsigned(k++ % workers), p.id, q);
 
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	// No SA_RESTART: a signal ends the agent channel's blocking calls.
+	struct sigaction sa {};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+	{
+		std::lock_guard lk(g_tel_mu);
+		g_serving = true;
+	}
 	rte_telemetry_register_cmd("/linkgate/stats", telemetry_stats, "linkgate-dpdk counters");
 
 	std::unique_ptr<AgentLink> agent;
@@ -629,13 +813,11 @@ int main(int argc, char **argv)
 		auto j = read_json_file(state_path);
 		if (!j) {
 			std::fprintf(stderr, "linkgate-dpdk: %s\n", j.error().c_str());
-			rte_eal_cleanup();
-			return 1;
+			return finish(app, 1);
 		}
 		if (auto st = apply_state(*j, 1); !st) {
 			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
-			rte_eal_cleanup();
-			return 1;
+			return finish(app, 1);
 		}
 		if (!dump_acl.empty() || !classify_path.empty()) {
 			int rc = 0;
@@ -659,19 +841,17 @@ int main(int argc, char **argv)
 				if (f && std::fclose(f))
 					rc = 1;
 			}
-			for (auto &p : app.ports) {
-				rte_eth_dev_stop(p.id);
-				rte_eth_dev_close(p.id);
-			}
-			app.engine.reset();
-			rte_eal_cleanup();
-			return rc;
+			return finish(app, rc);
 		}
 	} else {
 		agent = std::make_unique<AgentLink>(socket_path);
 		// Nothing is forwarded before the first generation.
 		while (!g_stop && !app.engine->ready())
 			agent->step(100);
+		if (!app.engine->ready()) {
+			std::fprintf(stderr, "linkgate-dpdk: stopped before linkgated sent a generation\n");
+			return finish(app, 0);
+		}
 	}
 	app.started = std::chrono::steady_clock::now();
 	for (unsigned w = 0; w < workers; w++)
@@ -695,16 +875,16 @@ int main(int argc, char **argv)
 	}
 	rte_eal_mp_wait_lcore();
 	json out = counters_json();
+	int rc = 0;
 	if (!stats_json.empty()) {
 		std::ofstream f(stats_json);
 		f << out.dump(2) << "\n";
+		f.close();
+		if (!f) {
+			std::fprintf(stderr, "linkgate-dpdk: --stats-json %s: cannot write it\n", stats_json.c_str());
+			rc = 1;
+		}
 	}
 	std::fprintf(stderr, "linkgate-dpdk: stopped: %s\n", out["ports"].dump().c_str());
-	for (auto &p : app.ports) {
-		rte_eth_dev_stop(p.id);
-		rte_eth_dev_close(p.id);
-	}
-	app.engine.reset();
-	rte_eal_cleanup();
-	return 0;
+	return finish(app, rc);
 }

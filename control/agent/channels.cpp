@@ -11,6 +11,7 @@
 
 #include "evaluator.hpp"
 #include "plane.hpp"
+#include "validate.hpp"
 
 namespace lg::agent {
 
@@ -27,16 +28,6 @@ void log(const char *fmt, auto... args)
 }
 
 std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-bool good_name(const std::string &n)
-{
-	if (n.empty() || n.size() > 64)
-		return false;
-	return std::all_of(n.begin(), n.end(), [](char c) {
-		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		       c == '.';
-	});
-}
 
 // "" when `r` is a JSON-RPC 2.0 response to `id`, else what is wrong.
 std::string bad_response(const json &r, uint64_t id)
@@ -109,7 +100,7 @@ Result<Registration> DataplaneChannels::check_register(const json &req, json &er
 		return fail(kInvalidParams, "invalid params: kind: must be \"dpdk\"", json{{"param", "kind"}});
 	r.kind = "dpdk";
 	auto name = p->find("name");
-	if (name == p->end() || !name->is_string() || !good_name(name->get<std::string>()))
+	if (name == p->end() || !name->is_string() || !valid_dataplane_name(name->get<std::string>()))
 		return fail(kInvalidParams, "invalid params: name: 1-64 characters of A-Z a-z 0-9 . _ -",
 			    json{{"param", "name"}});
 	r.name = name->get<std::string>();

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -344,7 +345,10 @@ private:
 			return true;
 		}
 		uint64_t g = svc_.generation();
-		nlohmann::json ok{{"jsonrpc", "2.0"}, {"id", req["id"]}, {"result", {{"generation", g}}}};
+		// The flow timeouts go with it: flows expire alike in every dataplane.
+		nlohmann::json timeouts{{"tcpEstablished", o_.tcp_established}, {"tcpTransient", o_.tcp_transient},
+					{"tcpClose", o_.tcp_close}, {"udp", o_.udp}, {"icmp", o_.icmp}};
+		nlohmann::json ok{{"jsonrpc", "2.0"}, {"id", req["id"]}, {"result", {{"generation", g}, {"timeouts", timeouts}}}};
 		c.handed_off = true;
 		channels_.add(c.fd, std::move(*r), std::move(c.in),
 			      ok.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", g,
@@ -483,15 +487,26 @@ int main(int argc, char **argv)
 	app.add_option("--flow-capacity", o.flow_capacity, "flows the dataplane holds")
 		->check(CLI::Range(1u, 100000000u))
 		->capture_default_str();
-	app.add_option("--tcp-established-timeout", o.tcp_established, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
+	// Seconds; at most 10^7 (115 days), which linkgate-dpdk accepts too and
+	// which keeps now + timeout in nanoseconds far from overflow.
+	const CLI::Validator kTimeout(
+		[](std::string &v) {
+			double d = 0;
+			auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+			return ec == std::errc() && end == v.data() + v.size() && d >= 0.001 && d <= 1e7
+				       ? std::string()
+				       : "seconds from 0.001 to 10000000 expected, not " + v;
+		},
+		"SECONDS");
+	app.add_option("--tcp-established-timeout", o.tcp_established, "seconds")->check(kTimeout)->capture_default_str();
 	app.add_option("--tcp-transient-timeout", o.tcp_transient, "seconds (opening, closing)")
-		->check(CLI::PositiveNumber)
+		->check(kTimeout)
 		->capture_default_str();
 	app.add_option("--tcp-close-timeout", o.tcp_close, "seconds after FIN both ways or RST")
-		->check(CLI::PositiveNumber)
+		->check(kTimeout)
 		->capture_default_str();
-	app.add_option("--udp-timeout", o.udp, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
-	app.add_option("--icmp-timeout", o.icmp, "seconds")->check(CLI::PositiveNumber)->capture_default_str();
+	app.add_option("--udp-timeout", o.udp, "seconds")->check(kTimeout)->capture_default_str();
+	app.add_option("--icmp-timeout", o.icmp, "seconds")->check(kTimeout)->capture_default_str();
 	app.add_option("--idle-timeout", o.idle_timeout, "seconds a client may stay silent before it is closed")
 		->check(CLI::Range(1, 86400))
 		->capture_default_str();

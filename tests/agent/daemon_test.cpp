@@ -324,6 +324,37 @@ TEST(DaemonStart, StatePathThatIsNoFileIsRefused)
 	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-unused.sock"));
 }
 
+// Flow timeouts outside 1 ms .. 10^7 s are usage errors: `inf` or 1e300
+// seconds in nanoseconds overflowed, and linkgate-dpdk refuses them.
+TEST(DaemonStart, FlowTimeoutsOutOfRangeAreRefused)
+{
+	for (const char *v : {"inf", "1e300", "0", "-5", "nan"}) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+			dup2(null, 2);
+			execl(LINKGATED, LINKGATED, "--udp-timeout", v, "--state", "/tmp/lg-unused.json", "--socket",
+			      "/tmp/lg-unused.sock", (char *)nullptr);
+			_exit(127);
+		}
+		int st = 0;
+		for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) == 0; i++) // bounded: an accepted value serves
+			poll(nullptr, 0, 10);
+		if (waitpid(pid, &st, WNOHANG) == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			std::filesystem::remove("/tmp/lg-unused.sock");
+			std::filesystem::remove("/tmp/lg-unused.json");
+			std::filesystem::remove("/tmp/lg-unused.json.live");
+			ADD_FAILURE() << v << " was accepted";
+			continue;
+		}
+		EXPECT_TRUE(WIFEXITED(st)) << v;
+		EXPECT_EQ(WEXITSTATUS(st), 2) << v;
+	}
+	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-unused.sock"));
+}
+
 // A live marker of the wrong shape reads as none: the agent starts at
 // generation 1 instead of aborting or wrapping.
 TEST(DaemonStart, BadLiveMarkerReadsAsNone)

@@ -327,7 +327,9 @@ TEST_F(DpdkChannelTest, RegisterGetsTheCurrentGenerationAndTheExportedState)
 	auto ev = fp.events();
 	ASSERT_GE(ev.size(), 2u);
 	// The register reply first, exactly as documented.
-	EXPECT_EQ(ev[0].msg["registered"], json({{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"generation", g}}}}));
+	json timeouts{{"tcpEstablished", 240.0}, {"tcpTransient", 30.0}, {"tcpClose", 10.0}, {"udp", 30.0}, {"icmp", 30.0}};
+	EXPECT_EQ(ev[0].msg["registered"],
+		  json({{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"generation", g}, {"timeouts", timeouts}}}}));
 	EXPECT_EQ(p["jsonrpc"], "2.0");
 	EXPECT_TRUE(p["id"].is_number_integer());
 	EXPECT_EQ(p["params"]["generation"], g);

@@ -147,5 +147,52 @@ TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
+// linkgated's flow timeouts reach linkgate-dpdk with its registration: with
+// every timeout 7 s, each DPDK flow expires within 7 s of now (the defaults,
+// 30 s and more, applied before).
+TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
+{
+	Scratch s("agentto");
+	lgtest::Daemon d({"--tcp-established-timeout", "7", "--tcp-transient-timeout", "7", "--udp-timeout", "7",
+			  "--icmp-timeout", "7"});
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
+	ASSERT_TRUE(d.start()) << d.log();
+	std::vector<std::vector<uint8_t>> in0;
+	for (auto &round : scenario_rounds(kPcap0, kPcap1))
+		for (auto &f : round)
+			if (f.port == 0)
+				in0.push_back(f.bytes);
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
+				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
+				      "--vdev", "net_null1", "--", "--socket", d.socket_path(), "--name", "lgto", "--flows", "4096",
+				      "--port", "0=client-vnet", "--port", "1"};
+	for (auto &r : scenario_routes()) {
+		a.push_back("--route");
+		a.push_back(r);
+	}
+	Proc dp(a, s.path("dpdk.out"), s.path("dpdk.err"));
+	json flows;
+	uint64_t now = 0;
+	ASSERT_TRUE(eventually([&] {
+		RunResult r = ctl(s, d, {"flows"});
+		timespec ts; // linkgate-dpdk's flow clock (Engine::clock_ns), after the listing
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+		json j = json::parse(r.out, nullptr, false);
+		flows = json::array();
+		if (r.code == 0 && j.is_array())
+			for (auto &f : j)
+				if (f.value("dataplane", "") == "dpdk:lgto")
+					flows.push_back(f);
+		return !flows.empty();
+	})) << dp.err() << "\nlinkgated:\n" << d.log();
+	for (auto &f : flows)
+		EXPECT_LE(f["expiresNs"].get<uint64_t>(), now + 7'000'000'000ull) << f.dump();
+	EXPECT_EQ(dp.terminate(), 0) << dp.err();
+	EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
 } // namespace
 } // namespace lg

@@ -4,6 +4,8 @@
 // while it runs, and its answers to bad arguments and a bad state file.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <map>
 #include <algorithm>
@@ -202,6 +204,18 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--acl-alg", "fastest"}, "--acl-alg"},
 		{{"--state", st}, "--port"},
 		{{"--socket", s.path("sock"), "--port", "0", "--classify-trace", st}, "need --state"},
+		// A field must be what it says, whole.
+		{{"--state", st, "--port", "0x0"}, "--port 0x0"},
+		{{"--state", st, "--port", "0 junk"}, "--port 0 junk"},
+		{{"--state", st, "--port", "0", "--port", "0=client-vnet"}, "given twice"},
+		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0junk,02:00:00:00:00:01"}, "port is not one of --port"},
+		{{"--state", st, "--port", "0", "--route", "10.0.0.5/8=0,02:00:00:00:00:01"}, "bits set past its length"},
+		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0,ff:ff:ff:ff:ff:ff"}, "unicast"},
+		{{"--state", st, "--port", "0", "--duration", "-1"}, "--duration"},
+		{{"--state", st, "--port", "0", "--duration", "nan"}, "--duration"},
+		{{"--state", st, "--port", "0", "--dump-acl", ""}, "--dump-acl"},
+		{{"--state", st, "--port", "0", "--name", "no spaces"}, "--name"},
+		{{"--socket", "/tmp/" + std::string(120, 'x'), "--port", "0"}, "--socket"},
 	};
 	for (auto &c : cases) {
 		auto a = base;
@@ -234,11 +248,258 @@ TEST(DpdkBinary, InvalidStateFileExitsNamingTheProblem)
 		for (auto &x : std::vector<std::string>{"--state", s.path(file), "--port", "0=client-vnet"})
 			a.push_back(x);
 		RunResult r = run(a, s.dir());
-		EXPECT_NE(r.code, 0);
-		EXPECT_NE(r.code, 128 + SIGKILL) << "did not exit by itself";
+		EXPECT_EQ(r.code, 1) << r.err; // not a crash after the message
 		auto own = own_lines(r.err);
 		ASSERT_EQ(own.size(), 1u) << r.err;
 		EXPECT_NE(own[0].find(says), std::string::npos) << own[0];
+	}
+}
+
+// An --acl-alg the EAL's SIMD limit rules out is an error at start, not a
+// refusal of every generation.
+TEST(DpdkBinary, AclAlgorithmThatCannotRunIsRefusedAtStart)
+{
+	Scratch s("aclalg");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), {}));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	std::vector<std::string> a = {binary(), "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l",
+				      "0,1", "--force-max-simd-bitwidth=128", "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap"),
+				      "--", "--state", s.path("state.json"), "--port", "0", "--acl-alg", "avx2"};
+	RunResult r = run(a, s.dir());
+	EXPECT_EQ(r.code, 2) << r.err;
+	auto own = own_lines(r.err);
+	ASSERT_EQ(own.size(), 1u) << r.err;
+	EXPECT_NE(own[0].find("--acl-alg avx2"), std::string::npos) << own[0];
+}
+
+// /linkgate/stats asked without a pause while linkgate-dpdk stops: every
+// answer comes from a live engine or none, and the exit is clean (the
+// telemetry thread used to read the freed engine). --stats-json that cannot
+// be written is exit 1.
+TEST(DpdkBinary, TelemetryWhileStoppingAndAnUnwritableStatsFile)
+{
+	Scratch s("telstop");
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), expected().in[0]));
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	auto a = eal(s, {"net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1", "net_null0"});
+	for (auto &x : std::vector<std::string>{"--state", s.path("state.json"), "--port", "0=client-vnet", "--port", "1",
+						"--flows", "4096", "--duration", "1.5", "--stats-json",
+						s.path("no-such-dir/stats.json")})
+		a.push_back(x);
+	Proc p(a, s.path("dpdk.out"), s.path("dpdk.err"));
+	std::string sock = "/var/run/dpdk/" + s.prefix() + "/dpdk_telemetry.v2";
+	uint64_t answers = 0;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+	while (p.running() && std::chrono::steady_clock::now() < deadline) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		sockaddr_un sa{};
+		sa.sun_family = AF_UNIX;
+		std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock.c_str());
+		char buf[65536];
+		if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0 && recv(fd, buf, sizeof buf, 0) > 0)
+			while (send(fd, "/linkgate/stats", 15, MSG_NOSIGNAL) == 15 && recv(fd, buf, sizeof buf, 0) > 0)
+				answers++;
+		if (fd >= 0)
+			close(fd);
+		poll(nullptr, 0, 1);
+	}
+	EXPECT_EQ(p.wait(10000), 1) << p.err();
+	EXPECT_GT(answers, 0u);
+	EXPECT_NE(p.err().find("--stats-json"), std::string::npos) << p.err();
+}
+
+// The agent's side of the channel, played by the test: one listening Unix
+// socket, lines in and out with deadlines.
+class FakeAgent {
+public:
+	explicit FakeAgent(const std::string &path)
+	{
+		lfd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sockaddr_un a{};
+		a.sun_family = AF_UNIX;
+		std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+		ok_ = lfd_ >= 0 && bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0 && listen(lfd_, 8) == 0;
+	}
+	~FakeAgent()
+	{
+		drop();
+		for (int fd : held_)
+			close(fd);
+		if (lfd_ >= 0)
+			close(lfd_);
+	}
+	bool ok() const { return ok_; }
+	// keep_old: the current connection stays open, unread, until the end.
+	bool accept_one(int timeout_ms = 20000, bool keep_old = false)
+	{
+		if (keep_old && fd_ >= 0) {
+			held_.push_back(fd_);
+			fd_ = -1;
+			buf_.clear();
+		}
+		drop();
+		pollfd p{lfd_, POLLIN, 0};
+		if (poll(&p, 1, timeout_ms) != 1)
+			return false;
+		fd_ = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+		return fd_ >= 0;
+	}
+	void drop()
+	{
+		if (fd_ >= 0)
+			close(fd_);
+		fd_ = -1;
+		buf_.clear();
+	}
+	bool send_line(const std::string &l)
+	{
+		std::string x = l + "\n";
+		for (size_t off = 0; off < x.size();) {
+			ssize_t n = send(fd_, x.data() + off, x.size() - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				return false;
+			off += size_t(n);
+		}
+		return true;
+	}
+	// The next line, or "" on EOF or after timeout_ms.
+	std::string line(int timeout_ms = 20000)
+	{
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+		size_t nl;
+		while ((nl = buf_.find('\n')) == std::string::npos) {
+			int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+			pollfd p{fd_, POLLIN, 0};
+			char b[65536];
+			ssize_t n = left > 0 && poll(&p, 1, left) == 1 ? read(fd_, b, sizeof b) : 0;
+			if (n <= 0)
+				return "";
+			buf_.append(b, size_t(n));
+		}
+		std::string l = buf_.substr(0, nl);
+		buf_.erase(0, nl + 1);
+		return l;
+	}
+	// Writes line until the socket takes no more (true) or max times.
+	bool flood(const std::string &line, int max)
+	{
+		for (int i = 0; i < max; i++)
+			for (size_t off = 0; off < line.size();) {
+				ssize_t n = send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+					pollfd p{fd_, POLLOUT, 0};
+					if (poll(&p, 1, 500) == 0) // nothing drained for 0.5 s
+						return true;
+					continue;
+				}
+				if (n <= 0)
+					return false;
+				off += size_t(n);
+			}
+		return false;
+	}
+	json request(const std::string &l)
+	{
+		if (!send_line(l))
+			return json();
+		return json::parse(line(), nullptr, false);
+	}
+
+private:
+	int lfd_ = -1, fd_ = -1;
+	std::vector<int> held_;
+	bool ok_ = false;
+	std::string buf_;
+};
+
+// Messages from the agent of the wrong shape get a JSON-RPC error and leave
+// the channel working (they aborted the process); one nested too deep closes
+// the channel, not the process (it overflowed the stack); a registration
+// refused again and again is retried with a growing pause (it was retried
+// thousands of times a second); an agent that stops reading costs the
+// channel after 5 s, not the main lcore.
+TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
+{
+	Scratch s("chan");
+	std::string sock = s.path("agent.sock");
+	FakeAgent fa(sock);
+	ASSERT_TRUE(fa.ok());
+	auto a = eal(s, {"net_null0"});
+	for (auto &x : std::vector<std::string>{"--socket", sock, "--port", "0=client-vnet", "--flows", "4096"})
+		a.push_back(x);
+	Proc p(a, s.path("dpdk.out"), s.path("dpdk.err"));
+	ASSERT_TRUE(fa.accept_one()) << p.err();
+	json reg = json::parse(fa.line(), nullptr, false);
+	ASSERT_TRUE(reg.is_object()) << p.err();
+	EXPECT_EQ(reg["method"], "dataplane.register");
+	ASSERT_TRUE(fa.send_line(json{{"jsonrpc", "2.0"}, {"id", reg["id"]}, {"result", {{"generation", 0}}}}.dump()));
+	json pub{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "dataplane.publish"},
+		 {"params", {{"generation", 1}, {"state", state_to_json(scenario_state())}}}};
+	json ack = fa.request(pub.dump());
+	ASSERT_EQ(ack["result"]["generation"], 1) << ack.dump() << p.err();
+
+	struct Case {
+		std::string line;
+		int code;
+		json id;
+	};
+	std::vector<Case> cases = {
+		{R"({"jsonrpc":"2.0","id":3,"method":5})", -32600, 3},
+		{R"({"jsonrpc":"2.0","id":[3],"method":"dataplane.counters"})", -32600, nullptr},
+		{R"({"jsonrpc":"2.0","id":4,"method":"dataplane.publish","params":5})", -32602, 4},
+		{R"({"jsonrpc":"2.0","id":5,"method":"dataplane.publish","params":null})", -32602, 5},
+		{R"({"jsonrpc":"2.0","id":6,"method":"dataplane.publish","params":{"generation":"2","state":{}}})", -32602, 6},
+		{R"({"jsonrpc":"2.0","id":7,"method":"dataplane.publish","params":{"generation":-1,"state":{}}})", -32602, 7},
+		{R"({"jsonrpc":"2.0","id":8,"method":"dataplane.publish","params":{"generation":2.5,"state":{}}})", -32602, 8},
+		{R"({"jsonrpc":"2.0","id":9,"method":"dataplane.publish","params":{"generation":2,"state":{"virtualNetworks":5}}})", -32003, 9},
+		{R"({"jsonrpc":"2.0","id":"x","method":"dataplane.nothing"})", -32601, "x"},
+	};
+	for (auto &c : cases) {
+		SCOPED_TRACE(c.line);
+		json r = fa.request(c.line);
+		ASSERT_TRUE(r.is_object()) << p.err();
+		EXPECT_EQ(r["error"]["code"], c.code) << r.dump();
+		EXPECT_EQ(r["id"], c.id) << r.dump();
+		json alive = fa.request(R"({"jsonrpc":"2.0","id":10,"method":"dataplane.counters"})");
+		EXPECT_EQ(alive["result"]["generation"], 1) << alive.dump() << p.err();
+	}
+
+	// Nested 200,000 deep: the channel closes, the process reconnects.
+	ASSERT_TRUE(fa.send_line(R"({"jsonrpc":"2.0","id":11,"method":"x","params":{"a":)" + std::string(200000, '[') +
+				 std::string(200000, ']') + "}}"));
+	EXPECT_EQ(fa.line(), "") << "the channel stays open";
+	ASSERT_TRUE(fa.accept_one()) << "no reconnect: " << p.err();
+	ASSERT_TRUE(p.running()) << p.err();
+
+	// Refused at every registration: at most a handful of attempts in 2 s.
+	auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+	int attempts = 0;
+	do {
+		json r = json::parse(fa.line(2000), nullptr, false);
+		if (r.is_object())
+			fa.send_line(json{{"jsonrpc", "2.0"}, {"id", r["id"]}, {"error", {{"code", -32602}, {"message", "no"}}}}.dump());
+		attempts++;
+	} while (std::chrono::steady_clock::now() < until &&
+		 fa.accept_one(int(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count())));
+	EXPECT_LE(attempts, 8);
+	EXPECT_GE(attempts, 2) << p.err();
+
+	// An agent that stops reading: once linkgate-dpdk stops reading too
+	// (its replies have filled the socket), it gives the channel up within
+	// 5 s and connects again; SIGTERM ends it at once even then.
+	for (bool then_stop : {false, true}) {
+		SCOPED_TRACE(then_stop ? "then SIGTERM" : "then reconnect");
+		ASSERT_TRUE(fa.accept_one(20000, then_stop)) << p.err();
+		json r2 = json::parse(fa.line(), nullptr, false);
+		ASSERT_TRUE(r2.is_object()) << p.err();
+		ASSERT_TRUE(fa.send_line(json{{"jsonrpc", "2.0"}, {"id", r2["id"]}, {"result", {{"generation", 1}}}}.dump()));
+		EXPECT_TRUE(fa.flood(R"({"jsonrpc":"2.0","id":12,"method":"dataplane.counters"})" "\n", 200000))
+			<< "linkgate-dpdk read everything";
+		if (!then_stop)
+			continue; // the next accept_one() is the new connection
+		auto t0 = std::chrono::steady_clock::now();
+		EXPECT_EQ(p.terminate(20000), 0) << p.err();
+		EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4)) << "SIGTERM waited on the agent";
 	}
 }
 
