@@ -230,6 +230,7 @@ __noinline int lg_flow_create(__u32 slot)
 	struct lg_scratch *s = scratch();
 	struct lg_flow_entry *o, *x;
 	struct lg_flow_key ok;
+	long err;
 
 	if (!s)
 		return LG_REASON_CT_FULL;
@@ -237,6 +238,13 @@ __noinline int lg_flow_create(__u32 slot)
 	flow_put(&s->k, &s->e, BPF_ANY);
 	if (key_eq(&s->k, &s->k2))
 		return LG_REASON_NONE; /* a flow to itself has one key */
+	s->e.flags |= LG_FLOW_F_REPLY;
+	/* The common case costs what an unconditional store did. */
+	err = bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_NOEXIST);
+	if (!err)
+		return LG_REASON_NONE;
+	if (err != -17 /* EEXIST */)
+		goto full; /* full counting entries: no flow with one copy */
 	o = bpf_map_lookup_elem(&lg_flows, &s->k2);
 	if (o) {
 		if (s->now < o->expires_ns)
@@ -253,13 +261,11 @@ __noinline int lg_flow_create(__u32 slot)
 			bpf_map_delete_elem(&lg_flows, &ok);
 		}
 	}
-	s->e.flags |= LG_FLOW_F_REPLY;
-	if (bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY)) {
-		/* Full counting entries: no flow with one copy. */
-		bpf_map_delete_elem(&lg_flows, &s->k);
-		return LG_REASON_CT_FULL;
-	}
-	return LG_REASON_NONE;
+	if (!bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY))
+		return LG_REASON_NONE;
+full:
+	bpf_map_delete_elem(&lg_flows, &s->k);
+	return LG_REASON_CT_FULL;
 clash:
 	bpf_map_delete_elem(&lg_flows, &s->k);
 	return LG_REASON_CT_CLASH;
