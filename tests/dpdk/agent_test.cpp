@@ -54,6 +54,22 @@ bool eventually(const std::function<bool()> &pred, int timeout_ms = 20000)
 	return false;
 }
 
+// linkgate-dpdk attached to d as `name`: port 0 (the client VNet) replays
+// in0.pcap for ever, port 1 is `vdev1`.
+std::vector<std::string> dpdk_argv(const Scratch &s, const lgtest::Daemon &d, const std::string &vdev1,
+				   const std::string &name)
+{
+	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
+				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
+				      "--vdev", vdev1, "--", "--socket", d.socket_path(), "--name", name, "--flows", "4096",
+				      "--port", "0=client-vnet", "--port", "1"};
+	for (auto &r : scenario_routes()) {
+		a.push_back("--route");
+		a.push_back(r);
+	}
+	return a;
+}
+
 TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 {
 	if (access("/usr/bin/dpdk-telemetry.py", X_OK) != 0)
@@ -74,16 +90,8 @@ TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 			(f.port == 0 ? in0 : in1).push_back(f.bytes);
 	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
 	ASSERT_TRUE(write_pcap(s.path("in1.pcap"), in1));
-	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
-				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
-				      "--vdev", "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=/dev/null",
-				      "--", "--socket", d.socket_path(), "--name", "lgt", "--flows", "4096",
-				      "--port", "0=client-vnet", "--port", "1"};
-	for (auto &r : scenario_routes()) {
-		a.push_back("--route");
-		a.push_back(r);
-	}
-	Proc dp(a, s.path("dpdk.out"), s.path("dpdk.err"));
+	Proc dp(dpdk_argv(s, d, "net_pcap1,rx_pcap=" + s.path("in1.pcap") + ",tx_pcap=/dev/null", "lgt"),
+		s.path("dpdk.out"), s.path("dpdk.err"));
 
 	// Registered, acknowledged the live generation, forwarding.
 	json entry;
@@ -164,15 +172,7 @@ TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 			if (f.port == 0)
 				in0.push_back(f.bytes);
 	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
-	std::vector<std::string> a = {LINKGATE_DPDK, "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(), "-l", "0,1",
-				      "--vdev", "net_pcap0,rx_pcap=" + s.path("in0.pcap") + ",tx_pcap=/dev/null,infinite_rx=1",
-				      "--vdev", "net_null1", "--", "--socket", d.socket_path(), "--name", "lgto", "--flows", "4096",
-				      "--port", "0=client-vnet", "--port", "1"};
-	for (auto &r : scenario_routes()) {
-		a.push_back("--route");
-		a.push_back(r);
-	}
-	Proc dp(a, s.path("dpdk.out"), s.path("dpdk.err"));
+	Proc dp(dpdk_argv(s, d, "net_null1", "lgto"), s.path("dpdk.out"), s.path("dpdk.err"));
 	json flows;
 	uint64_t now = 0;
 	ASSERT_TRUE(eventually([&] {
