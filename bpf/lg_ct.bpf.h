@@ -254,9 +254,11 @@ __noinline int lg_flow_create(__u32 slot)
 			ok = o->orig;
 		else
 			reply_key(slot, o, &ok);
-		if (!key_eq(&ok, &s->k)) {
-			x = bpf_map_lookup_elem(&lg_flows, &ok);
-			if (x && s->now < x->expires_ns)
+		x = key_eq(&ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, &ok);
+		/* Only o's own other copy (a stale reply VNI may name another
+		 * flow's key: that flow is left alone). */
+		if (x && key_eq(&x->orig, &o->orig) && (x->flags & LG_FLOW_F_REPLY) != (o->flags & LG_FLOW_F_REPLY)) {
+			if (s->now < x->expires_ns)
 				goto clash;
 			bpf_map_delete_elem(&lg_flows, &ok);
 		}

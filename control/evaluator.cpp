@@ -1222,8 +1222,11 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 	// One key, one flow: a reply key that a live flow holds (two translated
 	// flows sharing the client's address and port and the backend) would
 	// take that flow's replies. The later flow is refused (decisions.md).
-	if (nf->reply != nf->orig && lookup(nf->reply, now))
+	if (nf->reply != nf->orig && lookup(nf->reply, now)) {
+		out.backend.clear();
+		out.egress_ifindex = 0;
 		return dropped(std::move(out), LG_REASON_CT_CLASH, LG_STAGE_CONNTRACK);
+	}
 	update_state(*nf, false, p.tcp_flags, now);
 	flows[nf->orig] = nf;
 	flows[nf->reply] = nf;

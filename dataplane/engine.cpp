@@ -276,6 +276,9 @@ Engine::~Engine()
 {
 	if (g_engine == this)
 		g_engine = nullptr;
+	// The hashes' defer queues read the QSBR variable as they are freed.
+	flows_.reset();
+	frags_.reset();
 	rte_free(qsbr_);
 }
 

@@ -291,7 +291,7 @@ private:
 		const char *keys[5] = {"tcpEstablished", "tcpTransient", "tcpClose", "udp", "icmp"};
 		for (int i = 0; i < 5; i++) {
 			auto v = t->find(keys[i]);
-			if (v == t->end() || !v->is_number() || !(v->get<double>() > 0) || v->get<double>() > 1e7)
+			if (v == t->end() || !v->is_number() || !(v->get<double>() >= 0.001) || v->get<double>() > 1e7)
 				return false;
 			ns[i] = uint64_t(v->get<double>() * 1e9);
 		}
@@ -320,7 +320,7 @@ private:
 							  : "no result");
 				close_fd();
 			} else if (!apply_timeouts(*r)) {
-				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not positive seconds\n");
+				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-10000000 seconds\n");
 				close_fd();
 			}
 			return;
@@ -569,17 +569,16 @@ static std::vector<char *> eal_args_with_simd(int argc, char **argv)
 
 // Ports stopped, the engine freed (telemetry told first), then the EAL:
 // the engine's memory is the EAL's, so the order matters.
-static int finish(App &app, int rc, bool ports_started = true)
+static int finish(App &app, int rc)
 {
 	{
 		std::lock_guard lk(g_tel_mu);
 		g_serving = false;
 	}
-	for (auto &p : app.ports)
-		if (ports_started) {
-			rte_eth_dev_stop(p.id);
-			rte_eth_dev_close(p.id);
-		}
+	for (auto &p : app.ports) {
+		rte_eth_dev_stop(p.id);
+		rte_eth_dev_close(p.id);
+	}
 	app.pipeline.reset();
 	app.engine.reset();
 	rte_eal_cleanup();
@@ -715,6 +714,26 @@ int main(int argc, char **argv)
 			p.vnet = s.substr(eq + 1);
 		app.ports.push_back(p);
 	}
+	// Arguments first, ports after: an argument error leaves no port started.
+	dp::EngineConfig cfg;
+	for (auto &r : route_specs) {
+		auto mr = parse_route(r, app.ports);
+		if (!mr) {
+			std::fprintf(stderr, "linkgate-dpdk: %s\n", mr.error().c_str());
+			rte_eal_cleanup();
+			return 2;
+		}
+		cfg.mac_routes.push_back(*mr);
+	}
+	for (auto &l : local_specs) {
+		auto a = Addr::parse(l);
+		if (!a) {
+			std::fprintf(stderr, "linkgate-dpdk: --local %s: not an IP address\n", l.c_str());
+			rte_eal_cleanup();
+			return 2;
+		}
+		cfg.host.local_addresses.push_back(*a);
+	}
 	unsigned lcore;
 	RTE_LCORE_FOREACH_WORKER(lcore)
 	app.worker_lcores.push_back(lcore);
@@ -737,35 +756,15 @@ int main(int argc, char **argv)
 		auto q = dp::setup_port(p.id, workers, pool, &p.mac, kRing);
 		if (!q) {
 			std::fprintf(stderr, "linkgate-dpdk: %s\n", q.error().c_str());
-			rte_eal_cleanup();
-			return 1;
+			return finish(app, 1);
 		}
 		p.queues = *q;
 	}
 
-	dp::EngineConfig cfg;
 	cfg.workers = workers;
 	cfg.timeouts.flow_capacity = flows;
 	for (auto &p : app.ports)
 		cfg.host.interfaces.push_back(HostInterface{ifindex_of(p.id), p.mac, p.vnet});
-	for (auto &r : route_specs) {
-		auto mr = parse_route(r, app.ports);
-		if (!mr) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", mr.error().c_str());
-			rte_eal_cleanup();
-			return 2;
-		}
-		cfg.mac_routes.push_back(*mr);
-	}
-	for (auto &l : local_specs) {
-		auto a = Addr::parse(l);
-		if (!a) {
-			std::fprintf(stderr, "linkgate-dpdk: --local %s: not an IP address\n", l.c_str());
-			rte_eal_cleanup();
-			return 2;
-		}
-		cfg.host.local_addresses.push_back(*a);
-	}
 	const std::pair<const char *, int> algs[] = {{"default", 0}, {"scalar", RTE_ACL_CLASSIFY_SCALAR},
 		{"sse", RTE_ACL_CLASSIFY_SSE}, {"avx2", RTE_ACL_CLASSIFY_AVX2},
 		{"avx512x16", RTE_ACL_CLASSIFY_AVX512X16}, {"avx512x32", RTE_ACL_CLASSIFY_AVX512X32}};

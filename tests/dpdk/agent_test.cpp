@@ -161,8 +161,8 @@ TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 {
 	Scratch s("agentto");
-	lgtest::Daemon d({"--tcp-established-timeout", "7", "--tcp-transient-timeout", "7", "--udp-timeout", "7",
-			  "--icmp-timeout", "7"});
+	lgtest::Daemon d({"--tcp-established-timeout", "7", "--tcp-transient-timeout", "7", "--tcp-close-timeout", "7",
+			  "--udp-timeout", "7", "--icmp-timeout", "7"});
 	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
 	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
 	ASSERT_TRUE(d.start()) << d.log();

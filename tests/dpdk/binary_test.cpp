@@ -287,11 +287,17 @@ TEST(DpdkBinary, TelemetryWhileStoppingAndAnUnwritableStatsFile)
 						s.path("no-such-dir/stats.json")})
 		a.push_back(x);
 	Proc p(a, s.path("dpdk.out"), s.path("dpdk.err"));
-	std::string sock = "/var/run/dpdk/" + s.prefix() + "/dpdk_telemetry.v2";
 	uint64_t answers = 0;
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
 	while (p.running() && std::chrono::steady_clock::now() < deadline) {
+		std::string sock;
+		for (auto &d : s.runtime_dirs()) // the EAL's runtime directory for this user
+			if (std::filesystem::exists(d + "/dpdk_telemetry.v2"))
+				sock = d + "/dpdk_telemetry.v2";
 		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		timeval tv{2, 0}; // a process that hangs does not hang the test
+		if (fd >= 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 		sockaddr_un sa{};
 		sa.sun_family = AF_UNIX;
 		std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock.c_str());

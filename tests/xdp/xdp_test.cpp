@@ -302,7 +302,9 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 	// Within the next hop's cached second the fast path refreshes the
 	// client's copy only: the reply copy expires first.
 	pair->advance(kSec / 2);
+	uint64_t fast = pair->dp().fast_packets();
 	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's ACK");
+	ASSERT_EQ(pair->dp().fast_packets(), fast + 1) << "the ACK took the full path, which writes both copies";
 	pair->advance(240 * kSec - kSec / 4);
 	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_CT_CLASH, "its other copy lives");
 	pair->advance(kSec);
