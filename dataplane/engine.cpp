@@ -263,10 +263,8 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 		g_engine = nullptr;
 		return err("internal: a map of the program has no DPDK counterpart");
 	}
-	lg_host_timeouts to{cfg.timeouts.tcp_established_ns, cfg.timeouts.tcp_transient_ns,
-			    cfg.timeouts.tcp_close_ns, cfg.timeouts.udp_ns, cfg.timeouts.icmp_ns,
-			    cfg.timeouts.fragment_ns};
-	lg_host_set_timeouts(&to);
+	const EvaluatorConfig &t = cfg.timeouts;
+	e->set_flow_timeouts(t.tcp_established_ns, t.tcp_transient_ns, t.tcp_close_ns, t.udp_ns, t.icmp_ns);
 	lg_host_set_time_offset(0);
 	e->live_ = std::make_shared<CompiledTables>();
 	return e;
