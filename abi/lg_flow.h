@@ -102,7 +102,8 @@ struct lg_flow_entry {
 	__u32 object_uid;   /* lg_pe/lg_server uid: the re-check knows it is the same object */
 	struct lg_nexthop nh[2]; /* [0] original direction, [1] reply */
 	__u32 server;       /* server index to count (LG_NONE: none), as of `generation` */
-	__u32 pad2;
+	__u32 reply_vni;    /* VNI of the reply key: the egress interface's when the flow was
+			     * made, kept, so that a later VNet binding names the same key */
 };
 LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 152, "lg_flow_entry layout");
 

@@ -15,7 +15,7 @@
  * three slots; 4: flow entries carry next hops, expiry per copy; 5: flow
  * keys of ICMP echo carry their direction, server counters LG_MAX_SERVERS;
  * 6: reason counters hold ct-clash). */
-#define LG_XDP_LAYOUT_VERSION 6
+#define LG_XDP_LAYOUT_VERSION 7
 
 /* Slots of every generation outer map: one live, the one the last flip
  * retired (packets may still read it until its RCU barrier), and one free to

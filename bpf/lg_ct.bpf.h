@@ -62,12 +62,13 @@ static __always_inline void key_reverse(struct lg_flow_key *k)
 	k->echo = lg_echo_reverse(k->echo);
 }
 
-/* Reply key of the flow e into r: the reply VNI is that of the egress
- * interface in the current generation. */
-static __always_inline void reply_key(__u32 slot, const struct lg_flow_entry *e, struct lg_flow_key *r)
+/* Reply key of the flow e into r. Its VNI is the one the flow was made
+ * with (reply_vni), not the egress interface's in the current generation:
+ * a VNet bound anew would name another flow's key. */
+static __always_inline void reply_key(const struct lg_flow_entry *e, struct lg_flow_key *r)
 {
 	__builtin_memset(r, 0, sizeof(*r));
-	r->vni = egress_vni(slot, e->egress_ifindex);
+	r->vni = e->reply_vni;
 	r->family = e->orig.family;
 	r->proto = e->orig.proto;
 	r->echo = lg_echo_reverse(e->orig.echo);
@@ -95,24 +96,24 @@ static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_f
 }
 
 /* The key of the flow e's other copy (e found under scratch->k) into scratch->k2. */
-static __always_inline void other_key(struct lg_scratch *s, __u32 slot, const struct lg_flow_entry *e)
+static __always_inline void other_key(struct lg_scratch *s, const struct lg_flow_entry *e)
 {
 	if (e->flags & LG_FLOW_F_REPLY)
 		s->k2 = e->orig;
 	else
-		reply_key(slot, e, &s->k2);
+		reply_key(e, &s->k2);
 }
 
 /* Remove the flow found under scratch->k (both keys). */
-static __always_inline void flow_erase(struct lg_scratch *s, __u32 slot, struct lg_flow_entry *e)
+static __always_inline void flow_erase(struct lg_scratch *s, struct lg_flow_entry *e)
 {
-	other_key(s, slot, e);
+	other_key(s, e);
 	bpf_map_delete_elem(&lg_flows, &s->k);
 	bpf_map_delete_elem(&lg_flows, &s->k2);
 }
 
 /* Flow under scratch->k that has not expired, copied to scratch->e. */
-__noinline int lg_flow_lookup(__u32 slot)
+__noinline int lg_flow_lookup(void)
 {
 	struct lg_scratch *s = scratch();
 	struct lg_flow_entry *e;
@@ -126,13 +127,13 @@ __noinline int lg_flow_lookup(__u32 slot)
 	if (s->now >= s->e.expires_ns) {
 		/* The fast path refreshes only the copy it found: the flow lives
 		 * until the later expiry of its two copies. */
-		other_key(s, slot, &s->e);
+		other_key(s, &s->e);
 		e = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
 		if (e && s->now < e->expires_ns) {
 			s->e.expires_ns = e->expires_ns;
 			return 1;
 		}
-		flow_erase(s, slot, &s->e);
+		flow_erase(s, &s->e);
 		return 0;
 	}
 	return 1;
@@ -199,7 +200,7 @@ static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry
 }
 
 /* Write scratch->e back under both keys; the found key is scratch->k. */
-static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 flags)
+static __always_inline void flow_store(struct lg_scratch *s, __u64 flags)
 {
 	if (s->e.flags & LG_FLOW_F_REPLY) {
 		s->k2 = s->e.orig;
@@ -207,7 +208,7 @@ static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 f
 		s->e.flags &= ~LG_FLOW_F_REPLY;
 		flow_put(&s->k2, &s->e, flags);
 	} else {
-		reply_key(slot, &s->e, &s->k2);
+		reply_key(&s->e, &s->k2);
 		flow_put(&s->k, &s->e, flags);
 		/* A flow to itself (src = dst, sport = dport, one VNet) has one
 		 * key; its packets are of the original direction, as in the
@@ -225,7 +226,7 @@ static __always_inline void flow_store(struct lg_scratch *s, __u32 slot, __u64 f
  * that flow's replies, so the new flow is refused, as the evaluator refuses
  * it. An expired holder is removed, both copies. Returns the drop reason
  * (the reservation released) or LG_REASON_NONE. */
-__noinline int lg_flow_create(__u32 slot)
+__noinline int lg_flow_create(void)
 {
 	struct lg_scratch *s = scratch();
 	struct lg_flow_entry *o, *x;
@@ -234,7 +235,7 @@ __noinline int lg_flow_create(__u32 slot)
 
 	if (!s)
 		return LG_REASON_CT_FULL;
-	reply_key(slot, &s->e, &s->k2);
+	reply_key(&s->e, &s->k2);
 	flow_put(&s->k, &s->e, BPF_ANY);
 	if (key_eq(&s->k, &s->k2))
 		return LG_REASON_NONE; /* a flow to itself has one key */
@@ -253,10 +254,10 @@ __noinline int lg_flow_create(__u32 slot)
 		if (o->flags & LG_FLOW_F_REPLY)
 			ok = o->orig;
 		else
-			reply_key(slot, o, &ok);
+			reply_key(o, &ok);
 		x = key_eq(&ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, &ok);
-		/* Only o's own other copy (a stale reply VNI may name another
-		 * flow's key: that flow is left alone). */
+		/* Only o's own other copy is looked at or removed: checked
+		 * rather than assumed, as it costs two compares on a rare path. */
 		if (x && key_eq(&x->orig, &o->orig) && (x->flags & LG_FLOW_F_REPLY) != (o->flags & LG_FLOW_F_REPLY)) {
 			if (s->now < x->expires_ns)
 				goto clash;

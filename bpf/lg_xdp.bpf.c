@@ -426,7 +426,7 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 			s = scratch();
 			if (!s)
 				return LG_VERDICT_DROP;
-			flow_erase(s, slot, &s->e);
+			flow_erase(s, &s->e);
 			return LG_VERDICT_DROP;
 		}
 		dirty = 1;
@@ -467,7 +467,7 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 		dirty = 1;
 	}
 	if (dirty)
-		flow_store(s, slot, BPF_EXIST);
+		flow_store(s, BPF_EXIST);
 	return v;
 }
 
@@ -491,7 +491,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 			return LG_VERDICT_DROP;
 		key_of(&s->k, s->vni, &s->in);
 		key_reverse(&s->k);
-		if (lg_flow_lookup(slot)) {
+		if (lg_flow_lookup()) {
 			s = scratch();
 			if (!s)
 				return LG_VERDICT_DROP;
@@ -506,12 +506,12 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	key_of(&s->k, s->vni, p);
 	tcp = p->proto == P_TCP;
 	syn = tcp && (p->tcp_flags & 0x17) == 0x02; /* SYN without ACK, RST, FIN */
-	if (lg_flow_lookup(slot)) {
+	if (lg_flow_lookup()) {
 		s = scratch();
 		if (!s)
 			return LG_VERDICT_DROP;
 		if (syn && !(s->e.flags & LG_FLOW_F_REPLY) && s->e.state == LG_CT_CLOSED) {
-			flow_erase(s, slot, &s->e); /* a new connection on a closed one's tuple */
+			flow_erase(s, &s->e); /* a new connection on a closed one's tuple */
 		} else {
 			return lg_flow_packet(ctx, !!(s->e.flags & LG_FLOW_F_REPLY));
 		}
@@ -603,8 +603,9 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 		return v;
 	}
 	s->e.egress_ifindex = s->egress;
+	s->e.reply_vni = egress_vni(slot, s->egress);
 	update_state(&s->e, 0, s->p.tcp_flags, s->now);
-	err = lg_flow_create(slot);
+	err = lg_flow_create();
 	if (err) {
 		s = scratch();
 		if (!s)

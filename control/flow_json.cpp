@@ -50,7 +50,7 @@ const char *kind_word(uint8_t k)
 nlohmann::json flow_to_json(const lg_flow_entry &e, const CompiledTables &live)
 {
 	lg_flow_key r = e.orig;
-	r.vni = te_iface_vni(live, e.egress_ifindex);
+	r.vni = e.reply_vni;
 	std::memcpy(r.src, e.kind == LG_DEST_ROUTED ? e.orig.dst : e.nat_addr, 16);
 	r.sport = e.kind == LG_DEST_ROUTED ? e.orig.dport : e.nat_port;
 	std::memcpy(r.dst, e.orig.src, 16);

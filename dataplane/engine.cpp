@@ -530,7 +530,7 @@ void Engine::decide_frames(uint32_t ifindex, uint8_t *const *data, const uint32_
 			std::memcpy(&o, &e->orig, sizeof o);
 		} else {
 			std::memset(&o, 0, sizeof o);
-			o.vni = vni_of(slot, e->egress_ifindex);
+			o.vni = e->reply_vni;
 			o.family = e->orig.family;
 			o.proto = e->orig.proto;
 			o.echo = lg_echo_reverse(e->orig.echo);

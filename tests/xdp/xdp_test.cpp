@@ -314,6 +314,37 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the first is gone");
 }
 
+// A flow keeps the reply key it was made with when a later generation binds
+// its egress interface to another VNI: its expiry removes that copy, not the
+// key the new VNI would name (which leaked the old copy: one entry too many).
+TEST_F(XdpTest, ReplyKeyKeepsItsVniAcrossGenerations)
+{
+	state.networkSecurityGroups[0].securityRules.push_back(
+		rule("allow-ssh-in", 200, "Inbound", "Allow", "Tcp", "*", "*", "22"));
+	commit();
+	auto in = b2c().ipv4("192.168.10.11", "10.1.1.10").tcp(5000, 22, kTcpSyn).build();
+	expect(in, LG_VERDICT_FORWARD, LG_REASON_NONE, "into the VNet: egress on the client side", backend_if);
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_EQ(fl[0].reply_vni, 100u);
+	state.virtualNetworks[0].vni = 101;
+	commit();
+	auto synack = c2s().ipv4("10.1.1.10", "192.168.10.11").tcp(22, 5000, kTcpSyn | kTcpAck).build();
+	expect(synack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "a reply under the new VNI is not the flow's");
+	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+	pair->advance((LG_TIMEOUT_TCP_TRANSIENT + 1) * kSec);
+	expect(in, LG_VERDICT_FORWARD, LG_REASON_NONE, "the flow expired: made again", backend_if);
+	fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_EQ(fl[0].reply_vni, 101u);
+	EXPECT_EQ(pair->ev().flow_count(), 1u);
+	EXPECT_EQ(pair->dp().flow_entries(), 2u) << "the old flow's reply copy was left behind";
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(pair->dpdk().flow_entries(), 2u) << "linkgate-dpdk: the old flow's reply copy was left behind";
+#endif
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "its reply under the new VNI");
+}
+
 TEST_F(XdpTest, Ipv6IcmpErrorOfATranslatedFlow)
 {
 	auto s6 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build();
