@@ -5,12 +5,14 @@
 #include <rte_hash_crc.h>
 #include <rte_jhash.h>
 #include <rte_malloc.h>
+#include <rte_pause.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 
 extern "C" {
 #include "lg_xdp.h"
@@ -457,30 +459,49 @@ void *SharedHash::lookup(lg_umap *m, const void *key)
 	int32_t pos = rte_hash_lookup(s->h_, key);
 	return pos < 0 ? nullptr : s->value_at(pos);
 }
+void SharedHash::AddLock::lock()
+{
+	while (held.exchange(true, std::memory_order_acquire))
+		while (held.load(std::memory_order_relaxed))
+			rte_pause();
+}
 long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flags)
 {
 	auto *s = static_cast<SharedHash *>(m);
-	int32_t pos = rte_hash_lookup(s->h_, key);
+	hash_sig_t sig = s->sig(key);
+	int32_t pos;
+	if (flags == BPF_EXIST) {
+		pos = rte_hash_lookup_with_hash(s->h_, key, sig);
+		if (pos < 0)
+			return -ENOENT;
+		std::memcpy(s->value_at(pos), val, s->vs_);
+		return 0;
+	}
+	// "Absent, then add" is one step for every worker, as the kernel's
+	// bucket lock makes it: of two workers adding one key, one adds and the
+	// other finds it (BPF_NOEXIST is how a flow claims its keys, ct-clash).
+	// Per stripe of signatures, so only adds of one stripe wait.
+	std::lock_guard<AddLock> g(s->add_locks_[sig % kAddStripes]);
+	pos = rte_hash_lookup_with_hash(s->h_, key, sig);
 	if (pos >= 0) {
 		if (flags == BPF_NOEXIST)
 			return -EEXIST;
-		std::memcpy(s->vals_ + size_t(pos) * s->vs_, val, s->vs_);
+		std::memcpy(s->value_at(pos), val, s->vs_);
 		return 0;
 	}
-	if (flags == BPF_EXIST)
-		return -ENOENT;
 	// BPF's hash map counts elements against max_entries: E2BIG when full.
 	if (s->count() >= s->capacity_)
 		return -E2BIG;
-	pos = rte_hash_add_key(s->h_, key);
+	pos = rte_hash_add_key_with_hash(s->h_, key, sig);
 	if (pos < 0)
 		return pos == -ENOSPC ? -E2BIG : pos;
 	s->forget(key); // a hint of this burst may say it is absent
-	// Two workers adding the same new key at once count it twice (the
-	// second add updates); a delete then leaves one too many: rare, and
-	// only an overstatement of the same order as BPF's per-CPU counts.
 	s->live_.fetch_add(1, std::memory_order_relaxed);
-	std::memcpy(s->vals_ + size_t(pos) * s->vs_, val, s->vs_);
+	// Before the lock is let go: a worker that then finds the key reads
+	// this value, not the slot's last one. (A lock-free reader may see the
+	// key a moment before its value, as in the kernel's map before
+	// BPF_F_LOCK.)
+	std::memcpy(s->value_at(pos), val, s->vs_);
 	return 0;
 }
 long SharedHash::del(lg_umap *m, const void *key)

@@ -196,7 +196,8 @@ struct BurstHints {
 };
 
 // BPF_MAP_TYPE_HASH that packets write (flows, fragments): rte_hash with
-// lock-free readers, writers serialised inside rte_hash, key slots reused
+// lock-free readers, writers serialised inside rte_hash, an add of a new key
+// a test-and-set across workers (update()'s stripe locks), key slots reused
 // only after every worker passed a quiescent state (RCU QSBR defer queue),
 // so a value pointer stays valid until this worker's next quiescent state
 // (the end of its burst), longer than BPF needs (the rest of the packet).
@@ -230,6 +231,14 @@ private:
 	rte_hash *h_ = nullptr;
 	size_t ks_ = 0, vs_ = 0, capacity_ = 0;
 	uint8_t *vals_ = nullptr; // (max key id + 1) values, rte_zmalloc'd
+	// update()'s adds, a lock per stripe of key signatures, each on its own line.
+	struct alignas(64) AddLock {
+		std::atomic<bool> held{false};
+		void lock();
+		void unlock() { held.store(false, std::memory_order_release); }
+	};
+	static constexpr unsigned kAddStripes = 64;
+	AddLock add_locks_[kAddStripes];
 	// Keys in the table. Not rte_hash_count(): it counts a deleted key
 	// until the RCU defer queue hands its slot back, so flows removed a
 	// moment ago would still show in counters and fill the capacity.

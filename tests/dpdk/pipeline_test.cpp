@@ -110,6 +110,78 @@ TEST(DpdkFlowTable, MemoryIsResidentOnceCreated)
 	rte_free(q);
 }
 
+// BPF_NOEXIST is a test-and-set across threads, as in the kernel: two
+// workers that add the same keys at the same time never both succeed
+// (a flow claims its reply key that way: ct-clash), and every key is
+// counted once. Before the stripe locks both adds of a key succeeded
+// whenever they met between rte_hash's lookup and its add.
+TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
+{
+	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr2", rte_rcu_qsbr_get_memsize(2), RTE_CACHE_LINE_SIZE));
+	ASSERT_NE(q, nullptr);
+	ASSERT_EQ(rte_rcu_qsbr_init(q, 2), 0);
+	constexpr uint32_t kKeys = 200000;
+	std::string why;
+	auto h = dp::SharedHash::create("lgt_race", sizeof(lg_flow_key), sizeof(lg_flow_entry), kKeys, q, &why);
+	ASSERT_TRUE(h) << why;
+	auto key = [](uint32_t i) {
+		lg_flow_key k{};
+		k.vni = 7;
+		k.family = LG_AF_INET;
+		k.proto = 6;
+		std::memcpy(k.src + 12, &i, 4);
+		k.sport = uint16_t(i);
+		return k;
+	};
+	// wins[t][i]: thread t's add of key i succeeded.
+	std::vector<std::vector<uint8_t>> wins(2, std::vector<uint8_t>(kKeys));
+	std::atomic<int> ready{0};
+	std::vector<long> errors(2, 0);
+	auto adder = [&](int t) {
+		bool reg = rte_thread_register() == 0;
+		lg_umap *m = h.get();
+		ready.fetch_add(1);
+		while (ready.load() < 2) {
+		}
+		for (uint32_t i = 0; i < kKeys; i++) {
+			lg_flow_key k = key(i);
+			lg_flow_entry v{};
+			v.object_id = uint32_t(t);
+			long r = m->ops->update(m, &k, &v, BPF_NOEXIST);
+			if (r == 0)
+				wins[size_t(t)][i] = 1;
+			else if (r != -EEXIST)
+				errors[size_t(t)]++;
+		}
+		if (reg)
+			rte_thread_unregister();
+	};
+	std::thread a(adder, 0), b(adder, 1);
+	a.join();
+	b.join();
+	EXPECT_EQ(errors[0] + errors[1], 0) << "adds failed other than with EEXIST";
+	uint32_t both = 0, none = 0, won[2] = {0, 0};
+	for (uint32_t i = 0; i < kKeys; i++) {
+		both += wins[0][i] && wins[1][i];
+		none += !wins[0][i] && !wins[1][i];
+		won[0] += wins[0][i];
+		won[1] += wins[1][i];
+	}
+	EXPECT_EQ(both, 0u) << "keys both threads added (thread 0 won " << won[0] << ", thread 1 " << won[1] << ")";
+	EXPECT_EQ(none, 0u);
+	EXPECT_EQ(h->count(), size_t(kKeys));
+	// The value is the winner's.
+	lg_umap *m = h.get();
+	for (uint32_t i = 0; i < kKeys; i += 997) {
+		lg_flow_key k = key(i);
+		auto *v = static_cast<const lg_flow_entry *>(m->ops->lookup(m, &k));
+		ASSERT_NE(v, nullptr);
+		EXPECT_EQ(v->object_id, wins[1][i] ? 1u : 0u) << "key " << i;
+	}
+	h.reset();
+	rte_free(q);
+}
+
 TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 {
 	ASSERT_NE(pool(), nullptr) << rte_strerror(rte_errno);
