@@ -5,7 +5,8 @@
  * is rewritten here; this file only binds the program's maps and runs it.
  */
 #define LG_HOST 1
-#define LG_RODATA /* timeouts are plain globals, set by lg_host_set_timeouts */
+#define LG_RODATA volatile /* plain globals that lg_host_set_timeouts stores atomically while
+			     * workers run: each use is one whole load (READ_ONCE) */
 
 #include "lg_host.h"
 
