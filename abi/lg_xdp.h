@@ -14,7 +14,7 @@
 /* Bumped when a pinned map's layout or meaning changes (3: outer maps of
  * three slots; 4: flow entries carry next hops, expiry per copy; 5: flow
  * keys of ICMP echo carry their direction, server counters LG_MAX_SERVERS;
- * 6: reason counters hold ct-clash). */
+ * 6: reason counters hold ct-clash; 7: flow entries keep their reply VNI). */
 #define LG_XDP_LAYOUT_VERSION 7
 
 /* Slots of every generation outer map: one live, the one the last flip

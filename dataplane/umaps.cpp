@@ -470,12 +470,16 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	auto *s = static_cast<SharedHash *>(m);
 	hash_sig_t sig = s->sig(key);
 	int32_t pos;
-	if (flags == BPF_EXIST) {
+	if (flags != BPF_NOEXIST) {
+		// An update in place needs no lock: the key is there, and a delete
+		// that races it orders after it.
 		pos = rte_hash_lookup_with_hash(s->h_, key, sig);
-		if (pos < 0)
+		if (pos >= 0) {
+			std::memcpy(s->value_at(pos), val, s->vs_);
+			return 0;
+		}
+		if (flags == BPF_EXIST)
 			return -ENOENT;
-		std::memcpy(s->value_at(pos), val, s->vs_);
-		return 0;
 	}
 	// "Absent, then add" is one step for every worker, as the kernel's
 	// bucket lock makes it: of two workers adding one key, one adds and the
@@ -497,10 +501,11 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 		return pos == -ENOSPC ? -E2BIG : pos;
 	s->forget(key); // a hint of this burst may say it is absent
 	s->live_.fetch_add(1, std::memory_order_relaxed);
-	// Before the lock is let go: a worker that then finds the key reads
-	// this value, not the slot's last one. (A lock-free reader may see the
-	// key a moment before its value, as in the kernel's map before
-	// BPF_F_LOCK.)
+	// Before the lock is let go: a worker that then finds the key here
+	// reads this value. A lock-free reader may still see the key a moment
+	// before it, with the slot's previous contents; the kernel's map copies
+	// the value before it links the element. Not closed: it needs the
+	// value published with the key (rte_hash's data pointer).
 	std::memcpy(s->value_at(pos), val, s->vs_);
 	return 0;
 }

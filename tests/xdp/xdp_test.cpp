@@ -331,6 +331,10 @@ TEST_F(XdpTest, ReplyKeyKeepsItsVniAcrossGenerations)
 	commit();
 	auto synack = c2s().ipv4("10.1.1.10", "192.168.10.11").tcp(22, 5000, kTcpSyn | kTcpAck).build();
 	expect(synack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "a reply under the new VNI is not the flow's");
+	// The key a rebuilt reply key would now name cannot be another flow's
+	// here: the flow that has it as its own is the reverse of the first.
+	expect(syn("10.1.1.10", "192.168.10.11", 22, 5000), LG_VERDICT_DROP, LG_REASON_CT_CLASH,
+	       "the reverse flow under the new VNI");
 	EXPECT_EQ(pair->dp().flow_entries(), 2u);
 	pair->advance((LG_TIMEOUT_TCP_TRANSIENT + 1) * kSec);
 	expect(in, LG_VERDICT_FORWARD, LG_REASON_NONE, "the flow expired: made again", backend_if);
