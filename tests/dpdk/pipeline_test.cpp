@@ -139,7 +139,7 @@ TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 	std::vector<std::vector<uint8_t>> wins(2, std::vector<uint8_t>(kKeys));
 	std::atomic<int> ready{0};
 	std::vector<long> errors(2, 0);
-	std::vector<bool> registered(2, false);
+	bool registered[2] = {false, false}; // not vector<bool>: its bits share words
 	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
 	auto adder = [&](int t) {
 		// The EAL pinned this process's main thread (-l 0), and threads
@@ -151,7 +151,7 @@ TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
 		// rte_hash's multi-writer add indexes a per-lcore cache by lcore id.
 		bool reg = rte_thread_register() == 0;
-		registered[size_t(t)] = reg;
+		registered[t] = reg;
 		lg_umap *m = h.get();
 		ready.fetch_add(1);
 		while (ready.load() < 2) {
