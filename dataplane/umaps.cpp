@@ -360,14 +360,15 @@ std::unique_ptr<SharedHash> SharedHash::create(const std::string &name, size_t k
 		}
 	}
 	size_t slots = size_t(rte_hash_max_key_id(s->h_)) + 1;
-	s->vals_ = static_cast<uint8_t *>(rte_zmalloc(nullptr, slots * value_size, 64));
+	s->stride_ = kHeader + (value_size + 7) / 8 * 8;
+	s->vals_ = static_cast<uint8_t *>(rte_zmalloc(nullptr, slots * s->stride_, 64)); // zero: not ready
 	if (!s->vals_) {
 		*err = "no DPDK memory for " + std::to_string(capacity) + " " + name + " entries (" +
-		       std::to_string((slots * (value_size + key_size + 16)) >> 20) +
+		       std::to_string((slots * (s->stride_ + key_size + 16)) >> 20) +
 		       " MiB): give the EAL more (-m) or lower --flows";
 		return nullptr;
 	}
-	populate(s->vals_, s->vals_ + slots * value_size);
+	populate(s->vals_, s->vals_ + slots * s->stride_);
 	// rte_hash's key store: the keys of the first and last positions bound it.
 	void *k0 = nullptr, *k1 = nullptr;
 	rte_hash_get_key_with_position(s->h_, 0, &k0);
@@ -418,13 +419,18 @@ void SharedHash::prelookup(BurstHints &h, unsigned from) const
 			if (!ok) {
 				h.pos[i] = -ENOENT;
 			} else if (h.pos[i] >= 0) {
-				// Every line of the value (a flow entry spans two or three).
-				const uint8_t *v = value_at(h.pos[i]);
-				for (size_t b = 0; b < vs_; b += 64)
+				// Every line of the slot (a flow entry spans two or three).
+				const uint8_t *v = slot_at(h.pos[i]);
+				for (size_t b = 0; b < stride_; b += 64)
 					rte_prefetch0(v + b);
-				rte_prefetch0(v + vs_ - 1);
+				rte_prefetch0(v + stride_ - 1);
 			}
 		}
+		// After every prefetch is under way: a key another worker is
+		// adding right now is absent (as if this frame came just before).
+		for (unsigned i = o; i < o + k; i++)
+			if (h.pos[i] >= 0 && !ready(h.pos[i]))
+				h.pos[i] = -ENOENT;
 	}
 }
 
@@ -457,7 +463,7 @@ void *SharedHash::lookup(lg_umap *m, const void *key)
 		h->misses++;
 	}
 	int32_t pos = rte_hash_lookup(s->h_, key);
-	return pos < 0 ? nullptr : s->value_at(pos);
+	return pos < 0 || !s->ready(pos) ? nullptr : s->value_at(pos);
 }
 void SharedHash::AddLock::lock()
 {
@@ -472,19 +478,21 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	int32_t pos;
 	if (flags != BPF_NOEXIST) {
 		// An update in place needs no lock: the key is there, and a delete
-		// that races it orders after it.
+		// that races it orders after it. A key not ready yet is another
+		// worker's add under way: the lock below waits for it.
 		pos = rte_hash_lookup_with_hash(s->h_, key, sig);
-		if (pos >= 0) {
+		if (pos >= 0 && s->ready(pos)) {
 			std::memcpy(s->value_at(pos), val, s->vs_);
 			return 0;
 		}
-		if (flags == BPF_EXIST)
+		if (pos < 0 && flags == BPF_EXIST)
 			return -ENOENT;
 	}
 	// "Absent, then add" is one step for every worker, as the kernel's
 	// bucket lock makes it: of two workers adding one key, one adds and the
 	// other finds it (BPF_NOEXIST is how a flow claims its keys, ct-clash).
-	// Per stripe of signatures, so only adds of one stripe wait.
+	// Per stripe of signatures, so only adds of one stripe wait. Under the
+	// lock a key found is ready: adds and deletes finish under it.
 	std::lock_guard<AddLock> g(s->add_locks_[sig % kAddStripes]);
 	pos = rte_hash_lookup_with_hash(s->h_, key, sig);
 	if (pos >= 0) {
@@ -501,30 +509,40 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 		return pos == -ENOSPC ? -E2BIG : pos;
 	s->forget(key); // a hint of this burst may say it is absent
 	s->live_.fetch_add(1, std::memory_order_relaxed);
-	// Before the lock is let go: a worker that then finds the key here
-	// reads this value. A lock-free reader may still see the key a moment
-	// before it, with the slot's previous contents; the kernel's map copies
-	// the value before it links the element. Not closed: it needs the
-	// value published with the key (rte_hash's data pointer).
+	// rte_hash has linked the key: lock-free readers find it but, until
+	// the release below, see it not ready (absent), never the slot's
+	// previous value. Then the lock: a writer that finds it after reads this.
 	std::memcpy(s->value_at(pos), val, s->vs_);
+	s->set_ready(pos, true);
 	return 0;
 }
 long SharedHash::del(lg_umap *m, const void *key)
 {
 	auto *s = static_cast<SharedHash *>(m);
 	s->forget(key); // a hint of this burst may point at it
-	int32_t pos = rte_hash_del_key(s->h_, key);
+	hash_sig_t sig = s->sig(key);
+	std::lock_guard<AddLock> g(s->add_locks_[sig % kAddStripes]);
+	int32_t pos = rte_hash_lookup_with_hash(s->h_, key, sig);
 	if (pos < 0)
 		return -ENOENT;
+	// Not ready before the key is unlinked, so before its slot can be
+	// reused (after a grace period): the next owner's key is never shown
+	// with this value. Also when the caller is not an RCU reader (the
+	// control thread's reclaim).
+	s->set_ready(pos, false);
+	rte_hash_del_key_with_hash(s->h_, key, sig);
 	s->live_.fetch_sub(1, std::memory_order_relaxed);
 	return 0;
 }
 int32_t SharedHash::iterate(uint32_t *next, const void **key, uint8_t **val)
 {
 	void *data;
-	int32_t pos = rte_hash_iterate(h_, key, &data, next);
+	int32_t pos;
+	while ((pos = rte_hash_iterate(h_, key, &data, next)) >= 0 && !ready(pos)) {
+		// an add under way: not in the table yet
+	}
 	if (pos >= 0)
-		*val = vals_ + size_t(pos) * vs_;
+		*val = value_at(pos);
 	return pos;
 }
 

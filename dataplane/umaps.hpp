@@ -197,7 +197,8 @@ struct BurstHints {
 
 // BPF_MAP_TYPE_HASH that packets write (flows, fragments): rte_hash with
 // lock-free readers, writers serialised inside rte_hash, an add of a new key
-// a test-and-set across workers (update()'s stripe locks), key slots reused
+// a test-and-set across workers (update()'s stripe locks) that readers see
+// only once its value is written (the slot's ready word), key slots reused
 // only after every worker passed a quiescent state (RCU QSBR defer queue),
 // so a value pointer stays valid until this worker's next quiescent state
 // (the end of its burst), longer than BPF needs (the rest of the packet).
@@ -216,7 +217,7 @@ public:
 	void prelookup(BurstHints &h, unsigned from = 0) const;
 	static void install(BurstHints *h); // this thread's hints, nullptr: none
 	static BurstHints *installed();
-	uint8_t *value_at(int32_t pos) const { return vals_ + size_t(pos) * vs_; }
+	uint8_t *value_at(int32_t pos) const { return slot_at(pos) + kHeader; }
 	// Every (key, value) pair; f returns true to delete the entry.
 	template <typename F> size_t for_each(F &&f);
 
@@ -228,10 +229,24 @@ private:
 	int32_t iterate(uint32_t *next, const void **key, uint8_t **val);
 	uint32_t sig(const void *key) const;
 	void forget(const void *key) const; // this thread's hints of key
+	// A key's slot: an 8-byte header, whose first word says the value is
+	// written, then the value. rte_hash links a key before update() can
+	// copy its value in, and the kernel's map never shows an element before
+	// its value: a key whose slot is not ready is absent to every reader.
+	static constexpr size_t kHeader = 8;
+	uint8_t *slot_at(int32_t pos) const { return vals_ + size_t(pos) * stride_; }
+	bool ready(int32_t pos) const
+	{
+		return __atomic_load_n(reinterpret_cast<const uint32_t *>(slot_at(pos)), __ATOMIC_ACQUIRE) != 0;
+	}
+	void set_ready(int32_t pos, bool r) const
+	{
+		__atomic_store_n(reinterpret_cast<uint32_t *>(slot_at(pos)), uint32_t(r), __ATOMIC_RELEASE);
+	}
 	rte_hash *h_ = nullptr;
-	size_t ks_ = 0, vs_ = 0, capacity_ = 0;
-	uint8_t *vals_ = nullptr; // (max key id + 1) values, rte_zmalloc'd
-	// update()'s adds, a lock per stripe of key signatures, each on its own line.
+	size_t ks_ = 0, vs_ = 0, stride_ = 0, capacity_ = 0;
+	uint8_t *vals_ = nullptr; // (max key id + 1) slots, rte_zmalloc'd
+	// update()'s adds and del(), a lock per stripe of key signatures, each on its own line.
 	struct alignas(64) AddLock {
 		std::atomic<bool> held{false};
 		void lock();

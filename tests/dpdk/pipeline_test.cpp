@@ -12,6 +12,7 @@
 #include <rte_ethdev.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_pause.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <sys/mman.h>
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "dpdk_scenario.hpp"
@@ -195,6 +197,124 @@ TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 		ASSERT_NE(v, nullptr);
 		EXPECT_EQ(v->object_id, wins[1][i] ? 1u : 0u) << "key " << i;
 	}
+	h.reset();
+	rte_free(q);
+}
+
+// A reader never sees a key before its value (the kernel's map copies the
+// value, then links the element; rte_hash links the key before update() can
+// copy): a reader on another CPU (lookups and pre-lookups by turns) spins on
+// each key as it is added and must
+// find it absent or with its own value, never a fresh slot's zeros or the
+// previous owner's. Keys are deleted 16 behind, so slots are reused (after
+// the reader's quiescent states) and a delete must not leave its slot ready.
+TEST(DpdkFlowTable, ReadersNeverSeeAKeyBeforeItsValue)
+{
+	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr3", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
+	ASSERT_NE(q, nullptr);
+	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
+	constexpr uint32_t kKeys = 200000, kBehind = 16;
+	std::string why;
+	auto h = dp::SharedHash::create("lgt_pub", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1024, q, &why);
+	ASSERT_TRUE(h) << why;
+	auto key = [](uint32_t i) {
+		lg_flow_key k{};
+		k.vni = 9;
+		k.family = LG_AF_INET;
+		k.proto = 17;
+		std::memcpy(k.dst + 12, &i, 4);
+		return k;
+	};
+	constexpr size_t kWords = sizeof(lg_flow_entry) / 8;
+	static_assert(sizeof(lg_flow_entry) % 8 == 0);
+	auto stamp = [](uint32_t i) { return (uint64_t(i + 1) << 32) | (i + 1); };
+	lg_umap *m = h.get();
+	std::atomic<uint32_t> added{0}; // keys the writer has added; kKeys + kBehind + 1 when it stops
+	std::atomic<uint32_t> at{0};    // the key the reader waits for
+	std::atomic<bool> go{false};
+	uint64_t seen = 0, bad = 0, first_bad_key = 0, first_bad_word = 0;
+	std::set<const void *> slots;
+	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
+	std::thread reader([&] {
+		cpu_set_t cs;
+		CPU_ZERO(&cs);
+		CPU_SET(1 % ncpu, &cs); // the writer (this test's main thread) is pinned to CPU 0
+		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+		rte_rcu_qsbr_thread_register(q, 0);
+		rte_rcu_qsbr_thread_online(q, 0);
+		auto hints_box = std::make_unique<dp::BurstHints>();
+		dp::BurstHints &hints = *hints_box;
+		unsigned turn = 0;
+		go.store(true);
+		for (uint32_t i = 0; i < kKeys; i++) {
+			lg_flow_key k = key(i);
+			at.store(i, std::memory_order_release);
+			for (;;) {
+				rte_rcu_qsbr_quiescent(q, 0); // no value held: slots may be reused
+				uint32_t before = added.load(std::memory_order_acquire);
+				// By turns a program's lookup and a burst's pre-lookup.
+				const void *v = nullptr;
+				if (++turn & 1) {
+					v = m->ops->lookup(m, &k);
+				} else {
+					hints.n = 1;
+					hints.key[0] = &k;
+					h->prelookup(hints);
+					v = hints.pos[0] >= 0 ? h->value_at(hints.pos[0]) : nullptr;
+				}
+				if (v) {
+					uint64_t w[kWords];
+					std::memcpy(w, v, sizeof w);
+					seen++;
+					slots.insert(v);
+					for (size_t j = 0; j < kWords; j++)
+						if (w[j] != stamp(i)) {
+							if (!bad++) {
+								first_bad_key = i;
+								first_bad_word = w[j];
+							}
+							break;
+						}
+					break;
+				}
+				if (before > i + kBehind)
+					break; // added and deleted before this reader got to it
+			}
+		}
+		rte_rcu_qsbr_thread_offline(q, 0);
+		rte_rcu_qsbr_thread_unregister(q, 0);
+	});
+	while (!go.load()) {
+	}
+	std::map<long, long> errors; // error code -> count
+	for (uint32_t i = 0; i < kKeys; i++) {
+		// Not more than 8 keys ahead of the reader: a reader that is not
+		// running reports no quiescent state, and deleted slots, not
+		// reclaimed, would run out (a worker reports one every burst).
+		while (at.load(std::memory_order_acquire) + 8 < i)
+			rte_pause();
+		lg_flow_key k = key(i);
+		uint64_t w[kWords];
+		std::fill(w, w + kWords, stamp(i));
+		if (long r = m->ops->update(m, &k, w, BPF_NOEXIST))
+			errors[r]++;
+		added.store(i + 1, std::memory_order_release);
+		if (i >= kBehind) {
+			lg_flow_key old = key(i - kBehind);
+			if (long r = m->ops->del(m, &old))
+				errors[r]++;
+		}
+	}
+	added.store(kKeys + kBehind + 1, std::memory_order_release);
+	reader.join();
+	for (auto [code, n] : errors)
+		ADD_FAILURE() << n << " adds or deletes failed: " << std::strerror(int(-code));
+	EXPECT_EQ(bad, 0u) << "values read before they were written, first at key " << first_bad_key << ": word "
+			   << std::hex << first_bad_word;
+	// The reader kept up, and slots were reused under it.
+	EXPECT_GT(seen, uint64_t(kKeys / 2));
+	EXPECT_LT(slots.size(), size_t(seen / 4));
+	EXPECT_EQ(h->count(), size_t(kBehind));
 	h.reset();
 	rte_free(q);
 }
