@@ -66,6 +66,18 @@ CLI::App *group(CLI::App *parent, const char *name, const char *help)
 	return g;
 }
 
+// CLI11 2.1 reads integers with strtoll and does not look at ERANGE: a
+// number past int64 would arrive as INT64_MAX, and the agent's range error
+// would quote a number nobody typed.
+const CLI::Validator in_int64(
+	[](std::string &s) -> std::string {
+		errno = 0;
+		char *end = nullptr;
+		std::strtoll(s.c_str(), &end, 0);
+		return errno == ERANGE ? "out of range: " + s : "";
+	},
+	"INT");
+
 void leaf(CLI::App *parent, const char *name, std::string method, Kind kind, std::vector<Flag> flags,
 	  const char *help)
 {
@@ -94,7 +106,7 @@ void leaf(CLI::App *parent, const char *name, std::string method, Kind kind, std
 			o = l.cmd->add_option(f.flags, l.lists.emplace_back(), f.help)->expected(1, -1);
 			break;
 		case T::Int:
-			o = l.cmd->add_option(f.flags, l.ints.emplace_back(), f.help);
+			o = l.cmd->add_option(f.flags, l.ints.emplace_back(), f.help)->check(in_int64);
 			break;
 		}
 		if (f.required)

@@ -204,6 +204,13 @@ TEST_F(CliTest, NsgAndRules)
 	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x"}, 2, "--priority");
 	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority", "high"}, 2,
 	      "--priority");
+	// Past int64: a usage error, not INT64_MAX sent on.
+	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority",
+	       "99999999999999999999"},
+	      2, "out of range: 99999999999999999999");
+	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority",
+	       "-99999999999999999999"},
+	      2, "out of range");
 	fails({"network", "nsg", "rule", "show", "--nsg-name", "web", "--name", "nope"}, 3,
 	      "networkSecurityGroups/web/securityRules/nope: not found");
 	ok({"network", "nsg", "rule", "delete", "--nsg-name", "web", "--name", "ssh"});
