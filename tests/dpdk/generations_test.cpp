@@ -2,8 +2,11 @@
 // and flows"): which publishes build rte_acl contexts, flows across
 // generation changes (SPEC §4), and two worker threads deciding frames while
 // the control thread publishes: every frame is one generation's, and once
-// publish() returns every worker's next frame uses the new one.
+// publish() returns every worker's next frame uses the new one. Last, one
+// worker decides the replies of flows another worker is still making.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <rte_pause.h>
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +16,7 @@
 #include "compiler.hpp"
 #include "dpdk_scenario.hpp"
 #include "engine.hpp"
+#include "hex.hpp"
 
 namespace lg {
 namespace {
@@ -316,6 +320,159 @@ TEST(DpdkGenerations, ConcurrentWorkersSeeWholeGenerations)
 	EXPECT_GT(w[0].during_publish.load() + w[1].during_publish.load(), 0u)
 		<< "no frame was decided while a publish was in progress: the test proved nothing";
 	EXPECT_EQ(r.eng->generation(), kPublishes + 1);
+}
+
+// Replies decided on another worker than their flow's first packet, while
+// that worker goes on making flows (RSS sends a reply to the queue its own
+// tuple hashes to; one flow table shared by every worker, docs/decisions.md).
+// Worker 0 decides bursts of clients' SYNs to pe-east (DNAT) together with
+// the ACKs of flows whose SYN-ACK worker 1 has decided; worker 1 decides the
+// backend's SYN-ACKs (translated back) of the flows worker 0 has made. Each
+// frame must be what the evaluator gives for the same order within its flow
+// (SYN, SYN-ACK, ACK): verdict, reason, egress and bytes.
+TEST(DpdkWorkers, RepliesOnAnotherWorkerMatchTheEvaluator)
+{
+	constexpr uint32_t kFlows = 20000, kChunk = 32;
+	Rig r(2, 1u << 16);
+	ASSERT_TRUE(r.eng);
+	Evaluator ev(r.host);
+	State s = scenario_state();
+	ASSERT_TRUE(ev.commit(s).ok());
+	r.gen = ev.generation() - 1;
+	r.publish(s);
+
+	// frames[k][i]: flow i's SYN (k 0, port 0), SYN-ACK (1, port 1), ACK (2, port 0).
+	std::vector<std::vector<uint8_t>> frames[3], want[3];
+	std::vector<Decision> expect[3];
+	const uint32_t ifindex[3] = {1, 2, 1};
+	uint64_t now = dp::Engine::clock_ns();
+	for (uint32_t i = 0; i < kFlows; i++) {
+		std::string src = "10.1.1." + std::to_string(10 + i % 240);
+		uint16_t sport = uint16_t(1024 + i / 240);
+		frames[0].push_back(PacketBuilder().eth(kClientMac, kMac0).ipv4(src, "10.1.1.100").tcp(sport, 3306, kTcpSyn, 100).build());
+		frames[1].push_back(PacketBuilder()
+					    .eth(kGwMac, kMac1)
+					    .ipv4("192.168.20.11", src)
+					    .tcp(3306, sport, kTcpSyn | kTcpAck, 900, 101)
+					    .build());
+		frames[2].push_back(PacketBuilder()
+					    .eth(kClientMac, kMac0)
+					    .ipv4(src, "10.1.1.100")
+					    .tcp(sport, 3306, kTcpAck, 101, 901)
+					    .payload("q")
+					    .build());
+		for (int k = 0; k < 3; k++) {
+			expect[k].push_back(ev.process(frames[k][i], ifindex[k], now));
+			ASSERT_EQ(expect[k][i].verdict, LG_VERDICT_FORWARD) << "flow " << i << " frame " << k;
+		}
+	}
+	ASSERT_EQ(ev.flow_count(), size_t(kFlows));
+
+	struct Got {
+		lg_verdict verdict = LG_VERDICT_DROP;
+		lg_reason reason = LG_REASON_NONE;
+		uint32_t egress = 0;
+	};
+	std::vector<Got> got[3];
+	for (auto &g : got)
+		g.resize(kFlows);
+	std::atomic<uint32_t> syned{0}, synacked{0};
+	std::atomic<bool> timed_out{false};
+	uint64_t mixed = 0; // worker 0's bursts with SYNs and ACKs both
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
+	// One CPU each (the EAL pinned the main thread, and threads inherit it).
+	auto pin = [&](unsigned cpu) {
+		cpu_set_t cs;
+		CPU_ZERO(&cs);
+		CPU_SET(cpu % ncpu, &cs);
+		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+	};
+	auto late = [&] {
+		if (std::chrono::steady_clock::now() < deadline)
+			return false;
+		timed_out.store(true);
+		return true;
+	};
+	auto run = [&](unsigned wid, uint32_t port_ifindex, std::vector<std::pair<int, uint32_t>> &burst) {
+		uint8_t *data[2 * kChunk];
+		uint32_t len[2 * kChunk];
+		dp::Verdict out[2 * kChunk];
+		for (size_t j = 0; j < burst.size(); j++) {
+			auto &f = frames[burst[j].first][burst[j].second];
+			data[j] = f.data();
+			len[j] = uint32_t(f.size());
+		}
+		r.eng->decide_frames(port_ifindex, data, len, unsigned(burst.size()), out, dp::Engine::clock_ns());
+		r.eng->quiescent(wid);
+		for (size_t j = 0; j < burst.size(); j++)
+			got[burst[j].first][burst[j].second] = Got{out[j].verdict, out[j].reason, out[j].egress};
+	};
+	std::thread w0([&] {
+		pin(0);
+		r.eng->online(0);
+		uint32_t next_syn = 0, next_ack = 0;
+		std::vector<std::pair<int, uint32_t>> burst;
+		while (next_ack < kFlows && !timed_out.load() && !late()) {
+			burst.clear();
+			for (; burst.size() < kChunk && next_syn < kFlows; next_syn++)
+				burst.push_back({0, next_syn});
+			bool syns = !burst.empty();
+			uint32_t sa = synacked.load(std::memory_order_acquire);
+			for (; burst.size() < 2 * kChunk && next_ack < sa; next_ack++)
+				burst.push_back({2, next_ack});
+			if (burst.empty()) {
+				r.eng->quiescent(0);
+				rte_pause();
+				continue;
+			}
+			mixed += syns && burst.back().first == 2;
+			run(0, 1, burst);
+			syned.store(next_syn, std::memory_order_release);
+		}
+		r.eng->offline(0);
+	});
+	std::thread w1([&] {
+		pin(1);
+		r.eng->online(1);
+		uint32_t next = 0;
+		std::vector<std::pair<int, uint32_t>> burst;
+		while (next < kFlows && !timed_out.load() && !late()) {
+			uint32_t sy = syned.load(std::memory_order_acquire);
+			burst.clear();
+			for (; burst.size() < kChunk && next < sy; next++)
+				burst.push_back({1, next});
+			if (burst.empty()) {
+				r.eng->quiescent(1);
+				rte_pause();
+				continue;
+			}
+			run(1, 2, burst);
+			synacked.store(next, std::memory_order_release);
+		}
+		r.eng->offline(1);
+	});
+	w0.join();
+	w1.join();
+	ASSERT_FALSE(timed_out.load()) << "the workers did not decide every frame within 60 s";
+	static const char *kWhat[3] = {"SYN", "SYN-ACK", "ACK"};
+	uint32_t wrong = 0;
+	for (int k = 0; k < 3; k++)
+		for (uint32_t i = 0; i < kFlows; i++) {
+			const Decision &d = expect[k][i];
+			const Got &g = got[k][i];
+			bool ok = g.verdict == d.verdict && g.reason == LG_REASON_NONE && g.egress == d.egress_ifindex &&
+				  frames[k][i] == d.frame;
+			if (!ok && wrong++ < 3)
+				ADD_FAILURE() << kWhat[k] << " of flow " << i << ": " << verdict_name(g.verdict) << "/"
+					      << reason_name(g.reason) << " out of " << g.egress << ", the evaluator "
+					      << verdict_name(d.verdict) << " out of " << d.egress_ifindex << "\n  got  "
+					      << lg::testing::hex(frames[k][i]) << "\n  want " << lg::testing::hex(d.frame);
+		}
+	EXPECT_EQ(wrong, 0u) << "frames that differ from the evaluator's";
+	EXPECT_EQ(r.eng->flow_entries(), 2 * ev.flow_count());
+	// Worker 1 decided SYN-ACKs while worker 0 was still making flows.
+	EXPECT_GT(mixed, 0u) << "the two workers never ran at once: the test proved nothing";
 }
 
 } // namespace
