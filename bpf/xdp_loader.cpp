@@ -944,6 +944,14 @@ size_t XdpDataplane::reclaim()
 				alive[i] = 1;
 		for (auto &d : dead)
 			if (!alive[find(d.hash)]) {
+				// Read again first: the program may have made the flow anew
+				// under this key since the sweep read it (a packet of its
+				// tuple after expiry). The kernel has no compare-and-delete,
+				// so this narrows that window to two syscalls.
+				lg_flow_entry e{};
+				if (bpf_map__lookup_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, &e, sizeof e, 0) != 0 ||
+				    now < e.expires_ns)
+					continue;
 				bpf_map__delete_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, 0);
 				n += !d.reply;
 			}

@@ -501,6 +501,9 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 		std::memcpy(s->value_at(pos), val, s->vs_);
 		return 0;
 	}
+	if (flags == BPF_EXIST)
+		return -ENOENT; // the key it waited for was being deleted
+
 	// BPF's hash map counts elements against max_entries: E2BIG when full.
 	if (s->count() >= s->capacity_)
 		return -E2BIG;
@@ -522,27 +525,53 @@ long SharedHash::del(lg_umap *m, const void *key)
 	s->forget(key); // a hint of this burst may point at it
 	hash_sig_t sig = s->sig(key);
 	std::lock_guard<AddLock> g(s->add_locks_[sig % kAddStripes]);
-	int32_t pos = rte_hash_lookup_with_hash(s->h_, key, sig);
+	return s->del_locked(key, sig, rte_hash_lookup_with_hash(s->h_, key, sig));
+}
+long SharedHash::del_owned(const void *key, int32_t pos, uint32_t owner)
+{
+	forget(key);
+	hash_sig_t sig = this->sig(key);
+	std::lock_guard<AddLock> g(add_locks_[sig % kAddStripes]);
+	int32_t now = rte_hash_lookup_with_hash(h_, key, sig);
+	// Deleted and made again since it was read: in another slot, or in the
+	// same one after a grace period, with another owner count.
+	if (now != pos || __atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) != owner)
+		return -ENOENT;
+	return del_locked(key, sig, pos);
+}
+long SharedHash::del_locked(const void *key, hash_sig_t sig, int32_t pos)
+{
 	if (pos < 0)
 		return -ENOENT;
-	// Not ready before the key is unlinked, so before its slot can be
-	// reused (after a grace period): the next owner's key is never shown
-	// with this value. Also when the caller is not an RCU reader (the
-	// control thread's reclaim).
-	s->set_ready(pos, false);
-	rte_hash_del_key_with_hash(s->h_, key, sig);
-	s->live_.fetch_sub(1, std::memory_order_relaxed);
+	// A new owner, then not ready, before the key is unlinked, so before its
+	// slot can be reused (after a grace period): the next owner's key is
+	// never shown with this value, also when the caller is not an RCU
+	// reader (the control thread's reclaim).
+	__atomic_store_n(owner_word(pos), __atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+	set_ready(pos, false);
+	rte_hash_del_key_with_hash(h_, key, sig);
+	live_.fetch_sub(1, std::memory_order_relaxed);
 	return 0;
 }
-int32_t SharedHash::iterate(uint32_t *next, const void **key, uint8_t **val)
+int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t *owner) const
 {
+	const void *k;
 	void *data;
 	int32_t pos;
-	while ((pos = rte_hash_iterate(h_, key, &data, next)) >= 0 && !ready(pos)) {
-		// an add under way: not in the table yet
+	while ((pos = rte_hash_iterate(h_, &k, &data, next)) >= 0) {
+		// A seqlock on the owner count: the slot may change owner while it
+		// is copied (this thread reports no quiescent state to hold it).
+		uint32_t before = __atomic_load_n(owner_word(pos), __ATOMIC_ACQUIRE);
+		if (!ready(pos))
+			continue; // an add under way: not in the table yet, or a delete
+		std::memcpy(key, k, ks_);
+		std::memcpy(val, value_at(pos), vs_);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) != before || !ready(pos))
+			continue; // deleted while copied: gone
+		*owner = before;
+		return pos;
 	}
-	if (pos >= 0)
-		*val = value_at(pos);
 	return pos;
 }
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <rte_hash.h>
+
 extern "C" {
 #include "lg_host.h"
 }
@@ -202,6 +204,7 @@ struct BurstHints {
 // only after every worker passed a quiescent state (RCU QSBR defer queue),
 // so a value pointer stays valid until this worker's next quiescent state
 // (the end of its burst), longer than BPF needs (the rest of the packet).
+// The control thread, no RCU reader, walks copies (for_each).
 class SharedHash : public UmapBase {
 public:
 	static std::unique_ptr<SharedHash> create(const std::string &name, size_t key_size, size_t value_size,
@@ -218,7 +221,11 @@ public:
 	static void install(BurstHints *h); // this thread's hints, nullptr: none
 	static BurstHints *installed();
 	uint8_t *value_at(int32_t pos) const { return slot_at(pos) + kHeader; }
-	// Every (key, value) pair; f returns true to delete the entry.
+	// Every (key, value) pair, for the control thread (not an RCU reader):
+	// f gets copies, each taken whole from one owner of its slot; f returns
+	// true to delete the entry, which then happens only if the key still
+	// has that slot and owner (not a flow made again under the same key
+	// since). Returns the entries deleted.
 	template <typename F> size_t for_each(F &&f);
 
 private:
@@ -226,23 +233,24 @@ private:
 	static void *lookup(lg_umap *m, const void *key);
 	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
 	static long del(lg_umap *m, const void *key);
-	int32_t iterate(uint32_t *next, const void **key, uint8_t **val);
+	int32_t iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t *owner) const;
+	long del_owned(const void *key, int32_t pos, uint32_t owner); // del() of that owner only
+	long del_locked(const void *key, hash_sig_t sig, int32_t pos);
 	uint32_t sig(const void *key) const;
 	void forget(const void *key) const; // this thread's hints of key
-	// A key's slot: an 8-byte header, whose first word says the value is
-	// written, then the value. rte_hash links a key before update() can
-	// copy its value in, and the kernel's map never shows an element before
-	// its value: a key whose slot is not ready is absent to every reader.
+	// A key's slot: an 8-byte header, then the value. The header's first
+	// word says the value is written: rte_hash links a key before update()
+	// can copy its value in, and the kernel's map never shows an element
+	// before its value, so a key whose slot is not ready is absent to every
+	// reader. The second counts the slot's deletes (its owners), so that a
+	// reader that is not an RCU reader (for_each) can tell a copy taken
+	// across a change of owner.
 	static constexpr size_t kHeader = 8;
 	uint8_t *slot_at(int32_t pos) const { return vals_ + size_t(pos) * stride_; }
-	bool ready(int32_t pos) const
-	{
-		return __atomic_load_n(reinterpret_cast<const uint32_t *>(slot_at(pos)), __ATOMIC_ACQUIRE) != 0;
-	}
-	void set_ready(int32_t pos, bool r) const
-	{
-		__atomic_store_n(reinterpret_cast<uint32_t *>(slot_at(pos)), uint32_t(r), __ATOMIC_RELEASE);
-	}
+	uint32_t *ready_word(int32_t pos) const { return reinterpret_cast<uint32_t *>(slot_at(pos)); }
+	uint32_t *owner_word(int32_t pos) const { return reinterpret_cast<uint32_t *>(slot_at(pos)) + 1; }
+	bool ready(int32_t pos) const { return __atomic_load_n(ready_word(pos), __ATOMIC_ACQUIRE) != 0; }
+	void set_ready(int32_t pos, bool r) const { __atomic_store_n(ready_word(pos), uint32_t(r), __ATOMIC_RELEASE); }
 	rte_hash *h_ = nullptr;
 	size_t ks_ = 0, vs_ = 0, stride_ = 0, capacity_ = 0;
 	uint8_t *vals_ = nullptr; // (max key id + 1) slots, rte_zmalloc'd
@@ -262,16 +270,22 @@ private:
 
 template <typename F> size_t SharedHash::for_each(F &&f)
 {
-	std::vector<std::vector<uint8_t>> doomed;
-	uint32_t next = 0;
-	const void *k;
-	uint8_t *v;
-	while (iterate(&next, &k, &v) >= 0)
-		if (f(k, v))
-			doomed.emplace_back(static_cast<const uint8_t *>(k), static_cast<const uint8_t *>(k) + ks_);
+	struct Doomed {
+		std::vector<uint8_t> key;
+		int32_t pos;
+		uint32_t owner;
+	};
+	std::vector<Doomed> doomed;
+	std::vector<uint8_t> k(ks_), v(vs_);
+	uint32_t next = 0, owner;
+	int32_t pos;
+	while ((pos = iterate(&next, k.data(), v.data(), &owner)) >= 0)
+		if (f(static_cast<const void *>(k.data()), v.data()))
+			doomed.push_back(Doomed{k, pos, owner});
+	size_t n = 0;
 	for (auto &d : doomed)
-		del(this, d.data());
-	return doomed.size();
+		n += del_owned(d.key.data(), d.pos, d.owner) == 0;
+	return n;
 }
 
 } // namespace lg::dp
