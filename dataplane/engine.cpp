@@ -873,26 +873,35 @@ size_t Engine::reclaim(uint64_t now_ns)
 		return x;
 	};
 	std::unordered_set<Orig, OrigHash> expired, alive;
-	flows_->for_each([&](const void *, uint8_t *v) {
-		if (expires(v) <= now_ns)
-			expired.insert(orig(v));
-		return false;
-	});
+	// Copies of what is read (expires_ns, orig), not of whole entries.
+	constexpr size_t kRead = offsetof(lg_flow_entry, orig) + sizeof(lg_flow_key);
+	static_assert(offsetof(lg_flow_entry, expires_ns) < kRead);
+	flows_->for_each(
+		[&](const void *, uint8_t *v) {
+			if (expires(v) <= now_ns)
+				expired.insert(orig(v));
+			return false;
+		},
+		kRead);
 	size_t n = 0;
 	if (!expired.empty()) {
-		flows_->for_each([&](const void *, uint8_t *v) {
-			if (expires(v) > now_ns) {
-				Orig o = orig(v);
-				if (expired.count(o))
-					alive.insert(o);
-			}
-			return false;
-		});
-		n = flows_->for_each([&](const void *, uint8_t *v) {
-			if (expires(v) > now_ns)
+		flows_->for_each(
+			[&](const void *, uint8_t *v) {
+				if (expires(v) > now_ns) {
+					Orig o = orig(v);
+					if (expired.count(o))
+						alive.insert(o);
+				}
 				return false;
-			return !alive.count(orig(v));
-		});
+			},
+			kRead);
+		n = flows_->for_each(
+			[&](const void *, uint8_t *v) {
+				if (expires(v) > now_ns)
+					return false;
+				return !alive.count(orig(v));
+			},
+			kRead);
 	}
 	frags_->for_each([&](const void *, uint8_t *v) {
 		lg_frag_entry e;

@@ -553,7 +553,7 @@ long SharedHash::del_locked(const void *key, hash_sig_t sig, int32_t pos)
 	live_.fetch_sub(1, std::memory_order_relaxed);
 	return 0;
 }
-int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t *owner) const
+int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, size_t n, uint32_t *owner) const
 {
 	const void *k;
 	void *data;
@@ -564,8 +564,9 @@ int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t
 		uint32_t before = __atomic_load_n(owner_word(pos), __ATOMIC_ACQUIRE);
 		if (!ready(pos))
 			continue; // an add under way: not in the table yet, or a delete
-		std::memcpy(key, k, ks_);
-		std::memcpy(val, value_at(pos), vs_);
+		if (key)
+			std::memcpy(key, k, ks_);
+		std::memcpy(val, value_at(pos), n);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) != before || !ready(pos))
 			continue; // deleted while copied: gone
@@ -573,6 +574,15 @@ int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t
 		return pos;
 	}
 	return pos;
+}
+bool SharedHash::key_of(int32_t pos, uint32_t owner, uint8_t *key) const
+{
+	void *k = nullptr;
+	if (rte_hash_get_key_with_position(h_, pos, &k) != 0 || !k)
+		return false;
+	std::memcpy(key, k, ks_);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) == owner && ready(pos);
 }
 
 } // namespace lg::dp

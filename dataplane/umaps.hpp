@@ -221,19 +221,26 @@ public:
 	static void install(BurstHints *h); // this thread's hints, nullptr: none
 	static BurstHints *installed();
 	uint8_t *value_at(int32_t pos) const { return slot_at(pos) + kHeader; }
-	// Every (key, value) pair, for the control thread (not an RCU reader):
-	// f gets copies, each taken whole from one owner of its slot; f returns
-	// true to delete the entry, which then happens only if the key still
-	// has that slot and owner (not a flow made again under the same key
-	// since). Returns the entries deleted.
-	template <typename F> size_t for_each(F &&f);
+	// Every entry, for the control thread (not an RCU reader): f(key,
+	// value) gets copies, each taken whole from one owner of its slot: the
+	// value's first value_bytes (the rest zero) and, with keys, the key
+	// (else nullptr: the key store is another cache line an entry, which a
+	// walk of a million flows feels). f returns true to delete the entry,
+	// which then happens only if the key still has that slot and owner (not
+	// a flow made again under the same key since). Returns the entries
+	// deleted.
+	template <typename F> size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false);
 
 private:
 	SharedHash() = default;
 	static void *lookup(lg_umap *m, const void *key);
 	static long update(lg_umap *m, const void *key, const void *val, __u64 flags);
 	static long del(lg_umap *m, const void *key);
-	int32_t iterate(uint32_t *next, uint8_t *key, uint8_t *val, uint32_t *owner) const;
+	// The next ready entry: its value's first n bytes copied to val, its
+	// key to key (nullptr: not copied), its owner count; < 0 at the end.
+	int32_t iterate(uint32_t *next, uint8_t *key, uint8_t *val, size_t n, uint32_t *owner) const;
+	// The key of pos into key, if pos still has that owner.
+	bool key_of(int32_t pos, uint32_t owner, uint8_t *key) const;
 	long del_owned(const void *key, int32_t pos, uint32_t owner); // del() of that owner only
 	long del_locked(const void *key, hash_sig_t sig, int32_t pos);
 	uint32_t sig(const void *key) const;
@@ -268,7 +275,7 @@ private:
 	std::atomic<int64_t> live_{0};
 };
 
-template <typename F> size_t SharedHash::for_each(F &&f)
+template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, bool keys)
 {
 	struct Doomed {
 		std::vector<uint8_t> key;
@@ -277,15 +284,19 @@ template <typename F> size_t SharedHash::for_each(F &&f)
 	};
 	std::vector<Doomed> doomed;
 	std::vector<uint8_t> k(ks_), v(vs_);
+	size_t n = std::min(value_bytes, vs_);
 	uint32_t next = 0, owner;
 	int32_t pos;
-	while ((pos = iterate(&next, k.data(), v.data(), &owner)) >= 0)
-		if (f(static_cast<const void *>(k.data()), v.data()))
+	while ((pos = iterate(&next, keys ? k.data() : nullptr, v.data(), n, &owner)) >= 0) {
+		if (!f(keys ? static_cast<const void *>(k.data()) : nullptr, v.data()))
+			continue;
+		if (keys || key_of(pos, owner, k.data())) // else deleted since: gone already
 			doomed.push_back(Doomed{k, pos, owner});
-	size_t n = 0;
+	}
+	size_t gone = 0;
 	for (auto &d : doomed)
-		n += del_owned(d.key.data(), d.pos, d.owner) == 0;
-	return n;
+		gone += del_owned(d.key.data(), d.pos, d.owner) == 0;
+	return gone;
 }
 
 } // namespace lg::dp
