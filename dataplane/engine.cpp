@@ -853,7 +853,7 @@ size_t Engine::reclaim(uint64_t now_ns)
 	// A flow expires at the later expiry of its two copies (the program's
 	// fast path refreshes only the copy it found); they share `orig`. Only
 	// the origs of expired copies are collected (usually none: then one pass
-	// and no allocation; a set of every live flow's orig cost the main lcore
+	// of expires_ns and no allocation; a set of every live flow's orig cost the main lcore
 	// most of a CPU at 1M flows), and only they are checked for a live twin.
 	using Orig = std::array<uint8_t, sizeof(lg_flow_key)>;
 	struct OrigHash {
@@ -873,16 +873,27 @@ size_t Engine::reclaim(uint64_t now_ns)
 		return x;
 	};
 	std::unordered_set<Orig, OrigHash> expired, alive;
-	// Copies of what is read (expires_ns, orig), not of whole entries.
+	// Copies of what is read, not of whole entries: usually nothing has
+	// expired, and a first pass reads expires_ns alone (one cache line an
+	// entry); the others read orig too.
+	constexpr size_t kExpires = offsetof(lg_flow_entry, expires_ns) + sizeof(uint64_t);
 	constexpr size_t kRead = offsetof(lg_flow_entry, orig) + sizeof(lg_flow_key);
-	static_assert(offsetof(lg_flow_entry, expires_ns) < kRead);
+	static_assert(kExpires < kRead);
+	size_t due = 0;
 	flows_->for_each(
 		[&](const void *, uint8_t *v) {
-			if (expires(v) <= now_ns)
-				expired.insert(orig(v));
+			due += expires(v) <= now_ns;
 			return false;
 		},
-		kRead);
+		kExpires);
+	if (due)
+		flows_->for_each(
+			[&](const void *, uint8_t *v) {
+				if (expires(v) <= now_ns)
+					expired.insert(orig(v));
+				return false;
+			},
+			kRead);
 	size_t n = 0;
 	if (!expired.empty()) {
 		flows_->for_each(
