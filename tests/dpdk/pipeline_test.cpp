@@ -92,26 +92,65 @@ std::vector<std::vector<uint8_t>> drain(const RingPort &p)
 	return out;
 }
 
+// A flow table of `capacity` keys on an RCU QSBR variable for `readers`
+// threads (SharedHash::create), freed in that order.
+struct TableRig {
+	rte_rcu_qsbr *q = nullptr;
+	std::unique_ptr<dp::SharedHash> h;
+	std::string why = "no memory for the RCU variable";
+	TableRig(const std::string &name, unsigned readers, size_t capacity)
+	{
+		q = static_cast<rte_rcu_qsbr *>(rte_zmalloc((name + "_q").c_str(), rte_rcu_qsbr_get_memsize(readers),
+							     RTE_CACHE_LINE_SIZE));
+		if (q && rte_rcu_qsbr_init(q, readers) == 0)
+			h = dp::SharedHash::create(name, sizeof(lg_flow_key), sizeof(lg_flow_entry), capacity, q, &why);
+	}
+	~TableRig()
+	{
+		h.reset();
+		rte_free(q);
+	}
+};
+
+// Key number i of a test's table (vni tells the tables apart).
+lg_flow_key numbered_key(uint32_t vni, uint32_t i)
+{
+	lg_flow_key k{};
+	k.vni = vni;
+	k.family = LG_AF_INET;
+	k.proto = 6;
+	std::memcpy(k.src + 12, &i, 4);
+	k.sport = uint16_t(i);
+	return k;
+}
+
+// The calling thread on CPU cpu (modulo the CPUs there are): the EAL pinned
+// the main thread (-l 0), and threads inherit that, so two test threads
+// would otherwise run by turns rather than at once.
+void pin_to_cpu(unsigned cpu)
+{
+	unsigned n = std::max(1u, std::thread::hardware_concurrency());
+	cpu_set_t cs;
+	CPU_ZERO(&cs);
+	CPU_SET(cpu % n, &cs);
+	pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+}
+
 // A flow table's memory is faulted in when it is made, not by a worker as
 // flows arrive (--no-huge: the EAL's memfd gets its pages at their first
 // write; SharedHash::create populates them). The first test of this binary,
 // on a fresh EAL heap: without the populate its pages are absent.
 TEST(DpdkFlowTable, MemoryIsResidentOnceCreated)
 {
-	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
-	ASSERT_NE(q, nullptr);
-	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
-	std::string why;
-	auto h = dp::SharedHash::create("lgt_pop", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1 << 19, q, &why);
-	ASSERT_TRUE(h) << why;
+	TableRig t("lgt_pop", 1, 1 << 19);
+	ASSERT_TRUE(t.h) << t.why;
+	auto &h = t.h;
 	uintptr_t a = uintptr_t(h->value_at(0)) & ~uintptr_t(4095);
 	uintptr_t b = uintptr_t(h->value_at(int32_t(h->capacity()) - 1) + sizeof(lg_flow_entry));
 	std::vector<unsigned char> in((b - a + 4095) / 4096);
 	ASSERT_EQ(mincore(reinterpret_cast<void *>(a), b - a, in.data()), 0) << std::strerror(errno);
 	size_t absent = size_t(std::count_if(in.begin(), in.end(), [](unsigned char c) { return !(c & 1); }));
 	EXPECT_EQ(absent, 0u) << "pages of the table's values not resident, of " << in.size();
-	h.reset();
-	rte_free(q);
 }
 
 // BPF_NOEXIST is a test-and-set across threads, as in the kernel: two
@@ -121,36 +160,18 @@ TEST(DpdkFlowTable, MemoryIsResidentOnceCreated)
 // whenever they met between rte_hash's lookup and its add.
 TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 {
-	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr2", rte_rcu_qsbr_get_memsize(2), RTE_CACHE_LINE_SIZE));
-	ASSERT_NE(q, nullptr);
-	ASSERT_EQ(rte_rcu_qsbr_init(q, 2), 0);
 	constexpr uint32_t kKeys = 200000;
-	std::string why;
-	auto h = dp::SharedHash::create("lgt_race", sizeof(lg_flow_key), sizeof(lg_flow_entry), kKeys, q, &why);
-	ASSERT_TRUE(h) << why;
-	auto key = [](uint32_t i) {
-		lg_flow_key k{};
-		k.vni = 7;
-		k.family = LG_AF_INET;
-		k.proto = 6;
-		std::memcpy(k.src + 12, &i, 4);
-		k.sport = uint16_t(i);
-		return k;
-	};
+	TableRig t("lgt_race", 2, kKeys);
+	ASSERT_TRUE(t.h) << t.why;
+	auto &h = t.h;
+	auto key = [](uint32_t i) { return numbered_key(7, i); };
 	// wins[t][i]: thread t's add of key i succeeded.
 	std::vector<std::vector<uint8_t>> wins(2, std::vector<uint8_t>(kKeys));
 	std::atomic<int> ready{0};
 	std::vector<long> errors(2, 0);
 	bool registered[2] = {false, false}; // not vector<bool>: its bits share words
-	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
 	auto adder = [&](int t) {
-		// The EAL pinned this process's main thread (-l 0), and threads
-		// inherit that: each adder gets a CPU of its own, so that they run
-		// at once rather than by turns.
-		cpu_set_t cs;
-		CPU_ZERO(&cs);
-		CPU_SET(unsigned(t) % ncpu, &cs);
-		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+		pin_to_cpu(unsigned(t)); // each adder a CPU of its own
 		// rte_hash's multi-writer add indexes a per-lcore cache by lcore id.
 		bool reg = rte_thread_register() == 0;
 		registered[t] = reg;
@@ -197,8 +218,6 @@ TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 		ASSERT_NE(v, nullptr);
 		EXPECT_EQ(v->object_id, wins[1][i] ? 1u : 0u) << "key " << i;
 	}
-	h.reset();
-	rte_free(q);
 }
 
 // A reader never sees a key before its value (the kernel's map copies the
@@ -210,21 +229,12 @@ TEST(DpdkFlowTable, NoExistAddsOfOneKeyByTwoThreadsGiveOneWinner)
 // the reader's quiescent states) and a delete must not leave its slot ready.
 TEST(DpdkFlowTable, ReadersNeverSeeAKeyBeforeItsValue)
 {
-	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr3", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
-	ASSERT_NE(q, nullptr);
-	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
 	constexpr uint32_t kKeys = 200000, kBehind = 16;
-	std::string why;
-	auto h = dp::SharedHash::create("lgt_pub", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1024, q, &why);
-	ASSERT_TRUE(h) << why;
-	auto key = [](uint32_t i) {
-		lg_flow_key k{};
-		k.vni = 9;
-		k.family = LG_AF_INET;
-		k.proto = 17;
-		std::memcpy(k.dst + 12, &i, 4);
-		return k;
-	};
+	TableRig t("lgt_pub", 1, 1024);
+	ASSERT_TRUE(t.h) << t.why;
+	auto &h = t.h;
+	rte_rcu_qsbr *q = t.q;
+	auto key = [](uint32_t i) { return numbered_key(9, i); };
 	constexpr size_t kWords = sizeof(lg_flow_entry) / 8;
 	static_assert(sizeof(lg_flow_entry) % 8 == 0);
 	auto stamp = [](uint32_t i) { return (uint64_t(i + 1) << 32) | (i + 1); };
@@ -234,12 +244,8 @@ TEST(DpdkFlowTable, ReadersNeverSeeAKeyBeforeItsValue)
 	std::atomic<bool> go{false};
 	uint64_t seen = 0, bad = 0, first_bad_key = 0, first_bad_word = 0;
 	std::set<const void *> slots;
-	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
 	std::thread reader([&] {
-		cpu_set_t cs;
-		CPU_ZERO(&cs);
-		CPU_SET(1 % ncpu, &cs); // the writer (this test's main thread) is pinned to CPU 0
-		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+		pin_to_cpu(1); // the writer, this test's main thread, is on CPU 0
 		rte_rcu_qsbr_thread_register(q, 0);
 		rte_rcu_qsbr_thread_online(q, 0);
 		auto hints_box = std::make_unique<dp::BurstHints>();
@@ -315,8 +321,6 @@ TEST(DpdkFlowTable, ReadersNeverSeeAKeyBeforeItsValue)
 	EXPECT_GT(seen, uint64_t(kKeys / 2));
 	EXPECT_LT(slots.size(), size_t(seen / 4));
 	EXPECT_EQ(h->count(), size_t(kBehind));
-	h.reset();
-	rte_free(q);
 }
 
 // The control thread's walk (for_each: listing, reclaim) is no RCU reader,
@@ -326,33 +330,19 @@ TEST(DpdkFlowTable, ReadersNeverSeeAKeyBeforeItsValue)
 // owner's whole key and value, never one key with another's value.
 TEST(DpdkFlowTable, TheControlWalkCopiesOneOwnerWhole)
 {
-	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr4", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
-	ASSERT_NE(q, nullptr);
-	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
 	constexpr uint32_t kKeys = 64;
-	std::string why;
-	auto h = dp::SharedHash::create("lgt_walk", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1024, q, &why);
-	ASSERT_TRUE(h) << why;
-	auto key = [](uint32_t i) {
-		lg_flow_key k{};
-		k.vni = 11;
-		k.family = LG_AF_INET;
-		k.proto = 6;
-		std::memcpy(k.src + 12, &i, 4);
-		return k;
-	};
+	TableRig t("lgt_walk", 1, 1024);
+	ASSERT_TRUE(t.h) << t.why;
+	auto &h = t.h;
+	auto key = [](uint32_t i) { return numbered_key(11, i); };
 	constexpr size_t kWords = sizeof(lg_flow_entry) / 8;
 	lg_umap *m = h.get();
 	std::atomic<bool> stop{false}, started{false};
 	bool registered = false;
 	uint64_t churns = 0;
 	long errors = 0;
-	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
 	std::thread writer([&] {
-		cpu_set_t cs;
-		CPU_ZERO(&cs);
-		CPU_SET(1 % ncpu, &cs);
-		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+		pin_to_cpu(1);
 		registered = rte_thread_register() == 0; // rte_hash's multi-writer add
 		for (uint32_t v = 1; registered && !stop.load(std::memory_order_relaxed); v++) {
 			for (uint32_t i = 0; i < kKeys; i++) {
@@ -396,8 +386,6 @@ TEST(DpdkFlowTable, TheControlWalkCopiesOneOwnerWhole)
 	EXPECT_EQ(torn, 0u) << "copies mixing owners, of " << copies << "; first: " << first;
 	EXPECT_GT(copies, 1000u);
 	EXPECT_GT(churns, 10 * uint64_t(kKeys)) << "the writer hardly ran beside the walk";
-	h.reset();
-	rte_free(q);
 }
 
 // A walk's delete removes the entry it read, not a flow made again under
@@ -407,22 +395,12 @@ TEST(DpdkFlowTable, TheControlWalkCopiesOneOwnerWhole)
 // before anew, after the walk read them and before it deletes them.
 TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 {
-	auto *q = static_cast<rte_rcu_qsbr *>(rte_zmalloc("lgt_qsbr5", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE));
-	ASSERT_NE(q, nullptr);
-	ASSERT_EQ(rte_rcu_qsbr_init(q, 1), 0);
 	constexpr uint32_t kKeys = 300;
-	std::string why;
-	auto h = dp::SharedHash::create("lgt_owned", sizeof(lg_flow_key), sizeof(lg_flow_entry), 1024, q, &why);
-	ASSERT_TRUE(h) << why;
+	TableRig t("lgt_owned", 1, 1024);
+	ASSERT_TRUE(t.h) << t.why;
+	auto &h = t.h;
 	lg_umap *m = h.get();
-	auto key = [](uint32_t i) {
-		lg_flow_key k{};
-		k.vni = 12;
-		k.family = LG_AF_INET;
-		k.proto = 17;
-		std::memcpy(k.dst + 12, &i, 4);
-		return k;
-	};
+	auto key = [](uint32_t i) { return numbered_key(12, i); };
 	lg_flow_entry e{};
 	for (uint32_t i = 0; i < kKeys; i++) {
 		lg_flow_key k = key(i);
@@ -467,8 +445,6 @@ TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 			EXPECT_EQ(v->object_id, 2u);
 		}
 	}
-	h.reset();
-	rte_free(q);
 }
 
 TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
