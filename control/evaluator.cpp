@@ -462,7 +462,7 @@ struct Evaluator::Impl {
 	EvaluatorConfig cfg;
 	State state;
 	std::unique_ptr<Gen> gen;
-	std::map<FlowKey, std::shared_ptr<Flow>> flows; // both keys of every flow
+	std::map<FlowKey, std::shared_ptr<Flow>> flows; // both keys of every flow (one if they are equal)
 	size_t nflows = 0;
 	std::map<FragKey, FragEntry> frags;
 	Counters counters;
@@ -1190,7 +1190,10 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 	apply_policy(d, r);
 	if (!r.allowed)
 		return dropped(std::move(d), r.reason, r.stage);
-	if (starts_flow && nflows >= cfg.flow_capacity)
+	// The table holds 2 x flow_capacity keys, as the dataplanes' maps do: a
+	// flow takes two, a flow to itself one (decisions.md). The original key
+	// is checked first, the reply key once it is known (below).
+	if (starts_flow && flows.size() + 1 > 2 * cfg.flow_capacity)
 		return dropped(std::move(d), LG_REASON_CT_FULL, LG_STAGE_CONNTRACK);
 
 	std::vector<uint8_t> f(in.begin(), in.end());
@@ -1226,6 +1229,11 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 		out.backend.clear();
 		out.egress_ifindex = 0;
 		return dropped(std::move(out), LG_REASON_CT_CLASH, LG_STAGE_CONNTRACK);
+	}
+	if (nf->reply != nf->orig && flows.size() + 2 > 2 * cfg.flow_capacity) {
+		out.backend.clear();
+		out.egress_ifindex = 0;
+		return dropped(std::move(out), LG_REASON_CT_FULL, LG_STAGE_CONNTRACK);
 	}
 	update_state(*nf, false, p.tcp_flags, now);
 	flows[nf->orig] = nf;

@@ -361,14 +361,35 @@ Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &
 Status Engine::publish(const CompiledTables &t)
 {
 	std::lock_guard lk(control_);
-	auto g = build(t);
-	if (!g)
-		return err(g.error());
-	// The target slot was retired by the previous publish: its readers are gone.
+	// Everything that allocates comes before the flip, and nothing after it
+	// can fail: a publish that answers an error has changed nothing, and one
+	// that flipped completes (else the next would take the live slot).
 	uint32_t target = published_ ? (active_slot_ + 1) % LG_GEN_SLOTS : 0;
+	std::shared_ptr<Generation> g;
+	std::map<std::string, std::shared_ptr<AclClassifier>> keep; // the contexts of the live generations
+	std::map<uint64_t, uint64_t>::node_type stamp_node;
+	try {
+		auto b = build(t);
+		if (!b)
+			return err(b.error());
+		g = *b;
+		for (uint32_t s = 0; s < LG_GEN_SLOTS; s++) {
+			const Generation *gen = s == target ? g.get() : gens_[s].get();
+			for (size_t d = 0; gen && d < gen->acl.size(); d++)
+				if (gen->acl[d])
+					keep[gen->acl_keys[d]] = gen->acl[d];
+		}
+		std::map<uint64_t, uint64_t> one{{stamp_ + 1, t.generation}};
+		stamp_node = one.extract(one.begin());
+		reserve_rebase(*live_);
+	} catch (const std::exception &e) {
+		return err("generation " + std::to_string(t.generation) + " not built: " + e.what());
+	}
+
+	// The target slot was retired by the previous publish: its readers are gone.
 	for (size_t i = 0; i < kOuters; i++)
-		outer_[i]->set(target, (*g)->inner[i]);
-	gens_[target] = *g;
+		outer_[i]->set(target, g->inner[i]);
+	gens_[target] = g;
 	auto *a = reinterpret_cast<lg_active *>(active_->at(0));
 	a->layout = LG_XDP_LAYOUT_VERSION;
 	a->generation = stamp_ + 1; // the slot's lg_gcfg.generation (the program checks the pair)
@@ -381,23 +402,15 @@ Status Engine::publish(const CompiledTables &t)
 		rte_rcu_qsbr_quiescent(qsbr_, unsigned(t_wid));
 	rte_rcu_qsbr_check(qsbr_, token, true);
 
-	auto old = live_;
-	rebase_counters(*old);
-	live_ = (*g)->t;
+	rebase_counters(*live_);
+	live_ = g->t;
 	active_slot_ = target;
 	published_ = true;
 	generation_ = t.generation;
 	stamp_++;
-	stamp_gen_[stamp_] = t.generation;
+	stamp_gen_.insert(std::move(stamp_node));
 	if (stamp_gen_.size() > 4096)
 		stamp_gen_.erase(stamp_gen_.begin());
-	// Keep the contexts of the live generations only.
-	std::map<std::string, std::shared_ptr<AclClassifier>> keep;
-	for (auto &gen : gens_)
-		if (gen)
-			for (size_t d = 0; d < gen->acl.size(); d++)
-				if (gen->acl[d])
-					keep[gen->acl_keys[d]] = gen->acl[d];
 	acl_cache_.swap(keep);
 	return Ok{};
 }
@@ -790,16 +803,31 @@ long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
 	return BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
-void Engine::rebase_counters(const CompiledTables &old)
+// Room for rebase_counters(old) to fold into: every name it adds, every
+// snapshot it writes (it runs after the flip and must not allocate).
+void Engine::reserve_rebase(const CompiledTables &old)
+{
+	auto room = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
+		       std::vector<uint64_t> &snap, PerCpuArray &raw) {
+		for (size_t i = 0; i < names.size() && i < raw.size(); i++)
+			tot.try_emplace(names[i], 0);
+		snap.reserve(raw.size());
+	};
+	room(old.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
+	room(old.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
+	room(old.server_names, tot_servers_, snap_servers_, *srv_cnt_);
+}
+
+void Engine::rebase_counters(const CompiledTables &old) noexcept
 {
 	auto fold = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
 		       std::vector<uint64_t> &snap, PerCpuArray &raw) {
 		for (size_t i = 0; i < names.size() && i < raw.size(); i++) {
 			uint64_t now = raw.sum_u64(i);
 			uint64_t before = i < snap.size() ? snap[i] : 0;
-			tot[names[i]] += now - before;
+			tot.find(names[i])->second += now - before; // reserve_rebase() made it
 		}
-		snap.assign(raw.size(), 0);
+		snap.assign(raw.size(), 0); // within the reserved capacity
 		for (size_t i = 0; i < raw.size(); i++)
 			snap[i] = raw.sum_u64(i);
 	};
@@ -906,11 +934,13 @@ size_t Engine::reclaim(uint64_t now_ns)
 				return false;
 			},
 			kRead);
+		// Flows counted by their original copies, as XDP's reclaim counts
+		// them: a flow to itself has no other.
 		n = flows_->for_each(
 			[&](const void *, uint8_t *v) {
-				if (expires(v) > now_ns)
-					return false;
-				return !alive.count(orig(v));
+				if (expires(v) > now_ns || alive.count(orig(v)))
+					return 0;
+				return v[offsetof(lg_flow_entry, flags)] & LG_FLOW_F_REPLY ? 2 : 1;
 			},
 			kRead);
 	}
@@ -919,7 +949,7 @@ size_t Engine::reclaim(uint64_t now_ns)
 		std::memcpy(&e, v, sizeof e);
 		return e.expires_ns <= now_ns;
 	});
-	return n / 2;
+	return n;
 }
 
 } // namespace lg::dp

@@ -143,7 +143,8 @@ private:
 	Engine() = default;
 	struct Generation;
 	Result<std::shared_ptr<Generation>> build(const CompiledTables &t);
-	void rebase_counters(const CompiledTables &old);
+	void reserve_rebase(const CompiledTables &old);
+	void rebase_counters(const CompiledTables &old) noexcept;
 	lg_umap *resolve(const char *name);
 
 	EngineConfig cfg_;

@@ -341,11 +341,12 @@ private:
 	json answer(const json &m, json &reply)
 	{
 		auto id = m.find("id");
-		if (id != m.end() && (id->is_number() || id->is_string()))
+		if (id != m.end() && rpc_id_echoable(*id))
 			reply["id"] = *id;
 		auto mi = m.find("method");
 		if (reply["id"].is_null() || mi == m.end() || !mi->is_string()) {
-			reply["error"] = error(-32600, "invalid request: needs a number or string id and a method name");
+			reply["error"] = error(-32600, "invalid request: needs an id (a string or a number within 64 bits) "
+						       "and a method name");
 			return nullptr;
 		}
 		const std::string &method = mi->get_ref<const std::string &>();

@@ -225,9 +225,10 @@ public:
 	// value) gets copies, each taken whole from one owner of its slot: the
 	// value's first value_bytes (the rest zero) and, with keys, the key
 	// (else nullptr: the key store is another cache line an entry, which a
-	// walk of a million flows feels). f returns true to delete the entry,
-	// which then happens only if the key still has that slot and owner (not
-	// a flow made again under the same key since). Returns the entries
+	// walk of a million flows feels). f returns 0 (false) to keep the
+	// entry, 1 (true) to delete it, 2 to delete it uncounted; a delete
+	// happens only if the key still has that slot and owner (not a flow
+	// made again under the same key since). Returns the counted entries
 	// deleted.
 	template <typename F> size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false);
 
@@ -281,6 +282,7 @@ template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, boo
 		std::vector<uint8_t> key;
 		int32_t pos;
 		uint32_t owner;
+		bool counted;
 	};
 	std::vector<Doomed> doomed;
 	std::vector<uint8_t> k(ks_), v(vs_);
@@ -288,14 +290,15 @@ template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, boo
 	uint32_t next = 0, owner;
 	int32_t pos;
 	while ((pos = iterate(&next, keys ? k.data() : nullptr, v.data(), n, &owner)) >= 0) {
-		if (!f(keys ? static_cast<const void *>(k.data()) : nullptr, v.data()))
+		int verdict = int(f(keys ? static_cast<const void *>(k.data()) : nullptr, v.data()));
+		if (!verdict)
 			continue;
 		if (keys || key_of(pos, owner, k.data())) // else deleted since: gone already
-			doomed.push_back(Doomed{k, pos, owner});
+			doomed.push_back(Doomed{k, pos, owner, verdict == 1});
 	}
 	size_t gone = 0;
 	for (auto &d : doomed)
-		gone += del_owned(d.key.data(), d.pos, d.owner) == 0;
+		gone += del_owned(d.key.data(), d.pos, d.owner) == 0 && d.counted;
 	return gone;
 }
 

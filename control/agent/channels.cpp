@@ -78,11 +78,12 @@ Result<Registration> DataplaneChannels::check_register(const json &req, json &er
 {
 	json id = req.contains("id") ? req["id"] : json(nullptr);
 	auto fail = [&](int code, const std::string &msg, const json &data = nullptr) -> Result<Registration> {
-		error_reply = error_response(id.is_string() || id.is_number() ? id : json(nullptr), code, msg, data);
+		error_reply = error_response(rpc_id_echoable(id) ? id : json(nullptr), code, msg, data);
 		return err(msg);
 	};
-	if (!req.contains("id") || !(id.is_string() || id.is_number()))
-		return fail(kInvalidRequest, "invalid request: dataplane.register needs an id (a string or a number)");
+	if (!rpc_id_echoable(id))
+		return fail(kInvalidRequest,
+			    "invalid request: dataplane.register needs an id (a string or a number within 64 bits)");
 	if (auto v = req.find("jsonrpc"); v == req.end() || *v != "2.0")
 		return fail(kInvalidRequest, "invalid request: jsonrpc must be \"2.0\"");
 	for (const auto &[k, v] : req.items())

@@ -1204,8 +1204,9 @@ json Service::handle(const json &req)
 	auto it = req.find("id");
 	bool notification = it == req.end();
 	if (!notification) {
-		if (!it->is_string() && !it->is_number() && !it->is_null())
-			return error_response(nullptr, kInvalidRequest, "invalid request: id must be a string, a number or null");
+		if (!rpc_id_echoable(*it) && !it->is_null())
+			return error_response(nullptr, kInvalidRequest,
+					      "invalid request: id must be a string, a number within 64 bits or null");
 		id = *it;
 	}
 	if (auto v = req.find("jsonrpc"); v == req.end() || *v != "2.0")

@@ -586,6 +586,14 @@ TEST_F(DpdkChannelTest, RegisterErrors)
 		     "\n");
 	EXPECT_EQ(json::parse(read_line(fd))["error"]["code"], -32600);
 	close(fd);
+	// Nor can an id that would not come back as sent.
+	fd = connect_unix(d->socket_path());
+	send_all(fd, R"({"jsonrpc":"2.0","id":18446744073709551616,"method":"dataplane.register","params":{"kind":"dpdk","name":"n","pid":1}})"
+		     "\n");
+	json big = json::parse(read_line(fd));
+	EXPECT_EQ(big["error"]["code"], -32600);
+	EXPECT_TRUE(big["id"].is_null());
+	close(fd);
 	// The agent's own methods are not methods a client may call.
 	EXPECT_EQ(d->rpc("dataplane.publish", {{"generation", 1}})["error"]["code"], -32601);
 	EXPECT_EQ(d->rpc("dataplane.counters")["error"]["code"], -32601);

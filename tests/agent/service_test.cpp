@@ -515,6 +515,16 @@ TEST_F(ServiceTest, ProtocolErrors)
 		  lg::agent::kInvalidParams);
 	// A number beyond a double is a parse error, not an internal one.
 	EXPECT_EQ(code(R"({"jsonrpc":"2.0","id":1e999,"method":"status"})", svc), lg::agent::kParseError);
+	// Ids are echoed as sent: past 64 bits one would come back rounded.
+	json big = json::parse(svc.handle_line(R"({"jsonrpc":"2.0","id":18446744073709551616,"method":"status"})"));
+	EXPECT_EQ(big["error"]["code"], lg::agent::kInvalidRequest);
+	EXPECT_TRUE(big["id"].is_null());
+	EXPECT_EQ(code(R"({"jsonrpc":"2.0","id":-9223372036854775809,"method":"status"})", svc), lg::agent::kInvalidRequest);
+	EXPECT_EQ(code(R"({"jsonrpc":"2.0","id":1e300,"method":"status"})", svc), lg::agent::kInvalidRequest);
+	for (const char *id : {"18446744073709551615", "-9223372036854775808", "1.5"}) {
+		std::string r = svc.handle_line(std::string(R"({"jsonrpc":"2.0","id":)") + id + R"(,"method":"status"})");
+		EXPECT_NE(r.find(std::string("\"id\":") + id + ","), std::string::npos) << r;
+	}
 	// Bytes after a NUL are not silently dropped: the request is not run.
 	std::string nul = R"({"jsonrpc":"2.0","id":1,"method":"network.vnet.delete","params":{"name":"v1"}})";
 	nul += std::string(1, '\0') + "garbage";

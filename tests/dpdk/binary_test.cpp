@@ -452,6 +452,7 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 	std::vector<Case> cases = {
 		{R"({"jsonrpc":"2.0","id":3,"method":5})", -32600, 3},
 		{R"({"jsonrpc":"2.0","id":[3],"method":"dataplane.counters"})", -32600, nullptr},
+		{R"({"jsonrpc":"2.0","id":18446744073709551616,"method":"dataplane.counters"})", -32600, nullptr},
 		{R"({"jsonrpc":"2.0","id":4,"method":"dataplane.publish","params":5})", -32602, 4},
 		{R"({"jsonrpc":"2.0","id":5,"method":"dataplane.publish","params":null})", -32602, 5},
 		{R"({"jsonrpc":"2.0","id":6,"method":"dataplane.publish","params":{"generation":"2","state":{}}})", -32602, 6},
@@ -469,6 +470,10 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 		json alive = fa.request(R"({"jsonrpc":"2.0","id":10,"method":"dataplane.counters"})");
 		EXPECT_EQ(alive["result"]["generation"], 1) << alive.dump() << p.err();
 	}
+
+	// The largest id that fits is echoed as sent.
+	json top = fa.request(R"({"jsonrpc":"2.0","id":18446744073709551615,"method":"dataplane.counters"})");
+	EXPECT_EQ(top["id"], UINT64_MAX) << top.dump();
 
 	// Nested 200,000 deep: the channel closes, the process reconnects.
 	ASSERT_TRUE(fa.send_line(R"({"jsonrpc":"2.0","id":11,"method":"x","params":{"a":)" + std::string(200000, '[') +

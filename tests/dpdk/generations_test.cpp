@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -17,6 +19,27 @@
 #include "dpdk_scenario.hpp"
 #include "engine.hpp"
 #include "hex.hpp"
+
+// Allocation failure, injected: while t_fail_in >= 0 on a thread, that
+// thread's operator new counts it down and throws std::bad_alloc at 0, once.
+namespace {
+thread_local long t_fail_in = -1;
+}
+
+void *operator new(std::size_t n)
+{
+	if (t_fail_in >= 0 && t_fail_in-- == 0)
+		throw std::bad_alloc();
+	if (void *p = std::malloc(n ? n : 1))
+		return p;
+	throw std::bad_alloc();
+}
+// GCC sees free() of what its inlined operator new returned; it is malloc's.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void *p) noexcept { std::free(p); }
+void operator delete(void *p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace lg {
 namespace {
@@ -320,6 +343,75 @@ TEST(DpdkGenerations, ConcurrentWorkersSeeWholeGenerations)
 	EXPECT_GT(w[0].during_publish.load() + w[1].during_publish.load(), 0u)
 		<< "no frame was decided while a publish was in progress: the test proved nothing";
 	EXPECT_EQ(r.eng->generation(), kPublishes + 1);
+}
+
+// A publish that runs out of memory at any of its allocations answers an
+// error and changes nothing: the workers decide with the live generation,
+// the engine reports it, and the next publish goes through whole. The
+// allocation that fails walks every one of a publish's, in turn.
+TEST(DpdkGenerations, APublishThatRunsOutOfMemoryChangesNothing)
+{
+	Rig r(1, 1u << 16);
+	ASSERT_TRUE(r.eng);
+	r.eng->online(0);
+	uint16_t sport = 1024;
+	// SYNs to pe-east and to westus-db's public IP: forwarded in even
+	// generations, dropped pec-rejected and nsg-deny in odd ones (alternating()).
+	auto parity = [&]() {
+		int p[2];
+		for (int pe = 0; pe < 2; pe++) {
+			auto f = PacketBuilder()
+					 .eth(kClientMac, kMac0)
+					 .ipv4("10.1.1.10", pe ? "10.1.1.100" : "20.10.1.5")
+					 .tcp(sport++, 3306, kTcpSyn)
+					 .build();
+			dp::Verdict v = r.eng->decide(1, f.data(), uint32_t(f.size()), dp::Engine::clock_ns());
+			r.eng->quiescent(0);
+			p[pe] = v.verdict == LG_VERDICT_FORWARD ? 0
+				: v.verdict == LG_VERDICT_DROP && v.reason == (pe ? LG_REASON_PEC_REJECTED : LG_REASON_NSG_DENY) ? 1
+																: -1;
+		}
+		return p[0] == p[1] ? p[0] : -1;
+	};
+	ASSERT_TRUE(r.eng->publish(r.tables(alternating(2), 1)).ok());
+	ASSERT_EQ(parity(), 0);
+	// Generation 2: the NSG rule, the firewall and the PEC all change (an
+	// rte_acl build and the counters' rebase are on the way).
+	CompiledTables next = r.tables(alternating(1), 2);
+	long failures = 0;
+	for (long k = 0;; k++) {
+		t_fail_in = k;
+		// As linkgate-dpdk's control channel: a throw is an error answered.
+		Status st = [&]() -> Status {
+			try {
+				return r.eng->publish(next);
+			} catch (const std::bad_alloc &) {
+				return err("threw std::bad_alloc");
+			}
+		}();
+		bool injected = t_fail_in < 0;
+		t_fail_in = -1;
+		if (!injected) {
+			ASSERT_TRUE(st.ok()) << st.error();
+			break;
+		}
+		failures++;
+		ASSERT_FALSE(st.ok()) << "allocation " << k << " failed, and the publish said it went through";
+		ASSERT_EQ(r.eng->generation(), 1u) << "allocation " << k << ": " << st.error();
+		ASSERT_EQ(parity(), 0) << "allocation " << k << " failed, and the workers use another generation: "
+				       << st.error();
+	}
+	std::printf("%ld allocations of a publish failed in turn\n", failures);
+	EXPECT_GT(failures, 10);
+	EXPECT_EQ(r.eng->generation(), 2u);
+	EXPECT_EQ(parity(), 1);
+	// The slots are still in order: two more publishes, each whole.
+	for (uint64_t g = 3; g <= 4; g++) {
+		ASSERT_TRUE(r.eng->publish(r.tables(alternating(g), g)).ok());
+		EXPECT_EQ(r.eng->generation(), g);
+		EXPECT_EQ(parity(), int(g % 2));
+	}
+	r.eng->offline(0);
 }
 
 // Replies decided on another worker than their flow's first packet, while

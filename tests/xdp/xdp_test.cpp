@@ -532,6 +532,41 @@ TEST(XdpTables, FlowAndFragmentTablesFull)
 	EXPECT_STREQ(reason_name(d.reason), "frag-table-full");
 }
 
+// A flow to itself (same address and port both ways, out by the interface
+// it came in on) has one key, and the table holds 2 x capacity keys: with
+// room for one flow, two such flows fit, and a third does not; nor does an
+// ordinary flow beside one of them (its reply key finds no room).
+TEST(XdpTables, AFlowToItselfTakesOneKey)
+{
+	std::map<uint32_t, uint32_t> m;
+	auto pair = sized_pair(m, 1, 1);
+	ASSERT_TRUE(pair);
+	ASSERT_TRUE(pair->commit(seed()));
+	uint32_t cif = m[kClientIf];
+	auto self = [](uint16_t port) {
+		return PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.10").udp(port, port).payload("x").build();
+	};
+	Decision d = pair->check(self(7001), cif, "first flow to itself");
+	ASSERT_TRUE(d.flow_created) << reason_name(d.reason);
+	ASSERT_EQ(d.egress_ifindex, cif) << "not a flow to itself: it must leave by its ingress";
+	ASSERT_EQ(pair->dp().flow_entries(), 1u) << "a flow to itself has one key";
+	d = pair->check(self(7002), cif, "second flow to itself: its one key fits");
+	EXPECT_TRUE(d.flow_created) << reason_name(d.reason);
+	d = pair->check(self(7003), cif, "third: no room");
+	EXPECT_STREQ(reason_name(d.reason), "ct-full");
+	pair->advance(200 * kSec); // past the UDP timeout
+	EXPECT_EQ(pair->dp().reclaim(), 2u);
+	EXPECT_EQ(pair->ev().reclaim(pair->now()), 2u);
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 2u);
+#endif
+	d = pair->check(self(7004), cif, "one flow to itself after reclaim");
+	EXPECT_TRUE(d.flow_created) << reason_name(d.reason);
+	d = pair->check(PacketBuilder().eth(kClientMac, kClientIfMac).ipv4("10.1.1.10", "10.1.1.100").tcp(1000, 3306, kTcpSyn).build(),
+			cif, "an ordinary flow beside it: its original key fits, its reply key does not");
+	EXPECT_STREQ(reason_name(d.reason), "ct-full");
+}
+
 // The fast path refreshes only the copy of a flow it found: a flow lives
 // until the later expiry of its two copies. Reclaim and flows() read the
 // table in batches; 9,000 flows (18,000 copies) take several.
