@@ -108,9 +108,10 @@ inline constexpr uint64_t kMaxJsonFileBytes = 64ull << 20;
 // The agent's own state file: what it commits it must be able to load again
 // (no limit on NSGs or VNets bounds the state below kMaxJsonFileBytes).
 inline constexpr uint64_t kMaxStateFileBytes = 1ull << 30;
-// A JSON-RPC request id this process can echo as sent: a string, or a number
-// within 64 bits. A larger integer parses as a double and would come back
-// rounded (18446744073709551617 as 1.8446744073709552e+19).
+// A JSON-RPC request id this process answers: a string, or a number within
+// 64 bits. A larger integer parses as a double and would come back rounded
+// (18446744073709551617 as 1.8446744073709552e+19); other numbers come back
+// as the double they read as (JSON-RPC advises integer ids).
 inline bool rpc_id_echoable(const nlohmann::json &id)
 {
 	return id.is_string() || id.is_number_integer() ||

@@ -176,6 +176,7 @@ struct Engine::Generation {
 	std::array<lg_umap *, kOuters> inner{};
 	std::vector<std::shared_ptr<AclClassifier>> acl; // per lg_nsg_dir
 	std::vector<std::string> acl_keys;
+	uint64_t acl_built = 0; // contexts this generation built (counted once it is published)
 };
 
 uint64_t Engine::clock_ns()
@@ -350,7 +351,7 @@ Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &
 			if (cfg_.acl_algorithm && c->set_algorithm(cfg_.acl_algorithm))
 				return err("rte_acl algorithm " + std::to_string(cfg_.acl_algorithm) +
 					   " is not supported on this CPU");
-			acl_builds_++;
+			g->acl_built++;
 		}
 		g->acl.push_back(c);
 		g->acl_keys.push_back(std::move(key));
@@ -409,6 +410,7 @@ Status Engine::publish(const CompiledTables &t)
 	generation_ = t.generation;
 	stamp_++;
 	stamp_gen_.insert(std::move(stamp_node));
+	acl_builds_ += g->acl_built;
 	if (stamp_gen_.size() > 4096)
 		stamp_gen_.erase(stamp_gen_.begin());
 	acl_cache_.swap(keep);

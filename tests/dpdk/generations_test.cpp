@@ -375,9 +375,14 @@ TEST(DpdkGenerations, APublishThatRunsOutOfMemoryChangesNothing)
 	};
 	ASSERT_TRUE(r.eng->publish(r.tables(alternating(2), 1)).ok());
 	ASSERT_EQ(parity(), 0);
-	// Generation 2: the NSG rule, the firewall and the PEC all change (an
-	// rte_acl build and the counters' rebase are on the way).
-	CompiledTables next = r.tables(alternating(1), 2);
+	// Generation 2: the NSG rule's access, the firewall and the PEC change,
+	// and an Inbound rule is added (an rte_acl build on the way; an access
+	// alone is not the classifier's).
+	State odd = alternating(1);
+	odd.networkSecurityGroups[0].securityRules.push_back(
+		testing::make_rule("in-extra", 300, "Inbound", "Allow", "Tcp", "*", "*", "5000"));
+	CompiledTables next = r.tables(odd, 2);
+	uint64_t builds = r.eng->acl_builds();
 	long failures = 0;
 	for (long k = 0;; k++) {
 		t_fail_in = k;
@@ -398,6 +403,7 @@ TEST(DpdkGenerations, APublishThatRunsOutOfMemoryChangesNothing)
 		failures++;
 		ASSERT_FALSE(st.ok()) << "allocation " << k << " failed, and the publish said it went through";
 		ASSERT_EQ(r.eng->generation(), 1u) << "allocation " << k << ": " << st.error();
+		ASSERT_EQ(r.eng->acl_builds(), builds) << "allocation " << k << ": a refused generation counted its rte_acl builds";
 		ASSERT_EQ(parity(), 0) << "allocation " << k << " failed, and the workers use another generation: "
 				       << st.error();
 	}
@@ -405,6 +411,7 @@ TEST(DpdkGenerations, APublishThatRunsOutOfMemoryChangesNothing)
 	EXPECT_GT(failures, 10);
 	EXPECT_EQ(r.eng->generation(), 2u);
 	EXPECT_EQ(parity(), 1);
+	EXPECT_GT(r.eng->acl_builds(), builds);
 	// The slots are still in order: two more publishes, each whole.
 	for (uint64_t g = 3; g <= 4; g++) {
 		ASSERT_TRUE(r.eng->publish(r.tables(alternating(g), g)).ok());
