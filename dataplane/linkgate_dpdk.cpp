@@ -625,6 +625,7 @@ int main(int argc, char **argv)
 	size_t flows = LG_CT_CAPACITY_DEFAULT;
 	unsigned mbufs = 0;
 	double duration = 0;
+	unsigned reclaim_ms = 1000;
 	cli.add_option("--socket", socket_path, "linkgated's control socket: generations come from it");
 	cli.add_option("--state", state_path, "run standalone on this state file (no linkgated)")->check(CLI::ExistingFile);
 	cli.add_option("--port", port_specs, "DPDK port N, and the VNet whose traffic arrives there (N=VNET)")->required();
@@ -636,6 +637,10 @@ int main(int argc, char **argv)
 	cli.add_option("--acl-alg", acl_alg, "rte_acl classify algorithm")
 		->check(CLI::IsMember({"default", "scalar", "sse", "avx2", "avx512x16", "avx512x32"}));
 	cli.add_option("--name", name, "name shown by linkgatectl stats");
+	// As linkgated's, from 100 ms (the main loop's step). Each sweep walks
+	// the flow table: at 1M flows, every second costs a fifth of a CPU.
+	cli.add_option("--reclaim-interval", reclaim_ms, "milliseconds between sweeps of expired flows (default 1000)")
+		->check(CLI::Range(100u, 3600000u));
 	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
 	std::string classify_path;
@@ -868,7 +873,7 @@ int main(int argc, char **argv)
 		auto now = std::chrono::steady_clock::now();
 		if (duration > 0 && std::chrono::duration<double>(now - app.started).count() >= duration)
 			g_stop = true;
-		if (now - last_reclaim > std::chrono::seconds(1)) {
+		if (now - last_reclaim >= std::chrono::milliseconds(reclaim_ms)) {
 			app.engine->reclaim(dp::Engine::clock_ns());
 			last_reclaim = now;
 		}

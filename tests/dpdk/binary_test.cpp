@@ -213,6 +213,8 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0,ff:ff:ff:ff:ff:ff"}, "unicast"},
 		{{"--state", st, "--port", "0", "--duration", "-1"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "nan"}, "--duration"},
+		{{"--state", st, "--port", "0", "--reclaim-interval", "5"}, "--reclaim-interval"},
+		{{"--state", st, "--port", "0", "--reclaim-interval", "1s"}, "--reclaim-interval"},
 		{{"--state", st, "--port", "0", "--dump-acl", ""}, "--dump-acl"},
 		{{"--state", st, "--port", "0", "--name", "no spaces"}, "--name"},
 		{{"--socket", "/tmp/" + std::string(120, 'x'), "--port", "0"}, "--socket"},
