@@ -5,11 +5,16 @@
 // default rules; frames() builds a conversation over it (both directions).
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "evaluator.hpp"
@@ -22,6 +27,18 @@ namespace lg::dpdktest {
 inline const Mac kClientMac{0x02, 0xc1, 0, 0, 0, 0x0a}, kGwMac{0x02, 0x99, 0, 0, 0, 0x01};
 
 inline Addr A(const char *s) { return *Addr::parse(s); }
+
+// The calling thread on CPU cpu (modulo the CPUs there are): the EAL pinned
+// the main thread (-l 0), and threads inherit that, so two test threads
+// would otherwise run by turns rather than at once.
+inline void pin_to_cpu(unsigned cpu)
+{
+	unsigned n = std::max(1u, std::thread::hardware_concurrency());
+	cpu_set_t cs;
+	CPU_ZERO(&cs);
+	CPU_SET(cpu % n, &cs);
+	pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+}
 
 // PEC status of pe-east, server westus-db's firewall range end, the NSG
 // rule "web"'s access and port: what the generation tests change.

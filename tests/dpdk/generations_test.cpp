@@ -479,14 +479,6 @@ TEST(DpdkWorkers, RepliesOnAnotherWorkerMatchTheEvaluator)
 	std::atomic<bool> timed_out{false};
 	uint64_t mixed = 0; // worker 0's bursts with SYNs and ACKs both
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
-	// One CPU each (the EAL pinned the main thread, and threads inherit it).
-	auto pin = [&](unsigned cpu) {
-		cpu_set_t cs;
-		CPU_ZERO(&cs);
-		CPU_SET(cpu % ncpu, &cs);
-		pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
-	};
 	auto late = [&] {
 		if (std::chrono::steady_clock::now() < deadline)
 			return false;
@@ -508,7 +500,7 @@ TEST(DpdkWorkers, RepliesOnAnotherWorkerMatchTheEvaluator)
 			got[burst[j].first][burst[j].second] = Got{out[j].verdict, out[j].reason, out[j].egress};
 	};
 	std::thread w0([&] {
-		pin(0);
+		pin_to_cpu(0); // one CPU each (the EAL pinned the main thread, and threads inherit it)
 		r.eng->online(0);
 		uint32_t next_syn = 0, next_ack = 0;
 		std::vector<std::pair<int, uint32_t>> burst;
@@ -532,7 +524,7 @@ TEST(DpdkWorkers, RepliesOnAnotherWorkerMatchTheEvaluator)
 		r.eng->offline(0);
 	});
 	std::thread w1([&] {
-		pin(1);
+		pin_to_cpu(1);
 		r.eng->online(1);
 		uint32_t next = 0;
 		std::vector<std::pair<int, uint32_t>> burst;

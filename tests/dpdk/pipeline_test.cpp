@@ -124,18 +124,6 @@ lg_flow_key numbered_key(uint32_t vni, uint32_t i)
 	return k;
 }
 
-// The calling thread on CPU cpu (modulo the CPUs there are): the EAL pinned
-// the main thread (-l 0), and threads inherit that, so two test threads
-// would otherwise run by turns rather than at once.
-void pin_to_cpu(unsigned cpu)
-{
-	unsigned n = std::max(1u, std::thread::hardware_concurrency());
-	cpu_set_t cs;
-	CPU_ZERO(&cs);
-	CPU_SET(cpu % n, &cs);
-	pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
-}
-
 // A flow table's memory is faulted in when it is made, not by a worker as
 // flows arrive (--no-huge: the EAL's memfd gets its pages at their first
 // write; SharedHash::create populates them). The first test of this binary,
