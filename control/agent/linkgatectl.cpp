@@ -66,15 +66,21 @@ CLI::App *group(CLI::App *parent, const char *name, const char *help)
 	return g;
 }
 
-// CLI11 2.1 reads integers with strtoll and does not look at ERANGE: a
-// number past int64 would arrive as INT64_MAX, and the agent's range error
-// would quote a number nobody typed.
+// Integers are decimal, as az reads them (Python's int()): "0200" is 200,
+// "0x10" an error. CLI11 2.1 converts with strtoll(..., 0), which reads a
+// leading 0 as octal and 0x as hex, and ignores ERANGE (a number past int64
+// would arrive as INT64_MAX); so a transform hands it the number rewritten.
 const CLI::Validator in_int64(
 	[](std::string &s) -> std::string {
+		size_t i = (!s.empty() && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+		if (i == s.size() || s.find_first_not_of("0123456789", i) != std::string::npos)
+			return "not a decimal integer: " + s;
 		errno = 0;
-		char *end = nullptr;
-		std::strtoll(s.c_str(), &end, 0);
-		return errno == ERANGE ? "out of range: " + s : "";
+		long long v = std::strtoll(s.c_str(), nullptr, 10);
+		if (errno == ERANGE)
+			return "out of range: " + s;
+		s = std::to_string(v);
+		return "";
 	},
 	"INT");
 
@@ -106,7 +112,7 @@ void leaf(CLI::App *parent, const char *name, std::string method, Kind kind, std
 			o = l.cmd->add_option(f.flags, l.lists.emplace_back(), f.help)->expected(1, -1);
 			break;
 		case T::Int:
-			o = l.cmd->add_option(f.flags, l.ints.emplace_back(), f.help)->check(in_int64);
+			o = l.cmd->add_option(f.flags, l.ints.emplace_back(), f.help)->transform(in_int64);
 			break;
 		}
 		if (f.required)

@@ -211,6 +211,17 @@ TEST_F(CliTest, NsgAndRules)
 	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority",
 	       "-99999999999999999999"},
 	      2, "out of range");
+	// Decimal, as az reads it: a leading 0 is not octal, 0x is not hex.
+	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority", "0x10"}, 2,
+	      "not a decimal integer: 0x10");
+	fails({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "x", "--priority", "1e3"}, 2,
+	      "not a decimal integer: 1e3");
+	EXPECT_EQ(ok({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "octal", "--priority",
+		      "0200"})["priority"],
+		  200);
+	EXPECT_EQ(ok({"network", "nsg", "rule", "create", "--nsg-name", "web", "--name", "plus", "--priority",
+		      "+0300"})["priority"],
+		  300);
 	fails({"network", "nsg", "rule", "show", "--nsg-name", "web", "--name", "nope"}, 3,
 	      "networkSecurityGroups/web/securityRules/nope: not found");
 	ok({"network", "nsg", "rule", "delete", "--nsg-name", "web", "--name", "ssh"});
