@@ -666,8 +666,17 @@ Status XdpDataplane::publish(const CompiledTables &t)
 
 Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 {
+	// Replace the set without a gap: add first, then delete what is gone. A
+	// restarted agent does this on the live, adopted map, and an address in
+	// both sets must never be missing from it (its packets would be decided
+	// by policy). A failed add takes back what this call added.
 	auto *m = skel_->maps.lg_local;
-	// Replace the set: delete what is not in addrs, add the rest.
+	auto key = [](const Addr &a) {
+		lg_local_key k{};
+		std::memcpy(k.addr, a.b.data(), 16);
+		return k;
+	};
+	auto same = [](const lg_local_key &a, const lg_local_key &b) { return std::memcmp(&a, &b, sizeof a) == 0; };
 	std::vector<lg_local_key> old;
 	lg_local_key k{}, next{};
 	const void *prev = nullptr;
@@ -676,15 +685,25 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 		k = next;
 		prev = &k;
 	}
-	for (auto &o : old)
-		bpf_map__delete_elem(m, &o, sizeof o, 0);
-	for (auto &a : addrs) {
-		lg_local_key lk{};
-		std::memcpy(lk.addr, a.b.data(), 16);
+	std::vector<lg_local_key> want, added;
+	for (const Addr &a : addrs)
+		want.push_back(key(a));
+	for (const lg_local_key &w : want) {
+		if (std::any_of(old.begin(), old.end(), [&](const lg_local_key &o) { return same(o, w); }) ||
+		    std::any_of(added.begin(), added.end(), [&](const lg_local_key &o) { return same(o, w); }))
+			continue;
 		uint8_t one = 1;
-		if (bpf_map__update_elem(m, &lk, sizeof lk, &one, 1, BPF_ANY))
-			return err(sys("too many host addresses for lg_local", errno));
+		if (bpf_map__update_elem(m, &w, sizeof w, &one, 1, BPF_ANY)) {
+			int e = errno;
+			for (const lg_local_key &a : added)
+				bpf_map__delete_elem(m, &a, sizeof a, 0);
+			return err(sys("too many host addresses for lg_local", e));
+		}
+		added.push_back(w);
 	}
+	for (const lg_local_key &o : old)
+		if (std::none_of(want.begin(), want.end(), [&](const lg_local_key &w) { return same(o, w); }))
+			bpf_map__delete_elem(m, &o, sizeof o, 0);
 	return Ok{};
 }
 

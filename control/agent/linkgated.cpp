@@ -187,6 +187,9 @@ public:
 			size_t first_channel = fds.size();
 			for (int fd : channels_.fds())
 				fds.push_back({fd, POLLIN, 0});
+			size_t nl = fds.size(); // the host's address changes (XDP only)
+			if (plane_.address_events_fd() >= 0)
+				fds.push_back({plane_.address_events_fd(), POLLIN, 0});
 			control_scheduling_ready();
 			int n = poll(fds.data(), fds.size(), next_timeout_ms());
 			if (n < 0 && errno != EINTR) {
@@ -197,9 +200,13 @@ public:
 				return; // SIGTERM or SIGINT
 			// Channels first: a fast path that died and is registering
 			// again on a new connection frees its name here.
-			for (size_t k = first_channel; n > 0 && k < fds.size(); k++)
+			for (size_t k = first_channel; n > 0 && k < nl; k++)
 				if (fds[k].revents)
 					channels_.readable(fds[k].fd);
+			if (n > 0 && nl < fds.size() && fds[nl].revents) {
+				if (Status st = plane_.address_events(); !st)
+					log("host addresses not updated: %s", st.error().c_str());
+			}
 			if (n > 0 && (fds[1].revents & POLLIN))
 				accept_all();
 			size_t i = 2;

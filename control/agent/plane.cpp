@@ -7,7 +7,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -126,12 +129,12 @@ Result<IfaceSpec> parse_iface_spec(const std::string &text)
 
 namespace {
 
-std::vector<Addr> local_addresses()
+Result<std::vector<Addr>> local_addresses()
 {
 	std::vector<Addr> out;
 	ifaddrs *ifa = nullptr;
 	if (getifaddrs(&ifa) != 0)
-		return out;
+		return err(std::string("cannot read the host's addresses: ") + std::strerror(errno));
 	for (ifaddrs *i = ifa; i; i = i->ifa_next) {
 		if (!i->ifa_addr)
 			continue;
@@ -270,7 +273,16 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	if (!x)
 		return err("XDP dataplane: " + x.error());
 	p->xdp_ = std::move(*x);
-	if (Status st = p->xdp_->set_local_addresses(local_addresses()); !st)
+	p->nl_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+	sockaddr_nl nl{};
+	nl.nl_family = AF_NETLINK;
+	nl.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+	if (p->nl_fd_ < 0 || bind(p->nl_fd_, reinterpret_cast<sockaddr *>(&nl), sizeof nl) != 0)
+		return err(std::string("cannot watch the host's addresses (netlink): ") + std::strerror(errno));
+	auto addrs = local_addresses();
+	if (!addrs)
+		return err(addrs.error());
+	if (Status st = p->xdp_->set_local_addresses(*addrs); !st)
 		return err("XDP dataplane: " + st.error());
 
 	// The pinned generation is kept when it is this state file on these
@@ -392,6 +404,28 @@ std::string Plane::restore(CompiledTables previous)
 }
 
 size_t Plane::reclaim() { return xdp_ ? xdp_->reclaim() : 0; }
+
+Plane::~Plane()
+{
+	if (nl_fd_ >= 0)
+		close(nl_fd_);
+}
+
+Status Plane::address_events()
+{
+	// The messages themselves are not read: any address change (or a lost
+	// one, ENOBUFS) means the whole set is read again.
+	char buf[8192];
+	for (;;) {
+		ssize_t r = recv(nl_fd_, buf, sizeof buf, 0);
+		if (r <= 0 && !(r < 0 && errno == ENOBUFS))
+			break;
+	}
+	auto addrs = local_addresses();
+	if (!addrs)
+		return err(addrs.error());
+	return xdp_->set_local_addresses(*addrs);
+}
 
 void Plane::rebase(const CompiledTables &next)
 {

@@ -44,6 +44,13 @@ public:
 	uint64_t generation() const { return generation_; }
 	size_t reclaim(); // expired flows removed
 	bool has_xdp() const { return xdp_ != nullptr; }
+	// The host's addresses go to the host (lg_local) as they change: a
+	// netlink socket on the address groups, opened before the first read so
+	// that no change falls between the two (-1 without XDP). When it is
+	// readable, address_events() drains it and writes the set again.
+	int address_events_fd() const { return nl_fd_; }
+	Status address_events();
+	~Plane() override;
 
 	const CompiledTables *live_tables() const override { return &live_; }
 	DataplaneCounters counters() override;
@@ -58,6 +65,7 @@ private:
 	std::string restore(CompiledTables previous);
 
 	PlaneOptions o_;
+	int nl_fd_ = -1;
 	std::vector<uint32_t> ifindex_;
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;

@@ -363,6 +363,58 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
 }
 
+// The host's own addresses follow the host while the agent runs (netlink):
+// one added after the start goes to the host stack (before: decided by
+// policy, no-route), a removed one stops being the host's, and the others
+// stay in lg_local throughout.
+TEST_F(AgentRestart, HostAddressesFollowTheHost)
+{
+	start_agent(policy("Approved"));
+	auto local_has = [&](const char *ip) {
+		int fd = bpf_obj_get((pin_dir + "/lg_local").c_str());
+		if (fd < 0)
+			return false;
+		lg_local_key k{};
+		Addr a = *Addr::parse(ip);
+		std::memcpy(k.addr, a.b.data(), 16);
+		uint8_t v = 0;
+		bool found = bpf_map_lookup_elem(fd, &k, &v) == 0;
+		close(fd);
+		return found;
+	};
+	auto until = [](auto pred) {
+		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+		while (std::chrono::steady_clock::now() < deadline) {
+			if (pred())
+				return true;
+			poll(nullptr, 0, 20);
+		}
+		return false;
+	};
+	ASSERT_TRUE(local_has("10.1.1.1"));
+	ASSERT_FALSE(local_has("10.1.1.7"));
+	ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.7/32 dev hc"));
+	ASSERT_TRUE(until([&] { return local_has("10.1.1.7"); })) << agent->log();
+	EXPECT_TRUE(local_has("10.1.1.1"));
+
+	// A TCP service of the host on the new address answers the client.
+	int ready[2], halt[2];
+	ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+	ASSERT_EQ(pipe2(halt, O_CLOEXEC), 0);
+	int srv = Topology::spawn_in_ns(topo.real("host"), [&] { return echo_server("10.1.1.7", 7777, ready[1], halt[0]); });
+	char c;
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	EXPECT_EQ(client("10.1.1.7", 7777), 0);
+	EXPECT_EQ(write(halt[1], "s", 1), 1);
+	EXPECT_EQ(Topology::wait_child(srv), 0);
+	for (int fd : {ready[0], ready[1], halt[0], halt[1]})
+		close(fd);
+
+	ASSERT_TRUE(topo.run("host", "ip addr del 10.1.1.7/32 dev hc"));
+	EXPECT_TRUE(until([&] { return !local_has("10.1.1.7"); })) << agent->log();
+	EXPECT_TRUE(local_has("10.1.1.1"));
+}
+
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)

@@ -1246,3 +1246,60 @@ TEST(XdpGenerations, TableGrowthReplacesInnerMap)
 
 } // namespace
 } // namespace lg
+
+#ifndef LG_WITH_DPDK
+namespace lg {
+namespace {
+
+// The host's addresses are replaced without a gap: an address in the old and
+// the new set is never missing from lg_local (a restarted agent writes the
+// set on the live map, and linkgated writes it again on every address
+// change). A reader looks the common address up all along.
+TEST(XdpLocal, ReplacingTheHostAddressesKeepsTheCommonOnes)
+{
+	auto dp = XdpDataplane::load({});
+	ASSERT_TRUE(dp) << dp.error();
+	int fd = bpf_map__fd((*dp)->skeleton()->maps.lg_local);
+	auto key = [](const char *ip) {
+		lg_local_key k{};
+		std::memcpy(k.addr, Addr::parse(ip)->b.data(), 16);
+		return k;
+	};
+	auto has = [&](const char *ip) {
+		lg_local_key k = key(ip);
+		uint8_t v;
+		return bpf_map_lookup_elem(fd, &k, &v) == 0;
+	};
+	Addr a = *Addr::parse("10.0.0.1"), b = *Addr::parse("10.0.0.2"), c = *Addr::parse("fd00::3");
+	ASSERT_TRUE((*dp)->set_local_addresses({a, b}).ok());
+	std::atomic<bool> stop{false};
+	std::atomic<uint64_t> reads{0}, missing{0};
+	std::thread reader([&] {
+		lg_local_key k = key("10.0.0.2");
+		uint8_t v;
+		while (!stop.load(std::memory_order_relaxed)) {
+			if (bpf_map_lookup_elem(fd, &k, &v) != 0)
+				missing++;
+			reads++;
+		}
+	});
+	bool ok = true;
+	for (int i = 0; i < 2000 && ok; i++)
+		ok = (*dp)->set_local_addresses({b, c}).ok() && (*dp)->set_local_addresses({a, b}).ok();
+	stop = true;
+	reader.join();
+	ASSERT_TRUE(ok);
+	EXPECT_GT(reads.load(), 0u);
+	EXPECT_EQ(missing.load(), 0u) << "of " << reads.load() << " lookups";
+	ASSERT_TRUE((*dp)->set_local_addresses({b, c, c}).ok());
+	EXPECT_FALSE(has("10.0.0.1"));
+	EXPECT_TRUE(has("10.0.0.2"));
+	EXPECT_TRUE(has("fd00::3"));
+	ASSERT_TRUE((*dp)->set_local_addresses({}).ok());
+	EXPECT_FALSE(has("10.0.0.2"));
+	EXPECT_FALSE(has("fd00::3"));
+}
+
+} // namespace
+} // namespace lg
+#endif
