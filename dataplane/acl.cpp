@@ -274,7 +274,8 @@ void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint
 	in->dport = has_ports ? rte_cpu_to_be_16(dport) : 0;
 }
 
-Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<AclRuleSpec> &rules)
+Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<AclRuleSpec> &rules, size_t max_bytes,
+							    bool *too_big)
 {
 	static std::atomic<uint64_t> seq{0};
 	std::shared_ptr<AclClassifier> c(new AclClassifier());
@@ -306,8 +307,12 @@ Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<Ac
 					      uint32_t(rr.size())))
 			return err("rte_acl_add_rules: " + std::string(rte_strerror(-e)));
 		rte_acl_config cfg = acl_config(kind);
-		if (int e = rte_acl_build(c->ctx_[kind], &cfg))
+		cfg.max_size = max_bytes;
+		if (int e = rte_acl_build(c->ctx_[kind], &cfg)) {
+			if (too_big)
+				*too_big = e == -ENOMEM || e == -ERANGE;
 			return err("rte_acl_build: " + std::string(rte_strerror(-e)));
+		}
 	}
 	return c;
 }

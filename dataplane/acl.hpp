@@ -57,8 +57,11 @@ void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint
 
 class AclClassifier {
 public:
-	// Builds an rte_acl context (call off the worker lcores).
-	static Result<std::shared_ptr<AclClassifier>> build(const std::vector<AclRuleSpec> &rules);
+	// Builds an rte_acl context (call off the worker lcores). *too_big is
+	// set when rte_acl ran out of memory or past max_bytes (ENOMEM, ERANGE):
+	// the rules are fine, the context does not fit.
+	static Result<std::shared_ptr<AclClassifier>> build(const std::vector<AclRuleSpec> &rules,
+							    size_t max_bytes = 0, bool *too_big = nullptr);
 	~AclClassifier();
 	AclClassifier(const AclClassifier &) = delete;
 	AclClassifier &operator=(const AclClassifier &) = delete;

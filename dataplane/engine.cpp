@@ -342,9 +342,18 @@ Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &
 		auto it = acl_cache_.find(key);
 		std::shared_ptr<AclClassifier> c;
 		if (it != acl_cache_.end()) {
-			c = it->second;
+			c = it->second; // null: known not to fit, not built again
 		} else {
-			auto b = AclClassifier::build(*rules);
+			bool too_big = false;
+			auto b = AclClassifier::build(*rules, cfg_.acl_max_bytes, &too_big);
+			if (!b && too_big) {
+				// Within the rule budget but not within memory (some
+				// shapes of rule take hundreds of MB): the walk, as
+				// above, remembered under its rules like a context.
+				g->acl.push_back(nullptr);
+				g->acl_keys.push_back(std::move(key));
+				continue;
+			}
 			if (!b)
 				return err(b.error());
 			c = *b;
@@ -377,7 +386,7 @@ Status Engine::publish(const CompiledTables &t)
 		for (uint32_t s = 0; s < LG_GEN_SLOTS; s++) {
 			const Generation *gen = s == target ? g.get() : gens_[s].get();
 			for (size_t d = 0; gen && d < gen->acl.size(); d++)
-				if (gen->acl[d])
+				if (!gen->acl_keys[d].empty())
 					keep[gen->acl_keys[d]] = gen->acl[d];
 		}
 		std::map<uint64_t, uint64_t> one{{stamp_ + 1, t.generation}};
@@ -440,7 +449,7 @@ Status Engine::set_acl_algorithm(int alg)
 {
 	std::lock_guard lk(control_);
 	for (auto &[k, c] : acl_cache_)
-		if (c->set_algorithm(alg))
+		if (c && c->set_algorithm(alg))
 			return err("rte_acl algorithm " + std::to_string(alg) + " is not supported on this CPU");
 	cfg_.acl_algorithm = alg;
 	return Ok{};
@@ -857,14 +866,14 @@ EngineCounters Engine::counters()
 	return c;
 }
 
-std::vector<lg_flow_entry> Engine::flows()
+std::vector<lg_flow_entry> Engine::flows(size_t max)
 {
 	std::lock_guard lk(control_);
 	std::vector<lg_flow_entry> out;
 	flows_->for_each([&](const void *, uint8_t *v) {
 		lg_flow_entry e;
 		std::memcpy(&e, v, sizeof e);
-		if (!(e.flags & LG_FLOW_F_REPLY)) {
+		if (!(e.flags & LG_FLOW_F_REPLY) && out.size() < max) {
 			// The agent's generation number for the engine's stamp.
 			auto it = stamp_gen_.find(e.generation);
 			e.generation = it != stamp_gen_.end() ? it->second : 0;

@@ -46,8 +46,12 @@ struct EngineConfig {
 	int acl_algorithm = 0;    // rte_acl_classify_alg; 0: DPDK's default for this CPU
 	// rte_acl rules one NSG direction may expand to (lists are crossed with
 	// lists); beyond it the direction uses the bit-vector walk of the XDP
-	// program. docs/dpdk.md has the sizes.
-	size_t acl_max_rules = 200000;
+	// program. docs/dpdk.md has the sizes and build times.
+	size_t acl_max_rules = 20000;
+	// Bytes one rte_acl context may take (rte_acl_config.max_size; 0: no
+	// bound, rte_acl's smallest-node build in one pass). A context that does
+	// not fit, or that the EAL's memory cannot hold, walks too.
+	size_t acl_max_bytes = 0;
 };
 
 struct Verdict {
@@ -126,7 +130,7 @@ public:
 	EngineCounters counters();
 	// One entry per flow (original keys); `generation` is the number of the
 	// generation it was last checked against (0: older than 4096 publishes).
-	std::vector<lg_flow_entry> flows();
+	std::vector<lg_flow_entry> flows(size_t max = SIZE_MAX); // the first max flows of a walk
 	size_t flow_entries();              // both keys of every flow
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }

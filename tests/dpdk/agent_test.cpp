@@ -194,5 +194,57 @@ TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
+// More flows than one message holds (a flow's object is ~200 bytes, the
+// channel's cap 1 MiB): linkgate-dpdk sends the flows that fit, and keeps
+// its channel (before: the whole table in one line, which linkgated refused
+// and answered by dropping the channel, on every listing).
+TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
+{
+	Scratch s("agentfl");
+	lgtest::Daemon d;
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
+	ASSERT_TRUE(d.start()) << d.log();
+	constexpr int kFlows = 8000;
+	std::vector<std::vector<uint8_t>> in0;
+	for (int i = 0; i < kFlows; i++)
+		in0.push_back(PacketBuilder()
+				      .eth(kClientMac, kPcap0)
+				      .ipv4("10.1.1.10", "8.8.8.8")
+				      .udp(uint16_t(10000 + i), 53)
+				      .payload("query")
+				      .build());
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	std::vector<std::string> argv = dpdk_argv(s, d, "net_null1", "lgfl");
+	*std::find(argv.begin(), argv.end(), "4096") = "32768"; // --flows
+	Proc dp(argv, s.path("dpdk.out"), s.path("dpdk.err"));
+	uint64_t flows = 0;
+	ASSERT_TRUE(eventually([&] {
+		RunResult r = ctl(s, d, {"stats"});
+		json j = json::parse(r.out, nullptr, false);
+		if (r.code == 0 && j.is_object() && j.contains("dataplanes") && j["dataplanes"].contains("dpdk:lgfl"))
+			flows = j["dataplanes"]["dpdk:lgfl"].value("flows", uint64_t(0));
+		return flows >= kFlows;
+	})) << flows << " flows\n" << dp.err() << "\nlinkgated:\n" << d.log();
+
+	RunResult r = ctl(s, d, {"flows"});
+	ASSERT_EQ(r.code, 0) << r.err;
+	json j = json::parse(r.out, nullptr, false);
+	ASSERT_TRUE(j.is_array());
+	size_t listed = 0;
+	for (auto &f : j)
+		listed += f.value("dataplane", "") == "dpdk:lgfl";
+	EXPECT_GT(listed, 2000u) << d.log();
+	EXPECT_LT(listed, size_t(kFlows));
+	EXPECT_EQ(d.log().find("message cap"), std::string::npos) << d.log();
+	json st = d.rpc("status")["result"];
+	bool registered = false;
+	for (auto &x : st["dataplanes"])
+		registered = registered || (x.value("name", "") == "lgfl" && x.value("pid", 0) == dp.pid());
+	EXPECT_TRUE(registered) << st.dump() << "\n" << d.log();
+	EXPECT_EQ(dp.terminate(), 0) << dp.err();
+	EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
 } // namespace
 } // namespace lg

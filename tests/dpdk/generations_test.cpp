@@ -53,12 +53,13 @@ struct Rig {
 	std::unique_ptr<dp::Engine> eng;
 	uint64_t gen = 0;
 
-	explicit Rig(unsigned workers, size_t flows = 4096)
+	explicit Rig(unsigned workers, size_t flows = 4096, size_t acl_max_bytes = 0)
 	{
 		dp::EngineConfig cfg;
 		cfg.host = host;
 		cfg.workers = workers;
 		cfg.timeouts.flow_capacity = flows;
+		cfg.acl_max_bytes = acl_max_bytes;
 		auto e = dp::Engine::create(cfg);
 		EXPECT_TRUE(e) << e.error();
 		if (e)
@@ -142,6 +143,42 @@ struct Both {
 		return v;
 	}
 };
+
+// An rte_acl context that does not fit (here: a 4 KiB bound; on a host, the
+// EAL's memory running out under a rule set of a costly shape) is no failed
+// publish: the direction walks, as one over the rule budget does, and
+// decides as the evaluator does.
+TEST(DpdkGenerations, AContextThatDoesNotFitWalks)
+{
+	{
+		Rig r(1, 4096, 4096);
+		ASSERT_TRUE(r.eng);
+		r.eng->online(0);
+		Both b(r);
+		b.commit(scenario_state());
+		EXPECT_GE(r.eng->walk_directions(), 2u);
+		EXPECT_EQ(r.eng->acl_builds(), 0u);
+		auto c = [](const char *dst, uint16_t dport) {
+			return PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", dst).tcp(41000, dport, kTcpSyn, 10).build();
+		};
+		EXPECT_EQ(b.run(c("10.1.1.100", 3306), 1, "allow-pe").verdict, LG_VERDICT_FORWARD);
+		dp::Verdict v = b.run(c("192.168.20.11", 8080), 1, "web (Deny)");
+		EXPECT_EQ(v.verdict, LG_VERDICT_DROP);
+		EXPECT_EQ(v.reason, LG_REASON_NSG_DENY);
+		Knobs k;
+		k.web_port = "8081"; // the walk follows a rule change
+		b.commit(scenario_state(k));
+		EXPECT_EQ(b.run(c("192.168.20.11", 8081), 1, "web (Deny) on its new port").reason, LG_REASON_NSG_DENY);
+		r.eng->offline(0);
+	} // one engine per process
+
+	// Without the bound the same rules build.
+	Rig fits(1);
+	ASSERT_TRUE(fits.eng);
+	fits.publish(scenario_state());
+	EXPECT_EQ(fits.eng->walk_directions(), 0u);
+	EXPECT_GE(fits.eng->acl_builds(), 2u);
+}
 
 TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
 {
