@@ -426,8 +426,15 @@ Status Engine::publish(const CompiledTables &t)
 	return Ok{};
 }
 
+uint64_t Engine::acl_builds() const
+{
+	std::lock_guard lk(control_);
+	return acl_builds_;
+}
+
 size_t Engine::walk_directions() const
 {
+	std::lock_guard lk(control_);
 	auto g = gens_[active_slot_];
 	return g ? size_t(std::count(g->acl.begin(), g->acl.end(), nullptr)) : 0;
 }

@@ -79,8 +79,10 @@ public:
 	Status publish(const CompiledTables &t);
 	uint64_t generation() const { return generation_.load(); }
 	bool ready() const { return published_; }
-	uint64_t acl_builds() const { return acl_builds_; } // contexts built so far
-	size_t walk_directions() const;                      // live NSG directions without rte_acl
+	// Both under the control lock: the telemetry thread asks while the main
+	// lcore publishes (a slot's generation is freed by a later publish).
+	uint64_t acl_builds() const;     // contexts built so far
+	size_t walk_directions() const;  // live NSG directions without rte_acl
 	// rte_acl classifications so far: (TSC cycles, lookups), all workers.
 	// Cycles are every cycle spent in rte_acl and building its input,
 	// speculative tuples of a burst included; lookups are the answers the
@@ -167,7 +169,7 @@ private:
 	uint32_t active_slot_ = 0;
 	bool published_ = false;
 	uint64_t acl_builds_ = 0;
-	std::mutex control_; // publish, counters, flows, reclaim
+	mutable std::mutex control_; // publish, counters, flows, reclaim
 	// One frame of a burst; next: not its first (lg_host_run_next).
 	Verdict run_one(lg_host_ctx &c, bool next);
 	uint32_t active_slot() const;                          // lg_active's slot, as the program reads it

@@ -643,7 +643,7 @@ int main(int argc, char **argv)
 	cli.add_option("--route", route_specs, "PREFIX=PORT,MAC: destinations in PREFIX leave by PORT to next hop MAC");
 	cli.add_option("--local", local_specs, "an address of this host (passed, not forwarded)");
 	cli.add_option("--flows", flows, "flow table capacity")->check(CLI::Range(size_t(1), size_t(100000000)));
-	cli.add_option("--mbufs", mbufs, "mbuf pool size (default: 8191 per port + 2048)")
+	cli.add_option("--mbufs", mbufs, "mbuf pool size (default: every queue's rings and the lcores' caches, at least 8191 per port + 2048)")
 		->check(CLI::Range(1024u, 16u << 20));
 	cli.add_option("--acl-alg", acl_alg, "rte_acl classify algorithm")
 		->check(CLI::IsMember({"default", "scalar", "sse", "avx2", "avx512x16", "avx512x32"}));
@@ -760,8 +760,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	unsigned workers = unsigned(app.worker_lcores.size());
-	if (!mbufs)
-		mbufs = 8191 * unsigned(app.ports.size()) + 2048;
+	if (!mbufs) {
+		// Every RX ring a NIC fills at start and every TX ring's unfreed
+		// mbufs (a queue of each per worker and port), the lcores' pool
+		// caches (up to 1.5 x 256 each) and a burst in flight per worker;
+		// at least the old 8191 a port + 2048.
+		unsigned ports = unsigned(app.ports.size());
+		mbufs = std::max(8191 * ports + 2048, ports * workers * 2 * kRing + (workers + 1) * 384 + workers * 64 + 2048);
+	}
 	rte_mempool *pool = rte_pktmbuf_pool_create("lg_mbufs", mbufs, 256, 0,
 						    RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
 	if (!pool) {
@@ -861,9 +867,15 @@ int main(int argc, char **argv)
 		}
 	} else {
 		agent = std::make_unique<AgentLink>(socket_path);
-		// Nothing is forwarded before the first generation.
-		while (!g_stop && !app.engine->ready())
+		// Nothing is forwarded before the first generation; --duration
+		// bounds the wait too (an agent that never answers).
+		auto wait_start = std::chrono::steady_clock::now();
+		while (!g_stop && !app.engine->ready()) {
 			agent->step(100);
+			if (duration > 0 &&
+			    std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count() >= duration)
+				break;
+		}
 		if (!app.engine->ready()) {
 			std::fprintf(stderr, "linkgate-dpdk: stopped before linkgated sent a generation\n");
 			return finish(app, 0);

@@ -3,6 +3,8 @@
 // evaluator, the --stats-json counters, DPDK telemetry (dpdk-telemetry.py)
 // while it runs, and its answers to bad arguments and a bad state file.
 #include <gtest/gtest.h>
+
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -255,6 +257,23 @@ TEST(DpdkBinary, InvalidStateFileExitsNamingTheProblem)
 		ASSERT_EQ(own.size(), 1u) << r.err;
 		EXPECT_NE(own[0].find(says), std::string::npos) << own[0];
 	}
+}
+
+// --duration bounds the wait for a first generation too: with no agent at
+// the socket, linkgate-dpdk stops on time and exits 0 (before: it waited
+// for ever).
+TEST(DpdkBinary, DurationEndsTheWaitForAnAgent)
+{
+	Scratch s("noagent");
+	auto a = eal(s, {"net_null0"});
+	for (auto &x : std::vector<std::string>{"--socket", s.path("nobody.sock"), "--port", "0=client-vnet", "--duration", "1"})
+		a.push_back(x);
+	auto t0 = std::chrono::steady_clock::now();
+	RunResult r = run(a, s.dir(), 15000);
+	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_GE(secs, 1.0);
+	EXPECT_NE(r.err.find("stopped before linkgated sent a generation"), std::string::npos) << r.err;
 }
 
 // An --acl-alg the EAL's SIMD limit rules out is an error at start, not a
