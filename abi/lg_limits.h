@@ -4,6 +4,9 @@
 #define LG_LIMITS_H
 
 #define LG_MAX_RULES_PER_NSG 1000
+/* NSG rules counted, every NSG's custom and default rules together (the
+ * rule counter arrays of XDP and DPDK) */
+#define LG_MAX_RULE_COUNTERS 65536
 #define LG_MAX_PREFIXES_PER_SIDE 4000
 #define LG_PRIORITY_MIN 100
 #define LG_PRIORITY_MAX 4096

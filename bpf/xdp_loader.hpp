@@ -42,7 +42,7 @@ struct XdpConfig {
 	uint64_t fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT; // flows; the map holds 2 keys each
 	uint32_t frag_capacity = LG_FRAG_CAPACITY_DEFAULT;
-	uint32_t rule_counters = 65536;   // lg_rule::counter ids
+	uint32_t rule_counters = LG_MAX_RULE_COUNTERS; // lg_rule::counter ids (the compiler refuses more)
 	uint32_t pe_counters = LG_MAX_PRIVATE_ENDPOINTS; // lg_pe::id
 	uint32_t server_counters = LG_MAX_SERVERS;       // server indices
 	// Generation slots (entries of every outer map), 2..LG_GEN_SLOTS. With 2,

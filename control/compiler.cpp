@@ -544,6 +544,12 @@ struct Compiler {
 			for (int in = 1; in >= 0; in--)
 				for (auto [r, dflt] : ordered(s.networkSecurityGroups[n], in))
 					counter(s.networkSecurityGroups[n].name, r->name);
+		if (t.rule_names.size() > LG_MAX_RULE_COUNTERS) {
+			// Past it the dataplanes' counters would silently miss hits.
+			error = std::to_string(t.rule_names.size()) + " NSG rules in all (custom and default), more than the " +
+				std::to_string(LG_MAX_RULE_COUNTERS) + " the dataplanes count";
+			return;
+		}
 
 		vnet_tags();
 		servers();

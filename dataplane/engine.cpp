@@ -214,7 +214,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 	if (!e->frags_)
 		return err(why);
 	e->reason_cnt_ = std::make_unique<PerCpuArray>(8, LG_REASON__COUNT);
-	e->rule_cnt_ = std::make_unique<PerCpuArray>(8, 65536);
+	e->rule_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_RULE_COUNTERS);
 	e->pe_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_PRIVATE_ENDPOINTS);
 	e->srv_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_SERVERS);
 	e->egress_cnt_ = std::make_unique<PerCpuArray>(8, LG_EGRESS_COUNTERS);

@@ -391,6 +391,34 @@ TEST(Compile, NsgPerVnetContextSharesRulesAndCounters)
 	check_tables(*c);
 }
 
+// Every NSG rule has a counter, in arrays of LG_MAX_RULE_COUNTERS in both
+// dataplanes: a state with more rules in all is a compile error (the commit
+// fails and changes nothing) rather than rules whose hits are not counted.
+TEST(Compile, MoreRulesThanCountersIsAnError)
+{
+	auto with_nsgs = [](size_t count) {
+		State s = one_nsg({});
+		NetworkSecurityGroup n = s.networkSecurityGroups[0];
+		n.securityRules.clear();
+		for (int r = 0; r < LG_MAX_RULES_PER_NSG; r++)
+			n.securityRules.push_back(make_rule(("r" + std::to_string(r)).c_str(), 100 + r, "Inbound", "Deny", "Tcp",
+							    "*", "*", std::to_string(1000 + r).c_str()));
+		s.networkSecurityGroups.clear();
+		for (size_t i = 0; i < count; i++) {
+			s.networkSecurityGroups.push_back(n);
+			s.networkSecurityGroups.back().name = "n" + std::to_string(i);
+		}
+		return s;
+	};
+	// 65 NSGs of 1,000 rules and 6 default rules each: 65,390 counters.
+	auto fits = compile(with_nsgs(65), {{1, "v", {1, 2, 3, 4, 5, 6}}, {2, "", {}}}, 1);
+	ASSERT_TRUE(fits) << fits.error();
+	EXPECT_EQ(fits->rule_names.size(), 65u * 1006u);
+	auto over = compile(with_nsgs(66), {{1, "v", {1, 2, 3, 4, 5, 6}}, {2, "", {}}}, 1);
+	ASSERT_FALSE(over);
+	EXPECT_NE(over.error().find("66396 NSG rules in all"), std::string::npos) << over.error();
+}
+
 TEST(Compile, Ipv6SubnetOverTheIpv4BlockGetsAHole)
 {
 	// ::/64 spans ::ffff:0:0/96 in the trie; the IPv4 addresses of the VNet
