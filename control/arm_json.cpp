@@ -978,15 +978,16 @@ std::string ref_name(const std::string &ref)
 
 Result<std::pair<std::string, std::string>> parse_subnet_ref(const std::string &ref)
 {
+	// An id ends in virtualNetworks/<vnet>/subnets/<subnet>: read by
+	// position, so a VNet or subnet may be named like a keyword (the ids
+	// linkgate writes for a VNet named "virtualNetworks" read back).
 	auto s = segments(ref);
 	std::string vnet, subnet;
-	for (size_t i = 0; i + 1 < s.size(); i++) {
-		if (iequals(s[i], "virtualNetworks"))
-			vnet = s[i + 1];
-		else if (iequals(s[i], "subnets"))
-			subnet = s[i + 1];
-	}
-	if (vnet.empty() && subnet.empty() && s.size() == 2 && ref.front() != '/') {
+	size_t n = s.size();
+	if (n >= 4 && iequals(s[n - 4], "virtualNetworks") && iequals(s[n - 2], "subnets")) {
+		vnet = s[n - 3];
+		subnet = s[n - 1];
+	} else if (n == 2 && ref.front() != '/') {
 		vnet = s[0];
 		subnet = s[1];
 	}

@@ -191,6 +191,17 @@ TEST(ArmIds, SubnetReferenceForms)
 	auto bare = parse_subnet_ref("s3");
 	ASSERT_FALSE(bare);
 	EXPECT_NE(bare.error().find("'s3' is not a subnet id"), std::string::npos) << bare.error();
+	// Names like the keywords: read by position, and what subnet_id writes reads back.
+	for (auto [v, sn] : {std::pair{"virtualNetworks", "subnets"}, std::pair{"subnets", "virtualNetworks"},
+			     std::pair{"VirtualNetworks", "x"}}) {
+		auto back = parse_subnet_ref(subnet_id(v, sn));
+		ASSERT_TRUE(back) << back.error();
+		EXPECT_EQ(back->first, v);
+		EXPECT_EQ(back->second, sn);
+	}
+	// Keywords out of place are no subnet id (they used to name VNet "subnets").
+	EXPECT_FALSE(parse_subnet_ref("subnets/x/virtualNetworks/virtualNetworks"));
+	EXPECT_FALSE(parse_subnet_ref("/virtualNetworks/v/subnets/s/extra"));
 	EXPECT_EQ(ref_name("/a/b/servers/db1"), "db1");
 	EXPECT_EQ(ref_name("db1"), "db1");
 }
