@@ -165,12 +165,59 @@ uint64_t fnv1a(const std::string &s)
 
 std::string marker_path(const std::string &state) { return state + ".live"; }
 
-// The live marker: {"generation": N, "digest": D}. Anything else (missing,
-// not JSON, wrong types, a generation near wrapping) reads as no marker.
+// The live marker: {"generation": N, "digest": D, "counters": C}. Anything
+// else (missing, not JSON, wrong types, a generation near wrapping) reads as
+// no marker; counters of the wrong shape read as none.
+//
+// C is the counters' bookkeeping as of that generation's publish, for each
+// of rules, privateEndpoints and servers: the generation's names (index
+// order), the totals by name credited before it (base) and the raw
+// counters at its flip (snap). A restart whose pinned generation is N
+// continues from it exactly; without it the raw counters cannot be told
+// apart from those of earlier owners of the same index.
+struct CounterBook {
+	std::vector<std::string> names;
+	std::map<std::string, uint64_t> base;
+	std::vector<uint64_t> snap;
+};
 struct LiveMarker {
 	uint64_t generation = 0;
 	std::string digest;
+	bool has_counters = false;
+	CounterBook books[3]; // rules, privateEndpoints, servers
 };
+constexpr const char *kBooks[3] = {"rules", "privateEndpoints", "servers"};
+
+json book_json(const std::vector<std::string> &names, const std::map<std::string, uint64_t> &base,
+	       const std::vector<uint64_t> &snap)
+{
+	return json{{"names", names}, {"base", base}, {"snap", snap}};
+}
+
+bool read_book(const json &j, CounterBook &b)
+{
+	if (!j.is_object() || !j.contains("names") || !j.contains("base") || !j.contains("snap") ||
+	    !j["names"].is_array() || !j["base"].is_object() || !j["snap"].is_array() ||
+	    j["snap"].size() > j["names"].size())
+		return false;
+	for (const json &n : j["names"]) {
+		if (!n.is_string())
+			return false;
+		b.names.push_back(n.get<std::string>());
+	}
+	for (auto &[k, v] : j["base"].items()) {
+		if (!v.is_number_unsigned())
+			return false;
+		b.base[k] = v.get<uint64_t>();
+	}
+	for (const json &v : j["snap"]) {
+		if (!v.is_number_unsigned())
+			return false;
+		b.snap.push_back(v.get<uint64_t>());
+	}
+	return true;
+}
+
 LiveMarker read_live_marker(const std::string &state)
 {
 	LiveMarker m;
@@ -184,6 +231,15 @@ LiveMarker read_live_marker(const std::string &state)
 	m.generation = g->get<uint64_t>();
 	if (d != j->end() && d->is_string())
 		m.digest = d->get<std::string>();
+	auto c = j->find("counters");
+	if (c != j->end() && c->is_object()) {
+		m.has_counters = true;
+		for (int k = 0; k < 3; k++)
+			m.has_counters = m.has_counters && c->contains(kBooks[k]) && read_book((*c)[kBooks[k]], m.books[k]);
+		if (!m.has_counters)
+			for (auto &b : m.books)
+				b = CounterBook{};
+	}
 	return m;
 }
 
@@ -229,8 +285,13 @@ Status Plane::write_live_marker(uint64_t generation, const std::string &dig) con
 {
 	std::string path = marker_path(o_.state_path), tmp = path + ".tmp";
 	{
+		json m{{"generation", generation}, {"digest", dig}};
+		if (xdp_)
+			m["counters"] = {{kBooks[0], book_json(live_.rule_names, base_rules_, snap_rules_)},
+					 {kBooks[1], book_json(live_.pe_names, base_pes_, snap_pes_)},
+					 {kBooks[2], book_json(live_.server_names, base_servers_, snap_servers_)}};
 		std::ofstream f(tmp, std::ios::trunc);
-		f << json{{"generation", generation}, {"digest", dig}}.dump() << "\n";
+		f << m.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
 		if (!f.good())
 			return err(tmp + ": cannot write");
 	}
@@ -292,6 +353,19 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	if (pinned) {
 		LiveMarker m = read_live_marker(o.state_path);
 		same = m.generation == pinned && m.digest == dig;
+		if (m.generation == pinned && m.has_counters) {
+			// The pinned generation's counter bookkeeping: the totals
+			// carry on by name across the restart.
+			p->live_.rule_names = std::move(m.books[0].names);
+			p->base_rules_ = std::move(m.books[0].base);
+			p->snap_rules_ = std::move(m.books[0].snap);
+			p->live_.pe_names = std::move(m.books[1].names);
+			p->base_pes_ = std::move(m.books[1].base);
+			p->snap_pes_ = std::move(m.books[1].snap);
+			p->live_.server_names = std::move(m.books[2].names);
+			p->base_servers_ = std::move(m.books[2].base);
+			p->snap_servers_ = std::move(m.books[2].snap);
+		}
 	}
 	uint64_t gen = same ? pinned : pinned + 1;
 	auto t = compile(initial, *b, gen, &p->cache_);
@@ -300,10 +374,18 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	if (!same) {
 		if (Status st = p->xdp_->publish(*t); !st)
 			return err("publish: " + st.error());
+	}
+	// As at a commit's flip: what was counted since the bookkeeping was
+	// written goes to its generation's names. Without bookkeeping of the
+	// pinned generation (an older marker, a crash between a publish and
+	// its marker) there are no names to credit, and the totals start
+	// from zero rather than from counts of whichever rules held the
+	// indices before.
+	p->rebase(*t);
+	p->live_ = std::move(*t);
+	if (!same)
 		if (Status st = p->write_live_marker(gen, dig); !st)
 			return err(st.error());
-	}
-	p->live_ = std::move(*t);
 	p->generation_ = gen;
 	// After the tables: the first packet already sees them. A pinned link is
 	// taken over by an atomic program swap.

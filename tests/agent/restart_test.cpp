@@ -363,6 +363,71 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
 }
 
+// Counter totals by name across a restart: a rule's hits stay with it, and
+// a rule that took over a deleted rule's counter index starts from zero
+// (before: a restarted agent read the raw counters under the live names,
+// so the new rule showed the deleted one's hits).
+TEST_F(AgentRestart, CountersFollowTheirNamesAcrossARestart)
+{
+	start_agent(policy("Approved"));
+	// Counts that differ from rule to rule: 2 (no-ssh), 3 (the private
+	// endpoint's connections, also AllowVnetOutBound's), 1 (no-telnet).
+	for (int i = 0; i < 2; i++)
+		EXPECT_EQ(client("192.168.20.11", 22, 300), 3) << "no-ssh denies";
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ(client("10.1.1.100", 3306), 0);
+	json before = ok("stats");
+	uint64_t ssh = before["nsgRules"]["clients-nsg/no-ssh"].get<uint64_t>();
+	uint64_t pe = before["privateEndpoints"]["pe-east"].get<uint64_t>();
+	ASSERT_GE(ssh, 2u);
+	ASSERT_GT(pe, 0u);
+
+	// no-telnet takes no-ssh's place, and so its counter index.
+	ok("network.nsg.rule.delete", {{"nsgName", "clients-nsg"}, {"name", "no-ssh"}});
+	ok("network.nsg.rule.create", {{"nsgName", "clients-nsg"},
+				       {"name", "no-telnet"},
+				       {"priority", 100},
+				       {"direction", "Outbound"},
+				       {"access", "Deny"},
+				       {"protocol", "Tcp"},
+				       {"destinationPortRanges", {"23"}}});
+	EXPECT_EQ(ok("stats")["nsgRules"]["clients-nsg/no-telnet"].get<uint64_t>(), 0u);
+	EXPECT_EQ(client("192.168.20.11", 23, 300), 3) << "no-telnet denies";
+	uint64_t telnet = ok("stats")["nsgRules"]["clients-nsg/no-telnet"].get<uint64_t>();
+	ASSERT_GE(telnet, 1u);
+
+	// SIGTERM and start again: the pinned generation is adopted.
+	uint64_t g = agent->generation();
+	ASSERT_EQ(agent->stop(), 0) << agent->log();
+	ASSERT_TRUE(started()) << agent->log();
+	ASSERT_EQ(agent->generation(), g);
+	json after = ok("stats");
+	EXPECT_EQ(after["nsgRules"]["clients-nsg/no-telnet"].get<uint64_t>(), telnet) << after.dump();
+	EXPECT_FALSE(after["nsgRules"].contains("clients-nsg/no-ssh"));
+	EXPECT_GE(after["privateEndpoints"]["pe-east"].get<uint64_t>(), pe);
+
+	// kill -9 and start again: the same.
+	agent->kill9();
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(ok("stats")["nsgRules"]["clients-nsg/no-telnet"].get<uint64_t>(), telnet);
+
+	// The state file changed while the agent was stopped: the next start
+	// publishes it as a new generation, with a rule before no-telnet (its
+	// index moves); the totals still go by name.
+	ASSERT_EQ(agent->stop(), 0) << agent->log();
+	auto st = load_state_file(agent->state_path());
+	ASSERT_TRUE(st) << st.error();
+	st->networkSecurityGroups[0].securityRules.insert(
+		st->networkSecurityGroups[0].securityRules.begin(),
+		lg::testing::make_rule("first", 90 + 20, "Inbound", "Deny", "Udp", "*", "*", "9"));
+	ASSERT_TRUE(save_state_file(agent->state_path(), *st).ok());
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g + 1);
+	json moved = ok("stats");
+	EXPECT_EQ(moved["nsgRules"]["clients-nsg/no-telnet"].get<uint64_t>(), telnet) << moved.dump();
+	EXPECT_EQ(moved["nsgRules"]["clients-nsg/first"].get<uint64_t>(), 0u) << moved.dump();
+}
+
 // The host's own addresses follow the host while the agent runs (netlink):
 // one added after the start goes to the host stack (before: decided by
 // policy, no-route), a removed one stops being the host's, and the others
