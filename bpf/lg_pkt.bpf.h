@@ -67,6 +67,13 @@ static __always_inline void addr_cpy(__u8 *d, const __u8 *s)
 	__builtin_memcpy(d, s, 16);
 }
 
+/* An IPv4-mapped address (::ffff:0:0/96): how the tables hold IPv4, so an
+ * IPv6 packet carrying one would be matched as IPv4 (control/packet.cpp). */
+static __always_inline int addr_mapped(const __u8 *a)
+{
+	return !(a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9]) && a[10] == 0xff && a[11] == 0xff;
+}
+
 static __always_inline void addr_v4(__u8 *d, const __u8 *v4)
 {
 	__builtin_memset(d, 0, 10);
@@ -176,6 +183,8 @@ static __always_inline __u32 parse_ipv6(struct xdp_md *ctx, struct lg_pkt *p, __
 		return LG_REASON_MALFORMED;
 	plen = (__u32)(b[4] << 8 | b[5]);
 	if (plen == 0 || l3 + 40 + plen > p->len) /* jumbograms are not forwarded */
+		return LG_REASON_MALFORMED;
+	if (addr_mapped(b + 8) || addr_mapped(b + 24)) /* not on the wire (RFC 4291 2.5.5.2) */
 		return LG_REASON_MALFORMED;
 	p->family = 6;
 	p->l3_end = l3 + 40 + plen;

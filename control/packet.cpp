@@ -132,6 +132,10 @@ static lg_reason parse_ipv6(std::span<const uint8_t> f, Parsed &p)
 	p.ttl = f[l3 + 7];
 	std::memcpy(p.src.b.data(), &f[l3 + 8], 16);
 	std::memcpy(p.dst.b.data(), &f[l3 + 24], 16);
+	// IPv4-mapped addresses are not on the wire (RFC 4291 2.5.5.2), and
+	// IPv4 is held mapped: one would match IPv4 ranges, objects and flows.
+	if (p.src.is_v4() || p.dst.is_v4())
+		return LG_REASON_MALFORMED;
 	uint8_t nh = f[l3 + 6];
 	size_t off = l3 + 40;
 	int n = 0;

@@ -198,6 +198,15 @@ void ipv4_headers(Gen &g, std::vector<Case> &out)
 	out.push_back(one("ipv4/tcp-19-bytes", bad(g.c().ipv4(kC4, kPe4).raw_l4(kProtoTcp, g.pay(19)).build(), LG_REASON_MALFORMED)));
 	out.push_back(one("ipv4/udp-7-bytes", bad(g.c().ipv4(kC4, kNet4).raw_l4(kProtoUdp, g.pay(7)).build(), LG_REASON_MALFORMED)));
 	out.push_back(one("ipv4/icmp-4-bytes", bad(g.c().ipv4(kC4, kNet4).raw_l4(kProtoIcmp, {8, 0, 0, 0}).build(), LG_REASON_MALFORMED)));
+	// IPv4-mapped addresses in IPv6 headers (the tables hold IPv4 that way:
+	// one would match IPv4 endpoints, ranges and prefixes).
+	out.push_back(one("ipv6/mapped-source",
+			  bad(g.c().ipv6("::ffff:10.1.1.10", kNet6).udp(g.sp(), 53).payload("q").build(), LG_REASON_MALFORMED)));
+	out.push_back(one("ipv6/mapped-destination-private-endpoint",
+			  bad(g.c().ipv6(kC6, "::ffff:10.1.1.100").tcp(g.sp(), 3306, kTcpSyn).build(), LG_REASON_MALFORMED)));
+	out.push_back(one("ipv6/mapped-source-to-public-endpoint",
+			  step(g.b().ipv6("::ffff:198.51.100.7", "2001:db8::5").tcp(g.sp(), 3306, kTcpSyn).build(), "",
+			       LG_VERDICT_DROP, LG_REASON_MALFORMED, kBackendIf)));
 	out.push_back(one("ipv6/icmp6-7-bytes", bad(g.c().ipv6(kC6, kNet6).raw_l4(kProtoIcmp6, {128, 0, 0, 0, 0, 0, 0}).build(), LG_REASON_MALFORMED)));
 }
 
