@@ -57,6 +57,18 @@ int persistent_client(const char *dst, uint16_t port, int cmd, int res)
 	return 0;
 }
 
+// Polls pred every 20 ms for up to 10 s: true once it holds.
+template <class Pred> bool until(Pred pred)
+{
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+	while (std::chrono::steady_clock::now() < deadline) {
+		if (pred())
+			return true;
+		poll(nullptr, 0, 20);
+	}
+	return false;
+}
+
 class AgentRestart : public ::testing::Test {
 protected:
 	// Starts the agent with its commits failing at `what`
@@ -349,15 +361,6 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 		return n;
 	};
 	// Seen, then gone within a bounded time (0.5 s timeout, 50 ms sweeps).
-	auto until = [](auto pred) {
-		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-		while (std::chrono::steady_clock::now() < deadline) {
-			if (pred())
-				return true;
-			poll(nullptr, 0, 20);
-		}
-		return false;
-	};
 	EXPECT_TRUE(until([&] { return udp_flows() == 1; })) << ok("flows").dump();
 	EXPECT_TRUE(until([&] { return udp_flows() == 0; })) << ok("flows").dump();
 	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
@@ -446,15 +449,6 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 		bool found = bpf_map_lookup_elem(fd, &k, &v) == 0;
 		close(fd);
 		return found;
-	};
-	auto until = [](auto pred) {
-		auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-		while (std::chrono::steady_clock::now() < deadline) {
-			if (pred())
-				return true;
-			poll(nullptr, 0, 20);
-		}
-		return false;
 	};
 	ASSERT_TRUE(local_has("10.1.1.1"));
 	ASSERT_FALSE(local_has("10.1.1.7"));
