@@ -14,6 +14,15 @@ using lg::testing::Topology;
 
 namespace {
 
+// Bounds connect, read and write on s: a dead veth fails the test in
+// seconds instead of waiting out TCP's retries.
+void bound(int s)
+{
+	timeval tv{5, 0};
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 // A listening socket on port, accepting one connection and echoing one byte.
 int serve_once(uint16_t port, int ready_fd)
 {
@@ -32,6 +41,7 @@ int serve_once(uint16_t port, int ready_fd)
 	if (poll(&p, 1, 5000) != 1)
 		return 12;
 	int c = accept(s, nullptr, nullptr);
+	bound(c);
 	char b;
 	if (read(c, &b, 1) != 1 || write(c, &b, 1) != 1)
 		return 13;
@@ -55,10 +65,12 @@ TEST(Netns, VethCarriesTcpAndIsRemoved)
 		int ready[2];
 		ASSERT_EQ(pipe(ready), 0);
 		int server = Topology::spawn_in_ns(t.real("a"), [&] { return serve_once(7000, ready[1]); });
+		close(ready[1]); // a server that dies before it is ready ends the read
 		char c;
 		ASSERT_EQ(read(ready[0], &c, 1), 1);
 		int rc = Topology::in_ns(t.real("b"), [] {
 			int s = socket(AF_INET, SOCK_STREAM, 0);
+			bound(s);
 			sockaddr_in a{};
 			a.sin_family = AF_INET;
 			a.sin_port = htons(7000);
@@ -73,7 +85,6 @@ TEST(Netns, VethCarriesTcpAndIsRemoved)
 		EXPECT_EQ(rc, 0);
 		EXPECT_EQ(Topology::wait_child(server), 0);
 		close(ready[0]);
-		close(ready[1]);
 	}
 	EXPECT_EQ(lg::testing::sh("ip netns list").out.find(a_real), std::string::npos) << "namespace left behind";
 }

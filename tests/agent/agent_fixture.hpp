@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -154,8 +155,14 @@ public:
 	// first (exit_code() then says how).
 	bool start()
 	{
+		pid_t parent = getpid();
 		pid_ = fork();
 		if (pid_ == 0) {
+			// Dies with the test (a timeout kills the test's process
+			// group, which an own-session agent has left).
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(127);
 			int log = open((dir_ + "/linkgated.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
 			dup2(log, 2);
 			if (own_session_)
@@ -188,15 +195,16 @@ public:
 		return false;
 	}
 
-	// SIGTERM and wait; the exit code.
+	// SIGTERM and a bounded wait, then kill -9; the exit code. SIGCONT
+	// because an agent paused by the test hook handles SIGTERM only once
+	// it runs again.
 	int stop()
 	{
 		if (pid_ > 0) {
 			kill(pid_, SIGTERM);
-			int st = 0;
-			waitpid(pid_, &st, 0);
-			pid_ = -1;
-			exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			kill(pid_, SIGCONT);
+			if (wait_exit(20) < 0)
+				kill9();
 		}
 		return exit_;
 	}

@@ -388,7 +388,9 @@ TEST_F(CliTest, ApplyExportExplainStatsFlows)
 	json applied = ok({"apply", "-f", seed});
 	json exported = ok({"export"});
 	EXPECT_EQ(applied, exported);
-	EXPECT_EQ(exported["virtualNetworks"][0]["name"], "client-vnet");
+	auto st = lg::state_from_json(lg::read_json_file(seed).value());
+	ASSERT_TRUE(st);
+	EXPECT_EQ(exported, lg::state_to_json(*st)); // the whole seed went through the socket
 	// export | apply round-trips without a change of content.
 	std::ofstream(d.dir() + "/export.json") << exported.dump(2);
 	EXPECT_EQ(ok({"apply", "--file", d.dir() + "/export.json"}), exported);
@@ -409,9 +411,20 @@ TEST_F(CliTest, ApplyExportExplainStatsFlows)
 
 	json e = ok({"explain", "--src", "10.1.1.10", "--dst", "10.1.1.100", "--protocol", "Tcp", "--dport", "3306",
 		     "--vnet-name", "client-vnet"});
-	EXPECT_TRUE(e.contains("verdict"));
-	EXPECT_TRUE(e.contains("stage"));
+	// The seed's approved private endpoint (docs/demo.md scenario 2).
+	EXPECT_EQ(e["verdict"], "forward") << e;
+	EXPECT_EQ(e["reason"], nullptr) << e;
+	EXPECT_EQ(e["stage"], "private-endpoint") << e;
+	EXPECT_EQ(e["privateEndpoint"], "pe-east") << e;
+	EXPECT_EQ(e["server"], "eastus-db") << e;
+	// One of eastus-db's two backends (Maglev picks by the 5-tuple).
+	EXPECT_TRUE(e["backend"] == "192.168.20.11:3306" || e["backend"] == "192.168.20.12:3306") << e;
+	EXPECT_EQ(e["rule"], "allow-mysql-private-endpoint") << e;
 	EXPECT_EQ(e["vnet"], "client-vnet");
+	e = ok({"explain", "--src", "10.1.1.10", "--dst", "10.1.1.100", "--protocol", "Tcp", "--dport", "22",
+		"--vnet-name", "client-vnet"});
+	EXPECT_EQ(e["verdict"], "drop") << e;
+	EXPECT_EQ(e["reason"], "pe-port") << e;
 	fails({"explain", "--src", "10.1.1.x", "--dst", "10.1.1.100", "--protocol", "Tcp"}, 2, "src");
 	fails({"explain", "--src", "10.1.1.1", "--dst", "10.1.1.100"}, 2, "--protocol");
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,9 +73,15 @@ public:
 	Proc(std::vector<std::string> argv, const std::string &out, const std::string &err, bool stdin_null = true)
 		: out_(out), err_(err)
 	{
+		pid_t parent = getpid();
 		pid_ = fork();
 		if (pid_ == 0) {
 			setpgid(0, 0);
+			// Out of the test's process group, so a timeout's kill of the
+			// group misses it: it dies with the test instead.
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(127);
 			int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
 			int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
 			dup2(o, 1);

@@ -66,10 +66,10 @@ protected:
 		ASSERT_EQ(pipe(ready), 0);
 		ASSERT_EQ(pipe(stop), 0);
 		server = Topology::spawn_in_ns(topo.real("be"), [&] { return echo_server("192.168.20.11", 3306, ready[1], stop[0]); });
+		close(ready[1]); // a server that dies before it is ready ends the read
 		char c;
 		ASSERT_EQ(read(ready[0], &c, 1), 1);
 		close(ready[0]);
-		close(ready[1]);
 	}
 
 	void TearDown() override
