@@ -294,6 +294,16 @@ public:
 		return false;
 	}
 
+	// An id of one resource type (".../<type>/<name>") or a bare name, into
+	// name: an id of another type is an error, not its last segment.
+	void typed(const std::string &what, const std::string &ref, const char *type, std::string &name)
+	{
+		if (auto n = typed_ref_name(ref, type))
+			name = *n;
+		else
+			fail(what + ": '" + ref + "' is not a " + type + " id (.../" + type + "/<name>) or a name");
+	}
+
 	bool flatten(const json &v, const std::string &what, json &out)
 	{
 		std::string problem;
@@ -440,7 +450,7 @@ Result<Subnet> read_subnet(const json &raw, const std::string &path)
 	}
 	std::string nsg;
 	if (r.ref("networkSecurityGroup", nsg))
-		s.networkSecurityGroup = ref_name(nsg);
+		r.typed(r.field("networkSecurityGroup"), nsg, "networkSecurityGroups", s.networkSecurityGroup);
 	if (const json *eps = r.array("serviceEndpoints")) {
 		for (size_t i = 0; i < eps->size() && r.ok(); i++) {
 			const json &ep = (*eps)[i];
@@ -507,7 +517,7 @@ Result<VirtualNetwork> read_vnet(const json &raw, const std::string &path)
 			const json &p = (*peers)[i];
 			std::string what = "virtualNetworkPeerings[" + std::to_string(i) + "]";
 			if (p.is_string()) {
-				v.peerings.push_back(ref_name(p.get<std::string>()));
+				r.typed(r.field(what), p.get<std::string>(), "virtualNetworks", v.peerings.emplace_back());
 				continue;
 			}
 			json o;
@@ -516,7 +526,7 @@ Result<VirtualNetwork> read_vnet(const json &raw, const std::string &path)
 			Reader c = r.child(o, what);
 			std::string remote;
 			if (c.ref("remoteVirtualNetwork", remote))
-				v.peerings.push_back(ref_name(remote));
+				c.typed(c.field("remoteVirtualNetwork"), remote, "virtualNetworks", v.peerings.emplace_back());
 			else if (c.ok())
 				c.fail(c.field("remoteVirtualNetwork") + " is required");
 		}
@@ -545,7 +555,7 @@ Result<LocalNetworkGateway> read_lng(const json &raw, const std::string &path)
 			const json &x = (*vs)[i];
 			std::string what = "virtualNetworks[" + std::to_string(i) + "]";
 			if (x.is_string()) {
-				g.virtualNetworks.push_back(ref_name(x.get<std::string>()));
+				r.typed(r.field(what), x.get<std::string>(), "virtualNetworks", g.virtualNetworks.emplace_back());
 				continue;
 			}
 			json o;
@@ -554,7 +564,7 @@ Result<LocalNetworkGateway> read_lng(const json &raw, const std::string &path)
 			Reader c = r.child(o, what);
 			std::string id;
 			if (c.str("id", id))
-				g.virtualNetworks.push_back(ref_name(id));
+				c.typed(c.field("id"), id, "virtualNetworks", g.virtualNetworks.emplace_back());
 			else if (c.ok())
 				c.fail(c.field("id") + " is required");
 		}
@@ -575,7 +585,7 @@ Result<NetworkInterface> read_nic(const json &raw, const std::string &path)
 	read_name(r, n.name);
 	std::string nsg;
 	if (r.ref("networkSecurityGroup", nsg))
-		n.networkSecurityGroup = ref_name(nsg);
+		r.typed(r.field("networkSecurityGroup"), nsg, "networkSecurityGroups", n.networkSecurityGroup);
 	// Hand-written input may put the address and subnet at the top level.
 	r.str("privateIPAddress", n.privateIPAddress);
 	read_subnet_ref(r, "subnet", n.vnet, n.subnet);
@@ -668,7 +678,7 @@ Result<PrivateEndpoint> read_pe(const json &raw, const std::string &path)
 			c.str("name", conn_name);
 			std::string pls;
 			if (c.ref("privateLinkServiceId", pls))
-				pe.server = ref_name(pls);
+				c.typed(c.field("privateLinkServiceId"), pls, "servers", pe.server);
 			if (c.strings("groupIds", pe.groupIds))
 				for (auto &g : pe.groupIds)
 					g = canon(g, {"mysqlServer"});
@@ -974,6 +984,16 @@ std::string ref_name(const std::string &ref)
 {
 	auto s = segments(ref);
 	return s.empty() ? std::string() : s.back();
+}
+
+std::optional<std::string> typed_ref_name(const std::string &ref, std::string_view type)
+{
+	auto s = segments(ref);
+	if (s.size() == 1 && ref.find('/') == std::string::npos)
+		return s[0];
+	if (s.size() >= 2 && iequals(s[s.size() - 2], type))
+		return s.back();
+	return std::nullopt;
 }
 
 Result<std::pair<std::string, std::string>> parse_subnet_ref(const std::string &ref)
@@ -1469,7 +1489,12 @@ Result<ServiceTags> load_service_tags_file(const std::string &path)
 // entry) can come later through sync_state_file, off the enforcement path.
 Status save_state_file(const std::string &path, const State &s, bool durable)
 {
-	std::string text = state_to_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+	return write_file_atomic(path, state_to_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n",
+				 durable);
+}
+
+Status write_file_atomic(const std::string &path, const std::string &text, bool durable)
+{
 	std::string tmp = path + ".tmp.XXXXXX";
 	auto sys_err = [&](const std::string &what) { return err(path + ": " + what + ": " + std::strerror(errno)); };
 

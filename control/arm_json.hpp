@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,6 +37,9 @@ std::string pec_id(const std::string &server, const std::string &connection);
 
 // A reference given as an ARM id or a bare name: its last path segment.
 std::string ref_name(const std::string &ref);
+// The name in an id of one type (".../<type>/<name>", the type compared
+// without case) or a bare name; nullopt for an id of another type.
+std::optional<std::string> typed_ref_name(const std::string &ref, std::string_view type);
 // A subnet reference: ".../virtualNetworks/<vnet>/subnets/<subnet>" or
 // "<vnet>/<subnet>"; a lone subnet name is an error (the VNet is ambiguous).
 Result<std::pair<std::string, std::string>> parse_subnet_ref(const std::string &ref);
@@ -130,6 +134,8 @@ Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);
 // Atomic: temp file in the same directory, fsync, rename, fsync the directory.
 Status save_state_file(const std::string &path, const State &s, bool durable = true);
+// text into path by a 0600 temporary file and a rename (fsynced if durable).
+Status write_file_atomic(const std::string &path, const std::string &text, bool durable);
 // fsync the file and its directory (after save_state_file(..., false)).
 Status sync_state_file(const std::string &path);
 

@@ -20,6 +20,14 @@ Addr Addr::from_v4(uint32_t h)
 
 std::optional<Addr> Addr::parse(std::string_view s)
 {
+	auto a = parse_any(s);
+	if (a && a->is_v4() && s.find(':') != std::string_view::npos)
+		return std::nullopt;
+	return a;
+}
+
+std::optional<Addr> Addr::parse_any(std::string_view s)
+{
 	if (s.empty() || s.size() > 45)
 		return std::nullopt;
 	char buf[46];

@@ -15,7 +15,12 @@ struct Addr {
 	std::array<uint8_t, 16> b{};
 
 	static Addr from_v4(uint32_t host_order);
+	// Text as written by people and ARM: IPv4 as a.b.c.d only. IPv6 text in
+	// ::ffff:0:0/96 (IPv4-mapped) is refused: it would be held as IPv4, and
+	// the dataplanes drop such packets as malformed (docs/decisions.md).
 	static std::optional<Addr> parse(std::string_view s);
+	// Any address text, mapped ones included (packet builders of tests).
+	static std::optional<Addr> parse_any(std::string_view s);
 	bool is_v4() const;
 	uint32_t v4() const; // host order; only for is_v4()
 	std::string str() const;

@@ -294,8 +294,8 @@ PacketBuilder &PacketBuilder::ipv4(const std::string &s, const std::string &d, u
 PacketBuilder &PacketBuilder::ipv6(const std::string &s, const std::string &d, uint8_t hl)
 {
 	family_ = 6;
-	isrc_ = *Addr::parse(s);
-	idst_ = *Addr::parse(d);
+	isrc_ = *Addr::parse_any(s);
+	idst_ = *Addr::parse_any(d);
 	ttl_ = hl;
 	return *this;
 }

@@ -117,14 +117,20 @@ private:
 
 	void add(const std::string &path, const std::string &msg) { errs_.push_back(path + ": " + msg); }
 
-	void name(const std::string &p, const std::string &n, size_t max = kNameMax)
+	void name(const std::string &p, const std::string &n, size_t max = kNameMax, const std::string &field = "name")
 	{
 		if (n.empty())
-			return add(p, "name is required");
+			return add(p, field + " is required");
 		if (n.size() > max)
-			return add(p, "name is " + std::to_string(n.size()) + " characters, longer than " + std::to_string(max));
+			return add(p, field + " is " + std::to_string(n.size()) + " characters, longer than " +
+					      std::to_string(max));
 		if (!name_chars_ok(n))
-			add(p, "name '" + n + "' may only contain letters, digits, '_', '.' and '-'");
+			return add(p, field + " '" + n + "' may only contain letters, digits, '_', '.' and '-'");
+		// Azure's rule for network resource names: '..' or '-x' would make
+		// ids and FQDNs that read as something else.
+		auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+		if (!alnum(n.front()) || !(alnum(n.back()) || n.back() == '_'))
+			add(p, field + " '" + n + "' must begin with a letter or digit and end with a letter, digit or '_'");
 	}
 
 	template <class V>
@@ -493,11 +499,21 @@ private:
 			if (pe.connectionName.empty()) {
 				add(p, "connectionName is required");
 			} else {
-				name(p, pe.connectionName, kConnectionNameMax);
+				name(p, pe.connectionName, kConnectionNameMax, "connectionName");
 				auto [it, fresh] = conns.emplace(std::pair{pe.server, pe.connectionName}, pe.name);
 				if (!fresh)
 					add(p, "connectionName '" + pe.connectionName + "' is already used by private endpoint " +
 						       it->second + " on server " + pe.server);
+				// A connection is addressed by its name or its endpoint's
+				// name (docs/agent.md): one that takes another endpoint's
+				// name would be approved in that endpoint's stead.
+				// (Deleted connections are not addressed.)
+				for (const auto &o : s_.privateEndpoints)
+					if (&o != &pe && pe.connectionPresent && o.connectionPresent &&
+					    o.name == pe.connectionName && o.server == pe.server)
+						add(p, "connectionName '" + pe.connectionName +
+							       "' is the name of private endpoint " + o.name + " on server " +
+							       pe.server + "; a connection may not take another endpoint's name");
 			}
 			const std::string &st = pe.connectionState.status;
 			if (!one_of(st, {"Pending", "Approved", "Rejected", "Disconnected"}))

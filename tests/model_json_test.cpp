@@ -206,6 +206,56 @@ TEST(ArmIds, SubnetReferenceForms)
 	EXPECT_EQ(ref_name("db1"), "db1");
 }
 
+// A reference is read by its type: the id of a NIC, a flexible server or a
+// server's firewall rule is no server id, and its last segment is not taken.
+TEST(ArmIds, ReferencesOfAnotherTypeAreErrors)
+{
+	const std::string rg = "/subscriptions/0/resourceGroups/rg/providers/";
+	auto endpoint = [&](const std::string &target) {
+		return private_endpoint_from_json(
+			json{{"name", "pe1"},
+			     {"subnet", {{"id", "v1/clients"}}},
+			     {"privateIPAddress", "10.1.1.50"},
+			     {"privateLinkServiceConnections", {{{"privateLinkServiceId", target}, {"groupIds", {"mysqlServer"}}}}}});
+	};
+	for (const std::string &ok : {std::string("db1"), rg + "Microsoft.DBforMySQL/servers/db1", rg + "Microsoft.DBforMySQL/Servers/db1"}) {
+		auto p = endpoint(ok);
+		ASSERT_TRUE(p) << ok << ": " << p.error();
+		EXPECT_EQ(p->server, "db1");
+	}
+	for (const std::string &bad : {rg + "Microsoft.Network/networkInterfaces/db1",
+				      rg + "Microsoft.DBforMySQL/flexibleServers/db1",
+				      rg + "Microsoft.DBforMySQL/servers/db1/firewallRules/office", std::string("a/db1")}) {
+		auto p = endpoint(bad);
+		ASSERT_FALSE(p) << bad;
+		EXPECT_NE(p.error().find("'" + bad + "' is not a servers id"), std::string::npos) << p.error();
+	}
+	auto n = nic_from_json(json{{"name", "n1"},
+				    {"networkSecurityGroup", {{"id", rg + "Microsoft.DBforMySQL/servers/web"}}},
+				    {"privateIPAddress", "10.1.1.5"},
+				    {"subnet", {{"id", "v1/clients"}}}});
+	ASSERT_FALSE(n);
+	EXPECT_NE(n.error().find("is not a networkSecurityGroups id"), std::string::npos) << n.error();
+	auto v = vnet_from_json(json{{"name", "v1"},
+				     {"addressSpace", {{"addressPrefixes", {"10.1.0.0/16"}}}},
+				     {"virtualNetworkPeerings", {rg + "Microsoft.Network/networkSecurityGroups/v2"}}});
+	ASSERT_FALSE(v);
+	EXPECT_NE(v.error().find("is not a virtualNetworks id"), std::string::npos) << v.error();
+}
+
+// IPv4-mapped IPv6 text is no address: it would be held as IPv4, and the
+// dataplanes drop packets that carry such addresses as malformed.
+TEST(ArmIds, MappedAddressTextIsNoAddress)
+{
+	EXPECT_FALSE(Addr::parse("::ffff:10.1.1.10"));
+	EXPECT_FALSE(Addr::parse("::FFFF:a01:10a"));
+	EXPECT_FALSE(Prefix::parse("::ffff:10.1.1.0/120"));
+	ASSERT_TRUE(Addr::parse_any("::ffff:10.1.1.10"));
+	EXPECT_EQ(*Addr::parse_any("::ffff:10.1.1.10"), *Addr::parse("10.1.1.10"));
+	EXPECT_TRUE(Addr::parse("::1.2.3.4")); // IPv4-compatible (deprecated) is plain IPv6 here
+	EXPECT_TRUE(Addr::parse("2001:db8::ffff:1.2.3.4"));
+}
+
 // ---- NSGs and rules ----
 
 TEST(NsgJson, ReadsAzShow)

@@ -596,6 +596,69 @@ TEST(ObjectNames, SameCharacterRulesEverywhere)
 	EXPECT_TRUE(HasError(s, "mysqlServers[1]: name is required"));
 }
 
+// Azure's rule: a name begins with a letter or digit and ends with one or
+// '_'. ".." as a server would give the FQDN "...mysql.database.azure.com".
+TEST(ObjectNames, BeginAndEndWithALetterOrDigit)
+{
+	for (const char *bad : {"..", ".web", "-web", "_web", "web.", "web-"}) {
+		State s = base();
+		s.servers[1].name = bad;
+		EXPECT_TRUE(HasError(s, "mysqlServers/" + std::string(bad) + ": name '" + bad +
+					   "' must begin with a letter or digit and end with a letter, digit or '_'"));
+	}
+	State s = base();
+	s.servers[1].name = "db_";
+	pe(s).server = "db_";
+	EXPECT_TRUE(IsValid(s));
+	s = base();
+	pe(s).connectionName = "pe.x-";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: connectionName 'pe.x-' must begin with a letter or digit and "
+				"end with a letter, digit or '_'"));
+	pe(s).connectionName = "a/b";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: connectionName 'a/b' may only contain letters, digits, '_', "
+				"'.' and '-'"));
+}
+
+// IPv4-mapped IPv6 text (::ffff:a.b.c.d) is no address anywhere: it would
+// be held as IPv4 while the dataplanes drop such packets as malformed.
+TEST(Addresses, MappedTextIsRefusedEverywhere)
+{
+	State s = base();
+	west(s).publicIp = "::ffff:104.42.238.70";
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: publicIp '::ffff:104.42.238.70' is not an IP address"));
+	s = base();
+	west(s).backends[0].address = "::ffff:192.168.10.11";
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address '::ffff:192.168.10.11' is not an IP address"));
+	s = base();
+	s.networkInterfaces[0].privateIPAddress = "::ffff:10.1.1.4";
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic: privateIPAddress '::ffff:10.1.1.4' is not an IP address"));
+	s = base();
+	pe(s).privateIPAddress = "::ffff:10.1.1.100";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: privateIPAddress '::ffff:10.1.1.100' is not an IP address"));
+	s = base();
+	s.networkSecurityGroups[0].securityRules[0].sourceAddressPrefix = "::ffff:203.0.113.5";
+	EXPECT_TRUE(HasError(s, kSsh + "sourceAddressPrefix '::ffff:203.0.113.5' is not *, an IP, a CIDR or a known "
+				      "service tag"));
+}
+
+// A connection is addressed by its name or by its endpoint's name: one
+// named after another endpoint of the same server would be approved when
+// that endpoint is meant.
+TEST(PrivateEndpointConnections, NoConnectionTakesAnotherEndpointsName)
+{
+	State s = base();
+	PrivateEndpoint rogue = pe(s);
+	rogue.name = "rogue";
+	rogue.privateIPAddress = "10.1.1.101";
+	rogue.connectionName = "pe-east";
+	s.privateEndpoints.push_back(rogue);
+	EXPECT_TRUE(HasError(s, "privateEndpoints/rogue: connectionName 'pe-east' is the name of private endpoint "
+				"pe-east on server " + pe(s).server + "; a connection may not take another endpoint's name"));
+	// Its own endpoint's name is fine.
+	s.privateEndpoints.back().connectionName = "rogue";
+	EXPECT_TRUE(IsValid(s));
+}
+
 // ---- references ----
 
 TEST(References, SubnetNsgExists)

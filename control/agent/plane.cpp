@@ -283,21 +283,14 @@ std::string Plane::digest(const State &s, const std::vector<InterfaceBinding> &b
 // that was correct.
 Status Plane::write_live_marker(uint64_t generation, const std::string &dig) const
 {
-	std::string path = marker_path(o_.state_path), tmp = path + ".tmp";
-	{
-		json m{{"generation", generation}, {"digest", dig}};
-		if (xdp_)
-			m["counters"] = {{kBooks[0], book_json(live_.rule_names, base_rules_, snap_rules_)},
-					 {kBooks[1], book_json(live_.pe_names, base_pes_, snap_pes_)},
-					 {kBooks[2], book_json(live_.server_names, base_servers_, snap_servers_)}};
-		std::ofstream f(tmp, std::ios::trunc);
-		f << m.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-		if (!f.good())
-			return err(tmp + ": cannot write");
-	}
-	if (std::rename(tmp.c_str(), path.c_str()) != 0)
-		return err(path + ": " + std::strerror(errno));
-	return Ok{};
+	json m{{"generation", generation}, {"digest", dig}};
+	if (xdp_)
+		m["counters"] = {{kBooks[0], book_json(live_.rule_names, base_rules_, snap_rules_)},
+				 {kBooks[1], book_json(live_.pe_names, base_pes_, snap_pes_)},
+				 {kBooks[2], book_json(live_.server_names, base_servers_, snap_servers_)}};
+	// 0600 as the state file: it holds the state's object names.
+	return write_file_atomic(marker_path(o_.state_path), m.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+				 false);
 }
 
 Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &initial)

@@ -213,8 +213,13 @@ void erase_named(V &items, const std::string &name, const std::string &path)
 std::string subnet_ref(const Params &p, const char *key = "subnet")
 {
 	std::string sn = p.str(key);
-	if (sn.find('/') != std::string::npos)
+	if (sn.find('/') != std::string::npos) {
+		// An id names its VNet: a --vnet-name that says another is a mistake.
+		auto v = p.opt_str("vnetName");
+		if (auto r = parse_subnet_ref(sn); v && r && r->first != *v)
+			invalid("vnetName", "'" + *v + "' is not the VNet of subnet '" + sn + "'");
 		return sn;
+	}
 	return p.str("vnetName") + "/" + sn;
 }
 
@@ -624,9 +629,12 @@ struct Service::Impl {
 	// message cap, e.g. the real ServiceTags_Public.json).
 	static json document(const Params &p, const char *inline_key)
 	{
-		if (auto o = p.opt_object(inline_key))
-			return *o;
+		auto o = p.opt_object(inline_key);
 		auto f = p.opt_str("file");
+		if (o && f) // which one was meant is not ours to guess
+			invalid("file", std::string("and ") + inline_key + " are exclusive: give one");
+		if (o)
+			return *o;
 		if (!f)
 			invalid(inline_key, "is required (or file)");
 		if (f->empty() || (*f)[0] != '/')

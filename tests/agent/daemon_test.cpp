@@ -267,6 +267,9 @@ TEST_F(DaemonTest, StateIsPersistedAndRestored)
 	struct stat sb;
 	ASSERT_EQ(stat(d.state_path().c_str(), &sb), 0);
 	EXPECT_EQ(sb.st_mode & 0777, 0600u);
+	// The live marker names the state's objects too.
+	ASSERT_EQ(stat((d.state_path() + ".live").c_str(), &sb), 0);
+	EXPECT_EQ(sb.st_mode & 0777, 0600u);
 	EXPECT_EQ(d.stop(), 0);
 	ASSERT_TRUE(d.start()) << d.log();
 	EXPECT_EQ(exported(), before);

@@ -142,6 +142,12 @@ TEST_F(ServiceTest, NicCreateShowListDelete)
 	error("network.nic.create",
 	      {{"name", "vm3-nic"}, {"vnetName", "v1"}, {"subnet", "clients"}, {"privateIpAddress", "10.1.1.4"}},
 	      lg::agent::kRejected, "already used by network interface vm1-nic");
+	// A subnet id names its VNet; a --vnet-name that says another is refused.
+	error("network.nic.create",
+	      {{"name", "vm3-nic"}, {"vnetName", "v2"}, {"subnet", lg::subnet_id("v1", "clients")},
+	       {"privateIpAddress", "10.1.1.6"}},
+	      lg::agent::kInvalidParams, "'v2' is not the VNet of subnet");
+	EXPECT_EQ(ok("network.nic.list").size(), 2u);
 	// The NSG in use by a NIC and a subnet cannot go.
 	error("network.nsg.delete", {{"name", "web"}}, lg::agent::kRejected, "networkSecurityGroups/web cannot be deleted");
 	ok("network.nic.delete", {{"name", "vm1-nic"}});
@@ -246,6 +252,11 @@ TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)
 	error("network.service-tag.load", {{"serviceTags", {{"changeNumber", 1}, {"values", json::array()}}}},
 	      lg::agent::kRejected, "Sql.WestUS");
 	error("network.service-tag.load", {{"file", "relative.json"}}, lg::agent::kInvalidParams, "absolute");
+	// Both forms at once: neither is guessed.
+	error("network.service-tag.load",
+	      {{"file", std::string(LG_FIXTURES_DIR) + "/ServiceTags_Public.json"},
+	       {"serviceTags", {{"changeNumber", 1}, {"values", json::array()}}}},
+	      lg::agent::kInvalidParams, "exclusive");
 	error("network.service-tag.load", {{"file", "/nonexistent/tags.json"}}, lg::agent::kRejected,
 	      "/nonexistent/tags.json");
 	error("network.service-tag.load", json::object(), lg::agent::kInvalidParams, "serviceTags");
@@ -360,6 +371,17 @@ TEST_F(ServiceTest, PrivateEndpointConnectionLifecycle)
 	EXPECT_EQ(ok("mysql.server.show", {{"name", "db1"}})["privateEndpointConnections"][0]
 		    ["privateLinkServiceConnectionState"]["status"],
 		  "Approved");
+	// A connection may not be named after another endpoint of the server:
+	// approving "pe1" would approve it instead of pe1's.
+	error("network.private-endpoint.create", {{"name", "rogue"},
+						  {"vnetName", "v1"},
+						  {"subnet", "clients"},
+						  {"privateIpAddress", "10.1.1.120"},
+						  {"privateConnectionResourceId", "db1"},
+						  {"groupId", "mysqlServer"},
+						  {"manualRequest", true},
+						  {"connectionName", "pe1"}},
+	      lg::agent::kRejected, "connectionName 'pe1' is the name of private endpoint pe1");
 	// The endpoint's name is accepted for the connection's.
 	json rj = ok("mysql.server.private-endpoint-connection.reject", {{"serverName", "db1"}, {"name", "pe1"}});
 	EXPECT_EQ(rj["privateLinkServiceConnectionState"]["status"], "Rejected");
@@ -417,6 +439,11 @@ TEST_F(ServiceTest, ApplyExportIsAtomic)
 	// each other whatever apply kept, so the seed is the reference.
 	EXPECT_EQ(svc.state(), *st);
 	EXPECT_EQ(lg::state_to_json(*st), out);
+	// state and file at once: neither is guessed, nothing changes.
+	json empty_state = json::object();
+	error("apply", {{"state", empty_state}, {"file", std::string(LG_FIXTURES_DIR) + "/seed_state.json"}},
+	      lg::agent::kInvalidParams, "exclusive");
+	EXPECT_EQ(svc.state(), *st);
 	// A state that does not validate changes nothing, not even partly.
 	json bad = seed;
 	bad["networkSecurityGroups"][0]["securityRules"][0]["priority"] = 1;
@@ -473,6 +500,12 @@ TEST_F(ServiceTest, ExplainStatsFlows)
 	error("explain", {{"src", "10.1.1.3"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}, {"dport", 70000}},
 	      lg::agent::kInvalidParams, "dport");
 	error("explain", {{"src", "10.1.1.3"}, {"dst", "::1"}, {"protocol", "Tcp"}}, lg::agent::kInvalidParams, "family");
+	// IPv4-mapped text: the dataplanes drop such packets as malformed, so no
+	// IPv4 verdict is given for them.
+	error("explain", {{"src", "::ffff:10.1.1.3"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}},
+	      lg::agent::kInvalidParams, "src");
+	error("explain", {{"src", "10.1.1.3"}, {"dst", "::ffff:10.1.1.100"}, {"protocol", "Tcp"}},
+	      lg::agent::kInvalidParams, "dst");
 	error("explain", {{"src", "10.1.1.3"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}, {"vnetName", "v9"}},
 	      lg::agent::kNotFound, "virtualNetworks/v9");
 
