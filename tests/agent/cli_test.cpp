@@ -4,9 +4,82 @@
 
 #include "arm_json.hpp"
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 using namespace lgtest;
+using namespace std::string_literals;
 
 namespace {
+
+// A stand-in for linkgated that answers every connection with one canned
+// line, for the replies a real agent never sends. The thread polls with a
+// short timeout and gives up on a silent client, so the destructor's join is
+// bounded (also when an assertion ends the test early).
+class FakeAgent {
+public:
+	explicit FakeAgent(std::string path) : path_(std::move(path))
+	{
+		sockaddr_un sa{};
+		sa.sun_family = AF_UNIX;
+		std::strncpy(sa.sun_path, path_.c_str(), sizeof(sa.sun_path) - 1);
+		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd_ >= 0 && (bind(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0 || listen(fd_, 4) != 0)) {
+			close(fd_);
+			fd_ = -1;
+		}
+		if (fd_ >= 0)
+			thread_ = std::thread([this] { serve(); });
+	}
+	~FakeAgent()
+	{
+		stop_ = true;
+		if (thread_.joinable())
+			thread_.join();
+		if (fd_ >= 0)
+			close(fd_);
+		unlink(path_.c_str());
+	}
+	FakeAgent(const FakeAgent &) = delete;
+	FakeAgent &operator=(const FakeAgent &) = delete;
+
+	bool listening() const { return fd_ >= 0; }
+	const std::string &path() const { return path_; }
+	void answer(std::string line)
+	{
+		std::lock_guard<std::mutex> g(m_);
+		reply_ = std::move(line);
+	}
+
+private:
+	void serve()
+	{
+		while (!stop_) {
+			pollfd p{fd_, POLLIN, 0};
+			if (poll(&p, 1, 20) <= 0)
+				continue;
+			int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+			if (c < 0)
+				continue;
+			read_line(c, 5000); // the request; closing unread could reset the reply
+			std::string r;
+			{
+				std::lock_guard<std::mutex> g(m_);
+				r = reply_;
+			}
+			send_all(c, r + "\n");
+			close(c);
+		}
+	}
+
+	std::string path_;
+	int fd_ = -1;
+	std::thread thread_;
+	std::atomic<bool> stop_{false};
+	std::mutex m_;
+	std::string reply_;
+};
 
 struct CtlRun {
 	int code = -1;
@@ -438,6 +511,103 @@ TEST_F(CliTest, ApplyExportExplainStatsFlows)
 	EXPECT_EQ(ok({"flows"}), json::array());
 	t = ctl({"flows", "-o", "table"});
 	EXPECT_EQ(t.out.rfind("Original", 0), 0u) << t.out;
+}
+
+// Anything but a JSON-RPC 2.0 response to our request is an agent the CLI
+// cannot use: one error line and exit 1, never an abort.
+TEST_F(CliTest, MalformedRepliesAreOneErrorLine)
+{
+	FakeAgent fake(d.dir() + "/fake.sock");
+	ASSERT_TRUE(fake.listening());
+	auto with = [&](const std::string &reply, std::vector<std::string> args) {
+		fake.answer(reply);
+		args.insert(args.begin(), {"--socket", fake.path()});
+		return ctl(args);
+	};
+	const std::vector<std::string> bad{
+		"[]",
+		"5",
+		"null",
+		"{}",
+		"\"x\"",
+		"garbage",
+		R"({"jsonrpc":"2.0","id":1,"error":5})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":"x"}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":5}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002.5,"message":"x"}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"message":"x"}})",
+		R"({"jsonrpc":"2.0","id":999,"result":[]})",
+		R"({"jsonrpc":"2.0","id":"1","result":[]})",
+		R"({"jsonrpc":"2.0","id":null,"result":[]})",
+		R"({"jsonrpc":"2.0","result":[]})",
+		R"({"jsonrpc":"1.0","id":1,"result":[]})",
+		R"({"id":1,"result":[]})",
+		R"({"jsonrpc":"2.0","id":1})",
+		R"({"jsonrpc":"2.0","id":1,"result":[],"error":{"code":-32001,"message":"x"}})",
+		std::string(100000, '[') + std::string(100000, ']'), // deep enough to overflow a recursive copy
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"a\0b\"}"s, // valid JSON up to the NUL
+	};
+	for (const std::string &reply : bad) {
+		std::string shown = reply.substr(0, 80);
+		CtlRun r = with(reply, {"network", "vnet", "list"});
+		EXPECT_EQ(r.code, 1) << shown << "\n" << r.err;
+		EXPECT_EQ(r.out, "") << shown;
+		EXPECT_EQ(r.err.rfind("ERROR: ", 0), 0u) << shown << "\n" << r.err;
+		EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << shown << "\n" << r.err;
+	}
+	CtlRun r = with(R"({"jsonrpc":"2.0","id":999,"result":[]})", {"network", "vnet", "list"});
+	EXPECT_NE(r.err.find("malformed reply from linkgated at " + fake.path() + ": not the reply to request 1"),
+		  std::string::npos)
+		<< r.err;
+
+	// Well-formed replies still work: extra members, an error before the
+	// agent read our id (id null), a not-found error, a delete's null.
+	r = with(R"({"jsonrpc":"2.0","id":1,"generation":3,"result":[]})", {"network", "vnet", "list"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "[]\n");
+	r = with(R"({"jsonrpc":"2.0","id":null,"error":{"code":-32012,"message":"too many connections"}})",
+		 {"network", "vnet", "list"});
+	EXPECT_EQ(r.code, 1);
+	EXPECT_EQ(r.err, "ERROR: too many connections\n");
+	r = with(R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"virtualNetworks/x: not found","data":{}}})",
+		 {"network", "vnet", "show", "-n", "x"});
+	EXPECT_EQ(r.code, 3);
+	EXPECT_EQ(r.err, "ERROR: virtualNetworks/x: not found\n");
+	r = with(R"({"jsonrpc":"2.0","id":1,"result":null})", {"network", "vnet", "delete", "-n", "x"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "");
+
+	// Tables of results with unexpected types: cells print what is there.
+	r = with(R"({"jsonrpc":"2.0","id":1,"result":[{"backends":[{"address":5}],"firewallRules":3}]})",
+		 {"-o", "table", "mysql", "server", "list"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.err, "");
+	EXPECT_NE(r.out.find("\n                                     5         3              0          0\n"),
+		  std::string::npos)
+		<< r.out;
+	const std::vector<std::pair<std::string, std::vector<std::string>>> odd{
+		{R"([5,"x",null,{"name":{"id":5},"backends":[7,{"port":"p","weight":[1]}],"virtualNetworkRules":{}}])",
+		 {"mysql", "server", "list"}},
+		{R"([{"subnets":7,"securityRules":"x","networkInterfaces":[{"id":[]}]},{"subnets":[5,{"id":"nope"}]}])",
+		 {"network", "nsg", "list"}},
+		{R"({"newVNet":[1]})", {"network", "vnet", "create", "-n", "x"}},
+		{R"([{"subnets":{"a":1},"addressSpace":5}])", {"network", "vnet", "list"}},
+		{R"([{"serviceEndpoints":[5,{"service":{}}]}])", {"network", "vnet", "subnet", "list", "--vnet-name", "v"}},
+		{R"([{"ipConfigurations":{"0":1}},{"ipConfigurations":[{"subnet":{"id":5}}]}])", {"network", "nic", "list"}},
+		{R"([{"privateLinkServiceConnections":[5]},{"manualPrivateLinkServiceConnections":"x"}])",
+		 {"network", "private-endpoint", "list"}},
+		{R"([1,2])", {"export"}},
+		{R"({"serviceTags":5,"virtualNetworks":{"a":1}})", {"export"}},
+		{R"(7)", {"stats"}},
+		{R"({"a":[1,{"b":[[]]}],"c":{}})", {"stats"}},
+	};
+	for (const auto &[result, args] : odd) {
+		std::vector<std::string> a{"-o", "table"};
+		a.insert(a.end(), args.begin(), args.end());
+		r = with(R"({"jsonrpc":"2.0","id":1,"result":)" + result + "}", a);
+		EXPECT_EQ(r.code, 0) << result << "\n" << r.err;
+		EXPECT_EQ(r.err, "") << result;
+	}
 }
 
 TEST_F(CliTest, UsageErrorsAndConnectionFailures)
