@@ -518,13 +518,15 @@ std::string subnet_of(const json &id)
 	return r ? r->first + "/" + r->second : "";
 }
 
-// A backend as --backend takes it: address:port[:weight].
+// A backend as --backend takes it: address:port[:weight], IPv6 in brackets.
 std::string backend(const json &b)
 {
 	if (!b.is_object())
 		return cell(b);
 	json a = at(b, "/address"), port = at(b, "/port"), weight = at(b, "/weight");
 	std::string out = cell(a);
+	if (a.is_string() && out.find(':') != std::string::npos)
+		out = "[" + out + "]";
 	if (!port.is_null())
 		out += ":" + cell(port);
 	if (!weight.is_null() && weight != 1)
@@ -553,7 +555,14 @@ std::vector<Column> columns(Kind k)
 	case Kind::Nsg:
 		return {col("Name", "/name"), col("FlushConnection", "/flushConnection"),
 			{"NumRules", [](const json &j) { return count(at(j, "/securityRules")); }},
-			col("Subnets", "/subnets"), 			col("NetworkInterfaces", "/networkInterfaces")};
+			{"Subnets",
+			 [](const json &j) {
+				 return each(at(j, "/subnets"), [](const json &s) {
+					 std::string vs = subnet_of(at(s, "/id"));
+					 return vs.empty() ? cell(s) : vs;
+				 });
+			 }},
+			col("NetworkInterfaces", "/networkInterfaces")};
 	case Kind::Rule:
 		return {col("Name", "/name"),
 			col("Priority", "/priority"),

@@ -610,6 +610,28 @@ TEST_F(CliTest, MalformedRepliesAreOneErrorLine)
 	}
 }
 
+TEST_F(CliTest, TableBracketsIpv6Backends)
+{
+	ok({"mysql", "server", "create", "--name", "db6", "--public-ip", "20.10.1.6", "--backend", "[fd00::5]:3307:3",
+	    "192.168.10.11:3306", "[fd00::6]:3306"});
+	CtlRun t = ctl({"mysql", "server", "show", "-n", "db6", "-o", "table"});
+	EXPECT_NE(t.out.find("  [fd00::5]:3307:3, 192.168.10.11:3306, [fd00::6]:3306  "), std::string::npos) << t.out;
+}
+
+// Subnet names repeat across VNets: the NSG table names the VNet too.
+TEST_F(CliTest, NsgTableSubnetsNameTheirVnet)
+{
+	ok({"network", "nsg", "create", "--name", "web"});
+	for (const char *v : {"v1", "v2"}) {
+		std::string n = v + 1;
+		ok({"network", "vnet", "create", "--name", v, "--address-prefixes", "10." + n + ".0.0/16"});
+		ok({"network", "vnet", "subnet", "create", "--vnet-name", v, "--name", "s6", "--address-prefixes",
+		    "10." + n + ".6.0/24", "--nsg", "web"});
+	}
+	CtlRun t = ctl({"network", "nsg", "list", "-o", "table"});
+	EXPECT_NE(t.out.find("web   False            0         v1/s6, v2/s6"), std::string::npos) << t.out;
+}
+
 TEST_F(CliTest, UsageErrorsAndConnectionFailures)
 {
 	fails({}, 2, "");
