@@ -2,7 +2,8 @@
 // commands and flags are az's (`network nsg rule create --nsg-name ...`);
 // each leaf command is one JSON-RPC method whose params are the flags in
 // camelCase. Output is ARM JSON (as az prints it) or, with -o table, columns.
-// Exit codes: 0 ok, 1 rejected, 2 usage, 3 not found.
+// Exit codes: 0 ok, 1 rejected, 2 usage, 3 not found. Errors are one line:
+// control characters in them, and in table cells, are printed as escapes.
 #include <CLI/CLI.hpp>
 
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include <iostream>
 #include <list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -35,9 +37,69 @@ namespace {
 constexpr int kExitOk = 0, kExitRejected = 1, kExitUsage = 2, kExitNotFound = 3;
 constexpr int64_t kRequestId = 1;
 
+// Bytes of a valid UTF-8 sequence at s[i], 0 if there is none.
+size_t utf8_length(std::string_view s, size_t i)
+{
+	auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+	auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xbf) { return at(k) >= lo && at(k) <= hi; };
+	unsigned c = at(0);
+	if (c >= 0xc2 && c <= 0xdf)
+		return cont(1) ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) // no overlong forms, no surrogates
+		return cont(1, c == 0xe0 ? 0xa0 : 0x80, c == 0xed ? 0x9f : 0xbf) && cont(2) ? 3 : 0;
+	if (c >= 0xf0 && c <= 0xf4)
+		return cont(1, c == 0xf0 ? 0x90 : 0x80, c == 0xf4 ? 0x8f : 0xbf) && cont(2) && cont(3) ? 4 : 0;
+	return 0;
+}
+
+// Text with its control characters as escapes (\n, \t, \x1b; C1 as \u009b;
+// a byte that is not UTF-8 as \xNN), so that a name or message from the agent
+// cannot end a line, forge a table row or drive the terminal. Backslashes
+// stay as they are: the escapes are for reading, not for parsing back.
+std::string printable(std::string_view s)
+{
+	static const char hex[] = "0123456789abcdef";
+	std::string out;
+	out.reserve(s.size());
+	auto code = [&](const char *prefix, unsigned v) {
+		out += prefix;
+		out += hex[(v >> 4) & 15];
+		out += hex[v & 15];
+	};
+	for (size_t i = 0; i < s.size();) {
+		unsigned c = static_cast<unsigned char>(s[i]);
+		if (c < 0x80) {
+			if (c == '\n')
+				out += "\\n";
+			else if (c == '\r')
+				out += "\\r";
+			else if (c == '\t')
+				out += "\\t";
+			else if (c < 0x20 || c == 0x7f)
+				code("\\x", c);
+			else
+				out += char(c);
+			i++;
+			continue;
+		}
+		size_t n = utf8_length(s, i);
+		if (n == 0) {
+			code("\\x", c);
+			i++;
+		} else if (n == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) {
+			code("\\u00", static_cast<unsigned char>(s[i + 1])); // U+0080..U+009F
+			i += 2;
+		} else {
+			out.append(s.substr(i, n));
+			i += n;
+		}
+	}
+	return out;
+}
+
 int fail(int code, const std::string &message)
 {
-	std::fprintf(stderr, "ERROR: %s\n", message.c_str());
+	std::fprintf(stderr, "ERROR: %s\n", printable(message).c_str());
 	return code;
 }
 
@@ -618,6 +680,11 @@ std::vector<Column> columns(Kind k)
 // Cells are escaped here, so that one object is one row (printable()).
 void print_table(std::vector<std::string> headers, std::vector<std::vector<std::string>> rows)
 {
+	for (auto &h : headers)
+		h = printable(h);
+	for (auto &r : rows)
+		for (auto &c : r)
+			c = printable(c);
 	std::vector<size_t> w(headers.size());
 	for (size_t c = 0; c < headers.size(); c++) {
 		w[c] = headers[c].size();
@@ -714,6 +781,12 @@ int exit_code(int64_t rpc_code)
 int run(int argc, char **argv)
 {
 	CLI::App app{"linkgatectl: az-style client of linkgated"};
+	// CLI11's messages quote what was typed: escaped too, set before the
+	// subcommands, which copy it.
+	app.failure_message([](const CLI::App *a, const CLI::Error &e) {
+		std::string s = CLI::FailureMessage::simple(a, e), what = e.what();
+		return s.rfind(what, 0) == 0 ? printable(what) + s.substr(what.size()) : s;
+	});
 	app.require_subcommand(1);
 	std::string socket_path = "/run/linkgate/linkgated.sock", output = "json";
 	app.add_option("--socket", socket_path, "linkgated's control socket")

@@ -610,6 +610,39 @@ TEST_F(CliTest, MalformedRepliesAreOneErrorLine)
 	}
 }
 
+// One object is one row: a value's control characters are escaped, so that
+// it can neither forge a row nor send escape sequences to the terminal.
+TEST_F(CliTest, TableCellsEscapeControlCharacters)
+{
+	base();
+	ok({"network", "private-endpoint", "create", "--name", "pe1", "--vnet-name", "v1", "--subnet", "clients",
+	    "--private-ip-address", "10.1.1.100", "--private-connection-resource-id", "db1", "--group-id", "mysqlServer",
+	    "--manual-request"});
+	std::string conn = ok({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1"})[0]["name"];
+	auto table_with = [&](const std::string &description) {
+		json a = d.rpc("mysql.server.private-endpoint-connection.approve",
+			       {{"serverName", "db1"}, {"name", conn}, {"description", description}});
+		EXPECT_TRUE(a.contains("result")) << a;
+		CtlRun t = ctl({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1", "-o", "table"});
+		EXPECT_EQ(t.code, 0) << t.err;
+		EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 3) << t.out; // header, dashes, one row
+		return t.out;
+	};
+	ok({"mysql", "server", "private-endpoint-connection", "approve", "-s", "db1", "-n", conn, "--description",
+	    "ok\nInjected  Row  Approved  fake"});
+	CtlRun t = ctl({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1", "-o", "table"});
+	EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 3) << t.out;
+	EXPECT_NE(t.out.find("Approved  ok\\nInjected  Row  Approved  fake\n"), std::string::npos) << t.out;
+
+	std::string out = table_with("\x1b[2J\x1b[31mred\r\t\x7f");
+	EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+	EXPECT_NE(out.find("\\x1b[2J\\x1b[31mred\\r\\t\\x7f\n"), std::string::npos) << out;
+	out = table_with("cut\0here"s); // printf would stop at the NUL
+	EXPECT_NE(out.find("cut\\x00here\n"), std::string::npos) << out;
+	out = table_with("\xc2\x9b" "31mC1 \xc3\xa9"); // U+009B is CSI; é stays
+	EXPECT_NE(out.find("\\u009b31mC1 \xc3\xa9\n"), std::string::npos) << out;
+}
+
 TEST_F(CliTest, TableBracketsIpv6Backends)
 {
 	ok({"mysql", "server", "create", "--name", "db6", "--public-ip", "20.10.1.6", "--backend", "[fd00::5]:3307:3",
@@ -630,6 +663,24 @@ TEST_F(CliTest, NsgTableSubnetsNameTheirVnet)
 	}
 	CtlRun t = ctl({"network", "nsg", "list", "-o", "table"});
 	EXPECT_NE(t.out.find("web   False            0         v1/s6, v2/s6"), std::string::npos) << t.out;
+}
+
+// Every error is one line, whatever the agent's message or the typed
+// arguments hold: control characters are escaped.
+TEST_F(CliTest, ErrorMessagesAreOneLine)
+{
+	fails({"network", "nsg", "create", "-n", "a\nb"}, 1, "ERROR: networkSecurityGroups/a\\nb: name 'a\\nb'");
+	fails({"network", "nsg", "create", "-n", "\x1b[2Jx\r"}, 1, "networkSecurityGroups/\\x1b[2Jx\\r:");
+	// The CLI's own errors: a file it cannot read as JSON, named in the message.
+	std::string file = d.dir() + "/bad\n\x1b.json";
+	std::ofstream(file) << "{";
+	fails({"apply", "-f", file}, 1, d.dir() + "/bad\\n\\x1b.json");
+	// CLI11's usage errors quote the value (its message is followed by a
+	// line of advice).
+	CtlRun r = ctl({"network", "nsg", "create", "-n", "x", "--flush-connection", "\x1b[2J\n"});
+	EXPECT_EQ(r.code, 2);
+	EXPECT_NE(r.err.find("\\x1b[2J\\n not in {true,false}\n"), std::string::npos) << r.err;
+	EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, UsageErrorsAndConnectionFailures)
