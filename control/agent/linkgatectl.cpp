@@ -2,7 +2,8 @@
 // commands and flags are az's (`network nsg rule create --nsg-name ...`);
 // each leaf command is one JSON-RPC method whose params are the flags in
 // camelCase. Output is ARM JSON (as az prints it) or, with -o table, columns.
-// Exit codes: 0 ok, 1 rejected, 2 usage, 3 not found.
+// Exit codes: 0 ok, 1 rejected, 2 usage, 3 not found. Errors are one line:
+// control characters in them, and in table cells, are printed as escapes.
 #include <CLI/CLI.hpp>
 
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include <iostream>
 #include <list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +35,73 @@ using namespace lg::agent;
 namespace {
 
 constexpr int kExitOk = 0, kExitRejected = 1, kExitUsage = 2, kExitNotFound = 3;
+constexpr int64_t kRequestId = 1;
+
+// Bytes of a valid UTF-8 sequence at s[i], 0 if there is none.
+size_t utf8_length(std::string_view s, size_t i)
+{
+	auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+	auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xbf) { return at(k) >= lo && at(k) <= hi; };
+	unsigned c = at(0);
+	if (c >= 0xc2 && c <= 0xdf)
+		return cont(1) ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) // no overlong forms, no surrogates
+		return cont(1, c == 0xe0 ? 0xa0 : 0x80, c == 0xed ? 0x9f : 0xbf) && cont(2) ? 3 : 0;
+	if (c >= 0xf0 && c <= 0xf4)
+		return cont(1, c == 0xf0 ? 0x90 : 0x80, c == 0xf4 ? 0x8f : 0xbf) && cont(2) && cont(3) ? 4 : 0;
+	return 0;
+}
+
+// Text with its control characters as escapes (\n, \t, \x1b; C1 as \u009b;
+// a byte that is not UTF-8 as \xNN), so that a name or message from the agent
+// cannot end a line, forge a table row or drive the terminal. Backslashes
+// stay as they are: the escapes are for reading, not for parsing back.
+std::string printable(std::string_view s)
+{
+	static const char hex[] = "0123456789abcdef";
+	std::string out;
+	out.reserve(s.size());
+	auto code = [&](const char *prefix, unsigned v) {
+		out += prefix;
+		out += hex[(v >> 4) & 15];
+		out += hex[v & 15];
+	};
+	for (size_t i = 0; i < s.size();) {
+		unsigned c = static_cast<unsigned char>(s[i]);
+		if (c < 0x80) {
+			if (c == '\n')
+				out += "\\n";
+			else if (c == '\r')
+				out += "\\r";
+			else if (c == '\t')
+				out += "\\t";
+			else if (c < 0x20 || c == 0x7f)
+				code("\\x", c);
+			else
+				out += char(c);
+			i++;
+			continue;
+		}
+		size_t n = utf8_length(s, i);
+		if (n == 0) {
+			code("\\x", c);
+			i++;
+		} else if (n == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) {
+			code("\\u00", static_cast<unsigned char>(s[i + 1])); // U+0080..U+009F
+			i += 2;
+		} else {
+			out.append(s.substr(i, n));
+			i += n;
+		}
+	}
+	return out;
+}
+
+int fail(int code, const std::string &message)
+{
+	std::fprintf(stderr, "ERROR: %s\n", printable(message).c_str());
+	return code;
+}
 
 enum class T { Str, List, Int, Bool, File };
 enum class Kind { None, Vnet, Subnet, Nic, Nsg, Rule, Server, Fw, Vnr, Pe, Pec, Tags, State, Explain, Stats, Flows };
@@ -406,13 +475,39 @@ bool call(const std::string &path, const json &request, json &reply, std::string
 		error = "linkgated at " + path + " closed the connection without a reply";
 		return false;
 	}
-	try {
-		reply = json::parse(in);
-	} catch (const json::parse_error &e) {
-		error = std::string("unreadable reply from linkgated: ") + e.what();
+	// Depth-checked: copies and dumps of a json value recurse.
+	auto r = lg::parse_json_text(in, "unreadable reply from linkgated at " + path);
+	if (!r) {
+		error = r.error();
 		return false;
 	}
+	reply = std::move(*r);
 	return true;
+}
+
+// What makes `r` other than a JSON-RPC 2.0 response to request `id`, or "".
+// An error the agent raised before it read our id (a parse error, too many
+// connections) carries id null, as JSON-RPC says.
+std::string bad_reply(const json &r, int64_t id)
+{
+	if (!r.is_object())
+		return "not a JSON object";
+	if (auto v = r.find("jsonrpc"); v == r.end() || *v != "2.0")
+		return "jsonrpc is not \"2.0\"";
+	auto res = r.find("result"), er = r.find("error");
+	if ((res == r.end()) == (er == r.end()))
+		return "not exactly one of result and error";
+	auto i = r.find("id");
+	bool ours = i != r.end() && i->is_number_integer() && *i == id;
+	if (!ours && !(er != r.end() && i != r.end() && i->is_null()))
+		return "not the reply to request " + std::to_string(id);
+	if (er != r.end()) {
+		auto code = er->find("code"), message = er->find("message");
+		if (!er->is_object() || code == er->end() || !code->is_number_integer() || message == er->end() ||
+		    !message->is_string())
+			return "error is not {code: integer, message: string}";
+	}
+	return "";
 }
 
 // ---- table output ----
@@ -431,15 +526,35 @@ std::string cell(const json &v)
 			out += (out.empty() ? "" : ", ") + cell(e);
 		return out;
 	}
-	if (v.is_object() && v.contains("id"))
-		return lg::ref_name(v["id"].get<std::string>());
-	return v.dump();
+	if (v.is_object()) // a reference: its name
+		if (auto id = v.find("id"); id != v.end() && id->is_string())
+			return lg::ref_name(id->get<std::string>());
+	return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// The value at `pointer`, null when it is absent (or j is not a container).
 json at(const json &j, const char *pointer)
 {
 	json::json_pointer p(pointer);
 	return j.contains(p) ? j[p] : json(nullptr);
+}
+
+// The number of elements of a list, else the value itself.
+std::string count(const json &v)
+{
+	if (v.is_null())
+		return "0";
+	return v.is_array() || v.is_object() ? std::to_string(v.size()) : cell(v);
+}
+
+// Each element of a list (a value that is not a list counts as one).
+std::string each(const json &v, const std::function<std::string(const json &)> &f)
+{
+	std::string out;
+	for (const json &e : v.is_array() ? v : json::array({v}))
+		if (!e.is_null())
+			out += (out.empty() ? "" : ", ") + f(e);
+	return out;
 }
 
 using Column = std::pair<const char *, std::function<std::string(const json &)>>;
@@ -458,10 +573,27 @@ Column pair_col(const char *header, const char *one, const char *many)
 		}};
 }
 
+// "vnet/subnet" of a subnet id: subnet names repeat across VNets.
 std::string subnet_of(const json &id)
 {
 	auto r = lg::parse_subnet_ref(id.is_string() ? id.get<std::string>() : "");
 	return r ? r->first + "/" + r->second : "";
+}
+
+// A backend as --backend takes it: address:port[:weight], IPv6 in brackets.
+std::string backend(const json &b)
+{
+	if (!b.is_object())
+		return cell(b);
+	json a = at(b, "/address"), port = at(b, "/port"), weight = at(b, "/weight");
+	std::string out = cell(a);
+	if (a.is_string() && out.find(':') != std::string::npos)
+		out = "[" + out + "]";
+	if (!port.is_null())
+		out += ":" + cell(port);
+	if (!weight.is_null() && weight != 1)
+		out += ":" + cell(weight);
+	return out;
 }
 
 std::vector<Column> columns(Kind k)
@@ -469,16 +601,13 @@ std::vector<Column> columns(Kind k)
 	switch (k) {
 	case Kind::Vnet:
 		return {col("Name", "/name"), col("Prefixes", "/addressSpace/addressPrefixes"), col("Vni", "/vni"),
-			{"NumSubnets", [](const json &j) { return std::to_string(at(j, "/subnets").size()); }}};
+			{"NumSubnets", [](const json &j) { return count(at(j, "/subnets")); }}};
 	case Kind::Subnet:
 		return {col("Name", "/name"), col("AddressPrefix", "/addressPrefix"),
 			col("NetworkSecurityGroup", "/networkSecurityGroup"),
 			{"ServiceEndpoints",
 			 [](const json &j) {
-				 std::string out;
-				 for (const auto &e : at(j, "/serviceEndpoints"))
-					 out += (out.empty() ? "" : ", ") + cell(at(e, "/service"));
-				 return out;
+				 return each(at(j, "/serviceEndpoints"), [](const json &e) { return cell(at(e, "/service")); });
 			 }},
 			col("PrivateEndpointNetworkPolicies", "/privateEndpointNetworkPolicies")};
 	case Kind::Nic:
@@ -487,8 +616,15 @@ std::vector<Column> columns(Kind k)
 			col("NetworkSecurityGroup", "/networkSecurityGroup")};
 	case Kind::Nsg:
 		return {col("Name", "/name"), col("FlushConnection", "/flushConnection"),
-			{"NumRules", [](const json &j) { return std::to_string(at(j, "/securityRules").size()); }},
-			col("Subnets", "/subnets"), col("NetworkInterfaces", "/networkInterfaces")};
+			{"NumRules", [](const json &j) { return count(at(j, "/securityRules")); }},
+			{"Subnets",
+			 [](const json &j) {
+				 return each(at(j, "/subnets"), [](const json &s) {
+					 std::string vs = subnet_of(at(s, "/id"));
+					 return vs.empty() ? cell(s) : vs;
+				 });
+			 }},
+			col("NetworkInterfaces", "/networkInterfaces")};
 	case Kind::Rule:
 		return {col("Name", "/name"),
 			col("Priority", "/priority"),
@@ -502,18 +638,10 @@ std::vector<Column> columns(Kind k)
 	case Kind::Server:
 		return {col("Name", "/name"), col("PublicIp", "/publicIp"),
 			col("PublicNetworkAccess", "/publicNetworkAccess"),
-			{"Backends",
-			 [](const json &j) {
-				 std::string out;
-				 for (const auto &b : at(j, "/backends"))
-					 out += (out.empty() ? "" : ", ") + cell(b["address"]) + ":" + cell(b["port"]) +
-						(b.value("weight", 1) != 1 ? ":" + cell(b["weight"]) : "");
-				 return out;
-			 }},
-			{"FirewallRules", [](const json &j) { return std::to_string(at(j, "/firewallRules").size()); }},
-			{"VnetRules", [](const json &j) { return std::to_string(at(j, "/virtualNetworkRules").size()); }},
-			{"Connections",
-			 [](const json &j) { return std::to_string(at(j, "/privateEndpointConnections").size()); }}};
+			{"Backends", [](const json &j) { return each(at(j, "/backends"), backend); }},
+			{"FirewallRules", [](const json &j) { return count(at(j, "/firewallRules")); }},
+			{"VnetRules", [](const json &j) { return count(at(j, "/virtualNetworkRules")); }},
+			{"Connections", [](const json &j) { return count(at(j, "/privateEndpointConnections")); }}};
 	case Kind::Fw:
 		return {col("Name", "/name"), col("StartIpAddress", "/startIpAddress"), col("EndIpAddress", "/endIpAddress")};
 	case Kind::Vnr:
@@ -549,8 +677,14 @@ std::vector<Column> columns(Kind k)
 	}
 }
 
-void print_table(const std::vector<std::string> &headers, const std::vector<std::vector<std::string>> &rows)
+// Cells are escaped here, so that one object is one row (printable()).
+void print_table(std::vector<std::string> headers, std::vector<std::vector<std::string>> rows)
 {
+	for (auto &h : headers)
+		h = printable(h);
+	for (auto &r : rows)
+		for (auto &c : r)
+			c = printable(c);
 	std::vector<size_t> w(headers.size());
 	for (size_t c = 0; c < headers.size(); c++) {
 		w[c] = headers[c].size();
@@ -608,7 +742,7 @@ void print_result(Kind kind, const json &result, bool table)
 	if (kind == Kind::State) {
 		std::vector<std::vector<std::string>> rows;
 		for (const auto &[k, v] : r.items())
-			rows.push_back({k, std::to_string(k == "serviceTags" ? at(v, "/values").size() : v.size())});
+			rows.push_back({k, count(k == "serviceTags" ? at(v, "/values") : v)});
 		print_table({"Collection", "Count"}, rows);
 		return;
 	}
@@ -632,7 +766,7 @@ void print_result(Kind kind, const json &result, bool table)
 	print_table(headers, rows);
 }
 
-int exit_code(int rpc_code)
+int exit_code(int64_t rpc_code)
 {
 	switch (rpc_code) {
 	case kNotFound:
@@ -644,11 +778,15 @@ int exit_code(int rpc_code)
 	}
 }
 
-} // namespace
-
-int main(int argc, char **argv)
+int run(int argc, char **argv)
 {
 	CLI::App app{"linkgatectl: az-style client of linkgated"};
+	// CLI11's messages quote what was typed: escaped too, set before the
+	// subcommands, which copy it.
+	app.failure_message([](const CLI::App *a, const CLI::Error &e) {
+		std::string s = CLI::FailureMessage::simple(a, e), what = e.what();
+		return s.rfind(what, 0) == 0 ? printable(what) + s.substr(what.size()) : s;
+	});
 	app.require_subcommand(1);
 	std::string socket_path = "/run/linkgate/linkgated.sock", output = "json";
 	app.add_option("--socket", socket_path, "linkgated's control socket")
@@ -668,27 +806,36 @@ int main(int argc, char **argv)
 	for (const auto &x : g_leaves)
 		if (x.cmd->parsed())
 			l = &x;
-	if (!l) {
-		std::fprintf(stderr, "ERROR: no command given (see --help)\n");
-		return kExitUsage;
-	}
+	if (!l)
+		return fail(kExitUsage, "no command given (see --help)");
 	json params;
 	std::string error;
-	if (!build_params(*l, params, error)) {
-		std::fprintf(stderr, "ERROR: %s\n", error.c_str());
-		return kExitRejected;
-	}
-	json request{{"jsonrpc", "2.0"}, {"id", 1}, {"method", l->method}, {"params", params}};
+	if (!build_params(*l, params, error))
+		return fail(kExitRejected, error);
+	json request{{"jsonrpc", "2.0"}, {"id", kRequestId}, {"method", l->method}, {"params", params}};
 	json reply;
-	if (!call(socket_path, request, reply, error)) {
-		std::fprintf(stderr, "ERROR: %s\n", error.c_str());
-		return kExitRejected;
+	if (!call(socket_path, request, reply, error))
+		return fail(kExitRejected, error);
+	// Anything else is an agent we cannot use, as one we cannot reach.
+	if (std::string bad = bad_reply(reply, kRequestId); !bad.empty())
+		return fail(kExitRejected, "malformed reply from linkgated at " + socket_path + ": " + bad);
+	if (auto e = reply.find("error"); e != reply.end())
+		return fail(exit_code(e->at("code").get<int64_t>()), e->at("message").get<std::string>());
+	try {
+		print_result(l->kind, reply.at("result"), output == "table");
+	} catch (const json::exception &e) { // a result of a shape the table does not expect
+		return fail(kExitRejected, std::string("cannot print the result: ") + e.what());
 	}
-	if (reply.contains("error")) {
-		const json &e = reply["error"];
-		std::fprintf(stderr, "ERROR: %s\n", e.value("message", std::string("unknown error")).c_str());
-		return exit_code(e.value("code", 0));
-	}
-	print_result(l->kind, reply.value("result", json(nullptr)), output == "table");
 	return kExitOk;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	try {
+		return run(argc, argv);
+	} catch (const std::exception &e) { // e.g. out of memory for a reply: a line, not an abort
+		return fail(kExitRejected, std::string("internal error: ") + e.what());
+	}
 }

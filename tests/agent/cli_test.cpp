@@ -4,9 +4,82 @@
 
 #include "arm_json.hpp"
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 using namespace lgtest;
+using namespace std::string_literals;
 
 namespace {
+
+// A stand-in for linkgated that answers every connection with one canned
+// line, for the replies a real agent never sends. The thread polls with a
+// short timeout and gives up on a silent client, so the destructor's join is
+// bounded (also when an assertion ends the test early).
+class FakeAgent {
+public:
+	explicit FakeAgent(std::string path) : path_(std::move(path))
+	{
+		sockaddr_un sa{};
+		sa.sun_family = AF_UNIX;
+		std::strncpy(sa.sun_path, path_.c_str(), sizeof(sa.sun_path) - 1);
+		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd_ >= 0 && (bind(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0 || listen(fd_, 4) != 0)) {
+			close(fd_);
+			fd_ = -1;
+		}
+		if (fd_ >= 0)
+			thread_ = std::thread([this] { serve(); });
+	}
+	~FakeAgent()
+	{
+		stop_ = true;
+		if (thread_.joinable())
+			thread_.join();
+		if (fd_ >= 0)
+			close(fd_);
+		unlink(path_.c_str());
+	}
+	FakeAgent(const FakeAgent &) = delete;
+	FakeAgent &operator=(const FakeAgent &) = delete;
+
+	bool listening() const { return fd_ >= 0; }
+	const std::string &path() const { return path_; }
+	void answer(std::string line)
+	{
+		std::lock_guard<std::mutex> g(m_);
+		reply_ = std::move(line);
+	}
+
+private:
+	void serve()
+	{
+		while (!stop_) {
+			pollfd p{fd_, POLLIN, 0};
+			if (poll(&p, 1, 20) <= 0)
+				continue;
+			int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+			if (c < 0)
+				continue;
+			read_line(c, 5000); // the request; closing unread could reset the reply
+			std::string r;
+			{
+				std::lock_guard<std::mutex> g(m_);
+				r = reply_;
+			}
+			send_all(c, r + "\n");
+			close(c);
+		}
+	}
+
+	std::string path_;
+	int fd_ = -1;
+	std::thread thread_;
+	std::atomic<bool> stop_{false};
+	std::mutex m_;
+	std::string reply_;
+};
 
 struct CtlRun {
 	int code = -1;
@@ -438,6 +511,176 @@ TEST_F(CliTest, ApplyExportExplainStatsFlows)
 	EXPECT_EQ(ok({"flows"}), json::array());
 	t = ctl({"flows", "-o", "table"});
 	EXPECT_EQ(t.out.rfind("Original", 0), 0u) << t.out;
+}
+
+// Anything but a JSON-RPC 2.0 response to our request is an agent the CLI
+// cannot use: one error line and exit 1, never an abort.
+TEST_F(CliTest, MalformedRepliesAreOneErrorLine)
+{
+	FakeAgent fake(d.dir() + "/fake.sock");
+	ASSERT_TRUE(fake.listening());
+	auto with = [&](const std::string &reply, std::vector<std::string> args) {
+		fake.answer(reply);
+		args.insert(args.begin(), {"--socket", fake.path()});
+		return ctl(args);
+	};
+	const std::vector<std::string> bad{
+		"[]",
+		"5",
+		"null",
+		"{}",
+		"\"x\"",
+		"garbage",
+		R"({"jsonrpc":"2.0","id":1,"error":5})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":"x"}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":5}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002.5,"message":"x"}})",
+		R"({"jsonrpc":"2.0","id":1,"error":{"message":"x"}})",
+		R"({"jsonrpc":"2.0","id":999,"result":[]})",
+		R"({"jsonrpc":"2.0","id":"1","result":[]})",
+		R"({"jsonrpc":"2.0","id":null,"result":[]})",
+		R"({"jsonrpc":"2.0","result":[]})",
+		R"({"jsonrpc":"1.0","id":1,"result":[]})",
+		R"({"id":1,"result":[]})",
+		R"({"jsonrpc":"2.0","id":1})",
+		R"({"jsonrpc":"2.0","id":1,"result":[],"error":{"code":-32001,"message":"x"}})",
+		std::string(100000, '[') + std::string(100000, ']'), // deep enough to overflow a recursive copy
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"a\0b\"}"s, // valid JSON up to the NUL
+	};
+	for (const std::string &reply : bad) {
+		std::string shown = reply.substr(0, 80);
+		CtlRun r = with(reply, {"network", "vnet", "list"});
+		EXPECT_EQ(r.code, 1) << shown << "\n" << r.err;
+		EXPECT_EQ(r.out, "") << shown;
+		EXPECT_EQ(r.err.rfind("ERROR: ", 0), 0u) << shown << "\n" << r.err;
+		EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << shown << "\n" << r.err;
+	}
+	CtlRun r = with(R"({"jsonrpc":"2.0","id":999,"result":[]})", {"network", "vnet", "list"});
+	EXPECT_NE(r.err.find("malformed reply from linkgated at " + fake.path() + ": not the reply to request 1"),
+		  std::string::npos)
+		<< r.err;
+
+	// Well-formed replies still work: extra members, an error before the
+	// agent read our id (id null), a not-found error, a delete's null.
+	r = with(R"({"jsonrpc":"2.0","id":1,"generation":3,"result":[]})", {"network", "vnet", "list"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "[]\n");
+	r = with(R"({"jsonrpc":"2.0","id":null,"error":{"code":-32012,"message":"too many connections"}})",
+		 {"network", "vnet", "list"});
+	EXPECT_EQ(r.code, 1);
+	EXPECT_EQ(r.err, "ERROR: too many connections\n");
+	r = with(R"({"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"virtualNetworks/x: not found","data":{}}})",
+		 {"network", "vnet", "show", "-n", "x"});
+	EXPECT_EQ(r.code, 3);
+	EXPECT_EQ(r.err, "ERROR: virtualNetworks/x: not found\n");
+	r = with(R"({"jsonrpc":"2.0","id":1,"result":null})", {"network", "vnet", "delete", "-n", "x"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.out, "");
+
+	// Tables of results with unexpected types: cells print what is there.
+	r = with(R"({"jsonrpc":"2.0","id":1,"result":[{"backends":[{"address":5}],"firewallRules":3}]})",
+		 {"-o", "table", "mysql", "server", "list"});
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_EQ(r.err, "");
+	EXPECT_NE(r.out.find("\n                                     5         3              0          0\n"),
+		  std::string::npos)
+		<< r.out;
+	const std::vector<std::pair<std::string, std::vector<std::string>>> odd{
+		{R"([5,"x",null,{"name":{"id":5},"backends":[7,{"port":"p","weight":[1]}],"virtualNetworkRules":{}}])",
+		 {"mysql", "server", "list"}},
+		{R"([{"subnets":7,"securityRules":"x","networkInterfaces":[{"id":[]}]},{"subnets":[5,{"id":"nope"}]}])",
+		 {"network", "nsg", "list"}},
+		{R"({"newVNet":[1]})", {"network", "vnet", "create", "-n", "x"}},
+		{R"([{"subnets":{"a":1},"addressSpace":5}])", {"network", "vnet", "list"}},
+		{R"([{"serviceEndpoints":[5,{"service":{}}]}])", {"network", "vnet", "subnet", "list", "--vnet-name", "v"}},
+		{R"([{"ipConfigurations":{"0":1}},{"ipConfigurations":[{"subnet":{"id":5}}]}])", {"network", "nic", "list"}},
+		{R"([{"privateLinkServiceConnections":[5]},{"manualPrivateLinkServiceConnections":"x"}])",
+		 {"network", "private-endpoint", "list"}},
+		{R"([1,2])", {"export"}},
+		{R"({"serviceTags":5,"virtualNetworks":{"a":1}})", {"export"}},
+		{R"(7)", {"stats"}},
+		{R"({"a":[1,{"b":[[]]}],"c":{}})", {"stats"}},
+	};
+	for (const auto &[result, args] : odd) {
+		std::vector<std::string> a{"-o", "table"};
+		a.insert(a.end(), args.begin(), args.end());
+		r = with(R"({"jsonrpc":"2.0","id":1,"result":)" + result + "}", a);
+		EXPECT_EQ(r.code, 0) << result << "\n" << r.err;
+		EXPECT_EQ(r.err, "") << result;
+	}
+}
+
+// One object is one row: a value's control characters are escaped, so that
+// it can neither forge a row nor send escape sequences to the terminal.
+TEST_F(CliTest, TableCellsEscapeControlCharacters)
+{
+	base();
+	ok({"network", "private-endpoint", "create", "--name", "pe1", "--vnet-name", "v1", "--subnet", "clients",
+	    "--private-ip-address", "10.1.1.100", "--private-connection-resource-id", "db1", "--group-id", "mysqlServer",
+	    "--manual-request"});
+	std::string conn = ok({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1"})[0]["name"];
+	auto table_with = [&](const std::string &description) {
+		json a = d.rpc("mysql.server.private-endpoint-connection.approve",
+			       {{"serverName", "db1"}, {"name", conn}, {"description", description}});
+		EXPECT_TRUE(a.contains("result")) << a;
+		CtlRun t = ctl({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1", "-o", "table"});
+		EXPECT_EQ(t.code, 0) << t.err;
+		EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 3) << t.out; // header, dashes, one row
+		return t.out;
+	};
+	ok({"mysql", "server", "private-endpoint-connection", "approve", "-s", "db1", "-n", conn, "--description",
+	    "ok\nInjected  Row  Approved  fake"});
+	CtlRun t = ctl({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1", "-o", "table"});
+	EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 3) << t.out;
+	EXPECT_NE(t.out.find("Approved  ok\\nInjected  Row  Approved  fake\n"), std::string::npos) << t.out;
+
+	std::string out = table_with("\x1b[2J\x1b[31mred\r\t\x7f");
+	EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+	EXPECT_NE(out.find("\\x1b[2J\\x1b[31mred\\r\\t\\x7f\n"), std::string::npos) << out;
+	out = table_with("cut\0here"s); // printf would stop at the NUL
+	EXPECT_NE(out.find("cut\\x00here\n"), std::string::npos) << out;
+	out = table_with("\xc2\x9b" "31mC1 \xc3\xa9"); // U+009B is CSI; é stays
+	EXPECT_NE(out.find("\\u009b31mC1 \xc3\xa9\n"), std::string::npos) << out;
+}
+
+TEST_F(CliTest, TableBracketsIpv6Backends)
+{
+	ok({"mysql", "server", "create", "--name", "db6", "--public-ip", "20.10.1.6", "--backend", "[fd00::5]:3307:3",
+	    "192.168.10.11:3306", "[fd00::6]:3306"});
+	CtlRun t = ctl({"mysql", "server", "show", "-n", "db6", "-o", "table"});
+	EXPECT_NE(t.out.find("  [fd00::5]:3307:3, 192.168.10.11:3306, [fd00::6]:3306  "), std::string::npos) << t.out;
+}
+
+// Subnet names repeat across VNets: the NSG table names the VNet too.
+TEST_F(CliTest, NsgTableSubnetsNameTheirVnet)
+{
+	ok({"network", "nsg", "create", "--name", "web"});
+	for (const char *v : {"v1", "v2"}) {
+		std::string n = v + 1;
+		ok({"network", "vnet", "create", "--name", v, "--address-prefixes", "10." + n + ".0.0/16"});
+		ok({"network", "vnet", "subnet", "create", "--vnet-name", v, "--name", "s6", "--address-prefixes",
+		    "10." + n + ".6.0/24", "--nsg", "web"});
+	}
+	CtlRun t = ctl({"network", "nsg", "list", "-o", "table"});
+	EXPECT_NE(t.out.find("web   False            0         v1/s6, v2/s6"), std::string::npos) << t.out;
+}
+
+// Every error is one line, whatever the agent's message or the typed
+// arguments hold: control characters are escaped.
+TEST_F(CliTest, ErrorMessagesAreOneLine)
+{
+	fails({"network", "nsg", "create", "-n", "a\nb"}, 1, "ERROR: networkSecurityGroups/a\\nb: name 'a\\nb'");
+	fails({"network", "nsg", "create", "-n", "\x1b[2Jx\r"}, 1, "networkSecurityGroups/\\x1b[2Jx\\r:");
+	// The CLI's own errors: a file it cannot read as JSON, named in the message.
+	std::string file = d.dir() + "/bad\n\x1b.json";
+	std::ofstream(file) << "{";
+	fails({"apply", "-f", file}, 1, d.dir() + "/bad\\n\\x1b.json");
+	// CLI11's usage errors quote the value (its message is followed by a
+	// line of advice).
+	CtlRun r = ctl({"network", "nsg", "create", "-n", "x", "--flush-connection", "\x1b[2J\n"});
+	EXPECT_EQ(r.code, 2);
+	EXPECT_NE(r.err.find("\\x1b[2J\\n not in {true,false}\n"), std::string::npos) << r.err;
+	EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, UsageErrorsAndConnectionFailures)
