@@ -1033,7 +1033,7 @@ struct Evaluator::Impl {
 		d.private_endpoint = r.pe;
 		d.server = r.server;
 		if (r.backend)
-			d.backend = r.backend->addr.str() + ":" + std::to_string(r.backend->port);
+			d.backend = host_port(r.backend->addr, r.backend->port);
 	}
 
 	Decision process(std::span<const uint8_t> in, uint32_t ifindex, uint64_t now);
@@ -1135,7 +1135,7 @@ Decision Evaluator::Impl::flow_packet(std::span<const uint8_t> in, const Parsed 
 	bool error = p.has_l4 && p.is_icmp() && icmp_is_error(p.family, p.icmp_type);
 	Addr dst = p.dst;
 	if (fl->kind != LG_DEST_ROUTED) {
-		d.backend = fl->backend.addr.str() + ":" + std::to_string(fl->backend.port);
+		d.backend = host_port(fl->backend.addr, fl->backend.port);
 		if (error) {
 			Parsed inner;
 			parse_inner(in, p.l4 + 8, p.l3_end, p.family, inner);
@@ -1321,10 +1321,8 @@ const Counters &Evaluator::counters() const { return impl_->counters; }
 std::vector<FlowView> Evaluator::flows() const
 {
 	auto fmt = [](const FlowKey &k) {
-		auto ep = [](const Addr &a, uint16_t port) {
-			return a.is_v4() ? a.str() + ":" + std::to_string(port) : "[" + a.str() + "]:" + std::to_string(port);
-		};
-		return std::to_string(k.vni) + " " + std::to_string(k.proto) + " " + ep(k.src, k.sport) + " > " + ep(k.dst, k.dport);
+		return std::to_string(k.vni) + " " + std::to_string(k.proto) + " " + host_port(k.src, k.sport) + " > " +
+		       host_port(k.dst, k.dport);
 	};
 	std::vector<FlowView> out;
 	for (auto &[k, f] : impl_->flows) {
@@ -1333,7 +1331,7 @@ std::vector<FlowView> Evaluator::flows() const
 		FlowView v{fmt(f->orig), fmt(f->reply), f->state, f->kind, f->pe.empty() ? f->server : f->pe, "", f->generation,
 			   f->expires};
 		if (f->kind != LG_DEST_ROUTED)
-			v.backend = f->backend.addr.str() + ":" + std::to_string(f->backend.port);
+			v.backend = host_port(f->backend.addr, f->backend.port);
 		out.push_back(v);
 	}
 	return out;

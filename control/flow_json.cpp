@@ -17,8 +17,7 @@ std::string key_str(const lg_flow_key &k)
 	auto ep = [](const uint8_t *a16, uint16_t port_be) {
 		Addr a;
 		std::memcpy(a.b.data(), a16, 16);
-		std::string p = std::to_string(ntohs(port_be));
-		return a.is_v4() ? a.str() + ":" + p : "[" + a.str() + "]:" + p;
+		return host_port(a, ntohs(port_be));
 	};
 	return std::to_string(k.vni) + " " + std::to_string(k.proto) + " " + ep(k.src, k.sport) + " > " +
 	       ep(k.dst, k.dport);
@@ -65,7 +64,7 @@ nlohmann::json flow_to_json(const lg_flow_entry &e, const CompiledTables &live)
 	if (e.kind != LG_DEST_ROUTED) {
 		Addr a;
 		std::memcpy(a.b.data(), e.nat_addr, 16);
-		backend = a.str() + ":" + std::to_string(ntohs(e.nat_port));
+		backend = host_port(a, ntohs(e.nat_port));
 	}
 	return {{"original", key_str(e.orig)},
 		{"reply", key_str(r)},

@@ -45,6 +45,11 @@ std::optional<Addr> Addr::parse_any(std::string_view s)
 	return a;
 }
 
+std::string host_port(const Addr &a, unsigned port)
+{
+	return a.is_v4() ? a.str() + ":" + std::to_string(port) : "[" + a.str() + "]:" + std::to_string(port);
+}
+
 bool Addr::is_v4() const
 {
 	for (int i = 0; i < 10; i++)

@@ -44,6 +44,9 @@ struct Prefix {
 	auto operator<=>(const Prefix &) const = default;
 };
 
+// "a.b.c.d:port" or "[v6]:port", as --backend takes it.
+std::string host_port(const Addr &a, unsigned port);
+
 // Every address of one family: 0.0.0.0/0 and ::/0 (the IPv4 one is ::ffff:0:0/96).
 Prefix any_v4();
 Prefix any_v6();

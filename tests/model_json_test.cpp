@@ -256,6 +256,13 @@ TEST(ArmIds, MappedAddressTextIsNoAddress)
 	EXPECT_TRUE(Addr::parse("2001:db8::ffff:1.2.3.4"));
 }
 
+// Backends print as --backend takes them: IPv6 in brackets.
+TEST(ArmIds, HostPortBracketsIpv6)
+{
+	EXPECT_EQ(host_port(*Addr::parse("192.168.20.11"), 3306), "192.168.20.11:3306");
+	EXPECT_EQ(host_port(*Addr::parse("fd00::5"), 3307), "[fd00::5]:3307");
+}
+
 // ---- NSGs and rules ----
 
 TEST(NsgJson, ReadsAzShow)

@@ -233,6 +233,7 @@ json parse_backend(const std::string &t)
 			invalid("backend", "'" + t + "' is not IP[:PORT[:WEIGHT]]");
 		addr = t.substr(1, close - 1);
 		rest = close + 1 < t.size() ? t.substr(close + 2) : "";
+	} else if (Addr::parse(t)) { // a bare address, "fd00::7" too
 	} else if (std::count(t.begin(), t.end(), ':') <= 2) { // more colons: a bare IPv6 address
 		auto c = t.find(':');
 		if (c != std::string::npos) {
@@ -964,7 +965,7 @@ struct Service::Impl {
 			const lg_backend &b = ct->backends[r.backend];
 			Addr a;
 			std::memcpy(a.b.data(), b.addr, 16);
-			d.backend = a.str() + ":" + std::to_string(ntohs(b.port_be));
+			d.backend = host_port(a, ntohs(b.port_be));
 		}
 		return d;
 	}

@@ -295,6 +295,9 @@ TEST_F(ServiceTest, ServersFirewallAndVnetRules)
 	EXPECT_EQ(m["publicNetworkAccess"], "Disabled");
 	EXPECT_EQ(m["backends"][0], json({{"address", "2001:db8::5"}, {"port", 3307}, {"weight", 3}}));
 	EXPECT_EQ(m["backends"][1]["port"], 3306);
+	// A bare IPv6 address with two colons is an address, not address:port.
+	m = ok("mysql.server.update", {{"name", "db1"}, {"backend", {"fd00::7"}}});
+	EXPECT_EQ(m["backends"][0], json({{"address", "fd00::7"}, {"port", 3306}, {"weight", 1}}));
 	error("mysql.server.create", {{"name", "db2"}, {"publicIp", "20.10.1.5"}}, lg::agent::kRejected,
 	      "mysqlServers/db2: publicIp 20.10.1.5 is already used by server db1");
 	error("mysql.server.create", {{"name", "db2"}, {"publicIp", "20.10.1.6"}, {"backend", {"10.0.0.1:x"}}},
