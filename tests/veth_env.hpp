@@ -5,6 +5,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
@@ -179,5 +180,53 @@ inline lg::State policy(const std::string &pec_status)
 	fill_defaults(s);
 	return s;
 }
+
+// One long-lived connection echoing on command: each byte on `cmd` is one
+// round trip, answered with '+' (echoed) or '-' on `res`; EOF ends it.
+inline int persistent_client(const char *dst, uint16_t port, int cmd, int res)
+{
+	int s = tcp_connect(dst, port, 2000);
+	if (s < 0)
+		return 2;
+	char c;
+	while (read(cmd, &c, 1) == 1) {
+		char r = echo(s, "ping", 2000) ? '+' : '-';
+		if (write(res, &r, 1) != 1)
+			return 3;
+	}
+	close(s);
+	return 0;
+}
+
+// A persistent connection in the client namespace, driven one round trip at a time.
+struct Persistent {
+	int cmd[2], res[2], pid;
+	explicit Persistent(const std::string &ns, const char *dst = "10.1.1.100", uint16_t port = 3306)
+	{
+		EXPECT_EQ(pipe2(cmd, O_CLOEXEC), 0); // the agent (exec) must not hold them
+		EXPECT_EQ(pipe2(res, O_CLOEXEC), 0);
+		pid = lg::testing::Topology::spawn_in_ns(ns, [&] {
+			close(cmd[1]);
+			close(res[0]);
+			return persistent_client(dst, port, cmd[0], res[1]);
+		});
+		close(cmd[0]);
+		close(res[1]);
+	}
+	bool round_trip()
+	{
+		if (write(cmd[1], "x", 1) != 1)
+			return false;
+		pollfd p{res[0], POLLIN, 0};
+		char r = 0;
+		return poll(&p, 1, 5000) == 1 && read(res[0], &r, 1) == 1 && r == '+';
+	}
+	int finish()
+	{
+		close(cmd[1]);
+		close(res[0]);
+		return lg::testing::Topology::wait_child(pid);
+	}
+};
 
 } // namespace lgtest

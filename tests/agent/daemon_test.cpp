@@ -16,6 +16,37 @@ using lg::agent::kMaxMessage;
 
 namespace {
 
+// Runs linkgated with args (stderr to /dev/null) for at most 10 s: its exit
+// code, or -1 when it kept running (was killed): these runs should refuse.
+int refused_exit(std::vector<std::string> args)
+{
+	args.insert(args.begin(), LINKGATED);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		std::vector<char *> av;
+		for (auto &a : args)
+			av.push_back(a.data());
+		av.push_back(nullptr);
+		execv(LINKGATED, av.data());
+		_exit(127);
+	}
+	int st = 0;
+	for (int i = 0; i < 1000 && waitpid(pid, &st, WNOHANG) == 0; i++)
+		poll(nullptr, 0, 10);
+	if (waitpid(pid, &st, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		return -1;
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 class DaemonTest : public ::testing::Test {
 protected:
 	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
@@ -310,52 +341,24 @@ TEST(DaemonStart, BadStateFileIsAClearStartupError)
 // A state path that is no file is refused at start, not at every commit.
 TEST(DaemonStart, StatePathThatIsNoFileIsRefused)
 {
-	for (const char *path : {"", "/tmp/lg-no-such-dir/"}) {
-		pid_t pid = fork();
-		if (pid == 0) {
-			int null = open("/dev/null", O_WRONLY);
-			dup2(null, 2);
-			execl(LINKGATED, LINKGATED, "--state", path, "--socket", "/tmp/lg-unused.sock", (char *)nullptr);
-			_exit(127);
-		}
-		int st = 0;
-		waitpid(pid, &st, 0);
-		EXPECT_TRUE(WIFEXITED(st)) << path;
-		EXPECT_EQ(WEXITSTATUS(st), 2) << path;
-	}
-	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-no-such-dir"));
-	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-unused.sock"));
+	Daemon scratch; // its directory only
+	std::string sock = scratch.dir() + "/unused.sock", nodir = scratch.dir() + "/no-such-dir/";
+	for (const std::string &path : {std::string(), nodir})
+		EXPECT_EQ(refused_exit({"--state", path, "--socket", sock}), 2) << path;
+	EXPECT_FALSE(std::filesystem::exists(nodir));
+	EXPECT_FALSE(std::filesystem::exists(sock));
 }
 
 // Flow timeouts outside 1 ms .. 10^7 s are usage errors: `inf` or 1e300
 // seconds in nanoseconds overflowed, and linkgate-dpdk refuses them.
 TEST(DaemonStart, FlowTimeoutsOutOfRangeAreRefused)
 {
-	for (const char *v : {"inf", "1e300", "0", "-5", "nan"}) {
-		pid_t pid = fork();
-		if (pid == 0) {
-			int null = open("/dev/null", O_WRONLY);
-			dup2(null, 2);
-			execl(LINKGATED, LINKGATED, "--udp-timeout", v, "--state", "/tmp/lg-unused.json", "--socket",
-			      "/tmp/lg-unused.sock", (char *)nullptr);
-			_exit(127);
-		}
-		int st = 0;
-		for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) == 0; i++) // bounded: an accepted value serves
-			poll(nullptr, 0, 10);
-		if (waitpid(pid, &st, WNOHANG) == 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			std::filesystem::remove("/tmp/lg-unused.sock");
-			std::filesystem::remove("/tmp/lg-unused.json");
-			std::filesystem::remove("/tmp/lg-unused.json.live");
-			ADD_FAILURE() << v << " was accepted";
-			continue;
-		}
-		EXPECT_TRUE(WIFEXITED(st)) << v;
-		EXPECT_EQ(WEXITSTATUS(st), 2) << v;
-	}
-	EXPECT_FALSE(std::filesystem::exists("/tmp/lg-unused.sock"));
+	Daemon scratch; // its directory only
+	std::string sock = scratch.dir() + "/unused.sock";
+	for (const char *v : {"inf", "1e300", "0", "-5", "nan"})
+		EXPECT_EQ(refused_exit({"--udp-timeout", v, "--state", scratch.dir() + "/unused.json", "--socket", sock}), 2)
+			<< v << " (-1: accepted)";
+	EXPECT_FALSE(std::filesystem::exists(sock));
 }
 
 // A live marker of the wrong shape reads as none: the agent starts at
@@ -378,18 +381,7 @@ TEST(DaemonStart, SecondAgentOnTheSameSocketRefuses)
 	Daemon a;
 	ASSERT_TRUE(a.start());
 	Daemon b;
-	pid_t pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 2);
-		execl(LINKGATED, LINKGATED, "--state", b.state_path().c_str(), "--socket", a.socket_path().c_str(),
-		      (char *)nullptr);
-		_exit(127);
-	}
-	int st = 0;
-	waitpid(pid, &st, 0);
-	EXPECT_TRUE(WIFEXITED(st));
-	EXPECT_EQ(WEXITSTATUS(st), 1);
+	EXPECT_EQ(refused_exit({"--state", b.state_path(), "--socket", a.socket_path()}), 1) << "(-1: it served)";
 	EXPECT_TRUE(a.rpc("status").contains("result")); // the first one is untouched
 }
 

@@ -124,8 +124,15 @@ TEST_F(VethTest, PrivateEndpointConnectsThroughXdpAndRejectionCutsIt)
 	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "approved private endpoint; " << counts();
 	EXPECT_GT(xdp->reason_counts()[LG_REASON_NONE], 0u);
 	EXPECT_GT(xdp->flow_entries(), 0u);
+	lgtest::Persistent open(topo.real("cli"));
+	ASSERT_TRUE(open.round_trip()) << counts();
 
 	publish("Rejected");
+	// SPEC §4: the open connection is cut at its next packet.
+	uint64_t rejected = xdp->reason_counts()[LG_REASON_PEC_REJECTED];
+	EXPECT_FALSE(open.round_trip()) << "an open connection outlived the rejection";
+	EXPECT_GT(xdp->reason_counts()[LG_REASON_PEC_REJECTED], rejected);
+	EXPECT_EQ(open.finish(), 0);
 	EXPECT_EQ(client("10.1.1.100", 3306, 1000), 3) << "rejected: the SYN is dropped";
 	EXPECT_GT(xdp->reason_counts()[LG_REASON_PEC_REJECTED], 0u);
 
