@@ -44,7 +44,7 @@ struct DpdkOptions {
 	// linkgate-dpdk builds from the NSG (--dump-acl: defaults included).
 	std::vector<std::string> acl_layouts{"ipv4", "ipv6", "linkgate"};
 	size_t acl_packets = 4000000; // classifications per test-acl run
-	int tracestep = 32;           // 5-tuples per rte_acl_classify call (one burst)
+	int tracestep = 64;           // 5-tuples per rte_acl_classify call: linkgate-dpdk's burst
 	std::string lcores = "0,1";
 	int mem_mb = 0; // 0: sized from the frames
 	std::string huge_dir; // "": --no-huge
@@ -502,6 +502,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					std::cerr << "\nlinkgate-bench dpdk: " << l.error() << "\n";
 				} else {
 					c.linkgate.push_back(*l);
+					c.linkgate.back().round = size_t(r);
 				}
 			}
 		}
@@ -563,16 +564,17 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	for (auto &c : cases) {
 		Ratio ra{"linkgate/testpmd " + c.label(), "linkgate-dpdk Mpps / dpdk-testpmd io Mpps, same pcap, same round",
 			 {}, 0.6, true};
-		for (size_t r = 0; r < c.testpmd.size() && r < c.linkgate.size(); r++)
-			if (c.testpmd[r].mpps > 0)
-				ra.per_round.push_back(c.linkgate[r].mpps / c.testpmd[r].mpps);
+		for (const auto &l : c.linkgate)
+			if (l.round < c.testpmd.size() && c.testpmd[l.round].mpps > 0)
+				ra.per_round.push_back(l.mpps / c.testpmd[l.round].mpps);
 		ratios.push_back(ra);
 		Ratio rp{"linkgate/testpmd per CPU " + c.label(),
 			 "the same, each Mpps divided by the CPU share its process got while forwarding", {}, 0, true};
-		for (size_t r = 0; r < c.testpmd.size() && r < c.linkgate.size(); r++)
-			if (c.testpmd[r].cpu_share > 0 && c.linkgate[r].cpu_share > 0 && c.testpmd[r].mpps > 0)
-				rp.per_round.push_back((c.linkgate[r].mpps / c.linkgate[r].cpu_share) /
-						       (c.testpmd[r].mpps / c.testpmd[r].cpu_share));
+		for (const auto &l : c.linkgate)
+			if (l.round < c.testpmd.size() && c.testpmd[l.round].cpu_share > 0 && l.cpu_share > 0 &&
+			    c.testpmd[l.round].mpps > 0)
+				rp.per_round.push_back((l.mpps / l.cpu_share) /
+						       (c.testpmd[l.round].mpps / c.testpmd[l.round].cpu_share));
 		ratios.push_back(rp);
 	}
 	for (bool est : {false, true}) {
@@ -584,18 +586,20 @@ int run_dpdk_subcommand(const std::string &cmdline)
 		if (!same && !small && !big)
 			continue;
 		std::string kind = est ? " established" : " new";
+		// Rates by round, 0 where a run failed.
 		auto per_round = [](const std::vector<double> &a, const std::vector<double> &b) {
 			std::vector<double> v;
 			for (size_t r = 0; r < a.size() && r < b.size(); r++)
-				if (b[r] > 0)
+				if (a[r] > 0 && b[r] > 0)
 					v.push_back(a[r] / b[r]);
 			return v;
 		};
-		auto lgm = [](const Case *c) {
-			std::vector<double> v;
+		auto lgm = [&](const Case *c) {
+			std::vector<double> v(size_t(o.repeats), 0.0);
 			if (c)
 				for (auto &x : c->linkgate)
-					v.push_back(x.mpps);
+					if (x.round < v.size())
+						v[x.round] = x.mpps;
 			return v;
 		};
 		auto tpm = [](const Case *c) {
@@ -618,7 +622,15 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				  per_round(tpm(same), tpm(small)), 0, true});
 	}
 	// Classification: linkgate-dpdk's own classify cycles/packet (when it
-	// reports them) against raw rte_acl on the same rules and tuples.
+	// reports them) against raw rte_acl on the same rules and tuples. The
+	// target is read on the like-for-like row only: linkgate-dpdk's rules
+	// and its algorithm, --lg-acl-alg or else rte_acl's default, the widest
+	// the CPU runs (linkgate-dpdk raises the EAL's SIMD limit to 512).
+	std::string lg_alg = o.lg_acl_alg;
+	for (auto it = o.algs.rbegin(); lg_alg.empty() && it != o.algs.rend(); ++it)
+		if (!acl_unsupported.count(acl_key(*it, "linkgate")) && !acl_unsupported.count(acl_key(*it, "ipv4")))
+			lg_alg = *it;
+	std::string like_for_like = acl_key(lg_alg, "linkgate");
 	for (auto &f : sets) {
 		const Case *c = find_case(f.flows, f.flows);
 		for (auto &key : acl_seen) {
@@ -627,12 +639,13 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				continue;
 			if (c) {
 				Ratio rc{"classify/rte_acl " + key + " " + flows_label(f.flows),
-					 "linkgate-dpdk classify cycles/pkt / dpdk-test-acl " + key + " cycles/pkt", {}, 1.2,
-					 false};
-				for (size_t r = 0; r < it->second.size() && r < c->linkgate.size(); r++)
-					if (c->linkgate[r].classify_cycles_per_pkt && it->second[r].cycles_per_pkt > 0)
-						rc.per_round.push_back(*c->linkgate[r].classify_cycles_per_pkt /
-								       it->second[r].cycles_per_pkt);
+					 "linkgate-dpdk classify cycles/pkt / dpdk-test-acl " + key + " cycles/pkt", {},
+					 key == like_for_like ? 1.2 : 0, false};
+				for (const auto &l : c->linkgate)
+					if (l.round < it->second.size() && l.classify_cycles_per_pkt &&
+					    it->second[l.round].cycles_per_pkt > 0)
+						rc.per_round.push_back(*l.classify_cycles_per_pkt /
+								       it->second[l.round].cycles_per_pkt);
 				ratios.push_back(rc);
 			}
 			if (auto al = f.lg_alone.find(key); al != f.lg_alone.end()) {

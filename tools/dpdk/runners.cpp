@@ -291,7 +291,7 @@ Result<TestpmdRun> run_testpmd(const std::string &bin, const Eal &eal, const std
 	// the pool holds every frame plus what is in flight.
 	size_t mbufs = frames + 8192;
 	argv.insert(argv.end(), {"--", "--forward-mode=io", "--stats-period", "1", "--total-num-mbufs",
-				 std::to_string(mbufs), "--mbuf-size", std::to_string(mbuf_size), "--burst", "32"});
+				 std::to_string(mbufs), "--mbuf-size", std::to_string(mbuf_size), "--burst", "64"});
 	// Forwarding starts once every port is up (infinite_rx has read the pcap).
 	auto pr = run_process(argv, seconds + 0.5, 20, "start packet forwarding", 180);
 	eal.remove_runtime_dir();

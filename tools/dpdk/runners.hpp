@@ -133,6 +133,7 @@ struct LinkgateOptions {
 // linkgate-dpdk is stopped with SIGINT `seconds` after it says it forwards
 // (as testpmd is), --duration being only a safety net.
 struct LinkgateRun {
+	size_t round = 0; // of the bench: a failed run leaves a gap, not a shift
 	uint64_t rx = 0, tx = 0, dropped = 0;
 	double seconds = 0, tsc_hz = 0, busy_cycles = 0;
 	double mpps = 0;            // tx / seconds
