@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string_view>
 
@@ -1438,6 +1439,24 @@ size_t nesting_depth(std::string_view text)
 	return deepest;
 }
 
+json parse_json_unique_keys(std::string_view text)
+{
+	// nlohmann keeps the last of two equal keys: {"name":"a","name":"b"}
+	// would silently be "b". Depth is bounded by the callers' checks.
+	std::vector<std::set<std::string>> keys;
+	json::parser_callback_t cb = [&](int, json::parse_event_t ev, json &parsed) {
+		if (ev == json::parse_event_t::object_start)
+			keys.emplace_back();
+		else if (ev == json::parse_event_t::object_end && !keys.empty())
+			keys.pop_back();
+		else if (ev == json::parse_event_t::key && !keys.empty() &&
+			 !keys.back().insert(parsed.get<std::string>()).second)
+			throw DuplicateKey("duplicate key \"" + parsed.get<std::string>() + "\" in an object");
+		return true;
+	};
+	return json::parse(text, cb);
+}
+
 Result<json> parse_json_text(std::string_view text, const std::string &what)
 {
 	if (nesting_depth(text) > kMaxJsonDepth)
@@ -1445,7 +1464,9 @@ Result<json> parse_json_text(std::string_view text, const std::string &what)
 	if (text.find('\0') != std::string_view::npos) // the parser would stop there and ignore the rest
 		return err(what + ": a NUL byte in the JSON");
 	try {
-		return json::parse(text);
+		return parse_json_unique_keys(text);
+	} catch (const DuplicateKey &e) {
+		return err(what + ": " + e.what());
 	} catch (const json::exception &e) {
 		// what() is "[json.exception.parse_error.101] parse error at line L, column C: ..."
 		// (or out_of_range.406 for a number beyond a double)

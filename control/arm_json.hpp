@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -125,6 +126,12 @@ inline bool rpc_id_echoable(const nlohmann::json &id)
 size_t nesting_depth(std::string_view text);
 // JSON text that nests at most kMaxJsonDepth levels; errors start with `what`.
 Result<nlohmann::json> parse_json_text(std::string_view text, const std::string &what);
+// json::parse, but an object with a key twice throws DuplicateKey (nlohmann
+// would keep the last silently). Parse errors throw as json::parse does.
+struct DuplicateKey : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+nlohmann::json parse_json_unique_keys(std::string_view text);
 // A regular file of at most max_bytes, read whole; errors name the path.
 Result<std::string> read_text_file(const std::string &path, uint64_t max_bytes);
 // A regular JSON file of at most max_bytes; errors name the path, and the

@@ -256,6 +256,19 @@ TEST(ArmIds, MappedAddressTextIsNoAddress)
 	EXPECT_TRUE(Addr::parse("2001:db8::ffff:1.2.3.4"));
 }
 
+// An object with a key twice is an error, not its last value; equal keys in
+// different objects are fine.
+TEST(StateFile, DuplicateKeysAreAnError)
+{
+	auto d = parse_json_text(R"({"virtualNetworks":[{"name":"a","vni":1,"name":"b"}]})", "f.json");
+	ASSERT_FALSE(d);
+	EXPECT_EQ(d.error(), "f.json: duplicate key \"name\" in an object");
+	auto ok = parse_json_text(R"({"a":{"a":1},"b":[{"a":1},{"a":2}],"c":{"a":{"a":[]}}})", "f.json");
+	ASSERT_TRUE(ok) << ok.error();
+	EXPECT_EQ((*ok)["b"][1]["a"], 2);
+	EXPECT_FALSE(parse_json_text(R"({"a":1,"b":{},"a":2})", "f.json"));
+}
+
 // Backends print as --backend takes them: IPv6 in brackets.
 TEST(ArmIds, HostPortBracketsIpv6)
 {

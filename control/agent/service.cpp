@@ -1266,7 +1266,9 @@ std::string Service::handle_line(std::string_view line)
 			return dump(error_response(nullptr, kParseError, "parse error: a NUL byte in the request"));
 		json req;
 		try {
-			req = json::parse(line);
+			req = parse_json_unique_keys(line);
+		} catch (const DuplicateKey &e) {
+			return dump(error_response(nullptr, kParseError, std::string("parse error: ") + e.what()));
 		} catch (const json::exception &e) { // parse_error, or out_of_range for a number beyond a double
 			std::string w = e.what();
 			auto close = w.find("] ");

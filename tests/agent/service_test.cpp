@@ -537,6 +537,10 @@ TEST_F(ServiceTest, ProtocolErrors)
 	EXPECT_EQ(code("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"st\xc3\"}", svc), lg::agent::kParseError);
 	EXPECT_EQ(code("\"status\"", svc), lg::agent::kInvalidRequest);
 	EXPECT_EQ(code("[]", svc), lg::agent::kInvalidRequest);
+	// A key twice: nlohmann would keep the second "name" silently.
+	std::string twice = R"({"jsonrpc":"2.0","id":1,"method":"network.nsg.create","params":{"name":"a","name":"b"}})";
+	EXPECT_EQ(code(twice, svc), lg::agent::kParseError);
+	EXPECT_EQ(json::parse(svc.handle_line(twice))["error"]["message"], "parse error: duplicate key \"name\" in an object");
 	std::string deep = R"({"jsonrpc":"2.0","id":1,"method":"status","params":{"a":)" + std::string(70, '[') +
 			   std::string(70, ']') + "}}";
 	EXPECT_EQ(code(deep, svc), lg::agent::kInvalidRequest);
