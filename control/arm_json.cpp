@@ -1439,22 +1439,78 @@ size_t nesting_depth(std::string_view text)
 	return deepest;
 }
 
+namespace {
+
+// A SAX pass over text that parses: counts every key (total) or, with
+// find, names the first key an object repeats (a key set per open object).
+struct KeyScan {
+	bool find = false;
+	size_t total = 0;
+	std::vector<std::set<std::string>> open;
+	std::string repeated;
+
+	bool null() { return true; }
+	bool boolean(bool) { return true; }
+	bool number_integer(json::number_integer_t) { return true; }
+	bool number_unsigned(json::number_unsigned_t) { return true; }
+	bool number_float(json::number_float_t, const std::string &) { return true; }
+	bool string(std::string &) { return true; }
+	bool binary(json::binary_t &) { return true; }
+	bool start_object(size_t)
+	{
+		if (find)
+			open.emplace_back();
+		return true;
+	}
+	bool key(std::string &k)
+	{
+		total++;
+		if (find && !open.empty() && !open.back().insert(k).second)
+			repeated = k;
+		return repeated.empty(); // found: stop reading
+	}
+	bool end_object()
+	{
+		if (find)
+			open.pop_back();
+		return true;
+	}
+	bool start_array(size_t) { return true; }
+	bool end_array() { return true; }
+	bool parse_error(size_t, const std::string &, const nlohmann::detail::exception &) { return false; }
+};
+
+// Members of every object of j, all levels.
+size_t members(const json &j)
+{
+	size_t n = 0;
+	if (j.is_object())
+		for (const auto &[k, v] : j.items())
+			n += 1 + members(v);
+	else if (j.is_array())
+		for (const auto &v : j)
+			n += members(v);
+	return n;
+}
+
+} // namespace
+
 json parse_json_unique_keys(std::string_view text)
 {
 	// nlohmann keeps the last of two equal keys: {"name":"a","name":"b"}
-	// would silently be "b". Depth is bounded by the callers' checks.
-	std::vector<std::set<std::string>> keys;
-	json::parser_callback_t cb = [&](int, json::parse_event_t ev, json &parsed) {
-		if (ev == json::parse_event_t::object_start)
-			keys.emplace_back();
-		else if (ev == json::parse_event_t::object_end && !keys.empty())
-			keys.pop_back();
-		else if (ev == json::parse_event_t::key && !keys.empty() &&
-			 !keys.back().insert(parsed.get<std::string>()).second)
-			throw DuplicateKey("duplicate key \"" + parsed.get<std::string>() + "\" in an object");
-		return true;
-	};
-	return json::parse(text, cb);
+	// would silently be "b". Each repeat leaves one member fewer than the
+	// keys written, so a count tells; the slow search for the key runs only
+	// then. (A callback parser with a key set per object cost 10x a parse.)
+	// Depth is bounded by the callers' checks.
+	json j = json::parse(text);
+	KeyScan scan;
+	json::sax_parse(text, &scan);
+	if (scan.total == members(j))
+		return j;
+	KeyScan find;
+	find.find = true;
+	json::sax_parse(text, &find);
+	throw DuplicateKey("duplicate key \"" + find.repeated + "\" in an object");
 }
 
 Result<json> parse_json_text(std::string_view text, const std::string &what)

@@ -267,6 +267,9 @@ TEST(StateFile, DuplicateKeysAreAnError)
 	ASSERT_TRUE(ok) << ok.error();
 	EXPECT_EQ((*ok)["b"][1]["a"], 2);
 	EXPECT_FALSE(parse_json_text(R"({"a":1,"b":{},"a":2})", "f.json"));
+	auto nested = parse_json_text(R"({"a":{"x":1,"y":2},"b":[{"c":{"d":1,"d":{}}}]})", "f.json");
+	ASSERT_FALSE(nested);
+	EXPECT_EQ(nested.error(), "f.json: duplicate key \"d\" in an object");
 }
 
 // Backends print as --backend takes them: IPv6 in brackets.
