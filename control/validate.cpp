@@ -482,6 +482,11 @@ private:
 							" private endpoints, more than the limit of " +
 							std::to_string(LG_MAX_PRIVATE_ENDPOINTS));
 		std::map<std::pair<std::string, std::string>, std::string> conns;
+		// (server, endpoint) of every connection that is addressed.
+		std::set<std::pair<std::string, std::string>> connected;
+		for (const auto &pe : s_.privateEndpoints)
+			if (pe.connectionPresent)
+				connected.emplace(pe.server, pe.name);
 		for (size_t i = 0; i < s_.privateEndpoints.size(); i++) {
 			const PrivateEndpoint &pe = s_.privateEndpoints[i];
 			std::string p = at("privateEndpoints", pe.name, i);
@@ -508,12 +513,11 @@ private:
 				// name (docs/agent.md): one that takes another endpoint's
 				// name would be approved in that endpoint's stead.
 				// (Deleted connections are not addressed.)
-				for (const auto &o : s_.privateEndpoints)
-					if (&o != &pe && pe.connectionPresent && o.connectionPresent &&
-					    o.name == pe.connectionName && o.server == pe.server)
-						add(p, "connectionName '" + pe.connectionName +
-							       "' is the name of private endpoint " + o.name + " on server " +
-							       pe.server + "; a connection may not take another endpoint's name");
+				if (pe.connectionPresent && pe.connectionName != pe.name &&
+				    connected.count({pe.server, pe.connectionName}))
+					add(p, "connectionName '" + pe.connectionName + "' is the name of private endpoint " +
+						       pe.connectionName + " on server " + pe.server +
+						       "; a connection may not take another endpoint's name");
 			}
 			const std::string &st = pe.connectionState.status;
 			if (!one_of(st, {"Pending", "Approved", "Rejected", "Disconnected"}))
