@@ -517,6 +517,38 @@ TEST(PrivateIp, NicInsideItsSubnet)
 	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic: privateIPAddress 10.9.9.9 is outside subnet clients (10.1.1.0/24)"));
 }
 
+// Azure keeps an IPv4 subnet's first four addresses and its last.
+TEST(PrivateIp, AzureReservedAddressesAreRefused)
+{
+	for (const char *ip : {"10.1.1.0", "10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.1.255"}) {
+		State s = base();
+		pe(s).privateIPAddress = ip;
+		EXPECT_TRUE(HasError(s, std::string("privateEndpoints/pe-east: privateIPAddress ") + ip +
+						" is reserved by Azure in subnet clients (10.1.1.0/24): the first four "
+						"addresses and the last are"))
+			<< ip;
+		s = base();
+		s.networkInterfaces[0].privateIPAddress = ip;
+		EXPECT_TRUE(HasError(s, std::string("networkInterfaces/vm1-nic: privateIPAddress ") + ip +
+						" is reserved by Azure in subnet clients (10.1.1.0/24): the first four "
+						"addresses and the last are"))
+			<< ip;
+	}
+	// The first and last usable ones: .4 (base()'s NIC) and .254.
+	State s = base();
+	ASSERT_EQ(s.networkInterfaces[0].privateIPAddress, "10.1.1.4");
+	pe(s).privateIPAddress = "10.1.1.254";
+	EXPECT_TRUE(IsValid(s));
+	// A /29 keeps three: .4 to .6.
+	s = base();
+	clients(s).addressPrefix = "10.1.1.0/29";
+	pe(s).privateIPAddress = "10.1.1.6";
+	EXPECT_TRUE(IsValid(s));
+	pe(s).privateIPAddress = "10.1.1.7";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: privateIPAddress 10.1.1.7 is reserved by Azure in subnet "
+				"clients (10.1.1.0/29): the first four addresses and the last are"));
+}
+
 TEST(PrivateIp, OneEndpointPerVnetAndIp)
 {
 	State s = base();
