@@ -97,6 +97,31 @@ std::string printable(std::string_view s)
 	return out;
 }
 
+// JSON text with DEL and the C1 controls as \u escapes. JSON lets both
+// stand raw, and U+009B is a CSI to some terminals; outside strings, dump()
+// writes neither, so every one of them is inside a string.
+std::string terminal_safe_json(const std::string &text)
+{
+	std::string out;
+	out.reserve(text.size());
+	for (size_t i = 0; i < text.size(); i++) {
+		unsigned char c = static_cast<unsigned char>(text[i]);
+		if (c == 0x7f) {
+			out += "\\u007f";
+		} else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xa0 &&
+			   static_cast<unsigned char>(text[i + 1]) >= 0x80) {
+			static const char hex[] = "0123456789abcdef";
+			unsigned v = static_cast<unsigned char>(text[++i]);
+			out += "\\u00";
+			out += hex[v >> 4];
+			out += hex[v & 15];
+		} else {
+			out += char(c);
+		}
+	}
+	return out;
+}
+
 int fail(int code, const std::string &message)
 {
 	std::fprintf(stderr, "ERROR: %s\n", printable(message).c_str());
@@ -730,7 +755,7 @@ void print_result(Kind kind, const json &result, bool table)
 	if (result.is_null())
 		return; // az prints nothing for a delete
 	if (!table) {
-		std::printf("%s\n", result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+		std::printf("%s\n", terminal_safe_json(result.dump(2, ' ', false, json::error_handler_t::replace)).c_str());
 		return;
 	}
 	json r = result;

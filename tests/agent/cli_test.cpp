@@ -641,6 +641,17 @@ TEST_F(CliTest, TableCellsEscapeControlCharacters)
 	EXPECT_NE(out.find("cut\\x00here\n"), std::string::npos) << out;
 	out = table_with("\xc2\x9b" "31mC1 \xc3\xa9"); // U+009B is CSI; é stays
 	EXPECT_NE(out.find("\\u009b31mC1 \xc3\xa9\n"), std::string::npos) << out;
+
+	// -o json: valid JSON either way, DEL and C1 as escapes.
+	table_with("\x7f \xc2\x9b" "31m \xc2\x80\xc2\xa0 \xc3\xa9");
+	CtlRun j = ctl({"mysql", "server", "private-endpoint-connection", "list", "-s", "db1"});
+	EXPECT_EQ(j.code, 0) << j.err;
+	EXPECT_EQ(j.out.find('\x7f'), std::string::npos) << j.out;
+	EXPECT_EQ(j.out.find("\xc2\x9b"), std::string::npos) << j.out;
+	EXPECT_NE(j.out.find("\\u007f \\u009b31m \\u0080\xc2\xa0 \xc3\xa9"), std::string::npos) << j.out;
+	json back = json::parse(j.out);
+	EXPECT_EQ(back[0]["privateLinkServiceConnectionState"]["description"], "\x7f \xc2\x9b" "31m \xc2\x80\xc2\xa0 \xc3\xa9")
+		<< j.out;
 }
 
 TEST_F(CliTest, TableBracketsIpv6Backends)
