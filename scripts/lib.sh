@@ -43,6 +43,29 @@ ensure_bpffs() {
   fi
 }
 
+# What a killed test run left behind before its cleanup ran. Test objects
+# carry the test process's pid in their names: namespaces lgt<pid>-*, pins
+# under /sys/fs/bpf, DPDK runtime dirs. Only a pid that no longer runs is
+# swept.
+sweep_test_leftovers() {
+  local n d pid
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $n =~ ^lgt([0-9]+)- ]] || continue
+    pid=${BASH_REMATCH[1]}
+    kill -0 "$pid" 2>/dev/null && continue
+    say "removing namespace $n (left by test process $pid)"
+    ip netns del "$n" || true
+  done
+  for d in /sys/fs/bpf/linkgate-test-* /sys/fs/bpf/lgtest-agent-* /var/run/dpdk/lgt*; do
+    [ -e "$d" ] || continue
+    pid=${d##*-}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    kill -0 "$pid" 2>/dev/null && continue
+    say "removing $d (left by test process $pid)"
+    rm -rf "$d"
+  done
+}
+
 build() {
   if [ ! -f "$LG_BUILD/build.ninja" ]; then
     say "configuring $LG_BUILD"

@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "arm_json.hpp"
 #include "service.hpp"
+#include "temp_dir.hpp"
 
 using json = nlohmann::json;
 using lg::State;
@@ -262,10 +262,10 @@ TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)
 	error("network.service-tag.load", json::object(), lg::agent::kInvalidParams, "serviceTags");
 	// Only a regular file is read: a FIFO would block the agent's one
 	// control thread, a device would never end.
-	std::string dir = ::testing::TempDir() + "lg_service_files";
-	std::filesystem::create_directories(dir);
+	lgtest::TempDir tmp("lg_service_files");
+	ASSERT_TRUE(tmp.made());
+	const std::string &dir = tmp.path();
 	std::string fifo = dir + "/fifo";
-	std::filesystem::remove(fifo);
 	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
 	for (const std::string &f : {fifo, std::string("/dev/zero"), dir})
 		error("network.service-tag.load", {{"file", f}}, lg::agent::kRejected, f + ": not a regular file");
@@ -278,7 +278,6 @@ TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)
 	std::string nul = dir + "/nul.json";
 	std::ofstream(nul) << "{}" << '\0' << R"({"virtualNetworks":5})";
 	error("apply", {{"file", nul}}, lg::agent::kRejected, nul + ": a NUL byte");
-	std::filesystem::remove_all(dir);
 	error("network.service-tag.load", {{"serviceTags", {{"values", 3}}}}, lg::agent::kRejected,
 	      "serviceTags: values must be an array");
 }

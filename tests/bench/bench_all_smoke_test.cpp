@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 
 static std::string slurp(const std::string &p)
@@ -36,14 +38,15 @@ static std::string links()
 
 TEST(BenchSmoke, AllQuickWritesJsonAndPlots)
 {
-	char dir[] = "/tmp/lgbench-all-smoke.XXXXXX";
-	ASSERT_NE(mkdtemp(dir), nullptr);
-	std::string out = std::string(dir) + "/out";
+	lgtest::TempDir tmp("lgbench-all-smoke");
+	ASSERT_TRUE(tmp.made());
+	const std::string &dir = tmp.path();
+	std::string out = dir + "/out";
 	std::string before = links();
 	std::string cmd = "timeout 120 " + std::string(LG_BENCH_BIN) + " all --quick -q --out " + out + " > " + dir +
 			  "/stdout.txt 2> " + dir + "/stderr.txt";
 	int rc = std::system(cmd.c_str());
-	std::string text = slurp(std::string(dir) + "/stdout.txt") + slurp(std::string(dir) + "/stderr.txt");
+	std::string text = slurp(dir + "/stdout.txt") + slurp(dir + "/stderr.txt");
 	ASSERT_EQ(rc, 0) << text;
 	EXPECT_NE(text.find("target"), std::string::npos) << text;
 
@@ -95,5 +98,4 @@ TEST(BenchSmoke, AllQuickWritesJsonAndPlots)
 	}
 	// Everything it created lived in its own namespaces.
 	EXPECT_EQ(links(), before);
-	fs::remove_all(dir);
 }

@@ -7,18 +7,19 @@
 #include <stdlib.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 TEST(BenchSmoke, DpdkWritesItsJson)
 {
-	char dir[] = "/tmp/lgbench-dpdk.XXXXXX";
-	ASSERT_NE(mkdtemp(dir), nullptr);
-	std::string d = dir, json = d + "/dpdk.json";
+	lgtest::TempDir tmp("lgbench-dpdk");
+	ASSERT_TRUE(tmp.made());
+	std::string d = tmp.path(), json = d + "/dpdk.json";
 	std::string cmd = std::string(LG_BENCH_BIN) +
 			  " dpdk --flows 1000 --repeats 1 --seconds 2 --algs scalar --acl-layouts ipv4 linkgate"
 			  " --acl-packets 100000 -q --workdir " + d + " --json " + json + " > " + d + "/out.txt 2>&1";
@@ -70,5 +71,4 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	EXPECT_GT(e["linkgate"]["window"]["fast_share"][0].get<double>(), 0.9);
 	ASSERT_EQ(e["testpmd"]["mpps"].size(), 1u);
 	ASSERT_TRUE(j["ratios"].is_array());
-	std::filesystem::remove_all(d);
 }

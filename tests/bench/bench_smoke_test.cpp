@@ -5,23 +5,25 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 TEST(BenchSmoke, XdpCostWritesItsJson)
 {
-	char dir[] = "/tmp/lgbench.XXXXXX";
-	ASSERT_NE(mkdtemp(dir), nullptr);
-	std::string json = std::string(dir) + "/xdp-cost.json";
+	lgtest::TempDir tmp("lgbench");
+	ASSERT_TRUE(tmp.made());
+	const std::string &dir = tmp.path();
+	std::string json = dir + "/xdp-cost.json";
 	std::string cmd = std::string(LG_BENCH_BIN) +
 			  " xdp-cost --repeat 200 --rounds 2 --warmup 0 --flows 64 -q --json " + json + " > " + dir +
 			  "/out.txt 2>&1";
 	int rc = std::system(cmd.c_str());
-	std::ifstream out(std::string(dir) + "/out.txt");
+	std::ifstream out(dir + "/out.txt");
 	std::string text((std::istreambuf_iterator<char>(out)), {});
 	ASSERT_EQ(rc, 0) << text;
 	EXPECT_NE(text.find("established / bare"), std::string::npos) << text;
@@ -46,5 +48,4 @@ TEST(BenchSmoke, XdpCostWritesItsJson)
 			EXPECT_TRUE(r.contains("met_median")) << r["name"];
 		}
 	}
-	std::filesystem::remove_all(dir);
 }
