@@ -244,7 +244,10 @@ int main(int argc, char **argv)
 	std::string state_file;
 	std::vector<std::string> explain;
 	app.add_option("--state", state_file, "state file (ARM JSON)")->check(CLI::ExistingFile);
+	std::string egress_vnet;
 	app.add_option("--explain", explain, "VNET SRC DST PROTO SPORT DPORT: decide one new flow")->expected(6);
+	app.add_option("--egress-vnet", egress_vnet,
+		       "VNet of the interface the flow leaves by (peered VNets); default: VNET");
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
@@ -285,7 +288,11 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "--explain: ports are 0-65535\n");
 		return 2;
 	}
-	Tuple t{explain[0], *src, *dst, protos[explain[3]], *sport, *dport};
+	if (!egress_vnet.empty() && !st->vnet(egress_vnet)) {
+		std::fprintf(stderr, "--egress-vnet: no VNet %s in the state\n", egress_vnet.c_str());
+		return 2;
+	}
+	Tuple t{explain[0], *src, *dst, protos[explain[3]], *sport, *dport, egress_vnet};
 	Decision d = ev.explain(t);
 	nlohmann::json out{{"verdict", verdict_name(d.verdict)}, {"reason", reason_name(d.reason)},
 			   {"stage", stage_name(d.stage)},     {"nsg", d.nsg},

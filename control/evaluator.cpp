@@ -375,6 +375,7 @@ struct Pkt {
 	uint8_t proto = 0;
 	bool has_ports = false;
 	uint16_t sport = 0, dport = 0;
+	uint32_t egress_vni = 0; // explain's: the egress interface's VNet, when given
 };
 
 bool rule_match(const RuleC &r, const Pkt &p, const VnetC *ctx)
@@ -642,9 +643,13 @@ struct Evaluator::Impl {
 		// destination VNet is that of the egress interface when it has one
 		// (peered VNets, traffic from the backend side), else the packet's.
 		const VnetC *dv = vn;
-		if (auto *rt = route(p.dst))
+		if (p.egress_vni) {
+			if (auto *v = gen->vnet_by_vni(p.egress_vni))
+				dv = v;
+		} else if (auto *rt = route(p.dst)) {
 			if (auto *v = gen->vnet_by_vni(iface_vni(rt->ifindex)))
 				dv = v;
+		}
 		if (const SubnetC *ds = subnet_of(dv, p.dst)) {
 			if (!run_nsg(ds->nsg, true, LG_STAGE_SUBNET_INBOUND, p, dv, r, recheck))
 				return r;
@@ -1279,6 +1284,9 @@ Decision Evaluator::explain(const Tuple &t) const
 	const VnetC *v = impl_->gen->vnet_by_name(t.vnet);
 	Pkt p{v ? v->vni : 0, t.src.is_v4() ? 4 : 6, t.src, t.dst, t.proto, t.proto == kProtoTcp || t.proto == kProtoUdp,
 	      t.sport, t.dport};
+	if (!t.egress_vnet.empty())
+		if (const VnetC *e = impl_->gen->vnet_by_name(t.egress_vnet))
+			p.egress_vni = e->vni;
 	PolicyResult r = impl_->decide(p, false);
 	Impl::apply_policy(d, r);
 	if (!r.allowed)

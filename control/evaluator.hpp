@@ -87,6 +87,10 @@ struct Tuple {
 	Addr src, dst;
 	uint8_t proto = kProtoTcp;
 	uint16_t sport = 0, dport = 0;
+	// The VNet of the interface the packet leaves by, when the caller knows
+	// it (linkgated asks the host's routes): the destination's subnet and
+	// NIC are looked up in it. Empty: the evaluator's own routes, else vnet.
+	std::string egress_vnet = {};
 };
 
 struct Counters {

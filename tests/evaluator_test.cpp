@@ -202,6 +202,37 @@ TEST_F(EvalTest, VirtualNetworkTagHoldsConnectedPeersOnly)
 	EXPECT_EQ(first_rule(), "AllowVnetOutBound");
 }
 
+// explain told the egress interface's VNet (linkgated asks the host's
+// routes for it) looks the destination's subnet and NIC up there, as the
+// dataplanes do with their egress interface; without it, in the packet's.
+TEST_F(EvalTest, ExplainLooksTheDestinationUpInTheEgressVnet)
+{
+	VirtualNetwork peer;
+	peer.name = "peer-vnet";
+	peer.addressPrefixes = {"10.9.0.0/16"};
+	peer.subnets = {{"far", "10.9.1.0/24", "", {}, "Disabled"}};
+	peer.peerings = {"client-vnet"};
+	state.virtualNetworks.push_back(peer);
+	state.virtualNetworks[0].peerings.push_back("peer-vnet");
+	state.nsg("clients-nsg")->securityRules.push_back(
+		lg::testing::make_rule("no-peer-web", 300, "Inbound", "Deny", "Tcp", "10.9.0.0/16", "*", "80"));
+	commit(state);
+	Evaluator routeless{HostConfig{}}; // as linkgated's: no routes of its own
+	ASSERT_TRUE(routeless.commit(state).ok());
+	Tuple t{"peer-vnet", A("10.9.1.10"), A("10.1.1.50"), kProtoTcp, 1000, 80};
+	Decision d = routeless.explain(t);
+	EXPECT_EQ(d.verdict, LG_VERDICT_FORWARD) << "10.1.1.50 is in no subnet of peer-vnet";
+	t.egress_vnet = "client-vnet";
+	d = routeless.explain(t);
+	EXPECT_EQ(d.verdict, LG_VERDICT_DROP);
+	EXPECT_EQ(d.reason, LG_REASON_NSG_DENY);
+	EXPECT_EQ(d.stage, LG_STAGE_SUBNET_INBOUND);
+	EXPECT_EQ(d.rule, "no-peer-web");
+	// The host's routes give the same answer (the fixture's evaluator).
+	t.egress_vnet.clear();
+	EXPECT_EQ(ev.explain(t).rule, "no-peer-web");
+}
+
 TEST_F(EvalTest, AllowAzureServicesRuleAdmitsAzureCloudOnly)
 {
 	state.server("westus-db")->firewallRules = {{"AllowAllWindowsAzureIps", "0.0.0.0", "0.0.0.0"}};

@@ -383,6 +383,7 @@ json DataplaneChannels::describe() const
 // ---- Dataplanes ----
 
 const CompiledTables *Dataplanes::live_tables() const { return plane_.live_tables(); }
+uint32_t Dataplanes::egress_ifindex(const Addr &dst) const { return plane_.egress_ifindex(dst); }
 
 DataplaneCounters Dataplanes::counters()
 {

@@ -502,6 +502,57 @@ Status Plane::address_events()
 	return xdp_->set_local_addresses(*addrs);
 }
 
+// The kernel's route to dst (RTM_GETROUTE, the lookup the XDP program's
+// bpf_fib_lookup makes): its output interface, 0 without XDP, without a
+// route or on any error. Only explain asks, one request at a time.
+uint32_t Plane::egress_ifindex(const Addr &dst) const
+{
+	if (!xdp_)
+		return 0;
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return 0;
+	timeval tv{1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	bool v4 = dst.is_v4();
+	struct {
+		nlmsghdr h;
+		rtmsg r;
+		alignas(RTA_ALIGNTO) char attr[RTA_SPACE(16)];
+	} req{};
+	req.h.nlmsg_type = RTM_GETROUTE;
+	req.h.nlmsg_flags = NLM_F_REQUEST;
+	req.h.nlmsg_seq = 1;
+	req.r.rtm_family = v4 ? AF_INET : AF_INET6;
+	req.r.rtm_dst_len = v4 ? 32 : 128;
+	auto *a = reinterpret_cast<rtattr *>(req.attr);
+	a->rta_type = RTA_DST;
+	a->rta_len = RTA_LENGTH(v4 ? 4 : 16);
+	std::memcpy(RTA_DATA(a), dst.b.data() + (v4 ? 12 : 0), v4 ? 4 : 16);
+	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg)) + RTA_ALIGN(a->rta_len);
+	uint32_t oif = 0;
+	alignas(nlmsghdr) char buf[8192];
+	ssize_t n = -1;
+	if (send(fd, &req, req.h.nlmsg_len, 0) == ssize_t(req.h.nlmsg_len))
+		n = recv(fd, buf, sizeof buf, 0);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	for (auto *h = reinterpret_cast<nlmsghdr *>(buf); NLMSG_OK(h, size_t(n)); h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_seq != 1)
+			continue;
+		auto *rt = static_cast<rtmsg *>(NLMSG_DATA(h));
+		int len = int(RTM_PAYLOAD(h));
+		for (auto *x = RTM_RTA(rt); RTA_OK(x, len); x = RTA_NEXT(x, len))
+			if (x->rta_type == RTA_OIF && RTA_PAYLOAD(x) >= sizeof(uint32_t))
+				std::memcpy(&oif, RTA_DATA(x), sizeof oif);
+		// A local, unreachable or blackhole route leaves by no interface.
+		if (rt->rtm_type != RTN_UNICAST)
+			oif = 0;
+	}
+	return oif;
+}
+
 void Plane::rebase(const CompiledTables &next)
 {
 	auto move = [](const std::vector<std::string> &old_names, const std::vector<std::string> &new_names,

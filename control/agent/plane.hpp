@@ -53,6 +53,7 @@ public:
 	~Plane() override;
 
 	const CompiledTables *live_tables() const override { return &live_; }
+	uint32_t egress_ifindex(const Addr &dst) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows() override;
 

@@ -931,13 +931,25 @@ struct Service::Impl {
 	// The live generation's answer: from its compiled tables (te_decide, what
 	// the XDP program runs) when a dataplane is attached; the trace, which the
 	// tables do not keep, comes from the reference evaluator.
-	Decision decide(const Tuple &t) const
+	Decision decide(Tuple t) const
 	{
-		Decision d = s.evaluator().explain(t);
 		const CompiledTables *ct = s.dataplane_ ? s.dataplane_->live_tables() : nullptr;
+		// The destination's subnet and NIC are those of the VNet the packet
+		// leaves into, as in the dataplane (peered VNets on their own
+		// interfaces): the egress interface's binding.
+		uint32_t egress = 0;
+		if (ct && !ct->ifaces.empty())
+			egress = s.dataplane_->egress_ifindex(t.dst);
+		uint32_t evni = egress ? te_iface_vni(*ct, egress) : 0;
+		if (evni)
+			for (const auto &v : st().virtualNetworks)
+				if (effective_vni(v) == evni)
+					t.egress_vnet = v.name;
+		Decision d = s.evaluator().explain(t);
 		if (!ct)
 			return d;
 		TePacket p{};
+		p.egress_ifindex = egress;
 		if (const VirtualNetwork *v = st().vnet(t.vnet))
 			p.vni = effective_vni(*v);
 		std::memcpy(p.src, t.src.b.data(), 16);

@@ -70,6 +70,9 @@ public:
 	virtual const CompiledTables *live_tables() const = 0;
 	virtual DataplaneCounters counters() = 0;
 	virtual nlohmann::json flows() = 0; // the `flows` method's result
+	// The interface a packet to dst leaves by, as the dataplane's FIB would
+	// answer (0: not known): explain looks the destination up in its VNet.
+	virtual uint32_t egress_ifindex(const Addr &) const { return 0; }
 	// The attached dataplanes, for `status` ({kind, name, generation, ...}).
 	virtual nlohmann::json describe() { return nlohmann::json::array(); }
 };

@@ -427,6 +427,42 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 	EXPECT_TRUE(local_has("10.1.1.1"));
 }
 
+// explain asks the host's routes which interface the destination leaves
+// by, and looks the destination up in that interface's VNet, as the XDP
+// program does after its bpf_fib_lookup: a packet explained in a peered
+// VNet toward client-vnet meets the clients subnet's Inbound rules.
+TEST_F(AgentRestart, ExplainLooksTheDestinationUpInTheEgressInterfacesVnet)
+{
+	State s = policy("Approved");
+	VirtualNetwork peer;
+	peer.name = "peer-vnet";
+	peer.addressPrefixes = {"10.9.0.0/16"};
+	peer.subnets = {{"far", "10.9.1.0/24", "", {}, "Disabled"}};
+	peer.peerings = {"client-vnet"};
+	s.virtualNetworks[0].peerings = {"peer-vnet"};
+	s.virtualNetworks.push_back(peer);
+	s.networkSecurityGroups[0].securityRules.push_back(
+		lg::testing::make_rule("no-peer-web", 300, "Inbound", "Deny", "Tcp", "10.9.0.0/16", "*", "80"));
+	start_agent(s);
+	auto explain = [&](const char *vnet, const char *src, const char *dst) {
+		return ok("explain", {{"vnetName", vnet}, {"src", src}, {"dst", dst}, {"protocol", "Tcp"}, {"sport", 1000},
+				      {"dport", 80}});
+	};
+	// 10.1.1.0/24 leaves by hc, bound to client-vnet.
+	json e = explain("peer-vnet", "10.9.1.10", "10.1.1.50");
+	EXPECT_EQ(e["verdict"], "drop") << e.dump();
+	EXPECT_EQ(e["reason"], "nsg-deny") << e.dump();
+	EXPECT_EQ(e["stage"], "subnet-inbound") << e.dump();
+	EXPECT_EQ(e["rule"], "no-peer-web") << e.dump();
+	// The same packet from client-vnet itself is not from 10.9.0.0/16.
+	e = explain("client-vnet", "10.1.1.10", "10.1.1.50");
+	EXPECT_EQ(e["verdict"], "forward") << e.dump();
+	// 192.168.20.0/24 leaves by hb, which no VNet is bound to: the packet's
+	// VNet is the destination's, and 192.168.20.11 is in none of its subnets.
+	e = explain("client-vnet", "10.1.1.10", "192.168.20.11");
+	EXPECT_EQ(e["verdict"], "forward") << e.dump();
+}
+
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
