@@ -54,8 +54,8 @@ struct DpdkOptions {
 	std::string lg_acl_alg; // linkgate-dpdk --acl-alg; "": its default
 	std::string lg_start_marker = "workers, generation";
 	std::vector<std::string> only; // testpmd, linkgate, acl
-	// new: SYNs of flows that never get a reply (every frame a new flow's
-	// full path); established: handshakes completed in a warm-up, then the
+	// new: SYNs of flows that never get a reply (the first pass creates
+	// the flows, which stay new: every frame takes the full path); established: handshakes completed in a warm-up, then the
 	// clients' data frames (the fast path), measured after the warm-up.
 	std::vector<std::string> workloads{"new", "established"};
 	std::string json_path, markdown_path;
@@ -219,7 +219,8 @@ CLI::App *register_dpdk_subcommand(CLI::App &app)
 		      "text linkgate-dpdk prints when it starts forwarding (times the run)")
 		->capture_default_str();
 	c->add_option("--workloads", o.workloads,
-		      "new (SYNs, every frame a new flow), established (handshakes in a warm-up, then data frames)")
+		      "new (SYNs of flows that never see a reply: the first pass creates them, every frame takes the full "
+		      "path), established (handshakes in a warm-up, then data frames)")
 		->check(CLI::IsMember({"new", "established"}))
 		->capture_default_str();
 	c->add_option("--only", o.only, "run only these: testpmd, linkgate, acl")
