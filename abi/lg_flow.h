@@ -55,7 +55,7 @@ LG_STATIC_ASSERT(sizeof(struct lg_flow_key) == 44, "lg_flow_key layout");
 
 enum lg_ct_state {
 	LG_CT_NEW = 0,         /* first packet seen, no reply yet */
-	LG_CT_ESTABLISHED = 1, /* reply seen (TCP: SYN-ACK) */
+	LG_CT_ESTABLISHED = 1, /* reply seen (TCP: the handshake's last ACK after it) */
 	LG_CT_CLOSING = 2,     /* FIN seen in one direction */
 	LG_CT_CLOSED = 3,      /* FIN both ways or RST: ends LG_TIMEOUT_TCP_CLOSE later */
 };
@@ -70,6 +70,7 @@ enum lg_dest_kind {
 #define LG_FLOW_F_FIN_ORIG (1u << 1)
 #define LG_FLOW_F_FIN_REPLY (1u << 2)
 #define LG_FLOW_F_RST (1u << 3)
+#define LG_FLOW_F_REPLIED (1u << 4) /* TCP, NEW: the reply direction has sent (SYN-ACK) */
 
 /* Value stored under both the original and the reply key of a flow. */
 /* Next hop of one direction of a flow as the last full-path packet of that

@@ -152,8 +152,18 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
 {
 	if (e->state == LG_CT_CLOSED)
 		return; /* the close timer runs from the FIN/RST that closed it */
-	if (reply && e->state == LG_CT_NEW)
-		e->state = LG_CT_ESTABLISHED;
+	if (e->state == LG_CT_NEW) {
+		/* TCP is established by the originator's ACK after the reply's
+		 * SYN-ACK: a half-open flow keeps the opening timeout. */
+		if (e->orig.proto != P_TCP) {
+			if (reply)
+				e->state = LG_CT_ESTABLISHED;
+		} else if (reply) {
+			e->flags |= LG_FLOW_F_REPLIED;
+		} else if ((e->flags & LG_FLOW_F_REPLIED) && (tcp_flags & 0x12) == 0x10) {
+			e->state = LG_CT_ESTABLISHED;
+		}
+	}
 	if (e->orig.proto == P_TCP) {
 		if (tcp_flags & 0x01)
 			e->flags |= reply ? LG_FLOW_F_FIN_REPLY : LG_FLOW_F_FIN_ORIG;

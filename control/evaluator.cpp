@@ -413,6 +413,7 @@ struct Flow {
 	uint64_t expires = 0;
 	lg_ct_state state = LG_CT_NEW;
 	bool fin_orig = false, fin_reply = false;
+	bool replied = false; // TCP, NEW: the reply direction has sent (SYN-ACK)
 	lg_dest_kind kind = LG_DEST_ROUTED;
 	int object = -1; // PE index in the ingress VNet, or server index (by name below)
 	std::string pe, server;
@@ -978,8 +979,18 @@ struct Evaluator::Impl {
 	{
 		if (f.state == LG_CT_CLOSED)
 			return; // the close timer runs from the FIN/RST that closed it
-		if (reply && f.state == LG_CT_NEW)
-			f.state = LG_CT_ESTABLISHED;
+		if (f.state == LG_CT_NEW) {
+			// TCP is established by the originator's ACK after the reply's
+			// SYN-ACK: a half-open flow keeps the opening timeout.
+			if (f.orig.proto != kProtoTcp) {
+				if (reply)
+					f.state = LG_CT_ESTABLISHED;
+			} else if (reply) {
+				f.replied = true;
+			} else if (f.replied && (tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck) {
+				f.state = LG_CT_ESTABLISHED;
+			}
+		}
 		if (f.orig.proto == kProtoTcp) {
 			if (tcp_flags & kTcpFin)
 				(reply ? f.fin_reply : f.fin_orig) = true;

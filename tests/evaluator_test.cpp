@@ -469,9 +469,17 @@ TEST_F(EvalTest, TimeoutsAndClose)
 	expect_forward(from_client(1, kTcpSyn));
 	now += 31 * kSec;
 	expect_drop(from_client(1, kTcpAck), LG_REASON_CT_INVALID);
-	// Established: 240 s idle.
+	// Half-open: a SYN-ACK nobody acknowledges keeps the opening 30 s.
+	expect_forward(from_client(5, kTcpSyn));
+	expect_forward(from_backend(5, kTcpSyn | kTcpAck), kBackendIf);
+	now += 29 * kSec;
+	expect_forward(from_backend(5, kTcpSyn | kTcpAck), kBackendIf);
+	now += 31 * kSec;
+	expect_drop(from_client(5, kTcpAck), LG_REASON_CT_INVALID);
+	// Established by the client's ACK after the SYN-ACK: 240 s idle.
 	expect_forward(from_client(2, kTcpSyn));
 	expect_forward(from_backend(2, kTcpSyn | kTcpAck), kBackendIf);
+	expect_forward(from_client(2, kTcpAck));
 	now += 239 * kSec;
 	expect_forward(from_client(2, kTcpAck));
 	now += 240 * kSec;

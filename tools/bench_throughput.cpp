@@ -260,7 +260,7 @@ Result<SampleOut> sample(Env &e, Case &c, uint64_t frames)
 }
 
 // Establish flow 0 for real (SYN from the client, SYN-ACK from the
-// backend), then copy it to flows 1..n-1 (same entry, the client address
+// backend, the client's ACK), then copy it to flows 1..n-1 (same entry, the client address
 // and port of flow i): what n established connections leave in the table.
 Status make_flows(Env &e, Lg &lg, uint64_t n)
 {
@@ -287,6 +287,14 @@ Status make_flows(Env &e, Lg &lg, uint64_t n)
 			      .tcp(be_port, 1024, kTcpSyn | kTcpAck, 5000, 1001)
 			      .build();
 	r = lg.dp->run(synack, e.out_if);
+	if (!r)
+		return err(r.error());
+	auto ack = PacketBuilder()
+			   .eth(kGenMac, e.in_mac)
+			   .ipv4(ip4(kSrcBase), ip4(e.pe), 64)
+			   .tcp(1024, 3306, kTcpAck, 1001, 5001)
+			   .build();
+	r = lg.dp->run(ack, e.in_if);
 	if (!r)
 		return err(r.error());
 	int fd = bpf_map__fd(lg.dp->skeleton()->maps.lg_flows);

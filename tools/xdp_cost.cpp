@@ -549,7 +549,9 @@ int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohm
 	{
 		auto syn = tcp_frame(kClientMac, vnet_mac, ef.src, ef.dst, ef.sport, ef.dport, kTcpSyn, 1000, 0);
 		auto synack = tcp_frame(kBackendMac, be_mac, be_addr, ef.src, be_port, ef.sport, kTcpSyn | kTcpAck, 5000, 1001);
-		for (auto &[f, ifx] : std::vector<std::pair<std::vector<uint8_t>, uint32_t>>{{syn, vnet_if}, {synack, be_if}}) {
+		auto ack = tcp_frame(kClientMac, vnet_mac, ef.src, ef.dst, ef.sport, ef.dport, kTcpAck, 1001, 5001);
+		for (auto &[f, ifx] :
+		     std::vector<std::pair<std::vector<uint8_t>, uint32_t>>{{syn, vnet_if}, {synack, be_if}, {ack, vnet_if}}) {
 			auto r = big.dp->run(f, ifx);
 			if (!r)
 				return fail(r.error());

@@ -204,6 +204,32 @@ TEST_F(XdpTest, PrivateEndpointConversation)
 	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "ACK after the flow expired");
 }
 
+// A TCP flow is established by the client's ACK after the SYN-ACK; a
+// SYN-ACK nobody acknowledges keeps the opening 30 s (docs/decisions.md).
+TEST_F(XdpTest, HalfOpenFlowKeepsTheOpeningTimeout)
+{
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_EQ(fl[0].state, LG_CT_NEW);
+	pair->advance(29 * kSec);
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK again", backend_if);
+	pair->advance(31 * kSec);
+	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "half-open: gone 30 s after its last packet");
+	// The handshake's ACK establishes it: 240 s idle.
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK");
+	fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_EQ(fl[0].state, LG_CT_ESTABLISHED);
+	pair->advance(239 * kSec);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK 239 s later");
+}
+
 TEST_F(XdpTest, PrivateEndpointChecks)
 {
 	expect(syn("10.1.1.10", "10.1.1.100", 40000, 80), LG_VERDICT_DROP, LG_REASON_PE_PORT, "port 80");
@@ -299,6 +325,7 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 	expect(syn("10.1.1.10", "20.10.2.5"), LG_VERDICT_DROP, LG_REASON_CT_CLASH, "same port, same backend, public IP");
 	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the first flow keeps its replies", backend_if);
 	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's ACK establishes the flow (full path)");
 	// Within the next hop's cached second the fast path refreshes the
 	// client's copy only: the reply copy expires first.
 	pair->advance(kSec / 2);
