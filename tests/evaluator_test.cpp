@@ -359,6 +359,48 @@ TEST_F(EvalTest, NsgDefaultDenyAndInbound)
 	EXPECT_EQ(e.stage, LG_STAGE_SUBNET_INBOUND);
 }
 
+// The default rule AllowAzureLoadBalancerInBound (65001): the
+// AzureLoadBalancer tag's 168.63.129.16 comes in where no custom rule
+// matches, at the subnet's NSG and the NIC's; other Internet sources meet
+// DenyAllInBound.
+TEST_F(EvalTest, AzureLoadBalancerInBoundDefaultRule)
+{
+	NetworkSecurityGroup sub, nic;
+	sub.name = "web-nsg";
+	sub.defaultSecurityRules = default_security_rules();
+	sub.securityRules = {rule("ssh-from-clients", 100, "Inbound", "Allow", "Tcp", "10.1.1.0/24", "*", "22"),
+			     rule("no-telnet", 110, "Inbound", "Deny", "Tcp", "*", "*", "23")};
+	nic.name = "web-vm-nsg";
+	nic.defaultSecurityRules = default_security_rules();
+	nic.securityRules = {rule("no-smtp", 100, "Inbound", "Deny", "Tcp", "*", "*", "25")};
+	state.networkSecurityGroups.push_back(sub);
+	state.networkSecurityGroups.push_back(nic);
+	state.virtualNetworks[0].subnets.push_back({"web", "10.1.5.0/24", "web-nsg", {}, "Disabled"});
+	state.networkInterfaces.push_back({"web-vm-nic", "client-vnet", "web", "10.1.5.7", "web-vm-nsg"});
+	commit(state);
+	auto probe = [&](const char *src) { return b2c().ipv4(src, "10.1.5.7").tcp(5000, 80, kTcpSyn).build(); };
+	Decision lb = expect_forward(probe("168.63.129.16"), kBackendIf);
+	EXPECT_EQ(lb.stage, LG_STAGE_NIC_INBOUND);
+	EXPECT_EQ(lb.nsg, "web-vm-nsg");
+	EXPECT_EQ(lb.rule, "AllowAzureLoadBalancerInBound");
+	ASSERT_EQ(lb.trace.size(), 2u);
+	EXPECT_EQ(lb.trace[0].stage, LG_STAGE_SUBNET_INBOUND);
+	EXPECT_EQ(lb.trace[0].object, "web-nsg");
+	EXPECT_EQ(lb.trace[0].rule, "AllowAzureLoadBalancerInBound");
+	EXPECT_TRUE(lb.trace[0].allowed);
+	EXPECT_EQ(ev.counters().rule_hits.at("web-nsg/AllowAzureLoadBalancerInBound"), 1u);
+	EXPECT_EQ(ev.counters().rule_hits.at("web-vm-nsg/AllowAzureLoadBalancerInBound"), 1u);
+	for (const char *src : {"168.63.129.17", "203.0.113.5"}) {
+		Decision d = expect_drop(probe(src), LG_REASON_NSG_DEFAULT_DENY, kBackendIf);
+		EXPECT_EQ(d.rule, "DenyAllInBound") << src;
+		EXPECT_EQ(d.stage, LG_STAGE_SUBNET_INBOUND) << src;
+	}
+	// A custom rule that matches still comes first (priority 110 < 65001).
+	Decision t = expect_drop(b2c().ipv4("168.63.129.16", "10.1.5.7").tcp(5001, 23, kTcpSyn).build(), LG_REASON_NSG_DENY,
+				 kBackendIf);
+	EXPECT_EQ(t.rule, "no-telnet");
+}
+
 TEST_F(EvalTest, NicNsgBeforeSubnetOutbound)
 {
 	NetworkSecurityGroup nic;
@@ -537,6 +579,157 @@ TEST_F(EvalTest, GenerationRecheckHonoursFlushConnection)
 	EXPECT_EQ(ev.flow_count(), 0u);
 }
 
+// SPEC §4: the public endpoint stage is checked again whenever a flow's next
+// packet sees a newer generation, not only for publicNetworkAccess: a flow
+// admitted by a firewall range ends when that range goes, one admitted by a
+// VNet rule when that rule goes; a change that leaves its rule keeps it.
+TEST_F(EvalTest, PublicEndpointFlowsEndWithTheRuleThatAdmittedThem)
+{
+	MySqlServer &w = *state.server("westus-db");
+	w.firewallRules = {{"clients", "10.1.1.0", "10.1.1.255"}, {"office", "203.0.113.0", "203.0.113.255"}};
+	w.virtualNetworkRules = {{"sqlep-rule", "client-vnet", "sqlep"}};
+	commit(state);
+	// The backend's answer to a forwarded frame (SYN-ACK or ACK).
+	auto answer = [&](const Decision &d, uint8_t fl) {
+		Parsed o = parsed(d.frame);
+		return b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, fl).build();
+	};
+	// allow-sql-westus lets 20.10.1.5:3306 out of the clients subnet; sqlep has no NSG.
+	Decision fw = expect_forward(syn("10.1.1.10", "20.10.1.5"));
+	Decision ep = expect_forward(syn("10.1.2.10", "20.10.1.5", 40001));
+	ASSERT_FALSE(fw.trace.empty());
+	EXPECT_EQ(fw.trace.back().rule, "firewall");
+	ASSERT_FALSE(ep.trace.empty());
+	EXPECT_EQ(ep.trace.back().rule, "vnet-rule");
+	expect_forward(answer(fw, kTcpSyn | kTcpAck), kBackendIf);
+	expect_forward(answer(ep, kTcpSyn | kTcpAck), kBackendIf);
+	auto fw_ack = c2s().ipv4("10.1.1.10", "20.10.1.5").tcp(40000, 3306, kTcpAck).build();
+	auto ep_ack = c2s().ipv4("10.1.2.10", "20.10.1.5").tcp(40001, 3306, kTcpAck).build();
+
+	// Another range goes: both flows keep their rules.
+	w.firewallRules = {{"clients", "10.1.1.0", "10.1.1.255"}};
+	commit(state);
+	EXPECT_EQ(expect_forward(fw_ack).stage, LG_STAGE_CONNTRACK);
+	EXPECT_EQ(expect_forward(ep_ack).stage, LG_STAGE_CONNTRACK);
+
+	// The range that admitted the first flow goes (the server keeps a rule).
+	w.firewallRules = {{"office", "203.0.113.0", "203.0.113.255"}};
+	commit(state);
+	Decision cut = expect_drop(fw_ack, LG_REASON_FIREWALL_NO_MATCH);
+	EXPECT_EQ(cut.stage, LG_STAGE_PUBLIC_ENDPOINT);
+	EXPECT_EQ(ev.flow_count(), 1u);
+	expect_drop(answer(fw, kTcpAck), LG_REASON_CT_INVALID, kBackendIf);
+	// Service-endpoint traffic: IP rules never applied to it.
+	EXPECT_EQ(expect_forward(ep_ack).stage, LG_STAGE_CONNTRACK);
+
+	// The VNet rule goes: the second flow ends too.
+	w.virtualNetworkRules.clear();
+	commit(state);
+	cut = expect_drop(ep_ack, LG_REASON_VNET_RULE_NO_MATCH);
+	EXPECT_EQ(cut.stage, LG_STAGE_PUBLIC_ENDPOINT);
+	EXPECT_EQ(ev.flow_count(), 0u);
+	expect_drop(answer(ep, kTcpAck), LG_REASON_CT_INVALID, kBackendIf);
+}
+
+// SPEC §4, flushConnection per NSG: the re-check runs the NSGs on the path
+// that have flushConnection = true and only those. A NIC NSG without it
+// that now denies does not cut a flow its subnet's flushing NSG still
+// allows, and the other way round; the level with flush that denies cuts.
+TEST_F(EvalTest, FlushConnectionIsPerNsgOnThePath)
+{
+	NetworkSecurityGroup nic;
+	nic.name = "vm-nsg";
+	nic.defaultSecurityRules = default_security_rules();
+	state.networkSecurityGroups.push_back(nic);
+	state.networkInterfaces.push_back({"vm1-nic", "client-vnet", "clients", "10.1.1.10", "vm-nsg"});
+	const SecurityRule no_web = rule("no-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443");
+	auto out = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(sp, 443, fl).build(); };
+	auto back = [&](uint16_t sp, uint8_t fl) { return b2c().ipv4("8.8.8.8", "10.1.1.10").tcp(443, sp, fl).build(); };
+	auto open = [&](uint16_t sp) {
+		EXPECT_TRUE(expect_forward(out(sp, kTcpSyn)).flow_created);
+		expect_forward(back(sp, kTcpSyn | kTcpAck), kBackendIf);
+	};
+
+	// The NIC's NSG (no flush) denies now; the subnet's (flush) allows: kept.
+	state.nsg("clients-nsg")->flushConnection = true;
+	commit(state);
+	open(1);
+	state.nsg("vm-nsg")->securityRules = {no_web};
+	commit(state);
+	EXPECT_EQ(expect_forward(out(1, kTcpAck)).stage, LG_STAGE_CONNTRACK);
+	EXPECT_EQ(expect_forward(back(1, kTcpAck), kBackendIf).stage, LG_STAGE_CONNTRACK);
+	Decision fresh = expect_drop(out(2, kTcpSyn), LG_REASON_NSG_DENY);
+	EXPECT_EQ(fresh.stage, LG_STAGE_NIC_OUTBOUND);
+	// Flush moves to the NIC's NSG, which denies: cut, with its rule.
+	state.nsg("vm-nsg")->flushConnection = true;
+	state.nsg("clients-nsg")->flushConnection = false;
+	commit(state);
+	Decision cut = expect_drop(out(1, kTcpAck), LG_REASON_NSG_DENY);
+	EXPECT_EQ(cut.stage, LG_STAGE_NIC_OUTBOUND);
+	EXPECT_EQ(cut.nsg, "vm-nsg");
+	EXPECT_EQ(cut.rule, "no-web");
+	EXPECT_EQ(ev.flow_count(), 0u);
+
+	// Reversed: the subnet's NSG (no flush) denies now; the NIC's (flush) allows: kept.
+	state.nsg("vm-nsg")->securityRules.clear();
+	commit(state);
+	open(3);
+	state.nsg("clients-nsg")->securityRules.push_back(no_web);
+	commit(state);
+	EXPECT_EQ(expect_forward(out(3, kTcpAck)).stage, LG_STAGE_CONNTRACK);
+	fresh = expect_drop(out(4, kTcpSyn), LG_REASON_NSG_DENY);
+	EXPECT_EQ(fresh.stage, LG_STAGE_SUBNET_OUTBOUND);
+	// Flush on the subnet's NSG too: it denies, cut.
+	state.nsg("clients-nsg")->flushConnection = true;
+	commit(state);
+	cut = expect_drop(out(3, kTcpAck), LG_REASON_NSG_DENY);
+	EXPECT_EQ(cut.stage, LG_STAGE_SUBNET_OUTBOUND);
+	EXPECT_EQ(cut.nsg, "clients-nsg");
+	EXPECT_EQ(cut.rule, "no-web");
+	EXPECT_EQ(ev.flow_count(), 0u);
+}
+
+// SPEC §4 "a flow ends 10 s after a FIN in both directions or an RST";
+// a FIN one way is closing (docs/decisions.md: 30 s, the SPEC's TCP
+// opening/closing timeout), neither closed at 10 s nor established (240 s).
+TEST_F(EvalTest, FinOneWayKeepsTheFlowForTheClosingTimeout)
+{
+	auto from_client = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(sp, 3306, fl).build(); };
+	auto from_backend = [&](uint16_t dp, uint8_t fl) {
+		return b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, dp, fl).build();
+	};
+	auto state_of_the_flow = [&] {
+		auto fl = ev.flows();
+		return fl.size() == 1 ? fl[0].state : LG_CT_NEW;
+	};
+	for (bool client_fin : {true, false}) {
+		SCOPED_TRACE(client_fin ? "FIN from the client" : "FIN from the backend");
+		uint16_t sp = client_fin ? 1 : 2;
+		expect_forward(from_client(sp, kTcpSyn));
+		expect_forward(from_backend(sp, kTcpSyn | kTcpAck), kBackendIf);
+		expect_forward(from_client(sp, kTcpAck));
+		EXPECT_EQ(state_of_the_flow(), LG_CT_ESTABLISHED);
+		if (client_fin)
+			expect_forward(from_client(sp, kTcpFin | kTcpAck));
+		else
+			expect_forward(from_backend(sp, kTcpFin | kTcpAck), kBackendIf);
+		EXPECT_EQ(state_of_the_flow(), LG_CT_CLOSING);
+		// Past the 10 s of a closed flow: the other side still sends.
+		now += 11 * kSec;
+		if (client_fin)
+			EXPECT_EQ(expect_forward(from_backend(sp, kTcpAck | kTcpPsh), kBackendIf).stage, LG_STAGE_CONNTRACK);
+		else
+			EXPECT_EQ(expect_forward(from_client(sp, kTcpAck | kTcpPsh)).stage, LG_STAGE_CONNTRACK);
+		now += 29 * kSec;
+		EXPECT_EQ(expect_forward(from_client(sp, kTcpAck)).stage, LG_STAGE_CONNTRACK);
+		EXPECT_EQ(state_of_the_flow(), LG_CT_CLOSING);
+		// 31 s idle: the closing timeout, not the established 240 s.
+		now += 31 * kSec;
+		expect_drop(from_client(sp, kTcpAck), LG_REASON_CT_INVALID);
+		EXPECT_EQ(ev.flow_count(), 0u);
+	}
+}
+
 TEST_F(EvalTest, RejectedCommitChangesNothing)
 {
 	uint64_t g = ev.generation();
@@ -624,6 +817,54 @@ TEST_F(EvalTest, FragmentsFollowTheFirst)
 	auto tiny = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(80, 0, true).raw_l4(kProtoTcp, {0x9c, 0x40, 0x0c, 0xea, 0, 0, 0, 1}).build();
 	expect_drop(tiny, LG_REASON_MALFORMED);
 	(void)f;
+}
+
+// SPEC §3 step 2: the fragment memory is keyed by (VNet, src, dst, proto,
+// id). A second tenant VNet with the same address space on another
+// interface: its fragments with the same addresses and id are its own.
+TEST_F(EvalTest, FragmentMemoryIsPerVnet)
+{
+	const Mac tenant_if_mac{0x02, 0, 0, 0, 3, 1};
+	HostConfig h = host();
+	h.interfaces.push_back({3, tenant_if_mac, "tenant-vnet"});
+	Evaluator two(h);
+	VirtualNetwork t;
+	t.name = "tenant-vnet";
+	t.addressPrefixes = {"10.1.0.0/16"};
+	t.vni = 4242;
+	t.subnets = {{"apps", "10.1.1.0/24", "tenant-nsg", {}, "Disabled"}};
+	state.virtualNetworks.push_back(t);
+	NetworkSecurityGroup n;
+	n.name = "tenant-nsg";
+	n.defaultSecurityRules = default_security_rules();
+	n.securityRules = {rule("no-mysql", 100, "Outbound", "Deny", "Tcp", "*", "*", "3306")};
+	state.networkSecurityGroups.push_back(n);
+	ASSERT_TRUE(two.commit(state).ok());
+	std::vector<uint8_t> body(32, 0xab);
+	auto first = [&](const Mac &to) {
+		return PacketBuilder().eth(kClientMac, to).ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(77, 0, true).tcp(40000, 3306, kTcpSyn).payload(body).build();
+	};
+	auto later = [&](const Mac &to) {
+		return PacketBuilder().eth(kClientMac, to).ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(77, 56, false).raw_l4(kProtoTcp, {}).payload(body).build();
+	};
+	// The client VNet's first fragment: to the private endpoint, DNAT.
+	Decision d = two.process(first(kClientIfMac), kClientIf, now);
+	ASSERT_EQ(d.verdict, LG_VERDICT_FORWARD) << reason_name(d.reason);
+	// The tenant's later fragment of the same (src, dst, proto, id): no first of its own.
+	d = two.process(later(tenant_if_mac), 3, now);
+	EXPECT_EQ(d.verdict, LG_VERDICT_DROP);
+	EXPECT_STREQ(reason_name(d.reason), reason_name(LG_REASON_FRAGMENT_NO_FIRST));
+	// The tenant's own first fragment is denied there; it replaces only its own memory.
+	d = two.process(first(tenant_if_mac), 3, now);
+	EXPECT_STREQ(reason_name(d.reason), reason_name(LG_REASON_NSG_DENY));
+	EXPECT_EQ(d.rule, "no-mysql");
+	d = two.process(later(kClientIfMac), kClientIf, now);
+	ASSERT_EQ(d.verdict, LG_VERDICT_FORWARD) << reason_name(d.reason);
+	EXPECT_EQ(d.stage, LG_STAGE_FRAGMENT);
+	EXPECT_EQ(parsed(d.frame).dst, A("192.168.20.11"));
+	d = two.process(later(tenant_if_mac), 3, now);
+	EXPECT_STREQ(reason_name(d.reason), reason_name(LG_REASON_NSG_DENY));
+	EXPECT_EQ(two.fragment_count(), 2u);
 }
 
 TEST_F(EvalTest, Ipv6Fragments)
@@ -776,6 +1017,24 @@ TEST_F(EvalTest, IcmpEchoIdentifierZeroOpensOnlyItsReplies)
 	auto stray = c2s().ipv4("10.1.1.10", "10.1.5.7").udp(5353, 53).build();
 	expect_drop(c2s().ipv4("10.1.5.7", "10.1.1.10").icmp_error(3, 3, stray).build(), LG_REASON_NSG_DENY);
 	EXPECT_EQ(ev.flow_count(), 1u);
+}
+
+// SPEC §4: ICMP 30 s. An echo flow lets replies through while it is used
+// and ends 30 s after its last packet; a later reply is decided as new.
+TEST_F(EvalTest, IcmpEchoFlowIdlesOutAfter30Seconds)
+{
+	state.networkSecurityGroups[0].securityRules = {rule("no-icmp-in", 100, "Inbound", "Deny", "Icmp", "*", "*")};
+	commit(state);
+	auto reply = c2s().ipv4("10.1.5.7", "10.1.1.10").icmp(0, 0, 99, 2).build();
+	EXPECT_TRUE(expect_forward(c2s().ipv4("10.1.1.10", "10.1.5.7").icmp(8, 0, 99, 1).build()).flow_created);
+	now += 29 * kSec;
+	EXPECT_EQ(expect_forward(reply).stage, LG_STAGE_CONNTRACK);
+	now += 29 * kSec; // from the reply, not from the request
+	EXPECT_EQ(expect_forward(reply).stage, LG_STAGE_CONNTRACK);
+	now += 31 * kSec;
+	Decision d = expect_drop(reply, LG_REASON_NSG_DENY);
+	EXPECT_EQ(d.rule, "no-icmp-in");
+	EXPECT_EQ(ev.flow_count(), 0u);
 }
 
 TEST_F(EvalTest, Ipv6RulesAndForwarding)

@@ -420,6 +420,156 @@ TEST_F(XdpTest, FlushConnection)
 	expect(f, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "a new SYN is denied too");
 }
 
+// EvalTest.PublicEndpointFlowsEndWithTheRuleThatAdmittedThem: established
+// public endpoint flows (the fast path's) are checked again at a new
+// generation and end when the firewall range or the VNet rule that
+// admitted them goes.
+TEST_F(XdpTest, PublicEndpointFlowsEndWithTheRuleThatAdmittedThem)
+{
+	MySqlServer &w = *state.server("westus-db");
+	w.firewallRules.push_back({"elsewhere", "203.0.113.0", "203.0.113.255"});
+	commit();
+	auto answer = [&](const Decision &d, uint8_t fl) {
+		Parsed o;
+		parse_frame(d.frame, o);
+		return b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, fl).build();
+	};
+	auto fw_ack = b2c().ipv4("198.51.100.7", "20.10.1.5").tcp(50000, 3306, kTcpAck).build();
+	auto ep_ack = c2s().ipv4("10.1.2.10", "20.10.1.5").tcp(40001, 3306, kTcpAck).build();
+	Decision fw = expect(b2c().ipv4("198.51.100.7", "20.10.1.5").tcp(50000, 3306, kTcpSyn).build(), LG_VERDICT_FORWARD,
+			     LG_REASON_NONE, "SYN admitted by the office range", backend_if);
+	Decision ep = expect(syn("10.1.2.10", "20.10.1.5", 40001), LG_VERDICT_FORWARD, LG_REASON_NONE,
+			     "SYN admitted by the VNet rule");
+	expect(answer(fw, kTcpSyn | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK to the office", backend_if);
+	expect(answer(ep, kTcpSyn | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK to sqlep", backend_if);
+	expect(fw_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "office ACK", backend_if);
+	expect(ep_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "sqlep ACK");
+	uint64_t fast = pair->dp().fast_packets();
+	expect(fw_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "office ACK, established", backend_if);
+	EXPECT_EQ(pair->dp().fast_packets(), fast + 1) << "an established flow's ACK takes the fast path";
+
+	w.firewallRules = {{"office", "198.51.100.0", "198.51.100.255"}};
+	commit();
+	expect(fw_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "another range went: kept", backend_if);
+	expect(ep_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "another range went: kept");
+
+	w.firewallRules = {{"elsewhere", "203.0.113.0", "203.0.113.255"}};
+	commit();
+	expect(fw_ack, LG_VERDICT_DROP, LG_REASON_FIREWALL_NO_MATCH, "the office range went: cut", backend_if);
+	expect(answer(fw, kTcpAck), LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the office flow is gone", backend_if);
+	expect(ep_ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "IP ranges do not apply to service-endpoint traffic");
+	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+
+	w.virtualNetworkRules.clear();
+	commit();
+	expect(ep_ack, LG_VERDICT_DROP, LG_REASON_VNET_RULE_NO_MATCH, "the VNet rule went: cut");
+	expect(answer(ep, kTcpAck), LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the sqlep flow is gone", backend_if);
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+}
+
+// EvalTest.FlushConnectionIsPerNsgOnThePath: only the NSGs on the path
+// with flushConnection are run again, the NIC's and the subnet's each by
+// its own flag.
+TEST_F(XdpTest, FlushConnectionIsPerNsgOnThePath)
+{
+	NetworkSecurityGroup nic;
+	nic.name = "vm-nsg";
+	nic.defaultSecurityRules = default_security_rules();
+	state.networkSecurityGroups.push_back(nic);
+	state.networkInterfaces.push_back({"vm1-nic", "client-vnet", "clients", "10.1.1.10", "vm-nsg"});
+	const SecurityRule no_web = rule("no-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443");
+	auto out = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(sp, 443, fl).build(); };
+	auto back = [&](uint16_t sp, uint8_t fl) {
+		return PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("8.8.8.8", "10.1.1.10").tcp(443, sp, fl).build();
+	};
+	auto open = [&](uint16_t sp) {
+		expect(out(sp, kTcpSyn), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN " + std::to_string(sp));
+		expect(back(sp, kTcpSyn | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK " + std::to_string(sp), backend_if);
+		expect(out(sp, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK " + std::to_string(sp));
+	};
+
+	state.nsg("clients-nsg")->flushConnection = true;
+	commit();
+	open(1);
+	state.nsg("vm-nsg")->securityRules = {no_web};
+	commit();
+	expect(out(1, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "NIC NSG denies without flush: kept");
+	expect(back(1, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "its reply", backend_if);
+	expect(out(2, kTcpSyn), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "a new flow meets the NIC's rule");
+	state.nsg("vm-nsg")->flushConnection = true;
+	state.nsg("clients-nsg")->flushConnection = false;
+	commit();
+	Decision cut = expect(out(1, kTcpAck), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "NIC NSG with flush denies: cut");
+	EXPECT_EQ(cut.stage, LG_STAGE_NIC_OUTBOUND);
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+
+	state.nsg("vm-nsg")->securityRules.clear();
+	commit();
+	open(3);
+	state.nsg("clients-nsg")->securityRules.push_back(no_web);
+	commit();
+	expect(out(3, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "subnet NSG denies without flush: kept");
+	expect(out(4, kTcpSyn), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "a new flow meets the subnet's rule");
+	state.nsg("clients-nsg")->flushConnection = true;
+	commit();
+	cut = expect(back(3, kTcpAck), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "subnet NSG with flush denies: cut (reply direction)",
+		     backend_if);
+	EXPECT_EQ(cut.stage, LG_STAGE_SUBNET_OUTBOUND);
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+}
+
+// EvalTest.FinOneWayKeepsTheFlowForTheClosingTimeout: a FIN one way is
+// closing (30 s), not closed (10 s) nor established (240 s).
+TEST_F(XdpTest, FinOneWayKeepsTheFlowForTheClosingTimeout)
+{
+	auto from_client = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(sp, 3306, fl).build(); };
+	auto from_backend = [&](uint16_t dp, uint8_t fl) {
+		return b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, dp, fl).build();
+	};
+	for (bool client_fin : {true, false}) {
+		SCOPED_TRACE(client_fin ? "FIN from the client" : "FIN from the backend");
+		uint16_t sp = client_fin ? 41000 : 41001;
+		expect(from_client(sp, kTcpSyn), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+		expect(from_backend(sp, kTcpSyn | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+		expect(from_client(sp, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "ACK");
+		if (client_fin)
+			expect(from_client(sp, kTcpFin | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "FIN");
+		else
+			expect(from_backend(sp, kTcpFin | kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "FIN", backend_if);
+		auto fl = pair->dp().flows();
+		ASSERT_EQ(fl.size(), 1u);
+		EXPECT_EQ(fl[0].state, LG_CT_CLOSING);
+		pair->advance(11 * kSec);
+		if (client_fin)
+			expect(from_backend(sp, kTcpAck | kTcpPsh), LG_VERDICT_FORWARD, LG_REASON_NONE, "11 s after one FIN",
+			       backend_if);
+		else
+			expect(from_client(sp, kTcpAck | kTcpPsh), LG_VERDICT_FORWARD, LG_REASON_NONE, "11 s after one FIN");
+		pair->advance(29 * kSec);
+		expect(from_client(sp, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "29 s idle");
+		pair->advance(31 * kSec);
+		expect(from_client(sp, kTcpAck), LG_VERDICT_DROP, LG_REASON_CT_INVALID, "31 s idle: the closing timeout");
+		EXPECT_EQ(pair->dp().flow_entries(), 0u);
+	}
+}
+
+// SPEC §4: ICMP 30 s. Echo replies pass while the flow is used and not
+// after 30 s idle (then DenyAllInBound decides them as new packets).
+TEST_F(XdpTest, IcmpEchoFlowIdlesOutAfter30Seconds)
+{
+	auto ping = c2s().ipv4("10.1.1.10", "8.8.8.8").icmp(8, 0, 78, 1).build();
+	auto pong = PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("8.8.8.8", "10.1.1.10").icmp(0, 0, 78, 1).build();
+	expect(ping, LG_VERDICT_FORWARD, LG_REASON_NONE, "echo request");
+	pair->advance(29 * kSec);
+	expect(pong, LG_VERDICT_FORWARD, LG_REASON_NONE, "echo reply after 29 s", backend_if);
+	pair->advance(29 * kSec);
+	expect(pong, LG_VERDICT_FORWARD, LG_REASON_NONE, "another 29 s after the last reply", backend_if);
+	pair->advance(31 * kSec);
+	Decision d = expect(pong, LG_VERDICT_DROP, LG_REASON_NSG_DEFAULT_DENY, "echo reply after 31 s idle", backend_if);
+	EXPECT_EQ(d.rule, "DenyAllInBound");
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+}
+
 TEST_F(XdpTest, PublicEndpoint)
 {
 	// Sources outside the VNet arrive on the backend side.
@@ -521,6 +671,53 @@ TEST_F(XdpTest, Fragments)
 	expect(l6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 later fragment");
 	pair->advance(6 * kSec);
 	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory expired");
+}
+
+// EvalTest.FragmentMemoryIsPerVnet: a second tenant VNet with the same
+// address space on a third interface; a first fragment in one VNet lets no
+// later fragment of the same (src, dst, proto, id) through in the other.
+TEST(XdpFragments, MemoryIsPerVnet)
+{
+	ASSERT_EQ(geteuid(), 0u);
+	ASSERT_TRUE(xdptest::enter_netns());
+	const Mac tenant_if_mac{0x02, 0, 0, 0, 3, 1};
+	HostConfig tmpl = host_template();
+	tmpl.interfaces.push_back({3, tenant_if_mac, "tenant-vnet"});
+	std::map<uint32_t, uint32_t> m;
+	HostConfig h = xdptest::realize(tmpl, &m);
+	ASSERT_FALSE(::testing::Test::HasFailure());
+	uint32_t cif = m[kClientIf], tif = m[3];
+	State s = seed();
+	VirtualNetwork t;
+	t.name = "tenant-vnet";
+	t.addressPrefixes = {"10.1.0.0/16"};
+	t.vni = 200;
+	t.subnets = {{"apps", "10.1.1.0/24", "tenant-nsg", {}, "Disabled"}};
+	s.virtualNetworks.push_back(t);
+	NetworkSecurityGroup n;
+	n.name = "tenant-nsg";
+	n.defaultSecurityRules = default_security_rules();
+	n.securityRules = {rule("no-mysql", 100, "Outbound", "Deny", "Tcp", "*", "*", "3306")};
+	s.networkSecurityGroups.push_back(n);
+	auto pair = Pair::make(h, {}, &s);
+	ASSERT_TRUE(pair);
+	std::vector<uint8_t> pay(64, 0xab);
+	auto first = [&](const Mac &to) {
+		return PacketBuilder().eth(kClientMac, to).ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 0, true).tcp(40000, 3306, kTcpSyn).payload(pay).build();
+	};
+	auto later = [&](const Mac &to) {
+		return PacketBuilder().eth(kClientMac, to).ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 88, false).raw_l4(kProtoTcp, pay).build();
+	};
+	auto expect = [&](const std::vector<uint8_t> &f, uint32_t ifx, lg_reason r, const std::string &what) {
+		Decision d = pair->check(f, ifx, what);
+		EXPECT_STREQ(verdict_name(d.verdict), verdict_name(r == LG_REASON_NONE ? LG_VERDICT_FORWARD : LG_VERDICT_DROP)) << what;
+		EXPECT_STREQ(reason_name(d.reason), reason_name(r)) << what;
+	};
+	expect(first(kClientIfMac), cif, LG_REASON_NONE, "client VNet: first fragment to the endpoint");
+	expect(later(tenant_if_mac), tif, LG_REASON_FRAGMENT_NO_FIRST, "tenant VNet: same addresses and id, no first");
+	expect(first(tenant_if_mac), tif, LG_REASON_NSG_DENY, "tenant VNet: its own first fragment, denied");
+	expect(later(kClientIfMac), cif, LG_REASON_NONE, "client VNet: its memory is untouched");
+	expect(later(tenant_if_mac), tif, LG_REASON_NSG_DENY, "tenant VNet: its own memory");
 }
 
 // A pair on the template host with these table capacities; m: ifindexes.
