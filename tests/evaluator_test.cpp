@@ -828,17 +828,7 @@ TEST_F(EvalTest, FragmentMemoryIsPerVnet)
 	HostConfig h = host();
 	h.interfaces.push_back({3, tenant_if_mac, "tenant-vnet"});
 	Evaluator two(h);
-	VirtualNetwork t;
-	t.name = "tenant-vnet";
-	t.addressPrefixes = {"10.1.0.0/16"};
-	t.vni = 4242;
-	t.subnets = {{"apps", "10.1.1.0/24", "tenant-nsg", {}, "Disabled"}};
-	state.virtualNetworks.push_back(t);
-	NetworkSecurityGroup n;
-	n.name = "tenant-nsg";
-	n.defaultSecurityRules = default_security_rules();
-	n.securityRules = {rule("no-mysql", 100, "Outbound", "Deny", "Tcp", "*", "*", "3306")};
-	state.networkSecurityGroups.push_back(n);
+	add_tenant_vnet(state, 4242);
 	ASSERT_TRUE(two.commit(state).ok());
 	std::vector<uint8_t> body(32, 0xab);
 	auto first = [&](const Mac &to) {

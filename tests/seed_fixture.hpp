@@ -87,4 +87,22 @@ inline State seed_state()
 	return s;
 }
 
+// Another tenant's VNet with the client VNet's address space (10.1.0.0/16,
+// subnet apps 10.1.1.0/24) and an NSG that denies its outbound MySQL: the
+// same addresses in two VNets (the fragment memory's tests).
+inline void add_tenant_vnet(State &s, uint32_t vni)
+{
+	VirtualNetwork t;
+	t.name = "tenant-vnet";
+	t.addressPrefixes = {"10.1.0.0/16"};
+	t.vni = vni;
+	t.subnets = {{"apps", "10.1.1.0/24", "tenant-nsg", {}, "Disabled"}};
+	s.virtualNetworks.push_back(t);
+	NetworkSecurityGroup n;
+	n.name = "tenant-nsg";
+	n.defaultSecurityRules = default_security_rules();
+	n.securityRules = {rule("no-mysql", 100, "Outbound", "Deny", "Tcp", "*", "*", "3306")};
+	s.networkSecurityGroups.push_back(n);
+}
+
 } // namespace lg::seed_fixture

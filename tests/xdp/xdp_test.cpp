@@ -688,17 +688,7 @@ TEST(XdpFragments, MemoryIsPerVnet)
 	ASSERT_FALSE(::testing::Test::HasFailure());
 	uint32_t cif = m[kClientIf], tif = m[3];
 	State s = seed();
-	VirtualNetwork t;
-	t.name = "tenant-vnet";
-	t.addressPrefixes = {"10.1.0.0/16"};
-	t.vni = 200;
-	t.subnets = {{"apps", "10.1.1.0/24", "tenant-nsg", {}, "Disabled"}};
-	s.virtualNetworks.push_back(t);
-	NetworkSecurityGroup n;
-	n.name = "tenant-nsg";
-	n.defaultSecurityRules = default_security_rules();
-	n.securityRules = {rule("no-mysql", 100, "Outbound", "Deny", "Tcp", "*", "*", "3306")};
-	s.networkSecurityGroups.push_back(n);
+	add_tenant_vnet(s, 200);
 	auto pair = Pair::make(h, {}, &s);
 	ASSERT_TRUE(pair);
 	std::vector<uint8_t> pay(64, 0xab);
