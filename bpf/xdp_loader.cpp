@@ -834,7 +834,6 @@ uint64_t XdpDataplane::rule_hits(uint32_t c) const { return percpu_sum(skel_->ma
 uint64_t XdpDataplane::pe_packets(uint32_t id) const { return percpu_sum(skel_->maps.lg_pe_cnt, id, ncpu_); }
 uint64_t XdpDataplane::server_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_srv_cnt, i, ncpu_); }
 uint64_t XdpDataplane::egress_packets(uint32_t i) const { return percpu_sum(skel_->maps.lg_egress_cnt, i, ncpu_); }
-size_t XdpDataplane::flow_entries() const { return count_keys(skel_->maps.lg_flows); }
 size_t XdpDataplane::fragment_entries() const { return count_keys(skel_->maps.lg_frags); }
 namespace {
 
@@ -899,6 +898,16 @@ uint64_t orig_hash(const lg_flow_key &k)
 }
 
 } // namespace
+
+// Counted in batch reads of 256 copies, as the sweep reads them: 110 ms
+// for 200,000 copies in a 2,000,000-entry map, where a bpf_map_get_next_key
+// walk took 186 ms (630 against 1,035 ms for 1,000,000; 2026-11-29).
+size_t XdpDataplane::flow_entries() const
+{
+	size_t n = 0;
+	for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &) { n++; });
+	return n;
+}
 
 std::vector<lg_flow_entry> XdpDataplane::flows() const
 {
