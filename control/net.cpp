@@ -116,6 +116,14 @@ bool Prefix::contains(const Addr &a) const { return a.is_v4() == is_v4() && mask
 
 std::string Prefix::str() const { return addr.str() + "/" + std::to_string(family_len()); }
 
+bool azure_reserved(const Prefix &p, const Addr &a)
+{
+	if (!p.is_v4() || !p.contains(a))
+		return false;
+	uint32_t off = a.v4() - p.addr.v4(), host_bits = uint32_t(32 - p.family_len());
+	return off < 4 || off == (host_bits >= 32 ? UINT32_MAX : (uint32_t(1) << host_bits) - 1);
+}
+
 Prefix any_v4() { return Prefix{Addr::from_v4(0), 96}; }
 Prefix any_v6() { return Prefix{Addr{}, 0}; }
 

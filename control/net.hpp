@@ -44,6 +44,11 @@ struct Prefix {
 	auto operator<=>(const Prefix &) const = default;
 };
 
+// One of the addresses Azure keeps for itself in an IPv4 subnet `p` that
+// holds `a`: the first four (network, gateway, two for DNS) and the last
+// (broadcast). IPv6 subnets: none.
+bool azure_reserved(const Prefix &p, const Addr &a);
+
 // "a.b.c.d:port" or "[v6]:port", as --backend takes it.
 std::string host_port(const Addr &a, unsigned port);
 

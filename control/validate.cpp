@@ -181,16 +181,9 @@ private:
 			auto pre = Prefix::parse(sn->addressPrefix);
 			if (pre && !pre->contains(*a))
 				add(p, "privateIPAddress " + ip + " is outside subnet " + sn->name + " (" + sn->addressPrefix + ")");
-			else if (pre && pre->is_v4()) {
-				// Azure keeps an IPv4 subnet's first four addresses (network,
-				// gateway, two for DNS) and its last (broadcast) for itself.
-				int host_bits = 32 - pre->family_len();
-				uint32_t off = a->v4() - pre->addr.v4();
-				uint32_t last = host_bits >= 32 ? UINT32_MAX : (uint32_t(1) << host_bits) - 1;
-				if (off < 4 || off == last)
-					add(p, "privateIPAddress " + ip + " is reserved by Azure in subnet " + sn->name + " (" +
-						       sn->addressPrefix + "): the first four addresses and the last are");
-			}
+			else if (pre && azure_reserved(*pre, *a))
+				add(p, "privateIPAddress " + ip + " is reserved by Azure in subnet " + sn->name + " (" +
+					       sn->addressPrefix + "): the first four addresses and the last are");
 		}
 		return a;
 	}

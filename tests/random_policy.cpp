@@ -182,22 +182,13 @@ struct Builder {
 		}
 	}
 
-	// Azure's own addresses in an IPv4 subnet: the first four and the last.
-	static bool reserved(const Prefix &p, const Addr &a)
-	{
-		if (!p.is_v4())
-			return false;
-		uint32_t off = a.v4() - p.addr.v4(), host_bits = uint32_t(32 - p.family_len());
-		return off < 4 || off == (host_bits >= 32 ? UINT32_MAX : (uint32_t(1) << host_bits) - 1);
-	}
-
 	// A free address in a subnet.
 	std::optional<Addr> free_ip(const VirtualNetwork &v, const Subnet &sn)
 	{
 		Prefix p = P(sn.addressPrefix);
 		for (int tries = 0; tries < 20; tries++) {
 			Addr a = random_in(g, p);
-			if (reserved(p, a))
+			if (azure_reserved(p, a))
 				continue;
 			if (taken.insert({v.name, a}).second) {
 				ips.push_back(a);
