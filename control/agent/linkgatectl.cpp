@@ -200,7 +200,8 @@ void leaf(CLI::App *parent, const char *name, std::string method, Kind kind, std
 			// az's bools: "--flag", "--flag true", "--flag false".
 			o = l.cmd->add_option(f.flags, l.lists.emplace_back(), f.help)
 				    ->expected(0, 1)
-				    ->check(CLI::IsMember({"true", "false"}, CLI::ignore_case));
+				    ->check(CLI::IsMember({"true", "false"}, CLI::ignore_case))
+				    ->option_text("[true|false]"); // not CLI11's "TEXT:{true,false}": the value may be left out
 			break;
 		case T::List:
 			o = l.cmd->add_option(f.flags, l.lists.emplace_back(), f.help)->expected(1, -1);

@@ -704,6 +704,10 @@ TEST_F(CliTest, UsageErrorsAndConnectionFailures)
 	fails({"network", "nsg", "create", "--name", "x", "--flush-connection", "maybe"}, 2, "maybe");
 	EXPECT_EQ(ctl({"--help"}).code, 0);
 	EXPECT_EQ(ctl({"network", "nsg", "rule", "create", "--help"}).code, 0);
+	// A bool's help says its value may be left out, as az's flags.
+	CtlRun h = ctl({"network", "nsg", "create", "--help"});
+	EXPECT_EQ(h.code, 0);
+	EXPECT_NE(h.out.find("--flush-connection [true|false]"), std::string::npos) << h.out;
 	// --socket overrides, and a missing agent is one clear line.
 	CtlRun r = ctl({"--socket", d.dir() + "/none.sock", "network", "vnet", "list"});
 	EXPECT_EQ(r.code, 1);
