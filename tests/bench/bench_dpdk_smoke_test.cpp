@@ -60,6 +60,12 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	ASSERT_FALSE(c["linkgate"].contains("skipped")) << c["linkgate"].dump();
 	EXPECT_TRUE(c["linkgate"]["errors"].empty()) << c["linkgate"]["errors"].dump();
 	EXPECT_EQ(c["linkgate"]["mpps"].size(), 1u);
+	// Its rate is the median of one-second rates read from its telemetry, as
+	// testpmd's is of the ones it prints (2 s: the second second's).
+	ASSERT_EQ(c["linkgate"]["mpps_intervals"].size(), 1u);
+	ASSERT_EQ(c["linkgate"]["mpps_intervals"][0].size(), 1u) << c["linkgate"].dump();
+	EXPECT_GT(c["linkgate"]["mpps_intervals"][0][0].get<double>(), 0.0);
+	EXPECT_EQ(c["linkgate"]["mpps"][0], c["linkgate"]["mpps_intervals"][0][0]);
 	// Established flows: measured after the warm-up, and the fast path
 	// decided the window's frames (a share of frames, not a time).
 	auto &e = j["cases"][1];
@@ -69,6 +75,8 @@ TEST(BenchSmoke, DpdkWritesItsJson)
 	EXPECT_TRUE(e["linkgate"]["errors"].empty()) << e["linkgate"]["errors"].dump();
 	ASSERT_EQ(e["linkgate"]["window"]["fast_share"].size(), 1u) << e["linkgate"].dump();
 	EXPECT_GT(e["linkgate"]["window"]["fast_share"][0].get<double>(), 0.9);
+	ASSERT_EQ(e["linkgate"]["mpps_intervals"].size(), 1u);
+	EXPECT_GE(e["linkgate"]["mpps_intervals"][0].size(), 2u) << e["linkgate"].dump();
 	ASSERT_EQ(e["testpmd"]["mpps"].size(), 1u);
 	ASSERT_TRUE(j["ratios"].is_array());
 }

@@ -704,8 +704,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 				}
 			if (!agree.is_null())
 				agreement[c.label()] = agree.get<bool>();
-			std::vector<double> lm, lc, lcpu, lshare, lfast, lwarm, lwin;
-			nlohmann::json raw = nlohmann::json::array();
+			std::vector<double> lm, lmean, lc, lcpu, lshare, lfast, lwarm, lwin;
+			nlohmann::json raw = nlohmann::json::array(), lint = nlohmann::json::array();
 			for (auto &l : c.linkgate) {
 				if (l.windowed) {
 					lfast.push_back(l.fast_share);
@@ -713,6 +713,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					lwin.push_back(l.window_seconds);
 				}
 				lm.push_back(l.mpps);
+				lmean.push_back(l.mean_mpps);
+				lint.push_back(l.interval_mpps);
 				lc.push_back(l.cycles_per_pkt);
 				lcpu.push_back(l.cpu_share > 0 ? l.mpps / l.cpu_share : 0);
 				lshare.push_back(l.cpu_share);
@@ -722,6 +724,9 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					 {"acl_alg", o.lg_acl_alg.empty() ? "default" : o.lg_acl_alg},
 					 {"mbufs_option", lg_mbufs},
 					 {"mpps", lm},
+					 {"mpps_is", "the median of one-second rates, as testpmd's"},
+					 {"mpps_intervals", lint},
+					 {"mpps_mean", lmean},
 					 {"spread", Spread::of(lm).json()},
 					 {"cycles_per_pkt", lc},
 					 {"classify_cycles_per_pkt", lg_classify(c)},
@@ -729,7 +734,7 @@ int run_dpdk_subcommand(const std::string &cmdline)
 					 {"cpu_share", lshare},
 					 {"stats", raw},
 					 {"rule_hits_match_reference", agree},
-					 {"window", c.established ? nlohmann::json{{"what", "rates between two telemetry samples, "
+					 {"window", c.established ? nlohmann::json{{"what", "rates between telemetry samples, "
 										  "the first once fastPackets/rx of 100 ms "
 										  "reached 0.98"},
 									  {"fast_share", lfast},
@@ -812,10 +817,12 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	};
 	md += "Median [min–max] over " + std::to_string(o.repeats) + " round(s), " + fixed(o.seconds, 0) +
 	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round. CPU share: CPU time "
-	      "of the process / wall time while forwarding. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
+	      "of the process / wall time while forwarding. Mpps of both programs: the median of one-second rates "
+	      "(testpmd's printed ones, linkgate-dpdk's from its telemetry), the first second of a run without a "
+	      "warm-up left out. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
 	      "linkgate-dpdk its busy cycles / rx. Per CPU: the ratio of Mpps / CPU share. New flows: SYNs of flows "
 	      "that never see a reply (every frame takes the program's full path). Established flows: handshakes "
-	      "completed in a warm-up, then the clients' data frames; linkgate-dpdk measured between two telemetry "
+	      "completed in a warm-up, then the clients' data frames; linkgate-dpdk measured in a window of telemetry "
 	      "samples after the warm-up (Mpps, cycles/pkt and CPU share of that window).\n\n";
 	row({"program", "case", "Mpps", "CPU share", "cycles/pkt", "ratio to testpmd", "per CPU", "target"});
 	row({"---", "---", "---:", "---:", "---:", "---:", "---:", "---"});

@@ -530,7 +530,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	// interval reaches warm_fast_share, then the counters at both ends.
 	struct Sample {
 		double t = 0, cpu = 0;
-		uint64_t rx = 0, tx = 0, busy = 0, fast = 0;
+		uint64_t rx = 0, tx = 0, busy = 0, fast = 0, us = 0;
 		bool ok = false;
 	};
 	Telemetry tel(o.telemetry_socket.empty() ? eal.runtime_dir() + "/dpdk_telemetry.v2" : o.telemetry_socket);
@@ -548,10 +548,27 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		s.tx = j.value("tx", uint64_t(0));
 		s.busy = j.value("busyCycles", uint64_t(0));
 		s.fast = j["fastPackets"].get<uint64_t>();
+		s.us = j.value("microseconds", uint64_t(0));
 		s.ok = true;
 		return s;
 	};
-	ProcHook hook;
+	// The rate is taken as testpmd's is: the median of one-second rates
+	// (testpmd prints one a second and the first is left out, as here
+	// without a warm-up window), timed by linkgate-dpdk's own clock when it
+	// read the counters.
+	std::vector<Sample> ticks;
+	auto tick = [&](pid_t pid, double t, double from) {
+		if (t < from + double(ticks.size()))
+			return;
+		if (Sample s = sample(pid, t); s.ok && s.us)
+			ticks.push_back(s);
+		else
+			ticks.push_back(Sample{}); // keeps the schedule; a gap in the rates
+	};
+	ProcHook hook = [&](pid_t pid, double t) {
+		tick(pid, t, 0);
+		return false;
+	};
 	if (o.window_after_warmup)
 		hook = [&](pid_t pid, double t) {
 			if (!warm) {
@@ -566,13 +583,18 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 				    double(s.fast - prev.fast) >= o.warm_fast_share * double(s.rx - prev.rx)) {
 					warm = true;
 					w0 = s;
+					ticks.push_back(s);
 				}
 				prev = s;
 				return false;
 			}
-			if (t - w0.t < o.seconds)
+			if (t - w0.t < o.seconds) {
+				tick(pid, t, w0.t);
 				return false;
+			}
 			w1 = sample(pid, t);
+			if (w1.ok && w1.us)
+				ticks.push_back(w1);
 			return true;
 		};
 	double int_after = o.window_after_warmup ? o.warmup_timeout + o.seconds + 10 : o.seconds;
@@ -617,6 +639,16 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		r->cycles_per_pkt = double(w1.busy - w0.busy) / double(r->window_rx);
 		r->cpu_share = w1.cpu >= w0.cpu && w0.cpu >= 0 ? (w1.cpu - w0.cpu) / dt : 0;
 	}
+	// One-second rates: every interval of the window (it opens warm), or
+	// every interval but the first (start-up) of a run without one.
+	for (size_t i = o.window_after_warmup ? 1 : 2; i < ticks.size(); i++) {
+		const Sample &a = ticks[i - 1], &b = ticks[i];
+		if (a.ok && b.ok && b.us > a.us && b.tx >= a.tx)
+			r->interval_mpps.push_back(double(b.tx - a.tx) / double(b.us - a.us));
+	}
+	r->mean_mpps = r->mpps;
+	if (!r->interval_mpps.empty())
+		r->mpps = median_of(r->interval_mpps);
 	return r;
 }
 

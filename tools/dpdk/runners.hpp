@@ -136,7 +136,11 @@ struct LinkgateRun {
 	size_t round = 0; // of the bench: a failed run leaves a gap, not a shift
 	uint64_t rx = 0, tx = 0, dropped = 0;
 	double seconds = 0, tsc_hz = 0, busy_cycles = 0;
-	double mpps = 0;            // tx / seconds
+	// The median of one-second rates, as testpmd's (mean_mpps when the run
+	// gave none): tx / seconds, or the window's, is mean_mpps.
+	double mpps = 0;
+	double mean_mpps = 0;
+	std::vector<double> interval_mpps;
 	double cycles_per_pkt = 0;  // busy_cycles / rx
 	std::optional<double> classify_cycles_per_pkt; // when the binary reports it
 	std::map<std::string, uint64_t> reasons;
