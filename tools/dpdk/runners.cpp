@@ -579,7 +579,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 				Sample s = sample(pid, t);
 				if (!s.ok)
 					return false;
-				if (prev.ok && s.rx > prev.rx &&
+				if (prev.ok && s.rx > prev.rx && s.rx >= o.warm_rx &&
 				    double(s.fast - prev.fast) >= o.warm_fast_share * double(s.rx - prev.rx)) {
 					warm = true;
 					w0 = s;
@@ -621,10 +621,10 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		r->fast_packets = j["fastPackets"].get<uint64_t>();
 	if (o.window_after_warmup) {
 		if (warm_failed || !warm)
-			return err("linkgate-dpdk never warmed up: the fast path did not decide " +
-				   std::to_string(int(o.warm_fast_share * 100)) + " % of the frames within " +
-				   std::to_string(int(o.warmup_timeout)) + " s (last fastPackets " + std::to_string(prev.fast) +
-				   " of rx " + std::to_string(prev.rx) + ")");
+			return err("linkgate-dpdk never warmed up: within " + std::to_string(int(o.warmup_timeout)) +
+				   " s, rx did not reach " + std::to_string(o.warm_rx) + " with " +
+				   std::to_string(int(o.warm_fast_share * 100)) + " % of 100 ms of frames on the fast path " +
+				   "(last fastPackets " + std::to_string(prev.fast) + " of rx " + std::to_string(prev.rx) + ")");
 		if (!w1.ok || w1.t <= w0.t || w1.rx <= w0.rx)
 			return err("linkgate-dpdk: no telemetry at the end of the window");
 		double dt = w1.t - w0.t;

@@ -127,6 +127,7 @@ struct LinkgateOptions {
 	std::vector<std::string> extra_routes;        // --route values
 	bool window_after_warmup = false;             // measure from telemetry, after the warm-up
 	double warm_fast_share = 0.98;                // warm: fastPackets / rx over 100 ms at least this
+	uint64_t warm_rx = 0;                         // ... and rx at least this (a whole pass of the pcap)
 	double warmup_timeout = 90;                   // seconds
 	std::string telemetry_socket;                 // <runtime dir>/dpdk_telemetry.v2
 };
