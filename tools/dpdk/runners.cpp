@@ -627,7 +627,9 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 				   "(last fastPackets " + std::to_string(prev.fast) + " of rx " + std::to_string(prev.rx) + ")");
 		if (!w1.ok || w1.t <= w0.t || w1.rx <= w0.rx)
 			return err("linkgate-dpdk: no telemetry at the end of the window");
-		double dt = w1.t - w0.t;
+		// linkgate-dpdk's clock read with the counters, when it has one:
+		// the harness's own times include any wait for the control lock.
+		double dt = w0.us && w1.us > w0.us ? double(w1.us - w0.us) / 1e6 : w1.t - w0.t;
 		r->windowed = true;
 		r->warmup_seconds = w0.t;
 		r->window_seconds = dt;
@@ -637,7 +639,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 		r->fast_share = double(r->window_fast) / double(r->window_rx);
 		r->mpps = double(r->window_tx) / dt / 1e6;
 		r->cycles_per_pkt = double(w1.busy - w0.busy) / double(r->window_rx);
-		r->cpu_share = w1.cpu >= w0.cpu && w0.cpu >= 0 ? (w1.cpu - w0.cpu) / dt : 0;
+		r->cpu_share = w1.cpu >= w0.cpu && w0.cpu >= 0 ? (w1.cpu - w0.cpu) / (w1.t - w0.t) : 0;
 	}
 	// One-second rates: every interval of the window (it opens warm), or
 	// every interval but the first (start-up) of a run without one.
