@@ -24,6 +24,9 @@
 
 extern "C" {
 #include "lg_xdp.h"
+#ifdef LG_WITH_DPDK
+#include "lg_host.h"
+#endif
 }
 
 namespace lg {
@@ -339,6 +342,40 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 	EXPECT_EQ(pair->dp().flow_entries(), 2u);
 	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "replies are the new flow's", backend_if);
 	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the first is gone");
+}
+
+// The established-flow fast path's cached next hop: XDP resolves it again
+// (bpf_fib_lookup: the host may have changed its routes) at the first frame
+// after a second; linkgate-dpdk's routes are fixed for its life, so its cache
+// lasts an hour and a flow with 2 s between frames stays on the fast path.
+// (Built into dpdk_fixtures, each frame runs through both dataplanes.)
+TEST_F(XdpTest, CachedNextHopLifetime)
+{
+	Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the private endpoint");
+	Parsed o;
+	parse_frame(d.frame, o);
+	expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD,
+	       LG_REASON_NONE, "SYN-ACK", backend_if);
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow (full path)");
+	uint64_t xdp = pair->dp().fast_packets();
+#ifdef LG_WITH_DPDK
+	uint64_t dpdk = lg_host_fast_packets();
+	auto dpdk_fast = [&] { return lg_host_fast_packets() - dpdk; };
+#endif
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "established");
+	ASSERT_EQ(pair->dp().fast_packets() - xdp, 1u) << "within the second: the fast path";
+	pair->advance(2 * kSec);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "2 s later");
+	EXPECT_EQ(pair->dp().fast_packets() - xdp, 1u) << "XDP: the full path resolves the next hop again";
+	pair->advance(150 * kSec); // within the established timeout
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "150 s later");
+	EXPECT_EQ(pair->dp().fast_packets() - xdp, 1u);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "and right after: the next hop was just resolved");
+	EXPECT_EQ(pair->dp().fast_packets() - xdp, 2u);
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(dpdk_fast(), 4u) << "linkgate-dpdk: every frame after the establishing ACK on the fast path";
+#endif
 }
 
 // A flow keeps the reply key it was made with when a later generation binds
