@@ -108,6 +108,28 @@ struct lg_flow_entry {
 };
 LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 152, "lg_flow_entry layout");
 
+/* The key the reply copy of flow e is stored under (the program's and the
+ * agent's one definition). Its VNI is the one the flow was made with
+ * (reply_vni), not the egress interface's in the current generation: a VNet
+ * bound anew would name another flow's key. */
+static inline void lg_flow_reply_key(const struct lg_flow_entry *e, struct lg_flow_key *r)
+{
+	__builtin_memset(r, 0, sizeof(*r));
+	r->vni = e->reply_vni;
+	r->family = e->orig.family;
+	r->proto = e->orig.proto;
+	r->echo = lg_echo_reverse(e->orig.echo);
+	if (e->kind != LG_DEST_ROUTED) {
+		__builtin_memcpy(r->src, e->nat_addr, 16);
+		r->sport = e->nat_port;
+	} else {
+		__builtin_memcpy(r->src, e->orig.dst, 16);
+		r->sport = e->orig.dport;
+	}
+	__builtin_memcpy(r->dst, e->orig.src, 16);
+	r->dport = e->orig.sport;
+}
+
 /* Remembered verdict of a first fragment, keyed by lg_frag_key. */
 struct lg_frag_key {
 	__u32 vni;

@@ -62,27 +62,6 @@ static __always_inline void key_reverse(struct lg_flow_key *k)
 	k->echo = lg_echo_reverse(k->echo);
 }
 
-/* Reply key of the flow e into r. Its VNI is the one the flow was made
- * with (reply_vni), not the egress interface's in the current generation:
- * a VNet bound anew would name another flow's key. */
-static __always_inline void reply_key(const struct lg_flow_entry *e, struct lg_flow_key *r)
-{
-	__builtin_memset(r, 0, sizeof(*r));
-	r->vni = e->reply_vni;
-	r->family = e->orig.family;
-	r->proto = e->orig.proto;
-	r->echo = lg_echo_reverse(e->orig.echo);
-	if (e->kind != LG_DEST_ROUTED) {
-		addr_cpy(r->src, e->nat_addr);
-		r->sport = e->nat_port;
-	} else {
-		addr_cpy(r->src, e->orig.dst);
-		r->sport = e->orig.dport;
-	}
-	addr_cpy(r->dst, e->orig.src);
-	r->dport = e->orig.sport;
-}
-
 static __always_inline int key_eq(const struct lg_flow_key *a, const struct lg_flow_key *b)
 {
 	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
@@ -101,7 +80,7 @@ static __always_inline void other_key(struct lg_scratch *s, const struct lg_flow
 	if (e->flags & LG_FLOW_F_REPLY)
 		s->k2 = e->orig;
 	else
-		reply_key(e, &s->k2);
+		lg_flow_reply_key(e, &s->k2);
 }
 
 /* Remove the flow found under scratch->k (both keys). */
@@ -218,7 +197,7 @@ static __always_inline void flow_store(struct lg_scratch *s, __u64 flags)
 		s->e.flags &= ~LG_FLOW_F_REPLY;
 		flow_put(&s->k2, &s->e, flags);
 	} else {
-		reply_key(&s->e, &s->k2);
+		lg_flow_reply_key(&s->e, &s->k2);
 		flow_put(&s->k, &s->e, flags);
 		/* A flow to itself (src = dst, sport = dport, one VNet) has one
 		 * key; its packets are of the original direction, as in the
@@ -245,7 +224,7 @@ __noinline int lg_flow_create(void)
 
 	if (!s)
 		return LG_REASON_CT_FULL;
-	reply_key(&s->e, &s->k2);
+	lg_flow_reply_key(&s->e, &s->k2);
 	flow_put(&s->k, &s->e, BPF_ANY);
 	if (key_eq(&s->k, &s->k2))
 		return LG_REASON_NONE; /* a flow to itself has one key */
@@ -264,7 +243,7 @@ __noinline int lg_flow_create(void)
 		if (o->flags & LG_FLOW_F_REPLY)
 			ok = o->orig;
 		else
-			reply_key(o, &ok);
+			lg_flow_reply_key(o, &ok);
 		x = key_eq(&ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, &ok);
 		/* Only o's own other copy is looked at or removed: checked
 		 * rather than assumed, as it costs two compares on a rare path. */

@@ -20,7 +20,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_map>
 #include <unordered_set>
 #include <ctime>
 #include <type_traits>
@@ -837,11 +836,6 @@ uint64_t XdpDataplane::egress_packets(uint32_t i) const { return percpu_sum(skel
 size_t XdpDataplane::fragment_entries() const { return count_keys(skel_->maps.lg_frags); }
 namespace {
 
-std::string orig_of(const lg_flow_entry &e)
-{
-	return std::string(reinterpret_cast<const char *>(&e.orig), sizeof e.orig);
-}
-
 // Every copy of every flow, a batch at a time (one syscall per `chunk`
 // copies; the agent sweeps every second and a full table holds 2,000,000
 // copies). A flow's two copies share `orig`; the fast path refreshes only
@@ -867,20 +861,19 @@ template <typename F> void for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
 			vals.resize(chunk);
 			continue;
 		}
-		for (uint32_t i = 0; i < n; i++)
-			visit(keys[i], vals[i]);
+		bool more = true;
+		for (uint32_t i = 0; i < n && more; i++)
+			if constexpr (std::is_same_v<std::invoke_result_t<F &, const lg_flow_key &, const lg_flow_entry &>, bool>)
+				more = visit(keys[i], vals[i]); // false: enough
+			else
+				visit(keys[i], vals[i]);
+		if (!more)
+			break;
 		if (rc && e == ENOENT)
 			break;
 		in_tok = out_tok;
 		first = false;
 	}
-}
-
-std::vector<std::pair<lg_flow_key, lg_flow_entry>> flow_copies(bpf_map *m)
-{
-	std::vector<std::pair<lg_flow_key, lg_flow_entry>> out;
-	for_each_copy(m, 4096, [&](const lg_flow_key &k, const lg_flow_entry &e) { out.emplace_back(k, e); });
-	return out;
 }
 
 // 64-bit hash of a flow's original key (splitmix64 over its words).
@@ -909,20 +902,29 @@ size_t XdpDataplane::flow_entries() const
 	return n;
 }
 
-std::vector<lg_flow_entry> XdpDataplane::flows() const
+std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 {
-	auto copies = flow_copies(skel_->maps.lg_flows);
-	std::unordered_map<std::string, uint64_t> expires;
-	for (auto &[k, e] : copies) {
-		uint64_t &x = expires[orig_of(e)];
-		x = std::max<uint64_t>(x, e.expires_ns);
-	}
+	// The original copies up to `limit`, then each one's reply copy looked
+	// up by its key: the listing reads what it lists, not the whole table
+	// (2,000,000 copies when full).
 	std::vector<lg_flow_entry> out;
-	for (auto &[k, e] : copies)
-		if (!(e.flags & LG_FLOW_F_REPLY)) {
+	if (!limit)
+		return out;
+	for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &e) {
+		if (!(e.flags & LG_FLOW_F_REPLY))
 			out.push_back(e);
-			out.back().expires_ns = expires[orig_of(e)];
-		}
+		return out.size() < limit;
+	});
+	int fd = bpf_map__fd(skel_->maps.lg_flows);
+	for (lg_flow_entry &e : out) {
+		lg_flow_key rk;
+		lg_flow_reply_key(&e, &rk);
+		lg_flow_entry r;
+		// A flow whose two keys are one (to itself, from itself) has one copy.
+		if (std::memcmp(&rk, &e.orig, sizeof rk) != 0 && bpf_map_lookup_elem(fd, &rk, &r) == 0 &&
+		    (r.flags & LG_FLOW_F_REPLY) && std::memcmp(&r.orig, &e.orig, sizeof r.orig) == 0)
+			e.expires_ns = std::max(e.expires_ns, r.expires_ns);
+	}
 	return out;
 }
 

@@ -119,8 +119,9 @@ public:
 	size_t flow_entries() const;     // keys in lg_flows (2 per flow)
 	size_t fragment_entries() const;
 
-	// Every flow once (the copy under its original key).
-	std::vector<lg_flow_entry> flows() const;
+	// Every flow once (the copy under its original key, with the later
+	// expiry of its two copies), at most `limit` of them in table order.
+	std::vector<lg_flow_entry> flows(size_t limit = SIZE_MAX) const;
 	// Remove expired flows and fragment memories as of the program's clock
 	// (CLOCK_MONOTONIC + time offset); returns the flows removed. The
 	// agent calls it in the background: the program only removes what it

@@ -48,13 +48,8 @@ const char *kind_word(uint8_t k)
 
 nlohmann::json flow_to_json(const lg_flow_entry &e, const CompiledTables &live)
 {
-	lg_flow_key r = e.orig;
-	r.vni = e.reply_vni;
-	std::memcpy(r.src, e.kind == LG_DEST_ROUTED ? e.orig.dst : e.nat_addr, 16);
-	r.sport = e.kind == LG_DEST_ROUTED ? e.orig.dport : e.nat_port;
-	std::memcpy(r.dst, e.orig.src, 16);
-	r.dport = e.orig.sport;
-	r.echo = lg_echo_reverse(e.orig.echo);
+	lg_flow_key r;
+	lg_flow_reply_key(&e, &r);
 	// A flow of an older generation may carry an index that has moved since;
 	// it is re-checked at its next packet.
 	const auto &names = e.kind == LG_DEST_PRIVATE_ENDPOINT ? live.pe_names : live.server_names;

@@ -430,15 +430,19 @@ DataplaneCounters Dataplanes::counters()
 	return c;
 }
 
-json Dataplanes::flows()
+json Dataplanes::flows(size_t limit)
 {
 	json out = json::array();
-	for (json &f : plane_.flows()) {
+	for (json &f : plane_.flows(limit)) {
 		f["dataplane"] = "xdp";
 		out.push_back(std::move(f));
 	}
+	if (out.size() >= limit)
+		return out;
 	for (auto &a : ch_.query("dataplane.flows"))
 		for (json &f : a.result["flows"]) {
+			if (out.size() >= limit)
+				return out;
 			f["dataplane"] = "dpdk:" + a.name;
 			out.push_back(std::move(f));
 		}

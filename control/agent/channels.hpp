@@ -112,7 +112,7 @@ public:
 	const CompiledTables *live_tables() const override;
 	uint32_t egress_ifindex(const Addr &dst) const override;
 	DataplaneCounters counters() override;
-	nlohmann::json flows() override;
+	nlohmann::json flows(size_t limit) override;
 	nlohmann::json describe() override;
 
 private:

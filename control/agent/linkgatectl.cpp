@@ -381,7 +381,8 @@ void build_tree(CLI::App &app)
 	      {"--vnet-name", "vnetName", T::Str, false, "the packet's VNet (default: the one holding --src)"}},
 	     "what the live generation does with a new flow");
 	leaf(&app, "stats", "stats", Kind::Stats, {}, "counters");
-	leaf(&app, "flows", "flows", Kind::Flows, {}, "the flow table");
+	leaf(&app, "flows", "flows", Kind::Flows,
+	     {{"--top", "top", T::Int, false, "list at most this many flows (default 1000)"}}, "the flow table");
 }
 
 // ---- the request ----
@@ -851,6 +852,14 @@ int run(int argc, char **argv)
 		print_result(l->kind, reply.at("result"), output == "table");
 	} catch (const json::exception &e) { // a result of a shape the table does not expect
 		return fail(kExitRejected, std::string("cannot print the result: ") + e.what());
+	}
+	// A listing cut at --top says so where a person sees it (stdout stays
+	// the result alone); `stats` counts every flow.
+	if (l->kind == Kind::Flows && reply["result"].is_array()) {
+		int64_t top = params.contains("top") ? params["top"].get<int64_t>() : kFlowsDefaultTop;
+		if (int64_t(reply["result"].size()) >= top)
+			std::fprintf(stderr, "linkgatectl: the first %lld flows; --top for more, stats for the count\n",
+				     static_cast<long long>(top));
 	}
 	return kExitOk;
 }

@@ -597,12 +597,12 @@ DataplaneCounters Plane::counters()
 	return c;
 }
 
-json Plane::flows()
+json Plane::flows(size_t limit)
 {
 	json out = json::array();
 	if (!xdp_)
 		return out;
-	for (const lg_flow_entry &e : xdp_->flows())
+	for (const lg_flow_entry &e : xdp_->flows(limit))
 		out.push_back(flow_to_json(e, live_));
 	return out;
 }

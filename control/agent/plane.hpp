@@ -55,7 +55,7 @@ public:
 	const CompiledTables *live_tables() const override { return &live_; }
 	uint32_t egress_ifindex(const Addr &dst) const override;
 	DataplaneCounters counters() override;
-	nlohmann::json flows() override;
+	nlohmann::json flows(size_t limit) override;
 
 private:
 	Plane() = default;

@@ -1107,11 +1107,16 @@ struct Service::Impl {
 
 	json flows(const json &params)
 	{
-		Params p(params, {});
+		Params p(params, {"top"});
+		int64_t top = p.opt_int("top").value_or(kFlowsDefaultTop);
+		if (top < 1 || top > kFlowsMaxTop)
+			invalid("top", "must be 1 to " + std::to_string(kFlowsMaxTop));
 		if (s.dataplane_)
-			return s.dataplane_->flows();
+			return s.dataplane_->flows(size_t(top));
 		json out = json::array();
-		for (const auto &f : s.evaluator().flows())
+		for (const auto &f : s.evaluator().flows()) {
+			if (out.size() >= size_t(top))
+				break;
 			out.push_back(json{{"original", f.orig},
 					   {"reply", f.reply},
 					   {"state", ct_state_name(f.state)},
@@ -1120,6 +1125,7 @@ struct Service::Impl {
 					   {"backend", f.backend.empty() ? json(nullptr) : json(f.backend)},
 					   {"generation", f.generation},
 					   {"expiresNs", f.expires_ns}});
+		}
 		return out;
 	}
 

@@ -64,12 +64,18 @@ struct DataplaneCounters {
 	nlohmann::json dataplanes = nlohmann::json::object();
 };
 
+// `flows` lists at most this many flows unless asked for more (`top`).
+constexpr int64_t kFlowsDefaultTop = 1000;
+constexpr int64_t kFlowsMaxTop = 10000000;
+
 class Dataplane {
 public:
 	virtual ~Dataplane() = default;
 	virtual const CompiledTables *live_tables() const = 0;
 	virtual DataplaneCounters counters() = 0;
-	virtual nlohmann::json flows() = 0; // the `flows` method's result
+	// The `flows` method's result: at most `limit` flows (a full table is a
+	// million; the listing must not cost the agent that much memory).
+	virtual nlohmann::json flows(size_t limit) = 0;
 	// The interface a packet to dst leaves by, as the dataplane's FIB would
 	// answer (0: not known): explain looks the destination up in its VNet.
 	virtual uint32_t egress_ifindex(const Addr &) const { return 0; }

@@ -464,7 +464,10 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 		  {"backend", nullptr},
 		  {"generation", 3},
 		  {"expiresNs", 123456789}};
-	a.set_result("dataplane.flows", json{{"flows", {flow}}});
+	json flow2 = flow;
+	flow2["original"] = "0 6 10.0.0.4:40001 > 10.0.0.5:22";
+	flow2["reply"] = "0 6 10.0.0.5:22 > 10.0.0.4:40001";
+	a.set_result("dataplane.flows", json{{"flows", {flow, flow2}}});
 	a.start();
 	b.start();
 	ASSERT_TRUE(eventually([&] { return dataplanes().size() == 2; })) << dataplanes().dump();
@@ -479,10 +482,16 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 	EXPECT_EQ(s["dataplanes"]["dpdk:fp-b"], json({{"generation", d->generation()}, {"forwarded", 10}, {"dropped", 3}}));
 
 	json f = ok("flows")["result"];
-	ASSERT_EQ(f.size(), 1u);
+	ASSERT_EQ(f.size(), 2u);
 	json tagged = flow;
 	tagged["dataplane"] = "dpdk:fp-a";
 	EXPECT_EQ(f[0], tagged);
+	// At most `top` flows; a `top` out of range is a typed error.
+	f = ok("flows", {{"top", 1}})["result"];
+	ASSERT_EQ(f.size(), 1u);
+	EXPECT_EQ(f[0], tagged);
+	for (json bad : {json(0), json(-1), json("1"), json(10000001)})
+		EXPECT_EQ(d->rpc("flows", {{"top", bad}})["error"]["code"], -32602) << bad.dump(); // invalid params
 
 	// Through linkgatectl.
 	int code = -1;
@@ -495,6 +504,14 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 	EXPECT_EQ(t.rfind("Original", 0), 0u) << t;
 	EXPECT_NE(t.find("Dataplane"), std::string::npos) << t;
 	EXPECT_NE(t.find("dpdk:fp-a"), std::string::npos) << t;
+	EXPECT_EQ(t.find("--top for more"), std::string::npos) << "2 flows of the default 1000: complete\n" << t;
+	t = ctl(d->socket_path(), "flows --top 1 -o table", &code);
+	EXPECT_EQ(code, 0);
+	EXPECT_NE(t.find("10.0.0.4:40000"), std::string::npos) << t;
+	EXPECT_EQ(t.find("10.0.0.4:40001"), std::string::npos) << t;
+	EXPECT_NE(t.find("linkgatectl: the first 1 flows; --top for more, stats for the count"), std::string::npos) << t;
+	ctl(d->socket_path(), "flows --top 0", &code);
+	EXPECT_EQ(code, 2) << "a usage error";
 
 	// A fast path that refuses a query keeps its channel; its part is left out.
 	b.set("dataplane.counters", Answer::Error);
