@@ -828,8 +828,8 @@ int run_dpdk_subcommand(const std::string &cmdline)
 	md += "Median [min–max] over " + std::to_string(o.repeats) + " round(s), " + fixed(o.seconds, 0) +
 	      " s a run, one forwarding lcore, 60-byte frames; ratios are taken within a round. CPU share: CPU time "
 	      "of the process / wall time while forwarding. Mpps of both programs: the median of one-second rates "
-	      "(testpmd's printed ones, linkgate-dpdk's from its telemetry), the first second of a run without a "
-	      "warm-up left out. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
+	      "(testpmd's printed ones, linkgate-dpdk's from its telemetry in its window), testpmd's first second "
+	      "left out. cycles/pkt: testpmd TSC Hz × CPU share / pps; "
 	      "linkgate-dpdk its busy cycles / rx. Per CPU: the ratio of Mpps / CPU share. New flows: SYNs of flows "
 	      "that never see a reply (every frame takes the program's full path), linkgate-dpdk measured once the "
 	      "first pass over the pcap has made every flow. Established flows: handshakes completed in a warm-up, "
