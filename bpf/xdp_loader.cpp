@@ -902,6 +902,12 @@ size_t XdpDataplane::flow_entries() const
 	return n;
 }
 
+std::optional<XdpDataplane::Swept> XdpDataplane::last_sweep() const
+{
+	std::lock_guard lk(sweep_mu_);
+	return swept_;
+}
+
 std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 {
 	// The original copies up to `limit`, then each one's reply copy looked
@@ -954,7 +960,7 @@ size_t XdpDataplane::reclaim()
 		else
 			live.push_back(orig_hash(e.orig));
 	});
-	size_t n = 0;
+	size_t n = 0, removed = 0;
 	if (!dead.empty()) {
 		// Open addressing over the (few) expired flows' hashes; the live
 		// copies probe it.
@@ -982,9 +988,15 @@ size_t XdpDataplane::reclaim()
 				if (bpf_map__lookup_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, &e, sizeof e, 0) != 0 ||
 				    now < e.expires_ns)
 					continue;
-				bpf_map__delete_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, 0);
+				if (bpf_map__delete_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, 0) == 0)
+					removed++;
 				n += !d.reply;
 			}
+	}
+	{
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		std::lock_guard lk(sweep_mu_);
+		swept_ = Swept{dead.size() + live.size() - removed, uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec)};
 	}
 	std::vector<lg_frag_key> gone;
 	lg_frag_key k{}, next{};

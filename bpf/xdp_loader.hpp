@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -117,6 +118,15 @@ public:
 	uint64_t fast_packets() const; // forwarded by the established-flow fast path
 
 	size_t flow_entries() const;     // keys in lg_flows (2 per flow)
+	// The keys reclaim() left in lg_flows at its last sweep, and when that
+	// sweep ended (CLOCK_MONOTONIC ns); none before the first sweep. The
+	// sweep walks the table anyway: stats takes its count instead of a walk
+	// of its own on the agent's control thread (docs/agent.md).
+	struct Swept {
+		size_t keys = 0;
+		uint64_t at_ns = 0;
+	};
+	std::optional<Swept> last_sweep() const;
 	size_t fragment_entries() const;
 
 	// Every flow once (the copy under its original key, with the later
@@ -136,6 +146,10 @@ private:
 	std::vector<struct bpf_map *> pinned_maps() const;
 	std::string link_path(uint32_t ifindex) const;
 	lg_xdp *skel_ = nullptr;
+	// last_sweep(): written by reclaim() (the agent's sweep thread), read
+	// by stats (its control thread).
+	mutable std::mutex sweep_mu_;
+	std::optional<Swept> swept_;
 	static constexpr size_t kTables = 15;
 	Status write_table(size_t i, uint32_t slot, const void *keys, const void *vals, uint32_t n,
 			   uint64_t version = 0);
