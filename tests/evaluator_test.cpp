@@ -637,11 +637,7 @@ TEST_F(EvalTest, PublicEndpointFlowsEndWithTheRuleThatAdmittedThem)
 // allows, and the other way round; the level with flush that denies cuts.
 TEST_F(EvalTest, FlushConnectionIsPerNsgOnThePath)
 {
-	NetworkSecurityGroup nic;
-	nic.name = "vm-nsg";
-	nic.defaultSecurityRules = default_security_rules();
-	state.networkSecurityGroups.push_back(nic);
-	state.networkInterfaces.push_back({"vm1-nic", "client-vnet", "clients", "10.1.1.10", "vm-nsg"});
+	add_vm_nic_nsg(state);
 	const SecurityRule no_web = rule("no-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443");
 	auto out = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(sp, 443, fl).build(); };
 	auto back = [&](uint16_t sp, uint8_t fl) { return b2c().ipv4("8.8.8.8", "10.1.1.10").tcp(443, sp, fl).build(); };

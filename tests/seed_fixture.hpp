@@ -105,4 +105,16 @@ inline void add_tenant_vnet(State &s, uint32_t vni)
 	s.networkSecurityGroups.push_back(n);
 }
 
+// vm1's NIC (10.1.1.10 in clients) with an NSG of its own, vm-nsg, holding
+// only the default rules: a second NSG on the client's path (the
+// flushConnection-per-level tests).
+inline void add_vm_nic_nsg(State &s)
+{
+	NetworkSecurityGroup nic;
+	nic.name = "vm-nsg";
+	nic.defaultSecurityRules = default_security_rules();
+	s.networkSecurityGroups.push_back(nic);
+	s.networkInterfaces.push_back({"vm1-nic", "client-vnet", "clients", "10.1.1.10", "vm-nsg"});
+}
+
 } // namespace lg::seed_fixture

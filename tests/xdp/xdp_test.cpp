@@ -509,11 +509,7 @@ TEST_F(XdpTest, PublicEndpointFlowsEndWithTheRuleThatAdmittedThem)
 // its own flag.
 TEST_F(XdpTest, FlushConnectionIsPerNsgOnThePath)
 {
-	NetworkSecurityGroup nic;
-	nic.name = "vm-nsg";
-	nic.defaultSecurityRules = default_security_rules();
-	state.networkSecurityGroups.push_back(nic);
-	state.networkInterfaces.push_back({"vm1-nic", "client-vnet", "clients", "10.1.1.10", "vm-nsg"});
+	add_vm_nic_nsg(state);
 	const SecurityRule no_web = rule("no-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443");
 	auto out = [&](uint16_t sp, uint8_t fl) { return c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(sp, 443, fl).build(); };
 	auto back = [&](uint16_t sp, uint8_t fl) {
