@@ -75,13 +75,14 @@ enum lg_dest_kind {
 /* Value stored under both the original and the reply key of a flow. */
 /* Next hop of one direction of a flow as the last full-path packet of that
  * direction resolved it (bpf_fib_lookup, or the DPDK routes); the fast path
- * reuses it until `until` (docs/xdp.md, "Established-flow fast path"). */
+ * reuses it while it is younger than the prelude's bound (docs/xdp.md, "The
+ * next hop's lifetime"). */
 struct lg_nexthop {
 	__u32 ifindex;    /* egress; 0: none cached */
 	__u32 in_ifindex; /* the ingress it was resolved from */
 	__u8 dmac[6];
 	__u8 smac[6];
-	__u32 until;      /* valid while (now_ns >> 20) is before this (wraps) */
+	__u32 at;         /* (now_ns >> 20) when resolved; ages compare mod 2^32 */
 };
 LG_STATIC_ASSERT(sizeof(struct lg_nexthop) == 24, "lg_nexthop layout");
 

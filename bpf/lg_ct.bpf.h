@@ -25,6 +25,31 @@ LG_RODATA __u64 lg_fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
  * .bss instead of sleeping. 0 in production. */
 __u64 lg_time_offset_ns = 0;
 
+/* The fast path's cached next hops (lg_fast) stand for the route lookup and
+ * the host-address check. Whoever loaded the program says through .bss when
+ * those last changed and until when it is watching for changes
+ * (docs/xdp.md, "The next hop's lifetime"): a cached next hop is trusted if
+ * it was resolved after the last change, and for at most LG_NH_WATCHED_NS
+ * while watched, LG_NH_UNWATCHED_NS otherwise. Both 0 at load: unwatched. */
+__u64 lg_fib_changed_ns = 0;
+__u64 lg_fib_watched_until_ns = 0;
+#define LG_NH_WATCHED_NS (3600ull * 1000000000ull)
+#define LG_NH_UNWATCHED_NS 1000000000ull
+
+/* The prelude's bound on a cached next hop's age, in 2^20 ns ticks (the
+ * unit of lg_nexthop.at). An entry resolved before the last change is at
+ * least as old as the time since it, rounding included. */
+static __always_inline __u32 nh_max_age(__u64 now)
+{
+	/* Each one whole load: the loader stores them while packets run. */
+	__u64 changed = *(volatile __u64 *)&lg_fib_changed_ns;
+	__u64 watched = *(volatile __u64 *)&lg_fib_watched_until_ns;
+	__u64 span = now < watched ? LG_NH_WATCHED_NS >> 20 : LG_NH_UNWATCHED_NS >> 20;
+	__u64 since = now > changed ? (now - changed) >> 20 : 0;
+
+	return (__u32)(since < span ? since : span);
+}
+
 /* Flow key of a parsed packet: ports, or the ICMP echo identifier. */
 static __always_inline void key_of(struct lg_flow_key *k, __u32 vni, const struct lg_pkt *p)
 {
@@ -159,9 +184,6 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
 
 /* Remember the next hop the full path just resolved for direction dir of
  * scratch->e, for the fast path (lg_fast); lg_forward calls it. */
-#ifndef LG_NH_CACHE_NS
-#define LG_NH_CACHE_NS 1000000000ull
-#endif
 static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 {
 	struct lg_nexthop *nh = &s->e.nh[dir & 1];
@@ -170,7 +192,7 @@ static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 	nh->in_ifindex = s->ifindex;
 	__builtin_memcpy(nh->dmac, s->fib.dmac, 6);
 	__builtin_memcpy(nh->smac, s->fib.smac, 6);
-	nh->until = (__u32)((s->now + LG_NH_CACHE_NS) >> 20);
+	nh->at = (__u32)(s->now >> 20);
 }
 
 /* One copy of a flow. An existing entry is written in place: a map update

@@ -232,6 +232,8 @@ struct lg_scratch {
 	__u32 nh_dir;    /* lg_forward caches its next hop in e.nh[nh_dir] (2: no) */
 	__u64 now;
 	__u64 agen;       /* lg_active.generation as read with the slot */
+	__u32 nh_max_age; /* a cached next hop younger than this many 2^20 ns is trusted */
+	__u32 nh_pad;
 	/* Fast path's cache of the ingress VNI: valid for (fc_gen, fc_slot, fc_if). */
 	__u64 fc_gen;
 	__u32 fc_slot, fc_if, fc_vni, fc_pad;

@@ -740,8 +740,8 @@ _Static_assert(__builtin_offsetof(struct lg_flow_key, family) == 4 &&
  * packet access and no flow write beyond the found copy's expiry. Returns
  * the XDP action, or -1: take the full path (which re-reads everything).
  * The cached next hop stands for the full path's host-address check and
- * route lookup of that direction: changes of either reach an established
- * flow within LG_NH_CACHE_NS (docs/xdp.md).
+ * route lookup of that direction: it is trusted while younger than the
+ * prelude's nh_max_age (lg_ct.bpf.h, docs/xdp.md).
  */
 __noinline int lg_fast(struct xdp_md *ctx)
 {
@@ -813,7 +813,7 @@ __noinline int lg_fast(struct xdp_md *ctx)
 		return -1;
 	reply = e->flags & LG_FLOW_F_REPLY ? 1 : 0;
 	nh = &e->nh[reply];
-	if (!nh->ifindex || nh->in_ifindex != s->ifindex || (__s32)(nh->until - (__u32)(s->now >> 20)) <= 0)
+	if (!nh->ifindex || nh->in_ifindex != s->ifindex || (__u32)((__u32)(s->now >> 20) - nh->at) >= s->nh_max_age)
 		return -1;
 
 	/* DNAT / reverse translation (lg_rewrite): address, then port. */
@@ -922,5 +922,6 @@ int lg_xdp(struct xdp_md *ctx)
 	s->agen = a ? a->generation : 0;
 	s->ifindex = ctx->ingress_ifindex;
 	s->now = bpf_ktime_get_coarse_ns() + lg_time_offset_ns; /* ticks suffice for timeouts of seconds */
+	s->nh_max_age = nh_max_age(s->now);
 	return lg_after_prelude(ctx);
 }

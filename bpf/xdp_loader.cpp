@@ -804,6 +804,42 @@ Result<XdpRun> XdpDataplane::run(std::span<const uint8_t> frame, uint32_t ingres
 
 void XdpDataplane::set_time_offset(uint64_t ns) { skel_->bss->lg_time_offset_ns = ns; }
 
+uint64_t XdpDataplane::now_ns() const
+{
+	timespec ts{};
+	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_coarse_ns() lags it by less than a tick
+	return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+}
+
+// .bss is mapped into this process: each store is one whole word that the
+// program's next packet reads (it loads each once, volatile).
+void XdpDataplane::fib_changed(uint64_t ahead_ns)
+{
+	// The program's clock is the coarse one (a tick, 4 ms here, behind
+	// CLOCK_MONOTONIC): stamped with the fine one, the change would lie in
+	// the program's future until the next tick, and next hops resolved
+	// after it would not be trusted. One ns past the coarse time: a next
+	// hop resolved in the same tick, before the change, is not trusted.
+	timespec ts{};
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+	__atomic_store_n(&skel_->bss->lg_fib_changed_ns, now + 1 + ahead_ns, __ATOMIC_RELEASE);
+}
+
+void XdpDataplane::fib_watched_for(uint64_t ns)
+{
+	__atomic_store_n(&skel_->bss->lg_fib_watched_until_ns, now_ns() + ns, __ATOMIC_RELEASE);
+}
+
+void XdpDataplane::fib_unwatched() { __atomic_store_n(&skel_->bss->lg_fib_watched_until_ns, 0, __ATOMIC_RELEASE); }
+
+uint64_t XdpDataplane::fib_changed_ns() const { return __atomic_load_n(&skel_->bss->lg_fib_changed_ns, __ATOMIC_ACQUIRE); }
+
+uint64_t XdpDataplane::fib_watched_until_ns() const
+{
+	return __atomic_load_n(&skel_->bss->lg_fib_watched_until_ns, __ATOMIC_ACQUIRE);
+}
+
 std::array<uint64_t, LG_REASON__COUNT> XdpDataplane::reason_counts() const
 {
 	std::array<uint64_t, LG_REASON__COUNT> a{};
@@ -908,6 +944,21 @@ std::optional<XdpDataplane::Swept> XdpDataplane::last_sweep() const
 	return swept_;
 }
 
+std::optional<size_t> XdpDataplane::recent_sweep_keys(uint64_t now_ns, uint64_t interval_ns) const
+{
+	auto sw = last_sweep();
+	if (!sw)
+		return std::nullopt;
+	if (now_ns < sw->started_ns) // a sweep that began after the caller's clock read
+		return sw->keys;
+	// A count is replaced when the next sweep ends: interval + its length
+	// after this one ended, interval + 2 lengths after it started.
+	uint64_t took = sw->at_ns - sw->started_ns;
+	if (now_ns - sw->started_ns > interval_ns + 2 * took + 1000000000ull)
+		return std::nullopt;
+	return sw->keys;
+}
+
 std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 {
 	// The original copies up to `limit`, then each one's reply copy looked
@@ -936,9 +987,9 @@ std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 
 size_t XdpDataplane::reclaim()
 {
-	timespec ts{};
-	clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_coarse_ns() lags it by less than a tick
-	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+	timespec t0{};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t now = now_ns();
 	// One pass keeps the expired copies and the hashes of the live copies'
 	// flows; a flow goes when no copy of it is live. A hash collision (odds
 	// ~2^-64 per pair) only keeps an expired flow until a later sweep.
@@ -994,9 +1045,11 @@ size_t XdpDataplane::reclaim()
 			}
 	}
 	{
+		timespec ts{};
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		std::lock_guard lk(sweep_mu_);
-		swept_ = Swept{dead.size() + live.size() - removed, uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec)};
+		swept_ = Swept{dead.size() + live.size() - removed, uint64_t(t0.tv_sec) * 1000000000ull + uint64_t(t0.tv_nsec),
+			       uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec)};
 	}
 	std::vector<lg_frag_key> gone;
 	lg_frag_key k{}, next{};

@@ -108,6 +108,21 @@ public:
 
 	// Added to the program's clock (tests move time forward with it).
 	void set_time_offset(uint64_t ns);
+	// The program's clock: CLOCK_MONOTONIC + the time offset.
+	uint64_t now_ns() const;
+
+	// What bounds the fast path's cached next hops (bpf/lg_ct.bpf.h,
+	// docs/xdp.md "The next hop's lifetime"): the host's routes,
+	// neighbours, links or addresses changed now; every such change reaches
+	// fib_changed() within the next `ns` (an agent that reads them);
+	// nobody watches (a second at most). Loaded: unwatched, never changed.
+	// ahead_ns > 0 dates the change that far ahead: nothing resolved before
+	// then is trusted (an agent's start, docs/agent.md).
+	void fib_changed(uint64_t ahead_ns = 0);
+	void fib_watched_for(uint64_t ns);
+	void fib_unwatched();
+	uint64_t fib_changed_ns() const;
+	uint64_t fib_watched_until_ns() const;
 
 	// Counters, summed over CPUs.
 	std::array<uint64_t, LG_REASON__COUNT> reason_counts() const;
@@ -119,14 +134,20 @@ public:
 
 	size_t flow_entries() const;     // keys in lg_flows (2 per flow)
 	// The keys reclaim() left in lg_flows at its last sweep, and when that
-	// sweep ended (CLOCK_MONOTONIC ns); none before the first sweep. The
-	// sweep walks the table anyway: stats takes its count instead of a walk
-	// of its own on the agent's control thread (docs/agent.md).
+	// sweep started and ended (CLOCK_MONOTONIC ns); none before the first
+	// sweep. The sweep walks the table anyway: stats takes its count
+	// instead of a walk of its own on the agent's control thread
+	// (docs/agent.md).
 	struct Swept {
 		size_t keys = 0;
-		uint64_t at_ns = 0;
+		uint64_t started_ns = 0;
+		uint64_t at_ns = 0; // ended
 	};
 	std::optional<Swept> last_sweep() const;
+	// The last sweep's count if, at now_ns, it is from the sweep before the
+	// next one is due (sweeps every interval_ns, each as long as the last,
+	// and a second of slack); none otherwise: count with flow_entries().
+	std::optional<size_t> recent_sweep_keys(uint64_t now_ns, uint64_t interval_ns) const;
 	size_t fragment_entries() const;
 
 	// Every flow once (the copy under its original key, with the later

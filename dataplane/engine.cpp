@@ -267,6 +267,11 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 	const EvaluatorConfig &t = cfg.timeouts;
 	e->set_flow_timeouts(t.tcp_established_ns, t.tcp_transient_ns, t.tcp_close_ns, t.udp_ns, t.icmp_ns);
 	lg_host_set_time_offset(0);
+	// Routes, neighbours and own addresses are fixed for the life of the
+	// process (above), so the fast path's cached next hops can never be
+	// stale: watched for ever, never changed. A generation change already
+	// sends each flow through the full path (docs/dpdk.md).
+	lg_host_set_fib(0, ~0ull);
 	e->live_ = std::make_shared<CompiledTables>();
 	return e;
 }

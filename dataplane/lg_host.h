@@ -131,6 +131,9 @@ struct lg_host_timeouts {
 };
 void lg_host_set_timeouts(const struct lg_host_timeouts *t);
 void lg_host_set_time_offset(__u64 ns);
+/* lg_fib_changed_ns and lg_fib_watched_until_ns (bpf/lg_ct.bpf.h): what
+ * bounds the fast path's cached next hops. */
+void lg_host_set_fib(__u64 changed_ns, __u64 watched_until_ns);
 
 #ifdef __cplusplus
 }

@@ -8,15 +8,6 @@
 #define LG_RODATA volatile /* plain globals that lg_host_set_timeouts stores atomically while
 			     * workers run: each use is one whole load (READ_ONCE) */
 
-/* The fast path's cached next hop stands for the route and host-address
- * lookups. linkgate-dpdk's routes, neighbours and own addresses are fixed for
- * the life of the process (Engine::create), so nothing it caches can go
- * stale before the generation changes, which the fast path checks anyway: an
- * hour instead of XDP's second (whose FIB the host changes at any time), so
- * that a flow with more than a second between its frames still takes the
- * fast path (docs/dpdk.md). `until` counts 2^20 ns and wraps after ~26 days. */
-#define LG_NH_CACHE_NS (3600ull * 1000000000ull)
-
 #include "lg_host.h"
 
 #include "../bpf/lg_xdp.bpf.c"
@@ -92,6 +83,12 @@ void lg_host_set_timeouts(const struct lg_host_timeouts *t)
 void lg_host_set_time_offset(__u64 ns)
 {
 	lg_time_offset_ns = ns;
+}
+
+void lg_host_set_fib(__u64 changed_ns, __u64 watched_until_ns)
+{
+	__atomic_store_n(&lg_fib_changed_ns, changed_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&lg_fib_watched_until_ns, watched_until_ns, __ATOMIC_RELAXED);
 }
 
 __u64 lg_host_fast_packets(void)

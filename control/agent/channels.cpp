@@ -399,7 +399,8 @@ DataplaneCounters Dataplanes::counters()
 		per["xdp"] = json{{"generation", plane_.generation()},
 				  {"forwarded", c.reasons[LG_REASON_NONE]},
 				  {"dropped", total_drops(c.reasons)},
-				  {"flows", c.flows}};
+				  {"flows", c.flows},
+				  {"nextHops", plane_.next_hops()}};
 	for (const auto &a : ch_.query("dataplane.counters")) {
 		std::array<uint64_t, LG_REASON__COUNT> mine{};
 		if (auto it = a.result.find("reasons"); it != a.result.end())

@@ -187,11 +187,24 @@ public:
 			size_t first_channel = fds.size();
 			for (int fd : channels_.fds())
 				fds.push_back({fd, POLLIN, 0});
-			size_t nl = fds.size(); // the host's address changes (XDP only)
-			if (plane_.address_events_fd() >= 0)
-				fds.push_back({plane_.address_events_fd(), POLLIN, 0});
+			size_t nl = fds.size(); // the host's address and route changes (XDP only)
+			if (plane_.host_events_fd() >= 0)
+				fds.push_back({plane_.host_events_fd(), POLLIN, 0});
 			control_scheduling_ready();
-			int n = poll(fds.data(), fds.size(), next_timeout_ms());
+			int timeout = next_timeout_ms();
+			if (plane_.has_xdp()) {
+				// This loop vouches that it reads the host's changes as they
+				// come: a window renewed from here, not from a thread of its
+				// own, lapses while a request holds the loop up.
+				auto now = Clock::now();
+				if (now >= next_beat_) {
+					if (Status st = plane_.fib_heartbeat(); !st)
+						log("host addresses not updated: %s", st.error().c_str());
+					next_beat_ = now + std::chrono::milliseconds(Plane::kFibBeatMs);
+				}
+				timeout = timeout < 0 ? Plane::kFibBeatMs : std::min(timeout, Plane::kFibBeatMs);
+			}
+			int n = poll(fds.data(), fds.size(), timeout);
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
 				return;
@@ -204,7 +217,7 @@ public:
 				if (fds[k].revents)
 					channels_.readable(fds[k].fd);
 			if (n > 0 && nl < fds.size() && fds[nl].revents) {
-				if (Status st = plane_.address_events(); !st)
+				if (Status st = plane_.host_events(); !st)
 					log("host addresses not updated: %s", st.error().c_str());
 			}
 			if (n > 0 && (fds[1].revents & POLLIN))
@@ -231,6 +244,7 @@ private:
 	Plane &plane_;
 	DataplaneChannels &channels_;
 	std::thread sweeper_;
+	Clock::time_point next_beat_{}; // the next fib_heartbeat
 	std::mutex sweep_mu_;
 	std::condition_variable sweep_cv_;
 	bool stop_ = false;
@@ -576,6 +590,7 @@ int main(int argc, char **argv)
 	}
 	auto ns = [](double s) { return uint64_t(s * 1e9); };
 	po.xdp.pin_dir = o.pin_dir;
+	po.sweep_interval_ns = uint64_t(o.reclaim_ms) * 1000000ull;
 	po.xdp.gen_slots = LG_GEN_SLOTS; // a change right after another does not wait for a grace period
 	po.xdp.flow_capacity = o.flow_capacity;
 	po.xdp.tcp_established_ns = ns(o.tcp_established);

@@ -330,14 +330,28 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	p->nl_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
 	sockaddr_nl nl{};
 	nl.nl_family = AF_NETLINK;
-	nl.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-	if (p->nl_fd_ < 0 || bind(p->nl_fd_, reinterpret_cast<sockaddr *>(&nl), sizeof nl) != 0)
-		return err(std::string("cannot watch the host's addresses (netlink): ") + std::strerror(errno));
+	bool joined = p->nl_fd_ >= 0 && bind(p->nl_fd_, reinterpret_cast<sockaddr *>(&nl), sizeof nl) == 0;
+	for (unsigned g : {RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE,
+			   RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE, RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_NETCONF,
+			   RTNLGRP_IPV6_NETCONF})
+		joined = joined && setsockopt(p->nl_fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0;
+	if (!joined)
+		return err(std::string("cannot watch the host's addresses and routes (netlink): ") + std::strerror(errno));
+	// Room for a burst of neighbour notices; an overflow (ENOBUFS) is a
+	// change of everything, so this only saves cache refills.
+	int rcvbuf = 1 << 20;
+	(void)setsockopt(p->nl_fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	auto addrs = local_addresses();
 	if (!addrs)
 		return err(addrs.error());
 	if (Status st = p->xdp_->set_local_addresses(*addrs); !st)
 		return err("XDP dataplane: " + st.error());
+	// Whatever changed while no agent read the events (or before this
+	// socket existed): no next hop cached before now is trusted. Dated a
+	// second ahead: next hops pinned by a program older than
+	// lg_nexthop.at held their expiry there, up to a second past now.
+	p->xdp_->fib_changed(1000000000ull);
+	p->fib_changes_++;
 
 	// The pinned generation is kept when it is this state file on these
 	// interfaces; otherwise the state file is published as the next one.
@@ -482,24 +496,61 @@ size_t Plane::reclaim() { return xdp_ ? xdp_->reclaim() : 0; }
 
 Plane::~Plane()
 {
+	// Nobody reads the host's changes any more: the program's cached next
+	// hops go back to a second (the pinned program outlives the agent).
+	if (xdp_)
+		xdp_->fib_unwatched();
 	if (nl_fd_ >= 0)
 		close(nl_fd_);
 }
 
-Status Plane::address_events()
+Status Plane::host_events()
 {
-	// The messages themselves are not read: any address change (or a lost
-	// one, ENOBUFS) means the whole set is read again.
-	char buf[8192];
+	if (nl_fd_ < 0)
+		return Ok{};
+	alignas(nlmsghdr) char buf[16384];
+	HostEvents::Seen seen;
 	for (;;) {
-		ssize_t r = recv(nl_fd_, buf, sizeof buf, 0);
-		if (r <= 0 && !(r < 0 && errno == ENOBUFS))
+		ssize_t r = recv(nl_fd_, buf, sizeof buf, MSG_DONTWAIT);
+		if (r < 0 && errno == ENOBUFS) {
+			seen |= events_.lost();
+			continue;
+		}
+		if (r <= 0)
 			break;
+		seen |= events_.feed(buf, size_t(r));
 	}
-	auto addrs = local_addresses();
-	if (!addrs)
-		return err(addrs.error());
-	return xdp_->set_local_addresses(*addrs);
+	event_messages_ += seen.messages;
+	Status st = Ok{};
+	if (seen.addresses) { // the whole set is read again
+		auto addrs = local_addresses();
+		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
+	}
+	// After lg_local: a next hop resolved from here on sees the new set.
+	if (seen.fib) {
+		xdp_->fib_changed();
+		fib_changes_++;
+	}
+	return st;
+}
+
+Status Plane::fib_heartbeat()
+{
+	if (!xdp_)
+		return Ok{};
+	Status st = host_events(); // drained first: the watch vouches for everything before it
+	xdp_->fib_watched_for(kFibWatchNs);
+	return st;
+}
+
+json Plane::next_hops() const
+{
+	if (!xdp_)
+		return json::object();
+	return json{{"watched", xdp_->fib_watched_until_ns() > xdp_->now_ns()},
+		    {"hostEvents", event_messages_},
+		    {"fibChanges", fib_changes_},
+		    {"fastPath", xdp_->fast_packets()}};
 }
 
 // The kernel's route to dst (RTM_GETROUTE, the lookup the XDP program's
@@ -593,15 +644,15 @@ DataplaneCounters Plane::counters()
 	fill(live_.pe_names, base_pes_, snap_pes_, c.private_endpoints, [&](uint32_t i) { return xdp_->pe_packets(i); });
 	fill(live_.server_names, base_servers_, snap_servers_, c.servers,
 	     [&](uint32_t i) { return xdp_->server_packets(i); });
-	// The sweep's count when it is at most 2 s old (the sweep runs every
-	// second by default): a walk of a full table here took 0.63 s of this
-	// thread, which commits wait for. Otherwise (before the first sweep, a
-	// long --reclaim-interval) the walk.
+	// The last sweep's count while no later one could have ended: a walk
+	// of a full table here took 0.63 s of this thread, which commits wait
+	// for. Otherwise (before the first sweep, a sweep starved far past its
+	// interval) the walk.
 	timespec ts{};
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-	auto sw = xdp_->last_sweep();
-	c.flows = (sw && now - sw->at_ns <= 2000000000ull ? sw->keys : xdp_->flow_entries()) / 2;
+	auto keys = xdp_->recent_sweep_keys(now, o_.sweep_interval_ns);
+	c.flows = (keys ? *keys : xdp_->flow_entries()) / 2;
 	return c;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "compiler.hpp"
+#include "host_events.hpp"
 #include "service.hpp"
 #include "xdp_loader.hpp"
 
@@ -28,6 +29,7 @@ struct PlaneOptions {
 	std::string state_path;
 	std::vector<IfaceSpec> ifaces; // none: no dataplane (generations are still numbered)
 	XdpConfig xdp;                 // pin_dir: where the dataplane is pinned
+	uint64_t sweep_interval_ns = 1000000000ull; // linkgated's --reclaim-interval (stats' flow count)
 };
 
 class Plane final : public Dataplane {
@@ -44,12 +46,23 @@ public:
 	uint64_t generation() const { return generation_; }
 	size_t reclaim(); // expired flows removed
 	bool has_xdp() const { return xdp_ != nullptr; }
-	// The host's addresses go to the host (lg_local) as they change: a
-	// netlink socket on the address groups, opened before the first read so
-	// that no change falls between the two (-1 without XDP). When it is
-	// readable, address_events() drains it and writes the set again.
-	int address_events_fd() const { return nl_fd_; }
-	Status address_events();
+	// The host's addresses go to the host (lg_local) as they change, and
+	// every change of what a route lookup answers ends the program's cached
+	// next hops (HostEvents, docs/agent.md "The host's FIB"): a netlink
+	// socket on the address, route, rule, link, netconf and neighbour
+	// groups, opened before the first read so that no change falls between
+	// the two (-1 without XDP). When it is readable, host_events() drains it.
+	int host_events_fd() const { return nl_fd_; }
+	Status host_events();
+	// Every change was read up to now: the program may trust its cached
+	// next hops for an hour (not a second) until kFibWatchNs from now. The
+	// control loop calls it every kFibBeatMs; a loop held up longer than the
+	// window (a long request) lets it lapse, and the second applies again.
+	Status fib_heartbeat();
+	static constexpr uint64_t kFibWatchNs = 1000000000ull;
+	static constexpr int kFibBeatMs = 250;
+	// stats: {"watched", "hostEvents", "fibChanges", "fastPath"} (XDP only).
+	nlohmann::json next_hops() const;
 	~Plane() override;
 
 	const CompiledTables *live_tables() const override { return &live_; }
@@ -67,6 +80,8 @@ private:
 
 	PlaneOptions o_;
 	int nl_fd_ = -1;
+	HostEvents events_;
+	uint64_t event_messages_ = 0, fib_changes_ = 0;
 	std::vector<uint32_t> ifindex_;
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;

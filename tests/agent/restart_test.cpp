@@ -427,6 +427,41 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 	EXPECT_TRUE(local_has("10.1.1.1"));
 }
 
+// The XDP program's cached next hops follow the host (docs/agent.md, "The
+// host's FIB"): the agent watches, so an established flow keeps its cached
+// next hop past a second; when the host changes the backend's MAC, the
+// flow's next frame takes the new one.
+TEST_F(AgentRestart, CachedNextHopsFollowTheHostsNeighbours)
+{
+	// IPv6 would change the host's addresses at times of its own (DAD), and
+	// each of those ends every cached next hop too: the change below must
+	// be the only one.
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
+	start_agent(policy("Approved"));
+	auto next_hops = [&] { return ok("stats")["dataplanes"]["xdp"]["nextHops"]; };
+	json nh = next_hops();
+	ASSERT_TRUE(nh.is_object()) << ok("stats").dump();
+	EXPECT_EQ(nh["watched"], true) << nh.dump();
+	EXPECT_GE(nh["fibChanges"].get<uint64_t>(), 1u) << "the start is a change: nothing cached before it is trusted";
+
+	Persistent conn(topo.real("cli"));
+	ASSERT_TRUE(conn.round_trip()) << agent->log();
+	// The host's first sight of each neighbour is a change: the frames
+	// around it take the full path; later ones the fast path.
+	uint64_t fast = next_hops()["fastPath"].get<uint64_t>();
+	EXPECT_TRUE(until([&] { return conn.round_trip() && next_hops()["fastPath"].get<uint64_t>() > fast; }))
+		<< "an established flow: the fast path";
+
+	uint64_t changes = next_hops()["fibChanges"].get<uint64_t>();
+	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:00:99 dev hb nud permanent"));
+	ASSERT_TRUE(until([&] { return next_hops()["fibChanges"].get<uint64_t>() > changes; })) << agent->log();
+	EXPECT_FALSE(conn.round_trip()) << "the flow's next frame went to the old MAC";
+	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:b1:01 dev hb nud permanent"));
+	// (The old flow's stream now holds its retransmitted ping: a new one.)
+	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "the backend's own MAC again";
+	EXPECT_EQ(conn.finish(), 0);
+}
+
 // explain asks the host's routes which interface the destination leaves
 // by, and looks the destination up in that interface's VNet, as the XDP
 // program does after its bpf_fib_lookup: a packet explained in a peered

@@ -344,11 +344,12 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the first is gone");
 }
 
-// The established-flow fast path's cached next hop: XDP resolves it again
-// (bpf_fib_lookup: the host may have changed its routes) at the first frame
-// after a second; linkgate-dpdk's routes are fixed for its life, so its cache
-// lasts an hour and a flow with 2 s between frames stays on the fast path.
-// (Built into dpdk_fixtures, each frame runs through both dataplanes.)
+// The established-flow fast path's cached next hop (bpf/lg_ct.bpf.h,
+// docs/xdp.md "The next hop's lifetime"): trusted for a second while nobody
+// watches the host's FIB, for an hour while someone does, and never past a
+// change. linkgate-dpdk's routes are fixed for its life: always watched,
+// never changed. (Built into dpdk_fixtures, each frame runs through both
+// dataplanes; without DPDK only XDP's column is checked.)
 TEST_F(XdpTest, CachedNextHopLifetime)
 {
 	Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the private endpoint");
@@ -357,25 +358,48 @@ TEST_F(XdpTest, CachedNextHopLifetime)
 	expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD,
 	       LG_REASON_NONE, "SYN-ACK", backend_if);
 	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow (full path)");
-	uint64_t xdp = pair->dp().fast_packets();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow (full path, t = 0)");
+	// One ACK dt later; which dataplanes take the fast path for it.
+	auto frame = [&](uint64_t dt, bool xdp_fast, [[maybe_unused]] bool dpdk_fast, const std::string &what) {
+		pair->advance(dt);
+		uint64_t x0 = pair->dp().fast_packets();
 #ifdef LG_WITH_DPDK
-	uint64_t dpdk = lg_host_fast_packets();
-	auto dpdk_fast = [&] { return lg_host_fast_packets() - dpdk; };
+		uint64_t d0 = lg_host_fast_packets();
 #endif
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "established");
-	ASSERT_EQ(pair->dp().fast_packets() - xdp, 1u) << "within the second: the fast path";
-	pair->advance(2 * kSec);
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "2 s later");
-	EXPECT_EQ(pair->dp().fast_packets() - xdp, 1u) << "XDP: the full path resolves the next hop again";
-	pair->advance(150 * kSec); // within the established timeout
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "150 s later");
-	EXPECT_EQ(pair->dp().fast_packets() - xdp, 1u);
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "and right after: the next hop was just resolved");
-	EXPECT_EQ(pair->dp().fast_packets() - xdp, 2u);
+		expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, what);
+		EXPECT_EQ(pair->dp().fast_packets() - x0, xdp_fast ? 1u : 0u) << what << ": XDP";
 #ifdef LG_WITH_DPDK
-	EXPECT_EQ(dpdk_fast(), 4u) << "linkgate-dpdk: every frame after the establishing ACK on the fast path";
+		EXPECT_EQ(lg_host_fast_packets() - d0, dpdk_fast ? 1u : 0u) << what << ": linkgate-dpdk";
 #endif
+	};
+	const uint64_t ms = kSec / 1000;
+	frame(0, true, true, "within the second");
+	frame(2 * kSec, false, true, "2 s later: XDP resolves again, nobody watches its host");
+	frame(150 * kSec, false, true, "150 s later");
+	frame(0, true, true, "right after: XDP resolved it at 152 s");
+
+	// Watched: an hour from each resolution (XDP's at 152 s, linkgate-dpdk's
+	// at 0 s), frames 220 s apart to stay within the established timeout.
+	pair->dp().fib_watched_for(3 * 3600 * kSec);
+	frame(150 * kSec, true, true, "watched, 150 s later");
+	for (int k = 1; k <= 16; k++) {
+		uint64_t t = 302 + 220 * uint64_t(k);
+		frame(220 * kSec, k != 16, k != 15,
+		      "watched, t = " + std::to_string(t) + " s" +
+			      (k == 15 ? " (linkgate-dpdk's hour)" : k == 16 ? " (XDP's hour)" : ""));
+	}
+
+	// A change of the host's FIB: nothing resolved before it is trusted.
+	pair->dp().fib_changed();
+	frame(10 * ms, false, true, "after a FIB change: XDP resolves again");
+	frame(10 * ms, true, true, "resolved after the change");
+
+	// The watch lapses (the agent stopped reading events): a second again.
+	pair->dp().fib_watched_for(kSec);
+	frame(2 * kSec, false, true, "2 s later, the watch lapsed");
+	pair->dp().fib_unwatched();
+	frame(kSec / 2, true, true, "unwatched, within the second");
+	frame(kSec, false, true, "unwatched, 1.5 s after resolving");
 }
 
 // A flow keeps the reply key it was made with when a later generation binds
@@ -865,6 +889,17 @@ TEST(XdpTables, ReclaimKeepsAFlowWhileEitherCopyLives)
 		EXPECT_EQ(pair->dp().reclaim(), 0u);
 		EXPECT_EQ(pair->dp().last_sweep()->keys, sw->keys + 1);
 		EXPECT_GE(pair->dp().last_sweep()->at_ns, sw->at_ns);
+		// stats takes the count until the next sweep could have ended
+		// (interval + two sweeps' length + a second), then walks.
+		auto last = *pair->dp().last_sweep();
+		EXPECT_LE(last.started_ns, last.at_ns);
+		uint64_t due = last.started_ns + kSec + 2 * (last.at_ns - last.started_ns) + kSec;
+		EXPECT_EQ(pair->dp().recent_sweep_keys(due, kSec), std::optional<size_t>(sw->keys + 1));
+		EXPECT_EQ(pair->dp().recent_sweep_keys(due + 1, kSec), std::nullopt) << "too old";
+		EXPECT_EQ(pair->dp().recent_sweep_keys(due + 1, 3600 * kSec), std::optional<size_t>(sw->keys + 1))
+			<< "sweeps an hour apart";
+		EXPECT_EQ(pair->dp().recent_sweep_keys(last.started_ns - 1, kSec), std::optional<size_t>(sw->keys + 1))
+			<< "a sweep newer than the caller's clock";
 		ASSERT_EQ(bpf_map__delete_elem(flows, &x.orig, sizeof x.orig, 0), 0);
 	}
 	auto fl = pair->dp().flows();
