@@ -839,7 +839,17 @@ int run(int argc, char **argv)
 	std::string error;
 	if (!build_params(*l, params, error))
 		return fail(kExitRejected, error);
-	json request{{"jsonrpc", "2.0"}, {"id", kRequestId}, {"method", l->method}, {"params", params}};
+	// flows: one more than shown, so that a table of exactly `top` flows
+	// is not called cut (the agent's range ends at kFlowsMaxTop).
+	int64_t top = 0;
+	json sent = params;
+	if (l->kind == Kind::Flows) {
+		top = params.contains("top") && params["top"].is_number_integer() ? params["top"].get<int64_t>()
+										 : kFlowsDefaultTop;
+		if (top >= 1 && top < kFlowsMaxTop)
+			sent["top"] = top + 1;
+	}
+	json request{{"jsonrpc", "2.0"}, {"id", kRequestId}, {"method", l->method}, {"params", sent}};
 	json reply;
 	if (!call(socket_path, request, reply, error))
 		return fail(kExitRejected, error);
@@ -848,6 +858,13 @@ int run(int argc, char **argv)
 		return fail(kExitRejected, "malformed reply from linkgated at " + socket_path + ": " + bad);
 	if (auto e = reply.find("error"); e != reply.end())
 		return fail(exit_code(e->at("code").get<int64_t>()), e->at("message").get<std::string>());
+	bool cut = false;
+	if (l->kind == Kind::Flows && reply["result"].is_array() && top >= 1) {
+		json &fl = reply["result"];
+		cut = int64_t(fl.size()) > top || (top == kFlowsMaxTop && int64_t(fl.size()) >= top);
+		if (int64_t(fl.size()) > top)
+			fl.erase(fl.begin() + top, fl.end());
+	}
 	try {
 		print_result(l->kind, reply.at("result"), output == "table");
 	} catch (const json::exception &e) { // a result of a shape the table does not expect
@@ -855,12 +872,9 @@ int run(int argc, char **argv)
 	}
 	// A listing cut at --top says so where a person sees it (stdout stays
 	// the result alone); `stats` counts every flow.
-	if (l->kind == Kind::Flows && reply["result"].is_array()) {
-		int64_t top = params.contains("top") ? params["top"].get<int64_t>() : kFlowsDefaultTop;
-		if (int64_t(reply["result"].size()) >= top)
-			std::fprintf(stderr, "linkgatectl: the first %lld flows; --top for more, stats for the count\n",
-				     static_cast<long long>(top));
-	}
+	if (cut)
+		std::fprintf(stderr, "linkgatectl: the first %lld flows; --top for more, stats for the count\n",
+			     static_cast<long long>(top));
 	return kExitOk;
 }
 

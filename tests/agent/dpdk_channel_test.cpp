@@ -510,6 +510,10 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 	EXPECT_NE(t.find("10.0.0.4:40000"), std::string::npos) << t;
 	EXPECT_EQ(t.find("10.0.0.4:40001"), std::string::npos) << t;
 	EXPECT_NE(t.find("linkgatectl: the first 1 flows; --top for more, stats for the count"), std::string::npos) << t;
+	t = ctl(d->socket_path(), "flows --top 2 -o table", &code);
+	EXPECT_EQ(code, 0);
+	EXPECT_NE(t.find("10.0.0.4:40001"), std::string::npos) << t;
+	EXPECT_EQ(t.find("--top for more"), std::string::npos) << "exactly 2 flows of 2: complete\n" << t;
 	ctl(d->socket_path(), "flows --top 0", &code);
 	EXPECT_EQ(code, 2) << "a usage error";
 

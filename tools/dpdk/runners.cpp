@@ -557,9 +557,15 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	// without a warm-up window), timed by linkgate-dpdk's own clock when it
 	// read the counters.
 	std::vector<Sample> ticks;
+	// Each tick a second after the last one taken, not on a fixed
+	// schedule: after a stall of the harness, a fixed one would take the
+	// ticks due meanwhile back to back, and their short intervals would
+	// weigh in the median as much as whole seconds.
+	double last_tick = -1;
 	auto tick = [&](pid_t pid, double t, double from) {
-		if (t < from + double(ticks.size()))
+		if (last_tick >= 0 ? t < last_tick + 1 : t < from)
 			return;
+		last_tick = t;
 		if (Sample s = sample(pid, t); s.ok && s.us)
 			ticks.push_back(s);
 		else
@@ -584,6 +590,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 					warm = true;
 					w0 = s;
 					ticks.push_back(s);
+					last_tick = t;
 				}
 				prev = s;
 				return false;
