@@ -186,7 +186,15 @@ static __always_inline void update_state(struct lg_flow_entry *e, int reply, __u
  * scratch->e, for the fast path (lg_fast); lg_forward calls it. */
 static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 {
-	struct lg_nexthop *nh = &s->e.nh[dir & 1];
+	struct lg_nexthop *nh = &s->e.nh[dir & 1], *other = &s->e.nh[(dir & 1) ^ 1];
+
+	/* The other direction's, once no longer trusted, is forgotten: ages
+	 * are 32-bit ticks (52 days), and a direction silent that long while
+	 * the flow lives on the other's frames would read young again. This
+	 * direction re-resolves at least hourly while it sends, so an
+	 * untrusted next hop is forgotten within the hour. */
+	if ((__u32)((__u32)(s->now >> 20) - other->at) >= s->nh_max_age)
+		other->ifindex = 0;
 
 	nh->ifindex = s->egress;
 	nh->in_ifindex = s->ifindex;

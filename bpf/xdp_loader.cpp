@@ -826,6 +826,8 @@ void XdpDataplane::fib_changed(uint64_t ahead_ns)
 	__atomic_store_n(&skel_->bss->lg_fib_changed_ns, now + 1 + ahead_ns, __ATOMIC_RELEASE);
 }
 
+void XdpDataplane::fib_distrust() { __atomic_store_n(&skel_->bss->lg_fib_changed_ns, ~0ull, __ATOMIC_RELEASE); }
+
 void XdpDataplane::fib_watched_for(uint64_t ns)
 {
 	__atomic_store_n(&skel_->bss->lg_fib_watched_until_ns, now_ns() + ns, __ATOMIC_RELEASE);

@@ -119,6 +119,7 @@ public:
 	// ahead_ns > 0 dates the change that far ahead: nothing resolved before
 	// then is trusted (an agent's start, docs/agent.md).
 	void fib_changed(uint64_t ahead_ns = 0);
+	void fib_distrust(); // a change at the end of time: nothing is trusted until the next fib_changed()
 	void fib_watched_for(uint64_t ns);
 	void fib_unwatched();
 	uint64_t fib_changed_ns() const;

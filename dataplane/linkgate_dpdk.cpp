@@ -295,7 +295,7 @@ private:
 		const char *keys[5] = {"tcpEstablished", "tcpTransient", "tcpClose", "udp", "icmp"};
 		for (int i = 0; i < 5; i++) {
 			auto v = t->find(keys[i]);
-			if (v == t->end() || !v->is_number() || !(v->get<double>() >= 0.001) || v->get<double>() > 1e7)
+			if (v == t->end() || !v->is_number() || !(v->get<double>() >= 0.001) || v->get<double>() > 1e6)
 				return false;
 			ns[i] = uint64_t(v->get<double>() * 1e9);
 		}
@@ -324,7 +324,7 @@ private:
 							  : "no result");
 				close_fd();
 			} else if (!apply_timeouts(*r)) {
-				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-10000000 seconds\n");
+				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-1000000 seconds\n");
 				close_fd();
 			}
 			return;

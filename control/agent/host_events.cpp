@@ -42,6 +42,10 @@ HostEvents::Seen HostEvents::feed(const void *buf, size_t n)
 		case RTM_DELRULE:
 		case RTM_NEWNETCONF:
 		case RTM_DELNETCONF:
+		case RTM_NEWNEXTHOP: // nexthop objects: routes that use one are not announced again
+		case RTM_DELNEXTHOP:
+		case RTM_NEWNEXTHOPBUCKET:
+		case RTM_DELNEXTHOPBUCKET:
 			s.fib = true;
 			break;
 		default: // NLMSG_NOOP, NLMSG_DONE, groups nobody asked for

@@ -13,10 +13,18 @@
 #include <cstdint>
 #include <map>
 
+#include <linux/rtnetlink.h>
+
 namespace lg::agent {
 
 class HostEvents {
 public:
+	// The rtnetlink groups whose notices it reads (NETLINK_ADD_MEMBERSHIP).
+	static constexpr unsigned kGroups[] = {
+		RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE,   RTNLGRP_IPV6_ROUTE,
+		RTNLGRP_IPV4_RULE,   RTNLGRP_IPV6_RULE,   RTNLGRP_LINK,         RTNLGRP_NEIGH,
+		RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF, RTNLGRP_NEXTHOP,
+	};
 	struct Seen {
 		size_t messages = 0;
 		bool addresses = false; // the host's own addresses (lg_local)

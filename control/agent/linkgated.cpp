@@ -508,15 +508,16 @@ int main(int argc, char **argv)
 	app.add_option("--flow-capacity", o.flow_capacity, "flows the dataplane holds")
 		->check(CLI::Range(1u, 100000000u))
 		->capture_default_str();
-	// Seconds; at most 10^7 (115 days), which linkgate-dpdk accepts too and
-	// which keeps now + timeout in nanoseconds far from overflow.
+	// Seconds; at most 10^6 (11.6 days), which linkgate-dpdk accepts too:
+	// a flow idle that long is still within the 52 days after which the
+	// program's 32-bit next-hop ages wrap (bpf/lg_ct.bpf.h).
 	const CLI::Validator kTimeout(
 		[](std::string &v) {
 			double d = 0;
 			auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-			return ec == std::errc() && end == v.data() + v.size() && d >= 0.001 && d <= 1e7
+			return ec == std::errc() && end == v.data() + v.size() && d >= 0.001 && d <= 1e6
 				       ? std::string()
-				       : "seconds from 0.001 to 10000000 expected, not " + v;
+				       : "seconds from 0.001 to 1000000 expected, not " + v;
 		},
 		"SECONDS");
 	app.add_option("--tcp-established-timeout", o.tcp_established, "seconds")->check(kTimeout)->capture_default_str();

@@ -331,9 +331,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	sockaddr_nl nl{};
 	nl.nl_family = AF_NETLINK;
 	bool joined = p->nl_fd_ >= 0 && bind(p->nl_fd_, reinterpret_cast<sockaddr *>(&nl), sizeof nl) == 0;
-	for (unsigned g : {RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE,
-			   RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE, RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_NETCONF,
-			   RTNLGRP_IPV6_NETCONF})
+	for (unsigned g : HostEvents::kGroups)
 		joined = joined && setsockopt(p->nl_fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0;
 	if (!joined)
 		return err(std::string("cannot watch the host's addresses and routes (netlink): ") + std::strerror(errno));
@@ -346,12 +344,8 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		return err(addrs.error());
 	if (Status st = p->xdp_->set_local_addresses(*addrs); !st)
 		return err("XDP dataplane: " + st.error());
-	// Whatever changed while no agent read the events (or before this
-	// socket existed): no next hop cached before now is trusted. Dated a
-	// second ahead: next hops pinned by a program older than
-	// lg_nexthop.at held their expiry there, up to a second past now.
-	p->xdp_->fib_changed(1000000000ull);
-	p->fib_changes_++;
+	// Until it is attached (below), this program trusts no cached next hop.
+	p->xdp_->fib_distrust();
 
 	// The pinned generation is kept when it is this state file on these
 	// interfaces; otherwise the state file is published as the next one.
@@ -399,6 +393,12 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	for (uint32_t idx : p->ifindex_)
 		if (Status st = p->xdp_->attach(idx); !st)
 			return err("attach: " + st.error());
+	// Whatever changed while no agent read the events (or before its socket
+	// existed) is a change: no next hop resolved before now is trusted.
+	// Dated a second ahead: a program older than lg_nexthop.at, which ran
+	// until the attach, stored an expiry up to a second ahead there.
+	p->xdp_->fib_changed(1000000000ull);
+	p->fib_changes_++;
 	return p;
 }
 

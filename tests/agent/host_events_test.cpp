@@ -46,9 +46,7 @@ protected:
 		sockaddr_nl nl{};
 		nl.nl_family = AF_NETLINK;
 		ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&nl), sizeof nl), 0);
-		for (unsigned g : {RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE,
-				   RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE, RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_NETCONF,
-				   RTNLGRP_IPV6_NETCONF})
+		for (unsigned g : HostEvents::kGroups) // the agent's own list
 			ASSERT_EQ(setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g), 0) << g;
 		// IPv6 would add its own notices (DAD, link-local routes) at times
 		// of its choosing; these steps are about IPv4.
@@ -111,6 +109,13 @@ TEST_F(HostEventsTest, ChangesOfWhatARouteLookupAnswersAreChanges)
 	EXPECT_TRUE(step("ip rule add to 10.30.0.0/16 table 100").fib) << "a policy rule";
 	EXPECT_TRUE(step("ip link set v0 mtu 1400").fib) << "a link";
 	EXPECT_TRUE(step("sysctl -qw net.ipv4.conf.v0.forwarding=1").fib) << "forwarding (netconf)";
+	// Only the nexthop notices, not the routes' (as routing daemons set it).
+	ASSERT_TRUE(topo.run("he", "sysctl -qw net.ipv4.nexthop_compat_mode=0"));
+	s = step("ip nexthop add id 7 via 10.9.0.2 dev v0");
+	EXPECT_TRUE(s.fib) << "a nexthop object";
+	(void)step("ip route add 10.40.0.0/16 nhid 7");
+	EXPECT_TRUE(step("ip nexthop replace id 7 via 10.9.0.3 dev v0").fib)
+		<< "a nexthop object's gateway: routes that use it are not announced again";
 	s = step("ip addr del 10.9.0.1/24 dev v0");
 	EXPECT_TRUE(s.addresses);
 	EXPECT_TRUE(s.fib);

@@ -428,9 +428,9 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 }
 
 // The XDP program's cached next hops follow the host (docs/agent.md, "The
-// host's FIB"): the agent watches, so an established flow keeps its cached
-// next hop past a second; when the host changes the backend's MAC, the
-// flow's next frame takes the new one.
+// host's FIB"): the agent watches (so a cached next hop may live an hour,
+// XdpTest.CachedNextHopLifetime), and when the host changes the backend's
+// MAC, the established flow's next frame takes the new one.
 TEST_F(AgentRestart, CachedNextHopsFollowTheHostsNeighbours)
 {
 	// IPv6 would change the host's addresses at times of its own (DAD), and
@@ -455,7 +455,7 @@ TEST_F(AgentRestart, CachedNextHopsFollowTheHostsNeighbours)
 	uint64_t changes = next_hops()["fibChanges"].get<uint64_t>();
 	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:00:99 dev hb nud permanent"));
 	ASSERT_TRUE(until([&] { return next_hops()["fibChanges"].get<uint64_t>() > changes; })) << agent->log();
-	EXPECT_FALSE(conn.round_trip()) << "the flow's next frame went to the old MAC";
+	EXPECT_FALSE(conn.round_trip()) << "the flow's next frame should have gone to the new (wrong) MAC";
 	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:b1:01 dev hb nud permanent"));
 	// (The old flow's stream now holds its retransmitted ping: a new one.)
 	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "the backend's own MAC again";

@@ -402,6 +402,33 @@ TEST_F(XdpTest, CachedNextHopLifetime)
 	frame(kSec, false, true, "unwatched, 1.5 s after resolving");
 }
 
+// A direction's full path forgets the other direction's next hop once it is
+// no longer trusted: ages are 32-bit ticks (52 days), and a direction silent
+// that long while the other keeps the flow alive would read young again.
+TEST_F(XdpTest, AnUntrustedNextHopOfTheOtherDirectionIsForgotten)
+{
+	Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the private endpoint");
+	Parsed o;
+	parse_frame(d.frame, o);
+	expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD,
+	       LG_REASON_NONE, "SYN-ACK", backend_if);
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow");
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_NE(fl[0].nh[0].ifindex, 0u) << "the client's direction, resolved by the ACK";
+	ASSERT_NE(fl[0].nh[1].ifindex, 0u) << "the backend's direction, resolved by the SYN-ACK";
+	pair->advance(kSec / 2);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "half a second later: both still trusted");
+	EXPECT_NE(pair->dp().flows()[0].nh[1].ifindex, 0u);
+	pair->advance(2 * kSec); // nobody watches XDP's host here: a second
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "2 s later: the client's direction resolves again");
+	fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_NE(fl[0].nh[0].ifindex, 0u);
+	EXPECT_EQ(fl[0].nh[1].ifindex, 0u) << "the backend's next hop, 2.5 s old, is forgotten";
+}
+
 // A flow keeps the reply key it was made with when a later generation binds
 // its egress interface to another VNI: its expiry removes that copy, not the
 // key the new VNI would name (which leaked the old copy: one entry too many).

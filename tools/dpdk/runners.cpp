@@ -557,15 +557,19 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	// without a warm-up window), timed by linkgate-dpdk's own clock when it
 	// read the counters.
 	std::vector<Sample> ticks;
-	// Each tick a second after the last one taken, not on a fixed
-	// schedule: after a stall of the harness, a fixed one would take the
-	// ticks due meanwhile back to back, and their short intervals would
-	// weigh in the median as much as whole seconds.
-	double last_tick = -1;
+	// Ticks a second apart on a fixed schedule (the hook runs every ~0.1 s:
+	// "a second after the last tick taken" would drift later each time and
+	// leave a short last interval). After a stall of the harness the
+	// schedule restarts from the late tick: the ticks due meanwhile, taken
+	// back to back, would weigh short intervals in the median as much as
+	// whole seconds.
+	double due = -1;
 	auto tick = [&](pid_t pid, double t, double from) {
-		if (last_tick >= 0 ? t < last_tick + 1 : t < from)
+		if (due < 0)
+			due = from + double(ticks.size()); // the window's first sample is ticks[0]
+		if (t < due)
 			return;
-		last_tick = t;
+		due = t > due + 0.5 ? t + 1 : due + 1;
 		if (Sample s = sample(pid, t); s.ok && s.us)
 			ticks.push_back(s);
 		else
@@ -590,7 +594,6 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 					warm = true;
 					w0 = s;
 					ticks.push_back(s);
-					last_tick = t;
 				}
 				prev = s;
 				return false;
