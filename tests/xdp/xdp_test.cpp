@@ -115,6 +115,21 @@ protected:
 		return d;
 	}
 	PrivateEndpoint &pe(const char *n = "pe-east") { return *state.private_endpoint(n); }
+	// SYN, SYN-ACK and ACK of 10.1.1.10:40000 to the private endpoint's
+	// MySQL port: the flow is established, each direction's next hop
+	// resolved by the full path. Returns the client's ACK.
+	std::vector<uint8_t> establish_pe_flow()
+	{
+		Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE,
+				    "SYN to the private endpoint");
+		Parsed o;
+		parse_frame(d.frame, o);
+		expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(),
+		       LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+		auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+		expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow (full path)");
+		return ack;
+	}
 
 	std::unique_ptr<Pair> pair;
 	State state;
@@ -352,13 +367,7 @@ TEST_F(XdpTest, ReplyKeyOfALiveFlowIsNotTaken)
 // dataplanes; without DPDK only XDP's column is checked.)
 TEST_F(XdpTest, CachedNextHopLifetime)
 {
-	Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the private endpoint");
-	Parsed o;
-	parse_frame(d.frame, o);
-	expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD,
-	       LG_REASON_NONE, "SYN-ACK", backend_if);
-	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow (full path, t = 0)");
+	auto ack = establish_pe_flow(); // t = 0
 	// One ACK dt later; which dataplanes take the fast path for it.
 	auto frame = [&](uint64_t dt, bool xdp_fast, [[maybe_unused]] bool dpdk_fast, const std::string &what) {
 		pair->advance(dt);
@@ -407,13 +416,7 @@ TEST_F(XdpTest, CachedNextHopLifetime)
 // that long while the other keeps the flow alive would read young again.
 TEST_F(XdpTest, AnUntrustedNextHopOfTheOtherDirectionIsForgotten)
 {
-	Decision d = expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the private endpoint");
-	Parsed o;
-	parse_frame(d.frame, o);
-	expect(b2c().ipv4(o.dst.str(), o.src.str()).tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD,
-	       LG_REASON_NONE, "SYN-ACK", backend_if);
-	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
-	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes the flow");
+	auto ack = establish_pe_flow();
 	auto fl = pair->dp().flows();
 	ASSERT_EQ(fl.size(), 1u);
 	EXPECT_NE(fl[0].nh[0].ifindex, 0u) << "the client's direction, resolved by the ACK";
