@@ -835,8 +835,6 @@ void XdpDataplane::fib_watched_for(uint64_t ns)
 
 void XdpDataplane::fib_unwatched() { __atomic_store_n(&skel_->bss->lg_fib_watched_until_ns, 0, __ATOMIC_RELEASE); }
 
-uint64_t XdpDataplane::fib_changed_ns() const { return __atomic_load_n(&skel_->bss->lg_fib_changed_ns, __ATOMIC_ACQUIRE); }
-
 uint64_t XdpDataplane::fib_watched_until_ns() const
 {
 	return __atomic_load_n(&skel_->bss->lg_fib_watched_until_ns, __ATOMIC_ACQUIRE);

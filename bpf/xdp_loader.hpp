@@ -122,7 +122,6 @@ public:
 	void fib_distrust(); // a change at the end of time: nothing is trusted until the next fib_changed()
 	void fib_watched_for(uint64_t ns);
 	void fib_unwatched();
-	uint64_t fib_changed_ns() const;
 	uint64_t fib_watched_until_ns() const;
 
 	// Counters, summed over CPUs.

@@ -1,9 +1,9 @@
 // What the host's rtnetlink notifications mean for the XDP program's cached
 // next hops (docs/agent.md, "The host's FIB"). The fast path reuses a next
 // hop that the full path resolved with bpf_fib_lookup and the host-address
-// check; any change of a route, rule, link, address, forwarding setting or
-// neighbour (its link-layer address, or whether it has one) may change that
-// answer. Neighbours also announce state changes that change no answer
+// check; any change of a route, nexthop object, rule, link, address,
+// forwarding setting or neighbour (its link-layer address, or whether it
+// has one) may change that answer. Neighbours also announce state changes that change no answer
 // (REACHABLE, STALE, DELAY, PROBE with the same address); those are told
 // apart here, so that a busy neighbour table does not empty every cache.
 #pragma once
