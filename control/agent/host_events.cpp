@@ -1,10 +1,14 @@
 #include "host_events.hpp"
 
+#include <cerrno>
 #include <cstring>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <poll.h>
 #include <sys/socket.h>
+
+#include <vector>
 
 namespace lg::agent {
 
@@ -66,6 +70,75 @@ HostEvents::Seen HostEvents::lost()
 	s.addresses = true;
 	s.fib = true;
 	return s;
+}
+
+bool HostEvents::remember_neighbours(int nl_fd)
+{
+	struct {
+		nlmsghdr h;
+		ndmsg n;
+	} req{};
+	req.h.nlmsg_len = sizeof req;
+	req.h.nlmsg_type = RTM_GETNEIGH;
+	req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.h.nlmsg_seq = 0x6e656967; // "neig": the replies of this request
+	req.n.ndm_family = AF_UNSPEC; // IPv4 and IPv6 (bridge entries are not in it)
+	if (send(nl_fd, &req, sizeof req, 0) != ssize_t(sizeof req))
+		return false;
+	// A dump's datagrams are about a page each; MSG_TRUNC tells a longer one.
+	std::vector<char> buf(65536);
+	for (;;) {
+		pollfd p{nl_fd, POLLIN, 0};
+		int pr = poll(&p, 1, 1000);
+		if (pr <= 0) {
+			if (pr == 0)
+				errno = ETIMEDOUT;
+			break;
+		}
+		ssize_t r = recv(nl_fd, buf.data(), buf.size(), MSG_TRUNC | MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0 || size_t(r) > buf.size()) {
+			if (r >= 0)
+				errno = EMSGSIZE;
+			break;
+		}
+		int len = int(r);
+		bool bad = false;
+		for (auto *h = reinterpret_cast<const nlmsghdr *>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_seq != req.h.nlmsg_seq)
+				continue;
+			// The table changed while it was read: what was read may mix two of its states.
+			if (h->nlmsg_flags & NLM_F_DUMP_INTR) {
+				errno = EINTR;
+				bad = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_DONE) {
+				int rc = 0; // the dump's own error, if it carries one
+				if (h->nlmsg_len >= NLMSG_LENGTH(sizeof rc))
+					std::memcpy(&rc, NLMSG_DATA(h), sizeof rc);
+				if (rc == 0)
+					return true;
+				errno = rc < 0 ? -rc : EPROTO;
+				bad = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				errno = EPROTO;
+				bad = true;
+				break;
+			}
+			if (h->nlmsg_type == RTM_NEWNEIGH)
+				(void)neighbour(NLMSG_DATA(h), h->nlmsg_len - NLMSG_LENGTH(0), false);
+		}
+		if (bad)
+			break;
+	}
+	int e = errno;
+	neigh_.clear();
+	errno = e;
+	return false;
 }
 
 // One neighbour notice: true when it may change a route lookup's answer.

@@ -43,6 +43,12 @@ public:
 	// Notifications were lost (ENOBUFS): everything may have changed, and
 	// what it remembers of the neighbours is forgotten.
 	Seen lost();
+	// Reads the host's neighbour table (an RTM_GETNEIGH dump on nl_fd, a
+	// NETLINK_ROUTE socket of no group) and remembers each neighbour's
+	// link-layer address, without calling it a change: later notices that
+	// repeat it are state changes. True when the dump was read whole; false
+	// (nothing remembered, errno set) on an error or an interrupted dump.
+	bool remember_neighbours(int nl_fd);
 	size_t neighbours() const { return neigh_.size(); }
 	// Neighbours remembered; past this, a neighbour's every notice is a change.
 	static constexpr size_t kMaxNeighbours = 65536;

@@ -339,6 +339,16 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// change of everything, so this only saves cache refills.
 	int rcvbuf = 1 << 20;
 	(void)setsockopt(p->nl_fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	// The neighbours' link-layer addresses as they are now, read after
+	// joining (a change between the two is both read and announced): a
+	// later notice that repeats one is a state change, not a change. Best
+	// effort: without it each neighbour's first notice is a change.
+	if (int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE); fd >= 0) {
+		if (!p->events_.remember_neighbours(fd))
+			std::fprintf(stderr, "linkgated: cannot read the host's neighbours (%s); each one's next notice "
+				     "counts as a change\n", std::strerror(errno));
+		close(fd);
+	}
 	auto addrs = local_addresses();
 	if (!addrs)
 		return err(addrs.error());
@@ -550,6 +560,7 @@ json Plane::next_hops() const
 	return json{{"watched", xdp_->fib_watched_until_ns() > xdp_->now_ns()},
 		    {"hostEvents", event_messages_},
 		    {"fibChanges", fib_changes_},
+		    {"neighbours", events_.neighbours()},
 		    {"fastPath", xdp_->fast_packets()}};
 }
 

@@ -61,7 +61,7 @@ public:
 	Status fib_heartbeat();
 	static constexpr uint64_t kFibWatchNs = 1000000000ull;
 	static constexpr int kFibBeatMs = 250;
-	// stats: {"watched", "hostEvents", "fibChanges", "fastPath"} (XDP only).
+	// stats: {"watched", "hostEvents", "fibChanges", "neighbours", "fastPath"} (XDP only).
 	nlohmann::json next_hops() const;
 	~Plane() override;
 

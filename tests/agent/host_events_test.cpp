@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,17 +32,7 @@ protected:
 		topo.add_ns("he");
 		topo.add_ns("peer");
 		topo.add_veth("he", "v0", "peer", "p0");
-		// The socket is made inside the namespace and stays bound to it.
-		int orig = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-		int ns = open(("/run/netns/" + topo.real("he")).c_str(), O_RDONLY | O_CLOEXEC);
-		ASSERT_GE(orig, 0);
-		ASSERT_GE(ns, 0);
-		ASSERT_EQ(setns(ns, CLONE_NEWNET), 0);
-		fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-		int rc = setns(orig, CLONE_NEWNET);
-		close(ns);
-		close(orig);
-		ASSERT_EQ(rc, 0);
+		fd = ns_socket();
 		ASSERT_GE(fd, 0);
 		sockaddr_nl nl{};
 		nl.nl_family = AF_NETLINK;
@@ -52,6 +43,26 @@ protected:
 		// of its choosing; these steps are about IPv4.
 		ASSERT_TRUE(topo.run("he", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
 		(void)read_all();
+	}
+
+	// A NETLINK_ROUTE socket made inside the namespace: it stays bound to it.
+	int ns_socket()
+	{
+		int orig = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		int ns = open(("/run/netns/" + topo.real("he")).c_str(), O_RDONLY | O_CLOEXEC);
+		int s = -1;
+		if (orig >= 0 && ns >= 0 && setns(ns, CLONE_NEWNET) == 0) {
+			s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+			if (setns(orig, CLONE_NEWNET) != 0) {
+				ADD_FAILURE() << "cannot return to the test's namespace";
+				std::abort();
+			}
+		}
+		if (ns >= 0)
+			close(ns);
+		if (orig >= 0)
+			close(orig);
+		return s;
 	}
 
 	void TearDown() override
@@ -139,6 +150,32 @@ TEST_F(HostEventsTest, ANeighbourChangesWithItsAddressNotWithItsState)
 		<< "back, with the address it had before it failed";
 	EXPECT_TRUE(step("ip neigh del 10.9.0.2 dev v0").fib) << "removed";
 	EXPECT_EQ(ev.neighbours(), 0u);
+}
+
+// The agent reads the neighbour table at start (Plane::create): a
+// neighbour that was there before keeps its address through state changes.
+TEST_F(HostEventsTest, NeighboursReadAtStartAreKnown)
+{
+	(void)step("ip addr add 10.9.0.1/24 dev v0");
+	ASSERT_TRUE(topo.run("he", "ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 nud permanent && "
+				   "ip neigh add 10.9.0.3 lladdr 02:00:00:00:00:03 dev v0 nud reachable && "
+				   "ip neigh add 10.9.0.4 dev v0 nud incomplete"));
+	(void)read_all(); // announced before "the agent started"
+	int d = ns_socket();
+	ASSERT_GE(d, 0);
+	bool whole = ev.remember_neighbours(d);
+	int e = errno;
+	close(d);
+	ASSERT_TRUE(whole) << std::strerror(e);
+	EXPECT_EQ(ev.neighbours(), 2u) << "the two with a link-layer address; not the incomplete one";
+	EXPECT_FALSE(step("ip neigh change 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 nud stale").fib)
+		<< "a neighbour from before the start, in another state with the same address";
+	EXPECT_FALSE(step("ip neigh change 10.9.0.3 lladdr 02:00:00:00:00:03 dev v0 nud permanent").fib);
+	EXPECT_TRUE(step("ip neigh change 10.9.0.3 lladdr 02:00:00:00:00:09 dev v0 nud permanent").fib)
+		<< "another address than the table had at the start";
+	EXPECT_TRUE(step("ip neigh replace 10.9.0.4 lladdr 02:00:00:00:00:04 dev v0 nud permanent").fib)
+		<< "the incomplete one resolved";
+	EXPECT_EQ(ev.neighbours(), 3u);
 }
 
 TEST_F(HostEventsTest, BridgeForwardingEntriesAreNoChange)

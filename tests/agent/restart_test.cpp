@@ -437,12 +437,15 @@ TEST_F(AgentRestart, CachedNextHopsFollowTheHostsNeighbours)
 	// each of those ends every cached next hop too: the change below must
 	// be the only one.
 	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
+	// The backend's entry, there before the agent: it reads it at start.
+	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:b1:01 dev hb nud permanent"));
 	start_agent(policy("Approved"));
 	auto next_hops = [&] { return ok("stats")["dataplanes"]["xdp"]["nextHops"]; };
 	json nh = next_hops();
 	ASSERT_TRUE(nh.is_object()) << ok("stats").dump();
 	EXPECT_EQ(nh["watched"], true) << nh.dump();
 	EXPECT_GE(nh["fibChanges"].get<uint64_t>(), 1u) << "the start is a change: nothing cached before it is trusted";
+	EXPECT_GE(nh["neighbours"].get<uint64_t>(), 1u) << "the backend's entry, read from the table at start" << agent->log();
 
 	Persistent conn(topo.real("cli"));
 	ASSERT_TRUE(conn.round_trip()) << agent->log();
