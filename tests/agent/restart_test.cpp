@@ -465,6 +465,42 @@ TEST_F(AgentRestart, CachedNextHopsFollowTheHostsNeighbours)
 	EXPECT_EQ(conn.finish(), 0);
 }
 
+// After a kill -9 nobody reads the host's changes: the watch window the
+// agent last renewed lapses within a second, and the program trusts a
+// cached next hop for a second again (docs/agent.md, "The host's FIB").
+// With the window left open the old MAC would be used for up to an hour.
+TEST_F(AgentRestart, AKilledAgentsWatchLapses)
+{
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
+	start_agent(policy("Approved"));
+	auto next_hops = [&] { return ok("stats")["dataplanes"]["xdp"]["nextHops"]; };
+	Persistent conn(topo.real("cli"));
+	ASSERT_TRUE(conn.round_trip()) << agent->log();
+	uint64_t fast = next_hops()["fastPath"].get<uint64_t>();
+	ASSERT_TRUE(until([&] { return conn.round_trip() && next_hops()["fastPath"].get<uint64_t>() > fast; }))
+		<< "an established flow: the fast path";
+	ASSERT_EQ(next_hops()["watched"], true);
+
+	agent->kill9();
+	auto killed = std::chrono::steady_clock::now();
+	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:00:99 dev hb nud permanent"));
+	// Round trips go on with the cached next hop until the window and the
+	// next hop's second have passed; then the full path finds the new MAC.
+	std::chrono::steady_clock::time_point failed{};
+	EXPECT_TRUE(until([&] {
+		auto t = std::chrono::steady_clock::now();
+		if (conn.round_trip())
+			return false;
+		failed = t;
+		return true;
+	})) << "10 s after the kill the flow still used the old MAC: the window did not lapse";
+	if (failed != std::chrono::steady_clock::time_point{})
+		std::printf("the first round trip to the new MAC began %.2f s after the kill\n",
+			    std::chrono::duration<double>(failed - killed).count());
+	ASSERT_TRUE(topo.run("host", "ip neigh replace 192.168.20.11 lladdr 02:00:00:00:b1:01 dev hb nud permanent"));
+	EXPECT_EQ(conn.finish(), 0);
+}
+
 // explain asks the host's routes which interface the destination leaves
 // by, and looks the destination up in that interface's VNet, as the XDP
 // program does after its bpf_fib_lookup: a packet explained in a peered
