@@ -59,13 +59,18 @@ void put_u128(u128 v, uint8_t out[16])
 	}
 }
 
+u128 prefix_hi(const Prefix &p) { return to_u128(p.addr) | (p.len >= 128 ? u128(0) : kMax >> p.len); }
+
+// An IPv6 prefix that holds the whole of ::ffff:0:0/96, the IPv4 block.
+bool spans_v4_block(const Prefix &p) { return !p.is_v4() && to_u128(p.addr) <= kV4Lo && prefix_hi(p) >= kV4Hi; }
+
 // A prefix as ranges. Families never mix (Prefix::contains): an IPv6 prefix
 // that spans ::ffff:0:0/96 excludes it.
 void add_prefix(Ranges &out, const Prefix &p)
 {
 	u128 lo = to_u128(p.addr);
-	u128 hi = lo | (p.len >= 128 ? u128(0) : kMax >> p.len);
-	if (!p.is_v4() && lo <= kV4Lo && hi >= kV4Hi) {
+	u128 hi = prefix_hi(p);
+	if (spans_v4_block(p)) {
 		if (lo < kV4Lo)
 			out.push_back({lo, kV4Lo - 1});
 		if (hi > kV4Hi)
@@ -592,9 +597,8 @@ struct Compiler {
 				t.subnets.push_back({k, val});
 				t.subnet_names.push_back(v.name + "/" + sn.name);
 				subnet_ids[{v.name, sn.name}] = subnet_id++;
-				Ranges r;
-				add_prefix(r, p);
-				v6_covers_v4 |= !p.is_v4() && r.size() != 1;
+				// (::/80 to ::/95 end where the block does: one range, yet they span it.)
+				v6_covers_v4 |= spans_v4_block(p);
 				has_v4_any |= p.is_v4() && p.len == 96;
 			}
 			// The LPM trie does not know families: an IPv6 subnet that spans

@@ -421,26 +421,33 @@ TEST(Compile, MoreRulesThanCountersIsAnError)
 
 TEST(Compile, Ipv6SubnetOverTheIpv4BlockGetsAHole)
 {
-	// ::/64 spans ::ffff:0:0/96 in the trie; the IPv4 addresses of the VNet
-	// outside its IPv4 subnets must not take that subnet's NSG.
-	State s;
-	VirtualNetwork v;
-	v.name = "v";
-	v.vni = 10;
-	v.addressPrefixes = {"10.0.0.0/16", "::/64"};
-	v.subnets = {{"a", "10.0.1.0/24", "", {}, "Disabled"}, {"z", "::/64", "n", {}, "Disabled"}};
-	s.virtualNetworks.push_back(v);
-	NetworkSecurityGroup n;
-	n.name = "n";
-	n.securityRules = {make_rule("deny", 100, "Outbound", "Deny", "*", "*", "*")};
-	s.networkSecurityGroups.push_back(n);
-	fill_defaults(s);
-	ASSERT_TRUE(validate(s)) << validate(s).error();
-	Pair p = pair_of(s);
-	EXPECT_EQ(p.tables.subnets.size(), 3u);
-	EXPECT_TRUE(outbound(p, "10.0.2.5", "8.8.8.8").allowed);
-	EXPECT_TRUE(outbound(p, "10.0.1.5", "8.8.8.8").allowed);
-	EXPECT_FALSE(outbound(p, "::5", "2001:db8::1").allowed);
+	// Each spans ::ffff:0:0/96 in the trie; the IPv4 addresses of the VNet
+	// outside its IPv4 subnets must not take that subnet's NSG. /80 to /95
+	// end where the IPv4 block ends.
+	const std::pair<const char *, const char *> cases[] = {
+		{"::/64", "::5"}, {"::/80", "::5"}, {"::ff00:0:0/88", "::ff00:0:5"}, {"::fffe:0:0/95", "::fffe:0:5"}};
+	for (auto [z, in_z] : cases) {
+		SCOPED_TRACE(z);
+		State s;
+		VirtualNetwork v;
+		v.name = "v";
+		v.vni = 10;
+		v.addressPrefixes = {"10.0.0.0/16", z};
+		v.subnets = {{"a", "10.0.1.0/24", "", {}, "Disabled"}, {"z", z, "n", {}, "Disabled"}};
+		s.virtualNetworks.push_back(v);
+		NetworkSecurityGroup n;
+		n.name = "n";
+		n.securityRules = {make_rule("deny", 100, "Outbound", "Deny", "*", "*", "*"),
+				   make_rule("deny-in", 100, "Inbound", "Deny", "*", "*", "*")};
+		s.networkSecurityGroups.push_back(n);
+		fill_defaults(s);
+		ASSERT_TRUE(validate(s)) << validate(s).error();
+		Pair p = pair_of(s);
+		EXPECT_EQ(p.tables.subnets.size(), 3u);
+		EXPECT_TRUE(outbound(p, "10.0.2.5", "8.8.8.8").allowed) << "a source in no subnet";
+		EXPECT_TRUE(outbound(p, "10.0.1.5", "8.8.8.8").allowed) << "a destination in no subnet";
+		EXPECT_FALSE(outbound(p, in_z, "2001:db8::1").allowed) << "the IPv6 subnet's own NSG";
+	}
 }
 
 // ------------------------------------------------------- differential
