@@ -149,9 +149,14 @@ struct Builder {
 			}
 			// Rarely an IPv6 subnet that spans ::ffff:0:0/96 in the raw
 			// 128-bit space (the compiler must keep IPv4 out of it).
+			// /80 to /95 end where the IPv4 block ends.
 			if (i == 0 && g.pct(10)) {
-				v.addressPrefixes.push_back("::/64");
-				v.subnets.push_back({"low6", "::/64", g.pick(nsg_names), {}, "Disabled"});
+				static const char *const low[] = {"::/64", "::/80", "::ff00:0:0/88", "::fffe:0:0/95"};
+				const char *p = low[g.below(4)];
+				v.addressPrefixes.push_back(p);
+				v.subnets.push_back({"low6", p, g.pick(nsg_names), {}, "Disabled"});
+				if (g.pct(50))
+					v.subnets.back().serviceEndpoints.push_back("Microsoft.Sql");
 			}
 			st.virtualNetworks.push_back(v);
 		}
@@ -188,7 +193,8 @@ struct Builder {
 		Prefix p = P(sn.addressPrefix);
 		for (int tries = 0; tries < 20; tries++) {
 			Addr a = random_in(g, p);
-			if (azure_reserved(p, a))
+			// (::fffe:0:0/95 also spans IPv4 addresses, which are in no IPv6 subnet.)
+			if (azure_reserved(p, a) || !p.contains(a))
 				continue;
 			if (taken.insert({v.name, a}).second) {
 				ips.push_back(a);
