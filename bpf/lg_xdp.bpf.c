@@ -484,22 +484,26 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	p = &s->p;
 	slot = s->slot;
 
-	/* SPEC §3 step 3: ICMP errors about a known flow follow that flow. */
+	/* SPEC §3 step 3: ICMP errors about a known flow follow that flow. An
+	 * error is about a packet its destination sent (conntrack's check):
+	 * one that quotes a flow to anyone else is a new packet. */
 	if (p->has_l4 && is_icmp(p->proto) && icmp_is_error(p->family, p->icmp_type) && lg_parse_inner(ctx)) {
 		s = scratch();
 		if (!s)
 			return LG_VERDICT_DROP;
-		key_of(&s->k, s->vni, &s->in);
-		key_reverse(&s->k);
-		if (lg_flow_lookup()) {
+		if (addr_eq(s->in.src, s->p.dst)) {
+			key_of(&s->k, s->vni, &s->in);
+			key_reverse(&s->k);
+			if (lg_flow_lookup()) {
+				s = scratch();
+				if (!s)
+					return LG_VERDICT_DROP;
+				return lg_flow_packet(ctx, !!(s->e.flags & LG_FLOW_F_REPLY));
+			}
 			s = scratch();
 			if (!s)
 				return LG_VERDICT_DROP;
-			return lg_flow_packet(ctx, !!(s->e.flags & LG_FLOW_F_REPLY));
 		}
-		s = scratch();
-		if (!s)
-			return LG_VERDICT_DROP;
 		p = &s->p;
 	}
 

@@ -1174,10 +1174,12 @@ Decision Evaluator::Impl::flow_packet(std::span<const uint8_t> in, const Parsed 
 
 Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &p, uint32_t vni, uint64_t now, Decision d)
 {
-	// SPEC §3 step 3: ICMP errors about a known flow follow that flow.
+	// SPEC §3 step 3: ICMP errors about a known flow follow that flow. An
+	// error is about a packet its destination sent (conntrack's check): one
+	// that quotes a flow to anyone else is a new packet (docs/decisions.md).
 	if (p.has_l4 && p.is_icmp() && icmp_is_error(p.family, p.icmp_type)) {
 		Parsed inner;
-		if (parse_inner(in, p.l4 + 8, p.l3_end, p.family, inner)) {
+		if (parse_inner(in, p.l4 + 8, p.l3_end, p.family, inner) && inner.src == p.dst) {
 			FlowKey ik = key_of(vni, inner).reversed();
 			if (auto fl = lookup(ik, now))
 				return flow_packet(in, p, fl, fl->reply == ik, now, std::move(d));

@@ -735,6 +735,21 @@ TEST_F(XdpTest, IcmpErrors)
 	check(unknown, backend_if, "ICMP error of no flow: decided as new");
 	(void)translated;
 	(void)reply;
+
+	// An error is about a packet its destination sent. The client quoting
+	// the endpoint's packet of its own flow to the backend (to anyone but
+	// the endpoint) sends no error about that flow but a new packet, which
+	// its NSG decides; the same error to the endpoint is the flow's.
+	state.nsg("clients-nsg")->securityRules.push_back(rule("no-icmp-out", 145, "Outbound", "Deny", "Icmp", "*", "*"));
+	commit();
+	auto from_pe = b2c().ipv4("10.1.1.100", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto forged = c2s().ipv4("10.1.1.10", "192.168.20.11").icmp_error(3, 3, from_pe).build();
+	expect(forged, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "an error quoting the flow, to another destination: new");
+	auto genuine = c2s().ipv4("10.1.1.10", "10.1.1.100").icmp_error(3, 3, from_pe).build();
+	Decision g = expect(genuine, LG_VERDICT_FORWARD, LG_REASON_NONE, "the same error to the endpoint: the flow's");
+	Parsed o;
+	ASSERT_EQ(parse_frame(g.frame, o), LG_REASON_NONE);
+	EXPECT_EQ(o.dst.str(), "192.168.20.11") << "translated like the flow";
 }
 
 TEST_F(XdpTest, Fragments)
