@@ -643,8 +643,29 @@ __noinline int lg_process(struct xdp_md *ctx)
 
 	if (p->family == 0)
 		return lg_addr_res(ctx);
-	if (p->family == 6 && p->proto == P_ICMP6 && p->has_l4 && p->icmp_type >= 133 && p->icmp_type <= 137)
-		return lg_addr_res(ctx);
+	/* Neighbour discovery is the host's when it is addressed to the host:
+	 * multicast, link-local or one of its addresses. A solicitation to an
+	 * address served here (unicast reachability probing) is answered. Any
+	 * other is a new packet, not one the host's stack should forward. */
+	if (p->family == 6 && p->proto == P_ICMP6 && p->has_l4 && p->icmp_type >= 133 && p->icmp_type <= 137) {
+		__builtin_memset(&lk, 0, sizeof(lk));
+		addr_cpy(lk.addr, p->dst);
+		if (p->dst[0] == 0xff || (p->dst[0] == 0xfe && (p->dst[1] & 0xc0) == 0x80) ||
+		    bpf_map_lookup_elem(&lg_local, &lk))
+			return lg_addr_res(ctx);
+		if (p->icmp_type == 135) {
+			addr_cpy(s->tmp, p->dst);
+			if (serves(s)) {
+				v = lg_addr_res(ctx);
+				if (v == LG_VERDICT_TX)
+					return v;
+				s = scratch();
+				if (!s)
+					return LG_VERDICT_DROP;
+				p = &s->p;
+			}
+		}
+	}
 	if (p->family == 4 ? (p->dst[12] >> 4) == 0xe || (p->dst[12] == 0xff && p->dst[13] == 0xff &&
 							     p->dst[14] == 0xff && p->dst[15] == 0xff)
 			   : p->dst[0] == 0xff)

@@ -1068,15 +1068,26 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 	if (r != LG_REASON_NONE)
 		return dropped(std::move(d), r, LG_STAGE_PARSE);
 
-	// Non-IP (ARP and the rest) and IPv6 neighbour discovery go to the host,
-	// except solicitations for addresses linkgate serves, answered here.
+	// Non-IP (ARP and the rest) and IPv6 neighbour discovery addressed to
+	// the host (multicast, link-local, its own addresses) go to the host,
+	// except solicitations for addresses linkgate serves, answered here. A
+	// solicitation to a served address (unicast reachability probing) is
+	// answered too; any other neighbour discovery is a new packet.
+	bool local = std::find(host.local_addresses.begin(), host.local_addresses.end(), p.dst) != host.local_addresses.end();
 	if (p.family == 0)
 		return address_resolution(in, p, ifindex, std::move(d));
-	if (p.family == 6 && p.proto == kProtoIcmp6 && p.has_l4 && p.icmp_type >= 133 && p.icmp_type <= 137)
-		return address_resolution(in, p, ifindex, std::move(d));
+	if (p.family == 6 && p.proto == kProtoIcmp6 && p.has_l4 && p.icmp_type >= 133 && p.icmp_type <= 137) {
+		if (p.dst.b[0] == 0xff || (p.dst.b[0] == 0xfe && (p.dst.b[1] & 0xc0) == 0x80) || local)
+			return address_resolution(in, p, ifindex, std::move(d));
+		if (p.icmp_type == 135 && serves(ifindex, p.dst)) {
+			Decision a = address_resolution(in, p, ifindex, d);
+			if (a.verdict == LG_VERDICT_TX)
+				return a;
+		}
+	}
 	// The host's own addresses, multicast and broadcast are the host's business.
 	bool mcast = p.family == 4 ? (p.dst.v4() >> 28) == 0xe || p.dst.v4() == 0xffffffff : p.dst.b[0] == 0xff;
-	if (mcast || std::find(host.local_addresses.begin(), host.local_addresses.end(), p.dst) != host.local_addresses.end()) {
+	if (mcast || local) {
 		d.verdict = LG_VERDICT_PASS;
 		d.frame.assign(in.begin(), in.end());
 		return d;

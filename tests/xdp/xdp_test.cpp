@@ -180,15 +180,16 @@ TEST_F(XdpTest, AddressResolutionAndHostTraffic)
 	expect(b2c().arp_request(kBackendMac, "192.168.10.11", "10.1.1.100").build(), LG_VERDICT_PASS, LG_REASON_NONE,
 	       "ARP for a private endpoint on another VNet's interface", backend_if);
 	// Neighbour solicitation with the source link-layer option.
-	auto ns = [&](const char *target) {
+	// (type 136, an advertisement, has the same shape.)
+	auto ns = [&](const char *target, const char *dst = "ff02::1:ff00:100", uint8_t type = 135) {
 		Addr t = A(target);
 		std::vector<uint8_t> body{0, 0, 0, 0};
 		body.insert(body.end(), t.b.begin(), t.b.end());
 		body.insert(body.end(), {1, 1});
 		body.insert(body.end(), kClientMac.begin(), kClientMac.end());
-		std::vector<uint8_t> l4{135, 0, 0, 0};
+		std::vector<uint8_t> l4{type, 0, 0, 0};
 		l4.insert(l4.end(), body.begin(), body.end());
-		auto f = c2s().ipv6("fd00:1:0:1::10", "ff02::1:ff00:100", 255).raw_l4(kProtoIcmp6, l4).build();
+		auto f = c2s().ipv6("fd00:1:0:1::10", dst, 255).raw_l4(kProtoIcmp6, l4).build();
 		// checksum over the pseudo-header and the message
 		Parsed p;
 		parse_frame(f, p);
@@ -198,6 +199,19 @@ TEST_F(XdpTest, AddressResolutionAndHostTraffic)
 	};
 	expect(ns("fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE, "NS for an IPv6 private endpoint");
 	expect(ns("fd00:1:0:1::77"), LG_VERDICT_PASS, LG_REASON_NONE, "NS for someone else");
+	expect(ns("fd00:1:0:1::100", "fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE,
+	       "NS sent to the endpoint itself (unicast reachability probing)");
+	expect(ns("fd00:1:0:1::10", "fe80::1", 136), LG_VERDICT_PASS, LG_REASON_NONE, "NA to a link-local address");
+	// Neighbour discovery addressed to no one here is a new packet, which
+	// the NSG decides: the host's stack would have forwarded it unfiltered.
+	state.nsg("clients-nsg")->securityRules.push_back(rule("no-icmp-out", 145, "Outbound", "Deny", "Icmp", "*", "*"));
+	state.virtualNetworks[0].subnet("v6")->networkSecurityGroup = "clients-nsg";
+	commit();
+	expect(ns("fd00:1:0:1::10", "fd00:9::5", 136), LG_VERDICT_DROP, LG_REASON_NSG_DENY,
+	       "NA to an address beyond the host");
+	expect(ns("fd00:9::5", "fd00:9::5"), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "NS to an address not served here");
+	expect(ns("fd00:1:0:1::100", "fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE, "the endpoint's probe, still answered");
+	expect(ns("fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE, "and its multicast solicitation");
 	expect(syn("10.1.1.10", "10.1.0.1"), LG_VERDICT_PASS, LG_REASON_NONE, "the host's own address");
 	expect(c2s().ipv4("10.1.1.10", "224.0.0.5").udp(1, 2).build(), LG_VERDICT_PASS, LG_REASON_NONE, "multicast");
 	expect(c2s().ipv4("10.1.1.10", "255.255.255.255").udp(68, 67).build(), LG_VERDICT_PASS, LG_REASON_NONE, "broadcast");
