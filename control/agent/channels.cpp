@@ -307,9 +307,16 @@ void DataplaneChannels::exchange(std::vector<Channel *> targets, const std::stri
 void DataplaneChannels::take_replies(Channel &c, uint64_t id, const Check &check)
 {
 	while (c.waiting) {
-		size_t nl = c.in.find('\n');
+		// Blank lines are skipped in place: one erase each would move the
+		// buffer once per line.
+		size_t nl, start = 0;
+		while ((nl = c.in.find('\n', start)) != std::string::npos &&
+		       c.in.find_first_not_of(" \t\r", start) >= nl)
+			start = nl + 1;
+		c.in.erase(0, start);
+		nl = c.in.find('\n');
 		if (nl == std::string::npos) {
-			if (c.in.size() > kMaxMessage)
+			if (c.in.size() > kMaxMessage + (c.in.ends_with('\r') ? 1 : 0))
 				drop(c, "reply over the 1 MiB message cap");
 			return;
 		}
@@ -320,8 +327,6 @@ void DataplaneChannels::take_replies(Channel &c, uint64_t id, const Check &check
 		}
 		std::string line = c.in.substr(0, len);
 		c.in.erase(0, nl + 1);
-		if (line.find_first_not_of(" \t") == std::string::npos)
-			continue;
 		if (nesting_depth(line) > kMaxDepth) {
 			drop(c, "malformed reply: nested deeper than " + std::to_string(kMaxDepth) + " levels");
 			return;
@@ -368,6 +373,8 @@ void DataplaneChannels::readable(int fd)
 		it->in.append(buf, size_t(k));
 		if (it->in.find_first_not_of(" \t\r\n") != std::string::npos)
 			drop(*it, "sent a message that is not the reply to a request");
+		else if (!it->waiting)
+			it->in.clear(); // whitespace between messages: nothing to keep
 	}
 	reap();
 }

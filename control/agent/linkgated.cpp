@@ -354,7 +354,13 @@ private:
 		if (line.find("dataplane.register") == std::string::npos || nesting_depth(line) > kMaxDepth ||
 		    line.find('\0') != std::string::npos)
 			return false; // the service answers (parse error, invalid request, ...)
-		nlohmann::json req = nlohmann::json::parse(line, nullptr, false);
+		// Parsed as the service parses (a key given twice is a parse error).
+		nlohmann::json req;
+		try {
+			req = lg::parse_json_unique_keys(line);
+		} catch (const std::exception &) {
+			return false; // the service answers the parse error
+		}
 		if (!req.is_object() || req.value("method", nlohmann::json()) != "dataplane.register")
 			return false; // the service answers (parse error, invalid request, ...)
 		nlohmann::json error;
@@ -458,11 +464,16 @@ private:
 	// holds one reply in memory, and every client gets a turn per round.
 	void process(Conn &c)
 	{
+		// Blank lines are skipped by position and erased with the next
+		// request: one erase each would move the buffer once per line.
+		size_t pos = 0;
 		while (c.out.empty() && !c.closing && !c.handed_off) {
-			size_t nl = c.in.find('\n');
+			size_t nl = c.in.find('\n', pos);
 			if (nl == std::string::npos) {
-				// No newline within the cap: it can only become an oversize message.
-				if (c.in.size() > kMaxMessage)
+				c.in.erase(0, pos);
+				// No newline within the cap: it can only become an oversize
+				// message (a last '\r' may be the first half of its CRLF).
+				if (c.in.size() > kMaxMessage + (c.in.ends_with('\r') ? 1 : 0))
 					refuse(c, kMessageTooLarge, too_large());
 				else if (c.eof && !c.in.empty()) { // a last request without its newline
 					reply(c, c.in);
@@ -470,17 +481,22 @@ private:
 				}
 				return;
 			}
-			size_t len = nl > 0 && c.in[nl - 1] == '\r' ? nl - 1 : nl;
+			size_t len = nl > pos && c.in[nl - 1] == '\r' ? nl - 1 - pos : nl - pos;
 			if (len > kMaxMessage) {
 				refuse(c, kMessageTooLarge, too_large());
 				return;
 			}
-			std::string line = c.in.substr(0, len);
-			c.in.erase(0, nl + 1);
 			c.started = Clock::now(); // what is left is the next request
-			if (!line.empty())
-				reply(c, line);
+			if (len == 0) {
+				pos = nl + 1;
+				continue;
+			}
+			std::string line = c.in.substr(pos, len);
+			c.in.erase(0, nl + 1);
+			pos = 0;
+			reply(c, line);
 		}
+		c.in.erase(0, pos);
 	}
 
 	static std::string too_large()

@@ -332,6 +332,9 @@ struct Service::Impl {
 			{{"addressPrefixes", p.opt_list("addressPrefixes").value_or(std::vector<std::string>{"10.0.0.0/16"})}}}};
 		if (auto vni = p.opt_int("vni"))
 			j["vni"] = *vni;
+		// As az: a subnet's prefixes without its name would be dropped unseen.
+		if (params.contains("subnetPrefixes") && !params.contains("subnetName"))
+			invalid("subnetPrefixes", "given without subnetName");
 		if (auto sn = p.opt_str("subnetName"))
 			j["subnets"] = json::array(
 				{json{{"name", *sn},

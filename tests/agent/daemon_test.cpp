@@ -2,6 +2,9 @@
 // credentials, concurrency, persistence. Every refused request must leave the
 // state and the generation as they were.
 #include <grp.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -216,6 +219,30 @@ TEST_F(DaemonTest, MessageOfExactlyOneMebibyteIsServed)
 	json r = raw(line + "\n");
 	EXPECT_EQ(r["id"], 5);
 	EXPECT_TRUE(r.contains("result"));
+}
+
+// The same line ending in CRLF, its '\r' read before its '\n' has been
+// sent: 1 MiB and a '\r' may still be a whole line.
+TEST_F(DaemonTest, MessageOfExactlyOneMebibyteEndingInCrlfSplitIsServed)
+{
+	std::string head = "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"status\"";
+	std::string line = head + std::string(kMaxMessage - head.size() - 1, ' ') + "}";
+	int fd = connect_unix(d.socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, line + "\r");
+	// Until the agent has read all of it (the socket's unread bytes, SIOCOUTQ).
+	int unread = -1;
+	for (int i = 0; i < 10000 && unread != 0; i++) {
+		ASSERT_EQ(ioctl(fd, SIOCOUTQ, &unread), 0);
+		if (unread)
+			poll(nullptr, 0, 1);
+	}
+	ASSERT_EQ(unread, 0) << "the agent did not read the request";
+	send_all(fd, "\n");
+	json r = json::parse(read_line(fd));
+	EXPECT_EQ(r["id"], 6) << r.dump();
+	EXPECT_TRUE(r.contains("result")) << r.dump();
+	close(fd);
 }
 
 TEST_F(DaemonTest, OversizeMessageIsRefusedAndTheConnectionClosed)

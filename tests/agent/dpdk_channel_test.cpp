@@ -13,6 +13,9 @@
 #include <mutex>
 #include <thread>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include "agent_fixture.hpp"
 
 using namespace lgtest;
@@ -615,10 +618,62 @@ TEST_F(DpdkChannelTest, RegisterErrors)
 	EXPECT_EQ(big["error"]["code"], -32600);
 	EXPECT_TRUE(big["id"].is_null());
 	close(fd);
+	// Parsed as every request is: a key given twice is a parse error.
+	fd = connect_unix(d->socket_path());
+	send_all(fd, R"({"jsonrpc":"2.0","id":1,"method":"dataplane.register","params":{"kind":"dpdk","name":"a","name":"b","pid":1}})"
+		     "\n");
+	EXPECT_EQ(json::parse(read_line(fd))["error"]["code"], -32700);
+	close(fd);
 	// The agent's own methods are not methods a client may call.
 	EXPECT_EQ(d->rpc("dataplane.publish", {{"generation", 1}})["error"]["code"], -32601);
 	EXPECT_EQ(d->rpc("dataplane.counters")["error"]["code"], -32601);
 	EXPECT_TRUE(dataplanes().empty());
+}
+
+// Blank lines between a fast path's messages mean nothing: they are not
+// kept, and a commit's exchange is not slowed by them (each used to cost a
+// move of all the input after it: 4 MiB of them held the agent for hours).
+TEST_F(DpdkChannelTest, BlankLinesFromAFastPathAreNothing)
+{
+	start();
+	uint64_t g = d->generation();
+	int fd = connect_unix(d->socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, R"({"jsonrpc":"2.0","id":1,"method":"dataplane.register","params":{"kind":"dpdk","name":"blank","pid":1}})"
+		     "\n");
+	ASSERT_EQ(json::parse(read_line(fd))["result"]["generation"], g);
+	json p = json::parse(read_line(fd));
+	ASSERT_EQ(p["method"], "dataplane.publish");
+	send_all(fd, json{{"jsonrpc", "2.0"}, {"id", p["id"]}, {"result", {{"generation", g}}}}.dump() + "\n");
+	ASSERT_TRUE(eventually([&] { return registered("blank"); }));
+	// Read between requests: all of it, before the commit (SIOCOUTQ: the
+	// bytes the agent has not read yet).
+	std::string blank(4u << 20, '\n');
+	for (size_t i = 0; i < blank.size(); i += 64)
+		blank[i] = ' ';
+	send_all(fd, blank);
+	int unread = -1;
+	for (int i = 0; i < 10000 && unread != 0; i++) {
+		ASSERT_EQ(ioctl(fd, SIOCOUTQ, &unread), 0);
+		if (unread)
+			poll(nullptr, 0, 1);
+	}
+	ASSERT_EQ(unread, 0) << "the agent did not read the blank lines";
+	// And inside the commit's exchange, before the ack.
+	std::thread acker([&] {
+		json q = json::parse(read_line(fd, 60000));
+		send_all(fd, blank.substr(0, 1u << 20) + json{{"jsonrpc", "2.0"}, {"id", q["id"]},
+								      {"result", {{"generation", q["params"]["generation"]}}}}
+								    .dump() +
+				     "\r\n");
+	});
+	auto t0 = Clock::now();
+	json r = d->rpc("network.nsg.create", {{"name", "after-blanks"}});
+	acker.join();
+	EXPECT_TRUE(r.contains("result")) << r.dump() << d->log();
+	EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "the exchange took this long";
+	EXPECT_TRUE(registered("blank")) << d->log();
+	close(fd);
 }
 
 TEST_F(DpdkChannelTest, ChannelsHaveTheirOwnCapAndNoIdleTimeout)

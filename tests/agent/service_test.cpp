@@ -85,6 +85,10 @@ TEST_F(ServiceTest, VnetCreateShowListDelete)
 	      "virtualNetworks/v1: already exists");
 	error("network.vnet.create", {{"name", "v2"}, {"addressPrefixes", {"10.1.0.0/33"}}}, lg::agent::kRejected,
 	      "virtualNetworks/v2: addressSpace.addressPrefixes");
+	// As az: a subnet's prefixes without its name are refused, not dropped.
+	error("network.vnet.create", {{"name", "v2"}, {"subnetPrefixes", {"10.0.1.0/24"}}}, lg::agent::kInvalidParams,
+	      "subnetPrefixes: given without subnetName");
+	error("network.vnet.show", {{"name", "v2"}}, lg::agent::kNotFound);
 	EXPECT_TRUE(ok("network.vnet.delete", {{"name", "v0"}}).is_null());
 	error("network.vnet.show", {{"name", "v0"}}, lg::agent::kNotFound, "virtualNetworks/v0: not found");
 	error("network.vnet.delete", {{"name", "v0"}}, lg::agent::kNotFound);
