@@ -300,9 +300,17 @@ Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<Ac
 		p.socket_id = SOCKET_ID_ANY;
 		p.rule_size = sizeof(LgAclRule);
 		p.max_rule_num = uint32_t(rr.size());
+		// rte_acl_create sets rte_errno for a bad parameter or a name in
+		// use, not when its allocations fail (DPDK 22.11).
+		rte_errno = 0;
 		c->ctx_[kind] = rte_acl_create(&p);
-		if (!c->ctx_[kind])
-			return err("rte_acl_create: " + std::string(rte_strerror(rte_errno)));
+		if (!c->ctx_[kind]) {
+			// Out of memory for the context and its rules: as for the build.
+			bool oom = rte_errno == 0 || rte_errno == ENOMEM;
+			if (too_big)
+				*too_big = oom;
+			return err("rte_acl_create: " + std::string(oom ? "out of memory" : rte_strerror(rte_errno)));
+		}
 		if (int e = rte_acl_add_rules(c->ctx_[kind], reinterpret_cast<const rte_acl_rule *>(rr.data()),
 					      uint32_t(rr.size())))
 			return err("rte_acl_add_rules: " + std::string(rte_strerror(-e)));

@@ -17,6 +17,8 @@
 
 #include "compiler.hpp"
 #include "dpdk_scenario.hpp"
+#include <rte_malloc.h>
+
 #include "engine.hpp"
 #include "hex.hpp"
 
@@ -178,6 +180,33 @@ TEST(DpdkGenerations, AContextThatDoesNotFitWalks)
 	fits.publish(scenario_state());
 	EXPECT_EQ(fits.eng->walk_directions(), 0u);
 	EXPECT_GE(fits.eng->acl_builds(), 2u);
+}
+
+// The EAL's heap out of room already when a context is made (rte_acl_create,
+// before any build): the directions walk, as when a build runs out.
+TEST(DpdkGenerations, AContextWithoutMemoryWalks)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	r.eng->online(0);
+	Both b(r);
+	std::vector<void *> filler;
+	for (size_t sz : {size_t(1) << 20, size_t(4096), size_t(64)})
+		while (void *p = rte_malloc(nullptr, sz, 0))
+			filler.push_back(p);
+	ASSERT_FALSE(filler.empty());
+	uint64_t builds = r.eng->acl_builds();
+	b.commit(scenario_state());
+	for (void *p : filler)
+		rte_free(p);
+	EXPECT_GE(r.eng->walk_directions(), 2u);
+	EXPECT_EQ(r.eng->acl_builds(), builds);
+	auto c = [](const char *dst, uint16_t dport) {
+		return PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", dst).tcp(41000, dport, kTcpSyn, 10).build();
+	};
+	EXPECT_EQ(b.run(c("10.1.1.100", 3306), 1, "allow-pe").verdict, LG_VERDICT_FORWARD);
+	EXPECT_EQ(b.run(c("192.168.20.11", 8080), 1, "web (Deny)").reason, LG_REASON_NSG_DENY);
+	r.eng->offline(0);
 }
 
 TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
