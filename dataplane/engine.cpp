@@ -958,14 +958,27 @@ size_t Engine::reclaim(uint64_t now_ns)
 			},
 			kRead);
 		// Flows counted by their original copies, as XDP's reclaim counts
-		// them: a flow to itself has no other.
+		// them: a flow to itself has no other. Before a copy goes, its twin
+		// is looked up as well: the walk above can miss a key that a worker
+		// moved meanwhile (a cuckoo displacement, a chain's compaction, into
+		// a bucket the walk had passed), and a flow with one copy left loses
+		// its other direction.
 		n = flows_->for_each(
 			[&](const void *, uint8_t *v) {
 				if (expires(v) > now_ns || alive.count(orig(v)))
 					return 0;
-				return v[offsetof(lg_flow_entry, flags)] & LG_FLOW_F_REPLY ? 2 : 1;
-			},
-			kRead);
+				lg_flow_entry e, twin;
+				std::memcpy(&e, v, sizeof e);
+				lg_flow_key tk;
+				if (e.flags & LG_FLOW_F_REPLY)
+					tk = e.orig;
+				else
+					lg_flow_reply_key(&e, &tk);
+				if (flows_->copy(&tk, &twin, sizeof twin) && twin.expires_ns > now_ns &&
+				    std::memcmp(&twin.orig, &e.orig, sizeof e.orig) == 0)
+					return 0;
+				return e.flags & LG_FLOW_F_REPLY ? 2 : 1;
+			});
 	}
 	frags_->for_each([&](const void *, uint8_t *v) {
 		lg_frag_entry e;

@@ -575,6 +575,26 @@ int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, size_t n
 	}
 	return pos;
 }
+bool SharedHash::copy(const void *key, void *val, size_t n) const
+{
+	n = std::min(n, vs_);
+	std::vector<uint8_t> k(ks_);
+	// A slot that changed owner while it was copied is looked up again.
+	for (int tries = 0; tries < 8; tries++) {
+		int32_t pos = rte_hash_lookup(h_, key);
+		if (pos < 0)
+			return false;
+		uint32_t before = __atomic_load_n(owner_word(pos), __ATOMIC_ACQUIRE);
+		if (!ready(pos))
+			return false; // an add under way, or a delete
+		std::memcpy(val, value_at(pos), n);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (key_of(pos, before, k.data()) && std::memcmp(k.data(), key, ks_) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool SharedHash::key_of(int32_t pos, uint32_t owner, uint8_t *key) const
 {
 	void *k = nullptr;

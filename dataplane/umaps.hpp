@@ -231,6 +231,9 @@ public:
 	// made again under the same key since). Returns the counted entries
 	// deleted.
 	template <typename F> size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false);
+	// key's value (its first n bytes), for the control thread as for_each
+	// copies: taken whole from one owner of the key's slot. False: absent.
+	bool copy(const void *key, void *val, size_t n) const;
 
 private:
 	SharedHash() = default;

@@ -381,6 +381,32 @@ TEST(DpdkFlowTable, TheControlWalkCopiesOneOwnerWhole)
 // when a packet of its tuple comes): here the walk answers "delete" for
 // every entry, and each answer first makes the even keys it answered
 // before anew, after the walk read them and before it deletes them.
+// The control thread's copy of one key's value (SharedHash::copy, which
+// reclaim uses to look a copy's twin up): the value as written; a key never
+// added or deleted is absent; a key made again gives its new value.
+TEST(DpdkFlowTable, ACopyOfOneKeyIsItsValue)
+{
+	TableRig t("lgt_copy", 1, 1024);
+	ASSERT_TRUE(t.h) << t.why;
+	lg_umap *m = t.h.get();
+	lg_flow_key k = numbered_key(9, 1), other = numbered_key(9, 2);
+	lg_flow_entry e{}, got{};
+	e.expires_ns = 77;
+	e.object_id = 5;
+	ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
+	ASSERT_TRUE(t.h->copy(&k, &got, sizeof got));
+	EXPECT_EQ(got.expires_ns, 77u);
+	EXPECT_EQ(got.object_id, 5u);
+	EXPECT_FALSE(t.h->copy(&other, &got, sizeof got));
+	ASSERT_EQ(m->ops->del(m, &k), 0);
+	EXPECT_FALSE(t.h->copy(&k, &got, sizeof got));
+	e.object_id = 6;
+	ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
+	ASSERT_TRUE(t.h->copy(&k, &got, sizeof got));
+	EXPECT_EQ(got.object_id, 6u);
+	ASSERT_EQ(m->ops->del(m, &k), 0);
+}
+
 TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 {
 	constexpr uint32_t kKeys = 300;
