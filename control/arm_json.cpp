@@ -1562,8 +1562,7 @@ Result<ServiceTags> load_service_tags_file(const std::string &path)
 	return t;
 }
 
-// The rename is atomic; durability (fsync of the file and of the directory
-// entry) can come later through sync_state_file, off the enforcement path.
+// The rename is atomic; durable: the file and the directory entry fsynced.
 Status save_state_file(const std::string &path, const State &s, bool durable)
 {
 	return write_file_atomic(path, state_to_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n",
@@ -1599,31 +1598,29 @@ Status write_file_atomic(const std::string &path, const std::string &text, bool 
 	fd = -1;
 	if (rc != 0)
 		return fail("cannot close");
-	if (rename(tmp.c_str(), path.c_str()) != 0)
-		return fail("cannot rename");
-	return durable ? sync_state_file(path) : Status(Ok{});
-}
-
-Status sync_state_file(const std::string &path)
-{
-	auto slash = path.rfind('/');
-	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-	auto sys_err = [&](const std::string &what) { return err(path + ": " + what + ": " + std::strerror(errno)); };
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sys_err("cannot open");
-	int rc = fsync(fd);
-	close(fd);
-	if (rc != 0)
-		return sys_err("cannot fsync");
-	// The rename is durable only once the directory entry is on disk.
-	int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	// The directory is opened before the rename: a directory it cannot
+	// open fails the write while the old file is still in place.
+	int dfd = -1;
+	if (durable) {
+		auto slash = path.rfind('/');
+		std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+		dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			return fail("cannot open directory " + dir);
+	}
+	if (rename(tmp.c_str(), path.c_str()) != 0) {
+		Error e = fail("cannot rename");
+		if (dfd >= 0)
+			close(dfd);
+		return e;
+	}
 	if (dfd < 0)
-		return sys_err("cannot open directory " + dir);
+		return Ok{};
+	// The rename is durable only once the directory entry is on disk.
 	rc = fsync(dfd);
 	close(dfd);
 	if (rc != 0)
-		return sys_err("cannot fsync directory " + dir);
+		return sys_err("cannot fsync its directory (the new file is in place)");
 	return Ok{};
 }
 

@@ -141,9 +141,9 @@ Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);
 // Atomic: temp file in the same directory, fsync, rename, fsync the directory.
 Status save_state_file(const std::string &path, const State &s, bool durable = true);
-// text into path by a 0600 temporary file and a rename (fsynced if durable).
+// text into path by a 0600 temporary file and a rename (fsynced if durable:
+// the file before the rename, its directory after; only that last fsync can
+// fail with the new file in place).
 Status write_file_atomic(const std::string &path, const std::string &text, bool durable);
-// fsync the file and its directory (after save_state_file(..., false)).
-Status sync_state_file(const std::string &path);
 
 } // namespace lg

@@ -57,6 +57,7 @@ protected:
 	// Starts the agent with its commits failing at `what`
 	// (LINKGATED_TEST_FAIL), then rejects pe-east: the reply, and the
 	// generation and state file from before it.
+	void failed_state_write(const char *point);
 	json failing_reject(const char *what, uint64_t &g, std::string &before)
 	{
 		setenv("LINKGATED_TEST_FAIL", what, 1);
@@ -566,9 +567,22 @@ TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 // generation.
 TEST_F(AgentRestart, FailedStateWriteAfterThePublishRestoresThePreviousState)
 {
+	failed_state_write("state-write");
+}
+
+// The same when the write fails after its rename (the directory's fsync):
+// the file held the refused state, which a restart would have served.
+TEST_F(AgentRestart, FailedStateWriteAfterTheRenameRestoresThePreviousFile)
+{
+	failed_state_write("state-durable");
+}
+
+void AgentRestart::failed_state_write(const char *point)
+{
+	SCOPED_TRACE(point);
 	uint64_t g = 0;
 	std::string before;
-	json r = failing_reject("state-write", g, before);
+	json r = failing_reject(point, g, before);
 	ASSERT_TRUE(r.contains("error")) << r.dump();
 	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed);
 	EXPECT_NE(r["error"]["message"].get<std::string>().find("live again as generation " + std::to_string(g + 2)),
