@@ -209,8 +209,10 @@ public:
 				log("poll: %s", std::strerror(errno));
 				return;
 			}
-			if (n > 0 && fds[0].revents)
-				return; // SIGTERM or SIGINT
+			if (n > 0 && fds[0].revents) { // SIGTERM or SIGINT
+				flush_replies();
+				return;
+			}
 			// Channels first: a fast path that died and is registering
 			// again on a new connection frees its name here.
 			for (size_t k = first_channel; n > 0 && k < nl; k++)
@@ -272,6 +274,37 @@ private:
 			else if (timing_)
 				log("timing: sweep %.1f ms", ms);
 			lk.lock();
+		}
+	}
+
+	// At SIGTERM: replies already made (a commit answered, say) still go
+	// out, for up to a second; requests not read yet are not started.
+	void flush_replies()
+	{
+		auto deadline = Clock::now() + std::chrono::seconds(1);
+		for (;;) {
+			std::vector<pollfd> fds;
+			for (const Conn &c : conns_)
+				if (!c.out.empty())
+					fds.push_back({c.fd, POLLOUT, 0});
+			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+			if (fds.empty() || left <= 0)
+				return;
+			int n = poll(fds.data(), fds.size(), int(left));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return;
+			for (Conn &c : conns_) {
+				auto it = std::find_if(fds.begin(), fds.end(), [&](const pollfd &p) { return p.fd == c.fd; });
+				if (c.out.empty() || it == fds.end() || !it->revents)
+					continue;
+				ssize_t k = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+				if (k > 0)
+					c.out.erase(0, size_t(k));
+				else if (k < 0 && errno != EAGAIN && errno != EINTR)
+					c.out.clear(); // the client is gone
+			}
 		}
 	}
 

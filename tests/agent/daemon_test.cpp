@@ -317,6 +317,29 @@ TEST_F(DaemonTest, ManyConcurrentClientsAreAllServedInOrder)
 	EXPECT_EQ(exported()["networkSecurityGroups"][0]["securityRules"].size(), size_t(kClients * kEach));
 }
 
+// SIGTERM during a commit: the agent finishes it and its reply still goes
+// out before the agent exits (a committed change must not look refused).
+TEST(DaemonStop, SigtermDuringACommitStillSendsItsReply)
+{
+	setenv("LINKGATED_TEST_PAUSE", "after-state-write", 1);
+	Daemon a;
+	bool started = a.start();
+	unsetenv("LINKGATED_TEST_PAUSE");
+	ASSERT_TRUE(started) << a.log();
+	int fd = connect_unix(a.socket_path());
+	ASSERT_GE(fd, 0);
+	json req{{"jsonrpc", "2.0"}, {"id", 3}, {"method", "network.nsg.create"}, {"params", {{"name", "late"}}}};
+	ASSERT_TRUE(send_all(fd, req.dump() + "\n"));
+	ASSERT_TRUE(a.wait_stopped()) << a.log();
+	EXPECT_EQ(a.stop(), 0) << a.log(); // SIGTERM, then SIGCONT: the commit goes on
+	std::string line = read_line(fd);
+	close(fd);
+	ASSERT_FALSE(line.empty()) << "no reply to a committed request";
+	json r = json::parse(line);
+	EXPECT_EQ(r["id"], 3);
+	EXPECT_TRUE(r.contains("result")) << r.dump();
+}
+
 TEST_F(DaemonTest, StateIsPersistedAndRestored)
 {
 	create_nsg("web");
