@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <string>
+#include <set>
 #include <string_view>
 #include <unordered_set>
 
@@ -396,7 +397,7 @@ Status Engine::publish(const CompiledTables &t)
 		}
 		std::map<uint64_t, uint64_t> one{{stamp_ + 1, t.generation}};
 		stamp_node = one.extract(one.begin());
-		reserve_rebase(*live_);
+		reserve_rebase(*live_, t);
 	} catch (const std::exception &e) {
 		return err("generation " + std::to_string(t.generation) + " not built: " + e.what());
 	}
@@ -827,18 +828,24 @@ long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
 }
 
 // Room for rebase_counters(old) to fold into: every name it adds, every
-// snapshot it writes (it runs after the flip and must not allocate).
-void Engine::reserve_rebase(const CompiledTables &old)
+// snapshot it writes (it runs after the flip and must not allocate). Names
+// of neither old nor next are forgotten, as XDP's agent forgets names the
+// live generation no longer has: the totals, and so the counters reply,
+// stay the size of the state (they grew with every renamed rule).
+void Engine::reserve_rebase(const CompiledTables &old, const CompiledTables &next)
 {
-	auto room = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
-		       std::vector<uint64_t> &snap, PerCpuArray &raw) {
+	auto room = [](const std::vector<std::string> &names, const std::vector<std::string> &next_names,
+		       std::map<std::string, uint64_t> &tot, std::vector<uint64_t> &snap, PerCpuArray &raw) {
+		std::set<std::string_view> keep(names.begin(), names.end());
+		keep.insert(next_names.begin(), next_names.end());
+		std::erase_if(tot, [&](const auto &kv) { return !keep.count(kv.first); });
 		for (size_t i = 0; i < names.size() && i < raw.size(); i++)
 			tot.try_emplace(names[i], 0);
 		snap.reserve(raw.size());
 	};
-	room(old.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
-	room(old.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
-	room(old.server_names, tot_servers_, snap_servers_, *srv_cnt_);
+	room(old.rule_names, next.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
+	room(old.pe_names, next.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
+	room(old.server_names, next.server_names, tot_servers_, snap_servers_, *srv_cnt_);
 }
 
 void Engine::rebase_counters(const CompiledTables &old) noexcept
@@ -865,11 +872,18 @@ EngineCounters Engine::counters()
 	EngineCounters c;
 	for (size_t i = 0; i < LG_REASON__COUNT; i++)
 		c.reasons[i] = reason_cnt_->sum_u64(i);
+	// The live generation's names only: the totals by name since start,
+	// plus what this generation counted.
 	auto add = [](const std::vector<std::string> &names, const std::map<std::string, uint64_t> &tot,
 		      const std::vector<uint64_t> &snap, PerCpuArray &raw, std::map<std::string, uint64_t> &out) {
-		out = tot;
-		for (size_t i = 0; i < names.size() && i < raw.size(); i++)
-			out[names[i]] += raw.sum_u64(i) - (i < snap.size() ? snap[i] : 0);
+		out.clear();
+		for (size_t i = 0; i < names.size() && i < raw.size(); i++) {
+			auto [it, fresh] = out.try_emplace(names[i], 0);
+			if (fresh)
+				if (auto t = tot.find(names[i]); t != tot.end())
+					it->second = t->second;
+			it->second += raw.sum_u64(i) - (i < snap.size() ? snap[i] : 0);
+		}
 	};
 	add(live_->rule_names, tot_rules_, snap_rules_, *rule_cnt_, c.rules);
 	add(live_->pe_names, tot_pes_, snap_pes_, *pe_cnt_, c.private_endpoints);

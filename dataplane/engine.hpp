@@ -149,7 +149,7 @@ private:
 	Engine() = default;
 	struct Generation;
 	Result<std::shared_ptr<Generation>> build(const CompiledTables &t);
-	void reserve_rebase(const CompiledTables &old);
+	void reserve_rebase(const CompiledTables &old, const CompiledTables &next);
 	void rebase_counters(const CompiledTables &old) noexcept;
 	lg_umap *resolve(const char *name);
 

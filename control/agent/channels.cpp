@@ -20,6 +20,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// A reply of a fast path: its counters name every rule of the live state
+// (65,536 counters of names up to 161 bytes), over a client's 1 MiB.
+constexpr size_t kMaxReply = size_t(32) << 20;
+
 void log(const char *fmt, auto... args)
 {
 	std::fprintf(stderr, "linkgated: ");
@@ -316,13 +320,13 @@ void DataplaneChannels::take_replies(Channel &c, uint64_t id, const Check &check
 		c.in.erase(0, start);
 		nl = c.in.find('\n');
 		if (nl == std::string::npos) {
-			if (c.in.size() > kMaxMessage + (c.in.ends_with('\r') ? 1 : 0))
-				drop(c, "reply over the 1 MiB message cap");
+			if (c.in.size() > kMaxReply + (c.in.ends_with('\r') ? 1 : 0))
+				drop(c, "reply over the 32 MiB cap");
 			return;
 		}
 		size_t len = nl > 0 && c.in[nl - 1] == '\r' ? nl - 1 : nl;
-		if (len > kMaxMessage) {
-			drop(c, "reply over the 1 MiB message cap");
+		if (len > kMaxReply) {
+			drop(c, "reply over the 32 MiB cap");
 			return;
 		}
 		std::string line = c.in.substr(0, len);

@@ -528,6 +528,28 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 	EXPECT_EQ(dataplanes().size(), 2u);
 }
 
+// A fast path's counters name every rule of the live state: a state of
+// tens of thousands of rules makes a reply past a client's 1 MiB, which
+// the agent takes (it dropped the channel at every stats before).
+TEST_F(DpdkChannelTest, CountersOfALargeStateFitTheChannel)
+{
+	start();
+	FakeDpdk a(d->socket_path(), "fp-big");
+	json rules = json::object();
+	for (int i = 0; i < 40000; i++)
+		rules["a-network-security-group-of-some-length/rule-number-" + std::to_string(i)] = i;
+	json counters{{"reasons", {{"none", 5}}}, {"rules", rules}, {"private_endpoints", json::object()},
+		      {"servers", json::object()}};
+	ASSERT_GT(counters.dump().size(), size_t(2) << 20);
+	a.set_result("dataplane.counters", counters);
+	a.start();
+	ASSERT_TRUE(eventually([&] { return registered("fp-big"); })) << dataplanes().dump();
+	json s = ok("stats")["result"];
+	EXPECT_EQ(s["forwarded"], 5) << d->log();
+	EXPECT_EQ(s["dataplanes"]["dpdk:fp-big"]["forwarded"], 5) << d->log();
+	EXPECT_TRUE(registered("fp-big")) << d->log();
+}
+
 TEST_F(DpdkChannelTest, GarbageOrAWrongIdDropsTheChannel)
 {
 	start();

@@ -237,7 +237,7 @@ TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 		listed += f.value("dataplane", "") == "dpdk:lgfl";
 	EXPECT_GT(listed, 2000u) << d.log();
 	EXPECT_LT(listed, size_t(kFlows));
-	EXPECT_EQ(d.log().find("message cap"), std::string::npos) << d.log();
+	EXPECT_EQ(d.log().find("MiB cap"), std::string::npos) << d.log();
 	json st = d.rpc("status")["result"];
 	bool registered = false;
 	for (auto &x : st["dataplanes"])

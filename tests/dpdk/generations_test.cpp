@@ -209,6 +209,28 @@ TEST(DpdkGenerations, AContextWithoutMemoryWalks)
 	r.eng->offline(0);
 }
 
+// Counters by name cover the live generation's names: a rule renamed at
+// each publish does not pile its old names into every counters reply.
+TEST(DpdkGenerations, CountersNameTheLiveRulesOnly)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	for (int i = 1; i <= 20; i++) {
+		State s = scenario_state();
+		s.networkSecurityGroups[0].securityRules[0].name = "renamed-" + std::to_string(i);
+		r.publish(s);
+		ASSERT_FALSE(::testing::Test::HasFatalFailure()) << i;
+	}
+	dp::EngineCounters c = r.eng->counters();
+	std::set<std::string> live(r.eng->live().rule_names.begin(), r.eng->live().rule_names.end());
+	for (auto &[name, n] : c.rules)
+		EXPECT_TRUE(live.count(name)) << name << " is no rule of the live generation";
+	EXPECT_EQ(c.rules.size(), live.size());
+	std::string nsg = scenario_state().networkSecurityGroups[0].name;
+	EXPECT_TRUE(c.rules.count(nsg + "/renamed-20"));
+	EXPECT_FALSE(c.rules.count(nsg + "/renamed-19"));
+}
+
 TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
 {
 	Rig r(1);
