@@ -275,7 +275,7 @@ void acl_input(AclInput *in, uint8_t proto, bool has_ports, uint16_t sport, uint
 }
 
 Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<AclRuleSpec> &rules, size_t max_bytes,
-							    bool *too_big)
+							    bool *too_big, bool *for_now)
 {
 	static std::atomic<uint64_t> seq{0};
 	std::shared_ptr<AclClassifier> c(new AclClassifier());
@@ -309,6 +309,8 @@ Result<std::shared_ptr<AclClassifier>> AclClassifier::build(const std::vector<Ac
 			bool oom = rte_errno == 0 || rte_errno == ENOMEM;
 			if (too_big)
 				*too_big = oom;
+			if (for_now)
+				*for_now = oom;
 			return err("rte_acl_create: " + std::string(oom ? "out of memory" : rte_strerror(rte_errno)));
 		}
 		if (int e = rte_acl_add_rules(c->ctx_[kind], reinterpret_cast<const rte_acl_rule *>(rr.data()),

@@ -59,9 +59,12 @@ class AclClassifier {
 public:
 	// Builds an rte_acl context (call off the worker lcores). *too_big is
 	// set when rte_acl ran out of memory or past max_bytes (ENOMEM, ERANGE):
-	// the rules are fine, the context does not fit.
+	// the rules are fine, the context does not fit. *for_now as well when
+	// that was the context's own allocation (rte_acl_create), which a heap
+	// with more room later may give.
 	static Result<std::shared_ptr<AclClassifier>> build(const std::vector<AclRuleSpec> &rules,
-							    size_t max_bytes = 0, bool *too_big = nullptr);
+							    size_t max_bytes = 0, bool *too_big = nullptr,
+							    bool *for_now = nullptr);
 	~AclClassifier();
 	AclClassifier(const AclClassifier &) = delete;
 	AclClassifier &operator=(const AclClassifier &) = delete;

@@ -350,14 +350,16 @@ Result<std::shared_ptr<Engine::Generation>> Engine::build(const CompiledTables &
 		if (it != acl_cache_.end()) {
 			c = it->second; // null: known not to fit, not built again
 		} else {
-			bool too_big = false;
-			auto b = AclClassifier::build(*rules, cfg_.acl_max_bytes, &too_big);
+			bool too_big = false, for_now = false;
+			auto b = AclClassifier::build(*rules, cfg_.acl_max_bytes, &too_big, &for_now);
 			if (!b && too_big) {
 				// Within the rule budget but not within memory (some
 				// shapes of rule take hundreds of MB): the walk, as
 				// above, remembered under its rules like a context.
+				// Not remembered when the heap was short of the context
+				// itself: the next publish builds it again.
 				g->acl.push_back(nullptr);
-				g->acl_keys.push_back(std::move(key));
+				g->acl_keys.push_back(for_now ? std::string() : std::move(key));
 				continue;
 			}
 			if (!b)
@@ -828,30 +830,35 @@ long Engine::fib(lg_host_ctx *, bpf_fib_lookup *f)
 }
 
 // Room for rebase_counters(old) to fold into: every name it adds, every
-// snapshot it writes (it runs after the flip and must not allocate). Names
-// of neither old nor next are forgotten, as XDP's agent forgets names the
-// live generation no longer has: the totals, and so the counters reply,
-// stay the size of the state (they grew with every renamed rule).
+// snapshot it writes (it runs after the flip and must not allocate), and
+// the totals it then forgets: those of names next lacks, as XDP's agent
+// forgets names the live generation no longer has (a name back later
+// starts from zero in both). The totals, and so the counters reply, stay
+// the size of the state; they grew with every renamed rule.
 void Engine::reserve_rebase(const CompiledTables &old, const CompiledTables &next)
 {
+	using Gone = std::vector<std::map<std::string, uint64_t>::iterator>;
 	auto room = [](const std::vector<std::string> &names, const std::vector<std::string> &next_names,
-		       std::map<std::string, uint64_t> &tot, std::vector<uint64_t> &snap, PerCpuArray &raw) {
-		std::set<std::string_view> keep(names.begin(), names.end());
-		keep.insert(next_names.begin(), next_names.end());
-		std::erase_if(tot, [&](const auto &kv) { return !keep.count(kv.first); });
+		       std::map<std::string, uint64_t> &tot, std::vector<uint64_t> &snap, PerCpuArray &raw, Gone &gone) {
 		for (size_t i = 0; i < names.size() && i < raw.size(); i++)
 			tot.try_emplace(names[i], 0);
 		snap.reserve(raw.size());
+		std::set<std::string_view> keep(next_names.begin(), next_names.end());
+		gone.clear();
+		for (auto it = tot.begin(); it != tot.end(); ++it)
+			if (!keep.count(it->first))
+				gone.push_back(it);
 	};
-	room(old.rule_names, next.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
-	room(old.pe_names, next.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
-	room(old.server_names, next.server_names, tot_servers_, snap_servers_, *srv_cnt_);
+	room(old.rule_names, next.rule_names, tot_rules_, snap_rules_, *rule_cnt_, gone_rules_);
+	room(old.pe_names, next.pe_names, tot_pes_, snap_pes_, *pe_cnt_, gone_pes_);
+	room(old.server_names, next.server_names, tot_servers_, snap_servers_, *srv_cnt_, gone_servers_);
 }
 
 void Engine::rebase_counters(const CompiledTables &old) noexcept
 {
+	using Gone = std::vector<std::map<std::string, uint64_t>::iterator>;
 	auto fold = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
-		       std::vector<uint64_t> &snap, PerCpuArray &raw) {
+		       std::vector<uint64_t> &snap, PerCpuArray &raw, Gone &gone) {
 		for (size_t i = 0; i < names.size() && i < raw.size(); i++) {
 			uint64_t now = raw.sum_u64(i);
 			uint64_t before = i < snap.size() ? snap[i] : 0;
@@ -860,10 +867,13 @@ void Engine::rebase_counters(const CompiledTables &old) noexcept
 		snap.assign(raw.size(), 0); // within the reserved capacity
 		for (size_t i = 0; i < raw.size(); i++)
 			snap[i] = raw.sum_u64(i);
+		for (auto it : gone) // map iterators outlive other inserts; erase frees only
+			tot.erase(it);
+		gone.clear();
 	};
-	fold(old.rule_names, tot_rules_, snap_rules_, *rule_cnt_);
-	fold(old.pe_names, tot_pes_, snap_pes_, *pe_cnt_);
-	fold(old.server_names, tot_servers_, snap_servers_, *srv_cnt_);
+	fold(old.rule_names, tot_rules_, snap_rules_, *rule_cnt_, gone_rules_);
+	fold(old.pe_names, tot_pes_, snap_pes_, *pe_cnt_, gone_pes_);
+	fold(old.server_names, tot_servers_, snap_servers_, *srv_cnt_, gone_servers_);
 }
 
 EngineCounters Engine::counters()

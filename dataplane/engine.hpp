@@ -197,6 +197,8 @@ private:
 	// Counter totals by name; raw per-generation counters at the last publish.
 	std::map<std::string, uint64_t> tot_rules_, tot_pes_, tot_servers_;
 	std::vector<uint64_t> snap_rules_, snap_pes_, snap_servers_;
+	// Totals of names the next generation lacks: erased once folded.
+	std::vector<std::map<std::string, uint64_t>::iterator> gone_rules_, gone_pes_, gone_servers_;
 };
 
 } // namespace lg::dp

@@ -83,6 +83,7 @@ private:
 		Registration reg;
 		uint64_t generation = 0; // acknowledged
 		std::string in, out;
+		size_t scanned = 0; // bytes at the front of `in` known to hold no newline
 		size_t out_off = 0;
 		bool waiting = false;
 		bool dead = false;

@@ -333,7 +333,7 @@ struct Service::Impl {
 		if (auto vni = p.opt_int("vni"))
 			j["vni"] = *vni;
 		// As az: a subnet's prefixes without its name would be dropped unseen.
-		if (params.contains("subnetPrefixes") && !params.contains("subnetName"))
+		if (p.has("subnetPrefixes") && !p.has("subnetName"))
 			invalid("subnetPrefixes", "given without subnetName");
 		if (auto sn = p.opt_str("subnetName"))
 			j["subnets"] = json::array(

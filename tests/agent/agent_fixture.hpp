@@ -4,7 +4,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <linux/sockios.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -101,6 +103,23 @@ inline bool closed_by_peer(int fd, int timeout_ms = 10000)
 			return true;
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			return false;
+	}
+}
+
+// True once the peer has read every byte sent on the Unix stream socket fd
+// (SIOCOUTQ: what the other end has not read yet), within timeout_ms.
+inline bool peer_read_all(int fd, int timeout_ms = 10000)
+{
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	for (;;) {
+		int unread = -1;
+		if (ioctl(fd, SIOCOUTQ, &unread) != 0)
+			return false;
+		if (unread == 0)
+			return true;
+		if (std::chrono::steady_clock::now() >= deadline)
+			return false;
+		poll(nullptr, 0, 1);
 	}
 }
 

@@ -2,9 +2,6 @@
 // credentials, concurrency, persistence. Every refused request must leave the
 // state and the generation as they were.
 #include <grp.h>
-#include <linux/sockios.h>
-#include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -230,14 +227,7 @@ TEST_F(DaemonTest, MessageOfExactlyOneMebibyteEndingInCrlfSplitIsServed)
 	int fd = connect_unix(d.socket_path());
 	ASSERT_GE(fd, 0);
 	send_all(fd, line + "\r");
-	// Until the agent has read all of it (the socket's unread bytes, SIOCOUTQ).
-	int unread = -1;
-	for (int i = 0; i < 10000 && unread != 0; i++) {
-		ASSERT_EQ(ioctl(fd, SIOCOUTQ, &unread), 0);
-		if (unread)
-			poll(nullptr, 0, 1);
-	}
-	ASSERT_EQ(unread, 0) << "the agent did not read the request";
+	ASSERT_TRUE(peer_read_all(fd)) << "the agent did not read the request";
 	send_all(fd, "\n");
 	json r = json::parse(read_line(fd));
 	EXPECT_EQ(r["id"], 6) << r.dump();

@@ -88,6 +88,8 @@ TEST_F(ServiceTest, VnetCreateShowListDelete)
 	// As az: a subnet's prefixes without its name are refused, not dropped.
 	error("network.vnet.create", {{"name", "v2"}, {"subnetPrefixes", {"10.0.1.0/24"}}}, lg::agent::kInvalidParams,
 	      "subnetPrefixes: given without subnetName");
+	error("network.vnet.create", {{"name", "v2"}, {"subnetName", nullptr}, {"subnetPrefixes", {"10.0.1.0/24"}}},
+	      lg::agent::kInvalidParams, "subnetPrefixes: given without subnetName");
 	error("network.vnet.show", {{"name", "v2"}}, lg::agent::kNotFound);
 	EXPECT_TRUE(ok("network.vnet.delete", {{"name", "v0"}}).is_null());
 	error("network.vnet.show", {{"name", "v0"}}, lg::agent::kNotFound, "virtualNetworks/v0: not found");

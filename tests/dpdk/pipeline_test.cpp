@@ -376,11 +376,6 @@ TEST(DpdkFlowTable, TheControlWalkCopiesOneOwnerWhole)
 	EXPECT_GT(churns, 10 * uint64_t(kKeys)) << "the writer hardly ran beside the walk";
 }
 
-// A walk's delete removes the entry it read, not a flow made again under
-// the same key since (the program deletes an expired flow and makes it anew
-// when a packet of its tuple comes): here the walk answers "delete" for
-// every entry, and each answer first makes the even keys it answered
-// before anew, after the walk read them and before it deletes them.
 // The control thread's copy of one key's value (SharedHash::copy, which
 // reclaim uses to look a copy's twin up): the value as written; a key never
 // added or deleted is absent; a key made again gives its new value.
@@ -407,6 +402,11 @@ TEST(DpdkFlowTable, ACopyOfOneKeyIsItsValue)
 	ASSERT_EQ(m->ops->del(m, &k), 0);
 }
 
+// A walk's delete removes the entry it read, not a flow made again under
+// the same key since (the program deletes an expired flow and makes it anew
+// when a packet of its tuple comes): here the walk answers "delete" for
+// every entry, and each answer first makes the even keys it answered
+// before anew, after the walk read them and before it deletes them.
 TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 {
 	constexpr uint32_t kKeys = 300;

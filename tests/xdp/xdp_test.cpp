@@ -44,6 +44,7 @@ HostConfig host_template()
 	h.routes.insert(h.routes.end() - 1, HostRoute{*Prefix::parse("fd00:9::/48"), kBackendIf, {}});
 	h.neighbors.push_back({kBackendIf, A("fd00:9::11"), kBackendMac});
 	h.neighbors.push_back({kClientIf, A("fd00:1:0:1::20"), kClientMac});
+	h.local_addresses.push_back(A("fd00:1:0:1::1")); // the host's own, on the clients' side
 	return h;
 }
 
@@ -202,6 +203,8 @@ TEST_F(XdpTest, AddressResolutionAndHostTraffic)
 	expect(ns("fd00:1:0:1::100", "fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE,
 	       "NS sent to the endpoint itself (unicast reachability probing)");
 	expect(ns("fd00:1:0:1::10", "fe80::1", 136), LG_VERDICT_PASS, LG_REASON_NONE, "NA to a link-local address");
+	expect(ns("fd00:1:0:1::1", "fd00:1:0:1::1"), LG_VERDICT_PASS, LG_REASON_NONE,
+	       "NS to one of the host's own addresses (its reachability probe)");
 	// Neighbour discovery addressed to no one here is a new packet, which
 	// the NSG decides: the host's stack would have forwarded it unfiltered.
 	state.nsg("clients-nsg")->securityRules.push_back(rule("no-icmp-out", 145, "Outbound", "Deny", "Icmp", "*", "*"));
