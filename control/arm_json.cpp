@@ -1563,14 +1563,16 @@ Result<ServiceTags> load_service_tags_file(const std::string &path)
 }
 
 // The rename is atomic; durable: the file and the directory entry fsynced.
-Status save_state_file(const std::string &path, const State &s, bool durable)
+Status save_state_file(const std::string &path, const State &s, bool durable, bool *renamed)
 {
 	return write_file_atomic(path, state_to_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n",
-				 durable);
+				 durable, renamed);
 }
 
-Status write_file_atomic(const std::string &path, const std::string &text, bool durable)
+Status write_file_atomic(const std::string &path, const std::string &text, bool durable, bool *renamed)
 {
+	if (renamed)
+		*renamed = false;
 	std::string tmp = path + ".tmp.XXXXXX";
 	auto sys_err = [&](const std::string &what) { return err(path + ": " + what + ": " + std::strerror(errno)); };
 
@@ -1614,6 +1616,8 @@ Status write_file_atomic(const std::string &path, const std::string &text, bool 
 			close(dfd);
 		return e;
 	}
+	if (renamed)
+		*renamed = true;
 	if (dfd < 0)
 		return Ok{};
 	// The rename is durable only once the directory entry is on disk.

@@ -140,10 +140,11 @@ Result<nlohmann::json> read_json_file(const std::string &path, uint64_t max_byte
 Result<State> load_state_file(const std::string &path);
 Result<ServiceTags> load_service_tags_file(const std::string &path);
 // Atomic: temp file in the same directory, fsync, rename, fsync the directory.
-Status save_state_file(const std::string &path, const State &s, bool durable = true);
+// *renamed (when given) says whether the new file is in place, even on failure.
+Status save_state_file(const std::string &path, const State &s, bool durable = true, bool *renamed = nullptr);
 // text into path by a 0600 temporary file and a rename (fsynced if durable:
 // the file before the rename, its directory after; only that last fsync can
 // fail with the new file in place).
-Status write_file_atomic(const std::string &path, const std::string &text, bool durable);
+Status write_file_atomic(const std::string &path, const std::string &text, bool durable, bool *renamed = nullptr);
 
 } // namespace lg

@@ -15,7 +15,6 @@
 #include <string>
 #include <set>
 #include <string_view>
-#include <unordered_set>
 
 extern "C" {
 #include "lg_limits.h"
@@ -926,34 +925,19 @@ size_t Engine::reclaim(uint64_t now_ns)
 {
 	std::lock_guard lk(control_);
 	// A flow expires at the later expiry of its two copies (the program's
-	// fast path refreshes only the copy it found); they share `orig`. Only
-	// the origs of expired copies are collected (usually none: then one pass
-	// of expires_ns and no allocation; a set of every live flow's orig cost the main lcore
-	// most of a CPU at 1M flows), and only they are checked for a live twin.
-	using Orig = std::array<uint8_t, sizeof(lg_flow_key)>;
-	struct OrigHash {
-		size_t operator()(const Orig &o) const
-		{
-			return std::hash<std::string_view>()(std::string_view(reinterpret_cast<const char *>(o.data()), o.size()));
-		}
-	};
-	auto orig = [](const uint8_t *v) {
-		Orig o;
-		std::memcpy(o.data(), v + offsetof(lg_flow_entry, orig), o.size());
-		return o;
-	};
+	// fast path refreshes only the copy it found). A first pass reads
+	// expires_ns alone (one cache line an entry; usually nothing has
+	// expired, and then nothing else is read); the second looks up the twin
+	// of each expired copy, as lg_flow_lookup does. A lookup, not a set of
+	// the walk's live copies: a walk can miss a key that a worker moved
+	// meanwhile (a cuckoo displacement into a bucket it had passed), and a
+	// flow left with one copy loses its other direction.
 	auto expires = [](const uint8_t *v) {
 		uint64_t x;
 		std::memcpy(&x, v + offsetof(lg_flow_entry, expires_ns), sizeof x);
 		return x;
 	};
-	std::unordered_set<Orig, OrigHash> expired, alive;
-	// Copies of what is read, not of whole entries: usually nothing has
-	// expired, and a first pass reads expires_ns alone (one cache line an
-	// entry); the others read orig too.
 	constexpr size_t kExpires = offsetof(lg_flow_entry, expires_ns) + sizeof(uint64_t);
-	constexpr size_t kRead = offsetof(lg_flow_entry, orig) + sizeof(lg_flow_key);
-	static_assert(kExpires < kRead);
 	size_t due = 0;
 	flows_->for_each(
 		[&](const void *, uint8_t *v) {
@@ -961,49 +945,25 @@ size_t Engine::reclaim(uint64_t now_ns)
 			return false;
 		},
 		kExpires);
-	if (due)
-		flows_->for_each(
-			[&](const void *, uint8_t *v) {
-				if (expires(v) <= now_ns)
-					expired.insert(orig(v));
-				return false;
-			},
-			kRead);
 	size_t n = 0;
-	if (!expired.empty()) {
-		flows_->for_each(
-			[&](const void *, uint8_t *v) {
-				if (expires(v) > now_ns) {
-					Orig o = orig(v);
-					if (expired.count(o))
-						alive.insert(o);
-				}
-				return false;
-			},
-			kRead);
+	if (due)
 		// Flows counted by their original copies, as XDP's reclaim counts
-		// them: a flow to itself has no other. Before a copy goes, its twin
-		// is looked up as well: the walk above can miss a key that a worker
-		// moved meanwhile (a cuckoo displacement, a chain's compaction, into
-		// a bucket the walk had passed), and a flow with one copy left loses
-		// its other direction.
-		n = flows_->for_each(
-			[&](const void *, uint8_t *v) {
-				if (expires(v) > now_ns || alive.count(orig(v)))
-					return 0;
-				lg_flow_entry e, twin;
-				std::memcpy(&e, v, sizeof e);
-				lg_flow_key tk;
-				if (e.flags & LG_FLOW_F_REPLY)
-					tk = e.orig;
-				else
-					lg_flow_reply_key(&e, &tk);
-				if (flows_->copy(&tk, &twin, sizeof twin) && twin.expires_ns > now_ns &&
-				    std::memcmp(&twin.orig, &e.orig, sizeof e.orig) == 0)
-					return 0;
-				return e.flags & LG_FLOW_F_REPLY ? 2 : 1;
-			});
-	}
+		// them: a flow to itself has no other.
+		n = flows_->for_each([&](const void *, uint8_t *v) {
+			if (expires(v) > now_ns)
+				return 0;
+			lg_flow_entry e, twin;
+			std::memcpy(&e, v, sizeof e);
+			lg_flow_key tk;
+			if (e.flags & LG_FLOW_F_REPLY)
+				tk = e.orig;
+			else
+				lg_flow_reply_key(&e, &tk);
+			if (flows_->copy(&tk, &twin, sizeof twin) && twin.expires_ns > now_ns &&
+			    std::memcmp(&twin.orig, &e.orig, sizeof e.orig) == 0)
+				return 0;
+			return e.flags & LG_FLOW_F_REPLY ? 2 : 1;
+		});
 	frags_->for_each([&](const void *, uint8_t *v) {
 		lg_frag_entry e;
 		std::memcpy(&e, v, sizeof e);

@@ -455,16 +455,16 @@ Result<uint64_t> Plane::commit(const State &next)
 	}
 	CompiledTables previous = std::exchange(live_, std::move(*t));
 	generation_ = gen;
+	bool renamed = false;
 	Status saved = test_fail("state-write") ? Status(err(o_.state_path + ": write refused (LINKGATED_TEST_FAIL)"))
-						: save_state_file(o_.state_path, next); // temp, fsync, rename, fsync dir
+						: save_state_file(o_.state_path, next, true, &renamed); // temp, fsync, rename, fsync dir
 	if (saved && test_fail("state-durable")) // as a failed fsync of the directory, after the rename
 		saved = err(o_.state_path + ": directory fsync refused (LINKGATED_TEST_FAIL)");
 	if (!saved) {
-		// The failure may have come after the rename (the directory's
-		// fsync), with the new state in the file: the previous one goes
-		// back first, so that a restart does not bring back what this
-		// reply refuses.
-		if (Status back = save_state_file(o_.state_path, current_); !back)
+		// A failure after the rename (the directory's fsync) leaves the new
+		// state in the file: the previous one goes back first, so that a
+		// restart does not bring back what this reply refuses.
+		if (Status back = renamed ? save_state_file(o_.state_path, current_) : Status(Ok{}); !back)
 			saved = err(saved.error() + "; the previous state could not be written back (" + back.error() + ")");
 		// Live but not on disk: put the previous state back before failing,
 		// so the dataplane, the file and the agent agree again.

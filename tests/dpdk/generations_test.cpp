@@ -237,6 +237,43 @@ TEST(DpdkGenerations, CountersNameTheLiveRulesOnly)
 	EXPECT_FALSE(c.rules.count(nsg + "/renamed-19"));
 }
 
+// A flow lives while either copy does (the fast path refreshes only the
+// copy it found): reclaim keeps a flow whose reply copy has expired while
+// its original copy lives, and the reply direction still finds it.
+TEST(DpdkGenerations, ReclaimKeepsAFlowWhileEitherCopyLives)
+{
+	Rig r(1);
+	ASSERT_TRUE(r.eng);
+	r.eng->online(0);
+	r.publish(scenario_state());
+	auto run = [&](std::vector<uint8_t> f, uint32_t port, uint64_t t) {
+		dp::Verdict v = r.eng->decide(port, f.data(), uint32_t(f.size()), t);
+		r.eng->quiescent(0);
+		return v;
+	};
+	auto c = [] { return PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", "10.1.1.100"); };
+	auto s = [] { return PacketBuilder().eth(kGwMac, kMac1).ipv4("192.168.20.11", "10.1.1.10"); };
+	constexpr uint64_t kS = 1000000000ull;
+	uint64_t t0 = dp::Engine::clock_ns();
+	ASSERT_EQ(run(c().tcp(43000, 3306, kTcpSyn, 10).build(), 1, t0).verdict, LG_VERDICT_FORWARD);
+	ASSERT_EQ(run(s().tcp(3306, 43000, kTcpSyn | kTcpAck, 50, 11).build(), 2, t0).verdict, LG_VERDICT_FORWARD);
+	ASSERT_EQ(run(c().tcp(43000, 3306, kTcpAck, 11, 51).build(), 1, t0).verdict, LG_VERDICT_FORWARD);
+	// 200 s later the client sends (the fast path: its copy alone is
+	// refreshed); at 300 s the reply copy's 240 s have passed.
+	uint64_t fast = lg_host_fast_packets();
+	ASSERT_EQ(run(c().tcp(43000, 3306, kTcpAck | kTcpPsh, 11, 51).payload("q").build(), 1, t0 + 200 * kS).verdict,
+		  LG_VERDICT_FORWARD);
+	EXPECT_GT(lg_host_fast_packets(), fast) << "the client's frame took the fast path";
+	EXPECT_EQ(r.eng->reclaim(t0 + 300 * kS), 0u) << "a flow whose original copy lives was reclaimed";
+	EXPECT_EQ(r.eng->flow_entries(), 2u);
+	EXPECT_EQ(run(s().tcp(3306, 43000, kTcpAck, 51, 12).build(), 2, t0 + 300 * kS).verdict, LG_VERDICT_FORWARD)
+		<< "the server's reply after the sweep";
+	// Both copies past their time: the flow goes.
+	EXPECT_EQ(r.eng->reclaim(t0 + 1000 * kS), 1u);
+	EXPECT_EQ(r.eng->flow_entries(), 0u);
+	r.eng->offline(0);
+}
+
 TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
 {
 	Rig r(1);
