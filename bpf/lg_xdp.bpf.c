@@ -153,33 +153,49 @@ __noinline int lg_addr_res(struct xdp_md *ctx)
 		return LG_VERDICT_TX;
 	}
 	{
-		/* IPv6 NS with exactly the source link-layer address option. */
-		__u32 l4 = p->l4, sum = 0, i;
+		/* IPv6 NS with exactly the source link-layer address option, or a
+		 * unicast one without options (RFC 4861 §7.2.4: its advertisement
+		 * may omit the target's address and goes to the frame's source). */
+		__u32 l4 = p->l4, sum = 0, i, blen;
 		__u8 sll[6];
 
-		if (p->icmp_type != 135 || p->icmp_code != 0 || p->ttl != 255 || p->l3_end != l4 + 32 ||
-		    ld(ctx, l4, b, 32) || b[24] != 1 || b[25] != 1)
+		if (p->icmp_type != 135 || p->icmp_code != 0 || p->ttl != 255)
 			return LG_VERDICT_PASS;
+		if (p->l3_end == l4 + 32) {
+			if (ld(ctx, l4, b, 32) || b[24] != 1 || b[25] != 1)
+				return LG_VERDICT_PASS;
+			blen = 32;
+			__builtin_memcpy(sll, b + 26, 6);
+		} else if (p->l3_end == l4 + 24 && p->dst[0] != 0xff) {
+			if (ld(ctx, l4, b, 24) || ld(ctx, 6, sll, 6))
+				return LG_VERDICT_PASS;
+			blen = 24;
+		} else {
+			return LG_VERDICT_PASS;
+		}
 		addr_cpy(s->tmp, b + 8);
 		__builtin_memset(s->old, 0, 16);
 		if (!serves(s) || addr_eq(p->src, s->old))
 			return LG_VERDICT_PASS;
-		__builtin_memcpy(sll, b + 26, 6);
 		st(ctx, p->l3 + 24, p->src, 16); /* to the solicitor */
 		st(ctx, p->l3 + 8, s->tmp, 16);
 		b[0] = 136;
 		b[2] = 0;
 		b[3] = 0;
-		b[4] = 0x60; /* Solicited, Override */
+		b[4] = blen == 32 ? 0x60 : 0x40; /* Solicited; Override with the target's address */
 		b[5] = b[6] = b[7] = 0;
-		b[24] = 2; /* target link-layer address */
-		__builtin_memcpy(b + 26, ifc->mac, 6);
-		/* Full checksum: pseudo-header (target -> solicitor, 32, 58) + body. */
+		if (blen == 32) {
+			b[24] = 2; /* target link-layer address */
+			__builtin_memcpy(b + 26, ifc->mac, 6);
+		} else {
+			__builtin_memset(b + 24, 0, 8); /* not sent: adds nothing to the sum */
+		}
+		/* Full checksum: pseudo-header (target -> solicitor, blen, 58) + body. */
 		for (i = 0; i < 8; i++) {
 			sum += lg_addr_word(s->tmp, (int)i);
 			sum += lg_addr_word(p->src, (int)i);
 		}
-		sum += 58 + 32;
+		sum += 58 + blen;
 		for (i = 0; i < 16; i++)
 			sum += (__u32)(b[2 * i] << 8 | b[2 * i + 1]);
 		{
@@ -188,7 +204,10 @@ __noinline int lg_addr_res(struct xdp_md *ctx)
 			b[2] = (__u8)(c >> 8);
 			b[3] = (__u8)c;
 		}
-		st(ctx, l4, b, 32);
+		if (blen == 32)
+			st(ctx, l4, b, 32);
+		else
+			st(ctx, l4, b, 24);
 		st(ctx, 0, sll, 6);
 		st(ctx, 6, ifc->mac, 6);
 		return LG_VERDICT_TX;

@@ -917,28 +917,36 @@ struct Evaluator::Impl {
 			return d;
 		}
 		// IPv6 neighbour solicitation (RFC 4861 §7.1.1 checks) with exactly
-		// the source link-layer option: answered in place with an advertisement.
+		// the source link-layer option, or a unicast one without options:
+		// answered in place with an advertisement. Without the option it
+		// goes to the frame's source and, as §7.2.4 allows for a unicast
+		// solicitation, carries no target address (and so no Override).
 		size_t l4 = p.l4;
-		if (p.icmp_type != 135 || p.icmp_code != 0 || p.ttl != 255 || p.l3_end != l4 + 32 || f[l4 + 24] != 1 ||
-		    f[l4 + 25] != 1)
+		if (p.icmp_type != 135 || p.icmp_code != 0 || p.ttl != 255)
 			return d;
+		bool sll_opt = p.l3_end == l4 + 32 && f[l4 + 24] == 1 && f[l4 + 25] == 1;
+		if (!sll_opt && !(p.l3_end == l4 + 24 && p.dst.b[0] != 0xff))
+			return d;
+		size_t blen = sll_opt ? 32 : 24;
 		Addr target;
 		std::memcpy(target.b.data(), &f[l4 + 8], 16);
 		if (!serves(ifindex, target) || p.src == Addr{})
 			return d;
 		uint8_t sll[6];
-		std::memcpy(sll, &f[l4 + 26], 6);
+		std::memcpy(sll, sll_opt ? &f[l4 + 26] : &f[6], 6);
 		std::memcpy(&f[p.l3 + 24], p.src.b.data(), 16); // to the solicitor
 		std::memcpy(&f[p.l3 + 8], target.b.data(), 16);
 		f[l4] = 136;
-		f[l4 + 4] = 0x60; // Solicited, Override
+		f[l4 + 4] = sll_opt ? 0x60 : 0x40; // Solicited; Override with the target's address
 		f[l4 + 5] = f[l4 + 6] = f[l4 + 7] = 0;
-		f[l4 + 24] = 2; // target link-layer address
-		std::memcpy(&f[l4 + 26], ifc->mac.data(), 6);
+		if (sll_opt) {
+			f[l4 + 24] = 2; // target link-layer address
+			std::memcpy(&f[l4 + 26], ifc->mac.data(), 6);
+		}
 		wr16(f, l4 + 2, 0);
 		Addr dst = p.src;
-		uint32_t ps = pseudo_sum(target, dst, kProtoIcmp6, 32, false);
-		wr16(f, l4 + 2, inet_checksum(std::span(f).subspan(l4, 32), ps));
+		uint32_t ps = pseudo_sum(target, dst, kProtoIcmp6, uint32_t(blen), false);
+		wr16(f, l4 + 2, inet_checksum(std::span(f).subspan(l4, blen), ps));
 		std::memcpy(&f[0], sll, 6);
 		std::memcpy(&f[6], ifc->mac.data(), 6);
 		d.verdict = LG_VERDICT_TX;

@@ -202,6 +202,43 @@ TEST_F(XdpTest, AddressResolutionAndHostTraffic)
 	expect(ns("fd00:1:0:1::77"), LG_VERDICT_PASS, LG_REASON_NONE, "NS for someone else");
 	expect(ns("fd00:1:0:1::100", "fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE,
 	       "NS sent to the endpoint itself (unicast reachability probing)");
+	// A unicast solicitation without options (RFC 4861 allows it): the
+	// advertisement goes to the frame's source, without the target's
+	// address and so without Override (§7.2.4).
+	auto bare_ns = [&](const char *target, const char *dst) {
+		Addr t = A(target);
+		std::vector<uint8_t> l4{135, 0, 0, 0, 0, 0, 0, 0};
+		l4.insert(l4.end(), t.b.begin(), t.b.end());
+		auto f = PacketBuilder().eth(Mac{0x02, 0x77, 0, 0, 0, 0x42}, kClientIfMac)
+				 .ipv6("fd00:1:0:1::10", dst, 255).raw_l4(kProtoIcmp6, l4).build();
+		Parsed p;
+		parse_frame(f, p);
+		uint32_t ps = pseudo_sum(p.src, p.dst, kProtoIcmp6, 24, false);
+		wr16(f, p.l4 + 2, inet_checksum(std::span(f).subspan(p.l4, 24), ps));
+		return f;
+	};
+	{
+		auto na = expect(bare_ns("fd00:1:0:1::100", "fd00:1:0:1::100"), LG_VERDICT_TX, LG_REASON_NONE,
+				 "unicast NS without options to the endpoint")
+				  .frame;
+		Parsed p;
+		ASSERT_EQ(parse_frame(na, p), LG_REASON_NONE);
+		EXPECT_EQ(std::vector<uint8_t>(na.begin(), na.begin() + 6), (std::vector<uint8_t>{0x02, 0x77, 0, 0, 0, 0x42}))
+			<< "to the frame's source";
+		EXPECT_EQ(std::vector<uint8_t>(na.begin() + 6, na.begin() + 12),
+			  std::vector<uint8_t>(kClientIfMac.begin(), kClientIfMac.end()));
+		EXPECT_EQ(p.src, A("fd00:1:0:1::100"));
+		EXPECT_EQ(p.dst, A("fd00:1:0:1::10"));
+		ASSERT_EQ(p.l3_end, p.l4 + 24);
+		EXPECT_EQ(na[p.l4], 136);
+		EXPECT_EQ(na[p.l4 + 4], 0x40) << "Solicited, not Override";
+		EXPECT_EQ(std::vector<uint8_t>(na.begin() + long(p.l4) + 8, na.begin() + long(p.l4) + 24),
+			  std::vector<uint8_t>(p.src.b.begin(), p.src.b.end()));
+		EXPECT_EQ(inet_checksum(std::span(na).subspan(p.l4, 24), pseudo_sum(p.src, p.dst, kProtoIcmp6, 24, false)), 0)
+			<< "ICMPv6 checksum";
+	}
+	expect(bare_ns("fd00:1:0:1::100", "ff02::1:ff00:100"), LG_VERDICT_PASS, LG_REASON_NONE,
+	       "a multicast NS without the source's address (for the host)");
 	expect(ns("fd00:1:0:1::10", "fe80::1", 136), LG_VERDICT_PASS, LG_REASON_NONE, "NA to a link-local address");
 	expect(ns("fd00:1:0:1::1", "fd00:1:0:1::1"), LG_VERDICT_PASS, LG_REASON_NONE,
 	       "NS to one of the host's own addresses (its reachability probe)");
