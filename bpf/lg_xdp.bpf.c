@@ -483,9 +483,19 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 		return LG_VERDICT_DROP;
 	if (v != LG_VERDICT_DROP && !error) {
 		update_state(&s->e, reply, s->p.tcp_flags, s->now);
-		dirty = 1;
+	} else if (dirty) {
+		/* Only the re-check's generation goes back: the fast path
+		 * refreshes only the copy it found, so the flow's expiry is the
+		 * later of its two copies' (lg_flow_lookup) and must not be
+		 * written back shorter. */
+		struct lg_flow_entry *t;
+
+		other_key(s, &s->e);
+		t = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
+		if (t && t->expires_ns > s->e.expires_ns)
+			s->e.expires_ns = t->expires_ns;
 	}
-	if (dirty)
+	if (dirty || (v != LG_VERDICT_DROP && !error))
 		flow_store(s, BPF_EXIST);
 	return v;
 }

@@ -771,6 +771,33 @@ TEST_F(XdpTest, UdpIcmpAndIpv6Flows)
 	expect(r6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 SYN-ACK back", backend_if);
 }
 
+// A re-check that forwards no packet (an ICMP error, a drop) writes back the
+// generation only: the flow keeps the later expiry of its two copies, which
+// the fast path refreshes one at a time. The evaluator has one expiry.
+TEST_F(XdpTest, ARecheckKeepsTheLaterExpiryOfTheTwoCopies)
+{
+	pair->dp().fib_watched_for(3 * 3600 * kSec); // the client's frames take the fast path
+	auto q = c2s().ipv4("10.1.1.10", "8.8.8.8").udp(5353, 53).payload("query").build();
+	expect(q, LG_VERDICT_FORWARD, LG_REASON_NONE, "UDP out");
+	auto a = PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("8.8.8.8", "10.1.1.10").udp(53, 5353).payload("answer").build();
+	expect(a, LG_VERDICT_FORWARD, LG_REASON_NONE, "the answer establishes the flow (both copies: 30 s)", backend_if);
+	uint64_t fast = pair->dp().fast_packets();
+	for (int t = 0; t < 20; t++) {
+		pair->advance(kSec);
+		expect(q, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's datagram at " + std::to_string(t + 1) + " s");
+	}
+	EXPECT_GT(pair->dp().fast_packets(), fast) << "the client's copy refreshed by the fast path alone";
+	// A new generation that would refuse the flow as new; no flush, so the
+	// flow itself stays.
+	state.nsg("clients-nsg")->securityRules.push_back(rule("no-dns", 140, "Outbound", "Deny", "Udp", "*", "*", "53"));
+	commit();
+	pair->advance(kSec / 2);
+	auto err = PacketBuilder().eth(kGwMac, kBackendIfMac).ipv4("192.0.2.1", "10.1.1.10").icmp_error(3, 4, q, 48).build();
+	expect(err, LG_VERDICT_FORWARD, LG_REASON_NONE, "an ICMP error about the flow, found by its reply copy", backend_if);
+	pair->advance(14 * kSec); // 35 s: past the reply copy's 30, before the client's 50
+	expect(q, LG_VERDICT_FORWARD, LG_REASON_NONE, "the flow lives until its client copy's expiry");
+}
+
 TEST_F(XdpTest, IcmpErrors)
 {
 	auto s = syn("10.1.1.10", "10.1.1.100");
