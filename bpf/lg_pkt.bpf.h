@@ -224,6 +224,11 @@ static __always_inline __u32 parse_ipv6(struct xdp_md *ctx, struct lg_pkt *p, __
 				break;
 			continue;
 		}
+		/* A Routing header with segments left: the destination is the
+		 * next hop, not the end, so policy and translation would be of
+		 * the wrong address (and the L4 checksum is over the final one). */
+		if (nh == 43 && b[3] != 0)
+			return LG_REASON_IPV6_EXT_CHAIN;
 		{
 			__u32 len = ((__u32)b[1] + 1) * 8;
 

@@ -166,6 +166,10 @@ static lg_reason parse_ipv6(std::span<const uint8_t> f, Parsed &p)
 				break; // the rest is payload of a later fragment
 			continue;
 		}
+		// A Routing header with segments left names the next hop, not the
+		// destination: refused (docs/decisions.md).
+		if (nh == 43 && f[off + 3] != 0)
+			return LG_REASON_IPV6_EXT_CHAIN;
 		size_t len = (size_t(f[off + 1]) + 1) * 8;
 		if (off + len > p.l3_end)
 			return LG_REASON_MALFORMED;

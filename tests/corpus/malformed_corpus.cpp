@@ -285,6 +285,16 @@ void ipv6_headers(Gen &g, std::vector<Case> &out)
 	out.push_back(one("ipv6/chain-9-destopts", bad(chain(9, 60), LG_REASON_IPV6_EXT_CHAIN)));
 	out.push_back(one("ipv6/chain-20-destopts", bad(chain(20, 60), LG_REASON_IPV6_EXT_CHAIN)));
 	out.push_back(one("ipv6/chain-9-routing", bad(chain(9, 43), LG_REASON_IPV6_EXT_CHAIN)));
+	// A Routing header is walked when it is spent (segments left 0); with
+	// segments left the destination is only the next hop: refused.
+	for (uint8_t type : {0, 2, 4})
+		for (uint8_t left : {0, 1, 255}) {
+			std::vector<uint8_t> body{type, left, 0, 0, 0, 0};
+			body.resize(type == 2 || type == 4 ? 22 : 6); // an address's room for the types that carry one
+			auto f = g.c().ipv6(kC6, kPe6).ipv6_ext(43, body).tcp(g.sp(), 3306, kTcpSyn).build();
+			out.push_back(one("ipv6/routing-type-" + std::to_string(type) + "-left-" + std::to_string(left),
+					  left ? bad(f, LG_REASON_IPV6_EXT_CHAIN) : fwd(f)));
+		}
 	{
 		PacketBuilder b = g.c().ipv6(kC6, kPe6).ipv6_ext(0);
 		for (uint8_t t : {43, 60, 135, 139, 140, 60})
