@@ -402,7 +402,7 @@ json DataplaneChannels::describe() const
 // ---- Dataplanes ----
 
 const CompiledTables *Dataplanes::live_tables() const { return plane_.live_tables(); }
-uint32_t Dataplanes::egress_ifindex(const Addr &dst) const { return plane_.egress_ifindex(dst); }
+Dataplane::Route Dataplanes::route(const Addr &dst) const { return plane_.route(dst); }
 
 DataplaneCounters Dataplanes::counters()
 {

@@ -111,7 +111,7 @@ class Dataplanes final : public Dataplane {
 public:
 	Dataplanes(Plane &plane, DataplaneChannels &channels) : plane_(plane), ch_(channels) {}
 	const CompiledTables *live_tables() const override;
-	uint32_t egress_ifindex(const Addr &dst) const override;
+	Route route(const Addr &dst) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
 	nlohmann::json describe() override;

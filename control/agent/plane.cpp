@@ -575,13 +575,18 @@ json Plane::next_hops() const
 // The kernel's route to dst (RTM_GETROUTE, the lookup the XDP program's
 // bpf_fib_lookup makes): its output interface, 0 without XDP, without a
 // route or on any error. Only explain asks, one request at a time.
-uint32_t Plane::egress_ifindex(const Addr &dst) const
+Dataplane::Route Plane::route(const Addr &dst) const
 {
 	if (!xdp_)
-		return 0;
+		return {};
+	// The host's addresses, as the program's lg_local holds them.
+	if (auto addrs = local_addresses(); !addrs)
+		return {};
+	else if (std::find(addrs->begin(), addrs->end(), dst) != addrs->end())
+		return {Route::local, 0};
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 	if (fd < 0)
-		return 0;
+		return {};
 	timeval tv{1, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	bool v4 = dst.is_v4();
@@ -600,27 +605,39 @@ uint32_t Plane::egress_ifindex(const Addr &dst) const
 	a->rta_len = RTA_LENGTH(v4 ? 4 : 16);
 	std::memcpy(RTA_DATA(a), dst.b.data() + (v4 ? 12 : 0), v4 ? 4 : 16);
 	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg)) + RTA_ALIGN(a->rta_len);
-	uint32_t oif = 0;
 	alignas(nlmsghdr) char buf[8192];
 	ssize_t n = -1;
 	if (send(fd, &req, req.h.nlmsg_len, 0) == ssize_t(req.h.nlmsg_len))
 		n = recv(fd, buf, sizeof buf, 0);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return {};
 	for (auto *h = reinterpret_cast<nlmsghdr *>(buf); NLMSG_OK(h, size_t(n)); h = NLMSG_NEXT(h, n)) {
-		if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_seq != 1)
+		if (h->nlmsg_seq != 1)
+			continue;
+		if (h->nlmsg_type == NLMSG_ERROR) {
+			// No route: ENETUNREACH (and the like) instead of a route.
+			auto *e = static_cast<nlmsgerr *>(NLMSG_DATA(h));
+			int code = -e->error;
+			if (code == ENETUNREACH || code == EHOSTUNREACH || code == EACCES || code == EINVAL)
+				return {Route::none, 0};
+			return {};
+		}
+		if (h->nlmsg_type != RTM_NEWROUTE)
 			continue;
 		auto *rt = static_cast<rtmsg *>(NLMSG_DATA(h));
+		uint32_t oif = 0;
 		int len = int(RTM_PAYLOAD(h));
 		for (auto *x = RTM_RTA(rt); RTA_OK(x, len); x = RTA_NEXT(x, len))
 			if (x->rta_type == RTA_OIF && RTA_PAYLOAD(x) >= sizeof(uint32_t))
 				std::memcpy(&oif, RTA_DATA(x), sizeof oif);
-		// A local, unreachable or blackhole route leaves by no interface.
-		if (rt->rtm_type != RTN_UNICAST)
-			oif = 0;
+		// A local, unreachable or blackhole route leaves by no interface:
+		// the program's bpf_fib_lookup finds no route either.
+		if (rt->rtm_type != RTN_UNICAST || !oif)
+			return {Route::none, 0};
+		return {Route::via, oif};
 	}
-	return oif;
+	return {};
 }
 
 void Plane::rebase(const CompiledTables &next)

@@ -66,7 +66,7 @@ public:
 	~Plane() override;
 
 	const CompiledTables *live_tables() const override { return &live_; }
-	uint32_t egress_ifindex(const Addr &dst) const override;
+	Route route(const Addr &dst) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
 

@@ -937,12 +937,21 @@ struct Service::Impl {
 	Decision decide(Tuple t) const
 	{
 		const CompiledTables *ct = s.dataplane_ ? s.dataplane_->live_tables() : nullptr;
+		bool host_routes = ct && !ct->ifaces.empty();
+		Dataplane::Route rt = host_routes ? s.dataplane_->route(t.dst) : Dataplane::Route{};
+		// Multicast, broadcast and the host's own addresses go to the host
+		// before any policy (lg_process): not a policy decision.
+		bool mcast = t.dst.is_v4() ? (t.dst.v4() >> 28) == 0xe || t.dst.v4() == 0xffffffff : t.dst.b[0] == 0xff;
+		if (ct && (mcast || rt.kind == Dataplane::Route::local)) {
+			Decision h;
+			h.generation = s.generation_;
+			h.verdict = LG_VERDICT_PASS;
+			return h;
+		}
 		// The destination's subnet and NIC are those of the VNet the packet
 		// leaves into, as in the dataplane (peered VNets on their own
 		// interfaces): the egress interface's binding.
-		uint32_t egress = 0;
-		if (ct && !ct->ifaces.empty())
-			egress = s.dataplane_->egress_ifindex(t.dst);
+		uint32_t egress = rt.kind == Dataplane::Route::via ? rt.ifindex : 0;
 		uint32_t evni = egress ? te_iface_vni(*ct, egress) : 0;
 		if (evni)
 			for (const auto &v : st().virtualNetworks)
@@ -976,11 +985,22 @@ struct Service::Impl {
 		d.private_endpoint = name(ct->pe_names, r.pe);
 		d.server = name(ct->server_names, r.server);
 		d.backend.clear();
+		Dataplane::Route out = rt;
 		if (r.backend < ct->backends.size()) {
 			const lg_backend &b = ct->backends[r.backend];
 			Addr a;
 			std::memcpy(a.b.data(), b.addr, 16);
 			d.backend = host_port(a, ntohs(b.port_be));
+			if (r.allowed && host_routes)
+				out = s.dataplane_->route(a);
+		}
+		// Allowed, then routed as the program routes (lg_forward): to the
+		// backend when translated; no route, or one of the host's own
+		// addresses after translation, is dropped no-route.
+		if (r.allowed && (out.kind == Dataplane::Route::none || out.kind == Dataplane::Route::local)) {
+			d.verdict = LG_VERDICT_DROP;
+			d.reason = LG_REASON_NO_ROUTE;
+			d.stage = LG_STAGE_FORWARD;
 		}
 		return d;
 	}

@@ -76,9 +76,16 @@ public:
 	// The `flows` method's result: at most `limit` flows (a full table is a
 	// million; the listing must not cost the agent that much memory).
 	virtual nlohmann::json flows(size_t limit) = 0;
-	// The interface a packet to dst leaves by, as the dataplane's FIB would
-	// answer (0: not known): explain looks the destination up in its VNet.
-	virtual uint32_t egress_ifindex(const Addr &) const { return 0; }
+	// How the dataplane's host would answer for a packet to dst: one of its
+	// own addresses (the program passes it to the host), no route (dropped
+	// no-route), a route by an interface (explain looks the destination up
+	// in that interface's VNet), or not known (no host routes held here, or
+	// the lookup failed).
+	struct Route {
+		enum Kind { unknown, local, none, via } kind = unknown;
+		uint32_t ifindex = 0;
+	};
+	virtual Route route(const Addr &) const { return {}; }
 	// The attached dataplanes, for `status` ({kind, name, generation, ...}).
 	virtual nlohmann::json describe() { return nlohmann::json::array(); }
 };

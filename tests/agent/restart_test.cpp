@@ -538,6 +538,50 @@ TEST_F(AgentRestart, ExplainLooksTheDestinationUpInTheEgressInterfacesVnet)
 	EXPECT_EQ(e["verdict"], "forward") << e.dump();
 }
 
+// explain answers what the program does before and after the policy: the
+// host's own addresses, multicast and broadcast go to the host (pass, no
+// NSG), and an allowed packet without a route is dropped no-route. Before
+// 2026-11-30 it gave an NSG verdict for the host's SSH port, and forward
+// for destinations the host cannot reach.
+TEST_F(AgentRestart, ExplainAnswersHostTrafficAndMissingRoutesAsTheProgramDoes)
+{
+	start_agent(policy("Approved")); // the clients' NSG denies SSH out (no-ssh)
+	ASSERT_TRUE(topo.run("host", "ip route add blackhole 198.51.100.0/24"));
+	auto explain = [&](const char *dst, const char *proto, int dport) {
+		return ok("explain", {{"vnetName", "client-vnet"}, {"src", "10.1.1.10"}, {"dst", dst}, {"protocol", proto},
+				      {"sport", 1000}, {"dport", dport}});
+	};
+	json e = explain("10.1.1.1", "Tcp", 22); // the host's address on hc
+	EXPECT_EQ(e["verdict"], "pass") << e.dump();
+	EXPECT_TRUE(e["reason"].is_null()) << e.dump();
+	EXPECT_TRUE(e["rule"].is_null()) << e.dump();
+	e = explain("10.1.1.50", "Tcp", 22);
+	EXPECT_EQ(e["verdict"], "drop") << "a VNet address that is not the host's meets the NSG: " << e.dump();
+	EXPECT_EQ(e["rule"], "no-ssh") << e.dump();
+	for (const char *m : {"224.0.0.18", "255.255.255.255"}) {
+		e = explain(m, "Udp", 5000);
+		EXPECT_EQ(e["verdict"], "pass") << m << ": " << e.dump();
+	}
+	// The host namespace has no default route; 198.51.100.0/24 is a blackhole.
+	for (const char *far : {"8.8.8.8", "198.51.100.7"}) {
+		e = explain(far, "Tcp", 443);
+		EXPECT_EQ(e["verdict"], "drop") << far << ": " << e.dump();
+		EXPECT_EQ(e["reason"], "no-route") << far << ": " << e.dump();
+		EXPECT_EQ(e["stage"], "forward") << far << ": " << e.dump();
+	}
+	// The private endpoint's backend has a route (hb): forward, translated.
+	e = explain("10.1.1.100", "Tcp", 3306);
+	EXPECT_EQ(e["verdict"], "forward") << e.dump();
+	EXPECT_EQ(e["backend"], "192.168.20.11:3306") << e.dump();
+	ASSERT_TRUE(topo.run("host", "ip route add blackhole 192.168.20.11/32"));
+	e = explain("10.1.1.100", "Tcp", 3306);
+	EXPECT_EQ(e["verdict"], "drop") << "the backend unreachable: " << e.dump();
+	EXPECT_EQ(e["reason"], "no-route") << e.dump();
+	// What the program does with such a SYN, for comparison.
+	EXPECT_NE(client("10.1.1.100", 3306, 2000), 0);
+	EXPECT_GE(ok("stats")["drops"]["no-route"].get<uint64_t>(), 1u);
+}
+
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
