@@ -137,6 +137,9 @@ struct Flag {
 	T type;
 	bool required;
 	const char *help;
+	// az's enum arguments: any case in, the canonical spelling out; any
+	// other value is a usage error (exit 2), as in az.
+	std::vector<std::string> choices = {};
 };
 
 struct Leaf {
@@ -210,6 +213,8 @@ void leaf(CLI::App *parent, const char *name, std::string method, Kind kind, std
 			o = l.cmd->add_option(f.flags, l.ints.emplace_back(), f.help)->transform(in_int64);
 			break;
 		}
+		if (!f.choices.empty())
+			o->transform(CLI::IsMember(f.choices, CLI::ignore_case));
 		if (f.required)
 			o->required();
 		l.opts.push_back(o);
@@ -242,7 +247,7 @@ void build_tree(CLI::App &app)
 		{"--network-security-group,--nsg", "networkSecurityGroup", T::Str, false, "NSG name (\"\" to detach)"},
 		{"--service-endpoints", "serviceEndpoints", T::List, false, "e.g. Microsoft.Sql (\"\" to clear)"},
 		{"--private-endpoint-network-policies", "privateEndpointNetworkPolicies", T::Str, false,
-		 "Enabled|Disabled"}};
+		 "Enabled|Disabled", {"Enabled", "Disabled"}}};
 	auto create_subnet = subnet_flags;
 	create_subnet[2].required = true;
 	leaf(subnet, "create", "network.vnet.subnet.create", Kind::Subnet, create_subnet, "create a subnet");
@@ -279,9 +284,10 @@ void build_tree(CLI::App &app)
 		nsg_name,
 		name,
 		{"--priority", "priority", T::Int, false, "100-4096"},
-		{"--direction", "direction", T::Str, false, "Inbound|Outbound (default Inbound)"},
-		{"--access", "access", T::Str, false, "Allow|Deny (default Allow)"},
-		{"--protocol", "protocol", T::Str, false, "Tcp|Udp|Icmp|Esp|Ah|* (default *)"},
+		{"--direction", "direction", T::Str, false, "Inbound|Outbound (default Inbound)", {"Inbound", "Outbound"}},
+		{"--access", "access", T::Str, false, "Allow|Deny (default Allow)", {"Allow", "Deny"}},
+		{"--protocol", "protocol", T::Str, false, "Tcp|Udp|Icmp|Esp|Ah|* (default *)",
+		 {"Tcp", "Udp", "Icmp", "Esp", "Ah", "*"}},
 		{"--source-address-prefixes", "sourceAddressPrefixes", T::List, false, "default *"},
 		{"--source-port-ranges", "sourcePortRanges", T::List, false, "default *"},
 		{"--destination-address-prefixes", "destinationAddressPrefixes", T::List, false, "default *"},
@@ -324,7 +330,8 @@ void build_tree(CLI::App &app)
 		name,
 		{"--public-ip", "publicIp", T::Str, false, "public endpoint address (port 3306)"},
 		{"--backend", "backend", T::List, false, "IP[:PORT[:WEIGHT]] of a server node (repeatable)"},
-		{"--public-network-access", "publicNetworkAccess", T::Str, false, "Enabled|Disabled (default Enabled)"}};
+		{"--public-network-access", "publicNetworkAccess", T::Str, false, "Enabled|Disabled (default Enabled)",
+		 {"Enabled", "Disabled"}}};
 	auto create_server = server_flags;
 	create_server[1].required = true;
 	leaf(server, "create", "mysql.server.create", Kind::Server, create_server, "create a server");

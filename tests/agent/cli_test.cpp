@@ -253,8 +253,23 @@ TEST_F(CliTest, NsgAndRules)
 	for (const char *k : {"destinationAddressPrefix", "destinationAddressPrefixes", "destinationPortRange",
 			      "destinationPortRanges", "direction", "sourceAddressPrefix", "sourceAddressPrefixes"})
 		EXPECT_EQ(r[k], want[k]) << k;
-	r = ok({"network", "nsg", "rule", "update", "--nsg-name", "web", "--name", "ssh", "--access", "Deny"});
+	// az's enum arguments: any case, stored in the canonical spelling; any
+	// other value is a usage error that changes nothing.
+	r = ok({"network", "nsg", "rule", "update", "--nsg-name", "web", "--name", "ssh", "--access", "deny"});
 	EXPECT_EQ(r["access"], "Deny");
+	for (auto bad : std::vector<std::vector<std::string>>{{"--direction", "Sideways"},
+							       {"--access", "Maybe"},
+							       {"--protocol", "Sctp"}}) {
+		std::vector<std::string> args{"network", "nsg", "rule", "update", "--nsg-name", "web", "--name", "ssh"};
+		args.insert(args.end(), bad.begin(), bad.end());
+		fails(args, 2, bad[1]);
+	}
+	fails({"mysql", "server", "create", "--name", "s9", "--public-ip", "20.10.9.9", "--public-network-access", "Off"}, 2,
+	      "Off");
+	fails({"network", "vnet", "subnet", "update", "--vnet-name", "v", "--name", "s",
+	       "--private-endpoint-network-policies", "On"},
+	      2, "On");
+	EXPECT_EQ(ok({"network", "nsg", "rule", "show", "--nsg-name", "web", "--name", "ssh"})["access"], "Deny");
 	EXPECT_EQ(r["destinationPortRange"], "22");
 	EXPECT_EQ(ok({"network", "nsg", "rule", "show", "--nsg-name", "web", "--name", "ssh"})["priority"], 1000);
 	EXPECT_EQ(ok({"network", "nsg", "rule", "list", "--nsg-name", "web"}).size(), 2u);
