@@ -324,6 +324,8 @@ private:
 		if (conns_.empty())
 			return -1;
 		for (const auto &c : conns_) {
+			if (ready(c))
+				return 0;
 			auto from = partial(c) && c.out.empty() ? std::min(c.last, c.started) : c.last;
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
 				from + std::chrono::seconds(o_.idle_timeout) - now);
@@ -492,9 +494,10 @@ private:
 		return true;
 	}
 
-	// Answers buffered requests, one at a time: the next is taken only once
-	// the previous reply is sent, so a client that pipelines without reading
-	// holds one reply in memory, and every client gets a turn per round.
+	// Answers one buffered request a round: the next is taken only once the
+	// previous reply is sent, so a client that pipelines without reading
+	// holds one reply in memory, and every client gets a turn per round,
+	// also one that sends notifications (no reply) by the thousand.
 	void process(Conn &c)
 	{
 		// Blank lines are skipped by position and erased with the next
@@ -526,10 +529,16 @@ private:
 			}
 			std::string line = c.in.substr(pos, len);
 			c.in.erase(0, nl + 1);
-			pos = 0;
 			reply(c, line);
+			return; // the rest next round (ready(): the loop does not wait)
 		}
 		c.in.erase(0, pos);
+	}
+
+	// A request already read waits for its turn: the next round is now.
+	static bool ready(const Conn &c)
+	{
+		return c.out.empty() && !c.closing && !c.handed_off && c.in.find('\n') != std::string::npos;
 	}
 
 	static std::string too_large()

@@ -208,6 +208,44 @@ TEST_F(DaemonTest, PipelinedRequestsAreAnsweredInOrder)
 	EXPECT_EQ(exported()["networkSecurityGroups"].size(), 50u);
 }
 
+// Notifications have no reply, so nothing held a client that sent many in
+// one write to its turn: every one was a commit served before anyone else.
+// One request a round per client now, notification or not.
+TEST_F(DaemonTest, AFloodOfNotificationsTakesTurnsWithOtherClients)
+{
+	const int kFlood = 150;
+	// a is accepted first, so a round serves a before b.
+	int a = connect_unix(d.socket_path());
+	ASSERT_GE(a, 0);
+	send_all(a, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"status\"}\n");
+	ASSERT_FALSE(read_line(a).empty());
+	int b = connect_unix(d.socket_path());
+	ASSERT_GE(b, 0);
+	send_all(b, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"status\"}\n");
+	json r = json::parse(read_line(b));
+	uint64_t g0 = r["result"]["generation"];
+	std::string flood;
+	for (int i = 0; i < kFlood; i++)
+		flood += json{{"jsonrpc", "2.0"}, {"method", "network.nsg.create"}, {"params", {{"name", "f" + std::to_string(i)}}}}
+				 .dump() + "\n";
+	ASSERT_TRUE(send_all(a, flood)); // one write: read by the agent at once
+	send_all(b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}\n");
+	r = json::parse(read_line(b));
+	uint64_t gb = r["result"]["generation"];
+	EXPECT_LT(gb, g0 + kFlood) << "b waited for the whole flood";
+	// And the flood is served, every one of them.
+	for (int i = 2; i < 100000 && gb < g0 + kFlood; i++) {
+		send_all(b, "{\"jsonrpc\":\"2.0\",\"id\":" + std::to_string(i) + ",\"method\":\"status\"}\n");
+		std::string line = read_line(b);
+		ASSERT_FALSE(line.empty());
+		gb = json::parse(line)["result"]["generation"];
+	}
+	EXPECT_EQ(gb, g0 + kFlood);
+	close(a);
+	close(b);
+	EXPECT_EQ(exported()["networkSecurityGroups"].size(), size_t(kFlood));
+}
+
 TEST_F(DaemonTest, MessageOfExactlyOneMebibyteIsServed)
 {
 	std::string head = "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"status\"";
