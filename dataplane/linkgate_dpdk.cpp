@@ -381,9 +381,10 @@ private:
 		if (method == "dataplane.counters")
 			return counters_json();
 		if (method == "dataplane.flows") {
-			// One line of at most linkgated's 1 MiB cap: the flows that
-			// fit (a flow's object is 150-250 bytes, so no more than 16k
-			// are copied out of the table).
+			// One line of at most 1 MiB, this program's own budget
+			// (linkgated takes replies up to 32 MiB): the flows that fit
+			// (a flow's object is 150-250 bytes, so no more than 16k are
+			// copied out of the table).
 			constexpr size_t kBudget = (1u << 20) - 4096; // room for the envelope
 			json flows = json::array();
 			size_t bytes = 0;

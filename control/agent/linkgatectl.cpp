@@ -829,6 +829,15 @@ int run(int argc, char **argv)
 	app.add_option("--output,-o", output, "json (ARM, as az prints it) or table")
 		->check(CLI::IsMember({"json", "table"}))
 		->capture_default_str();
+	// az's global arguments, so that a command pasted from az runs: one
+	// host is one resource group of one subscription, and linkgatectl asks
+	// no question for --yes to answer.
+	std::string resource_group, subscription;
+	bool yes = false;
+	app.add_option("--resource-group,-g", resource_group, "accepted as az's, not used: one host, one group")
+		->group("az compatibility");
+	app.add_option("--subscription", subscription, "accepted as az's, not used")->group("az compatibility");
+	app.add_flag("--yes,-y", yes, "accepted as az's: nothing is asked")->group("az compatibility");
 	build_tree(app);
 	try {
 		app.parse(argc, argv);

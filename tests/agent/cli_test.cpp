@@ -174,7 +174,11 @@ TEST_F(CliTest, Vnet)
 	EXPECT_EQ(t.code, 0);
 	EXPECT_EQ(t.out.rfind("Name  Prefixes", 0), 0u) << t.out;
 	EXPECT_NE(t.out.find("v1    10.1.0.0/16, 10.2.0.0/16  42"), std::string::npos) << t.out;
-	EXPECT_EQ(ctl({"network", "vnet", "delete", "--name", "v0"}).out, ""); // az prints nothing
+	// az's global arguments are accepted (a command pasted from az runs)
+	// and change nothing.
+	EXPECT_EQ(ok({"network", "vnet", "show", "-g", "rg", "--name", "v1", "--subscription", "sub"})["vni"], 42);
+	EXPECT_EQ(ctl({"network", "vnet", "delete", "--resource-group", "rg", "--name", "v0", "--yes"}).out,
+		  ""); // az prints nothing
 	fails({"network", "vnet", "show", "--name", "v0"}, 3, "ERROR: virtualNetworks/v0: not found");
 	fails({"network", "vnet", "create", "--name", "v1"}, 1, "virtualNetworks/v1: already exists");
 	fails({"network", "vnet", "create", "--name", "v9", "--address-prefixes", "10.1.0.0/8"}, 1,
