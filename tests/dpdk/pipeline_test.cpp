@@ -557,6 +557,12 @@ TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 	// The worker loop: both queues have been empty long enough to be polled
 	// only every kIdleEvery-th iteration; a frame that arrives on one of
 	// them then is still received and decided as the evaluator decides it.
+	std::optional<Frame> late;
+	for (auto &round : scenario_rounds(p0.mac, p1.mac))
+		for (auto &f : round)
+			if (!late && f.port == 1)
+				late = f;
+	ASSERT_TRUE(late); // before the worker starts: a fatal failure with it joinable would terminate
 	std::atomic<bool> stop{false};
 	std::thread worker([&] { pipe.run(0, stop); });
 	const dp::WorkerStats &ws = pipe.stats(0);
@@ -564,12 +570,6 @@ TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 	while (ws.iterations.load() < 20 * dp::Pipeline::kIdlePolls && std::chrono::steady_clock::now() < deadline)
 		std::this_thread::yield();
 	EXPECT_GE(ws.iterations.load(), 20 * dp::Pipeline::kIdlePolls) << "the worker loop did not run";
-	std::optional<Frame> late;
-	for (auto &round : scenario_rounds(p0.mac, p1.mac))
-		for (auto &f : round)
-			if (!late && f.port == 1)
-				late = f;
-	ASSERT_TRUE(late);
 	uint64_t rx0 = ws.rx.load(), done0 = ws.tx.load() + ws.passed.load() + ws.dropped.load();
 	Decision d = ev.process(late->bytes, 2, dp::Engine::clock_ns());
 	enqueue(p1, late->bytes);
