@@ -501,8 +501,9 @@ TEST_F(SilentClientTest, TrickledRequestIsClosed)
 	std::string line;
 	// One byte every 200 ms (the pace of the attack, well inside the 1 s
 	// idle timeout); the request would take 10 s to arrive.
-	for (size_t i = 0; i < req.size() && line.empty(); i++) {
-		if (!send_all(fd, req.substr(i, 1)))
+	size_t sent = 0;
+	for (; sent < req.size() && line.empty(); sent++) {
+		if (!send_all(fd, req.substr(sent, 1)))
 			break;
 		pollfd p{fd, POLLIN, 0};
 		if (poll(&p, 1, 200) > 0)
@@ -513,6 +514,9 @@ TEST_F(SilentClientTest, TrickledRequestIsClosed)
 	json e = json::parse(line);
 	EXPECT_EQ(e["error"]["code"], -32013);
 	EXPECT_NE(e["error"]["message"].get<std::string>().find("not complete"), std::string::npos) << line;
+	// Closed with the request still short, and long before it would have
+	// been complete (about 11 s): within a few idle timeouts (1 s each).
+	EXPECT_LT(sent, req.size()) << "the whole request went through";
 	EXPECT_LT(s, 5.0);
 	close(fd);
 	EXPECT_TRUE(d.rpc("status").contains("result"));
