@@ -324,7 +324,9 @@ TEST_F(AgentRestart, KillInTheMiddleOfACommitLeavesOldOrNew)
 
 TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 {
-	start_agent(policy("Approved"), {"--udp-timeout", "0.5", "--reclaim-interval", "50"});
+	// A flow that lives 3 s: long enough to be seen between two flows
+	// queries of an agent under load, short enough to wait for it to go.
+	start_agent(policy("Approved"), {"--udp-timeout", "3", "--reclaim-interval", "50"});
 	// One UDP datagram from the client to the backend network: a routed flow.
 	ASSERT_EQ(Topology::in_ns(topo.real("cli"),
 				  [] {
@@ -343,7 +345,7 @@ TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)
 				n++;
 		return n;
 	};
-	// Seen, then gone within a bounded time (0.5 s timeout, 50 ms sweeps).
+	// Seen, then gone within a bounded time (3 s timeout, 50 ms sweeps).
 	EXPECT_TRUE(until([&] { return udp_flows() == 1; })) << ok("flows").dump();
 	EXPECT_TRUE(until([&] { return udp_flows() == 0; })) << ok("flows").dump();
 	EXPECT_NE(agent->log().find("reclaimed"), std::string::npos) << agent->log();
