@@ -11,7 +11,9 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -198,9 +200,11 @@ inline int persistent_client(const char *dst, uint16_t port, int cmd, int res)
 	return 0;
 }
 
-// A persistent connection in the client namespace, driven one round trip at a time.
+// A persistent connection in the client namespace, driven one round trip at
+// a time. A test that fails before finish() leaves it to the destructor:
+// the child is killed and reaped, the pipes closed.
 struct Persistent {
-	int cmd[2], res[2], pid;
+	int cmd[2] = {-1, -1}, res[2] = {-1, -1}, pid = -1;
 	explicit Persistent(const std::string &ns, const char *dst = "10.1.1.100", uint16_t port = 3306)
 	{
 		EXPECT_EQ(pipe2(cmd, O_CLOEXEC), 0); // the agent (exec) must not hold them
@@ -212,7 +216,18 @@ struct Persistent {
 		});
 		close(cmd[0]);
 		close(res[1]);
+		cmd[0] = res[1] = -1;
 	}
+	~Persistent()
+	{
+		close_pipes();
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, nullptr, 0);
+		}
+	}
+	Persistent(const Persistent &) = delete;
+	Persistent &operator=(const Persistent &) = delete;
 	bool round_trip()
 	{
 		if (write(cmd[1], "x", 1) != 1)
@@ -223,9 +238,20 @@ struct Persistent {
 	}
 	int finish()
 	{
-		close(cmd[1]);
-		close(res[0]);
-		return lg::testing::Topology::wait_child(pid);
+		close_pipes();
+		int rc = lg::testing::Topology::wait_child(pid);
+		pid = -1;
+		return rc;
+	}
+
+private:
+	void close_pipes()
+	{
+		for (int *fd : {&cmd[1], &res[0]})
+			if (*fd >= 0) {
+				close(*fd);
+				*fd = -1;
+			}
 	}
 };
 
