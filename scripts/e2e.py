@@ -36,7 +36,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -667,24 +666,21 @@ class Demo:
         return s
 
     def tries(self, title, attempts):
-        """Run the attempts at once, then compare each with what was expected,
-        with explain, and with the drop counters."""
+        """Run the attempts one after another, each between two reads of the
+        counters, then compare each with what was expected, with explain, and
+        with its own counter deltas (run together, one attempt's drop could
+        pass for another's)."""
         OUT.step(title)
         for a in attempts:
             OUT.info(f"try: {a.host} ({addr(a.host)}) -> {a.dst}:3306 {a.label}: mysql -e \"{QUERY}\"")
-        before = self.stats()
-        threads = [threading.Thread(target=a.run, args=(self.env,)) for a in attempts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        after = self.stats()
-        delta = {k: after["drops"].get(k, 0) - before["drops"].get(k, 0) for k in after["drops"]}
-        delta = {k: v for k, v in delta.items() if v}
-        fwd = after.get("forwarded", 0) - before.get("forwarded", 0)
-        OUT.info("counters: " + (", ".join(f"{k} +{v}" for k, v in sorted(delta.items())) or "no drops") +
-                 f"; forwarded +{fwd}")
-        for a in attempts:
+            before = self.stats()
+            a.run(self.env)
+            after = self.stats()
+            delta = {k: after["drops"].get(k, 0) - before["drops"].get(k, 0) for k in after["drops"]}
+            delta = {k: v for k, v in delta.items() if v}
+            fwd = after.get("forwarded", 0) - before.get("forwarded", 0)
+            OUT.info("     counters: " + (", ".join(f"{k} +{v}" for k, v in sorted(delta.items())) or "no drops") +
+                     f"; forwarded +{fwd}")
             a.explain = self.explain(addr(a.host), a.dst)
             self.judge(a, delta, fwd)
         return attempts
