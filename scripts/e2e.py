@@ -208,8 +208,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def remove_stale():
-    """Namespaces and temp dirs of earlier runs whose driver is gone (killed
-    with SIGKILL before it could clean up)."""
+    """Namespaces, temp dirs and DPDK runtime dirs of earlier runs whose
+    driver is gone (killed with SIGKILL before it could clean up)."""
     r = sh(["ip", "netns", "list"], check=False)
     for line in r.stdout.splitlines():
         m = re.match(rf"^({NS_PREFIX}(\d+)-\S+)", line)
@@ -221,6 +221,12 @@ def remove_stale():
         m = re.match(rf"^{NS_PREFIX}-(\d+)-", d)
         if m and not pid_alive(int(m.group(1))):
             shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+    # linkgate-dpdk's EAL runtime directory (--file-prefix lge2e<pid>).
+    run_dpdk = "/var/run/dpdk"
+    for d in os.listdir(run_dpdk) if os.path.isdir(run_dpdk) else []:
+        m = re.match(rf"^{NS_PREFIX}(\d+)$", d)
+        if m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(run_dpdk, d), ignore_errors=True)
 
 
 def kill_ns_pids(ns):

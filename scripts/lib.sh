@@ -10,7 +10,7 @@ LG_PACKAGES=(
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
   libdpdk-dev dpdk dpdk-dev libpcap-dev
   libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-  iproute2 ethtool python3 python3-matplotlib
+  iproute2 ethtool procps python3 python3-matplotlib
   mariadb-server mariadb-client nftables xdp-tools
 )
 
@@ -62,6 +62,16 @@ sweep_test_leftovers() {
     [[ $pid =~ ^[0-9]+$ ]] || continue
     kill -0 "$pid" 2>/dev/null && continue
     say "removing $d (left by test process $pid)"
+    rm -rf "$d"
+  done
+  # scripts/e2e.py's linkgate-dpdk runtime dir: /var/run/dpdk/lge2e<pid>
+  # (its namespaces and temp dirs the next e2e run removes itself).
+  for d in /var/run/dpdk/lge2e*; do
+    [ -e "$d" ] || continue
+    pid=${d##*/lge2e}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    kill -0 "$pid" 2>/dev/null && continue
+    say "removing $d (left by e2e run $pid)"
     rm -rf "$d"
   done
 }

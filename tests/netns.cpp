@@ -38,10 +38,13 @@ Topology::~Topology()
 std::string Topology::add_ns(const std::string &name)
 {
 	std::string real = prefix_ + name;
-	auto r = sh("ip netns add " + real + " && ip -n " + real + " link set lo up");
+	auto r = sh("ip netns add " + real);
 	if (r.status != 0)
 		throw std::runtime_error("ip netns add " + real + ": " + r.out);
-	ns_.emplace_back(name, real);
+	ns_.emplace_back(name, real); // recorded before anything else can fail: the destructor deletes it
+	r = sh("ip -n " + real + " link set lo up");
+	if (r.status != 0)
+		throw std::runtime_error("ip -n " + real + " link set lo up: " + r.out);
 	return real;
 }
 
