@@ -8,7 +8,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <iterator>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "lg_xdp.skel.h"
@@ -84,13 +87,37 @@ TEST(BpfLoad, XdpObjectLoadsAndRuns)
 	EXPECT_EQ(counter(s.get(), LG_REASON_VLAN_DEPTH), 1u);
 }
 
+// The reason list as written (lg_reasons.h): numbered 0, 1, 2... in order
+// (append-only: no gap, no reuse), each with a name of its own; the loaded
+// counter map has a counter for each of them, zero at load, and none past.
 TEST(BpfLoad, ReasonMapCoversEveryReason)
 {
+	struct Entry {
+		unsigned num;
+		const char *name;
+	};
+	const Entry list[] = {
+#define LG_ENTRY_(sym, num, name) {num, name},
+		LG_REASON_LIST(LG_ENTRY_)
+#undef LG_ENTRY_
+	};
+	ASSERT_EQ(std::size(list), size_t(LG_REASON__COUNT)) << "a number skipped or given twice";
+	std::set<std::string> names;
+	for (size_t i = 0; i < std::size(list); i++) {
+		EXPECT_EQ(list[i].num, i) << list[i].name;
+		EXPECT_NE(std::string(list[i].name), "") << i;
+		EXPECT_TRUE(names.insert(list[i].name).second) << "name given twice: " << list[i].name;
+	}
 	Skel s = load();
 	ASSERT_TRUE(s);
-	EXPECT_EQ(bpf_map__max_entries(s->maps.lg_reason_cnt), uint32_t(LG_REASON__COUNT));
 	EXPECT_EQ(bpf_map__key_size(s->maps.lg_reason_cnt), sizeof(uint32_t));
 	EXPECT_EQ(bpf_map__value_size(s->maps.lg_reason_cnt), sizeof(uint64_t));
+	for (const Entry &e : list)
+		EXPECT_EQ(counter(s.get(), e.num), 0u) << e.name; // counter() expects the lookup to succeed
+	std::vector<uint64_t> v(static_cast<size_t>(libbpf_num_possible_cpus()));
+	uint32_t past = uint32_t(std::size(list));
+	EXPECT_NE(bpf_map__lookup_elem(s->maps.lg_reason_cnt, &past, sizeof past, v.data(), v.size() * sizeof(uint64_t), 0), 0)
+		<< "a counter past the last reason";
 }
 
 } // namespace
