@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
+#include <dirent.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <bit>
+#include <charconv>
 #include <numeric>
 #include <string>
 #include <string_view>
@@ -509,21 +511,13 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 			for (size_t j = 0; j < idx.size(); j++)
 				std::memcpy(sh.vals.data() + size_t(idx[j]) * sp.vsize, buf.data() + j * sp.vsize, sp.vsize);
 		} else {
-			// Changed and new keys, then the keys the table no longer has.
-			for (uint32_t j = 0; j < n && !e; j++) {
-				std::string_view key(k + size_t(j) * sp.ksize, sp.ksize);
-				std::string_view val(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize);
-				auto old = sh.kv.find(std::string(key));
-				if (old != sh.kv.end() && old->second == val)
-					continue;
-				if (bpf_map_update_elem(fd, key.data(), val.data(), BPF_ANY))
-					e = errno;
-				else if (old != sh.kv.end())
-					old->second.assign(val);
-				else
-					sh.kv.emplace(std::string(key), std::string(val));
-			}
-			if (!e && sh.kv.size() != n) {
+			// The keys the table no longer has, then changed and new keys:
+			// in this order a table at its capacity takes a replaced key
+			// (no packet reads this slot while it is written).
+			size_t kept = 0;
+			for (uint32_t j = 0; j < n; j++)
+				kept += sh.kv.count(std::string(k + size_t(j) * sp.ksize, sp.ksize));
+			if (kept != sh.kv.size()) {
 				std::unordered_set<std::string_view> want;
 				for (uint32_t j = 0; j < n; j++)
 					want.emplace(k + size_t(j) * sp.ksize, sp.ksize);
@@ -536,6 +530,19 @@ Status XdpDataplane::write_table(size_t i, uint32_t slot, const void *keys, cons
 						it = sh.kv.erase(it);
 					}
 				}
+			}
+			for (uint32_t j = 0; j < n && !e; j++) {
+				std::string_view key(k + size_t(j) * sp.ksize, sp.ksize);
+				std::string_view val(reinterpret_cast<const char *>(v) + size_t(j) * sp.vsize, sp.vsize);
+				auto old = sh.kv.find(std::string(key));
+				if (old != sh.kv.end() && old->second == val)
+					continue;
+				if (bpf_map_update_elem(fd, key.data(), val.data(), BPF_ANY))
+					e = errno;
+				else if (old != sh.kv.end())
+					old->second.assign(val);
+				else
+					sh.kv.emplace(std::string(key), std::string(val));
 			}
 			if (e)
 				return err(sys(std::string("cannot fill table ") + sp.name, e));
@@ -622,17 +629,11 @@ Status XdpDataplane::publish(const CompiledTables &t)
 
 	// MACs of the bound interfaces answer ARP and neighbour solicitations
 	// (written to lg_ifmac when they changed).
-	if (mac_sock_ < 0)
-		mac_sock_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	for (auto &[ifindex, _] : t.ifaces) {
-		ifreq ifr{};
-		ifr.ifr_ifindex = int(ifindex);
-		if (mac_sock_ < 0 || ioctl(mac_sock_, SIOCGIFNAME, &ifr) || ioctl(mac_sock_, SIOCGIFHWADDR, &ifr))
-			continue; // not a device of this namespace: no answers on it
-		std::array<uint8_t, 6> mac;
-		std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-		if (auto it = macs_.find(ifindex); it == macs_.end() || it->second != mac)
-			set_interface_mac(ifindex, mac);
+	{
+		std::vector<uint32_t> bound;
+		for (auto &[ifindex, _] : t.ifaces)
+			bound.push_back(ifindex);
+		(void)refresh_macs(bound); // the control loop's link events retry (Plane::relink)
 	}
 
 	// The barrier (one grace period) only guards a later publish into the
@@ -706,6 +707,25 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 	return Ok{};
 }
 
+Status XdpDataplane::refresh_macs(const std::vector<uint32_t> &ifindexes)
+{
+	if (mac_sock_ < 0)
+		mac_sock_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	Status st = Ok{};
+	for (uint32_t ifindex : ifindexes) {
+		ifreq ifr{};
+		ifr.ifr_ifindex = int(ifindex);
+		if (mac_sock_ < 0 || ioctl(mac_sock_, SIOCGIFNAME, &ifr) || ioctl(mac_sock_, SIOCGIFHWADDR, &ifr))
+			continue; // not a device of this namespace: no answers on it
+		std::array<uint8_t, 6> mac;
+		std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+		if (auto it = macs_.find(ifindex); it == macs_.end() || it->second != mac)
+			if (Status s = set_interface_mac(ifindex, mac); !s)
+				st = s;
+	}
+	return st;
+}
+
 Status XdpDataplane::set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac)
 {
 	lg_ifmac v{};
@@ -734,9 +754,15 @@ Status XdpDataplane::attach(uint32_t ifindex, uint32_t flags)
 			return err(sys("cannot open the pinned XDP link " + path, errno));
 		if (int e = bpf_link_update(fd, prog_fd(), nullptr)) {
 			close(fd);
-			return err(sys("cannot replace the program of the pinned XDP link " + path, e));
+			fd = -1;
+			// ENOLINK: the link's interface went away (this ifindex is
+			// another, or the same one recreated): a new link replaces it.
+			if (e != -ENOLINK && errno != ENOLINK)
+				return err(sys("cannot replace the program of the pinned XDP link " + path, e));
+			unlink(path.c_str());
 		}
-	} else {
+	}
+	if (fd < 0) {
 		LIBBPF_OPTS(bpf_link_create_opts, o, .flags = flags);
 		fd = bpf_link_create(prog_fd(), int(ifindex), BPF_XDP, &o);
 		if (fd < 0)
@@ -749,8 +775,30 @@ Status XdpDataplane::attach(uint32_t ifindex, uint32_t flags)
 			return err(sys("cannot pin the XDP link as " + path, e));
 		}
 	}
+	// One link a process holds per interface: an earlier one (the same
+	// link taken over, or a defunct one replaced) is let go.
+	for (auto it = links_.begin(); it != links_.end();)
+		if (it->first == ifindex) {
+			close(it->second);
+			it = links_.erase(it);
+		} else {
+			++it;
+		}
 	links_.push_back({ifindex, fd});
 	return Ok{};
+}
+
+bool XdpDataplane::attached(uint32_t ifindex) const
+{
+	for (auto &[idx, fd] : links_) {
+		if (idx != ifindex)
+			continue;
+		bpf_link_info info{};
+		uint32_t len = sizeof info;
+		return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == BPF_LINK_TYPE_XDP &&
+		       info.xdp.ifindex == ifindex;
+	}
+	return false;
 }
 
 Status XdpDataplane::detach(uint32_t ifindex, uint32_t)
@@ -768,6 +816,46 @@ Status XdpDataplane::detach(uint32_t ifindex, uint32_t)
 		return Ok{};
 	}
 	return err("XDP is not attached to interface " + std::to_string(ifindex) + " by this process");
+}
+
+Result<std::vector<uint32_t>> XdpDataplane::prune_links(const std::vector<uint32_t> &keep)
+{
+	std::vector<uint32_t> gone;
+	if (pin_dir_.empty())
+		return gone;
+	DIR *d = opendir(pin_dir_.c_str());
+	if (!d)
+		return err(sys("cannot list " + pin_dir_, errno));
+	std::vector<uint32_t> pinned;
+	while (dirent *e = readdir(d)) {
+		std::string_view n(e->d_name);
+		uint32_t idx = 0;
+		if (!n.starts_with("link_"))
+			continue;
+		auto [end, ec] = std::from_chars(n.data() + 5, n.data() + n.size(), idx);
+		if (ec == std::errc() && end == n.data() + n.size() && idx)
+			pinned.push_back(idx);
+	}
+	closedir(d);
+	for (uint32_t idx : pinned) {
+		if (std::find(keep.begin(), keep.end(), idx) != keep.end())
+			continue;
+		std::string path = link_path(idx);
+		if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
+			(void)bpf_link_detach(fd); // fails (ENOLINK) when the interface is gone: nothing to detach
+			close(fd);
+		}
+		if (unlink(path.c_str()) && errno != ENOENT)
+			return err(sys("cannot unpin the XDP link " + path, errno));
+		for (auto it = links_.begin(); it != links_.end(); ++it)
+			if (it->first == idx) {
+				close(it->second);
+				links_.erase(it);
+				break;
+			}
+		gone.push_back(idx);
+	}
+	return gone;
 }
 
 Status XdpDataplane::unpin()

@@ -91,6 +91,9 @@ public:
 
 	Status set_local_addresses(const std::vector<Addr> &addrs); // passed to the host
 	Status set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac);
+	// The MACs of these interfaces as they are now, written to lg_ifmac
+	// where they changed (a publish does the same for the bound ones).
+	Status refresh_macs(const std::vector<uint32_t> &ifindexes);
 
 	// Attach through a BPF link (pinned as <pin_dir>/link_<ifindex> when
 	// pinning). A pinned link of an earlier run is taken over with an atomic
@@ -98,6 +101,13 @@ public:
 	// xdp_flags: XDP_FLAGS_DRV_MODE / _SKB_MODE / 0 (kernel's choice).
 	Status attach(uint32_t ifindex, uint32_t xdp_flags = 0);
 	Status detach(uint32_t ifindex, uint32_t xdp_flags = 0); // also unpins
+	// This process holds a link on ifindex that the kernel still has there
+	// (a link whose interface went away is defunct: ifindex 0).
+	bool attached(uint32_t ifindex) const;
+	// Pinned links of interfaces not in `keep` (an earlier run's, whose
+	// interface is no longer configured, or gone): detached and unpinned.
+	// Returns the ifindexes it removed.
+	Result<std::vector<uint32_t>> prune_links(const std::vector<uint32_t> &keep);
 	// Remove every pin of this dataplane (maps stay while still held).
 	Status unpin();
 	bool adopted() const { return adopted_; } // pinned state was taken over

@@ -38,10 +38,13 @@ HostEvents::Seen HostEvents::feed(const void *buf, size_t n)
 			if (neighbour(NLMSG_DATA(h), h->nlmsg_len - NLMSG_LENGTH(0), h->nlmsg_type == RTM_DELNEIGH))
 				s.fib = true;
 			break;
-		case RTM_NEWROUTE:
-		case RTM_DELROUTE:
 		case RTM_NEWLINK:
 		case RTM_DELLINK:
+			s.links = true;
+			s.fib = true;
+			break;
+		case RTM_NEWROUTE:
+		case RTM_DELROUTE:
 		case RTM_NEWRULE:
 		case RTM_DELRULE:
 		case RTM_NEWNETCONF:
@@ -59,6 +62,7 @@ HostEvents::Seen HostEvents::feed(const void *buf, size_t n)
 	if (len != 0) { // bytes left that are no whole message (a truncated read)
 		s.addresses = true;
 		s.fib = true;
+		s.links = true;
 	}
 	return s;
 }
@@ -69,6 +73,7 @@ HostEvents::Seen HostEvents::lost()
 	Seen s;
 	s.addresses = true;
 	s.fib = true;
+	s.links = true;
 	return s;
 }
 

@@ -29,11 +29,13 @@ public:
 		size_t messages = 0;
 		bool addresses = false; // the host's own addresses (lg_local)
 		bool fib = false;       // anything a route lookup answers from
+		bool links = false;     // an interface came, went or changed (its ifindex or MAC)
 		Seen &operator|=(const Seen &o)
 		{
 			messages += o.messages;
 			addresses |= o.addresses;
 			fib |= o.fib;
+			links |= o.links;
 			return *this;
 		}
 	};

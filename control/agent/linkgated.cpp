@@ -222,6 +222,8 @@ public:
 				if (Status st = plane_.host_events(); !st)
 					log("host addresses not updated: %s", st.error().c_str());
 			}
+			if (plane_.relink_pending())
+				relink();
 			if (n > 0 && (fds[1].revents & POLLIN))
 				accept_all();
 			size_t i = 2;
@@ -275,6 +277,28 @@ private:
 				log("timing: sweep %.1f ms", ms);
 			lk.lock();
 		}
+	}
+
+	// A configured interface recreated (driver reload, a device made again)
+	// has a new ifindex and no program: attached here and bound by a new
+	// generation of the same state, before the next request is served.
+	void relink()
+	{
+		auto r = plane_.relink();
+		if (!r) {
+			log("XDP not attached to a recreated interface: %s", r.error().c_str());
+			return;
+		}
+		if (!*r)
+			return;
+		auto g = svc_.republish();
+		if (!g) {
+			log("interfaces changed; publishing their bindings failed: %s", g.error().c_str());
+			plane_.relink_later();
+			return;
+		}
+		log("interfaces changed: attached, generation %llu is live", (unsigned long long)*g);
+		plane_.prune_links();
 	}
 
 	// At SIGTERM: replies already made (a commit answered, say) still go

@@ -394,15 +394,22 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// indices before.
 	p->rebase(*t);
 	p->live_ = std::move(*t);
+	// Published already: a marker that cannot be written (a full or
+	// read-only state directory) must not keep the interfaces unattached.
+	// Stale, it costs the next start a republish, as after a commit.
 	if (!same)
 		if (Status st = p->write_live_marker(gen, dig); !st)
-			return err(st.error());
+			std::fprintf(stderr, "linkgated: %s (the next start publishes the state again)\n",
+				     st.error().c_str());
 	p->generation_ = gen;
 	// After the tables: the first packet already sees them. A pinned link is
 	// taken over by an atomic program swap.
 	for (uint32_t idx : p->ifindex_)
 		if (Status st = p->xdp_->attach(idx); !st)
 			return err("attach: " + st.error());
+	// An earlier run's links of interfaces no longer configured (or gone)
+	// would go on running this program, on bindings that lack them.
+	p->prune_links();
 	// Whatever changed while no agent read the events (or before its socket
 	// existed) is a change: no next hop resolved before now is trusted.
 	// Dated a second ahead: a program older than lg_nexthop.at, which ran
@@ -455,6 +462,7 @@ Result<uint64_t> Plane::commit(const State &next)
 	}
 	CompiledTables previous = std::exchange(live_, std::move(*t));
 	generation_ = gen;
+	rebound_ = false; // published on the bindings of ifindex_ as they are
 	bool renamed = false;
 	Status saved = test_fail("state-write") ? Status(err(o_.state_path + ": write refused (LINKGATED_TEST_FAIL)"))
 						: save_state_file(o_.state_path, next, true, &renamed); // temp, fsync, rename, fsync dir
@@ -539,6 +547,7 @@ Status Plane::host_events()
 		seen |= events_.feed(buf, size_t(r));
 	}
 	event_messages_ += seen.messages;
+	relink_pending_ |= seen.links;
 	Status st = Ok{};
 	if (seen.addresses) { // the whole set is read again
 		auto addrs = local_addresses();
@@ -550,6 +559,42 @@ Status Plane::host_events()
 		fib_changes_++;
 	}
 	return st;
+}
+
+Result<bool> Plane::relink()
+{
+	relink_pending_ = false;
+	if (!xdp_)
+		return false;
+	for (size_t i = 0; i < o_.ifaces.size(); i++) {
+		unsigned idx = if_nametoindex(o_.ifaces[i].name.c_str());
+		if (!idx)
+			continue; // gone, and its link with it: attached when it comes back
+		if (idx == ifindex_[i] && xdp_->attached(idx))
+			continue;
+		if (Status st = xdp_->attach(idx); !st)
+			return err("interface " + o_.ifaces[i].name + ": attach: " + st.error());
+		if (idx != ifindex_[i]) {
+			ifindex_[i] = idx;
+			rebound_ = true;
+		}
+	}
+	if (Status st = xdp_->refresh_macs(ifindex_); !st)
+		return err(st.error());
+	return rebound_;
+}
+
+void Plane::prune_links()
+{
+	if (!xdp_)
+		return;
+	auto gone = xdp_->prune_links(ifindex_);
+	if (!gone)
+		std::fprintf(stderr, "linkgated: %s\n", gone.error().c_str());
+	else
+		for (uint32_t idx : *gone)
+			std::fprintf(stderr, "linkgated: let go of the XDP link of interface %u (no configured interface has it)\n",
+				     idx);
 }
 
 Status Plane::fib_heartbeat()

@@ -54,6 +54,16 @@ public:
 	// the two (-1 without XDP). When it is readable, host_events() drains it.
 	int host_events_fd() const { return nl_fd_; }
 	Status host_events();
+	// A link event was read: a configured interface may have been recreated
+	// (a new ifindex, the old link gone with its device) or given a new MAC.
+	bool relink_pending() const { return relink_pending_; }
+	// Attaches the program to every configured interface that lacks it and
+	// reads the MACs again. True when an interface's ifindex changed: the
+	// caller publishes the current state on the new bindings (a commit),
+	// then prune_links() lets the old links go.
+	Result<bool> relink();
+	void prune_links();
+	void relink_later() { relink_pending_ = true; } // the publish failed: again at the next round
 	// Every change was read up to now: the program may trust its cached
 	// next hops for an hour (not a second) until kFibWatchNs from now. The
 	// control loop calls it every kFibBeatMs; a loop held up longer than the
@@ -83,6 +93,8 @@ private:
 	HostEvents events_;
 	uint64_t event_messages_ = 0, fib_changes_ = 0;
 	std::vector<uint32_t> ifindex_;
+	bool relink_pending_ = false;
+	bool rebound_ = false; // ifindex_ changed since the last publish
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;
 	CompiledTables live_;

@@ -1235,6 +1235,14 @@ Service::Service(State initial, uint64_t generation, CommitHook commit)
 	(void)evaluator_.commit(state_);
 }
 
+Result<uint64_t> Service::republish()
+{
+	Result<uint64_t> g = commit_ ? commit_(state_) : Result<uint64_t>(generation_ + 1);
+	if (g)
+		generation_ = *g;
+	return g;
+}
+
 Evaluator &Service::evaluator()
 {
 	if (evaluator_stale_) {

@@ -103,6 +103,9 @@ public:
 
 	const State &state() const { return state_; }
 	uint64_t generation() const { return generation_; }
+	// The current state committed again as a new generation: the
+	// dataplane's bindings changed under it (an interface recreated).
+	Result<uint64_t> republish();
 	// The reference evaluator on the current state. It is brought up to
 	// date here, when asked (explain's trace, answers without a dataplane),
 	// not on every commit: its rebuild validates and lowers the whole state

@@ -614,6 +614,81 @@ TEST_F(AgentRestart, ExplainAnswersHostTrafficAndMissingRoutesAsTheProgramDoes)
 	EXPECT_GE(ok("stats")["drops"]["no-route"].get<uint64_t>(), 1u);
 }
 
+// An interface recreated (a driver reload, a device made again) comes back
+// with a new ifindex and no program, and its traffic would go to the host's
+// stack unfiltered. The agent attaches to it, binds it by a new generation
+// of the same state and lets the old link go; a new MAC is answered with.
+TEST_F(AgentRestart, ARecreatedInterfaceIsAttachedAndBoundAgain)
+{
+	start_agent(policy("Approved"));
+	ASSERT_EQ(client("10.1.1.100", 3306), 0);
+	uint64_t g = agent->generation();
+	unsigned old_idx = if_nametoindex("hc");
+	ASSERT_NE(old_idx, 0u);
+	ASSERT_TRUE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(old_idx)));
+	ASSERT_TRUE(topo.run("host", "ip link del hc"));
+	topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
+	ASSERT_TRUE(topo.run("cli", "ip addr add 10.1.1.10/24 dev cc && ip route add default via 10.1.1.1 && "
+				    "ethtool -K cc tx off >/dev/null"));
+	ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.1/24 dev hc"));
+	ASSERT_EQ(Topology::in_ns(topo.real("cli"), [] { return attach_pass("cc"); }), 0);
+	unsigned idx = if_nametoindex("hc");
+	ASSERT_NE(idx, old_idx);
+	ASSERT_TRUE(until([&] { return agent->generation() > g; })) << agent->log();
+	EXPECT_TRUE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(idx))) << agent->log();
+	EXPECT_FALSE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(old_idx))) << agent->log();
+	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "translated through the new hc: " << agent->log();
+
+	// A new MAC: the ARP and neighbour answers carry it (lg_ifmac).
+	auto ifmac = [&] {
+		int fd = bpf_obj_get((pin_dir + "/lg_ifmac").c_str());
+		lg_ifmac m{};
+		uint32_t k = idx;
+		bool ok = fd >= 0 && bpf_map_lookup_elem(fd, &k, &m) == 0;
+		if (fd >= 0)
+			close(fd);
+		return ok ? std::vector<uint8_t>(m.mac, m.mac + 6) : std::vector<uint8_t>{};
+	};
+	EXPECT_EQ(ifmac(), (std::vector<uint8_t>{0x02, 0, 0, 0, 0x01, 0x01}));
+	ASSERT_TRUE(topo.run("host", "ip link set hc address 02:00:00:00:01:99"));
+	EXPECT_TRUE(until([&] { return ifmac() == std::vector<uint8_t>{0x02, 0, 0, 0, 0x01, 0x99}; })) << agent->log();
+	ASSERT_TRUE(topo.run("host", "ip link set hc address 02:00:00:00:01:01"));
+	EXPECT_TRUE(until([&] { return ifmac() == std::vector<uint8_t>{0x02, 0, 0, 0, 0x01, 0x01}; })) << agent->log();
+}
+
+// An earlier run's link on an interface no longer configured is let go at
+// start: it would go on running the program on bindings that lack it.
+TEST_F(AgentRestart, ALinkOfAnInterfaceNoLongerConfiguredIsLetGo)
+{
+	start_agent(policy("Approved"));
+	unsigned hb = if_nametoindex("hb");
+	ASSERT_TRUE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(hb)));
+	agent.reset();
+	agent = std::make_unique<Daemon>(std::vector<std::string>{"--pin-dir", pin_dir, "--xdp-interface", "hc=client-vnet"});
+	std::filesystem::create_directories(agent->dir() + "/lib");
+	ASSERT_TRUE(save_state_file(agent->state_path(), policy("Approved")).ok());
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_FALSE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(hb))) << agent->log();
+	std::string out;
+	ASSERT_TRUE(topo.run("host", "ip link show hb", &out));
+	EXPECT_EQ(out.find("xdp"), std::string::npos) << out;
+	EXPECT_TRUE(std::filesystem::exists(pin_dir + "/link_" + std::to_string(if_nametoindex("hc"))));
+}
+
+// The live marker cannot be written at start (a full or read-only state
+// directory): the state is published already, so the agent attaches and
+// serves, and says so; the next start publishes again.
+TEST_F(AgentRestart, AnUnwritableLiveMarkerDoesNotKeepTheInterfacesBare)
+{
+	agent = std::make_unique<Daemon>(agent_args());
+	std::filesystem::create_directories(agent->dir() + "/lib");
+	ASSERT_TRUE(save_state_file(agent->state_path(), policy("Approved")).ok());
+	std::filesystem::create_directories(agent->state_path() + ".live"); // a rename onto it fails
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_NE(agent->log().find("the next start publishes the state again"), std::string::npos) << agent->log();
+	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "attached: the endpoint is translated";
+}
+
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)

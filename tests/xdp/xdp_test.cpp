@@ -137,6 +137,35 @@ protected:
 	uint32_t client_if = 0, backend_if = 0;
 };
 
+// A keyed table filled to its capacity (64 NICs) takes commits that each
+// replace one key: the keys a slot no longer has go before the new ones.
+// Before 2026-11-30 the new key came first and the commit failed (E2BIG).
+TEST_F(XdpTest, AFullTableTakesAReplacedKey)
+{
+	auto nic = [](int i) {
+		NetworkInterface n;
+		n.name = "nic" + std::to_string(i);
+		n.vnet = "client-vnet";
+		n.subnet = "clients";
+		n.privateIPAddress = "10.1.1." + std::to_string(120 + i);
+		n.networkSecurityGroup = "clients-nsg";
+		return n;
+	};
+	ASSERT_LE(state.networkInterfaces.size(), 64u);
+	int next = 0;
+	while (state.networkInterfaces.size() < 64)
+		state.networkInterfaces.push_back(nic(next++));
+	commit();
+	for (int k = 0; k < 6; k++) {
+		state.networkInterfaces.erase(state.networkInterfaces.end() - 1 - k);
+		state.networkInterfaces.push_back(nic(next++));
+		ASSERT_TRUE(pair->commit(state)) << "replacing one of 64 NICs, commit " << k;
+		ASSERT_LE(120 + next, 255);
+		check(syn("10.1.1.10", ("10.1.1." + std::to_string(120 + next - 1)).c_str(), 41000 + uint16_t(k)), client_if,
+		      "a SYN to the newest NIC");
+	}
+}
+
 TEST_F(XdpTest, ParseErrors)
 {
 	auto f = syn("10.1.1.10", "10.1.1.100");
