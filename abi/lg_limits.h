@@ -18,6 +18,9 @@
  * two Maglev tables (LG_MAGLEV_SIZE entries, 512 KiB) in every generation. */
 #define LG_MAX_PRIVATE_ENDPOINTS 4096
 #define LG_MAX_SERVERS 1024
+/* Backends a server may list: a flow's re-check looks for its backend among
+ * at most this many (bpf_loop), as the evaluator among all. */
+#define LG_MAX_BACKENDS_PER_SERVER 4096
 
 #define LG_MAX_VLAN_DEPTH 2
 #define LG_MAX_IPV6_EXT 8

@@ -444,7 +444,7 @@ __noinline int lg_decide(__u32 slot)
  * srv's (weight 0 included: draining keeps flows). bpf_loop: the callback is
  * verified once, whatever the number of backends (an unrolled compare per
  * backend overflows the verifier's jump history). */
-#define LG_RECHECK_BACKENDS 65536
+#define LG_RECHECK_BACKENDS LG_MAX_BACKENDS_PER_SERVER /* validation's limit: every listed backend */
 
 struct lg_has_backend_ctx {
 	void *backends; /* inner lg_backend map */

@@ -525,8 +525,15 @@ Result<VirtualNetwork> read_vnet(const json &raw, const std::string &path)
 			if (!r.element(p, what, o))
 				break;
 			Reader c = r.child(o, what);
+			// Without access the peer is no part of this VNet's
+			// VirtualNetwork tag (Azure); modelled as a peering, it would
+			// be, and AllowVnetInBound would admit it: refused.
+			bool access = true;
+			if (c.boolean("allowVirtualNetworkAccess", access) && !access)
+				c.fail(c.field("allowVirtualNetworkAccess") +
+				       " false is not supported (the peer would count as this VNet's VirtualNetwork)");
 			std::string remote;
-			if (c.ref("remoteVirtualNetwork", remote))
+			if (c.ok() && c.ref("remoteVirtualNetwork", remote))
 				c.typed(c.field("remoteVirtualNetwork"), remote, "virtualNetworks", v.peerings.emplace_back());
 			else if (c.ok())
 				c.fail(c.field("remoteVirtualNetwork") + " is required");

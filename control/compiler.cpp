@@ -575,6 +575,9 @@ struct Compiler {
 		std::sort(t.ivl.begin() + t.gcfg.azure_cloud.off, t.ivl.end(),
 			  [](const lg_ivl &a, const lg_ivl &b) { return std::memcmp(a.lo, b.lo, 16) < 0; });
 		t.gcfg.azure_cloud.n = uint32_t(t.ivl.size()) - t.gcfg.azure_cloud.off;
+		if (t.gcfg.azure_cloud.n > (1u << LG_BSEARCH_STEPS) && error.empty())
+			error = "the AzureCloud service tag has " + std::to_string(t.gcfg.azure_cloud.n) +
+				" intervals, more than " + std::to_string(1u << LG_BSEARCH_STEPS) + " (LG_BSEARCH_STEPS)";
 
 		uint32_t subnet_id = 0;
 		std::map<std::pair<std::string, std::string>, uint32_t> subnet_ids;

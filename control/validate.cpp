@@ -552,6 +552,19 @@ private:
 				add(p, "publicIp '" + m.publicIp + "' is not an IP address");
 			} else if (auto [it, fresh] = public_ips.emplace(*a, m.name); !fresh) {
 				add(p, "publicIp " + m.publicIp + " is already used by server " + it->second);
+			} else {
+				// A public IP is matched before the destination's NSGs: one
+				// inside a VNet would take that address's traffic (and its
+				// ARP) past them.
+				for (const auto &[key, owner] : ips_)
+					if (key.second == *a)
+						add(p, "publicIp " + m.publicIp + " is already used by " + owner + " in VNet " +
+							       key.first);
+				for (const VirtualNetwork &v : s_.virtualNetworks)
+					for (const std::string &pre : v.addressPrefixes)
+						if (auto px = Prefix::parse(pre); px && px->contains(*a))
+							add(p, "publicIp " + m.publicIp + " is inside the address space " + pre +
+								       " of VNet " + v.name);
 			}
 			if (!one_of(m.publicNetworkAccess, {"Enabled", "Disabled"}))
 				add(p, "publicNetworkAccess '" + m.publicNetworkAccess + "' must be Enabled or Disabled");
@@ -563,6 +576,9 @@ private:
 
 	void backends(const std::string &p, const MySqlServer &m)
 	{
+		if (m.backends.size() > LG_MAX_BACKENDS_PER_SERVER)
+			add(p, "has " + std::to_string(m.backends.size()) + " backends, more than the limit of " +
+				       std::to_string(LG_MAX_BACKENDS_PER_SERVER));
 		std::set<std::pair<Addr, int>> seen;
 		for (size_t k = 0; k < m.backends.size(); k++) {
 			const Backend &b = m.backends[k];

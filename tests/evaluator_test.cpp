@@ -939,10 +939,10 @@ TEST_F(EvalTest, ArpForServedAddresses)
 
 TEST_F(EvalTest, NeighbourSolicitationForServedIpv6Address)
 {
-	state.servers.push_back({"v6-db", "v6-db.mysql.database.azure.com", "fd00:1:0:9::5", {{"192.168.10.11", 3306, 1}}, "Enabled", {}, {}});
+	state.servers.push_back({"v6-db", "v6-db.mysql.database.azure.com", "fd00:99::5", {{"192.168.10.11", 3306, 1}}, "Enabled", {}, {}});
 	commit(state);
 	std::vector<uint8_t> ns = {135, 0, 0, 0, 0, 0, 0, 0};
-	auto t = A("fd00:1:0:9::5");
+	auto t = A("fd00:99::5");
 	ns.insert(ns.end(), t.b.begin(), t.b.end());
 	ns.insert(ns.end(), {1, 1});
 	ns.insert(ns.end(), kClientMac.begin(), kClientMac.end());

@@ -482,6 +482,32 @@ TEST(VnetJson, WritesAzShape)
 	EXPECT_FALSE(vnet_to_json(s.virtualNetworks[1]).contains("vni"));
 }
 
+// A peering without access to this VNet: Azure leaves the peer out of the
+// VirtualNetwork tag, which linkgate does not model; refused, never read
+// as a full peering that AllowVnetInBound would admit.
+TEST(VnetJson, APeeringWithoutAccessIsRefused)
+{
+	auto peer = [](json access) {
+		json p{{"name", "to-hub"}, {"remoteVirtualNetwork", {{"id", vnet_id("hub-vnet")}}}};
+		if (!access.is_null())
+			p["allowVirtualNetworkAccess"] = access;
+		return vnet_from_json(json{{"name", "v1"},
+					   {"addressSpace", {{"addressPrefixes", {"10.1.0.0/16"}}}},
+					   {"virtualNetworkPeerings", {p}}});
+	};
+	auto no = peer(false);
+	ASSERT_FALSE(no);
+	EXPECT_NE(no.error().find("allowVirtualNetworkAccess false is not supported"), std::string::npos) << no.error();
+	auto typed = peer("no");
+	ASSERT_FALSE(typed);
+	EXPECT_NE(typed.error().find("allowVirtualNetworkAccess"), std::string::npos) << typed.error();
+	for (json ok : {json(true), json(nullptr)}) {
+		auto v = peer(ok);
+		ASSERT_TRUE(v) << v.error();
+		EXPECT_EQ(v->peerings, std::vector<std::string>{"hub-vnet"});
+	}
+}
+
 TEST(VnetJson, VniTypeAndRangeErrors)
 {
 	auto a = vnet_from_json(json{{"name", "v"}, {"vni", "7"}});

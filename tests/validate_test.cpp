@@ -954,6 +954,32 @@ TEST(Server, PublicIpValidAndUnique)
 	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp is required"));
 	s.servers[1].publicIp = "2603:1030:210:400::5";
 	EXPECT_TRUE(IsValid(s));
+	// A public IP is matched before the destination's NSGs: it may not be a
+	// VNet's address (a NIC's would lose its NSGs to the server).
+	s.servers[1].publicIp = "10.1.1.4";
+	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 10.1.1.4 is already used by network interface vm1-nic in VNet "
+				"client-vnet"));
+	s.servers[1].publicIp = "10.1.1.100";
+	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 10.1.1.100 is already used by private endpoint pe-east in "
+				"VNet client-vnet"));
+	s.servers[1].publicIp = "10.0.200.9";
+	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 10.0.200.9 is inside the address space 10.0.0.0/16 of VNet "
+				"hub-vnet"));
+}
+
+// The dataplanes' re-check looks for a flow's backend among at most
+// LG_MAX_BACKENDS_PER_SERVER; a longer list is refused, not half-checked.
+TEST(Server, BackendsPerServerAreLimited)
+{
+	State s = base();
+	s.servers[1].backends.clear();
+	for (int i = 0; i < LG_MAX_BACKENDS_PER_SERVER; i++)
+		s.servers[1].backends.push_back(
+			Backend{"10.200." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250), 3306, 1});
+	EXPECT_TRUE(IsValid(s));
+	s.servers[1].backends.push_back(Backend{"10.201.0.1", 3306, 1});
+	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: has " + std::to_string(LG_MAX_BACKENDS_PER_SERVER + 1) +
+					" backends, more than the limit of " + std::to_string(LG_MAX_BACKENDS_PER_SERVER)));
 }
 
 TEST(Server, BackendAddressPortAndWeight)

@@ -419,6 +419,32 @@ TEST(Compile, MoreRulesThanCountersIsAnError)
 	EXPECT_NE(over.error().find("66396 NSG rules in all"), std::string::npos) << over.error();
 }
 
+// The AzureCloud table (the firewall's 0.0.0.0 rule) is searched in at most
+// LG_BSEARCH_STEPS halvings, as every rule field: a tag of more intervals
+// is a compile error, not a table the dataplanes search only in part.
+TEST(Compile, AzureCloudIntervalsAreBoundedAsRuleFields)
+{
+	auto with_ranges = [](uint32_t count) {
+		State s = one_nsg({});
+		std::vector<std::string> &pre = s.serviceTags.values[0].addressPrefixes;
+		pre.clear();
+		for (uint32_t i = 0; i < count; i++) { // disjoint /32s from 1.0.0.0: an interval each, and a gap
+			uint32_t a = 0x01000000u + 2 * i;
+			pre.push_back(std::to_string(a >> 24) + "." + std::to_string(a >> 16 & 255) + "." +
+				      std::to_string(a >> 8 & 255) + "." + std::to_string(a & 255) + "/32");
+		}
+		return s;
+	};
+	// n /32s make 2n + 1 intervals: theirs, and the gaps around them.
+	const uint32_t fit = ((1u << LG_BSEARCH_STEPS) - 1) / 2;
+	auto ok = compile(with_ranges(fit), {}, 1);
+	ASSERT_TRUE(ok) << ok.error();
+	EXPECT_EQ(ok->gcfg.azure_cloud.n, 2 * fit + 1);
+	auto over = compile(with_ranges(fit + 1), {}, 1);
+	ASSERT_FALSE(over);
+	EXPECT_NE(over.error().find("AzureCloud service tag has"), std::string::npos) << over.error();
+}
+
 TEST(Compile, Ipv6SubnetOverTheIpv4BlockGetsAHole)
 {
 	// Each spans ::ffff:0:0/96 in the trie; the IPv4 addresses of the VNet
