@@ -310,6 +310,21 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 						close(fd);
 					return err(sys("cannot open the pinned table " + std::string(bpf_map__name(outers[i])), errno));
 				}
+				// libbpf checks the pinned outer maps, not the tables in
+				// them: one of another shape (a build that changed a
+				// table without a layout version) would be read with the
+				// wrong stride.
+				const TableSpec &sp = kSpec[i];
+				if (info.type != sp.type || info.key_size != sp.ksize || info.value_size != sp.vsize) {
+					close(fd);
+					return err("the table " + std::string(bpf_map__name(outers[i])) + " pinned in " +
+						   cfg.pin_dir + " has type " + std::to_string(info.type) + ", key " +
+						   std::to_string(info.key_size) + " and value " +
+						   std::to_string(info.value_size) + " bytes, this linkgate " +
+						   std::to_string(sp.type) + ", " + std::to_string(sp.ksize) + " and " +
+						   std::to_string(sp.vsize) +
+						   ": remove the directory to start afresh (drops the flows)");
+				}
 				d->slot_fds_[slot][i] = fd;
 				d->slot_cap_[slot][i] = info.max_entries;
 			}
@@ -387,6 +402,7 @@ Status XdpDataplane::wait_free(uint32_t slot)
 	for (auto &b : barriers_)
 		join(*b);
 	barriers_.clear();
+	adopt_barrier_ = true; // owed until one succeeds: a retry must not write into the slot first
 	if (auto st = barrier_now(); !st)
 		return st;
 	adopt_barrier_ = false;

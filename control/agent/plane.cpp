@@ -21,6 +21,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "arm_json.hpp"
@@ -267,9 +268,24 @@ Result<std::vector<InterfaceBinding>> Plane::bindings(const State &s) const
 	return out;
 }
 
+// This agent's build: the bytes of its executable, hashed once. A start by
+// another build publishes the state file again rather than adopting the
+// pinned tables, which the other build's compiler laid out.
+static const std::string &build_identity()
+{
+	static const std::string id = [] {
+		std::ifstream f("/proc/self/exe", std::ios::binary);
+		std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+		char buf[17];
+		std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)fnv1a(bytes));
+		return std::string(f ? buf : "unknown");
+	}();
+	return id;
+}
+
 std::string Plane::digest(const State &s, const std::vector<InterfaceBinding> &b) const
 {
-	std::string text = state_to_json(s).dump();
+	std::string text = state_to_json(s).dump() + "|build=" + build_identity();
 	for (const auto &x : b)
 		text += "|" + std::to_string(x.ifindex) + "=" + x.vnet;
 	char buf[17];

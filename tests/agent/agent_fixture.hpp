@@ -169,6 +169,8 @@ public:
 	// manager starts it: with autogroup scheduling it then does not share
 	// the CPU share of the test's session (agent_bench --own-session).
 	void set_own_session(bool on) { own_session_ = on; }
+	// Another linkgated executable (a copy standing for another build).
+	void set_binary(std::string path) { binary_ = std::move(path); }
 
 	// Starts linkgated; true once its socket accepts. False when it exited
 	// first (exit_code() then says how).
@@ -186,13 +188,13 @@ public:
 			dup2(log, 2);
 			if (own_session_)
 				setsid();
-			std::vector<std::string> args{LINKGATED, "--state", state_, "--socket", socket_};
+			std::vector<std::string> args{binary_, "--state", state_, "--socket", socket_};
 			args.insert(args.end(), extra_.begin(), extra_.end());
 			std::vector<char *> argv;
 			for (auto &a : args)
 				argv.push_back(a.data());
 			argv.push_back(nullptr);
-			execv(LINKGATED, argv.data());
+			execv(binary_.c_str(), argv.data());
 			_exit(127);
 		}
 		// Poll for the socket to accept, watching for an early exit.
@@ -291,6 +293,7 @@ public:
 
 private:
 	std::vector<std::string> extra_;
+	std::string binary_ = LINKGATED;
 	std::string dir_, socket_, state_;
 	pid_t pid_ = -1;
 	int exit_ = -1;

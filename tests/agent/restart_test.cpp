@@ -17,6 +17,7 @@
 #include <linux/magic.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "agent_fixture.hpp"
@@ -805,6 +806,71 @@ TEST_F(AgentRestart, RandomKillsWhileCommitting)
 // Pins of a dataplane with another generation slot count (an earlier
 // linkgate with two slots) are refused at start with a clear error, and
 // left as they were.
+// A start by another build of the agent publishes the state file again: its
+// compiler may lay the same state out otherwise (a fix among them), and
+// adopting would keep the old build's tables until the next commit. A
+// start by the same build adopts the pinned generation as it is.
+TEST_F(AgentRestart, AnotherBuildPublishesTheStateAgain)
+{
+	start_agent(policy("Approved"));
+	uint64_t g = agent->generation();
+	agent->kill9();
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g) << "the same build adopts";
+	// Another build: the executable with one more byte.
+	std::string copy = agent->dir() + "/linkgated-other";
+	std::filesystem::copy_file(LINKGATED, copy);
+	std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
+	{
+		std::ofstream(copy, std::ios::binary | std::ios::app) << '\n';
+	}
+	agent->kill9();
+	agent->set_binary(copy);
+	ASSERT_TRUE(started()) << agent->log();
+	EXPECT_EQ(agent->generation(), g + 1) << "another build publishes the state again";
+	EXPECT_EQ(pinned_generation(), g + 1);
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+}
+
+// The tables inside the pinned outer maps are checked too: libbpf compares
+// an outer map's own sizes only, so a pinned lg_pe whose tables hold wider
+// values (a build that changed lg_pe without a layout version) was adopted
+// and read with the wrong stride.
+TEST_F(AgentRestart, PinnedTablesOfAnotherShapeAreRefused)
+{
+	XdpConfig c;
+	c.pin_dir = pin_dir;
+	{
+		auto dp = XdpDataplane::load(c);
+		ASSERT_TRUE(dp) << dp.error();
+		auto t = lg::compile(policy("Approved"), {}, 1);
+		ASSERT_TRUE(t) << t.error();
+		ASSERT_TRUE((*dp)->publish(*t)) << "a generation: every slot's tables exist";
+	}
+	std::string path = pin_dir + "/lg_pe";
+	int old = bpf_obj_get(path.c_str());
+	ASSERT_GE(old, 0);
+	bpf_map_info oi{};
+	uint32_t len = sizeof oi;
+	ASSERT_EQ(bpf_obj_get_info_by_fd(old, &oi, &len), 0);
+	close(old);
+	LIBBPF_OPTS(bpf_map_create_opts, io);
+	int inner = bpf_map_create(BPF_MAP_TYPE_HASH, "lg_pe_g", sizeof(lg_addr_key), sizeof(lg_pe) + 8, 64, &io);
+	ASSERT_GE(inner, 0) << strerror(errno);
+	LIBBPF_OPTS(bpf_map_create_opts, oo, .inner_map_fd = uint32_t(inner), .map_flags = oi.map_flags);
+	int outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "lg_pe", 4, 4, oi.max_entries, &oo);
+	ASSERT_GE(outer, 0) << strerror(errno);
+	for (uint32_t slot = 0; slot < oi.max_entries; slot++)
+		ASSERT_EQ(bpf_map_update_elem(outer, &slot, &inner, BPF_ANY), 0) << strerror(errno);
+	ASSERT_EQ(unlink(path.c_str()), 0);
+	ASSERT_EQ(bpf_obj_pin(outer, path.c_str()), 0) << strerror(errno);
+	close(outer);
+	close(inner);
+	auto dp = XdpDataplane::load(c);
+	ASSERT_FALSE(dp) << "adopted a table of another shape";
+	EXPECT_NE(dp.error().find("the table lg_pe pinned in " + pin_dir), std::string::npos) << dp.error();
+}
+
 TEST_F(AgentRestart, PinsOfAnotherSlotCountAreRefused)
 {
 	{
