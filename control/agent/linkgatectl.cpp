@@ -247,7 +247,8 @@ void build_tree(CLI::App &app)
 		{"--network-security-group,--nsg", "networkSecurityGroup", T::Str, false, "NSG name (\"\" to detach)"},
 		{"--service-endpoints", "serviceEndpoints", T::List, false, "e.g. Microsoft.Sql (\"\" to clear)"},
 		{"--private-endpoint-network-policies", "privateEndpointNetworkPolicies", T::Str, false,
-		 "Enabled|Disabled", {"Enabled", "Disabled"}}};
+		 "Enabled|Disabled|NetworkSecurityGroupEnabled|RouteTableEnabled",
+		 {"Enabled", "Disabled", "NetworkSecurityGroupEnabled", "RouteTableEnabled"}}};
 	auto create_subnet = subnet_flags;
 	create_subnet[2].required = true;
 	leaf(subnet, "create", "network.vnet.subnet.create", Kind::Subnet, create_subnet, "create a subnet");

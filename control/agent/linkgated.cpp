@@ -222,7 +222,7 @@ public:
 				if (Status st = plane_.host_events(); !st)
 					log("host addresses not updated: %s", st.error().c_str());
 			}
-			if (plane_.relink_pending())
+			if (plane_.relink_pending() && Clock::now() >= relink_after_)
 				relink();
 			if (n > 0 && (fds[1].revents & POLLIN))
 				accept_all();
@@ -249,6 +249,7 @@ private:
 	DataplaneChannels &channels_;
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
+	Clock::time_point relink_after_{}; // a failed relink's next try
 	std::mutex sweep_mu_;
 	std::condition_variable sweep_cv_;
 	bool stop_ = false;
@@ -284,9 +285,16 @@ private:
 	// generation of the same state, before the next request is served.
 	void relink()
 	{
+		// A failure is tried again a second later (the heartbeat's poll
+		// timeout brings the loop back), until it succeeds.
+		auto again = [&] {
+			plane_.relink_later();
+			relink_after_ = Clock::now() + std::chrono::seconds(1);
+		};
 		auto r = plane_.relink();
 		if (!r) {
 			log("XDP not attached to a recreated interface: %s", r.error().c_str());
+			again();
 			return;
 		}
 		if (!*r)
@@ -294,7 +302,7 @@ private:
 		auto g = svc_.republish();
 		if (!g) {
 			log("interfaces changed; publishing their bindings failed: %s", g.error().c_str());
-			plane_.relink_later();
+			again();
 			return;
 		}
 		log("interfaces changed: attached, generation %llu is live", (unsigned long long)*g);
@@ -498,7 +506,9 @@ private:
 		process(c);
 		if (c.handed_off)
 			return false;
-		if ((c.closing || c.eof) && c.out.empty())
+		// After the client's end, what it sent before is still served, a
+		// request a round.
+		if ((c.closing || c.eof) && c.out.empty() && !ready(c))
 			return false;
 		// A request trickled in a byte at a time would hold its slot for
 		// ever: the whole of it must arrive within the idle timeout.
@@ -553,6 +563,7 @@ private:
 			}
 			std::string line = c.in.substr(pos, len);
 			c.in.erase(0, nl + 1);
+			c.last = Clock::now(); // a request taken is progress: queued ones do not idle out
 			reply(c, line);
 			return; // the rest next round (ready(): the loop does not wait)
 		}

@@ -478,10 +478,13 @@ Result<uint64_t> Plane::commit(const State &next)
 	}
 	CompiledTables previous = std::exchange(live_, std::move(*t));
 	generation_ = gen;
-	rebound_ = false; // published on the bindings of ifindex_ as they are
 	bool renamed = false;
-	Status saved = test_fail("state-write") ? Status(err(o_.state_path + ": write refused (LINKGATED_TEST_FAIL)"))
-						: save_state_file(o_.state_path, next, true, &renamed); // temp, fsync, rename, fsync dir
+	// The same state again (a republish on new interface bindings): the
+	// file holds it already, and a full disk must not undo the publish.
+	Status saved = next == current_ ? Status(Ok{})
+		       : test_fail("state-write")
+			       ? Status(err(o_.state_path + ": write refused (LINKGATED_TEST_FAIL)"))
+			       : save_state_file(o_.state_path, next, true, &renamed); // temp, fsync, rename, fsync dir
 	if (saved && test_fail("state-durable")) // as a failed fsync of the directory, after the rename
 		saved = err(o_.state_path + ": directory fsync refused (LINKGATED_TEST_FAIL)");
 	if (!saved) {
@@ -503,6 +506,7 @@ Result<uint64_t> Plane::commit(const State &next)
 	test_pause("after-state-write");
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
+	rebound_ = false; // live on the bindings of ifindex_ as they are
 	if (timing_on())
 		std::fprintf(stderr,
 			     "linkgated: timing generation %llu start %lld compiled %lld published %lld saved %lld "

@@ -986,17 +986,25 @@ struct Service::Impl {
 		d.server = name(ct->server_names, r.server);
 		d.backend.clear();
 		Dataplane::Route out = rt;
+		Addr to = t.dst;
 		if (r.backend < ct->backends.size()) {
 			const lg_backend &b = ct->backends[r.backend];
-			Addr a;
-			std::memcpy(a.b.data(), b.addr, 16);
-			d.backend = host_port(a, ntohs(b.port_be));
+			std::memcpy(to.b.data(), b.addr, 16);
+			d.backend = host_port(to, ntohs(b.port_be));
 			if (r.allowed && host_routes)
-				out = s.dataplane_->route(a);
+				out = s.dataplane_->route(to);
 		}
+		// bpf_fib_lookup forwards no IPv6 packet from or to a link-local,
+		// loopback or multicast address (the kernel's rt6_need_strict).
+		auto strict = [](const Addr &a) {
+			return !a.is_v4() && (a.b[0] == 0xff || (a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80) ||
+					      a == *Addr::parse("::1"));
+		};
 		// Allowed, then routed as the program routes (lg_forward): to the
 		// backend when translated; no route, or one of the host's own
 		// addresses after translation, is dropped no-route.
+		if (r.allowed && host_routes && (strict(t.src) || strict(to)))
+			out.kind = Dataplane::Route::none;
 		if (r.allowed && (out.kind == Dataplane::Route::none || out.kind == Dataplane::Route::local)) {
 			d.verdict = LG_VERDICT_DROP;
 			d.reason = LG_REASON_NO_ROUTE;

@@ -195,6 +195,10 @@ TEST_F(CliTest, Subnet)
 		"--private-endpoint-network-policies", "Enabled", "--network-security-group", ""});
 	EXPECT_EQ(s["privateEndpointNetworkPolicies"], "Enabled");
 	EXPECT_TRUE(s["networkSecurityGroup"].is_null());
+	// az's other spellings of the policy are taken too.
+	s = ok({"network", "vnet", "subnet", "update", "--vnet-name", "v1", "--name", "clients",
+		"--private-endpoint-network-policies", "networksecuritygroupenabled"});
+	EXPECT_NE(s["privateEndpointNetworkPolicies"], "Disabled") << s.dump();
 	s = ok({"network", "vnet", "subnet", "show", "--vnet-name", "v1", "--name", "sqlep"});
 	EXPECT_EQ(s["serviceEndpoints"][0]["service"], "Microsoft.Sql");
 	EXPECT_EQ(ok({"network", "vnet", "subnet", "list", "--vnet-name", "v1"}).size(), 2u);

@@ -602,6 +602,11 @@ TEST_F(AgentRestart, ExplainAnswersHostTrafficAndMissingRoutesAsTheProgramDoes)
 		EXPECT_EQ(e["reason"], "no-route") << far << ": " << e.dump();
 		EXPECT_EQ(e["stage"], "forward") << far << ": " << e.dump();
 	}
+	// IPv6 to a link-local address: a route (the interfaces' fe80::/64), but
+	// bpf_fib_lookup forwards nothing from or to link-local.
+	e = ok("explain", {{"vnetName", "client-vnet"}, {"src", "fd00:1:0:1::10"}, {"dst", "fe80::1"}, {"protocol", "Tcp"},
+			   {"sport", 1000}, {"dport", 443}});
+	EXPECT_EQ(e["reason"], "no-route") << e.dump();
 	// The private endpoint's backend has a route (hb): forward, translated.
 	e = explain("10.1.1.100", "Tcp", 3306);
 	EXPECT_EQ(e["verdict"], "forward") << e.dump();
