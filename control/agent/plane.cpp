@@ -637,9 +637,11 @@ json Plane::next_hops() const
 		    {"fastPath", xdp_->fast_packets()}};
 }
 
-// The kernel's route to dst (RTM_GETROUTE, the lookup the XDP program's
-// bpf_fib_lookup makes): its output interface, 0 without XDP, without a
-// route or on any error. Only explain asks, one request at a time.
+// How the host answers for dst, as the XDP program would: one of its
+// addresses (lg_local), else the kernel's route (RTM_GETROUTE, the lookup
+// behind bpf_fib_lookup): none (no route, or not a unicast one) or its
+// output interface. Not known without XDP or on an error. Only explain
+// asks, one request at a time.
 Dataplane::Route Plane::route(const Addr &dst) const
 {
 	if (!xdp_)
