@@ -1085,7 +1085,7 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 	if (p.family == 0)
 		return address_resolution(in, p, ifindex, std::move(d));
 	if (p.family == 6 && p.proto == kProtoIcmp6 && p.has_l4 && p.icmp_type >= 133 && p.icmp_type <= 137) {
-		if (p.dst.b[0] == 0xff || (p.dst.b[0] == 0xfe && (p.dst.b[1] & 0xc0) == 0x80) || local)
+		if (p.dst.b[0] == 0xff || p.dst.is_link_local() || local)
 			return address_resolution(in, p, ifindex, std::move(d));
 		if (p.icmp_type == 135 && serves(ifindex, p.dst)) {
 			Decision a = address_resolution(in, p, ifindex, d);
@@ -1094,8 +1094,7 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 		}
 	}
 	// The host's own addresses, multicast and broadcast are the host's business.
-	bool mcast = p.family == 4 ? (p.dst.v4() >> 28) == 0xe || p.dst.v4() == 0xffffffff : p.dst.b[0] == 0xff;
-	if (mcast || local) {
+	if (p.dst.is_multicast_or_broadcast() || local) {
 		d.verdict = LG_VERDICT_PASS;
 		d.frame.assign(in.begin(), in.end());
 		return d;

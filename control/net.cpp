@@ -58,6 +58,13 @@ bool Addr::is_v4() const
 	return b[10] == 0xff && b[11] == 0xff;
 }
 
+bool Addr::is_multicast_or_broadcast() const
+{
+	return is_v4() ? (v4() >> 28) == 0xe || v4() == 0xffffffff : b[0] == 0xff;
+}
+
+bool Addr::is_link_local() const { return !is_v4() && b[0] == 0xfe && (b[1] & 0xc0) == 0x80; }
+
 uint32_t Addr::v4() const
 {
 	return uint32_t(b[12]) << 24 | uint32_t(b[13]) << 16 | uint32_t(b[14]) << 8 | b[15];

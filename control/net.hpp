@@ -22,6 +22,10 @@ struct Addr {
 	// Any address text, mapped ones included (packet builders of tests).
 	static std::optional<Addr> parse_any(std::string_view s);
 	bool is_v4() const;
+	// The host's business before any policy (lg_process): IPv4 224/4 and
+	// 255.255.255.255, IPv6 ff00::/8.
+	bool is_multicast_or_broadcast() const;
+	bool is_link_local() const; // IPv6 fe80::/10
 	uint32_t v4() const; // host order; only for is_v4()
 	std::string str() const;
 	auto operator<=>(const Addr &) const = default;

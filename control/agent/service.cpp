@@ -941,8 +941,7 @@ struct Service::Impl {
 		Dataplane::Route rt = host_routes ? s.dataplane_->route(t.dst) : Dataplane::Route{};
 		// Multicast, broadcast and the host's own addresses go to the host
 		// before any policy (lg_process): not a policy decision.
-		bool mcast = t.dst.is_v4() ? (t.dst.v4() >> 28) == 0xe || t.dst.v4() == 0xffffffff : t.dst.b[0] == 0xff;
-		if (ct && (mcast || rt.kind == Dataplane::Route::local)) {
+		if (ct && (t.dst.is_multicast_or_broadcast() || rt.kind == Dataplane::Route::local)) {
 			Decision h;
 			h.generation = s.generation_;
 			h.verdict = LG_VERDICT_PASS;
@@ -996,9 +995,8 @@ struct Service::Impl {
 		}
 		// bpf_fib_lookup forwards no IPv6 packet from or to a link-local,
 		// loopback or multicast address (the kernel's rt6_need_strict).
-		auto strict = [](const Addr &a) {
-			return !a.is_v4() && (a.b[0] == 0xff || (a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80) ||
-					      a == *Addr::parse("::1"));
+		auto strict = [loopback = *Addr::parse("::1")](const Addr &a) {
+			return !a.is_v4() && (a.is_multicast_or_broadcast() || a.is_link_local() || a == loopback);
 		};
 		// Allowed, then routed as the program routes (lg_forward): to the
 		// backend when translated; no route, or one of the host's own
