@@ -598,7 +598,8 @@ Result<NetworkInterface> read_nic(const json &raw, const std::string &path)
 	r.str("privateIPAddress", n.privateIPAddress);
 	read_subnet_ref(r, "subnet", n.vnet, n.subnet);
 	if (const json *cfgs = r.array("ipConfigurations"); cfgs && !cfgs->empty() && r.ok()) {
-		// The model has one address per NIC: the primary configuration's.
+		// The primary configuration (the first if none says so) gives the
+		// NIC's subnet; the others add addresses in that subnet.
 		size_t pick = 0;
 		for (size_t i = 0; i < cfgs->size(); i++) {
 			const json &c = (*cfgs)[i];
@@ -614,6 +615,22 @@ Result<NetworkInterface> read_nic(const json &raw, const std::string &path)
 			Reader c = r.child(o, what);
 			c.str("privateIPAddress", n.privateIPAddress);
 			read_subnet_ref(c, "subnet", n.vnet, n.subnet);
+		}
+		for (size_t i = 0; i < cfgs->size() && r.ok(); i++) {
+			if (i == pick)
+				continue;
+			std::string w = "ipConfigurations[" + std::to_string(i) + "]";
+			json x;
+			if (!r.element((*cfgs)[i], w, x))
+				break;
+			Reader c = r.child(x, w);
+			std::string ip, vnet, subnet;
+			c.str("privateIPAddress", ip);
+			read_subnet_ref(c, "subnet", vnet, subnet);
+			if (c.ok() && !(vnet.empty() && subnet.empty()) && (vnet != n.vnet || subnet != n.subnet))
+				c.fail(c.field("subnet") + " is " + vnet + "/" + subnet + ", not the primary's " + n.vnet + "/" +
+				       n.subnet + ": a NIC's ipConfigurations share one subnet");
+			n.secondaryIPAddresses.push_back(ip);
 		}
 	}
 	if (!r.ok())
@@ -1127,6 +1144,18 @@ json nic_to_json(const NetworkInterface &n)
 	cfg["privateIPAllocationMethod"] = "Static";
 	cfg["subnet"] = ref_json(subnet_id(n.vnet, n.subnet));
 	j["ipConfigurations"] = json::array({cfg});
+	for (size_t i = 0; i < n.secondaryIPAddresses.size(); i++) {
+		const std::string &ip = n.secondaryIPAddresses[i];
+		std::string cn = "ipconfig" + std::to_string(i + 2);
+		json c = resource(cn, nic_id(n.name) + "/ipConfigurations/" + cn,
+				  "Microsoft.Network/networkInterfaces/ipConfigurations");
+		c["primary"] = false;
+		c["privateIPAddress"] = ip;
+		c["privateIPAddressVersion"] = ip.find(':') == std::string::npos ? "IPv4" : "IPv6";
+		c["privateIPAllocationMethod"] = "Static";
+		c["subnet"] = ref_json(subnet_id(n.vnet, n.subnet));
+		j["ipConfigurations"].push_back(std::move(c));
+	}
 	j["networkSecurityGroup"] =
 		n.networkSecurityGroup.empty() ? json(nullptr) : ref_json(nsg_id(n.networkSecurityGroup));
 	return j;

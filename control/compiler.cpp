@@ -620,11 +620,13 @@ struct Compiler {
 				vi++;
 			if (vi == s.virtualNetworks.size())
 				continue;
-			lg_addr_key k{};
-			k.vni = effective_vni(s.virtualNetworks[vi]);
-			std::memcpy(k.addr, Addr::parse(n.privateIPAddress)->b.data(), 16);
-			t.nics.push_back({k, lg_nic{nsg_dir(n.networkSecurityGroup, vi, false),
-						    nsg_dir(n.networkSecurityGroup, vi, true)}});
+			lg_nic v{nsg_dir(n.networkSecurityGroup, vi, false), nsg_dir(n.networkSecurityGroup, vi, true)};
+			for (const std::string *ip : n.addresses()) {
+				lg_addr_key k{};
+				k.vni = effective_vni(s.virtualNetworks[vi]);
+				std::memcpy(k.addr, Addr::parse(*ip)->b.data(), 16);
+				t.nics.push_back({k, v});
+			}
 		}
 		for (size_t i = 0; i < s.privateEndpoints.size(); i++) {
 			const PrivateEndpoint &p = s.privateEndpoints[i];

@@ -319,8 +319,9 @@ std::unique_ptr<Gen> build_generation(const State &s, uint64_t number)
 		};
 		for (auto &n : s.networkInterfaces)
 			if (n.vnet == v.name)
-				c.nics.push_back({n.name, *Addr::parse(n.privateIPAddress), nsg_index(n.networkSecurityGroup),
-						  subnet_index(n.subnet)});
+				for (const std::string *ip : n.addresses())
+					c.nics.push_back({n.name, *Addr::parse(*ip), nsg_index(n.networkSecurityGroup),
+							  subnet_index(n.subnet)});
 		for (auto &p : s.privateEndpoints)
 			if (p.vnet == v.name) {
 				std::string status = p.connectionPresent ? p.connectionState.status : "Disconnected";

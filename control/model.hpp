@@ -83,8 +83,19 @@ struct NetworkInterface {
 	std::string name;
 	std::string vnet;
 	std::string subnet;
-	std::string privateIPAddress;
+	std::string privateIPAddress;     // the primary ipConfiguration's
 	std::string networkSecurityGroup; // "" for none
+	// The other ipConfigurations' addresses, in the primary's subnet: the NIC's
+	// NSG and its subnet's apply to each as to the primary.
+	std::vector<std::string> secondaryIPAddresses = {};
+	// Every address of the NIC, the primary's first.
+	std::vector<const std::string *> addresses() const
+	{
+		std::vector<const std::string *> v{&privateIPAddress};
+		for (const std::string &a : secondaryIPAddresses)
+			v.push_back(&a);
+		return v;
+	}
 	bool operator==(const NetworkInterface &) const = default;
 };
 

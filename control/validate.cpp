@@ -17,6 +17,7 @@ namespace lg {
 
 namespace {
 
+constexpr size_t kIpConfigsMax = 256;        // Azure's limit of ipConfigurations per NIC
 constexpr size_t kNameMax = 80;             // Azure's limit for NSG, rule, NIC, ... names
 constexpr size_t kConnectionNameMax = 128;  // "<endpoint>.<uuid>" must fit
 constexpr size_t kServerRuleNameMax = 128;  // firewall and VNet rule names
@@ -473,6 +474,17 @@ private:
 			auto a = private_ip(p, n.privateIPAddress, sn);
 			if (a && sn)
 				take_ip(p, n.vnet, *a, n.privateIPAddress, "network interface " + n.name);
+			if (n.secondaryIPAddresses.size() + 1 > kIpConfigsMax)
+				add(p, std::to_string(n.secondaryIPAddresses.size() + 1) +
+					       " ipConfigurations, more than Azure's limit of " + std::to_string(kIpConfigsMax));
+			// Exported in this order after the primary: the path names the same element.
+			for (size_t k = 0; k < n.secondaryIPAddresses.size(); k++) {
+				const std::string &ip = n.secondaryIPAddresses[k];
+				std::string cp = p + "/ipConfigurations[" + std::to_string(k + 1) + "]";
+				auto b = private_ip(cp, ip, sn);
+				if (b && sn)
+					take_ip(cp, n.vnet, *b, ip, "network interface " + n.name);
+			}
 			nsg_ref(p, n.networkSecurityGroup);
 		}
 	}

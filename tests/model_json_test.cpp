@@ -572,6 +572,40 @@ TEST(NicJson, WritesAzShapeAndNamesNestedFieldErrors)
 		<< bare.error();
 }
 
+// Every ipConfiguration is read: the primary (wherever it is in the list)
+// gives the address and subnet, the others add addresses in that subnet.
+TEST(NicJson, SecondaryIpConfigurations)
+{
+	auto cfg = [](const char *ip, bool primary, const char *subnet) {
+		json c = {{"name", ip}, {"properties", {{"privateIPAddress", ip}, {"primary", primary}}}};
+		if (subnet)
+			c["properties"]["subnet"] = {{"id", subnet_id("v", subnet)}};
+		return c;
+	};
+	json j = {{"name", "nic1"},
+		  {"properties",
+		   {{"ipConfigurations",
+		     json::array({cfg("10.0.0.5", false, "s"), cfg("10.0.0.4", true, "s"), cfg("10.0.0.6", false, nullptr)})}}}};
+	auto n = nic_from_json(j);
+	ASSERT_TRUE(n) << n.error();
+	EXPECT_EQ(n->privateIPAddress, "10.0.0.4");
+	EXPECT_EQ(n->subnet, "s");
+	EXPECT_EQ(n->secondaryIPAddresses, (std::vector<std::string>{"10.0.0.5", "10.0.0.6"}));
+	json out = nic_to_json(*n);
+	ASSERT_EQ(out["ipConfigurations"].size(), 3u);
+	EXPECT_EQ(out["ipConfigurations"][0]["primary"], true);
+	EXPECT_EQ(out["ipConfigurations"][2]["privateIPAddress"], "10.0.0.6");
+	EXPECT_EQ(out["ipConfigurations"][2]["primary"], false);
+	EXPECT_EQ(out["ipConfigurations"][2]["subnet"]["id"], subnet_id("v", "s"));
+	EXPECT_EQ(*nic_from_json(out), *n);
+
+	j["properties"]["ipConfigurations"][2] = cfg("10.0.1.6", false, "t");
+	auto bad = nic_from_json(j);
+	ASSERT_FALSE(bad);
+	EXPECT_EQ(bad.error(), "networkInterfaces/nic1: ipConfigurations[2].subnet is v/t, not the primary's v/s: a "
+			       "NIC's ipConfigurations share one subnet");
+}
+
 TEST(GatewayJson, RoundTripAndIdReferences)
 {
 	json j = {{"name", "onprem"},

@@ -221,6 +221,9 @@ struct Builder {
 					nic.privateIPAddress = a->str();
 					if (g.pct(60))
 						nic.networkSecurityGroup = g.pick(nsg_names);
+					for (int j = g.pct(20) ? 1 + int(g.below(2)) : 0; j > 0; j--)
+						if (auto b = free_ip(v, sn))
+							nic.secondaryIPAddresses.push_back(b->str());
 					st.networkInterfaces.push_back(nic);
 				}
 			}
@@ -609,11 +612,12 @@ TupleGen::TupleGen(const RandomPolicy &p, uint64_t seed, bool special_addresses)
 	for (auto &tg : st.serviceTags.values)
 		for (auto &t : tg.addressPrefixes)
 			text(all_, t);
-	for (auto &n : st.networkInterfaces) {
-		Addr a = *Addr::parse(n.privateIPAddress);
-		point(all_, a);
-		point(local(n.vnet), a);
-	}
+	for (auto &n : st.networkInterfaces)
+		for (const std::string *ip : n.addresses()) {
+			Addr a = *Addr::parse(*ip);
+			point(all_, a);
+			point(local(n.vnet), a);
+		}
 	for (auto &pe : st.privateEndpoints) {
 		Addr a = *Addr::parse(pe.privateIPAddress);
 		point(all_, a);

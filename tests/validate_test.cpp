@@ -517,6 +517,29 @@ TEST(PrivateIp, NicInsideItsSubnet)
 	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic: privateIPAddress 10.9.9.9 is outside subnet clients (10.1.1.0/24)"));
 }
 
+// A secondary address is checked as the primary is: inside the subnet, not
+// taken by another object, and at most 256 ipConfigurations.
+TEST(PrivateIp, NicSecondaryAddresses)
+{
+	State s = base();
+	s.networkInterfaces[0].secondaryIPAddresses = {"10.1.1.5", "10.9.9.9", "10.1.1.4"};
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[2]: privateIPAddress 10.9.9.9 is outside "
+				"subnet clients (10.1.1.0/24)"));
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[3]: privateIPAddress 10.1.1.4 is already used "
+				"by network interface vm1-nic in VNet client-vnet"));
+	for (const auto &e : validate_all(s))
+		EXPECT_EQ(e.find("ipConfigurations[1]"), std::string::npos) << e;
+	s.networkInterfaces[0].secondaryIPAddresses = {"10.1.1.100"};
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: privateIPAddress 10.1.1.100 is already used by network "
+				"interface vm1-nic in VNet client-vnet"));
+	s.networkInterfaces[0].secondaryIPAddresses = {""};
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[1]: privateIPAddress is required"));
+	s.networkInterfaces[0].secondaryIPAddresses.clear();
+	for (int i = 0; i < 256; i++)
+		s.networkInterfaces[0].secondaryIPAddresses.push_back("10.1.1." + std::to_string(5 + i % 200));
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic: 257 ipConfigurations, more than Azure's limit of 256"));
+}
+
 // Azure keeps an IPv4 subnet's first four addresses and its last.
 TEST(PrivateIp, AzureReservedAddressesAreRefused)
 {

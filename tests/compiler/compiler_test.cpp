@@ -728,12 +728,16 @@ TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
 // A change that touches no backend list fills no Maglev table.
 TEST(Compile, PecChangeReusesEveryMaglevTable)
 {
-	State s = testing::random_policy(3).state;
-	ASSERT_FALSE(s.servers.empty());
-	ASSERT_FALSE(s.privateEndpoints.empty());
-	auto pe = std::find_if(s.privateEndpoints.begin(), s.privateEndpoints.end(),
-			       [](const PrivateEndpoint &p) { return p.connectionPresent; });
+	// The first random policy with a connection to change.
+	State s;
+	auto pe = s.privateEndpoints.end();
+	for (uint64_t seed = 3; seed < 100 && pe == s.privateEndpoints.end(); seed++) {
+		s = testing::random_policy(seed).state;
+		pe = std::find_if(s.privateEndpoints.begin(), s.privateEndpoints.end(),
+				  [](const PrivateEndpoint &p) { return p.connectionPresent; });
+	}
 	ASSERT_NE(pe, s.privateEndpoints.end());
+	ASSERT_FALSE(s.servers.empty());
 	CompileCache cache;
 	auto live = compile(s, {}, 1, &cache);
 	ASSERT_TRUE(live);

@@ -784,6 +784,23 @@ TEST_F(XdpTest, NsgAndConntrackReasons)
 	       LG_REASON_NONE, "ESP: no flow, decided each time");
 }
 
+// A NIC's secondary ipConfigurations are the NIC's addresses: its NSG
+// decides for them as for the primary (before 2026-11-30 they were dropped
+// when read, and traffic to them met the subnet's NSG only).
+TEST_F(XdpTest, ANicsNsgAppliesToItsSecondaryAddresses)
+{
+	add_vm_nic_nsg(state);
+	state.nsg("vm-nsg")->securityRules.push_back(rule("deny-ssh-in", 200, "Inbound", "Deny", "Tcp", "*", "*", "22"));
+	state.networkInterfaces.back().secondaryIPAddresses = {"10.1.1.11", "10.1.1.12"};
+	commit();
+	for (const char *dst : {"10.1.1.10", "10.1.1.11", "10.1.1.12"})
+		expect(c2s().ipv4("10.1.1.20", dst).tcp(5000, 22, kTcpSyn).build(), LG_VERDICT_DROP, LG_REASON_NSG_DENY,
+		       std::string("the NIC's deny-ssh-in, to ") + dst);
+	Decision d = check(c2s().ipv4("10.1.1.20", "10.1.1.13").tcp(5000, 22, kTcpSyn).build(), client_if,
+			   "not the NIC's address");
+	EXPECT_NE(d.reason, LG_REASON_NSG_DENY);
+}
+
 TEST_F(XdpTest, UdpIcmpAndIpv6Flows)
 {
 	auto q = c2s().ipv4("10.1.1.10", "8.8.8.8").udp(5353, 53).payload("query").build();
