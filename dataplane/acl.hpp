@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "compiler.hpp"
@@ -22,11 +23,13 @@ namespace lg::dp {
 struct AclRuleSpec {
 	uint8_t proto = 0, proto_mask = 0; // mask 0: any protocol
 	uint8_t portless = 0;              // 1: matches packets without ports
+	uint8_t pad = 0;                   // named: a rule list's bytes key the classifier cache
 	uint32_t src[4]{}, dst[4]{};
 	uint8_t src_bits[4]{}, dst_bits[4]{};
 	uint16_t sport_lo = 0, sport_hi = 0xffff, dport_lo = 0, dport_hi = 0xffff;
 	uint32_t rule = 0; // index within the NSG direction (priority order)
 };
+static_assert(std::has_unique_object_representations_v<AclRuleSpec>, "no padding: the cache key is the bytes");
 
 // The rules of nsg_dirs[dir]; an error when they exceed max_rules.
 Result<std::vector<AclRuleSpec>> acl_rules(const CompiledTables &t, uint32_t dir, size_t max_rules = 4000000);

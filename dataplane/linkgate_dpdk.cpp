@@ -86,7 +86,15 @@ struct App {
 	std::unique_ptr<dp::Pipeline> pipeline;
 	std::vector<unsigned> worker_lcores;
 	std::string name;
-	std::chrono::steady_clock::time_point started;
+	// When the workers started (steady_clock ticks; 0: not yet). Atomic:
+	// telemetry reads it from its own thread.
+	std::atomic<std::chrono::steady_clock::rep> started{0};
+	std::chrono::steady_clock::duration up() const
+	{
+		auto t = started.load(std::memory_order_relaxed);
+		return t ? std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(t)
+			 : std::chrono::steady_clock::duration(0);
+	}
 };
 App *g_app;
 
@@ -102,7 +110,7 @@ json totals()
 {
 	App &app = *g_app;
 	dp::PipelineTotals t = app.pipeline->totals();
-	auto up = std::chrono::steady_clock::now() - app.started;
+	auto up = app.up();
 	double secs = std::chrono::duration<double>(up).count();
 	// microseconds: read with the counters, so that a reader who waited for
 	// the control lock still divides by the right interval (linkgate-bench).
@@ -188,7 +196,12 @@ int telemetry_stats(const char *, const char *params, rte_tel_data *d)
 	rte_tel_data_start_dict(d);
 	if (!g_serving)
 		return 0; // stopping: the engine is gone
-	json c = counters_json();
+	json c;
+	try { // a C callback: nothing may be thrown through DPDK
+		c = counters_json();
+	} catch (const std::bad_alloc &) {
+		return -ENOMEM;
+	}
 	rte_tel_data_add_dict_u64(d, "generation", c["generation"].get<uint64_t>());
 	rte_tel_data_add_dict_u64(d, "flows", c["flows"].get<uint64_t>());
 	rte_tel_data_add_dict_u64(d, "fastPackets", c["fastPackets"].get<uint64_t>());
@@ -228,6 +241,11 @@ public:
 			if (!connect_and_register())
 				return;
 		}
+		if (registering_ && std::chrono::steady_clock::now() - registered_at_ > std::chrono::seconds(30)) {
+			std::fprintf(stderr, "linkgate-dpdk: linkgated did not answer the registration in 30 s; reconnecting\n");
+			close_fd();
+			return;
+		}
 		pollfd p{fd_, POLLIN, 0};
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return;
@@ -240,24 +258,36 @@ public:
 			close_fd();
 			return;
 		}
-		in_.append(buf, size_t(n));
-		if (in_.size() > (64u << 20)) {
-			std::fprintf(stderr, "linkgate-dpdk: oversized message from linkgated\n");
+		// A failed allocation (a huge publish under a memory limit) costs
+		// the channel, not the process: the workers go on forwarding.
+		try {
+			in_.append(buf, size_t(n));
+			size_t nl;
+			// Only the bytes not searched before: a long line arrives in
+			// many reads.
+			while (fd_ >= 0 && (nl = in_.find('\n', scanned_)) != std::string::npos) {
+				std::string line = in_.substr(0, nl);
+				in_.erase(0, nl + 1);
+				scanned_ = 0;
+				serve(line);
+			}
+			scanned_ = in_.size();
+			if (in_.size() > (64u << 20)) {
+				std::fprintf(stderr, "linkgate-dpdk: oversized message from linkgated\n");
+				close_fd();
+			}
+		} catch (const std::bad_alloc &) {
+			std::fprintf(stderr, "linkgate-dpdk: out of memory reading linkgated's message; reconnecting\n");
 			close_fd();
-			return;
-		}
-		size_t nl;
-		while (fd_ >= 0 && (nl = in_.find('\n')) != std::string::npos) {
-			std::string line = in_.substr(0, nl);
-			in_.erase(0, nl + 1);
-			serve(line);
 		}
 	}
 
 private:
 	bool connect_and_register()
 	{
-		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		// Non-blocking: an agent that does not accept (its backlog full)
+		// fails this try at once, and the main lcore goes on reclaiming.
+		fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		sockaddr_un a{};
 		a.sun_family = AF_UNIX;
 		std::memcpy(a.sun_path, path_.c_str(), path_.size() + 1); // length checked at start
@@ -278,6 +308,7 @@ private:
 			return false;
 		}
 		registering_ = true;
+		registered_at_ = std::chrono::steady_clock::now();
 		std::fprintf(stderr, "linkgate-dpdk: connected to %s\n", path_.c_str());
 		return true;
 	}
@@ -436,12 +467,16 @@ private:
 			close(fd_);
 		fd_ = -1;
 		in_.clear();
+		scanned_ = 0;
+		registering_ = false;
 	}
 
 	std::string path_;
 	int fd_ = -1;
 	bool registering_ = false;
+	std::chrono::steady_clock::time_point registered_at_{};
 	std::string in_;
+	size_t scanned_ = 0; // in_'s bytes known to hold no newline
 	int backoff_ = 50, last_errno_ = 0;
 	std::chrono::steady_clock::time_point next_try_{};
 };
@@ -766,6 +801,26 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	unsigned workers = unsigned(app.worker_lcores.size());
+	if (workers >= LG_HOST_CPUS) {
+		std::fprintf(stderr, "linkgate-dpdk: %u worker lcores, more than the %d this build serves: give the EAL "
+				     "fewer lcores (-l)\n", workers, LG_HOST_CPUS - 1);
+		rte_eal_cleanup();
+		return 2;
+	}
+	const std::pair<const char *, int> algs[] = {{"default", 0}, {"scalar", RTE_ACL_CLASSIFY_SCALAR},
+		{"sse", RTE_ACL_CLASSIFY_SSE}, {"avx2", RTE_ACL_CLASSIFY_AVX2},
+		{"avx512x16", RTE_ACL_CLASSIFY_AVX512X16}, {"avx512x32", RTE_ACL_CLASSIFY_AVX512X32}};
+	for (auto &[n, v] : algs)
+		if (acl_alg == n)
+			cfg.acl_algorithm = v;
+	if (!acl_alg_runs(cfg.acl_algorithm)) {
+		std::fprintf(stderr,
+			     "linkgate-dpdk: --acl-alg %s: rte_acl cannot run it here (the CPU, or the EAL's "
+			     "--force-max-simd-bitwidth)\n",
+			     acl_alg.c_str());
+		rte_eal_cleanup();
+		return 2;
+	}
 	if (!mbufs) {
 		// Every RX ring a NIC fills at start and every TX ring's unfreed
 		// mbufs (a queue of each per worker and port), the lcores' pool
@@ -794,19 +849,6 @@ int main(int argc, char **argv)
 	cfg.timeouts.flow_capacity = flows;
 	for (auto &p : app.ports)
 		cfg.host.interfaces.push_back(HostInterface{ifindex_of(p.id), p.mac, p.vnet});
-	const std::pair<const char *, int> algs[] = {{"default", 0}, {"scalar", RTE_ACL_CLASSIFY_SCALAR},
-		{"sse", RTE_ACL_CLASSIFY_SSE}, {"avx2", RTE_ACL_CLASSIFY_AVX2},
-		{"avx512x16", RTE_ACL_CLASSIFY_AVX512X16}, {"avx512x32", RTE_ACL_CLASSIFY_AVX512X32}};
-	for (auto &[n, v] : algs)
-		if (acl_alg == n)
-			cfg.acl_algorithm = v;
-	if (!acl_alg_runs(cfg.acl_algorithm)) {
-		std::fprintf(stderr,
-			     "linkgate-dpdk: --acl-alg %s: rte_acl cannot run it here (the CPU, or the EAL's "
-			     "--force-max-simd-bitwidth)\n",
-			     acl_alg.c_str());
-		return finish(app, 2);
-	}
 	auto eng = dp::Engine::create(cfg);
 	if (!eng) {
 		std::fprintf(stderr, "linkgate-dpdk: %s\n", eng.error().c_str());
@@ -887,9 +929,15 @@ int main(int argc, char **argv)
 			return finish(app, 0);
 		}
 	}
-	app.started = std::chrono::steady_clock::now();
+	app.started = std::chrono::steady_clock::now().time_since_epoch().count();
 	for (unsigned w = 0; w < workers; w++)
-		rte_eal_remote_launch(worker_main, reinterpret_cast<void *>(uintptr_t(w)), app.worker_lcores[w]);
+		if (int e = rte_eal_remote_launch(worker_main, reinterpret_cast<void *>(uintptr_t(w)), app.worker_lcores[w])) {
+			std::fprintf(stderr, "linkgate-dpdk: cannot start worker lcore %u: %s\n", app.worker_lcores[w],
+				     std::strerror(-e));
+			g_stop = true;
+			rte_eal_mp_wait_lcore();
+			return finish(app, 1);
+		}
 	std::fprintf(stderr, "linkgate-dpdk: %zu ports, %u workers, generation %llu\n", app.ports.size(), workers,
 		     (unsigned long long)app.engine->generation());
 
@@ -900,10 +948,14 @@ int main(int argc, char **argv)
 		else
 			std::this_thread::sleep_for(std::chrono::milliseconds(100));
 		auto now = std::chrono::steady_clock::now();
-		if (duration > 0 && std::chrono::duration<double>(now - app.started).count() >= duration)
+		if (duration > 0 && std::chrono::duration<double>(app.up()).count() >= duration)
 			g_stop = true;
 		if (now - last_reclaim >= std::chrono::milliseconds(reclaim_ms)) {
-			app.engine->reclaim(dp::Engine::clock_ns());
+			try {
+				app.engine->reclaim(dp::Engine::clock_ns());
+			} catch (const std::bad_alloc &) { // tried again at the next interval
+				std::fprintf(stderr, "linkgate-dpdk: out of memory reclaiming flows\n");
+			}
 			last_reclaim = now;
 		}
 	}

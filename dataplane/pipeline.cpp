@@ -6,6 +6,7 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -42,17 +43,25 @@ Result<uint16_t> setup_port(uint16_t id, unsigned workers, rte_mempool *pool, Ma
 			   std::to_string(workers) + " workers");
 	if (int e = rte_eth_dev_configure(id, q, txq, &conf); e)
 		return err(name + ": configure: " + rte_strerror(-e));
+	// The device's descriptor limits: a NIC may not take `ring` as it is.
+	uint16_t nrx = ring, ntx = ring;
+	if (int e = rte_eth_dev_adjust_nb_rx_tx_desc(id, &nrx, &ntx); e)
+		return err(name + ": descriptors: " + rte_strerror(-e));
 	for (uint16_t i = 0; i < q; i++)
-		if (int e = rte_eth_rx_queue_setup(id, i, ring, rte_eth_dev_socket_id(id), nullptr, pool); e)
+		if (int e = rte_eth_rx_queue_setup(id, i, nrx, rte_eth_dev_socket_id(id), nullptr, pool); e)
 			return err(name + ": rx queue: " + rte_strerror(-e));
 	for (uint16_t i = 0; i < txq; i++)
-		if (int e = rte_eth_tx_queue_setup(id, i, ring, rte_eth_dev_socket_id(id), nullptr); e)
+		if (int e = rte_eth_tx_queue_setup(id, i, ntx, rte_eth_dev_socket_id(id), nullptr); e)
 			return err(name + ": tx queue: " + rte_strerror(-e));
+	rte_ether_addr a;
+	if (int e = rte_eth_macaddr_get(id, &a); e)
+		return err(name + ": MAC address: " + rte_strerror(-e));
 	if (int e = rte_eth_dev_start(id); e)
 		return err(name + ": start: " + rte_strerror(-e));
-	rte_eth_promiscuous_enable(id);
-	rte_ether_addr a;
-	rte_eth_macaddr_get(id, &a);
+	// Frames to the port's own MAC arrive either way; a device without
+	// promiscuous mode still serves them.
+	if (int e = rte_eth_promiscuous_enable(id); e)
+		std::fprintf(stderr, "linkgate-dpdk: %s: promiscuous mode: %s\n", name.c_str(), rte_strerror(-e));
 	std::memcpy(mac->data(), a.addr_bytes, 6);
 	return q;
 }

@@ -276,6 +276,60 @@ TEST(DpdkBinary, DurationEndsTheWaitForAnAgent)
 	EXPECT_NE(r.err.find("stopped before linkgated sent a generation"), std::string::npos) << r.err;
 }
 
+// An agent whose listen backlog is full does not hold the main lcore: the
+// connect fails at once and is retried, and --duration still ends the run
+// (before 2026-11-30 connect blocked until the agent accepted).
+TEST(DpdkBinary, AnAgentThatDoesNotAcceptDoesNotHoldTheMainLcore)
+{
+	Scratch s("backlog");
+	std::string path = s.path("full.sock");
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	ASSERT_GE(l, 0);
+	sockaddr_un a{};
+	a.sun_family = AF_UNIX;
+	std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+	ASSERT_EQ(bind(l, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+	ASSERT_EQ(listen(l, 0), 0);
+	std::vector<int> fill; // connections nobody accepts, until the backlog refuses
+	for (int i = 0; i < 64; i++) {
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		ASSERT_GE(c, 0);
+		fill.push_back(c);
+		if (connect(c, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+			ASSERT_EQ(errno, EAGAIN);
+			break;
+		}
+		ASSERT_LT(i, 63) << "the backlog never filled";
+	}
+	auto args = eal(s, {"net_null0"});
+	for (auto &x : std::vector<std::string>{"--socket", path, "--port", "0=client-vnet", "--duration", "1"})
+		args.push_back(x);
+	RunResult r = run(args, s.dir(), 20000);
+	for (int c : fill)
+		close(c);
+	close(l);
+	EXPECT_EQ(r.code, 0) << r.err;
+	EXPECT_NE(r.err.find("cannot connect to " + path + ": Resource temporarily unavailable"), std::string::npos)
+		<< r.err;
+	EXPECT_NE(r.err.find("stopped before linkgated sent a generation"), std::string::npos) << r.err;
+}
+
+// More worker lcores than the build serves is a usage error before any port
+// is started (it was found by the engine, after the ports, as exit 1).
+TEST(DpdkBinary, TooManyWorkerLcoresIsAUsageError)
+{
+	Scratch s("lcores");
+	ASSERT_TRUE(write_state(s.path("state.json"), scenario_state()));
+	std::vector<std::string> a = {binary(), "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", s.prefix(),
+				      "--lcores", "0@0,(1-16)@1", "--vdev", "net_null0", "--", "--state",
+				      s.path("state.json"), "--port", "0"};
+	RunResult r = run(a, s.dir());
+	EXPECT_EQ(r.code, 2) << r.err;
+	auto own = own_lines(r.err);
+	ASSERT_EQ(own.size(), 1u) << r.err;
+	EXPECT_NE(own[0].find("16 worker lcores, more than the 15 this build serves"), std::string::npos) << own[0];
+}
+
 // An --acl-alg the EAL's SIMD limit rules out is an error at start, not a
 // refusal of every generation.
 TEST(DpdkBinary, AclAlgorithmThatCannotRunIsRefusedAtStart)
