@@ -403,6 +403,7 @@ json DataplaneChannels::describe() const
 
 const CompiledTables *Dataplanes::live_tables() const { return plane_.live_tables(); }
 Dataplane::Route Dataplanes::route(const Addr &dst) const { return plane_.route(dst); }
+bool Dataplanes::forwards(uint32_t vni, bool v6) const { return plane_.forwards(vni, v6); }
 
 DataplaneCounters Dataplanes::counters()
 {

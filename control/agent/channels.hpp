@@ -112,6 +112,7 @@ public:
 	Dataplanes(Plane &plane, DataplaneChannels &channels) : plane_(plane), ch_(channels) {}
 	const CompiledTables *live_tables() const override;
 	Route route(const Addr &dst) const override;
+	bool forwards(uint32_t vni, bool v6) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
 	nlohmann::json describe() override;

@@ -389,6 +389,8 @@ void build_tree(CLI::App &app)
 	      {"--vnet-name", "vnetName", T::Str, false, "the packet's VNet (default: the one holding --src)"}},
 	     "what the live generation does with a new flow");
 	leaf(&app, "stats", "stats", Kind::Stats, {}, "counters");
+	leaf(&app, "status", "status", Kind::Stats, {},
+	     "the live generation, object counts, and each dataplane's acknowledged generation");
 	leaf(&app, "flows", "flows", Kind::Flows,
 	     {{"--top", "top", T::Int, false, "list at most this many flows (default 1000)"}}, "the flow table");
 }
@@ -892,6 +894,9 @@ int run(int argc, char **argv)
 	if (cut)
 		std::fprintf(stderr, "linkgatectl: the first %lld flows; --top for more, stats for the count\n",
 			     static_cast<long long>(top));
+	// `export > backup.json` on a full disk must not look like a backup.
+	if (std::fflush(stdout) != 0 || std::ferror(stdout))
+		return fail(kExitRejected, std::string("cannot write the result: ") + std::strerror(errno));
 	return kExitOk;
 }
 

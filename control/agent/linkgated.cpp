@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -170,7 +171,8 @@ public:
 			close(spare_fd_);
 	}
 
-	void run()
+	// Until SIGTERM or SIGINT (true), or a failure of the loop itself (false).
+	bool run()
 	{
 		for (;;) {
 			std::vector<pollfd> fds{{sfd_, POLLIN, 0}, {lfd_, POLLIN, 0}};
@@ -207,11 +209,19 @@ public:
 			int n = poll(fds.data(), fds.size(), timeout);
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
-				return;
+				return false;
 			}
-			if (n > 0 && fds[0].revents) { // SIGTERM or SIGINT
-				flush_replies();
-				return;
+			if (n > 0 && fds[0].revents) {
+				signalfd_siginfo si{};
+				if (read(sfd_, &si, sizeof si) == ssize_t(sizeof si) && si.ssi_signo == SIGHUP) {
+					// A closed terminal or a reload by habit must not stop
+					// the agent; there is nothing to reload.
+					log("SIGHUP ignored: the state file is read at start only (linkgatectl apply -f "
+					    "changes the state)");
+				} else { // SIGTERM or SIGINT
+					flush_replies();
+					return true;
+				}
 			}
 			// Channels first: a fast path that died and is registering
 			// again on a new connection frees its name here.
@@ -266,16 +276,32 @@ private:
 		if (int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp))
 			log("the flow sweep cannot run at SCHED_IDLE (%s); it keeps the agent's priority",
 			    std::strerror(e));
+		// At most a line a minute: a busy host reclaims at every sweep.
+		size_t unlogged = 0;
+		unsigned sweeps = 0;
+		double longest = 0;
+		Clock::time_point logged{};
 		std::unique_lock lk(sweep_mu_);
 		while (!sweep_cv_.wait_for(lk, std::chrono::milliseconds(o_.reclaim_ms), [this] { return stop_; })) {
 			lk.unlock();
 			auto t0 = Clock::now();
 			size_t gone = plane_.reclaim();
-			double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-			if (gone)
-				log("reclaimed %zu expired flows (sweep %.1f ms)", gone, ms);
-			else if (timing_)
+			auto t1 = Clock::now();
+			double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+			if (gone) {
+				unlogged += gone;
+				sweeps++;
+				longest = std::max(longest, ms);
+			} else if (timing_) {
 				log("timing: sweep %.1f ms", ms);
+			}
+			if (unlogged && t1 - logged >= std::chrono::minutes(1)) {
+				log("reclaimed %zu expired flows (%u sweeps, the longest %.1f ms)", unlogged, sweeps, longest);
+				unlogged = 0;
+				sweeps = 0;
+				longest = 0;
+				logged = t1;
+			}
 			lk.lock();
 		}
 	}
@@ -458,8 +484,15 @@ private:
 			return;
 		uint64_t before = svc_.generation();
 		std::string out = svc_.handle_line(line);
-		if (svc_.generation() != before)
+		if (svc_.generation() != before) {
 			log("generation %llu is live", (unsigned long long)svc_.generation());
+		} else if (out.find("-32003") != std::string::npos) {
+			// A dataplane or the state file refused a valid change: the
+			// operator's log says so, not only the client's reply.
+			auto j = nlohmann::json::parse(out, nullptr, false);
+			if (j.is_object() && j.contains("error") && j["error"].value("code", 0) == kCommitFailed)
+				log("%s", j["error"].value("message", "").c_str());
+		}
 		if (!out.empty())
 			c.out += out + "\n";
 	}
@@ -651,6 +684,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	State state;
+	bool no_state_file = false;
 	struct stat sb;
 	if (stat(o.state.c_str(), &sb) == 0) {
 		auto loaded = load_state_file(o.state);
@@ -667,6 +701,8 @@ int main(int argc, char **argv)
 	} else if (errno != ENOENT) {
 		log("cannot load state: %s: %s", o.state.c_str(), std::strerror(errno));
 		return 1;
+	} else {
+		no_state_file = true;
 	}
 	if (!mkdir_p(dirname_of(o.state))) {
 		log("%s: cannot create directory: %s", dirname_of(o.state).c_str(), std::strerror(errno));
@@ -674,12 +710,21 @@ int main(int argc, char **argv)
 	}
 	PlaneOptions po;
 	po.state_path = o.state;
+	po.no_state_file = no_state_file;
+	if (no_state_file)
+		log("%s does not exist: starting with an empty state", o.state.c_str());
 	for (const auto &text : o.xdp_interfaces) {
 		auto spec = parse_iface_spec(text);
 		if (!spec) {
 			log("%s", spec.error().c_str());
 			return 2;
 		}
+		// The dataplane would keep one binding and explain another.
+		for (const auto &f : po.ifaces)
+			if (f.name == spec->name) {
+				log("--xdp-interface %s: interface %s is given twice", text.c_str(), f.name.c_str());
+				return 2;
+			}
 		po.ifaces.push_back(*spec);
 	}
 	auto ns = [](double s) { return uint64_t(s * 1e9); };
@@ -696,6 +741,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	sigprocmask(SIG_BLOCK, &sigs, nullptr);
 	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
@@ -741,7 +787,7 @@ int main(int argc, char **argv)
 		cs.fifo = 0;
 		(void)configure_control_scheduling(cs);
 	}
-	server.run();
+	bool clean = server.run();
 
 	// Remove the socket only if it is still ours (a successor may have bound it).
 	struct stat now;
@@ -749,5 +795,5 @@ int main(int argc, char **argv)
 		unlink(o.socket.c_str());
 	close(lfd);
 	log("stopped at generation %llu", (unsigned long long)svc.generation());
-	return 0;
+	return clean ? 0 : 1;
 }

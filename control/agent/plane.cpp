@@ -9,7 +9,11 @@
 #include <signal.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -309,6 +313,20 @@ Status Plane::write_live_marker(uint64_t generation, const std::string &dig) con
 				 false);
 }
 
+namespace {
+// The interface's forwarding switch for the family (-1: unreadable), the one
+// bpf_fib_lookup checks on the ingress device.
+int forwarding_of(uint32_t ifindex, bool v6)
+{
+	char name[IF_NAMESIZE];
+	if (!if_indextoname(ifindex, name))
+		return -1;
+	std::ifstream f(std::string("/proc/sys/net/") + (v6 ? "ipv6" : "ipv4") + "/conf/" + name + "/forwarding");
+	int v = -1;
+	return f >> v ? v : -1;
+}
+} // namespace
+
 Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &initial)
 {
 	std::unique_ptr<Plane> p(new Plane);
@@ -324,12 +342,37 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	if (!b)
 		return err(b.error());
 	std::string dig = p->digest(initial, *b);
+	// A state file that is not there (a mistyped --state, a deleted file)
+	// must not replace what runs with an empty state: every endpoint and
+	// NSG would go at once.
+	auto refuse_empty = [&](const std::string &runs) {
+		return err("the state file " + o.state_path + " does not exist, and " + runs +
+			   ": start with the state file it was published from; to publish an empty state over it, "
+			   "write one first (echo '{}' > " + o.state_path + ")");
+	};
 
 	if (o.ifaces.empty()) {
+		// Links pinned by an earlier XDP agent go on enforcing their
+		// tables, which this agent would never update.
+		if (!o.xdp.pin_dir.empty())
+			if (DIR *d = opendir(o.xdp.pin_dir.c_str())) {
+				std::string links;
+				while (dirent *e = readdir(d))
+					if (std::string_view(e->d_name).starts_with("link_"))
+						links += std::string(links.empty() ? "" : ", ") + e->d_name;
+				closedir(d);
+				if (!links.empty())
+					return err("no --xdp-interface, but XDP programs pinned in " + o.xdp.pin_dir + " (" + links +
+						   ") still enforce an earlier agent's tables: give the interfaces with "
+						   "--xdp-interface, or remove " + o.xdp.pin_dir + " to let them go");
+			}
 		// No XDP: the state loaded at start is the generation after the last
 		// one committed (the live marker), so numbers never go back across a
 		// restart: connected fast paths stamp their flows with them.
-		uint64_t gen = read_live_marker(o.state_path).generation + 1;
+		uint64_t last = read_live_marker(o.state_path).generation;
+		if (o.no_state_file && last)
+			return refuse_empty("its live marker says generation " + std::to_string(last) + " was published");
+		uint64_t gen = last + 1;
 		auto t = compile(initial, *b, gen, &p->cache_);
 		if (!t)
 			return err("compile: " + t.error());
@@ -339,6 +382,22 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		return p;
 	}
 
+	// One agent per pinned dataplane: a second one (on another socket) would
+	// publish over the first one's tables and let go of its links.
+	if (!o.xdp.pin_dir.empty()) {
+		if (mkdir(o.xdp.pin_dir.c_str(), 0700) && errno != EEXIST)
+			return err("cannot create the pin directory " + o.xdp.pin_dir + ": " + std::strerror(errno) +
+				   " (is bpffs mounted?)");
+		p->lock_fd_ = ::open(o.xdp.pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (p->lock_fd_ < 0)
+			return err("cannot open the pin directory " + o.xdp.pin_dir + ": " + std::strerror(errno));
+		if (flock(p->lock_fd_, LOCK_EX | LOCK_NB))
+			return err(errno == EWOULDBLOCK ? "another linkgated is using the dataplane pinned in " + o.xdp.pin_dir
+							: "cannot lock " + o.xdp.pin_dir + ": " + std::strerror(errno));
+		struct stat sb;
+		if (o.no_state_file && stat((o.xdp.pin_dir + "/lg_active").c_str(), &sb) == 0)
+			return refuse_empty("a dataplane is pinned in " + o.xdp.pin_dir);
+	}
 	auto x = XdpDataplane::load(o.xdp);
 	if (!x)
 		return err("XDP dataplane: " + x.error());
@@ -426,6 +485,16 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// An earlier run's links of interfaces no longer configured (or gone)
 	// would go on running this program, on bindings that lack them.
 	p->prune_links();
+	// With forwarding off the kernel's FIB lookup refuses every packet
+	// that arrives there, and the program drops what it would forward.
+	for (size_t i = 0; i < p->ifindex_.size(); i++)
+		for (bool v6 : {false, true})
+			if (forwarding_of(p->ifindex_[i], v6) == 0)
+				std::fprintf(stderr,
+					     "linkgated: %s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
+					     "every %s packet arriving there that the policy allows is dropped no-route\n",
+					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4",
+					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4");
 	// Whatever changed while no agent read the events (or before its socket
 	// existed) is a change: no next hop resolved before now is trusted.
 	// Dated a second ahead: a program older than lg_nexthop.at, which ran
@@ -548,6 +617,8 @@ Plane::~Plane()
 		xdp_->fib_unwatched();
 	if (nl_fd_ >= 0)
 		close(nl_fd_);
+	if (lock_fd_ >= 0)
+		close(lock_fd_);
 }
 
 Status Plane::host_events()
@@ -642,6 +713,18 @@ json Plane::next_hops() const
 // behind bpf_fib_lookup): none (no route, or not a unicast one) or its
 // output interface. Not known without XDP or on an error. Only explain
 // asks, one request at a time.
+bool Plane::forwards(uint32_t vni, bool v6) const
+{
+	bool bound = false;
+	for (const auto &[idx, b] : live_.ifaces)
+		if (b.vni == vni) {
+			bound = true;
+			if (forwarding_of(idx, v6) != 0)
+				return true;
+		}
+	return !bound;
+}
+
 Dataplane::Route Plane::route(const Addr &dst) const
 {
 	if (!xdp_)

@@ -30,6 +30,7 @@ struct PlaneOptions {
 	std::vector<IfaceSpec> ifaces; // none: no dataplane (generations are still numbered)
 	XdpConfig xdp;                 // pin_dir: where the dataplane is pinned
 	uint64_t sweep_interval_ns = 1000000000ull; // linkgated's --reclaim-interval (stats' flow count)
+	bool no_state_file = false; // the state file did not exist: `initial` is empty
 };
 
 class Plane final : public Dataplane {
@@ -77,6 +78,7 @@ public:
 
 	const CompiledTables *live_tables() const override { return &live_; }
 	Route route(const Addr &dst) const override;
+	bool forwards(uint32_t vni, bool v6) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
 
@@ -90,6 +92,7 @@ private:
 
 	PlaneOptions o_;
 	int nl_fd_ = -1;
+	int lock_fd_ = -1; // the pin directory, flock()ed: one agent per pinned dataplane
 	HostEvents events_;
 	uint64_t event_messages_ = 0, fib_changes_ = 0;
 	std::vector<uint32_t> ifindex_;

@@ -1003,6 +1003,10 @@ struct Service::Impl {
 		// addresses after translation, is dropped no-route.
 		if (r.allowed && host_routes && (strict(t.src) || strict(to)))
 			out.kind = Dataplane::Route::none;
+		// Forwarding off where the packet arrives: the lookup answers
+		// FWD_DISABLED, dropped as no route.
+		if (r.allowed && host_routes && !s.dataplane_->forwards(p.vni, !t.dst.is_v4()))
+			out.kind = Dataplane::Route::none;
 		if (r.allowed && (out.kind == Dataplane::Route::none || out.kind == Dataplane::Route::local)) {
 			d.verdict = LG_VERDICT_DROP;
 			d.reason = LG_REASON_NO_ROUTE;

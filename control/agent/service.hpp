@@ -86,6 +86,11 @@ public:
 		uint32_t ifindex = 0;
 	};
 	virtual Route route(const Addr &) const { return {}; }
+	// Whether the kernel forwards `v6 ? IPv6 : IPv4` arriving on an
+	// interface bound to VNI vni (bpf_fib_lookup answers FWD_DISABLED
+	// otherwise, which the program drops as no-route). True when no
+	// interface is bound to it.
+	virtual bool forwards(uint32_t, bool) const { return true; }
 	// The attached dataplanes, for `status` ({kind, name, generation, ...}).
 	virtual nlohmann::json describe() { return nlohmann::json::array(); }
 };

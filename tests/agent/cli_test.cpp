@@ -92,10 +92,12 @@ protected:
 	void SetUp() override { ASSERT_TRUE(d.start()) << d.log(); }
 
 	// linkgatectl ARGS with LINKGATE_SOCKET pointing at the test's agent.
-	CtlRun ctl(std::vector<std::string> args, bool with_env = true)
+	CtlRun ctl(std::vector<std::string> args, bool with_env = true, std::string out = "")
 	{
 		CtlRun r;
-		std::string out = d.dir() + "/ctl.out", err = d.dir() + "/ctl.err";
+		if (out.empty())
+			out = d.dir() + "/ctl.out";
+		std::string err = d.dir() + "/ctl.err";
 		pid_t pid = fork();
 		if (pid == 0) {
 			int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -117,7 +119,7 @@ protected:
 		int st = 0;
 		waitpid(pid, &st, 0);
 		r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		r.out = slurp(out);
+		r.out = out == "/dev/full" ? "" : slurp(out);
 		r.err = slurp(err);
 		return r;
 	}
@@ -476,6 +478,19 @@ TEST_F(CliTest, PrivateEndpointConnectionFlow)
 	      1, "privateEndpoints/pe3: privateIPAddress 10.1.9.1 is outside subnet clients");
 	ok({"network", "private-endpoint", "delete", "--name", "pe1"});
 	fails({"network", "private-endpoint", "show", "--name", "pe1"}, 3, "privateEndpoints/pe1: not found");
+}
+
+// `status`: the live generation and each dataplane's; and a result that
+// cannot be written (a full disk under `export > backup.json`) is exit 1.
+TEST_F(CliTest, StatusAndAnUnwritableResult)
+{
+	base();
+	json st = ok({"status"});
+	EXPECT_EQ(st["generation"], d.generation());
+	EXPECT_TRUE(st["dataplanes"].is_array()) << st.dump();
+	CtlRun full = ctl({"export"}, true, "/dev/full");
+	EXPECT_EQ(full.code, 1) << full.err;
+	EXPECT_NE(full.err.find("cannot write the result: No space left on device"), std::string::npos) << full.err;
 }
 
 TEST_F(CliTest, ApplyExportExplainStatsFlows)

@@ -478,6 +478,52 @@ TEST(DaemonStart, BadLiveMarkerReadsAsNone)
 	}
 }
 
+// A state file that is gone (a mistyped --state, a deleted file) does not
+// replace the published state with an empty one: the agent refuses to
+// start until the file is there, or an empty state is written on purpose.
+TEST(DaemonStart, AMissingStateFileDoesNotReplaceAPublishedState)
+{
+	Daemon d;
+	ASSERT_TRUE(d.start()) << d.log();
+	EXPECT_NE(d.log().find("does not exist: starting with an empty state"), std::string::npos) << d.log();
+	ASSERT_TRUE(d.rpc("network.vnet.create", {{"name", "v1"}, {"addressPrefixes", {"10.1.0.0/16"}}}).contains("result"));
+	EXPECT_EQ(d.stop(), 0);
+	ASSERT_TRUE(std::filesystem::remove(d.state_path()));
+	d.start(); // the socket listens first: start() may see it accept
+	EXPECT_EQ(d.wait_exit(20), 1);
+	EXPECT_NE(d.log().find("the state file " + d.state_path() + " does not exist, and its live marker says "
+			       "generation 2 was published"),
+		  std::string::npos)
+		<< d.log();
+	std::ofstream(d.state_path()) << "{}";
+	ASSERT_TRUE(d.start()) << d.log();
+	EXPECT_EQ(d.rpc("status")["result"]["generation"], 3);
+}
+
+// An interface given twice is a usage error: the dataplane would keep one
+// binding and explain the other.
+TEST(DaemonStart, AnInterfaceGivenTwiceIsRefused)
+{
+	Daemon scratch; // its directory only
+	std::string sock = scratch.dir() + "/unused.sock";
+	EXPECT_EQ(refused_exit({"--state", scratch.dir() + "/s.json", "--socket", sock, "--xdp-interface", "lo=a",
+				"--xdp-interface", "lo=b"}),
+		  2);
+	EXPECT_FALSE(std::filesystem::exists(sock));
+}
+
+// SIGHUP (a closed terminal, a reload by habit) does not stop the agent.
+TEST_F(DaemonTest, SighupIsLoggedAndIgnored)
+{
+	ASSERT_EQ(kill(d.pid(), SIGHUP), 0);
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+	while (d.log().find("SIGHUP ignored") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+		poll(nullptr, 0, 10);
+	EXPECT_NE(d.log().find("SIGHUP ignored"), std::string::npos) << d.log();
+	EXPECT_TRUE(d.rpc("status").contains("result"));
+	EXPECT_EQ(d.stop(), 0);
+}
+
 TEST(DaemonStart, SecondAgentOnTheSameSocketRefuses)
 {
 	Daemon a;

@@ -620,6 +620,33 @@ TEST_F(AgentRestart, ExplainAnswersHostTrafficAndMissingRoutesAsTheProgramDoes)
 	EXPECT_GE(ok("stats")["drops"]["no-route"].get<uint64_t>(), 1u);
 }
 
+// Forwarding off on the ingress interface: bpf_fib_lookup answers
+// FWD_DISABLED and the program drops what the policy allows as no-route.
+// The agent says so at start, and explain answers as the program does.
+TEST_F(AgentRestart, ForwardingOffIsLoggedAndExplainedAsTheProgramDoes)
+{
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv4.conf.hc.forwarding=0"));
+	start_agent(policy("Approved"));
+	EXPECT_NE(agent->log().find("hc: IPv4 forwarding is off (sysctl net.ipv4.conf.hc.forwarding=0)"), std::string::npos)
+		<< agent->log();
+	EXPECT_EQ(agent->log().find("hb: IPv4 forwarding is off"), std::string::npos) << agent->log();
+	auto explain = [&] {
+		return ok("explain", {{"vnetName", "client-vnet"}, {"src", "10.1.1.10"}, {"dst", "10.1.1.100"},
+				      {"protocol", "Tcp"}, {"sport", 1000}, {"dport", 3306}});
+	};
+	json e = explain();
+	EXPECT_EQ(e["verdict"], "drop") << e.dump();
+	EXPECT_EQ(e["reason"], "no-route") << e.dump();
+	uint64_t before = ok("stats")["drops"].value("no-route", uint64_t(0));
+	EXPECT_NE(client("10.1.1.100", 3306, 2000), 0);
+	EXPECT_GT(ok("stats")["drops"].value("no-route", uint64_t(0)), before) << "the program drops it as explained";
+	// Back on: forwarded, and explained so.
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv4.conf.hc.forwarding=1"));
+	e = explain();
+	EXPECT_EQ(e["verdict"], "forward") << e.dump();
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+}
+
 // An interface recreated (a driver reload, a device made again) comes back
 // with a new ifindex and no program, and its traffic would go to the host's
 // stack unfiltered. The agent attaches to it, binds it by a new generation
@@ -697,6 +724,55 @@ TEST_F(AgentRestart, AnUnwritableLiveMarkerDoesNotKeepTheInterfacesBare)
 
 // A publish that fails: nothing was written, the error is "commit failed",
 // and a restart keeps the old generation.
+// A missing state file does not publish an empty state over the pinned
+// generation: the agent refuses to start and the pins are untouched.
+TEST_F(AgentRestart, AMissingStateFileDoesNotReplaceThePinnedGeneration)
+{
+	start_agent(policy("Approved"));
+	uint64_t g = agent->generation();
+	EXPECT_EQ(agent->stop(), 0);
+	ASSERT_TRUE(std::filesystem::remove(agent->state_path()));
+	agent->start(); // the socket listens first: start() may see it accept
+	EXPECT_EQ(agent->wait_exit(20), 1);
+	EXPECT_NE(agent->log().find("the state file " + agent->state_path() + " does not exist, and a dataplane is "
+				    "pinned in " + pin_dir),
+		  std::string::npos)
+		<< agent->log();
+	EXPECT_EQ(pinned_generation(), g);
+	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "the pinned tables still serve the endpoint";
+}
+
+// One agent per pinned dataplane: a second one on another socket and state
+// file is refused before it publishes or lets go of a link.
+TEST_F(AgentRestart, ASecondAgentOnThePinnedDataplaneIsRefused)
+{
+	start_agent(policy("Approved"));
+	uint64_t g = agent->generation();
+	Daemon other(agent_args());
+	other.start(); // the socket listens first: start() may see it accept
+	EXPECT_EQ(other.wait_exit(20), 1);
+	EXPECT_NE(other.log().find("another linkgated is using the dataplane pinned in " + pin_dir), std::string::npos)
+		<< other.log();
+	EXPECT_EQ(pinned_generation(), g);
+	EXPECT_EQ(agent->generation(), g);
+	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+}
+
+// An agent without --xdp-interface does not start beside XDP programs an
+// earlier agent pinned: they would go on enforcing tables it never updates.
+TEST_F(AgentRestart, WithoutInterfacesPinnedProgramsAreRefused)
+{
+	start_agent(policy("Approved"));
+	EXPECT_EQ(agent->stop(), 0);
+	Daemon bare({"--pin-dir", pin_dir});
+	std::filesystem::create_directories(bare.dir() + "/lib");
+	ASSERT_TRUE(save_state_file(bare.state_path(), policy("Approved")).ok());
+	bare.start(); // the socket listens first: start() may see it accept
+	EXPECT_EQ(bare.wait_exit(20), 1);
+	EXPECT_NE(bare.log().find("no --xdp-interface, but XDP programs pinned in " + pin_dir), std::string::npos)
+		<< bare.log();
+}
+
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 {
 	uint64_t g = 0;
@@ -708,6 +784,9 @@ TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 	EXPECT_EQ(agent->generation(), g);
 	EXPECT_EQ(pinned_generation(), g);
 	EXPECT_EQ(client("10.1.1.100", 3306), 0);
+	// The operator's log says so too, not only the client's reply.
+	EXPECT_NE(agent->log().find("linkgated: commit failed: publish refused (LINKGATED_TEST_FAIL)"), std::string::npos)
+		<< agent->log();
 
 	agent->kill9();
 	ASSERT_TRUE(started()) << agent->log();
