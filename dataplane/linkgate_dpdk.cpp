@@ -182,7 +182,11 @@ Status apply_state(const json &state_json, uint64_t generation)
 		return err("state: " + v.error());
 	// As linkgated's --xdp-interface IFACE=VNET: a VNet not (yet) in the
 	// state binds nothing (VNI 0) until it appears.
-	auto t = compile(*s, bindings(), generation);
+	// Kept across publishes, as linkgated keeps its own: a change that
+	// touches no backend list fills no Maglev table again (65,537 entries
+	// a server). Only the main lcore publishes.
+	static CompileCache cache;
+	auto t = compile(*s, bindings(), generation, &cache);
 	if (!t)
 		return err("compile: " + t.error());
 	return g_app->engine->publish(*t);

@@ -469,7 +469,11 @@ bool call(const std::string &path, const json &request, json &reply, std::string
 	std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0) {
-		error = "cannot connect to linkgated at " + path + ": " + std::strerror(errno);
+		int e = errno;
+		error = "cannot connect to linkgated at " + path + ": " + std::strerror(e) +
+			(e == ENOENT || e == ECONNREFUSED ? " (is linkgated running? --socket or LINKGATE_SOCKET name another socket)"
+			 : e == EACCES			  ? " (the socket is 0600: run as root or as linkgated's user)"
+							  : "");
 		if (fd >= 0)
 			close(fd);
 		return false;

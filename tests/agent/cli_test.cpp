@@ -749,7 +749,10 @@ TEST_F(CliTest, UsageErrorsAndConnectionFailures)
 	// --socket overrides, and a missing agent is one clear line.
 	CtlRun r = ctl({"--socket", d.dir() + "/none.sock", "network", "vnet", "list"});
 	EXPECT_EQ(r.code, 1);
-	EXPECT_NE(r.err.find("cannot connect to linkgated at " + d.dir() + "/none.sock"), std::string::npos) << r.err;
+	EXPECT_NE(r.err.find("cannot connect to linkgated at " + d.dir() + "/none.sock: No such file or directory (is "
+			     "linkgated running? --socket or LINKGATE_SOCKET name another socket)"),
+		  std::string::npos)
+		<< r.err;
 	r = ctl({"network", "vnet", "list", "--socket", d.socket_path()}, false);
 	EXPECT_EQ(r.code, 0) << r.err;
 	EXPECT_EQ(r.j(), json::array());
