@@ -858,14 +858,15 @@ void Engine::rebase_counters(const CompiledTables &old) noexcept
 	using Gone = std::vector<std::map<std::string, uint64_t>::iterator>;
 	auto fold = [](const std::vector<std::string> &names, std::map<std::string, uint64_t> &tot,
 		       std::vector<uint64_t> &snap, PerCpuArray &raw, Gone &gone) {
-		for (size_t i = 0; i < names.size() && i < raw.size(); i++) {
+		// Each counter read once: the value folded is the new snapshot, so
+		// a hit counted between two reads is credited exactly once.
+		snap.resize(raw.size(), 0); // within the reserved capacity
+		for (size_t i = 0; i < raw.size(); i++) {
 			uint64_t now = raw.sum_u64(i);
-			uint64_t before = i < snap.size() ? snap[i] : 0;
-			tot.find(names[i])->second += now - before; // reserve_rebase() made it
+			if (i < names.size())
+				tot.find(names[i])->second += now - snap[i]; // reserve_rebase() made it
+			snap[i] = now;
 		}
-		snap.assign(raw.size(), 0); // within the reserved capacity
-		for (size_t i = 0; i < raw.size(); i++)
-			snap[i] = raw.sum_u64(i);
 		for (auto it : gone) // map iterators outlive other inserts; erase frees only
 			tot.erase(it);
 		gone.clear();
