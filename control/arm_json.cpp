@@ -1419,6 +1419,7 @@ Result<State> state_from_json(const json &j)
 		});
 	if (!st)
 		return err(st.error());
+	canonical_references(s);
 
 	// The server's list of connections is the PEC's home in ARM: it wins over
 	// the copy inside the endpoint, and an endpoint missing from a list that is
@@ -1442,7 +1443,7 @@ Result<State> state_from_json(const json &j)
 			if (pe.server == m.name)
 				pe.connectionPresent = false;
 		for (auto c : *conns) {
-			if (!c.server.empty() && c.server != m.name)
+			if (!c.server.empty() && !iequals(c.server, m.name))
 				return err(path + ": privateEndpointConnections names server '" + c.server + "'");
 			c.server = m.name;
 			if (Status a = apply_pec(s, c); !a)

@@ -152,7 +152,7 @@ struct Gen {
 	const VnetC *vnet_by_name(const std::string &n) const
 	{
 		for (auto &v : vnets)
-			if (v.name == n)
+			if (iequals(v.name, n))
 				return &v;
 		return nullptr;
 	}

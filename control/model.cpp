@@ -81,10 +81,14 @@ bool Subnet::has_sql_endpoint() const
 	return std::find(serviceEndpoints.begin(), serviceEndpoints.end(), "Microsoft.Sql") != serviceEndpoints.end();
 }
 
+bool iequals(std::string_view a, std::string_view b);
+
+// ARM names are case-insensitive (and case-preserving): "Web" names the NSG
+// "web".
 template <typename V>
 static auto *find_named(V &v, const std::string &n)
 {
-	auto it = std::find_if(v.begin(), v.end(), [&](auto &o) { return o.name == n; });
+	auto it = std::find_if(v.begin(), v.end(), [&](auto &o) { return iequals(o.name, n); });
 	return it == v.end() ? nullptr : &*it;
 }
 
@@ -116,6 +120,40 @@ PrivateEndpoint *State::private_endpoint(const std::string &n) { return find_nam
 const MySqlServer *State::server(const std::string &n) const { return find_named(servers, n); }
 MySqlServer *State::server(const std::string &n) { return find_named(servers, n); }
 
+void canonical_references(State &s)
+{
+	auto canon = [](std::string &ref, auto *found) {
+		if (found)
+			ref = found->name;
+	};
+	for (auto &v : s.virtualNetworks) {
+		for (auto &sn : v.subnets)
+			canon(sn.networkSecurityGroup, s.nsg(sn.networkSecurityGroup));
+		for (auto &p : v.peerings)
+			canon(p, s.vnet(p));
+	}
+	for (auto &g : s.localNetworkGateways)
+		for (auto &v : g.virtualNetworks)
+			canon(v, s.vnet(v));
+	auto subnet = [&](std::string &vnet, std::string &sn) {
+		VirtualNetwork *v = s.vnet(vnet);
+		canon(vnet, v);
+		if (v)
+			canon(sn, v->subnet(sn));
+	};
+	for (auto &n : s.networkInterfaces) {
+		canon(n.networkSecurityGroup, s.nsg(n.networkSecurityGroup));
+		subnet(n.vnet, n.subnet);
+	}
+	for (auto &pe : s.privateEndpoints) {
+		subnet(pe.vnet, pe.subnet);
+		canon(pe.server, s.server(pe.server));
+	}
+	for (auto &m : s.servers)
+		for (auto &r : m.virtualNetworkRules)
+			subnet(r.vnet, r.subnet);
+}
+
 static uint32_t hash_string(const std::string &s, uint32_t seed)
 {
 	std::vector<uint32_t> w((s.size() + 3) / 4, 0);
@@ -144,9 +182,13 @@ uint32_t effective_vni(const VirtualNetwork &v)
 
 std::string default_connection_name(const std::string &endpoint, const std::string &server)
 {
+	// Of the names in lower case: they are case-insensitive, and an
+	// endpoint read with its server spelled otherwise names the same PEC.
+	std::string key = endpoint + "/" + server;
+	std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return char(std::tolower(c)); });
 	uint32_t h[4];
 	for (uint32_t i = 0; i < 4; i++)
-		h[i] = hash_string(endpoint + "/" + server, 0x70656300u + i);
+		h[i] = hash_string(key, 0x70656300u + i);
 	char buf[64];
 	std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%04x%08x", h[0], h[1] >> 16, (h[1] & 0x0fff) | 0x4000,
 		      (h[2] >> 16 & 0x3fff) | 0x8000, h[2] & 0xffff, h[3]);

@@ -197,6 +197,12 @@ struct State {
 	bool operator==(const State &) const = default;
 };
 
+// Every reference (an NSG of a subnet or NIC, a VNet, subnet or server named
+// by another object) spelled as the object it names: ARM names are
+// case-insensitive, and the compiler and evaluator compare them exactly.
+// References that name nothing are left for validation to report.
+void canonical_references(State &s);
+
 // Port fields of a validated rule ("*", "N", "N-M") as inclusive ranges.
 std::vector<std::pair<uint16_t, uint16_t>> port_ranges(const std::vector<std::string> &specs);
 

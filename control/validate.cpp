@@ -137,10 +137,14 @@ private:
 	template <class V>
 	void unique_names(const std::string &coll, const V &items)
 	{
+		// Case-insensitive, as ARM names are.
 		std::set<std::string> seen;
-		for (size_t i = 0; i < items.size(); i++)
-			if (!items[i].name.empty() && !seen.insert(items[i].name).second)
+		for (size_t i = 0; i < items.size(); i++) {
+			std::string k = items[i].name;
+			std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+			if (!k.empty() && !seen.insert(k).second)
 				add(at(coll, items[i].name, i), "name is not unique");
+		}
 	}
 
 	const Subnet *subnet_ref(const std::string &p, const char *field, const std::string &vnet, const std::string &subnet)
@@ -679,6 +683,7 @@ Status validate(const State &s)
 
 void fill_defaults(State &s)
 {
+	canonical_references(s);
 	for (auto &n : s.networkSecurityGroups)
 		if (n.defaultSecurityRules.empty())
 			n.defaultSecurityRules = default_security_rules();

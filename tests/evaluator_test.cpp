@@ -176,6 +176,8 @@ TEST_F(EvalTest, ExfiltrationSqlWestUsAllowedEastUsDenied)
 	EXPECT_EQ(e.stage, LG_STAGE_SUBNET_OUTBOUND);
 	// Another West US gateway address passes the NSG (and stops at routing-free public space).
 	EXPECT_NE(ev.explain({"client-vnet", A("10.1.1.10"), A("20.10.1.77"), kProtoTcp, 1, 3306}).reason, LG_REASON_NSG_DENY);
+	// VNet names are case-insensitive (ARM): explain takes another spelling.
+	EXPECT_EQ(ev.explain({"Client-VNet", A("10.1.1.10"), A("20.10.2.5"), kProtoTcp, 1, 3306}).rule, "deny-sql");
 	// The private endpoint to the East US server keeps working.
 	expect_forward(syn("10.1.1.10", "10.1.1.100", 40005));
 	EXPECT_EQ(ev.counters().rule_hits.at("clients-nsg/deny-sql"), 1u);

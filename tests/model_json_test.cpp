@@ -915,6 +915,34 @@ TEST(StateJson, SeedLoadsAndValidates)
 		EXPECT_EQ(n.defaultSecurityRules.size(), 6u);
 }
 
+// References name objects case-insensitively, as ARM does, and read as the
+// object's own spelling: the compiler and evaluator compare exactly.
+TEST(StateJson, ReferencesAreCaseInsensitive)
+{
+	json j = *read_json_file(fixture("seed_state.json"));
+	bool subnet = false;
+	for (auto &sn : j["virtualNetworks"][0]["subnets"])
+		if (sn["name"] == "clients") {
+			ASSERT_TRUE(sn.contains("networkSecurityGroup")) << sn.dump();
+			sn["networkSecurityGroup"] = {{"id", nsg_id("CLIENTS-NSG")}};
+			subnet = true;
+		}
+	ASSERT_TRUE(subnet);
+	j["networkInterfaces"][0]["ipConfigurations"][0]["subnet"]["id"] = subnet_id("Client-VNet", "Clients");
+	j["privateEndpoints"][0]["privateLinkServiceConnections"][0]["privateLinkServiceId"] = server_id("EastUS-DB");
+	auto s = state_from_json(j);
+	ASSERT_TRUE(s) << s.error();
+	EXPECT_TRUE(validate(*s)) << validate(*s).error();
+	EXPECT_EQ(s->virtualNetworks[0].subnet("clients")->networkSecurityGroup, "clients-nsg");
+	EXPECT_EQ(s->networkInterfaces[0].vnet, "client-vnet");
+	EXPECT_EQ(s->networkInterfaces[0].subnet, "clients");
+	EXPECT_EQ(s->private_endpoint("pe-east")->server, "eastus-db");
+	EXPECT_EQ(*s, *load_state_file(fixture("seed_state.json")));
+	// Lookups by name too.
+	EXPECT_EQ(s->nsg("Clients-NSG"), s->nsg("clients-nsg"));
+	EXPECT_NE(s->server("EASTUS-DB"), nullptr);
+}
+
 TEST(StateJson, SeedRoundTrips)
 {
 	auto s = load_state_file(fixture("seed_state.json"));

@@ -626,6 +626,18 @@ TEST(UniqueNames, PerCollection)
 	EXPECT_TRUE(HasError(s, "localNetworkGateways/onprem: name is not unique"));
 }
 
+// ARM names are case-insensitive: "Web" and "web" are one name.
+TEST(UniqueNames, CaseInsensitive)
+{
+	State s = base();
+	s.networkSecurityGroups.push_back(s.networkSecurityGroups[0]);
+	s.networkSecurityGroups.back().name = "WEB";
+	EXPECT_TRUE(HasError(s, "networkSecurityGroups/WEB: name is not unique"));
+	s = base();
+	s.servers[1].name = "WestUS-DB";
+	EXPECT_TRUE(HasError(s, "mysqlServers/WestUS-DB: name is not unique"));
+}
+
 TEST(UniqueNames, EndpointsAndNics)
 {
 	State s = base();

@@ -187,7 +187,7 @@ std::string pec_path(const std::string &s, const std::string &c)
 template <class V>
 auto find_named(V &items, const std::string &name)
 {
-	return std::find_if(items.begin(), items.end(), [&](const auto &x) { return x.name == name; });
+	return std::find_if(items.begin(), items.end(), [&](const auto &x) { return iequals(x.name, name); });
 }
 
 // The element named `name` of `items`, else not-found on `path`.
@@ -609,7 +609,7 @@ struct Service::Impl {
 			return security_rule_to_json(*it, nsg);
 		// az shows a default rule by name too.
 		for (const auto &r : default_security_rules())
-			if (r.name == name)
+			if (iequals(r.name, name))
 				return security_rule_to_json(r, nsg, true);
 		not_found(rule_path(nsg, name));
 	}
@@ -875,10 +875,10 @@ struct Service::Impl {
 	// own name is accepted too. Deleted connections are not found.
 	static PrivateEndpoint &pec(State &x, const std::string &sv, const std::string &name)
 	{
-		named(x.servers, sv, server_path(sv));
+		const std::string server = named(x.servers, sv, server_path(sv)).name;
 		for (int pass = 0; pass < 2; pass++)
 			for (auto &pe : x.privateEndpoints)
-				if (pe.server == sv && pe.connectionPresent && (pass ? pe.name : pe.connectionName) == name)
+				if (pe.server == server && pe.connectionPresent && iequals(pass ? pe.name : pe.connectionName, name))
 					return pe;
 		not_found(pec_path(sv, name));
 	}
@@ -921,10 +921,10 @@ struct Service::Impl {
 	{
 		Params p(params, {"serverName"});
 		std::string sv = p.str("serverName");
-		named(s.state_.servers, sv, server_path(sv));
+		const std::string server = named(s.state_.servers, sv, server_path(sv)).name;
 		json out = json::array();
 		for (const auto &pe : st().privateEndpoints)
-			if (pe.server == sv && pe.connectionPresent)
+			if (pe.server == server && pe.connectionPresent)
 				out.push_back(pec_to_json(pe));
 		return out;
 	}

@@ -348,6 +348,37 @@ TEST_F(ServiceTest, ServersFirewallAndVnetRules)
 	error("mysql.server.show", {{"name", "db1"}}, lg::agent::kNotFound, "mysqlServers/db1: not found");
 }
 
+// Names are case-insensitive, as in ARM: another spelling finds the object,
+// a reference takes the object's spelling, and a create under another
+// spelling of an existing name is a conflict.
+TEST_F(ServiceTest, NamesAreCaseInsensitive)
+{
+	base();
+	EXPECT_EQ(ok("network.nsg.show", {{"name", "WEB"}})["name"], "web");
+	error("network.nsg.create", {{"name", "Web"}}, lg::agent::kRejected, "already exists");
+	ok("network.nsg.rule.create", {{"nsgName", "Web"}, {"name", "http"}, {"priority", 100}});
+	EXPECT_EQ(ok("network.nsg.rule.show", {{"nsgName", "web"}, {"name", "HTTP"}})["name"], "http");
+	json sn = ok("network.vnet.subnet.create", {{"vnetName", "V1"},
+						    {"name", "apps"},
+						    {"addressPrefixes", {"10.1.3.0/24"}},
+						    {"networkSecurityGroup", "WEB"}});
+	EXPECT_EQ(sn["networkSecurityGroup"]["id"], lg::nsg_id("web")) << sn.dump();
+	EXPECT_EQ(svc.state().vnet("v1")->subnet("apps")->networkSecurityGroup, "web");
+	json pe = ok("network.private-endpoint.create", {{"name", "pe1"},
+							 {"vnetName", "v1"},
+							 {"subnet", "Clients"},
+							 {"privateIpAddress", "10.1.1.100"},
+							 {"privateConnectionResourceId", lg::server_id("DB1")},
+							 {"groupId", "mysqlServer"},
+							 {"manualRequest", true}});
+	EXPECT_EQ(svc.state().private_endpoint("pe1")->server, "db1");
+	std::string conn = pe["manualPrivateLinkServiceConnections"][0]["name"];
+	EXPECT_EQ(ok("mysql.server.private-endpoint-connection.list", {{"serverName", "DB1"}}).size(), 1u);
+	json a = ok("mysql.server.private-endpoint-connection.approve", {{"serverName", "Db1"}, {"name", "PE1"}});
+	EXPECT_EQ(a["privateLinkServiceConnectionState"]["status"], "Approved");
+	EXPECT_EQ(a["name"], conn);
+}
+
 TEST_F(ServiceTest, PrivateEndpointConnectionLifecycle)
 {
 	base();
