@@ -2,6 +2,9 @@
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 
 LG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# root's tools (apt's dpkg, sysctl, mariadbd, nft, ethtool) live in sbin,
+# which a plain `su` or cron leaves off PATH.
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 LG_BUILD=${LG_BUILD:-$LG_ROOT/build}
 
 # Debian 12 packages the build and the tests need.
@@ -10,7 +13,7 @@ LG_PACKAGES=(
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
   libdpdk-dev dpdk dpdk-dev libpcap-dev
   libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-  iproute2 ethtool procps python3 python3-matplotlib
+  iproute2 ethtool procps kmod python3 python3-matplotlib
   mariadb-server mariadb-client nftables xdp-tools
 )
 
@@ -33,6 +36,13 @@ ensure_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # mariadb-server's install starts and enables the system's own MariaDB on
+  # 127.0.0.1:3306; the demo runs its own servers in namespaces and never
+  # uses it. Stopped only when this run installed it.
+  if [[ " ${missing[*]} " == *" mariadb-server "* ]] && command -v systemctl >/dev/null; then
+    say "stopping and disabling the system MariaDB service the package started (linkgate does not use it)"
+    systemctl disable --now mariadb >/dev/null 2>&1 || true
+  fi
 }
 
 # bpffs is not mounted at boot on these hosts; linkgate pins under it.
@@ -74,12 +84,31 @@ sweep_test_leftovers() {
     say "removing $d (left by e2e run $pid)"
     rm -rf "$d"
   done
+  # linkgate-bench dpdk's runs: /var/run/dpdk/lgbench<pid>_<run>
+  for d in /var/run/dpdk/lgbench*; do
+    [ -e "$d" ] || continue
+    pid=${d##*/lgbench}
+    pid=${pid%%_*}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    kill -0 "$pid" 2>/dev/null && continue
+    say "removing $d (left by benchmark run $pid)"
+    rm -rf "$d"
+  done
 }
 
 build() {
   if [ ! -f "$LG_BUILD/build.ninja" ]; then
     say "configuring $LG_BUILD"
-    meson setup "$LG_BUILD" "$LG_ROOT" --buildtype=debugoptimized >/dev/null
+    # meson prints a missing dependency on stdout: shown when it fails.
+    local log
+    log=$(mktemp)
+    if ! meson setup "$LG_BUILD" "$LG_ROOT" --buildtype=debugoptimized >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      rm -f "$log"
+      echo "configure failed" >&2
+      exit 1
+    fi
+    rm -f "$log"
   fi
   say "building (log: $LG_BUILD/build.log)"
   if ! ninja -C "$LG_BUILD" >"$LG_BUILD/build.log" 2>&1; then

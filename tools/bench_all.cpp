@@ -21,7 +21,7 @@
 #define LG_BENCH_PLOT "bench_plot.py"
 #endif
 #ifndef LG_CLASSBENCH
-#define LG_CLASSBENCH "/work/shared/classbench/acl1_1000.rules.gz"
+#error "LG_CLASSBENCH: the default rule file, set by tools/meson.build"
 #endif
 
 namespace lg::bench {

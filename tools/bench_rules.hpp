@@ -1,5 +1,5 @@
 // Rule sets for linkgate-bench all: ClassBench filters (the files of
-// /work/shared/classbench, format in its README) turned into NSG rules for
+// tests/fixtures/classbench, format in its README) turned into NSG rules for
 // linkgate, an nftables linear chain, an nftables interval set and the
 // single-field rules xdp-filter can hold, so that every peer gets the same
 // rules. Traffic of the benchmark is kept out of every rule (see

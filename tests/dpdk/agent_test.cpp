@@ -33,7 +33,7 @@ RunResult ctl(const Scratch &s, const lgtest::Daemon &d, std::vector<std::string
 json telemetry(const Scratch &s)
 {
 	std::ofstream(s.path("tel.in")) << "/linkgate/stats\n";
-	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
+	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/python3 /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
 	auto b = r.out.find('{');
 	auto e = r.out.rfind('}');
 	if (r.code != 0 || b == std::string::npos || e == std::string::npos)

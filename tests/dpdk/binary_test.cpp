@@ -137,7 +137,7 @@ TEST(DpdkBinary, PcapPortsMatchTheEvaluator)
 json telemetry(const Scratch &s, const std::string &cmd)
 {
 	std::ofstream(s.path("tel.in")) << cmd << "\n";
-	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
+	RunResult r = run({"/bin/sh", "-c", "exec /usr/bin/python3 /usr/bin/dpdk-telemetry.py -f " + s.prefix() + " < " + s.path("tel.in")}, s.dir(), 10000);
 	// The script prints a prompt, then the answer as JSON.
 	auto b = r.out.find('{');
 	auto e = r.out.rfind('}');

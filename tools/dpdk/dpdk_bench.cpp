@@ -32,7 +32,7 @@ using namespace lg::bench::dpdk;
 namespace fs = std::filesystem;
 
 struct DpdkOptions {
-	std::string classbench = "/work/shared/classbench/acl1_1000.rules.gz"; // as linkgate-bench all
+	std::string classbench = LG_CLASSBENCH; // tests/fixtures/classbench, as linkgate-bench all
 	size_t rules = 1000;
 	double allow_depth = 0.9;
 	std::vector<size_t> flows{1000, 1000000};
