@@ -627,7 +627,7 @@ Result<NetworkInterface> read_nic(const json &raw, const std::string &path)
 			std::string ip, vnet, subnet;
 			c.str("privateIPAddress", ip);
 			read_subnet_ref(c, "subnet", vnet, subnet);
-			if (c.ok() && !(vnet.empty() && subnet.empty()) && (vnet != n.vnet || subnet != n.subnet))
+			if (c.ok() && !(vnet.empty() && subnet.empty()) && !(iequals(vnet, n.vnet) && iequals(subnet, n.subnet)))
 				c.fail(c.field("subnet") + " is " + vnet + "/" + subnet + ", not the primary's " + n.vnet + "/" +
 				       n.subnet + ": a NIC's ipConfigurations share one subnet");
 			n.secondaryIPAddresses.push_back(ip);
@@ -1343,7 +1343,7 @@ Status apply_pec(State &s, const PrivateEndpointConnection &c)
 		pe = s.private_endpoint(c.privateEndpoint);
 	} else {
 		for (auto &p : s.privateEndpoints)
-			if (p.connectionName == c.name && (c.server.empty() || p.server == c.server))
+			if (iequals(p.connectionName, c.name) && (c.server.empty() || iequals(p.server, c.server)))
 				pe = &p;
 	}
 	std::string where = "mysqlServers/" + c.server + "/privateEndpointConnections/" + c.name;

@@ -674,6 +674,13 @@ struct Compiler {
 Result<CompiledTables> compile(const State &s, const std::vector<InterfaceBinding> &ifaces, uint64_t generation,
 			       CompileCache *cache, CompiledTables *prev)
 {
+	// The compiler compares names exactly: a State that did not come
+	// through the readers or fill_defaults is made so here.
+	if (!references_canonical(s)) {
+		State c = s;
+		canonical_references(c);
+		return compile(c, ifaces, generation, cache, prev);
+	}
 	Compiler c(s, cache, prev);
 	c.run(ifaces, generation);
 	if (!c.error.empty())

@@ -1291,12 +1291,15 @@ Evaluator::Evaluator(HostConfig host, EvaluatorConfig cfg) : impl_(std::make_uni
 
 Evaluator::~Evaluator() = default;
 
-Status Evaluator::commit(const State &s)
+Status Evaluator::commit(const State &in)
 {
-	if (auto st = validate(s); !st)
+	if (auto st = validate(in); !st)
 		return st;
+	// Names are compared exactly below: references as their objects spell them.
+	State s = in;
+	canonical_references(s);
 	impl_->gen = build_generation(s, impl_->gen->number + 1);
-	impl_->state = s;
+	impl_->state = std::move(s);
 	return Ok{};
 }
 

@@ -120,11 +120,14 @@ PrivateEndpoint *State::private_endpoint(const std::string &n) { return find_nam
 const MySqlServer *State::server(const std::string &n) const { return find_named(servers, n); }
 MySqlServer *State::server(const std::string &n) { return find_named(servers, n); }
 
-void canonical_references(State &s)
+// Calls f(reference, the name of the object it finds) for every reference
+// that finds one.
+template <class F>
+static void each_reference(State &s, F f)
 {
-	auto canon = [](std::string &ref, auto *found) {
+	auto canon = [&](std::string &ref, auto *found) {
 		if (found)
-			ref = found->name;
+			f(ref, found->name);
 	};
 	for (auto &v : s.virtualNetworks) {
 		for (auto &sn : v.subnets)
@@ -152,6 +155,19 @@ void canonical_references(State &s)
 	for (auto &m : s.servers)
 		for (auto &r : m.virtualNetworkRules)
 			subnet(r.vnet, r.subnet);
+}
+
+void canonical_references(State &s)
+{
+	each_reference(s, [](std::string &ref, const std::string &name) { ref = name; });
+}
+
+bool references_canonical(const State &s)
+{
+	bool same = true;
+	// Reads only: the callback writes nothing.
+	each_reference(const_cast<State &>(s), [&](std::string &ref, const std::string &name) { same = same && ref == name; });
+	return same;
 }
 
 static uint32_t hash_string(const std::string &s, uint32_t seed)

@@ -202,6 +202,8 @@ struct State {
 // case-insensitive, and the compiler and evaluator compare them exactly.
 // References that name nothing are left for validation to report.
 void canonical_references(State &s);
+// Whether every reference already is (canonical_references would change nothing).
+bool references_canonical(const State &s);
 
 // Port fields of a validated rule ("*", "N", "N-M") as inclusive ranges.
 std::vector<std::pair<uint16_t, uint16_t>> port_ranges(const std::vector<std::string> &specs);

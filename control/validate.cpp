@@ -481,10 +481,10 @@ private:
 			if (n.secondaryIPAddresses.size() + 1 > kIpConfigsMax)
 				add(p, std::to_string(n.secondaryIPAddresses.size() + 1) +
 					       " ipConfigurations, more than Azure's limit of " + std::to_string(kIpConfigsMax));
-			// Exported in this order after the primary: the path names the same element.
 			for (size_t k = 0; k < n.secondaryIPAddresses.size(); k++) {
 				const std::string &ip = n.secondaryIPAddresses[k];
-				std::string cp = p + "/ipConfigurations[" + std::to_string(k + 1) + "]";
+				// Named by its address (the input's order is not kept).
+				std::string cp = p + ", secondary address " + (ip.empty() ? std::to_string(k + 1) : ip);
 				auto b = private_ip(cp, ip, sn);
 				if (b && sn)
 					take_ip(cp, n.vnet, *b, ip, "network interface " + n.name);
@@ -503,9 +503,14 @@ private:
 		std::map<std::pair<std::string, std::string>, std::string> conns;
 		// (server, endpoint) of every connection that is addressed.
 		std::set<std::pair<std::string, std::string>> connected;
+		// Names in lower case: a connection is looked up case-insensitively.
+		auto lower = [](std::string v) {
+			std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+			return v;
+		};
 		for (const auto &pe : s_.privateEndpoints)
 			if (pe.connectionPresent)
-				connected.emplace(pe.server, pe.name);
+				connected.emplace(lower(pe.server), lower(pe.name));
 		for (size_t i = 0; i < s_.privateEndpoints.size(); i++) {
 			const PrivateEndpoint &pe = s_.privateEndpoints[i];
 			std::string p = at("privateEndpoints", pe.name, i);
@@ -524,7 +529,7 @@ private:
 				add(p, "connectionName is required");
 			} else {
 				name(p, pe.connectionName, kConnectionNameMax, "connectionName");
-				auto [it, fresh] = conns.emplace(std::pair{pe.server, pe.connectionName}, pe.name);
+				auto [it, fresh] = conns.emplace(std::pair{lower(pe.server), lower(pe.connectionName)}, pe.name);
 				if (!fresh)
 					add(p, "connectionName '" + pe.connectionName + "' is already used by private endpoint " +
 						       it->second + " on server " + pe.server);
@@ -532,8 +537,8 @@ private:
 				// name (docs/agent.md): one that takes another endpoint's
 				// name would be approved in that endpoint's stead.
 				// (Deleted connections are not addressed.)
-				if (pe.connectionPresent && pe.connectionName != pe.name &&
-				    connected.count({pe.server, pe.connectionName}))
+				if (pe.connectionPresent && !iequals(pe.connectionName, pe.name) &&
+				    connected.count({lower(pe.server), lower(pe.connectionName)}))
 					add(p, "connectionName '" + pe.connectionName + "' is the name of private endpoint " +
 						       pe.connectionName + " on server " + pe.server +
 						       "; a connection may not take another endpoint's name");

@@ -245,8 +245,10 @@ public:
 			if (!connect_and_register())
 				return;
 		}
-		if (registering_ && std::chrono::steady_clock::now() - registered_at_ > std::chrono::seconds(30)) {
-			std::fprintf(stderr, "linkgate-dpdk: linkgated did not answer the registration in 30 s; reconnecting\n");
+		if (registering_ && std::chrono::steady_clock::now() - registered_at_ > std::chrono::seconds(120)) {
+			// Well past a commit's longest wait for the agent (its
+			// dataplane timeout): the request was lost, not queued.
+			std::fprintf(stderr, "linkgate-dpdk: linkgated did not answer the registration in 120 s; reconnecting\n");
 			close_fd();
 			return;
 		}
@@ -255,7 +257,7 @@ public:
 			return;
 		char buf[65536];
 		ssize_t n = read(fd_, buf, sizeof buf);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
 			std::fprintf(stderr, "linkgate-dpdk: linkgated closed the channel; reconnecting\n");

@@ -178,6 +178,12 @@ TEST_F(EvalTest, ExfiltrationSqlWestUsAllowedEastUsDenied)
 	EXPECT_NE(ev.explain({"client-vnet", A("10.1.1.10"), A("20.10.1.77"), kProtoTcp, 1, 3306}).reason, LG_REASON_NSG_DENY);
 	// VNet names are case-insensitive (ARM): explain takes another spelling.
 	EXPECT_EQ(ev.explain({"Client-VNet", A("10.1.1.10"), A("20.10.2.5"), kProtoTcp, 1, 3306}).rule, "deny-sql");
+	// So are references, in a State built in code: the subnet keeps its NSG.
+	State keep = state, loud = state;
+	loud.virtualNetworks[0].subnet("clients")->networkSecurityGroup = "CLIENTS-NSG";
+	commit(loud);
+	EXPECT_EQ(ev.explain({"client-vnet", A("10.1.1.10"), A("20.10.2.5"), kProtoTcp, 1, 3306}).rule, "deny-sql");
+	commit(keep);
 	// The private endpoint to the East US server keeps working.
 	expect_forward(syn("10.1.1.10", "10.1.1.100", 40005));
 	EXPECT_EQ(ev.counters().rule_hits.at("clients-nsg/deny-sql"), 1u);

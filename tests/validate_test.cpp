@@ -523,17 +523,17 @@ TEST(PrivateIp, NicSecondaryAddresses)
 {
 	State s = base();
 	s.networkInterfaces[0].secondaryIPAddresses = {"10.1.1.5", "10.9.9.9", "10.1.1.4"};
-	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[2]: privateIPAddress 10.9.9.9 is outside "
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic, secondary address 10.9.9.9: privateIPAddress 10.9.9.9 is outside "
 				"subnet clients (10.1.1.0/24)"));
-	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[3]: privateIPAddress 10.1.1.4 is already used "
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic, secondary address 10.1.1.4: privateIPAddress 10.1.1.4 is already used "
 				"by network interface vm1-nic in VNet client-vnet"));
 	for (const auto &e : validate_all(s))
-		EXPECT_EQ(e.find("ipConfigurations[1]"), std::string::npos) << e;
+		EXPECT_EQ(e.find("10.1.1.5"), std::string::npos) << e;
 	s.networkInterfaces[0].secondaryIPAddresses = {"10.1.1.100"};
 	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east: privateIPAddress 10.1.1.100 is already used by network "
 				"interface vm1-nic in VNet client-vnet"));
 	s.networkInterfaces[0].secondaryIPAddresses = {""};
-	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic/ipConfigurations[1]: privateIPAddress is required"));
+	EXPECT_TRUE(HasError(s, "networkInterfaces/vm1-nic, secondary address 1: privateIPAddress is required"));
 	s.networkInterfaces[0].secondaryIPAddresses.clear();
 	for (int i = 0; i < 256; i++)
 		s.networkInterfaces[0].secondaryIPAddresses.push_back("10.1.1." + std::to_string(5 + i % 200));
@@ -721,8 +721,12 @@ TEST(PrivateEndpointConnections, NoConnectionTakesAnotherEndpointsName)
 	s.privateEndpoints.push_back(rogue);
 	EXPECT_TRUE(HasError(s, "privateEndpoints/rogue: connectionName 'pe-east' is the name of private endpoint "
 				"pe-east on server " + pe(s).server + "; a connection may not take another endpoint's name"));
-	// Its own endpoint's name is fine.
-	s.privateEndpoints.back().connectionName = "rogue";
+	// In any case: connections are looked up case-insensitively.
+	s.privateEndpoints.back().connectionName = "PE-East";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/rogue: connectionName 'PE-East' is the name of private endpoint "
+				"PE-East on server " + pe(s).server + "; a connection may not take another endpoint's name"));
+	// Its own endpoint's name is fine, in any case.
+	s.privateEndpoints.back().connectionName = "Rogue";
 	EXPECT_TRUE(IsValid(s));
 }
 
@@ -959,6 +963,11 @@ TEST(Connections, NamesRequiredAndUniquePerServer)
 	s.privateEndpoints.push_back(other);
 	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east-2: connectionName '" + pe(s).connectionName +
 					"' is already used by private endpoint pe-east on server eastus-db"));
+	// Unique regardless of case.
+	s.privateEndpoints.back().connectionName = "C1";
+	pe(s).connectionName = "c1";
+	EXPECT_TRUE(HasError(s, "privateEndpoints/pe-east-2: connectionName 'C1' is already used by private endpoint "
+				"pe-east on server eastus-db"));
 }
 
 TEST(ServiceEndpoints, KnownServicesOnly)

@@ -759,6 +759,12 @@ int main(int argc, char **argv)
 		unlink(o.socket.c_str());
 		return 1;
 	}
+	// A first start writes its empty state: the next start then finds the
+	// file that goes with what it published, not a missing one.
+	if (no_state_file)
+		if (Status st = save_state_file(o.state, state); !st)
+			log("%s (the next start will refuse to replace generation %llu with an empty state)", st.error().c_str(),
+			    (unsigned long long)(*plane)->generation());
 	DataplaneChannels channels(ChannelOptions{o.dataplane_timeout_ms, o.max_dataplanes});
 	// XDP first (and the state file), then every DPDK channel: the reply
 	// waits for all their acks. A channel that refuses or does not answer in

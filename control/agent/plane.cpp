@@ -394,9 +394,6 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		if (flock(p->lock_fd_, LOCK_EX | LOCK_NB))
 			return err(errno == EWOULDBLOCK ? "another linkgated is using the dataplane pinned in " + o.xdp.pin_dir
 							: "cannot lock " + o.xdp.pin_dir + ": " + std::strerror(errno));
-		struct stat sb;
-		if (o.no_state_file && stat((o.xdp.pin_dir + "/lg_active").c_str(), &sb) == 0)
-			return refuse_empty("a dataplane is pinned in " + o.xdp.pin_dir);
 	}
 	auto x = XdpDataplane::load(o.xdp);
 	if (!x)
@@ -435,6 +432,8 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// The pinned generation is kept when it is this state file on these
 	// interfaces; otherwise the state file is published as the next one.
 	uint64_t pinned = p->xdp_->adopted() ? p->xdp_->generation() : 0;
+	if (o.no_state_file && pinned)
+		return refuse_empty("the dataplane pinned in " + o.xdp.pin_dir + " runs generation " + std::to_string(pinned));
 	bool same = false;
 	if (pinned) {
 		LiveMarker m = read_live_marker(o.state_path);

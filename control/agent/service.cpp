@@ -216,7 +216,7 @@ std::string subnet_ref(const Params &p, const char *key = "subnet")
 	if (sn.find('/') != std::string::npos) {
 		// An id names its VNet: a --vnet-name that says another is a mistake.
 		auto v = p.opt_str("vnetName");
-		if (auto r = parse_subnet_ref(sn); v && r && r->first != *v)
+		if (auto r = parse_subnet_ref(sn); v && r && !iequals(r->first, *v))
 			invalid("vnetName", "'" + *v + "' is not the VNet of subnet '" + sn + "'");
 		return sn;
 	}

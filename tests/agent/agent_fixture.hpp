@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <cstdlib>
@@ -190,6 +191,12 @@ public:
 				setsid();
 			std::vector<std::string> args{binary_, "--state", state_, "--socket", socket_};
 			args.insert(args.end(), extra_.begin(), extra_.end());
+			// Not the host's default pin directory: an agent without XDP
+			// refuses to start beside another's pinned programs there.
+			if (std::find(extra_.begin(), extra_.end(), "--pin-dir") == extra_.end()) {
+				args.push_back("--pin-dir");
+				args.push_back(dir_ + "/pins");
+			}
 			std::vector<char *> argv;
 			for (auto &a : args)
 				argv.push_back(a.data());

@@ -722,8 +722,6 @@ TEST_F(AgentRestart, AnUnwritableLiveMarkerDoesNotKeepTheInterfacesBare)
 	EXPECT_EQ(client("10.1.1.100", 3306), 0) << "attached: the endpoint is translated";
 }
 
-// A publish that fails: nothing was written, the error is "commit failed",
-// and a restart keeps the old generation.
 // A missing state file does not publish an empty state over the pinned
 // generation: the agent refuses to start and the pins are untouched.
 TEST_F(AgentRestart, AMissingStateFileDoesNotReplaceThePinnedGeneration)
@@ -734,8 +732,8 @@ TEST_F(AgentRestart, AMissingStateFileDoesNotReplaceThePinnedGeneration)
 	ASSERT_TRUE(std::filesystem::remove(agent->state_path()));
 	agent->start(); // the socket listens first: start() may see it accept
 	EXPECT_EQ(agent->wait_exit(20), 1);
-	EXPECT_NE(agent->log().find("the state file " + agent->state_path() + " does not exist, and a dataplane is "
-				    "pinned in " + pin_dir),
+	EXPECT_NE(agent->log().find("the state file " + agent->state_path() + " does not exist, and the dataplane "
+				    "pinned in " + pin_dir + " runs generation " + std::to_string(g)),
 		  std::string::npos)
 		<< agent->log();
 	EXPECT_EQ(pinned_generation(), g);
@@ -773,6 +771,8 @@ TEST_F(AgentRestart, WithoutInterfacesPinnedProgramsAreRefused)
 		<< bare.log();
 }
 
+// A publish that fails: nothing was written, the error is "commit failed",
+// and a restart keeps the old generation.
 TEST_F(AgentRestart, FailedPublishLeavesTheStateFileAsItWas)
 {
 	uint64_t g = 0;

@@ -725,6 +725,41 @@ TEST(Compile, IncrementalWithTheCacheEqualsFromScratch)
 	EXPECT_GT(moved, 0u);
 }
 
+// References spelled otherwise than their objects (a State built in code,
+// not read): compile() resolves them as the readers would, instead of
+// leaving a subnet or NIC without its NSG.
+TEST(Compile, ReferencesInAnotherCaseCompileAsTheirObjects)
+{
+	for (uint64_t seed = 1; seed < 40; seed++) {
+		State s = testing::random_policy(seed).state;
+		State loud = s;
+		bool changed = false;
+		for (auto &v : loud.virtualNetworks)
+			for (auto &sn : v.subnets)
+				if (!sn.networkSecurityGroup.empty()) {
+					for (auto &ch : sn.networkSecurityGroup)
+						ch = char(std::toupper(static_cast<unsigned char>(ch)));
+					changed = true;
+				}
+		for (auto &n : loud.networkInterfaces)
+			for (auto &ch : n.vnet)
+				ch = char(std::toupper(static_cast<unsigned char>(ch)));
+		if (!changed)
+			continue;
+		ASSERT_FALSE(references_canonical(loud));
+		auto a = compile(s, {}, 1), b = compile(loud, {}, 1);
+		ASSERT_TRUE(a && b) << seed;
+		auto bytes = [](const auto &v) {
+			return std::string(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(v[0]));
+		};
+		EXPECT_EQ(bytes(a->subnets), bytes(b->subnets)) << seed;
+		EXPECT_EQ(bytes(a->nics), bytes(b->nics)) << seed;
+		EXPECT_EQ(a->rule_names, b->rule_names) << seed;
+		return;
+	}
+	FAIL() << "no random policy with a subnet NSG";
+}
+
 // A change that touches no backend list fills no Maglev table.
 TEST(Compile, PecChangeReusesEveryMaglevTable)
 {
