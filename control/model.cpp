@@ -1,6 +1,7 @@
 #include "model.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 #include <charconv>
 #include <cctype>
 #include <cstdio>
@@ -121,36 +122,60 @@ const MySqlServer *State::server(const std::string &n) const { return find_named
 MySqlServer *State::server(const std::string &n) { return find_named(servers, n); }
 
 // Calls f(reference, the name of the object it finds) for every reference
-// that finds one.
+// that finds one. Names are looked up in hash maps of their lower-case
+// spellings: a state of thousands of NICs and NSGs is walked in linear time.
 template <class F>
 static void each_reference(State &s, F f)
 {
-	auto canon = [&](std::string &ref, auto *found) {
-		if (found)
-			f(ref, found->name);
+	auto lower = [](std::string v) {
+		std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+		return v;
+	};
+	// Later duplicates do not replace earlier ones, as find_named finds the first.
+	auto index = [&](auto &coll) {
+		std::unordered_map<std::string, const std::string *> m;
+		for (auto &o : coll)
+			m.emplace(lower(o.name), &o.name);
+		return m;
+	};
+	auto nsgs = index(s.networkSecurityGroups), servers = index(s.servers);
+	std::unordered_map<std::string, VirtualNetwork *> vnets;
+	for (auto &v : s.virtualNetworks)
+		vnets.emplace(lower(v.name), &v);
+	auto canon = [&](std::string &ref, const auto &m) {
+		if (ref.empty())
+			return;
+		if (auto it = m.find(lower(ref)); it != m.end())
+			f(ref, *it->second);
+	};
+	auto vnet_of = [&](std::string &ref) -> VirtualNetwork * {
+		auto it = ref.empty() ? vnets.end() : vnets.find(lower(ref));
+		if (it == vnets.end())
+			return nullptr;
+		f(ref, it->second->name);
+		return it->second;
 	};
 	for (auto &v : s.virtualNetworks) {
 		for (auto &sn : v.subnets)
-			canon(sn.networkSecurityGroup, s.nsg(sn.networkSecurityGroup));
+			canon(sn.networkSecurityGroup, nsgs);
 		for (auto &p : v.peerings)
-			canon(p, s.vnet(p));
+			vnet_of(p);
 	}
 	for (auto &g : s.localNetworkGateways)
 		for (auto &v : g.virtualNetworks)
-			canon(v, s.vnet(v));
+			vnet_of(v);
 	auto subnet = [&](std::string &vnet, std::string &sn) {
-		VirtualNetwork *v = s.vnet(vnet);
-		canon(vnet, v);
-		if (v)
-			canon(sn, v->subnet(sn));
+		if (VirtualNetwork *v = vnet_of(vnet))
+			if (Subnet *x = v->subnet(sn)) // a VNet has few subnets
+				f(sn, x->name);
 	};
 	for (auto &n : s.networkInterfaces) {
-		canon(n.networkSecurityGroup, s.nsg(n.networkSecurityGroup));
+		canon(n.networkSecurityGroup, nsgs);
 		subnet(n.vnet, n.subnet);
 	}
 	for (auto &pe : s.privateEndpoints) {
 		subnet(pe.vnet, pe.subnet);
-		canon(pe.server, s.server(pe.server));
+		canon(pe.server, servers);
 	}
 	for (auto &m : s.servers)
 		for (auto &r : m.virtualNetworkRules)
