@@ -82,8 +82,6 @@ bool Subnet::has_sql_endpoint() const
 	return std::find(serviceEndpoints.begin(), serviceEndpoints.end(), "Microsoft.Sql") != serviceEndpoints.end();
 }
 
-bool iequals(std::string_view a, std::string_view b);
-
 // ARM names are case-insensitive (and case-preserving): "Web" names the NSG
 // "web".
 template <typename V>
@@ -95,6 +93,12 @@ static auto *find_named(V &v, const std::string &n)
 
 const Subnet *VirtualNetwork::subnet(const std::string &n) const { return find_named(subnets, n); }
 Subnet *VirtualNetwork::subnet(const std::string &n) { return find_named(subnets, n); }
+
+std::string lowercase(std::string v)
+{
+	std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+	return v;
+}
 
 bool iequals(std::string_view a, std::string_view b)
 {
@@ -127,10 +131,7 @@ MySqlServer *State::server(const std::string &n) { return find_named(servers, n)
 template <class F>
 static void each_reference(State &s, F f)
 {
-	auto lower = [](std::string v) {
-		std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-		return v;
-	};
+	auto lower = lowercase;
 	// Later duplicates do not replace earlier ones, as find_named finds the first.
 	auto index = [&](auto &coll) {
 		std::unordered_map<std::string, const std::string *> m;
@@ -225,8 +226,7 @@ std::string default_connection_name(const std::string &endpoint, const std::stri
 {
 	// Of the names in lower case: they are case-insensitive, and an
 	// endpoint read with its server spelled otherwise names the same PEC.
-	std::string key = endpoint + "/" + server;
-	std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+	std::string key = lowercase(endpoint + "/" + server);
 	uint32_t h[4];
 	for (uint32_t i = 0; i < 4; i++)
 		h[i] = hash_string(key, 0x70656300u + i);

@@ -210,6 +210,8 @@ std::vector<std::pair<uint16_t, uint16_t>> port_ranges(const std::vector<std::st
 
 // ASCII case-insensitive equality (Azure compares enum words and tag names so).
 bool iequals(std::string_view a, std::string_view b);
+// ASCII lower case: the key under which names compare as iequals does.
+std::string lowercase(std::string v);
 
 // Effective VNI of a VNet: the configured one, else one derived from its name
 // (stable across hosts and restarts; collisions are a validation error).

@@ -140,8 +140,7 @@ private:
 		// Case-insensitive, as ARM names are.
 		std::set<std::string> seen;
 		for (size_t i = 0; i < items.size(); i++) {
-			std::string k = items[i].name;
-			std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+			std::string k = lowercase(items[i].name);
 			if (!k.empty() && !seen.insert(k).second)
 				add(at(coll, items[i].name, i), "name is not unique");
 		}
@@ -504,10 +503,7 @@ private:
 		// (server, endpoint) of every connection that is addressed.
 		std::set<std::pair<std::string, std::string>> connected;
 		// Names in lower case: a connection is looked up case-insensitively.
-		auto lower = [](std::string v) {
-			std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-			return v;
-		};
+		auto lower = lowercase;
 		for (const auto &pe : s_.privateEndpoints)
 			if (pe.connectionPresent)
 				connected.emplace(lower(pe.server), lower(pe.name));
