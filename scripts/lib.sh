@@ -68,32 +68,28 @@ sweep_test_leftovers() {
   done
   for d in /sys/fs/bpf/linkgate-test-* /sys/fs/bpf/lgtest-agent-* /var/run/dpdk/lgt*; do
     [ -e "$d" ] || continue
-    pid=${d##*-}
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    kill -0 "$pid" 2>/dev/null && continue
-    say "removing $d (left by test process $pid)"
-    rm -rf "$d"
+    remove_if_dead "$d" "${d##*-}" "test process"
   done
   # scripts/e2e.py's linkgate-dpdk runtime dir: /var/run/dpdk/lge2e<pid>
   # (its namespaces and temp dirs the next e2e run removes itself).
   for d in /var/run/dpdk/lge2e*; do
     [ -e "$d" ] || continue
-    pid=${d##*/lge2e}
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    kill -0 "$pid" 2>/dev/null && continue
-    say "removing $d (left by e2e run $pid)"
-    rm -rf "$d"
+    remove_if_dead "$d" "${d##*/lge2e}" "e2e run"
   done
   # linkgate-bench dpdk's runs: /var/run/dpdk/lgbench<pid>_<run>
   for d in /var/run/dpdk/lgbench*; do
     [ -e "$d" ] || continue
     pid=${d##*/lgbench}
-    pid=${pid%%_*}
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    kill -0 "$pid" 2>/dev/null && continue
-    say "removing $d (left by benchmark run $pid)"
-    rm -rf "$d"
+    remove_if_dead "$d" "${pid%%_*}" "benchmark run"
   done
+}
+
+# Removes $1 when process $2 (a pid) no longer runs; $3 says what ran.
+remove_if_dead() {
+  [[ $2 =~ ^[0-9]+$ ]] || return 0
+  kill -0 "$2" 2>/dev/null && return 0
+  say "removing $1 (left by $3 $2)"
+  rm -rf "$1"
 }
 
 build() {
