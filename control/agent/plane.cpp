@@ -707,11 +707,6 @@ json Plane::next_hops() const
 		    {"fastPath", xdp_->fast_packets()}};
 }
 
-// How the host answers for dst, as the XDP program would: one of its
-// addresses (lg_local), else the kernel's route (RTM_GETROUTE, the lookup
-// behind bpf_fib_lookup): none (no route, or not a unicast one) or its
-// output interface. Not known without XDP or on an error. Only explain
-// asks, one request at a time.
 bool Plane::forwards(uint32_t vni, bool v6) const
 {
 	bool bound = false;
@@ -724,6 +719,11 @@ bool Plane::forwards(uint32_t vni, bool v6) const
 	return !bound;
 }
 
+// How the host answers for dst, as the XDP program would: one of its
+// addresses (lg_local), else the kernel's route (RTM_GETROUTE, the lookup
+// behind bpf_fib_lookup): none (no route, or not a unicast one) or its
+// output interface. Not known without XDP or on an error. Only explain
+// asks, one request at a time.
 Dataplane::Route Plane::route(const Addr &dst) const
 {
 	if (!xdp_)
