@@ -106,8 +106,11 @@ struct lg_flow_entry {
 	__u32 server;       /* server index to count (LG_NONE: none), as of `generation` */
 	__u32 reply_vni;    /* VNI of the reply key: the egress interface's when the flow was
 			     * made, kept, so that a later VNet binding names the same key */
+	__u64 packets;      /* frames of this copy's direction (the orig copy: source to
+			     * destination; the reply copy: back), for flow logs */
+	__u64 bytes;        /* their frame lengths as received */
 };
-LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 152, "lg_flow_entry layout");
+LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 168, "lg_flow_entry layout");
 
 /* The key the reply copy of flow e is stored under (the program's and the
  * agent's one definition). Its VNI is the one the flow was made with
@@ -130,6 +133,46 @@ static inline void lg_flow_reply_key(const struct lg_flow_entry *e, struct lg_fl
 	__builtin_memcpy(r->dst, e->orig.src, 16);
 	r->dport = e->orig.sport;
 }
+
+/*
+ * lg_flowlog: what NSG flow logs (SPEC §6) need to hear of as it happens,
+ * keyed by the packet's lg_flow_key (original direction, before translation,
+ * the ingress VNI). The program writes a record only where none is (a bounded
+ * map, drained by the agent each flow-log interval); a full map counts
+ * LG_LOG_LOST. TCP and UDP only: the v2 tuple names no other protocol.
+ */
+enum lg_flowlog_kind {
+	LG_FLOWLOG_BEGIN = 1, /* an allowed flow was made */
+	LG_FLOWLOG_DENY = 2,  /* an NSG denied a packet (nsg-deny, nsg-default-deny) */
+};
+
+struct lg_flowlog_entry {
+	__u64 at_ns;          /* monotonic, when written */
+	__u64 generation;     /* the generation that decided */
+	__u32 ifindex;        /* ingress */
+	__u32 egress_ifindex; /* the route's egress (0: none): picks the destination's VNet */
+	__u32 counter;        /* DENY: the deciding rule (lg_rule::counter) */
+	__u8 kind;            /* enum lg_flowlog_kind */
+	__u8 reason;          /* DENY: enum lg_reason (the agent works out the stage) */
+	__u8 pad0[2];
+};
+LG_STATIC_ASSERT(sizeof(struct lg_flowlog_entry) == 32, "lg_flowlog_entry layout");
+
+/* One flow as the agent's flow log reads it (not a map value): the original
+ * copy, and the reply copy's counts. */
+struct lg_flow_sample {
+	struct lg_flow_entry e;
+	__u64 reply_packets;
+	__u64 reply_bytes;
+};
+LG_STATIC_ASSERT(sizeof(struct lg_flow_sample) == 184, "lg_flow_sample layout");
+
+/* lg_log_cnt indices. */
+enum lg_log_counter {
+	LG_LOG_WRITTEN = 0, /* records written to lg_flowlog */
+	LG_LOG_LOST = 1,    /* records not written: lg_flowlog was full */
+	LG_LOG__COUNT = 2,
+};
 
 /* Remembered verdict of a first fragment, keyed by lg_frag_key. */
 struct lg_frag_key {

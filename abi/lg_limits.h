@@ -39,5 +39,7 @@
 #define LG_TIMEOUT_TCP_CLOSE 10
 #define LG_FRAG_TIMEOUT 5
 #define LG_FRAG_CAPACITY_DEFAULT 65536
+/* lg_flowlog: records between two drains by the agent (about 10 MB full). */
+#define LG_FLOWLOG_CAPACITY 65536
 
 #endif /* LG_LIMITS_H */

@@ -14,8 +14,9 @@
 /* Bumped when a pinned map's layout or meaning changes (3: outer maps of
  * three slots; 4: flow entries carry next hops, expiry per copy; 5: flow
  * keys of ICMP echo carry their direction, server counters LG_MAX_SERVERS;
- * 6: reason counters hold ct-clash; 7: flow entries keep their reply VNI). */
-#define LG_XDP_LAYOUT_VERSION 7
+ * 6: reason counters hold ct-clash; 7: flow entries keep their reply VNI;
+ * 8: flow entries count packets and bytes, lg_flowlog and lg_log_cnt). */
+#define LG_XDP_LAYOUT_VERSION 8
 
 /* Slots of every generation outer map: one live, the one the last flip
  * retired (packets may still read it until its RCU barrier), and one free to

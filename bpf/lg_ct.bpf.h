@@ -204,38 +204,47 @@ static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 }
 
 /* One copy of a flow. An existing entry is written in place: a map update
- * would allocate, copy and free an element on every packet. */
-static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags)
+ * would allocate, copy and free an element on every packet. It keeps its own
+ * packet and byte counts (the fast path adds to them in place); `len` > 0
+ * counts one frame of that length in them. */
+static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags, __u32 len)
 {
 	struct lg_flow_entry *cur;
+	__u64 packets, bytes;
 
 	if (flags != BPF_EXIST) {
 		bpf_map_update_elem(&lg_flows, k, v, flags);
 		return;
 	}
 	cur = bpf_map_lookup_elem(&lg_flows, k);
-	if (cur)
-		__builtin_memcpy(cur, v, sizeof(*v));
+	if (!cur)
+		return;
+	packets = cur->packets;
+	bytes = cur->bytes;
+	__builtin_memcpy(cur, v, sizeof(*v));
+	cur->packets = packets + (len ? 1 : 0);
+	cur->bytes = bytes + len;
 }
 
-/* Write scratch->e back under both keys; the found key is scratch->k. */
-static __always_inline void flow_store(struct lg_scratch *s, __u64 flags)
+/* Write scratch->e back under both keys; the found key is scratch->k, and
+ * a frame of `len` bytes (0: none) is counted in its copy. */
+static __always_inline void flow_store(struct lg_scratch *s, __u64 flags, __u32 len)
 {
 	if (s->e.flags & LG_FLOW_F_REPLY) {
 		s->k2 = s->e.orig;
-		flow_put(&s->k, &s->e, flags);
+		flow_put(&s->k, &s->e, flags, len);
 		s->e.flags &= ~LG_FLOW_F_REPLY;
-		flow_put(&s->k2, &s->e, flags);
+		flow_put(&s->k2, &s->e, flags, 0);
 	} else {
 		lg_flow_reply_key(&s->e, &s->k2);
-		flow_put(&s->k, &s->e, flags);
+		flow_put(&s->k, &s->e, flags, len);
 		/* A flow to itself (src = dst, sport = dport, one VNet) has one
 		 * key; its packets are of the original direction, as in the
 		 * evaluator. A reply copy would overwrite it. */
 		if (key_eq(&s->k, &s->k2))
 			return;
 		s->e.flags |= LG_FLOW_F_REPLY;
-		flow_put(&s->k2, &s->e, flags);
+		flow_put(&s->k2, &s->e, flags, 0);
 	}
 }
 
@@ -255,10 +264,15 @@ __noinline int lg_flow_create(void)
 	if (!s)
 		return LG_REASON_CT_FULL;
 	lg_flow_reply_key(&s->e, &s->k2);
-	flow_put(&s->k, &s->e, BPF_ANY);
+	/* The first frame is the original copy's; the reply copy starts at 0. */
+	s->e.packets = 1;
+	s->e.bytes = s->p.len;
+	flow_put(&s->k, &s->e, BPF_ANY, 0);
 	if (key_eq(&s->k, &s->k2))
 		return LG_REASON_NONE; /* a flow to itself has one key */
 	s->e.flags |= LG_FLOW_F_REPLY;
+	s->e.packets = 0;
+	s->e.bytes = 0;
 	/* The common case costs what an unconditional store did. */
 	err = bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_NOEXIST);
 	if (!err)

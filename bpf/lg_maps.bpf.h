@@ -103,6 +103,22 @@ struct {
 	__type(value, struct lg_frag_entry);
 } lg_frags SEC(".maps");
 
+/* Flow-log records (abi/lg_flow.h), drained by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, LG_FLOWLOG_CAPACITY);
+	__type(key, struct lg_flow_key);
+	__type(value, struct lg_flowlog_entry);
+} lg_flowlog SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LG_LOG__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} lg_log_cnt SEC(".maps");
+
 /* Packets per reason (index LG_REASON_NONE counts packets not dropped). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -183,6 +199,7 @@ struct lg_pol {
 	__u32 egress;       /* route's egress ifindex for dst, 0 none */
 	__u32 nhits;        /* re-check: rule hits held back until it fails */
 	__u32 hits[4];
+	__u32 counter;      /* the denying rule's lg_rule::counter (flow logs) */
 };
 
 /* Inner map value types by value: clang emits only a forward declaration in

@@ -114,6 +114,7 @@ static __always_inline int nsg_verdict(struct lg_scratch *s, __u32 slot, __u32 r
 		s->pol.hits[s->pol.nhits++ & 3] = r->counter; /* counted only if the flow fails */
 	if (r->allow)
 		return 1;
+	s->pol.counter = r->counter;
 	s->pol.reason = r->is_default ? LG_REASON_NSG_DEFAULT_DENY : LG_REASON_NSG_DENY;
 	return 0;
 }

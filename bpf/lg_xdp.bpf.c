@@ -496,8 +496,32 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 			s->e.expires_ns = t->expires_ns;
 	}
 	if (dirty || (v != LG_VERDICT_DROP && !error))
-		flow_store(s, BPF_EXIST);
+		flow_store(s, BPF_EXIST, v != LG_VERDICT_DROP && !error ? s->p.len : 0);
 	return v;
+}
+
+/* A flow-log record for the new packet of s->k (SPEC §6): the first one of
+ * its key until the agent drains lg_flowlog. */
+static __always_inline void flowlog(struct lg_scratch *s, __u8 kind)
+{
+	struct lg_flowlog_entry r;
+
+	if (s->k.proto != P_TCP && s->k.proto != P_UDP)
+		return;
+	__builtin_memset(&r, 0, sizeof(r));
+	r.at_ns = s->now;
+	r.generation = s->e.generation;
+	r.ifindex = s->ifindex;
+	r.egress_ifindex = s->pol.egress;
+	r.kind = kind;
+	if (kind == LG_FLOWLOG_DENY) {
+		r.generation = generation(s->slot);
+		r.counter = s->pol.counter;
+		r.reason = (__u8)s->reason;
+	}
+	if (bpf_map_lookup_elem(&lg_flowlog, &s->k))
+		return;
+	cnt(&lg_log_cnt, bpf_map_update_elem(&lg_flowlog, &s->k, &r, BPF_NOEXIST) ? LG_LOG_LOST : LG_LOG_WRITTEN);
 }
 
 /* Flow lookup, new-flow policy, forwarding, flow creation (process_ip). */
@@ -580,6 +604,8 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	s->csrv = s->pol.server;
 	if (!s->pol.allowed) {
 		s->reason = s->pol.reason;
+		if (s->reason == LG_REASON_NSG_DENY || s->reason == LG_REASON_NSG_DEFAULT_DENY)
+			flowlog(s, LG_FLOWLOG_DENY);
 		return LG_VERDICT_DROP;
 	}
 
@@ -639,13 +665,14 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	s->e.reply_vni = egress_vni(slot, s->egress);
 	update_state(&s->e, 0, s->p.tcp_flags, s->now);
 	err = lg_flow_create();
+	s = scratch();
+	if (!s)
+		return LG_VERDICT_DROP;
 	if (err) {
-		s = scratch();
-		if (!s)
-			return LG_VERDICT_DROP;
 		s->reason = (__u32)err;
 		return LG_VERDICT_DROP;
 	}
+	flowlog(s, LG_FLOWLOG_BEGIN);
 	return v;
 }
 
@@ -905,6 +932,9 @@ __noinline int lg_fast(struct xdp_md *ctx)
 
 	/* update_state() of an ESTABLISHED flow without FIN/RST: the expiry. */
 	e->expires_ns = s->now + (proto == P_TCP ? lg_tcp_established_ns : lg_udp_ns);
+	/* Not atomic: RSS gives one direction of a flow one queue, one CPU. */
+	e->packets++;
+	e->bytes += (__u64)(end - d);
 
 	cnt(&lg_reason_cnt, LG_REASON_NONE);
 	if (e->kind == LG_DEST_PRIVATE_ENDPOINT)

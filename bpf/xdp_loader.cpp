@@ -232,6 +232,7 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 		{m->lg_active, "lg_active", 4, sizeof(lg_active)},
 		{m->lg_flows, "lg_flows", sizeof(lg_flow_key), sizeof(lg_flow_entry)},
 		{m->lg_frags, "lg_frags", sizeof(lg_frag_key), sizeof(lg_frag_entry)},
+		{m->lg_flowlog, "lg_flowlog", sizeof(lg_flow_key), sizeof(lg_flowlog_entry)},
 		{m->lg_ifmac, "lg_ifmac", 4, sizeof(lg_ifmac)},
 		{m->lg_local, "lg_local", sizeof(lg_local_key), 1},
 	};
@@ -341,7 +342,7 @@ std::vector<bpf_map *> XdpDataplane::pinned_maps() const
 	return {m->lg_ivl, m->lg_bitmap, m->lg_nsg_dir, m->lg_rule, m->lg_subnet, m->lg_nic, m->lg_pe,
 		m->lg_pubip, m->lg_server, m->lg_fwrange, m->lg_vnetrule, m->lg_backend, m->lg_maglev, m->lg_iface,
 		m->lg_gcfg, m->lg_active, m->lg_flows, m->lg_frags, m->lg_reason_cnt, m->lg_rule_cnt, m->lg_pe_cnt,
-		m->lg_srv_cnt, m->lg_egress_cnt, m->lg_local, m->lg_ifmac};
+		m->lg_srv_cnt, m->lg_egress_cnt, m->lg_local, m->lg_ifmac, m->lg_flowlog, m->lg_log_cnt};
 }
 
 XdpDataplane::~XdpDataplane()
@@ -1065,29 +1066,64 @@ std::optional<size_t> XdpDataplane::recent_sweep_keys(uint64_t now_ns, uint64_t 
 
 std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 {
+	std::vector<lg_flow_entry> out;
+	for (lg_flow_sample &f : flow_samples(limit))
+		out.push_back(f.e);
+	return out;
+}
+
+std::vector<lg_flow_sample> XdpDataplane::flow_samples(size_t limit) const
+{
 	// The original copies up to `limit`, then each one's reply copy looked
 	// up by its key: the listing reads what it lists, not the whole table
 	// (2,000,000 copies when full).
-	std::vector<lg_flow_entry> out;
+	std::vector<lg_flow_sample> out;
 	if (!limit)
 		return out;
 	for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &e) {
 		if (!(e.flags & LG_FLOW_F_REPLY))
-			out.push_back(e);
+			out.push_back(lg_flow_sample{e, 0, 0});
 		return out.size() < limit;
 	});
 	int fd = bpf_map__fd(skel_->maps.lg_flows);
-	for (lg_flow_entry &e : out) {
+	for (lg_flow_sample &f : out) {
 		lg_flow_key rk;
-		lg_flow_reply_key(&e, &rk);
+		lg_flow_reply_key(&f.e, &rk);
 		lg_flow_entry r;
 		// A flow whose two keys are one (to itself, from itself) has one copy.
-		if (std::memcmp(&rk, &e.orig, sizeof rk) != 0 && bpf_map_lookup_elem(fd, &rk, &r) == 0 &&
-		    (r.flags & LG_FLOW_F_REPLY) && std::memcmp(&r.orig, &e.orig, sizeof r.orig) == 0)
-			e.expires_ns = std::max(e.expires_ns, r.expires_ns);
+		if (std::memcmp(&rk, &f.e.orig, sizeof rk) != 0 && bpf_map_lookup_elem(fd, &rk, &r) == 0 &&
+		    (r.flags & LG_FLOW_F_REPLY) && std::memcmp(&r.orig, &f.e.orig, sizeof r.orig) == 0) {
+			f.e.expires_ns = std::max(f.e.expires_ns, r.expires_ns);
+			f.reply_packets = r.packets;
+			f.reply_bytes = r.bytes;
+		}
 	}
 	return out;
 }
+
+std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> XdpDataplane::drain_flowlog()
+{
+	// Keys first, then read-and-delete each: a record the program writes
+	// meanwhile under a drained key waits for the next drain.
+	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> out;
+	bpf_map *m = skel_->maps.lg_flowlog;
+	std::vector<lg_flow_key> keys;
+	lg_flow_key k, next;
+	const void *prev = nullptr;
+	while (keys.size() < LG_FLOWLOG_CAPACITY && bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
+		keys.push_back(next);
+		k = next;
+		prev = &k;
+	}
+	for (const lg_flow_key &key : keys) {
+		lg_flowlog_entry v;
+		if (bpf_map__lookup_and_delete_elem(m, &key, sizeof key, &v, sizeof v, 0) == 0)
+			out.emplace_back(key, v);
+	}
+	return out;
+}
+
+uint64_t XdpDataplane::log_counter(lg_log_counter c) const { return percpu_sum(skel_->maps.lg_log_cnt, c, ncpu_); }
 
 size_t XdpDataplane::reclaim()
 {

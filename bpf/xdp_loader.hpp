@@ -163,6 +163,11 @@ public:
 	// Every flow once (the copy under its original key, with the later
 	// expiry of its two copies), at most `limit` of them in table order.
 	std::vector<lg_flow_entry> flows(size_t limit = SIZE_MAX) const;
+	// The same, each with its reply copy's counts (flow logs).
+	std::vector<lg_flow_sample> flow_samples(size_t limit = SIZE_MAX) const;
+	// lg_flowlog's records, each removed as it is read; and lg_log_cnt.
+	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> drain_flowlog();
+	uint64_t log_counter(lg_log_counter c) const;
 	// Remove expired flows and fragment memories as of the program's clock
 	// (CLOCK_MONOTONIC + time offset); returns the flows removed. The
 	// agent calls it in the background: the program only removes what it

@@ -68,7 +68,38 @@ nlohmann::json flow_to_json(const lg_flow_entry &e, const CompiledTables &live)
 		{"object", object},
 		{"backend", backend},
 		{"generation", e.generation},
-		{"expiresNs", e.expires_ns}};
+		{"expiresNs", e.expires_ns},
+		{"packets", e.packets},
+		{"bytes", e.bytes}};
+}
+
+std::string to_hex(const void *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	std::string out(2 * n, '0');
+	const auto *b = static_cast<const uint8_t *>(p);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	return out;
+}
+
+bool from_hex(const std::string &text, void *p, size_t n)
+{
+	auto nibble = [](char c) {
+		return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	};
+	if (text.size() != 2 * n)
+		return false;
+	auto *b = static_cast<uint8_t *>(p);
+	for (size_t i = 0; i < n; i++) {
+		int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		b[i] = uint8_t(hi << 4 | lo);
+	}
+	return true;
 }
 
 } // namespace lg

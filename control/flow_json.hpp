@@ -17,4 +17,9 @@ namespace lg {
 // to the source, in the egress interface's VNet.
 nlohmann::json flow_to_json(const lg_flow_entry &e, const CompiledTables &live);
 
+// A fixed-size ABI struct as lower-case hex (linkgate-dpdk's dataplane.flowLog
+// sends flow samples and flow-log records so: exact bytes, checked length).
+std::string to_hex(const void *p, size_t n);
+bool from_hex(const std::string &text, void *p, size_t n); // false: not 2n hex digits
+
 } // namespace lg

@@ -164,6 +164,13 @@ static int run_nsg(const CompiledTables &t, uint32_t dir, lg_stage stage, const 
 	const lg_rule *rule = &t.rules[t.nsg_dirs[dir].rule_base + i];
 	r->counter = rule->counter;
 	*last = stage;
+	if (r->nlevels < kTeMaxLevels) {
+		TeLevel *l = &r->levels[r->nlevels++];
+		l->counter = rule->counter;
+		l->stage = stage;
+		l->allow = rule->allow;
+		l->is_default = rule->is_default;
+	}
 	if (rule->allow)
 		return 1;
 	r->reason = rule->is_default ? LG_REASON_NSG_DEFAULT_DENY : LG_REASON_NSG_DENY;

@@ -26,6 +26,17 @@ struct TePacket {
 	uint32_t egress_ifindex; // interface the route to dst leaves by (0: none); picks the destination VNet
 };
 
+// One NSG level te_decide ran, in evaluation order: flow logs record a flow
+// in every NSG it crosses (Azure logs it in each).
+struct TeLevel {
+	uint32_t counter;   // lg_rule::counter of the rule that decided the level
+	lg_stage stage;     // *_OUTBOUND or *_INBOUND (PE_SUBNET_INBOUND too)
+	uint8_t allow;      // 1: the rule allows
+	uint8_t is_default; // one of the six default rules
+};
+
+inline constexpr int kTeMaxLevels = 4; // NIC and subnet outbound, then at most two inbound
+
 struct TeResult {
 	uint8_t allowed;      // 1: forward (translated when backend != LG_NONE)
 	lg_reason reason;     // LG_REASON_NONE when allowed
@@ -35,6 +46,8 @@ struct TeResult {
 	uint32_t pe;          // lg_pe::id, LG_NONE
 	uint32_t server;      // lg_server index, LG_NONE
 	uint32_t backend;     // lg_backend index, LG_NONE
+	uint8_t nlevels;      // NSG levels run (a level without an NSG is not one)
+	TeLevel levels[kTeMaxLevels];
 };
 
 // Index of the interval of ivl[0..n) that holds key: at most LG_BSEARCH_STEPS

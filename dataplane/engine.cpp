@@ -213,6 +213,11 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 				       cfg.timeouts.frag_capacity, e->qsbr_, &why);
 	if (!e->frags_)
 		return err(why);
+	e->flowlog_ = SharedHash::create("lg_flowlog", sizeof(lg_flow_key), sizeof(lg_flowlog_entry),
+					 LG_FLOWLOG_CAPACITY, e->qsbr_, &why);
+	if (!e->flowlog_)
+		return err(why);
+	e->log_cnt_ = std::make_unique<PerCpuArray>(8, LG_LOG__COUNT);
 	e->reason_cnt_ = std::make_unique<PerCpuArray>(8, LG_REASON__COUNT);
 	e->rule_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_RULE_COUNTERS);
 	e->pe_cnt_ = std::make_unique<PerCpuArray>(8, LG_MAX_PRIVATE_ENDPOINTS);
@@ -283,6 +288,7 @@ Engine::~Engine()
 	// The hashes' defer queues read the QSBR variable as they are freed.
 	flows_.reset();
 	frags_.reset();
+	flowlog_.reset();
 	rte_free(qsbr_);
 }
 
@@ -295,7 +301,8 @@ lg_umap *Engine::resolve(const char *name)
 		{"lg_active", active_.get()},       {"lg_flows", flows_.get()},         {"lg_frags", frags_.get()},
 		{"lg_reason_cnt", reason_cnt_.get()}, {"lg_rule_cnt", rule_cnt_.get()}, {"lg_pe_cnt", pe_cnt_.get()},
 		{"lg_srv_cnt", srv_cnt_.get()},     {"lg_egress_cnt", egress_cnt_.get()}, {"lg_local", local_.get()},
-		{"lg_ifmac", ifmac_.get()},         {"lg_scratch", scratch_.get()}};
+		{"lg_ifmac", ifmac_.get()},         {"lg_scratch", scratch_.get()},     {"lg_flowlog", flowlog_.get()},
+		{"lg_log_cnt", log_cnt_.get()}};
 	for (auto &[n, m] : fixed)
 		if (!std::strcmp(name, n))
 			return m;
@@ -919,6 +926,45 @@ std::vector<lg_flow_entry> Engine::flows(size_t max)
 	});
 	return out;
 }
+
+std::vector<lg_flow_sample> Engine::flow_samples(size_t max)
+{
+	std::vector<lg_flow_sample> out;
+	for (const lg_flow_entry &e : flows(max))
+		out.push_back(lg_flow_sample{e, 0, 0});
+	std::lock_guard lk(control_);
+	for (lg_flow_sample &f : out) {
+		lg_flow_key rk;
+		lg_flow_reply_key(&f.e, &rk);
+		lg_flow_entry r;
+		if (std::memcmp(&rk, &f.e.orig, sizeof rk) != 0 && flows_->copy(&rk, &r, sizeof r) &&
+		    (r.flags & LG_FLOW_F_REPLY) && std::memcmp(&r.orig, &f.e.orig, sizeof r.orig) == 0) {
+			f.reply_packets = r.packets;
+			f.reply_bytes = r.bytes;
+		}
+	}
+	return out;
+}
+
+std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> Engine::drain_flowlog()
+{
+	std::lock_guard lk(control_);
+	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> out;
+	flowlog_->for_each(
+		[&](const void *k, uint8_t *v) {
+			std::pair<lg_flow_key, lg_flowlog_entry> r;
+			std::memcpy(&r.first, k, sizeof r.first);
+			std::memcpy(&r.second, v, sizeof r.second);
+			auto it = stamp_gen_.find(r.second.generation); // the agent's number, as flows()
+			r.second.generation = it != stamp_gen_.end() ? it->second : 0;
+			out.push_back(r);
+			return true;
+		},
+		SIZE_MAX, true);
+	return out;
+}
+
+uint64_t Engine::log_counter(lg_log_counter c) { return log_cnt_->sum_u64(c); }
 
 size_t Engine::flow_entries() { return flows_->count(); }
 

@@ -133,6 +133,10 @@ public:
 	// One entry per flow (original keys); `generation` is the number of the
 	// generation it was last checked against (0: older than 4096 publishes).
 	std::vector<lg_flow_entry> flows(size_t max = SIZE_MAX); // the first max flows of a walk
+	std::vector<lg_flow_sample> flow_samples(size_t max = SIZE_MAX); // and each one's reply counts
+	// lg_flowlog's records, each removed as it is read; lg_log_cnt's sums.
+	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> drain_flowlog();
+	uint64_t log_counter(lg_log_counter c);
 	size_t flow_entries();              // both keys of every flow
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }
@@ -157,8 +161,8 @@ private:
 	rte_rcu_qsbr *qsbr_ = nullptr;
 	std::vector<std::unique_ptr<OuterMap>> outer_; // in LG_OUTER_NAMES order
 	std::unique_ptr<ArrayMap> active_;
-	std::unique_ptr<SharedHash> flows_, frags_;
-	std::unique_ptr<PerCpuArray> reason_cnt_, rule_cnt_, pe_cnt_, srv_cnt_, egress_cnt_, scratch_;
+	std::unique_ptr<SharedHash> flows_, frags_, flowlog_;
+	std::unique_ptr<PerCpuArray> reason_cnt_, rule_cnt_, pe_cnt_, srv_cnt_, egress_cnt_, log_cnt_, scratch_;
 	std::unique_ptr<FixedHash> local_, ifmac_;
 	std::array<std::shared_ptr<Generation>, LG_GEN_SLOTS> gens_{};
 	std::map<std::string, std::shared_ptr<AclClassifier>> acl_cache_; // by rule set

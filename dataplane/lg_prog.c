@@ -22,7 +22,7 @@ __thread struct lg_host_hint lg_host_hint;
 	X(lg_ivl) X(lg_bitmap) X(lg_nsg_dir) X(lg_rule) X(lg_subnet) X(lg_nic) X(lg_pe) X(lg_pubip)  \
 	X(lg_server) X(lg_fwrange) X(lg_vnetrule) X(lg_backend) X(lg_maglev) X(lg_iface) X(lg_gcfg) \
 	X(lg_active) X(lg_flows) X(lg_frags) X(lg_reason_cnt) X(lg_rule_cnt) X(lg_pe_cnt)            \
-	X(lg_srv_cnt) X(lg_egress_cnt) X(lg_local) X(lg_ifmac) X(lg_scratch)
+	X(lg_srv_cnt) X(lg_egress_cnt) X(lg_local) X(lg_ifmac) X(lg_scratch) X(lg_flowlog) X(lg_log_cnt)
 
 int lg_host_bind(lg_host_resolver resolve, void *arg)
 {

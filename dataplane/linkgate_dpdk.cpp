@@ -160,7 +160,36 @@ json counters_json()
 		{"classify", classify_json()},
 		{"flowHints", hints_json()},
 		{"fastPackets", lg_host_fast_packets()}, // decided by the program's established-flow fast path
+		{"flowLog", {{"written", app.engine->log_counter(LG_LOG_WRITTEN)}, {"lost", app.engine->log_counter(LG_LOG_LOST)}}},
 		{"ports", totals()}};
+}
+
+// dataplane.flowLog: the flow-log records (drained: each is sent once) and
+// the flows with their counts, as hex of the ABI structs. The records all go
+// (at most LG_FLOWLOG_CAPACITY, about 10 MB); the flows as many as fit in
+// 30 MiB of the agent's 32 MiB reply cap (about 80,000), `complete` says
+// whether that was all of them.
+json flow_log_json()
+{
+	App &app = *g_app;
+	constexpr size_t kBudget = size_t(30) << 20;
+	json events = json::array(), flows = json::array();
+	size_t bytes = 0;
+	for (auto &[k, v] : app.engine->drain_flowlog()) {
+		std::string h = to_hex(&k, sizeof k) + to_hex(&v, sizeof v);
+		bytes += h.size() + 3;
+		events.push_back(std::move(h));
+	}
+	bool complete = true;
+	size_t max = (kBudget - std::min(bytes, kBudget)) / (2 * sizeof(lg_flow_sample) + 3);
+	std::vector<lg_flow_sample> all = app.engine->flow_samples(max + 1);
+	if (all.size() > max) {
+		all.resize(max);
+		complete = false;
+	}
+	for (lg_flow_sample &f : all)
+		flows.push_back(to_hex(&f, sizeof f));
+	return {{"events", events}, {"flows", flows}, {"complete", complete}};
 }
 
 std::vector<InterfaceBinding> bindings()
@@ -435,6 +464,8 @@ private:
 			}
 			return {{"flows", flows}};
 		}
+		if (method == "dataplane.flowLog")
+			return flow_log_json();
 		reply["error"] = error(-32601, "unknown method " + method);
 		return nullptr;
 	}

@@ -14,10 +14,10 @@
  * - lg_pass: XDP_PASS, so that a veth without another program runs NAPI
  *   (XDP_REDIRECT into a veth needs it) and hands frames to the kernel.
  * - lg_lru: the baseline of new flows per second: one insert of a key
- *   and a value of lg_flow_key's and lg_flow_entry's sizes (44 and 152
- *   bytes; the value was 96 bytes, the entry's size then, until
- *   2026-11-29) into an LRU hash, then lg_bare's forwarding (fib lookup,
- *   TTL, MACs, redirect).
+ *   and a value of lg_flow_key's and lg_flow_entry's sizes (44 and 168
+ *   bytes; the value was 96 bytes until 2026-11-29 and 152 until
+ *   2026-11-30, the entry's size then) into an LRU hash, then lg_bare's
+ *   forwarding (fib lookup, TTL, MACs, redirect).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "evaluator.hpp"
+#include "flow_json.hpp"
 #include "plane.hpp"
 #include "validate.hpp"
 
@@ -226,6 +227,18 @@ std::vector<DataplaneChannels::Answer> DataplaneChannels::query(const char *meth
 					       " is not an object of counts";
 			if (res.contains("flows") && !res["flows"].is_number_unsigned())
 				return "malformed reply to dataplane.counters: flows is not a count";
+		} else if (std::strcmp(method, "dataplane.flowLog") == 0) {
+			auto hex_array = [&](const char *k, size_t n) {
+				auto it = res.find(k);
+				return it != res.end() && it->is_array() &&
+				       std::all_of(it->begin(), it->end(), [n](const json &x) {
+					       return x.is_string() && x.get_ref<const std::string &>().size() == 2 * n;
+				       });
+			};
+			if (!hex_array("events", sizeof(lg_flow_key) + sizeof(lg_flowlog_entry)) ||
+			    !hex_array("flows", sizeof(lg_flow_sample)) || !res.contains("complete") ||
+			    !res["complete"].is_boolean())
+				return "malformed reply to dataplane.flowLog: events, flows or complete";
 		} else {
 			if (!res.contains("flows") || !res["flows"].is_array() ||
 			    !std::all_of(res["flows"].begin(), res["flows"].end(), [](const json &f) { return f.is_object(); }))
@@ -467,6 +480,38 @@ json Dataplanes::flows(size_t limit)
 			f["dataplane"] = "dpdk:" + a.name;
 			out.push_back(std::move(f));
 		}
+	return out;
+}
+
+std::vector<FlowLogInput> Dataplanes::flow_log()
+{
+	std::vector<FlowLogInput> out;
+	if (auto x = plane_.flow_log())
+		out.push_back(std::move(*x));
+	for (auto &a : ch_.query("dataplane.flowLog")) {
+		FlowLogInput in;
+		in.plane = "dpdk:" + a.name;
+		in.flows_complete = a.result["complete"].get<bool>();
+		bool ok = true;
+		for (const json &h : a.result["events"]) {
+			uint8_t b[sizeof(lg_flow_key) + sizeof(lg_flowlog_entry)];
+			FlowEvent ev;
+			ok = ok && from_hex(h.get<std::string>(), b, sizeof b);
+			std::memcpy(&ev.key, b, sizeof ev.key);
+			std::memcpy(&ev.v, b + sizeof ev.key, sizeof ev.v);
+			in.events.push_back(ev);
+		}
+		for (const json &h : a.result["flows"]) {
+			lg_flow_sample f;
+			ok = ok && from_hex(h.get<std::string>(), &f, sizeof f);
+			in.flows.push_back(flow_sample(f));
+		}
+		if (!ok) { // lengths were checked; a digit that is not hex
+			log("dataplane dpdk '%s': malformed dataplane.flowLog reply: not hex", a.name.c_str());
+			continue;
+		}
+		out.push_back(std::move(in));
+	}
 	return out;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "flow_log.hpp"
 #include "result.hpp"
 #include "service.hpp"
 
@@ -116,6 +117,8 @@ public:
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
 	nlohmann::json describe() override;
+	// Every plane's flow-log input (XDP's, then each channel's).
+	std::vector<FlowLogInput> flow_log();
 
 private:
 	Plane &plane_;

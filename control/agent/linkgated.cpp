@@ -8,6 +8,9 @@
 #include <CLI/CLI.hpp>
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -28,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <list>
 #include <string>
 #include <vector>
@@ -54,6 +58,8 @@ struct Options {
 	int max_dataplanes = 16;
 	std::string pin_dir = "/sys/fs/bpf/linkgate";
 	int reclaim_ms = 1000; // period of the expired-flow sweep
+	std::string flow_log;       // NSG flow log v2 records appended here ("": none)
+	int flow_log_interval = 60; // seconds between two flow-log records of an NSG
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT;
 	int realtime = 0; // SCHED_FIFO priority of the control thread; 0: the default scheduling
 	// Flow timeouts in seconds (SPEC §4 defaults).
@@ -146,9 +152,12 @@ struct Conn {
 
 class Server {
 public:
-	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane, DataplaneChannels &channels)
-		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane), channels_(channels)
+	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane, DataplaneChannels &channels,
+	       Dataplanes &dataplanes)
+		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane), channels_(channels),
+		  dataplanes_(dataplanes)
 	{
+		next_flow_log_ = Clock::now() + std::chrono::seconds(o_.flow_log_interval);
 		// The expired-flow sweep has its own thread: a sweep of a large
 		// table takes tens of ms, and a request must not wait for it. It
 		// only reads and deletes flow entries (map syscalls), which is
@@ -206,6 +215,15 @@ public:
 				}
 				timeout = timeout < 0 ? Plane::kFibBeatMs : std::min(timeout, Plane::kFibBeatMs);
 			}
+			if (!o_.flow_log.empty()) {
+				auto now = Clock::now();
+				if (now >= next_flow_log_) {
+					write_flow_log();
+					next_flow_log_ = now + std::chrono::seconds(o_.flow_log_interval);
+				}
+				int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(next_flow_log_ - now).count());
+				timeout = timeout < 0 ? std::max(left, 0) : std::min(timeout, std::max(left, 0));
+			}
 			int n = poll(fds.data(), fds.size(), timeout);
 			if (n < 0 && errno != EINTR) {
 				log("poll: %s", std::strerror(errno));
@@ -257,6 +275,10 @@ private:
 	int lfd_, sfd_;
 	Plane &plane_;
 	DataplaneChannels &channels_;
+	Dataplanes &dataplanes_;
+	FlowLogger flow_logger_;
+	Clock::time_point next_flow_log_{};
+	uint64_t flow_log_lost_ = 0; // lg_log_cnt's lost records at the last tick
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
 	Clock::time_point relink_after_{}; // a failed relink's next try
@@ -304,6 +326,68 @@ private:
 			}
 			lk.lock();
 		}
+	}
+
+	// One flow-log interval: every plane's records and flows through the
+	// logger, its records appended as JSON lines (docs/agent.md, "Flow
+	// logs"). A write that fails is logged and the records are lost; the
+	// next interval tries again.
+	void write_flow_log()
+	{
+		const CompiledTables *live = dataplanes_.live_tables();
+		if (!live)
+			return;
+		timespec wall{}, mono{};
+		clock_gettime(CLOCK_REALTIME, &wall);
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		uint64_t unix_ns = uint64_t(wall.tv_sec) * 1000000000ull + uint64_t(wall.tv_nsec);
+		uint64_t mono_ns = uint64_t(mono.tv_sec) * 1000000000ull + uint64_t(mono.tv_nsec);
+		std::string text;
+		for (const FlowLogInput &in : dataplanes_.flow_log())
+			for (const nlohmann::json &r : flow_logger_.tick(in, svc_.state(), *live, unix_ns, mono_ns, mac_of))
+				text += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+		uint64_t lost = plane_.flow_log_lost();
+		if (lost > flow_log_lost_)
+			log("flow log: %llu records lost (the dataplane's table was full between two intervals)",
+			    (unsigned long long)(lost - flow_log_lost_));
+		flow_log_lost_ = lost;
+		if (text.empty())
+			return;
+		int fd = open(o_.flow_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		bool ok = fd >= 0;
+		for (size_t off = 0; ok && off < text.size();) {
+			ssize_t w = write(fd, text.data() + off, text.size() - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			ok = w > 0;
+			off += ok ? size_t(w) : 0;
+		}
+		if (!ok)
+			log("flow log %s: %s; this interval's records are lost", o_.flow_log.c_str(), std::strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+
+	// The MAC of a host interface as a flow log names it (12 upper-case hex
+	// digits), "" when it has none or is gone.
+	static std::string mac_of(uint32_t ifindex)
+	{
+		// SIOCGIFHWADDR, not /sys/class/net: sysfs shows the namespace it
+		// was mounted in, the ioctl the agent's own.
+		ifreq ifr{};
+		if (!ifindex || !if_indextoname(ifindex, ifr.ifr_name))
+			return "";
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return "";
+		int rc = ioctl(fd, SIOCGIFHWADDR, &ifr);
+		close(fd);
+		if (rc != 0 || ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER)
+			return "";
+		char out[13];
+		const auto *m = reinterpret_cast<const unsigned char *>(ifr.ifr_hwaddr.sa_data);
+		std::snprintf(out, sizeof out, "%02X%02X%02X%02X%02X%02X", m[0], m[1], m[2], m[3], m[4], m[5]);
+		return out;
 	}
 
 	// A configured interface recreated (driver reload, a device made again)
@@ -628,6 +712,11 @@ int main(int argc, char **argv)
 		       "IFACE[=VNET]: attach the XDP dataplane to IFACE, whose traffic belongs to VNET (default: the "
 		       "state's only VNet); repeatable");
 	app.add_option("--pin-dir", o.pin_dir, "bpffs directory of the pinned dataplane")->capture_default_str();
+	app.add_option("--flow-log", o.flow_log,
+		       "append NSG flow log (version 2) records to FILE, one JSON record a line (docs/agent.md)");
+	app.add_option("--flow-log-interval", o.flow_log_interval, "seconds between two flow-log intervals")
+		->check(CLI::Range(1, 3600))
+		->capture_default_str();
 	app.add_option("--reclaim-interval", o.reclaim_ms, "milliseconds between sweeps of expired flows")
 		->check(CLI::Range(10, 3600000))
 		->capture_default_str();
@@ -783,7 +872,7 @@ int main(int argc, char **argv)
 	    (unsigned long long)svc.generation(),
 	    (*plane)->has_xdp() ? (", XDP pinned under " + o.pin_dir).c_str() : "");
 
-	Server server(svc, o, lfd, sfd, **plane, channels);
+	Server server(svc, o, lfd, sfd, **plane, channels, dataplanes);
 	// This thread only: the sweep and the publish barriers (started above)
 	// keep theirs.
 	ControlScheduling cs;

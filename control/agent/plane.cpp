@@ -851,4 +851,32 @@ json Plane::flows(size_t limit)
 	return out;
 }
 
+FlowSample flow_sample(const lg_flow_sample &f)
+{
+	FlowSample s;
+	s.e = f.e;
+	s.packets[0] = f.e.packets;
+	s.bytes[0] = f.e.bytes;
+	s.packets[1] = f.reply_packets;
+	s.bytes[1] = f.reply_bytes;
+	return s;
+}
+
+std::optional<FlowLogInput> Plane::flow_log()
+{
+	if (!xdp_)
+		return std::nullopt;
+	FlowLogInput in;
+	in.plane = "xdp";
+	// Records first: a flow made after the listing is then learnt from its
+	// record at the next tick, not missed between the two.
+	for (auto &[k, v] : xdp_->drain_flowlog())
+		in.events.push_back(FlowEvent{k, v});
+	for (const lg_flow_sample &f : xdp_->flow_samples())
+		in.flows.push_back(flow_sample(f));
+	return in;
+}
+
+uint64_t Plane::flow_log_lost() const { return xdp_ ? xdp_->log_counter(LG_LOG_LOST) : 0; }
+
 } // namespace lg::agent

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "compiler.hpp"
+#include "flow_log.hpp"
 #include "host_events.hpp"
 #include "service.hpp"
 #include "xdp_loader.hpp"
@@ -32,6 +34,8 @@ struct PlaneOptions {
 	uint64_t sweep_interval_ns = 1000000000ull; // linkgated's --reclaim-interval (stats' flow count)
 	bool no_state_file = false; // the state file did not exist: `initial` is empty
 };
+
+FlowSample flow_sample(const lg_flow_sample &f);
 
 class Plane final : public Dataplane {
 public:
@@ -81,6 +85,10 @@ public:
 	bool forwards(uint32_t vni, bool v6) const override;
 	DataplaneCounters counters() override;
 	nlohmann::json flows(size_t limit) override;
+	// Flow logs: the XDP plane's lg_flowlog records (drained) and its flows
+	// with their counts; none without XDP.
+	std::optional<FlowLogInput> flow_log();
+	uint64_t flow_log_lost() const; // lg_log_cnt's LG_LOG_LOST, 0 without XDP
 
 private:
 	Plane() = default;

@@ -12,6 +12,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
@@ -321,6 +322,113 @@ TEST_F(AgentRestart, KillInTheMiddleOfACommitLeavesOldOrNew)
 			EXPECT_EQ(status, "Approved") << "the state file was not written: the old state comes back";
 		agent.reset();
 	}
+}
+
+// SPEC §6, NSG flow logs (v2) of real traffic, appended by the agent every
+// --flow-log-interval: the private endpoint connection begins (B), carries on
+// with its counts (C) and ends (E) in clients-nsg's log under the default rule
+// that admitted it (its subnet NSG applies Outbound; the endpoint's subnet
+// has network policies off); the ssh that no-ssh denies is a D tuple.
+TEST_F(AgentRestart, FlowLogsRecordRealTrafficInTheV2TupleFormat)
+{
+	std::string path = "/tmp/lgtest-flowlog-" + std::to_string(getpid()) + ".jsonl";
+	std::filesystem::remove(path);
+	start_agent(policy("Approved"), {"--flow-log", path, "--flow-log-interval", "1"});
+	// The tuples are clients-nsg's Outbound ones: logged under the MAC of
+	// the interface the client's packets came in by (this namespace's hc).
+	std::string hc_mac;
+	{
+		ifreq ifr{};
+		std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "hc");
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(ioctl(fd, SIOCGIFHWADDR, &ifr), 0);
+		close(fd);
+		char m[13];
+		const auto *b = reinterpret_cast<const unsigned char *>(ifr.ifr_hwaddr.sa_data);
+		std::snprintf(m, sizeof m, "%02X%02X%02X%02X%02X%02X", b[0], b[1], b[2], b[3], b[4], b[5]);
+		hc_mac = m;
+	}
+	// Every tuple written so far as "rule|tuple"; each record's shape checked.
+	auto tuples = [&] {
+		std::vector<std::string> out;
+		std::ifstream f(path);
+		std::string line;
+		while (std::getline(f, line)) {
+			json r = json::parse(line, nullptr, false);
+			if (r.is_discarded() || !r.is_object()) {
+				ADD_FAILURE() << "not a JSON record: " << line;
+				continue;
+			}
+			EXPECT_EQ(r["category"], "NetworkSecurityGroupFlowEvent");
+			EXPECT_EQ(r["operationName"], "NetworkSecurityGroupFlowEvents");
+			EXPECT_TRUE(r["resourceId"].get<std::string>().ends_with("/NETWORKSECURITYGROUPS/CLIENTS-NSG")) << line;
+			EXPECT_EQ(r["properties"]["Version"], 2);
+			EXPECT_EQ(r["macAddress"], hc_mac);
+			for (auto &g : r["properties"]["flows"])
+				for (auto &m : g["flows"]) {
+					EXPECT_EQ(m["mac"], hc_mac);
+					for (auto &t : m["flowTuples"])
+						out.push_back(g["rule"].get<std::string>() + "|" + t.get<std::string>());
+				}
+		}
+		return out;
+	};
+	// The tuples of `rule` that hold `mid` and end with `tail`.
+	auto find = [&](const std::string &rule, const std::string &mid, const std::string &tail) {
+		std::vector<std::string> hit;
+		for (const std::string &t : tuples())
+			if (t.starts_with(rule + "|") && t.find(mid) != std::string::npos && t.ends_with(tail))
+				hit.push_back(t.substr(rule.size() + 1));
+		return hit;
+	};
+	auto dump = [&] {
+		std::string all;
+		for (const std::string &t : tuples())
+			all += t + "\n";
+		return all + agent->log();
+	};
+	const std::string pe = "DefaultRule_AllowVnetOutBound", conn_mid = ",10.1.1.10,10.1.1.100,";
+
+	Persistent conn(topo.real("cli"));
+	ASSERT_TRUE(conn.round_trip());
+	EXPECT_EQ(client("192.168.20.11", 22, 500), 3) << "no-ssh";
+	ASSERT_TRUE(until([&] {
+		return !find(pe, conn_mid, ",3306,T,O,A,B,,,,").empty() &&
+		       !find("UserRule_no-ssh", ",10.1.1.10,192.168.20.11,", ",22,T,O,D,B,,,,").empty();
+	})) << dump();
+	for (int i = 0; i < 5; i++)
+		ASSERT_TRUE(conn.round_trip());
+	ASSERT_TRUE(until([&] { return !find(pe, conn_mid, "").empty() && !find(pe, ",3306,T,O,A,C,", "").empty(); }))
+		<< dump();
+	EXPECT_EQ(conn.finish(), 0);
+	ASSERT_TRUE(until([&] { return !find(pe, ",3306,T,O,A,E,", "").empty(); })) << dump();
+
+	// One B and one E for the connection, and its counts in C and E add up
+	// to at least the six round trips each way (a request and its echo).
+	EXPECT_EQ(find(pe, conn_mid, ",B,,,,").size(), 1u) << dump();
+	EXPECT_EQ(find(pe, ",3306,T,O,A,E,", "").size(), 1u) << dump();
+	uint64_t sums[4] = {};
+	for (const std::string &t : find(pe, conn_mid, "")) {
+		std::vector<std::string> f;
+		for (size_t a = 0, b; ; a = b + 1) {
+			b = t.find(',', a);
+			f.push_back(t.substr(a, b == std::string::npos ? std::string::npos : b - a));
+			if (b == std::string::npos)
+				break;
+		}
+		ASSERT_EQ(f.size(), 13u) << t;
+		EXPECT_NEAR(double(std::stoll(f[0])), double(std::time(nullptr)), 60.0) << "unix seconds: " << t;
+		if (f[8] == "B")
+			continue;
+		for (int k = 0; k < 4; k++)
+			sums[k] += std::stoull(f[9 + size_t(k)]);
+	}
+	EXPECT_GE(sums[0], 6u) << dump();
+	EXPECT_GE(sums[2], 6u) << dump();
+	EXPECT_GT(sums[1], sums[0] * 54) << "bytes are frame lengths: more than 54 a TCP/IPv4 frame";
+	EXPECT_GT(sums[3], sums[2] * 54);
+	std::filesystem::remove(path);
 }
 
 TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)

@@ -6,6 +6,7 @@
 // traffic flowing the whole time.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -198,6 +199,50 @@ TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 // channel's cap 1 MiB): linkgate-dpdk sends the flows that fit, and keeps
 // its channel (before: the whole table in one line, which linkgated refused
 // and answered by dropping the channel, on every listing).
+// SPEC §6 flow logs of linkgate-dpdk's traffic: linkgated drains the fast
+// path's flow-log records and flow counts over the channel
+// (dataplane.flowLog) and writes them as XDP's: the replayed SYN to the
+// private endpoint begins under allow-pe, the SYN to port 8080 is denied by
+// web, and the UDP flow the replay keeps feeding carries on with counts.
+TEST(DpdkAgent, FlowLogsOfTheFastPath)
+{
+	Scratch s("agentlog");
+	std::string path = s.path("flows.jsonl");
+	lgtest::Daemon d({"--flow-log", path, "--flow-log-interval", "1"});
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
+	ASSERT_TRUE(d.start()) << d.log();
+	std::vector<std::vector<uint8_t>> in0;
+	auto rounds = scenario_rounds(kPcap0, kPcap1);
+	for (auto &f : rounds[0])
+		in0.push_back(f.bytes);
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	Proc dp(dpdk_argv(s, d, "net_null1", "lglog"), s.path("dpdk.out"), s.path("dpdk.err"));
+	auto has = [&](const std::string &rule, const std::string &mid) {
+		std::ifstream f(path);
+		std::string line;
+		while (std::getline(f, line)) {
+			json r = json::parse(line, nullptr, false);
+			if (!r.is_object() || !r["resourceId"].is_string() ||
+			    !r["resourceId"].get<std::string>().ends_with("/NETWORKSECURITYGROUPS/CLIENTS-NSG"))
+				continue;
+			for (auto &g : r["properties"]["flows"])
+				for (auto &m : g["flows"])
+					for (auto &t : m["flowTuples"])
+						if (g["rule"] == rule && t.get<std::string>().find(mid) != std::string::npos)
+							return true;
+		}
+		return false;
+	};
+	EXPECT_TRUE(eventually([&] {
+		return has("UserRule_allow-pe", ",10.1.1.10,10.1.1.100,40000,3306,T,O,A,B,,,,") &&
+		       has("UserRule_web", ",10.1.1.10,8.8.8.8,40001,8080,T,O,D,B,,,,") &&
+		       has("DefaultRule_AllowInternetOutBound", ",10.1.1.10,8.8.8.8,5000,53,U,O,A,C,");
+	})) << std::ifstream(path).rdbuf() << "\n" << dp.err() << "\nlinkgated:\n" << d.log();
+	EXPECT_EQ(dp.terminate(), 0) << dp.err();
+	EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
 TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 {
 	Scratch s("agentfl");

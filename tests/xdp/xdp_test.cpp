@@ -3,6 +3,7 @@
 // fragments, ICMP errors, and random policies (tests/random_policy.hpp).
 // Each test runs in a network namespace of its own (xdp_harness.hpp).
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <unistd.h>
 
@@ -761,6 +762,68 @@ TEST_F(XdpTest, PublicEndpoint)
 	state.server("westus-db")->publicNetworkAccess = "Disabled";
 	commit();
 	expect(from("198.51.100.7", "20.10.1.5"), LG_VERDICT_DROP, LG_REASON_PUBLIC_ACCESS_DISABLED, "disabled", backend_if);
+}
+
+// SPEC §6 flow logs: each copy of a flow counts its own direction's frames
+// and bytes (full path and fast path alike), and what the agent's logger
+// must hear of as it happens, a flow made or an NSG's deny, waits in
+// lg_flowlog, one record a key, until drained. Both dataplanes.
+TEST_F(XdpTest, FlowsCountEachDirectionAndFlowLogRecordsWait)
+{
+	auto s = syn("10.1.1.10", "10.1.1.100");
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).payload("select 1").build();
+	auto back = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpAck).payload("row").build();
+	expect(s, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN");
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN-ACK", backend_if);
+	for (int i = 0; i < 3; i++) {
+		expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "data");
+		expect(back, LG_VERDICT_FORWARD, LG_REASON_NONE, "data back", backend_if);
+	}
+	auto deny = syn("10.1.1.10", "20.10.2.5");
+	expect(deny, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql");
+	expect(deny, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql again: the record waits, not a second one");
+	expect(c2s().ipv4("10.1.1.10", "20.10.2.5").icmp(8, 0, 7, 1).build(), LG_VERDICT_DROP, LG_REASON_NSG_DENY,
+	       "ICMP: no record, the v2 tuple names TCP and UDP only");
+
+	uint32_t deny_sql = LG_NONE;
+	for (size_t i = 0; i < pair->tables().rule_names.size(); i++)
+		if (pair->tables().rule_names[i].ends_with("/deny-sql"))
+			deny_sql = uint32_t(i);
+	ASSERT_NE(deny_sql, LG_NONE);
+	auto check = [&](const char *plane, const std::vector<lg_flow_sample> &fl,
+			 std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> recs, uint64_t written) {
+		SCOPED_TRACE(plane);
+		ASSERT_EQ(fl.size(), 1u);
+		EXPECT_EQ(fl[0].e.packets, 4u);
+		EXPECT_EQ(fl[0].e.bytes, s.size() + 3 * ack.size());
+		EXPECT_EQ(fl[0].reply_packets, 4u);
+		EXPECT_EQ(fl[0].reply_bytes, synack.size() + 3 * back.size());
+		ASSERT_EQ(recs.size(), 2u);
+		std::sort(recs.begin(), recs.end(), [](auto &a, auto &b) { return a.second.kind < b.second.kind; });
+		EXPECT_EQ(recs[0].second.kind, LG_FLOWLOG_BEGIN);
+		EXPECT_EQ(std::memcmp(&recs[0].first, &fl[0].e.orig, sizeof(lg_flow_key)), 0);
+		EXPECT_EQ(recs[0].second.generation, pair->tables().generation);
+		EXPECT_EQ(recs[0].second.ifindex, client_if);
+		// The route of the address the client sent to (the endpoint's, on
+		// the client's link): what picks the destination's VNet.
+		EXPECT_EQ(recs[0].second.egress_ifindex, client_if);
+		EXPECT_EQ(recs[1].second.kind, LG_FLOWLOG_DENY);
+		EXPECT_EQ(recs[1].second.reason, LG_REASON_NSG_DENY);
+		EXPECT_EQ(recs[1].second.counter, deny_sql);
+		EXPECT_EQ(recs[1].second.generation, pair->tables().generation);
+		EXPECT_EQ(recs[1].first.dport, htons(3306));
+		EXPECT_EQ(written, 2u);
+	};
+	check("xdp", pair->dp().flow_samples(), pair->dp().drain_flowlog(), pair->dp().log_counter(LG_LOG_WRITTEN));
+	EXPECT_TRUE(pair->dp().drain_flowlog().empty()) << "drained: gone";
+#ifdef LG_WITH_DPDK
+	check("dpdk", pair->dpdk().flow_samples(), pair->dpdk().drain_flowlog(),
+	      pair->dpdk().log_counter(LG_LOG_WRITTEN));
+	EXPECT_TRUE(pair->dpdk().drain_flowlog().empty()) << "drained: gone";
+#endif
+	expect(deny, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql after the drain");
+	EXPECT_EQ(pair->dp().drain_flowlog().size(), 1u) << "a new record after the drain";
 }
 
 TEST_F(XdpTest, NsgAndConntrackReasons)
