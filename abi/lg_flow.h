@@ -106,6 +106,7 @@ struct lg_flow_entry {
 	__u32 server;       /* server index to count (LG_NONE: none), as of `generation` */
 	__u32 reply_vni;    /* VNI of the reply key: the egress interface's when the flow was
 			     * made, kept, so that a later VNet binding names the same key */
+	/* Last, so that a rewrite of the rest leaves them (lg_ct.bpf.h flow_put). */
 	__u64 packets;      /* frames of this copy's direction (the orig copy: source to
 			     * destination; the reply copy: back), for flow logs */
 	__u64 bytes;        /* their frame lengths as received */
@@ -164,8 +165,11 @@ struct lg_flow_sample {
 	struct lg_flow_entry e;
 	__u64 reply_packets;
 	__u64 reply_bytes;
+	__u32 reply_found; /* 0: no reply copy was read (a flow to itself, or one
+			    * being removed): the reply counts are not known */
+	__u32 pad0;
 };
-LG_STATIC_ASSERT(sizeof(struct lg_flow_sample) == 184, "lg_flow_sample layout");
+LG_STATIC_ASSERT(sizeof(struct lg_flow_sample) == 192, "lg_flow_sample layout");
 
 /* lg_log_cnt indices. */
 enum lg_log_counter {

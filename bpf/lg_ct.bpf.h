@@ -204,13 +204,14 @@ static __always_inline void nh_remember(struct lg_scratch *s, __u32 dir)
 }
 
 /* One copy of a flow. An existing entry is written in place: a map update
- * would allocate, copy and free an element on every packet. It keeps its own
- * packet and byte counts (the fast path adds to them in place); `len` > 0
- * counts one frame of that length in them. */
+ * would allocate, copy and free an element on every packet. Its packet and
+ * byte counts, the entry's last fields, are not written: only the CPU of
+ * the copy's own direction adds to them (the fast path in place, here
+ * `len` > 0 counts one frame of that length), so they are never written
+ * from two CPUs. */
 static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry *v, __u64 flags, __u32 len)
 {
 	struct lg_flow_entry *cur;
-	__u64 packets, bytes;
 
 	if (flags != BPF_EXIST) {
 		bpf_map_update_elem(&lg_flows, k, v, flags);
@@ -219,11 +220,11 @@ static __always_inline void flow_put(struct lg_flow_key *k, struct lg_flow_entry
 	cur = bpf_map_lookup_elem(&lg_flows, k);
 	if (!cur)
 		return;
-	packets = cur->packets;
-	bytes = cur->bytes;
-	__builtin_memcpy(cur, v, sizeof(*v));
-	cur->packets = packets + (len ? 1 : 0);
-	cur->bytes = bytes + len;
+	__builtin_memcpy(cur, v, __builtin_offsetof(struct lg_flow_entry, packets));
+	if (len) {
+		cur->packets++;
+		cur->bytes += len;
+	}
 }
 
 /* Write scratch->e back under both keys; the found key is scratch->k, and

@@ -982,7 +982,7 @@ namespace {
 // copies). A flow's two copies share `orig`; the fast path refreshes only
 // the copy it found, so a flow expires at the later of its copies'
 // expires_ns (abi/lg_flow.h).
-template <typename F> void for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
+template <typename F> bool for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
 {
 	uint32_t in_tok = 0, out_tok = 0;
 	std::vector<lg_flow_key> keys(chunk);
@@ -995,7 +995,7 @@ template <typename F> void for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
 					      &n, &o);
 		int e = rc ? errno : 0;
 		if (rc && e != ENOENT && e != ENOSPC)
-			break; // unreadable: the caller sees what was read
+			return false; // unreadable: the caller sees what was read
 		if (rc && e == ENOSPC && n == 0) {
 			chunk *= 2; // a bucket holds more than a chunk
 			keys.resize(chunk);
@@ -1008,10 +1008,8 @@ template <typename F> void for_each_copy(bpf_map *m, uint32_t chunk, F &&visit)
 				more = visit(keys[i], vals[i]); // false: enough
 			else
 				visit(keys[i], vals[i]);
-		if (!more)
-			break;
-		if (rc && e == ENOENT)
-			break;
+		if (!more || (rc && e == ENOENT))
+			return true;
 		in_tok = out_tok;
 		first = false;
 	}
@@ -1072,19 +1070,23 @@ std::vector<lg_flow_entry> XdpDataplane::flows(size_t limit) const
 	return out;
 }
 
-std::vector<lg_flow_sample> XdpDataplane::flow_samples(size_t limit) const
+std::vector<lg_flow_sample> XdpDataplane::flow_samples(size_t limit, bool *complete) const
 {
 	// The original copies up to `limit`, then each one's reply copy looked
 	// up by its key: the listing reads what it lists, not the whole table
 	// (2,000,000 copies when full).
 	std::vector<lg_flow_sample> out;
+	if (complete)
+		*complete = false;
 	if (!limit)
 		return out;
-	for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &e) {
+	bool read = for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &e) {
 		if (!(e.flags & LG_FLOW_F_REPLY))
-			out.push_back(lg_flow_sample{e, 0, 0});
+			out.push_back(lg_flow_sample{e, 0, 0, 0, 0});
 		return out.size() < limit;
 	});
+	if (complete)
+		*complete = read && out.size() < limit;
 	int fd = bpf_map__fd(skel_->maps.lg_flows);
 	for (lg_flow_sample &f : out) {
 		lg_flow_key rk;
@@ -1096,6 +1098,7 @@ std::vector<lg_flow_sample> XdpDataplane::flow_samples(size_t limit) const
 			f.e.expires_ns = std::max(f.e.expires_ns, r.expires_ns);
 			f.reply_packets = r.packets;
 			f.reply_bytes = r.bytes;
+			f.reply_found = 1;
 		}
 	}
 	return out;

@@ -164,7 +164,8 @@ public:
 	// expiry of its two copies), at most `limit` of them in table order.
 	std::vector<lg_flow_entry> flows(size_t limit = SIZE_MAX) const;
 	// The same, each with its reply copy's counts (flow logs).
-	std::vector<lg_flow_sample> flow_samples(size_t limit = SIZE_MAX) const;
+	// `complete`: every flow was read (the walk neither failed nor stopped at `limit`).
+	std::vector<lg_flow_sample> flow_samples(size_t limit = SIZE_MAX, bool *complete = nullptr) const;
 	// lg_flowlog's records, each removed as it is read; and lg_log_cnt.
 	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> drain_flowlog();
 	uint64_t log_counter(lg_log_counter c) const;

@@ -39,6 +39,7 @@ namespace {
 
 constexpr uint8_t kTcp = 6, kUdp = 17;
 constexpr uint64_t kNs = 1000000000ull;
+constexpr uint64_t kUnlistedTicks = 10; // a cut listing's flows are forgotten after this many
 const char *const kNoMac = "000000000000";
 
 bool loggable(uint8_t proto) { return proto == kTcp || proto == kUdp; }
@@ -320,9 +321,13 @@ std::vector<nlohmann::json> FlowLogger::tick(const FlowLogInput &in, const State
 		if ((s.e.flags & LG_FLOW_F_REPLY) || !loggable(s.e.orig.proto))
 			continue;
 		Key k = key_of(s.e.orig);
-		const uint64_t now[4] = {s.packets[0], s.bytes[0], s.packets[1], s.bytes[1]};
+		uint64_t now[4] = {s.packets[0], s.bytes[0], s.packets[1], s.bytes[1]};
 		bool closed = s.e.state == LG_CT_CLOSED;
 		auto it = plane.find(k);
+		if (!s.reply_found) { // the reply copy was not read: its counts stand
+			now[2] = it != plane.end() ? it->second.seen[2] : 0;
+			now[3] = it != plane.end() ? it->second.seen[3] : 0;
+		}
 		if (it != plane.end()) {
 			Flow &f = it->second;
 			bool back = false;
@@ -342,7 +347,7 @@ std::vector<nlohmann::json> FlowLogger::tick(const FlowLogInput &in, const State
 		}
 		Flow &f = it->second;
 		std::copy(now, now + 4, f.seen);
-		f.since_mono = mono_ns;
+		f.since_mono = in.listed_ns ? in.listed_ns : mono_ns;
 		f.listed = serial_;
 		if (f.ended)
 			continue;
@@ -363,7 +368,7 @@ std::vector<nlohmann::json> FlowLogger::tick(const FlowLogInput &in, const State
 		std::copy(now, now + 4, f.base);
 	}
 
-	if (in.flows_complete)
+	if (in.flows_complete) {
 		for (auto it = plane.begin(); it != plane.end();) {
 			if (it->second.listed == serial_) {
 				++it;
@@ -373,6 +378,18 @@ std::vector<nlohmann::json> FlowLogger::tick(const FlowLogInput &in, const State
 				ended(it->first, it->second);
 			it = plane.erase(it);
 		}
+	} else {
+		// A cut listing tells nothing of the flows it left out: one not
+		// listed for kUnlistedTicks is forgotten without an E (else a
+		// table past the cut would be tracked for ever).
+		for (auto it = plane.begin(); it != plane.end();) {
+			uint64_t last = std::max(it->second.listed, it->second.learned);
+			if (serial_ - last > kUnlistedTicks)
+				it = plane.erase(it);
+			else
+				++it;
+		}
+	}
 	if (plane.empty())
 		planes_.erase(in.plane);
 	if (names_.size() >= compact_at_)
@@ -413,5 +430,14 @@ size_t FlowLogger::tracked() const
 }
 
 uint64_t FlowLogger::stale() const { return stale_; }
+
+void FlowLogger::keep_planes(const std::vector<std::string> &planes)
+{
+	for (auto it = planes_.begin(); it != planes_.end();)
+		if (std::find(planes.begin(), planes.end(), it->first) == planes.end())
+			it = planes_.erase(it);
+		else
+			++it;
+}
 
 } // namespace lg

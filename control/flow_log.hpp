@@ -37,6 +37,7 @@ struct FlowSample {
 	lg_flow_entry e{};            // the original copy (flags without LG_FLOW_F_REPLY)
 	uint64_t packets[2] = {0, 0}; // [0] source->destination (the orig copy's), [1] back (the reply copy's)
 	uint64_t bytes[2] = {0, 0};
+	bool reply_found = true;      // false: the reply copy was not read; [1] is not known
 };
 
 struct FlowEvent {
@@ -48,6 +49,8 @@ struct FlowLogInput {
 	std::string plane;             // "xdp", "dpdk:NAME": each plane's flows are tracked apart
 	std::vector<FlowSample> flows; // every flow the plane holds now
 	bool flows_complete = true;    // false: the listing was cut; flows not listed did not end
+	uint64_t listed_ns = 0;        // the dataplane's clock when the listing ended (0: mono_ns)
+	uint64_t lost = 0;             // records the dataplane could not keep, since it started
 	std::vector<FlowEvent> events; // drained since the last tick (drain them before listing the flows)
 };
 
@@ -59,6 +62,8 @@ public:
 	std::vector<nlohmann::json> tick(const FlowLogInput &in, const State &state, const CompiledTables &live,
 					 uint64_t unix_ns, uint64_t mono_ns, const MacOf &mac);
 	size_t tracked() const; // flows being tracked, all planes
+	// Forget the planes not named (a fast path gone for good).
+	void keep_planes(const std::vector<std::string> &planes);
 	uint64_t stale() const; // deny events that the live policy no longer attributes to an NSG rule
 
 private:

@@ -931,7 +931,7 @@ std::vector<lg_flow_sample> Engine::flow_samples(size_t max)
 {
 	std::vector<lg_flow_sample> out;
 	for (const lg_flow_entry &e : flows(max))
-		out.push_back(lg_flow_sample{e, 0, 0});
+		out.push_back(lg_flow_sample{e, 0, 0, 0, 0});
 	std::lock_guard lk(control_);
 	for (lg_flow_sample &f : out) {
 		lg_flow_key rk;
@@ -941,6 +941,7 @@ std::vector<lg_flow_sample> Engine::flow_samples(size_t max)
 		    (r.flags & LG_FLOW_F_REPLY) && std::memcmp(&r.orig, &f.e.orig, sizeof r.orig) == 0) {
 			f.reply_packets = r.packets;
 			f.reply_bytes = r.bytes;
+			f.reply_found = 1;
 		}
 	}
 	return out;

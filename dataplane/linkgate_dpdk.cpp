@@ -187,9 +187,14 @@ json flow_log_json()
 		all.resize(max);
 		complete = false;
 	}
+	uint64_t now = dp::Engine::clock_ns(); // after the listing: a flow made since has its record next time
 	for (lg_flow_sample &f : all)
 		flows.push_back(to_hex(&f, sizeof f));
-	return {{"events", events}, {"flows", flows}, {"complete", complete}};
+	return {{"events", events},
+		{"flows", flows},
+		{"complete", complete},
+		{"now", now},
+		{"lost", app.engine->log_counter(LG_LOG_LOST)}};
 }
 
 std::vector<InterfaceBinding> bindings()

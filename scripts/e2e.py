@@ -428,10 +428,19 @@ class XdpPlane:
         # fresh /sys: bpffs is mounted there, so the pins (and the XDP links
         # they hold) disappear with linkgated's namespace, and nothing is
         # left in the machine's /sys/fs/bpf.
-        argv = [self.args.linkgated, "--state", state, "--socket", sock, "--pin-dir", pin] + ifaces
+        argv = [self.args.linkgated, "--state", state, "--socket", sock, "--pin-dir", pin] + ifaces + flow_log_args(env)
         script = "mount -t bpf bpf /sys/fs/bpf && exec \"$@\""
         self.describe = (f"linkgated --state {state} --socket {sock} --pin-dir {pin} " + " ".join(ifaces))
         return [env.start("linkgated", env.exec("nic", ["sh", "-c", script, "linkgated"] + argv))]
+
+
+def flow_log_path(env):
+    return os.path.join(env.tmp, "nsg-flows.jsonl")
+
+
+def flow_log_args(env):
+    """NSG flow logs every second (scenario 8 reads them)."""
+    return ["--flow-log", flow_log_path(env), "--flow-log-interval", "1"]
 
 
 class DpdkPlane:
@@ -452,7 +461,8 @@ class DpdkPlane:
         # linkgate-dpdk forwards; the kernel of the NIC host must not forward
         # the same frames a second time.
         env.sysctl("nic", {"net.ipv4.ip_forward": 0})
-        agent = env.start("linkgated", env.exec("nic", [self.args.linkgated, "--state", state, "--socket", sock]))
+        agent = env.start("linkgated", env.exec("nic", [self.args.linkgated, "--state", state, "--socket", sock] +
+                                                flow_log_args(env)))
         wait_until("linkgated socket", lambda: os.path.exists(sock) or not agent.alive(), 10)
         eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", env.tag]
         # A demo needs few flows; 1,000,000 (the default) wants ~400 MiB more.
@@ -986,7 +996,52 @@ def scenario_7(d):
     d.record("stats nsgRules clients-nsg/deny-sql", "> 0", str(hits), hits > 0)
 
 
-SCENARIOS = [scenario_1, scenario_2, scenario_3, scenario_4, scenario_5, scenario_6, scenario_7]
+def scenario_8(d):
+    OUT.head("Scenario 8: NSG flow logs (version 2 tuples) of what happened")
+    path = flow_log_path(d.env)
+    OUT.step(f"linkgated appends them to {path} every second")
+    client = addr("client")
+
+    def tuples():
+        """(NSG, rule, tuple) of every record written so far."""
+        out = []
+        try:
+            with open(path) as f:
+                for line in f:
+                    r = json.loads(line)
+                    nsg = r["resourceId"].rsplit("/", 1)[1]
+                    for g in r["properties"]["flows"]:
+                        for m in g["flows"]:
+                            out += [(nsg, g["rule"], t) for t in m["flowTuples"]]
+        except FileNotFoundError:
+            pass
+        return out
+
+    def first(rule, mid, state):
+        for nsg, r, t in tuples():
+            f = t.split(",")
+            if nsg == "CLIENTS-NSG" and r == rule and mid in t and len(f) == 13 and f[8] == state:
+                return t
+        return None
+
+    want = [("UserRule_deny-sql", f",{client},{E},", "B", "the refused connection to eastus-db: D"),
+            ("UserRule_allow-sql-westus", f",{client},{W},", "B", "a connection to westus-db begins: A, B"),
+            ("UserRule_allow-sql-westus", f",{client},{W},", "E", "and ends, with its counts: E")]
+    try:
+        wait_until("the flow log", lambda: all(first(r, m, s) for r, m, s, _ in want), 15)
+    except Failure:
+        pass
+    for rule, mid, state, what in want:
+        t = first(rule, mid, state)
+        ok = t is not None
+        if ok and state == "E":
+            ok = int(t.split(",")[9]) > 0 and int(t.split(",")[11]) > 0
+        if ok and rule == "UserRule_deny-sql":
+            ok = t.endswith(",3306,T,O,D,B,,,,")
+        d.record(f"flow log CLIENTS-NSG {rule}: {what}", "a v2 tuple", t or "none", ok)
+
+
+SCENARIOS = [scenario_1, scenario_2, scenario_3, scenario_4, scenario_5, scenario_6, scenario_7, scenario_8]
 
 
 def scenarios(d):

@@ -228,17 +228,24 @@ std::vector<DataplaneChannels::Answer> DataplaneChannels::query(const char *meth
 			if (res.contains("flows") && !res["flows"].is_number_unsigned())
 				return "malformed reply to dataplane.counters: flows is not a count";
 		} else if (std::strcmp(method, "dataplane.flowLog") == 0) {
+			// Every string is the hex of one ABI struct: checked whole here,
+			// so that a bad one drops the channel before anything is used.
 			auto hex_array = [&](const char *k, size_t n) {
 				auto it = res.find(k);
 				return it != res.end() && it->is_array() &&
 				       std::all_of(it->begin(), it->end(), [n](const json &x) {
-					       return x.is_string() && x.get_ref<const std::string &>().size() == 2 * n;
+					       if (!x.is_string())
+						       return false;
+					       const std::string &h = x.get_ref<const std::string &>();
+					       return h.size() == 2 * n && h.find_first_not_of("0123456789abcdefABCDEF") ==
+										   std::string::npos;
 				       });
 			};
 			if (!hex_array("events", sizeof(lg_flow_key) + sizeof(lg_flowlog_entry)) ||
 			    !hex_array("flows", sizeof(lg_flow_sample)) || !res.contains("complete") ||
-			    !res["complete"].is_boolean())
-				return "malformed reply to dataplane.flowLog: events, flows or complete";
+			    !res["complete"].is_boolean() || !res.contains("now") || !res["now"].is_number_unsigned() ||
+			    !res.contains("lost") || !res["lost"].is_number_unsigned())
+				return "malformed reply to dataplane.flowLog: events, flows, complete, now or lost";
 		} else {
 			if (!res.contains("flows") || !res["flows"].is_array() ||
 			    !std::all_of(res["flows"].begin(), res["flows"].end(), [](const json &f) { return f.is_object(); }))
@@ -489,26 +496,24 @@ std::vector<FlowLogInput> Dataplanes::flow_log()
 	if (auto x = plane_.flow_log())
 		out.push_back(std::move(*x));
 	for (auto &a : ch_.query("dataplane.flowLog")) {
+		// The hex was checked whole by query(): decoding cannot fail.
 		FlowLogInput in;
 		in.plane = "dpdk:" + a.name;
 		in.flows_complete = a.result["complete"].get<bool>();
-		bool ok = true;
+		in.listed_ns = a.result["now"].get<uint64_t>();
+		in.lost = a.result["lost"].get<uint64_t>();
 		for (const json &h : a.result["events"]) {
 			uint8_t b[sizeof(lg_flow_key) + sizeof(lg_flowlog_entry)];
 			FlowEvent ev;
-			ok = ok && from_hex(h.get<std::string>(), b, sizeof b);
+			from_hex(h.get<std::string>(), b, sizeof b);
 			std::memcpy(&ev.key, b, sizeof ev.key);
 			std::memcpy(&ev.v, b + sizeof ev.key, sizeof ev.v);
 			in.events.push_back(ev);
 		}
 		for (const json &h : a.result["flows"]) {
-			lg_flow_sample f;
-			ok = ok && from_hex(h.get<std::string>(), &f, sizeof f);
+			lg_flow_sample f{};
+			from_hex(h.get<std::string>(), &f, sizeof f);
 			in.flows.push_back(flow_sample(f));
-		}
-		if (!ok) { // lengths were checked; a digit that is not hex
-			log("dataplane dpdk '%s': malformed dataplane.flowLog reply: not hex", a.name.c_str());
-			continue;
 		}
 		out.push_back(std::move(in));
 	}

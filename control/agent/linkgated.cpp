@@ -33,6 +33,7 @@
 #include <cstring>
 #include <ctime>
 #include <list>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -278,7 +279,7 @@ private:
 	Dataplanes &dataplanes_;
 	FlowLogger flow_logger_;
 	Clock::time_point next_flow_log_{};
-	uint64_t flow_log_lost_ = 0; // lg_log_cnt's lost records at the last tick
+	std::map<std::string, uint64_t> flow_log_lost_; // each plane's lost records at the last interval
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
 	Clock::time_point relink_after_{}; // a failed relink's next try
@@ -342,15 +343,38 @@ private:
 		clock_gettime(CLOCK_MONOTONIC, &mono);
 		uint64_t unix_ns = uint64_t(wall.tv_sec) * 1000000000ull + uint64_t(wall.tv_nsec);
 		uint64_t mono_ns = uint64_t(mono.tv_sec) * 1000000000ull + uint64_t(mono.tv_nsec);
+		// XDP's interfaces are the host's; a DPDK port's number is no host
+		// ifindex, and its MAC is not known here.
+		std::map<uint32_t, std::string> macs; // this interval's lookups
+		FlowLogger::MacOf host_mac = [&](uint32_t ifindex) {
+			auto it = macs.find(ifindex);
+			return it != macs.end() ? it->second : macs[ifindex] = mac_of(ifindex);
+		};
+		FlowLogger::MacOf no_mac = [](uint32_t) { return std::string(); };
 		std::string text;
-		for (const FlowLogInput &in : dataplanes_.flow_log())
-			for (const nlohmann::json &r : flow_logger_.tick(in, svc_.state(), *live, unix_ns, mono_ns, mac_of))
+		std::vector<std::string> planes;
+		uint64_t stale = flow_logger_.stale();
+		for (const FlowLogInput &in : dataplanes_.flow_log()) {
+			planes.push_back(in.plane);
+			const FlowLogger::MacOf &mac = in.plane == "xdp" ? host_mac : no_mac;
+			for (const nlohmann::json &r : flow_logger_.tick(in, svc_.state(), *live, unix_ns, mono_ns, mac))
 				text += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-		uint64_t lost = plane_.flow_log_lost();
-		if (lost > flow_log_lost_)
-			log("flow log: %llu records lost (the dataplane's table was full between two intervals)",
-			    (unsigned long long)(lost - flow_log_lost_));
-		flow_log_lost_ = lost;
+			// The first interval of a plane only learns where its count
+			// stands (records lost before this agent logged are not news).
+			auto [it, first] = flow_log_lost_.try_emplace(in.plane, in.lost);
+			if (!first && in.lost > it->second)
+				log("flow log: %llu records of %s lost (its table was full between two intervals)",
+				    (unsigned long long)(in.lost - it->second), in.plane.c_str());
+			it->second = in.lost;
+		}
+		if (flow_logger_.stale() > stale)
+			log("flow log: %llu deny records left out (an older generation's, which the live policy no "
+			    "longer denies at an NSG)",
+			    (unsigned long long)(flow_logger_.stale() - stale));
+		flow_logger_.keep_planes(planes);
+		std::erase_if(flow_log_lost_, [&](const auto &p) {
+			return std::find(planes.begin(), planes.end(), p.first) == planes.end();
+		});
 		if (text.empty())
 			return;
 		int fd = open(o_.flow_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);

@@ -859,6 +859,7 @@ FlowSample flow_sample(const lg_flow_sample &f)
 	s.bytes[0] = f.e.bytes;
 	s.packets[1] = f.reply_packets;
 	s.bytes[1] = f.reply_bytes;
+	s.reply_found = f.reply_found != 0;
 	return s;
 }
 
@@ -872,11 +873,11 @@ std::optional<FlowLogInput> Plane::flow_log()
 	// record at the next tick, not missed between the two.
 	for (auto &[k, v] : xdp_->drain_flowlog())
 		in.events.push_back(FlowEvent{k, v});
-	for (const lg_flow_sample &f : xdp_->flow_samples())
+	for (const lg_flow_sample &f : xdp_->flow_samples(SIZE_MAX, &in.flows_complete))
 		in.flows.push_back(flow_sample(f));
+	in.listed_ns = xdp_->now_ns();
+	in.lost = xdp_->log_counter(LG_LOG_LOST);
 	return in;
 }
-
-uint64_t Plane::flow_log_lost() const { return xdp_ ? xdp_->log_counter(LG_LOG_LOST) : 0; }
 
 } // namespace lg::agent

@@ -88,7 +88,6 @@ public:
 	// Flow logs: the XDP plane's lg_flowlog records (drained) and its flows
 	// with their counts; none without XDP.
 	std::optional<FlowLogInput> flow_log();
-	uint64_t flow_log_lost() const; // lg_log_cnt's LG_LOG_LOST, 0 without XDP
 
 private:
 	Plane() = default;

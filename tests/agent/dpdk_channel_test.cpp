@@ -8,12 +8,17 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <filesystem>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
 
 #include "agent_fixture.hpp"
+
+extern "C" {
+#include "lg_flow.h"
+}
 
 using namespace lgtest;
 using Clock = std::chrono::steady_clock;
@@ -460,6 +465,33 @@ TEST_F(DpdkChannelTest, AnErrorReplyDropsTheChannelAndTheCommitStands)
 		  std::string::npos)
 		<< d->log();
 	EXPECT_TRUE(dataplanes().empty());
+}
+
+// A dataplane.flowLog reply whose record is not hex (right length, bad
+// digits) is malformed: the channel is dropped before any of it is used,
+// nothing is written to the flow log, and the agent goes on.
+TEST_F(DpdkChannelTest, AMalformedFlowLogReplyDropsTheChannelAndWritesNothing)
+{
+	std::string path = "/tmp/lgtest-chflowlog-" + std::to_string(getpid()) + ".jsonl";
+	std::filesystem::remove(path);
+	struct Remove {
+		std::string p;
+		~Remove() { std::filesystem::remove(p); }
+	} remove_at_end{path};
+	start({"--flow-log", path, "--flow-log-interval", "1"});
+	FakeDpdk fp(d->socket_path(), "badlog");
+	std::string record(2 * (sizeof(lg_flow_key) + sizeof(lg_flowlog_entry)), '0');
+	record[7] = 'g';
+	fp.set_result("dataplane.flowLog",
+		      json{{"events", {record}}, {"flows", json::array()}, {"complete", true}, {"now", 1}, {"lost", 0}});
+	fp.start();
+	ASSERT_TRUE(fp.wait_count("closed", 1)) << d->log();
+	EXPECT_NE(d->log().find("'badlog' (pid " + std::to_string(getpid()) +
+				") dropped: malformed reply to dataplane.flowLog"),
+		  std::string::npos)
+		<< d->log();
+	EXPECT_FALSE(std::filesystem::exists(path));
+	ok("status");
 }
 
 TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)

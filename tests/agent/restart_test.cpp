@@ -333,6 +333,10 @@ TEST_F(AgentRestart, FlowLogsRecordRealTrafficInTheV2TupleFormat)
 {
 	std::string path = "/tmp/lgtest-flowlog-" + std::to_string(getpid()) + ".jsonl";
 	std::filesystem::remove(path);
+	struct Remove {
+		std::string p;
+		~Remove() { std::filesystem::remove(p); } // also when an ASSERT ends the test
+	} remove_at_end{path};
 	start_agent(policy("Approved"), {"--flow-log", path, "--flow-log-interval", "1"});
 	// The tuples are clients-nsg's Outbound ones: logged under the MAC of
 	// the interface the client's packets came in by (this namespace's hc).
@@ -428,7 +432,6 @@ TEST_F(AgentRestart, FlowLogsRecordRealTrafficInTheV2TupleFormat)
 	EXPECT_GE(sums[2], 6u) << dump();
 	EXPECT_GT(sums[1], sums[0] * 54) << "bytes are frame lengths: more than 54 a TCP/IPv4 frame";
 	EXPECT_GT(sums[3], sums[2] * 54);
-	std::filesystem::remove(path);
 }
 
 TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)

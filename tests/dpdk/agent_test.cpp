@@ -195,10 +195,6 @@ TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
-// More flows than one message holds (a flow's object is ~200 bytes, the
-// channel's cap 1 MiB): linkgate-dpdk sends the flows that fit, and keeps
-// its channel (before: the whole table in one line, which linkgated refused
-// and answered by dropping the channel, on every listing).
 // SPEC §6 flow logs of linkgate-dpdk's traffic: linkgated drains the fast
 // path's flow-log records and flow counts over the channel
 // (dataplane.flowLog) and writes them as XDP's: the replayed SYN to the
@@ -243,6 +239,10 @@ TEST(DpdkAgent, FlowLogsOfTheFastPath)
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
+// More flows than one message holds (a flow's object is ~200 bytes, the
+// channel's cap 1 MiB): linkgate-dpdk sends the flows that fit, and keeps
+// its channel (before: the whole table in one line, which linkgated refused
+// and answered by dropping the channel, on every listing).
 TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 {
 	Scratch s("agentfl");
