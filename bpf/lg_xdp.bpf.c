@@ -500,13 +500,18 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 	return v;
 }
 
+/* Flow-log records are made only for an agent that drains them (linkgated
+ * --flow-log; docs/decisions.md "Flow logs"): otherwise lg_flowlog would
+ * fill, and every later new flow and deny would pay a failed insert. */
+LG_RODATA __u8 lg_flowlog_on = 0;
+
 /* A flow-log record for the new packet of s->k (SPEC §6): the first one of
  * its key until the agent drains lg_flowlog. */
 static __always_inline void flowlog(struct lg_scratch *s, __u8 kind)
 {
 	struct lg_flowlog_entry r;
 
-	if (s->k.proto != P_TCP && s->k.proto != P_UDP)
+	if (!lg_flowlog_on || (s->k.proto != P_TCP && s->k.proto != P_UDP))
 		return;
 	__builtin_memset(&r, 0, sizeof(r));
 	r.at_ns = s->now;

@@ -245,6 +245,7 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 	if (cfg.gen_slots < 2 || cfg.gen_slots > LG_GEN_SLOTS)
 		return err("generation slots must be 2.." + std::to_string(LG_GEN_SLOTS));
 	d->slots_ = cfg.gen_slots;
+	d->flow_log_ = cfg.flow_log;
 	for (bpf_map *om : outer_maps(s))
 		bpf_map__set_max_entries(om, cfg.gen_slots);
 	bpf_map__set_max_entries(m->lg_flows, 2 * cfg.flow_capacity);
@@ -258,6 +259,7 @@ Result<std::unique_ptr<XdpDataplane>> XdpDataplane::load(const XdpConfig &cfg)
 	s->rodata->lg_udp_ns = cfg.udp_ns;
 	s->rodata->lg_icmp_ns = cfg.icmp_ns;
 	s->rodata->lg_fragment_ns = cfg.fragment_ns;
+	s->rodata->lg_flowlog_on = cfg.flow_log;
 
 	d->pin_dir_ = cfg.pin_dir;
 	if (!cfg.pin_dir.empty()) {

@@ -41,6 +41,9 @@ struct XdpConfig {
 	uint64_t udp_ns = LG_TIMEOUT_UDP * 1000000000ull;
 	uint64_t icmp_ns = LG_TIMEOUT_ICMP * 1000000000ull;
 	uint64_t fragment_ns = LG_FRAG_TIMEOUT * 1000000000ull;
+	// Make lg_flowlog's records (SPEC §6 flow logs): only for a loader that
+	// drains them (linkgated --flow-log).
+	bool flow_log = false;
 	uint32_t flow_capacity = LG_CT_CAPACITY_DEFAULT; // flows; the map holds 2 keys each
 	uint32_t frag_capacity = LG_FRAG_CAPACITY_DEFAULT;
 	uint32_t rule_counters = LG_MAX_RULE_COUNTERS; // lg_rule::counter ids (the compiler refuses more)
@@ -169,6 +172,7 @@ public:
 	// lg_flowlog's records, each removed as it is read; and lg_log_cnt.
 	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> drain_flowlog();
 	uint64_t log_counter(lg_log_counter c) const;
+	bool flow_log() const { return flow_log_; } // XdpConfig::flow_log
 	// Remove expired flows and fragment memories as of the program's clock
 	// (CLOCK_MONOTONIC + time offset); returns the flows removed. The
 	// agent calls it in the background: the program only removes what it
@@ -236,6 +240,7 @@ private:
 	bool adopt_barrier_ = false; // adopted pins: a barrier before any slot is written
 	uint32_t active_ = 0;
 	uint32_t slots_ = 2; // XdpConfig::gen_slots
+	bool flow_log_ = false;
 	bool published_ = false;
 	uint64_t generation_ = 0;
 	std::vector<std::pair<uint32_t, int>> links_; // ifindex, BPF link fd

@@ -272,6 +272,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineConfig &cfg)
 	const EvaluatorConfig &t = cfg.timeouts;
 	e->set_flow_timeouts(t.tcp_established_ns, t.tcp_transient_ns, t.tcp_close_ns, t.udp_ns, t.icmp_ns);
 	lg_host_set_time_offset(0);
+	e->set_flow_log(cfg.flow_log);
 	// Routes, neighbours and own addresses are fixed for the life of the
 	// process (above), so the fast path's cached next hops can never be
 	// stale: watched for ever, never changed. A generation change already
@@ -464,6 +465,13 @@ void Engine::set_flow_timeouts(uint64_t tcp_established_ns, uint64_t tcp_transie
 	t.icmp_ns = icmp_ns;
 	lg_host_timeouts to{t.tcp_established_ns, t.tcp_transient_ns, t.tcp_close_ns, t.udp_ns, t.icmp_ns, t.fragment_ns};
 	lg_host_set_timeouts(&to);
+}
+
+void Engine::set_flow_log(bool on)
+{
+	cfg_.flow_log = on;
+	flow_log_.store(on, std::memory_order_relaxed);
+	lg_host_set_flow_log(on);
 }
 
 Status Engine::set_acl_algorithm(int alg)

@@ -52,6 +52,7 @@ struct EngineConfig {
 	// bound, rte_acl's smallest-node build in one pass). A context that does
 	// not fit, or that the EAL's memory cannot hold, walks too.
 	size_t acl_max_bytes = 0;
+	bool flow_log = false; // make lg_flowlog's records (set_flow_log)
 };
 
 struct Verdict {
@@ -137,6 +138,10 @@ public:
 	// lg_flowlog's records, each removed as it is read; lg_log_cnt's sums.
 	std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> drain_flowlog();
 	uint64_t log_counter(lg_log_counter c);
+	// Make flow-log records from now on, or stop (linkgated's choice, given
+	// at registration): only an agent that logs drains them.
+	void set_flow_log(bool on);
+	bool flow_log() const { return flow_log_.load(std::memory_order_relaxed); } // any thread
 	size_t flow_entries();              // both keys of every flow
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }
@@ -158,6 +163,7 @@ private:
 	lg_umap *resolve(const char *name);
 
 	EngineConfig cfg_;
+	std::atomic<bool> flow_log_{false};
 	rte_rcu_qsbr *qsbr_ = nullptr;
 	std::vector<std::unique_ptr<OuterMap>> outer_; // in LG_OUTER_NAMES order
 	std::unique_ptr<ArrayMap> active_;

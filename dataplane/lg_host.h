@@ -131,6 +131,8 @@ struct lg_host_timeouts {
 };
 void lg_host_set_timeouts(const struct lg_host_timeouts *t);
 void lg_host_set_time_offset(__u64 ns);
+/* lg_flowlog_on (bpf/lg_xdp.bpf.c): make flow-log records or not. */
+void lg_host_set_flow_log(int on);
 /* lg_fib_changed_ns and lg_fib_watched_until_ns (bpf/lg_ct.bpf.h): what
  * bounds the fast path's cached next hops. */
 void lg_host_set_fib(__u64 changed_ns, __u64 watched_until_ns);

@@ -80,6 +80,11 @@ void lg_host_set_timeouts(const struct lg_host_timeouts *t)
 	__atomic_store_n(&lg_fragment_ns, t->fragment_ns, __ATOMIC_RELAXED);
 }
 
+void lg_host_set_flow_log(int on)
+{
+	__atomic_store_n(&lg_flowlog_on, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 void lg_host_set_time_offset(__u64 ns)
 {
 	lg_time_offset_ns = ns;

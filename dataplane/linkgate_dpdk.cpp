@@ -160,7 +160,10 @@ json counters_json()
 		{"classify", classify_json()},
 		{"flowHints", hints_json()},
 		{"fastPackets", lg_host_fast_packets()}, // decided by the program's established-flow fast path
-		{"flowLog", {{"written", app.engine->log_counter(LG_LOG_WRITTEN)}, {"lost", app.engine->log_counter(LG_LOG_LOST)}}},
+		{"flowLog",
+		 {{"on", app.engine->flow_log()},
+		  {"written", app.engine->log_counter(LG_LOG_WRITTEN)},
+		  {"lost", app.engine->log_counter(LG_LOG_LOST)}}},
 		{"ports", totals()}};
 }
 
@@ -397,6 +400,13 @@ private:
 			} else if (!apply_timeouts(*r)) {
 				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-1000000 seconds\n");
 				close_fd();
+			} else if (auto f = r->find("flowLog"); f != r->end() && !f->is_boolean()) {
+				std::fprintf(stderr, "linkgate-dpdk: registration reply: flowLog is not true or false\n");
+				close_fd();
+			} else {
+				// Flow-log records only for an agent that drains them;
+				// an agent that does not say (an older one) does not.
+				g_app->engine->set_flow_log(f != r->end() && f->get<bool>());
 			}
 			return;
 		}

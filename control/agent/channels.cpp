@@ -440,7 +440,8 @@ DataplaneCounters Dataplanes::counters()
 				  {"forwarded", c.reasons[LG_REASON_NONE]},
 				  {"dropped", total_drops(c.reasons)},
 				  {"flows", c.flows},
-				  {"nextHops", plane_.next_hops()}};
+				  {"nextHops", plane_.next_hops()},
+				  {"flowLog", plane_.flow_log_counts()}};
 	for (const auto &a : ch_.query("dataplane.counters")) {
 		std::array<uint64_t, LG_REASON__COUNT> mine{};
 		if (auto it = a.result.find("reasons"); it != a.result.end())
@@ -465,6 +466,8 @@ DataplaneCounters Dataplanes::counters()
 			 {"dropped", total_drops(mine)}};
 		if (a.result.contains("flows"))
 			one["flows"] = flows;
+		if (auto f = a.result.find("flowLog"); f != a.result.end() && f->is_object())
+			one["flowLog"] = *f; // on, written, lost
 		per["dpdk:" + a.name] = one;
 	}
 	c.dataplanes = per;

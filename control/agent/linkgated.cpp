@@ -576,7 +576,10 @@ private:
 		// The flow timeouts go with it: flows expire alike in every dataplane.
 		nlohmann::json timeouts{{"tcpEstablished", o_.tcp_established}, {"tcpTransient", o_.tcp_transient},
 					{"tcpClose", o_.tcp_close}, {"udp", o_.udp}, {"icmp", o_.icmp}};
-		nlohmann::json ok{{"jsonrpc", "2.0"}, {"id", req["id"]}, {"result", {{"generation", g}, {"timeouts", timeouts}}}};
+		// And whether to make flow-log records: only if this agent drains them.
+		nlohmann::json ok{{"jsonrpc", "2.0"},
+				  {"id", req["id"]},
+				  {"result", {{"generation", g}, {"timeouts", timeouts}, {"flowLog", !o_.flow_log.empty()}}}};
 		c.handed_off = true;
 		channels_.add(c.fd, std::move(*r), std::move(c.in),
 			      ok.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", g,
@@ -850,6 +853,7 @@ int main(int argc, char **argv)
 	po.xdp.tcp_close_ns = ns(o.tcp_close);
 	po.xdp.udp_ns = ns(o.udp);
 	po.xdp.icmp_ns = ns(o.icmp);
+	po.xdp.flow_log = !o.flow_log.empty(); // records only for an agent that drains them
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

@@ -707,6 +707,15 @@ json Plane::next_hops() const
 		    {"fastPath", xdp_->fast_packets()}};
 }
 
+json Plane::flow_log_counts() const
+{
+	if (!xdp_)
+		return json::object();
+	return json{{"on", xdp_->flow_log()},
+		    {"written", xdp_->log_counter(LG_LOG_WRITTEN)},
+		    {"lost", xdp_->log_counter(LG_LOG_LOST)}};
+}
+
 bool Plane::forwards(uint32_t vni, bool v6) const
 {
 	bool bound = false;

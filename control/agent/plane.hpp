@@ -78,6 +78,9 @@ public:
 	static constexpr int kFibBeatMs = 250;
 	// stats: {"watched", "hostEvents", "fibChanges", "neighbours", "fastPath"} (XDP only).
 	nlohmann::json next_hops() const;
+	// Whether the program makes flow-log records, and how many it wrote
+	// and lost (lg_log_cnt): `stats`.
+	nlohmann::json flow_log_counts() const;
 	~Plane() override;
 
 	const CompiledTables *live_tables() const override { return &live_; }

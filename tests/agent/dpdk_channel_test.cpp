@@ -344,7 +344,9 @@ TEST_F(DpdkChannelTest, RegisterGetsTheCurrentGenerationAndTheExportedState)
 	// The register reply first, exactly as documented.
 	json timeouts{{"tcpEstablished", 240.0}, {"tcpTransient", 30.0}, {"tcpClose", 10.0}, {"udp", 30.0}, {"icmp", 30.0}};
 	EXPECT_EQ(ev[0].msg["registered"],
-		  json({{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"generation", g}, {"timeouts", timeouts}}}}));
+		  json({{"jsonrpc", "2.0"},
+		        {"id", 1},
+		        {"result", {{"generation", g}, {"timeouts", timeouts}, {"flowLog", false}}}}));
 	EXPECT_EQ(p["jsonrpc"], "2.0");
 	EXPECT_TRUE(p["id"].is_number_integer());
 	EXPECT_EQ(p["params"]["generation"], g);

@@ -240,6 +240,8 @@ TEST_F(AgentRestart, LiveTcpSurvivesKillAndRestartAdoptsThePinnedGeneration)
 	EXPECT_GE(st["drops"]["nsg-deny"].get<uint64_t>(), 2u);
 	EXPECT_GE(st["drops"]["pe-port"].get<uint64_t>(), 1u);
 	EXPECT_GE(st["flows"].get<uint64_t>(), 1u);
+	// No --flow-log: the program makes no flow-log records.
+	EXPECT_EQ(st["dataplanes"]["xdp"]["flowLog"], json({{"on", false}, {"written", 0}, {"lost", 0}})) << st.dump();
 
 	// explain comes from the live generation's compiled tables.
 	json e = ok("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}, {"sport", 40000},
@@ -432,6 +434,11 @@ TEST_F(AgentRestart, FlowLogsRecordRealTrafficInTheV2TupleFormat)
 	EXPECT_GE(sums[2], 6u) << dump();
 	EXPECT_GT(sums[1], sums[0] * 54) << "bytes are frame lengths: more than 54 a TCP/IPv4 frame";
 	EXPECT_GT(sums[3], sums[2] * 54);
+	// `stats` shows the records made: at least the connection's B and the ssh's D.
+	json fl = ok("stats")["dataplanes"]["xdp"]["flowLog"];
+	EXPECT_EQ(fl["on"], true) << fl.dump();
+	EXPECT_GE(fl["written"].get<uint64_t>(), 2u) << fl.dump();
+	EXPECT_EQ(fl["lost"], 0) << fl.dump();
 }
 
 TEST_F(AgentRestart, ExpiredFlowsAreReclaimedInTheBackground)

@@ -235,6 +235,14 @@ TEST(DpdkAgent, FlowLogsOfTheFastPath)
 		       has("UserRule_web", ",10.1.1.10,8.8.8.8,40001,8080,T,O,D,B,,,,") &&
 		       has("DefaultRule_AllowInternetOutBound", ",10.1.1.10,8.8.8.8,5000,53,U,O,A,C,");
 	})) << std::ifstream(path).rdbuf() << "\n" << dp.err() << "\nlinkgated:\n" << d.log();
+	// The registration told it to make records; `stats` shows them.
+	RunResult r = ctl(s, d, {"stats"});
+	json j = json::parse(r.out, nullptr, false);
+	ASSERT_TRUE(r.code == 0 && j.is_object()) << r.out << r.err;
+	json fl = j["dataplanes"]["dpdk:lglog"]["flowLog"];
+	EXPECT_EQ(fl["on"], true) << j.dump();
+	EXPECT_GE(fl["written"].get<uint64_t>(), 3u) << j.dump();
+	EXPECT_EQ(fl["lost"], 0) << j.dump();
 	EXPECT_EQ(dp.terminate(), 0) << dp.err();
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
@@ -264,13 +272,18 @@ TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 	*std::find(argv.begin(), argv.end(), "4096") = "32768"; // --flows
 	Proc dp(argv, s.path("dpdk.out"), s.path("dpdk.err"));
 	uint64_t flows = 0;
+	json plane;
 	ASSERT_TRUE(eventually([&] {
 		RunResult r = ctl(s, d, {"stats"});
 		json j = json::parse(r.out, nullptr, false);
-		if (r.code == 0 && j.is_object() && j.contains("dataplanes") && j["dataplanes"].contains("dpdk:lgfl"))
-			flows = j["dataplanes"]["dpdk:lgfl"].value("flows", uint64_t(0));
+		if (r.code == 0 && j.is_object() && j.contains("dataplanes") && j["dataplanes"].contains("dpdk:lgfl")) {
+			plane = j["dataplanes"]["dpdk:lgfl"];
+			flows = plane.value("flows", uint64_t(0));
+		}
 		return flows >= kFlows;
 	})) << flows << " flows\n" << dp.err() << "\nlinkgated:\n" << d.log();
+	// An agent without --flow-log: 8,000 new flows and no flow-log record.
+	EXPECT_EQ(plane["flowLog"], json({{"on", false}, {"written", 0}, {"lost", 0}})) << plane.dump();
 
 	// --top past the 8,000: the channel's 1 MiB is what cuts the listing.
 	RunResult r = ctl(s, d, {"flows", "--top", "10000"});

@@ -564,6 +564,18 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 	ASSERT_TRUE(fa.accept_one()) << "no reconnect: " << p.err();
 	ASSERT_TRUE(p.running()) << p.err();
 
+	// A registration reply whose flowLog is not a boolean: the channel
+	// closes with a message, the process reconnects.
+	{
+		json r = json::parse(fa.line(), nullptr, false);
+		ASSERT_TRUE(r.is_object()) << p.err();
+		ASSERT_TRUE(fa.send_line(
+			json{{"jsonrpc", "2.0"}, {"id", r["id"]}, {"result", {{"generation", 1}, {"flowLog", "yes"}}}}.dump()));
+		EXPECT_EQ(fa.line(), "") << "the channel stays open";
+		ASSERT_TRUE(fa.accept_one()) << "no reconnect: " << p.err();
+		EXPECT_NE(p.err().find("registration reply: flowLog is not true or false"), std::string::npos) << p.err();
+	}
+
 	// Refused at every registration: at most a handful of attempts in 2 s.
 	auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
 	int attempts = 0;

@@ -116,7 +116,8 @@ static uint64_t mono_ns()
 	return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &ecfg, const State *initial)
+std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &ecfg, const State *initial,
+				 bool flow_log)
 {
 	auto p = std::unique_ptr<Pair>(new Pair());
 	p->host_ = host;
@@ -129,6 +130,7 @@ std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &
 	x.fragment_ns = ecfg.fragment_ns;
 	x.flow_capacity = uint32_t(ecfg.flow_capacity);
 	x.frag_capacity = uint32_t(ecfg.frag_capacity);
+	x.flow_log = flow_log;
 	auto dp = XdpDataplane::load(x);
 	if (!dp) {
 		ADD_FAILURE() << dp.error();
@@ -159,6 +161,7 @@ std::unique_ptr<Pair> Pair::make(const HostConfig &host, const EvaluatorConfig &
 	// A 1M-flow rte_hash per test costs seconds of zeroing; no test comes
 	// near it, and the ct-full tests set small capacities of their own.
 	dc.timeouts.flow_capacity = std::min<size_t>(ecfg.flow_capacity, 1u << 16);
+	dc.flow_log = flow_log;
 	auto e = dp::Engine::create(dc);
 	if (!e) {
 		ADD_FAILURE() << "DPDK engine: " << e.error();

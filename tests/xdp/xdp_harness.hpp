@@ -51,9 +51,10 @@ class Pair {
 public:
 	// Loads the program, makes the evaluator; host must be realized. With
 	// `initial`, both start from it (one publish instead of two: each
-	// publish waits for RCU grace periods).
+	// publish waits for RCU grace periods). flow_log: both programs make
+	// flow-log records (what linkgated --flow-log asks for).
 	static std::unique_ptr<Pair> make(const HostConfig &host, const EvaluatorConfig &ecfg = {},
-					  const State *initial = nullptr);
+					  const State *initial = nullptr, bool flow_log = true);
 
 	// Commit s to the evaluator, compile it with the evaluator's generation
 	// number and publish it to XDP.

@@ -81,8 +81,9 @@ class XdpTest : public ::testing::Test {
 protected:
 	void SetUp() override { start({}); }
 
-	void start(const EvaluatorConfig &cfg)
+	void start(const EvaluatorConfig &cfg, bool flow_log = true)
 	{
+		pair.reset(); // one DPDK engine per process
 		ASSERT_EQ(geteuid(), 0u) << "the XDP tests need root (CI runs as root)";
 		ASSERT_TRUE(xdptest::enter_netns());
 		std::map<uint32_t, uint32_t> m;
@@ -90,7 +91,7 @@ protected:
 		ASSERT_FALSE(::testing::Test::HasFailure()) << "setting up the namespace failed";
 		client_if = m[kClientIf];
 		backend_if = m[kBackendIf];
-		pair = Pair::make(h, cfg);
+		pair = Pair::make(h, cfg, nullptr, flow_log);
 		ASSERT_TRUE(pair);
 		state = seed();
 		ASSERT_TRUE(pair->commit(state));
@@ -824,6 +825,40 @@ TEST_F(XdpTest, FlowsCountEachDirectionAndFlowLogRecordsWait)
 #endif
 	expect(deny, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql after the drain");
 	EXPECT_EQ(pair->dp().drain_flowlog().size(), 1u) << "a new record after the drain";
+}
+
+// Flow-log records are made only for an agent that drains them (linkgated
+// --flow-log): without one, a new flow and a deny write nothing and count
+// nothing, and decide as they do with records on. Both dataplanes.
+TEST_F(XdpTest, FlowLogRecordsAreMadeOnlyWhenAsked)
+{
+	start({}, false);
+	auto s = syn("10.1.1.10", "10.1.1.100");
+	auto deny = syn("10.1.1.10", "20.10.2.5");
+	expect(s, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN, records off");
+	expect(deny, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql, records off");
+	EXPECT_FALSE(pair->dp().flow_log());
+	EXPECT_TRUE(pair->dp().drain_flowlog().empty());
+	EXPECT_EQ(pair->dp().log_counter(LG_LOG_WRITTEN) + pair->dp().log_counter(LG_LOG_LOST), 0u);
+	EXPECT_EQ(pair->dp().flow_samples().size(), 1u) << "the flow is made all the same";
+#ifdef LG_WITH_DPDK
+	EXPECT_FALSE(pair->dpdk().flow_log());
+	EXPECT_TRUE(pair->dpdk().drain_flowlog().empty());
+	EXPECT_EQ(pair->dpdk().log_counter(LG_LOG_WRITTEN) + pair->dpdk().log_counter(LG_LOG_LOST), 0u);
+	// Turned on while running (a linkgated --flow-log registers): the
+	// next deny is recorded by the DPDK program; XDP's is fixed at load.
+	pair->dpdk().set_flow_log(true);
+	expect(syn("10.1.1.10", "20.10.2.5", 40001), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql, DPDK records on");
+	auto recs = pair->dpdk().drain_flowlog();
+	ASSERT_EQ(recs.size(), 1u);
+	EXPECT_EQ(recs[0].second.kind, LG_FLOWLOG_DENY);
+	EXPECT_EQ(recs[0].first.sport, htons(40001));
+	EXPECT_TRUE(pair->dp().drain_flowlog().empty());
+	pair->dpdk().set_flow_log(false);
+	expect(syn("10.1.1.10", "20.10.2.5", 40002), LG_VERDICT_DROP, LG_REASON_NSG_DENY, "deny-sql, DPDK records off");
+	EXPECT_TRUE(pair->dpdk().drain_flowlog().empty());
+	EXPECT_EQ(pair->dpdk().log_counter(LG_LOG_WRITTEN), 1u);
+#endif
 }
 
 TEST_F(XdpTest, NsgAndConntrackReasons)
