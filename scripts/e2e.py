@@ -1039,6 +1039,12 @@ def scenario_8(d):
         if ok and rule == "UserRule_deny-sql":
             ok = t.endswith(",3306,T,O,D,B,,,,")
         d.record(f"flow log CLIENTS-NSG {rule}: {what}", "a v2 tuple", t or "none", ok)
+    # Each dataplane makes records because this agent logs, and lost none.
+    fl = [p["flowLog"] for p in d.stats().get("dataplanes", {}).values() if p.get("flowLog")]
+    written, lost = sum(f.get("written", 0) for f in fl), sum(f.get("lost", 0) for f in fl)
+    d.record("stats dataplanes flowLog: records on, written, none lost", "on, written >= 3, lost 0",
+             f"on {[f.get('on') for f in fl]}, written {written}, lost {lost}",
+             bool(fl) and all(f.get("on") is True for f in fl) and written >= 3 and lost == 0)
 
 
 SCENARIOS = [scenario_1, scenario_2, scenario_3, scenario_4, scenario_5, scenario_6, scenario_7, scenario_8]
