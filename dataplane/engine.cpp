@@ -286,6 +286,13 @@ Engine::~Engine()
 {
 	if (g_engine == this)
 		g_engine = nullptr;
+	// No worker decides on an engine being destroyed. Unregistered, they
+	// hold back no grace period: the hashes' defer queues, freed with them,
+	// reclaim every deletion still waiting. Otherwise rte_rcu_qsbr_dq_delete
+	// fails and leaves a queue whose name a later engine cannot reuse.
+	if (qsbr_)
+		for (unsigned w = 0; w < LG_HOST_CPUS; w++)
+			rte_rcu_qsbr_thread_unregister(qsbr_, w);
 	// The hashes' defer queues read the QSBR variable as they are freed.
 	flows_.reset();
 	frags_.reset();

@@ -274,6 +274,29 @@ TEST(DpdkGenerations, ReclaimKeepsAFlowWhileEitherCopyLives)
 	r.eng->offline(0);
 }
 
+// An engine destroyed while flows it removed on the control thread still
+// wait for a grace period (a worker online, no quiescent state since) frees
+// them with its hashes. It left their defer queues behind, and the next
+// engine in the process could not make its own (rte_hash_rcu_qsbr_add:
+// "File exists").
+TEST(DpdkGenerations, AnEngineDestroyedWithDeletionsPendingLeavesNothingBehind)
+{
+	constexpr uint64_t kS = 1000000000ull;
+	for (int round = 0; round < 3; round++) {
+		SCOPED_TRACE("engine " + std::to_string(round));
+		Rig r(1);
+		ASSERT_TRUE(r.eng);
+		r.eng->online(0);
+		r.publish(scenario_state());
+		uint64_t t0 = dp::Engine::clock_ns();
+		auto f = PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", "10.1.1.100").tcp(43001, 3306, kTcpSyn, 10).build();
+		ASSERT_EQ(r.eng->decide(1, f.data(), uint32_t(f.size()), t0).verdict, LG_VERDICT_FORWARD);
+		ASSERT_EQ(r.eng->reclaim(t0 + 1000 * kS), 1u);
+		EXPECT_EQ(r.eng->flow_entries(), 0u);
+		// Destroyed now: no quiescent state, no offline().
+	}
+}
+
 TEST(DpdkGenerations, FlowsSurviveUnrelatedPublishAndDieWithTheirPec)
 {
 	Rig r(1);

@@ -624,10 +624,7 @@ void same_flows_and_records(Pair &pair)
 	EXPECT_EQ(fx.size(), fd.size());
 	EXPECT_TRUE(fx == fd) << "the flow tables (counts included) differ";
 	Records rx = records(pair.dp().drain_flowlog()), rd = records(pair.dpdk().drain_flowlog());
-	// The drain's deletes wait in the hash's RCU defer queue for this
-	// thread (worker 0) to pass a quiescent state, as after every frame:
-	// else the queue outlives the engine and the next one cannot make its own.
-	pair.dpdk().quiescent(0);
+	pair.dpdk().quiescent(0); // as after every frame: the drain's deletes are reclaimed
 	EXPECT_EQ(rx.size(), rd.size());
 	EXPECT_TRUE(rx == rd) << "the flow-log records differ";
 }
