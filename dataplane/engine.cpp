@@ -476,7 +476,6 @@ void Engine::set_flow_timeouts(uint64_t tcp_established_ns, uint64_t tcp_transie
 
 void Engine::set_flow_log(bool on)
 {
-	cfg_.flow_log = on;
 	flow_log_.store(on, std::memory_order_relaxed);
 	lg_host_set_flow_log(on);
 }
