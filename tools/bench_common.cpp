@@ -52,6 +52,18 @@ Spread Spread::of(std::vector<double> v)
 	return s;
 }
 
+RoundRatios round_ratios(const std::vector<double> &num, const std::vector<double> &den)
+{
+	RoundRatios r;
+	for (size_t i = 0; i < num.size() && i < den.size(); i++) {
+		if (den[i] > 0)
+			r.values.push_back(num[i] / den[i]);
+		else
+			r.left_out++;
+	}
+	return r;
+}
+
 nlohmann::json Spread::json() const { return {{"median", median}, {"min", min}, {"max", max}}; }
 
 Progress::Progress(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO)) {}

@@ -28,6 +28,16 @@ struct Spread {
 	nlohmann::json json() const;
 };
 
+// Per-round ratios num[r] / den[r] of net costs (a case minus the harness).
+// A round whose denominator is not above zero, a net cost lost in the
+// harness's noise, has no ratio: it is left out and counted rather than
+// turned into a negative or infinite one.
+struct RoundRatios {
+	std::vector<double> values;
+	size_t left_out = 0;
+};
+RoundRatios round_ratios(const std::vector<double> &num, const std::vector<double> &den);
+
 // One status line on stderr, rewritten in place when stderr is a terminal.
 class Progress {
 public:
