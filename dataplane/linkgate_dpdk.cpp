@@ -345,7 +345,10 @@ private:
 		}
 		last_errno_ = 0;
 		json reg = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "dataplane.register"},
-			    {"params", {{"kind", "dpdk"}, {"name", g_app->name}, {"pid", getpid()}}}};
+			    {"params", {{"kind", "dpdk"}, {"name", g_app->name}, {"pid", getpid()},
+					// What it enforces now: an agent with an empty state does
+					// not replace it (docs/agent.md, "The DPDK channel").
+					{"generation", g_app->engine->generation()}}}};
 		if (!send_line(reg.dump())) {
 			close_fd();
 			return false;
@@ -393,9 +396,12 @@ private:
 			registering_ = false;
 			auto r = m.find("result");
 			if (auto e = m.find("error"); e != m.end() || r == m.end() || !r->is_object()) {
-				std::fprintf(stderr, "linkgate-dpdk: registration refused: %s\n",
-					     e != m.end() ? e->dump(-1, ' ', false, json::error_handler_t::replace).c_str()
-							  : "no result");
+				// Once per refusal, not at every retry.
+				std::string why = e != m.end() ? e->dump(-1, ' ', false, json::error_handler_t::replace)
+							       : "no result";
+				if (why != last_refusal_)
+					std::fprintf(stderr, "linkgate-dpdk: registration refused: %s; retrying\n", why.c_str());
+				last_refusal_ = why;
 				close_fd();
 			} else if (!apply_timeouts(*r)) {
 				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-1000000 seconds\n");
@@ -407,6 +413,7 @@ private:
 				// Flow-log records only for an agent that drains them;
 				// an agent that does not say (an older one) does not.
 				g_app->engine->set_flow_log(f != r->end() && f->get<bool>());
+				last_refusal_.clear();
 			}
 			return;
 		}
@@ -530,6 +537,7 @@ private:
 	std::string in_;
 	size_t scanned_ = 0; // in_'s bytes known to hold no newline
 	int backoff_ = 50, last_errno_ = 0;
+	std::string last_refusal_; // the last registration error logged
 	std::chrono::steady_clock::time_point next_try_{};
 };
 

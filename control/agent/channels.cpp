@@ -98,7 +98,7 @@ Result<Registration> DataplaneChannels::check_register(const json &req, json &er
 	if (p == req.end() || !p->is_object())
 		return fail(kInvalidParams, "invalid params: params must be an object", json{{"param", "params"}});
 	for (const auto &[k, v] : p->items())
-		if (k != "kind" && k != "name" && k != "pid")
+		if (k != "kind" && k != "name" && k != "pid" && k != "generation")
 			return fail(kInvalidParams, "invalid params: unknown parameter '" + k + "'", json{{"param", k}});
 	Registration r;
 	auto kind = p->find("kind");
@@ -114,6 +114,12 @@ Result<Registration> DataplaneChannels::check_register(const json &req, json &er
 	if (pid == p->end() || !pid->is_number_integer() || pid->get<int64_t>() <= 0)
 		return fail(kInvalidParams, "invalid params: pid: must be a positive integer", json{{"param", "pid"}});
 	r.pid = pid->get<int64_t>();
+	if (auto g = p->find("generation"); g != p->end()) {
+		if (!g->is_number_unsigned())
+			return fail(kInvalidParams, "invalid params: generation: must be an integer >= 0",
+				    json{{"param", "generation"}});
+		r.generation = g->get<uint64_t>();
+	}
 	if (int(ch_.size()) >= o_.max_channels)
 		return fail(kTooManyConnections,
 			    "too many dataplanes: the limit is " + std::to_string(o_.max_channels));

@@ -37,6 +37,7 @@ struct Registration {
 	std::string kind; // "dpdk"
 	std::string name;
 	int64_t pid = 0;
+	uint64_t generation = 0; // what it enforces now; 0: nothing yet (or not said)
 };
 
 class DataplaneChannels {

@@ -34,6 +34,7 @@
 #include <ctime>
 #include <list>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -280,6 +281,8 @@ private:
 	FlowLogger flow_logger_;
 	Clock::time_point next_flow_log_{};
 	std::map<std::string, uint64_t> flow_log_lost_; // each plane's lost records at the last interval
+	std::set<std::string> refused_; // fast paths refused an empty state (logged once each)
+	std::set<std::string> registered_; // names registered since the start
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
 	Clock::time_point relink_after_{}; // a failed relink's next try
@@ -572,6 +575,26 @@ private:
 				c.closing = true;
 			return true;
 		}
+		// Numbers alone cannot tell this agent's generation from another
+		// state file's with the same number: a fast path that registered
+		// here and took it registers again with it (a dropped channel).
+		bool ours = r->generation == svc_.generation() && registered_.count(r->name);
+		if (plane_.would_empty(r->generation) && !ours) {
+			std::string msg = "refused: this fast path runs generation " + std::to_string(r->generation) +
+					  ", which " + o_.state + " never had, and linkgated has an empty state and has "
+					  "committed nothing since it started (a mistyped --state?): start linkgated with "
+					  "the state file that generation came from; to give this fast path the empty "
+					  "state, commit a change or restart the fast path";
+			// Once per name: the fast path tries again every second.
+			if (refused_.insert(r->name).second)
+				log("dataplane %s '%s' (pid %lld) %s", r->kind.c_str(), r->name.c_str(), (long long)r->pid,
+				    msg.c_str());
+			c.out += error_response(req["id"], kWouldEmpty, msg).dump(-1, ' ', false,
+									nlohmann::json::error_handler_t::replace) +
+				 "\n";
+			c.closing = true;
+			return true;
+		}
 		uint64_t g = svc_.generation();
 		// The flow timeouts go with it: flows expire alike in every dataplane.
 		nlohmann::json timeouts{{"tcpEstablished", o_.tcp_established}, {"tcpTransient", o_.tcp_transient},
@@ -581,6 +604,7 @@ private:
 				  {"id", req["id"]},
 				  {"result", {{"generation", g}, {"timeouts", timeouts}, {"flowLog", !o_.flow_log.empty()}}}};
 		c.handed_off = true;
+		registered_.insert(r->name);
 		channels_.add(c.fd, std::move(*r), std::move(c.in),
 			      ok.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", g,
 			      state_to_json(svc_.state()));

@@ -358,6 +358,12 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	if (!b)
 		return err(b.error());
 	std::string dig = p->digest(initial, *b);
+	// An empty state holds nothing a fast path may lose: one that runs a
+	// generation this state file never had is enforcing another's state.
+	const State &i = initial;
+	if (i.virtualNetworks.empty() && i.localNetworkGateways.empty() && i.networkSecurityGroups.empty() &&
+	    i.networkInterfaces.empty() && i.privateEndpoints.empty() && i.servers.empty())
+		p->empty_guard_ = read_live_marker(o.state_path).generation;
 	// A state file that is not there (a mistyped --state, a deleted file)
 	// must not replace what runs with an empty state: every endpoint and
 	// NSG would go at once.
@@ -588,6 +594,7 @@ Result<uint64_t> Plane::commit(const State &next)
 		return err(saved.error());
 	}
 	test_pause("after-state-write");
+	empty_guard_ = UINT64_MAX; // the operator's state from here on
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
 	rebound_ = false; // live on the bindings of ifindex_ as they are

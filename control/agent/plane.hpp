@@ -5,6 +5,7 @@
 // generation numbers. See docs/agent.md ("Commit and dataplane").
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,13 @@ public:
 	// generation now live.
 	Result<uint64_t> commit(const State &next);
 	uint64_t generation() const { return generation_; }
+	// Whether a fast path that runs generation g may be enforcing another
+	// state file's policy, which this agent's would replace with nothing:
+	// the agent started on an empty state, has committed nothing since, and
+	// g is past the last generation its state file's agents published (the
+	// live marker's). A mistyped --state, say (docs/decisions.md, "An empty
+	// start and the fast paths that run").
+	bool would_empty(uint64_t g) const { return g > empty_guard_; }
 	size_t reclaim(); // expired flows removed
 	bool has_xdp() const { return xdp_ != nullptr; }
 	// The host's addresses go to the host (lg_local) as they change, and
@@ -108,6 +116,7 @@ private:
 	std::vector<uint32_t> ifindex_;
 	bool relink_pending_ = false;
 	bool rebound_ = false; // ifindex_ changed since the last publish
+	uint64_t empty_guard_ = UINT64_MAX; // would_empty() above it; none after a commit
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;
 	CompiledTables live_;

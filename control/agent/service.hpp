@@ -38,6 +38,7 @@ enum Code : int {
 	kPermissionDenied = -32011,
 	kTooManyConnections = -32012,
 	kIdleTimeout = -32013,
+	kWouldEmpty = -32014,    // a fast path's registration that would replace its policy with nothing
 };
 
 inline constexpr size_t kMaxMessage = 1u << 20; // bytes per request line, newline excluded

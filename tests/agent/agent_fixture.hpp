@@ -172,6 +172,8 @@ public:
 	void set_own_session(bool on) { own_session_ = on; }
 	// Another linkgated executable (a copy standing for another build).
 	void set_binary(std::string path) { binary_ = std::move(path); }
+	// Another --state for the next start (a mistyped one, say).
+	void set_state_path(std::string path) { state_ = std::move(path); }
 
 	// Starts linkgated; true once its socket accepts. False when it exited
 	// first (exit_code() then says how).

@@ -676,6 +676,10 @@ TEST_F(DpdkChannelTest, RegisterErrors)
 	EXPECT_EQ(reg({{"kind", "dpdk"}, {"name", std::string(65, 'x')}, {"pid", 1}})["error"]["data"]["param"], "name");
 	EXPECT_EQ(reg({{"kind", "dpdk"}, {"name", "x"}})["error"]["data"]["param"], "pid");
 	EXPECT_EQ(reg({{"kind", "dpdk"}, {"name", "x"}, {"pid", 1}, {"extra", 1}})["error"]["code"], -32602);
+	for (json bad : {json(-1), json("7"), json(1.5), json(nullptr)})
+		EXPECT_EQ(reg({{"kind", "dpdk"}, {"name", "x"}, {"pid", 1}, {"generation", bad}})["error"]["data"]["param"],
+			  "generation")
+			<< bad;
 	// A notification cannot register (there is no id to answer).
 	int fd = connect_unix(d->socket_path());
 	send_all(fd, R"({"jsonrpc":"2.0","method":"dataplane.register","params":{"kind":"dpdk","name":"n","pid":1}})"
@@ -804,6 +808,67 @@ TEST_F(DpdkChannelTest, DuplicateNamesAreRefused)
 		     "\n");
 	EXPECT_EQ(json::parse(read_line(fd))["result"]["dataplanes"].size(), 1u);
 	close(fd);
+}
+
+// An agent that starts on an empty state (its state file missing: a first
+// start, or a mistyped --state) does not hand it to a fast path that runs a
+// generation this state file never had: that registration is refused
+// (-32014, connection closed) and the fast path keeps its policy. A fast
+// path that runs nothing yet, or one of this state file's generations,
+// registers; after a commit every one does.
+TEST_F(DpdkChannelTest, AnEmptyStartDoesNotEmptyAFastPathThatRunsAnotherState)
+{
+	start(); // no state file: empty, and no live marker before it
+	auto reg = [&](const std::string &name, uint64_t gen) {
+		return register_raw(d->socket_path(), {{"kind", "dpdk"}, {"name", name}, {"pid", 1}, {"generation", gen}});
+	};
+	int fd = connect_unix(d->socket_path());
+	send_all(fd, R"({"jsonrpc":"2.0","id":"r","method":"dataplane.register","params":{"kind":"dpdk","name":"fp0","pid":1,"generation":57}})"
+		     "\n");
+	json r = json::parse(read_line(fd));
+	EXPECT_EQ(r["id"], "r");
+	EXPECT_EQ(r["error"]["code"], -32014) << r.dump();
+	std::string msg = r["error"].value("message", "");
+	EXPECT_NE(msg.find("generation 57"), std::string::npos) << msg;
+	EXPECT_NE(msg.find(d->state_path()), std::string::npos) << msg;
+	// Closed: the fast path keeps enforcing what it has and tries again later.
+	pollfd pf{fd, POLLIN, 0};
+	ASSERT_EQ(poll(&pf, 1, 10000), 1);
+	char b;
+	EXPECT_EQ(read(fd, &b, 1), 0);
+	close(fd);
+	EXPECT_TRUE(dataplanes().empty());
+	EXPECT_EQ(reg("fp0", 57)["error"]["code"], -32014);
+	// Logged once per fast path, not at every retry.
+	std::string log = d->log(), line = "dataplane dpdk 'fp0' (pid 1) refused";
+	ASSERT_NE(log.find(line), std::string::npos) << log;
+	EXPECT_EQ(log.find(line, log.find(line) + 1), std::string::npos) << log;
+
+	// Running nothing yet (or not saying, an older fast path): registers.
+	EXPECT_TRUE(reg("fresh", 0).contains("result"));
+	EXPECT_TRUE(register_raw(d->socket_path(), {{"kind", "dpdk"}, {"name", "old"}, {"pid", 1}}).contains("result"));
+
+	// Restarted on the same path: the file written empty at the first start
+	// and its marker (generation 1) are there now. Still empty, so 57 is
+	// still refused; generation 1, this state file's, registers.
+	ASSERT_EQ(d->stop(), 0);
+	ASSERT_TRUE(d->start()) << d->log();
+	uint64_t g = d->generation();
+	ASSERT_EQ(g, 2u);
+	EXPECT_EQ(reg("fp0", 57)["error"]["code"], -32014);
+	EXPECT_TRUE(reg("fp1", 1).contains("result"));
+	// This agent's own number: from a fast path that took it here (its
+	// channel dropped, it registers again), but not from another that only
+	// has the same number from another state file.
+	EXPECT_EQ(reg("fp2", g)["error"]["code"], -32014);
+	EXPECT_TRUE(reg("fp3", 0).contains("result"));
+	ASSERT_TRUE(eventually([&] { return !registered("fp3"); })) << dataplanes().dump();
+	EXPECT_TRUE(reg("fp3", g).contains("result"));
+
+	// A commit makes the state the operator's: the same fast path registers.
+	ok("network.nsg.create", {{"name", "web"}});
+	json a = reg("fp0", 57);
+	EXPECT_EQ(a["result"]["generation"], g + 1) << a.dump();
 }
 
 TEST_F(DpdkChannelTest, AfterAnAgentRestartTheFastPathRegistersAgain)

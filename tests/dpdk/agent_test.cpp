@@ -305,5 +305,65 @@ TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 	EXPECT_EQ(d.stop(), 0) << d.log();
 }
 
+// An agent started again on a mistyped --state (so on an empty state) does
+// not empty a running linkgate-dpdk: the registration is refused, the fast
+// path goes on enforcing its generation (the replay keeps being forwarded)
+// and says so once however often it retries; a commit on that agent is the
+// operator's state, and linkgate-dpdk then registers and takes it.
+TEST(DpdkAgent, AnAgentOnAMistypedStateFileLeavesTheFastPathItsPolicy)
+{
+	Scratch s("agentmis");
+	lgtest::Daemon d;
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
+	ASSERT_TRUE(d.start()) << d.log();
+	std::vector<std::vector<uint8_t>> in0;
+	auto rounds = scenario_rounds(kPcap0, kPcap1);
+	for (auto &f : rounds[0])
+		in0.push_back(f.bytes);
+	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	Proc dp(dpdk_argv(s, d, "net_null1", "lgmis"), s.path("dpdk.out"), s.path("dpdk.err"));
+	uint64_t g1 = d.generation();
+	json t;
+	ASSERT_TRUE(eventually([&] {
+		t = telemetry(s);
+		return t.is_object() && t["generation"].get<uint64_t>() == g1;
+	})) << dp.err() << "\nlinkgated:\n" << d.log();
+
+	ASSERT_EQ(d.stop(), 0) << d.log();
+	d.set_state_path(d.dir() + "/lib/stat.json"); // the typo
+	ASSERT_TRUE(d.start()) << d.log();
+	EXPECT_EQ(d.generation(), 1u);
+	auto count = [](const std::string &text, const std::string &what) {
+		size_t n = 0;
+		for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+			n++;
+		return n;
+	};
+	// Connected (once before, then each retry) three times: refused twice or more.
+	ASSERT_TRUE(eventually([&] { return count(dp.err(), "connected to") >= 4; })) << dp.err() << "\nlinkgated:\n"
+										 << d.log();
+	EXPECT_EQ(count(dp.err(), "registration refused"), 1u) << dp.err();
+	EXPECT_NE(dp.err().find("-32014"), std::string::npos) << dp.err();
+	EXPECT_EQ(count(d.log(), "'lgmis' (pid " + std::to_string(dp.pid()) + ") refused"), 1u) << d.log();
+	EXPECT_TRUE(d.rpc("status")["result"]["dataplanes"].empty());
+	json t2;
+	ASSERT_TRUE(eventually([&] {
+		t2 = telemetry(s);
+		return t2.is_object() && t2["reason_none"].get<uint64_t>() > t["reason_none"].get<uint64_t>();
+	})) << dp.err();
+	EXPECT_EQ(t2["generation"].get<uint64_t>(), g1) << "the fast path took the empty state";
+
+	RunResult c = ctl(s, d, {"network", "nsg", "create", "--name", "extra-nsg"});
+	ASSERT_EQ(c.code, 0) << c.out << c.err;
+	uint64_t g = d.generation();
+	ASSERT_TRUE(eventually([&] {
+		t = telemetry(s);
+		return t.is_object() && t["generation"].get<uint64_t>() == g;
+	})) << dp.err() << "\nlinkgated:\n" << d.log();
+	EXPECT_EQ(dp.terminate(), 0) << dp.err();
+	EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
 } // namespace
 } // namespace lg

@@ -520,6 +520,7 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 	json reg = json::parse(fa.line(), nullptr, false);
 	ASSERT_TRUE(reg.is_object()) << p.err();
 	EXPECT_EQ(reg["method"], "dataplane.register");
+	EXPECT_EQ(reg["params"]["generation"], 0) << "it enforces nothing yet";
 	ASSERT_TRUE(fa.send_line(json{{"jsonrpc", "2.0"}, {"id", reg["id"]}, {"result", {{"generation", 0}}}}.dump()));
 	json pub{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "dataplane.publish"},
 		 {"params", {{"generation", 1}, {"state", state_to_json(scenario_state())}}}};
@@ -569,6 +570,7 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 	{
 		json r = json::parse(fa.line(), nullptr, false);
 		ASSERT_TRUE(r.is_object()) << p.err();
+		EXPECT_EQ(r["params"]["generation"], 1) << "the generation it enforces";
 		ASSERT_TRUE(fa.send_line(
 			json{{"jsonrpc", "2.0"}, {"id", r["id"]}, {"result", {{"generation", 1}, {"flowLog", "yes"}}}}.dump()));
 		EXPECT_EQ(fa.line(), "") << "the channel stays open";
@@ -588,6 +590,10 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 		 fa.accept_one(int(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count())));
 	EXPECT_LE(attempts, 8);
 	EXPECT_GE(attempts, 2) << p.err();
+	// Logged once, not at every attempt.
+	std::string err = p.err(), refused = R"(registration refused: {"code":-32602,"message":"no"})";
+	ASSERT_NE(err.find(refused), std::string::npos) << err;
+	EXPECT_EQ(err.find(refused, err.find(refused) + 1), std::string::npos) << err;
 
 	// An agent that stops reading: once linkgate-dpdk stops reading too
 	// (its replies have filled the socket), it gives the channel up within
