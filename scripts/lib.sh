@@ -12,7 +12,7 @@ LG_PACKAGES=(
   meson ninja-build pkg-config g++ clang llvm
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
   libdpdk-dev dpdk dpdk-dev libpcap-dev
-  libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+  libhyperscan-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   iproute2 ethtool procps kmod python3 python3-matplotlib
   mariadb-server mariadb-client nftables xdp-tools
 )
