@@ -472,6 +472,11 @@ DataplaneCounters Dataplanes::counters()
 			 {"dropped", total_drops(mine)}};
 		if (a.result.contains("flows"))
 			one["flows"] = flows;
+		// Forwarded is the policy's verdict; what a port then failed to
+		// send (a full TX queue) is counted there, and shown beside it.
+		if (auto p = a.result.find("ports"); p != a.result.end() && p->is_object())
+			if (auto t = p->find("txFailed"); t != p->end() && t->is_number_unsigned())
+				one["txFailed"] = *t;
 		if (auto f = a.result.find("flowLog"); f != a.result.end() && f->is_object())
 			one["flowLog"] = *f; // on, written, lost
 		per["dpdk:" + a.name] = one;

@@ -506,7 +506,8 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 		     json{{"reasons", {{"none", 5}, {"nsg-deny", 3}, {"some-future-reason", 9}}},
 			  {"rules", {{"web/ssh", 7}, {"web/DenyAllInBound", 1}}},
 			  {"private_endpoints", json::object()},
-			  {"servers", json::object()}});
+			  {"servers", json::object()},
+			  {"ports", {{"rx", 20}, {"tx", 3}, {"txFailed", 2}}}});
 	b.set_result("dataplane.counters",
 		     json{{"reasons", {{"none", 10}, {"nsg-deny", 1}, {"pec-rejected", 2}}}, {"rules", {{"web/ssh", 4}}}});
 	json flow{{"original", "0 6 10.0.0.4:40000 > 10.0.0.5:22"},
@@ -531,7 +532,9 @@ TEST_F(DpdkChannelTest, CountersAndFlowsOfTheChannelAppearInStatsAndFlows)
 	EXPECT_EQ(s["drops"]["pec-rejected"], 2);
 	EXPECT_EQ(s["nsgRules"]["web/ssh"], 11);
 	EXPECT_EQ(s["nsgRules"]["web/DenyAllInBound"], 1);
-	EXPECT_EQ(s["dataplanes"]["dpdk:fp-a"], json({{"generation", d->generation()}, {"forwarded", 5}, {"dropped", 3}}));
+	// Forwarded by the policy, then not sent by a port: shown beside it.
+	EXPECT_EQ(s["dataplanes"]["dpdk:fp-a"],
+		  json({{"generation", d->generation()}, {"forwarded", 5}, {"dropped", 3}, {"txFailed", 2}}));
 	EXPECT_EQ(s["dataplanes"]["dpdk:fp-b"], json({{"generation", d->generation()}, {"forwarded", 10}, {"dropped", 3}}));
 
 	json f = ok("flows")["result"];

@@ -113,6 +113,7 @@ TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 		if (x.value("kind", "") == "dpdk" && x.value("name", "") == "lgt")
 			in_status = x.value("pid", 0) == dp.pid();
 	EXPECT_TRUE(in_status) << st.dump();
+	EXPECT_EQ(entry["txFailed"], 0) << entry.dump(); // its ports' count (pcap to /dev/null)
 
 	// A commit is acknowledged once linkgate-dpdk uses it.
 	RunResult c = ctl(s, d, {"network", "nsg", "create", "--name", "extra-nsg"});
