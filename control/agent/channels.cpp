@@ -11,6 +11,7 @@
 
 #include "evaluator.hpp"
 #include "flow_json.hpp"
+#include "log.hpp"
 #include "plane.hpp"
 #include "validate.hpp"
 
@@ -24,13 +25,6 @@ namespace {
 // A reply of a fast path: its counters name every rule of the live state
 // (65,536 counters of names up to 161 bytes), over a client's 1 MiB.
 constexpr size_t kMaxReply = size_t(32) << 20;
-
-void log(const char *fmt, auto... args)
-{
-	std::fprintf(stderr, "linkgated: ");
-	std::fprintf(stderr, fmt, args...);
-	std::fprintf(stderr, "\n");
-}
 
 std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

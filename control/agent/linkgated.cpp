@@ -40,6 +40,7 @@
 
 #include "arm_json.hpp"
 #include "channels.hpp"
+#include "log.hpp"
 #include "plane.hpp"
 #include "service.hpp"
 #include "validate.hpp"
@@ -68,13 +69,6 @@ struct Options {
 	double tcp_established = LG_TIMEOUT_TCP_ESTABLISHED, tcp_transient = LG_TIMEOUT_TCP_TRANSIENT,
 	       tcp_close = LG_TIMEOUT_TCP_CLOSE, udp = LG_TIMEOUT_UDP, icmp = LG_TIMEOUT_ICMP;
 };
-
-void log(const char *fmt, auto... args)
-{
-	char line[1024]; // one write per line: the sweep thread logs too
-	std::snprintf(line, sizeof line, fmt, args...);
-	std::fprintf(stderr, "linkgated: %s\n", line);
-}
 
 std::string dirname_of(const std::string &p)
 {

@@ -31,6 +31,7 @@
 #include "arm_json.hpp"
 #include "evaluator.hpp"
 #include "flow_json.hpp"
+#include "log.hpp"
 #include "table_eval.hpp"
 
 namespace lg::agent {
@@ -41,7 +42,7 @@ void test_pause(const char *point)
 {
 	static const char *want = std::getenv("LINKGATED_TEST_PAUSE");
 	if (want && std::strcmp(want, point) == 0) {
-		std::fprintf(stderr, "linkgated: test pause at %s\n", point);
+		log("test pause at %s", point);
 		raise(SIGSTOP);
 	}
 }
@@ -439,8 +440,8 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// effort: without it each neighbour's first notice is a change.
 	if (int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE); fd >= 0) {
 		if (!p->events_.remember_neighbours(fd))
-			std::fprintf(stderr, "linkgated: cannot read the host's neighbours (%s); each one's next notice "
-				     "counts as a change\n", std::strerror(errno));
+			log("cannot read the host's neighbours (%s); each one's next notice counts as a change",
+			    std::strerror(errno));
 		close(fd);
 	}
 	auto addrs = local_addresses();
@@ -495,8 +496,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// Stale, it costs the next start a republish, as after a commit.
 	if (!same)
 		if (Status st = p->write_live_marker(gen, dig); !st)
-			std::fprintf(stderr, "linkgated: %s (the next start publishes the state again)\n",
-				     st.error().c_str());
+			log("%s (the next start publishes the state again)", st.error().c_str());
 	p->generation_ = gen;
 	// After the tables: the first packet already sees them. A pinned link is
 	// taken over by an atomic program swap.
@@ -511,9 +511,8 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	for (size_t i = 0; i < p->ifindex_.size(); i++)
 		for (bool v6 : {false, true})
 			if (forwarding_of(p->ifindex_[i], v6) == 0)
-				std::fprintf(stderr,
-					     "linkgated: %s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
-					     "every %s packet arriving there that the policy allows is dropped no-route\n",
+				log("%s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
+				    "every %s packet arriving there that the policy allows is dropped no-route",
 					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4",
 					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4");
 	// Whatever changed while no agent read the events (or before its socket
@@ -599,9 +598,7 @@ Result<uint64_t> Plane::commit(const State &next)
 	current_ = next;
 	rebound_ = false; // live on the bindings of ifindex_ as they are
 	if (timing_on())
-		std::fprintf(stderr,
-			     "linkgated: timing generation %llu start %lld compiled %lld published %lld saved %lld "
-			     "faults %ld preempted %ld\n",
+		log("timing generation %llu start %lld compiled %lld published %lld saved %lld faults %ld preempted %ld",
 			     (unsigned long long)gen, (long long)t_start, (long long)t_compiled, (long long)t_published,
 			     (long long)mono_ns(), fp1.first - fp0.first, fp1.second - fp0.second);
 	return gen;
@@ -703,11 +700,10 @@ void Plane::prune_links()
 		return;
 	auto gone = xdp_->prune_links(ifindex_);
 	if (!gone)
-		std::fprintf(stderr, "linkgated: %s\n", gone.error().c_str());
+		log("%s", gone.error().c_str());
 	else
 		for (uint32_t idx : *gone)
-			std::fprintf(stderr, "linkgated: let go of the XDP link of interface %u (no configured interface has it)\n",
-				     idx);
+			log("let go of the XDP link of interface %u (no configured interface has it)", idx);
 }
 
 Status Plane::fib_heartbeat()

@@ -5,10 +5,12 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <regex>
 #include <set>
 #include <thread>
 
 #include "agent_fixture.hpp"
+#include "log.hpp"
 #include "service.hpp"
 
 using namespace lgtest;
@@ -528,6 +530,49 @@ TEST_F(DaemonTest, SighupIsLoggedAndIgnored)
 	EXPECT_NE(d.log().find("SIGHUP ignored"), std::string::npos) << d.log();
 	EXPECT_TRUE(d.rpc("status").contains("result"));
 	EXPECT_EQ(d.stop(), 0);
+}
+
+// Every log line is dated (UTC, milliseconds), as a file or a terminal needs
+// it; under systemd, whose journal dates every line itself (JOURNAL_STREAM
+// names stderr's device and inode), it is not.
+TEST(DaemonLog, LinesAreDatedUnlessStderrIsTheJournal)
+{
+	EXPECT_EQ(lg::agent::log_date(1796051572123456789), "2026-11-30T15:12:52.123Z");
+	EXPECT_EQ(lg::agent::log_date(999999), "1970-01-01T00:00:00.000Z");
+	auto lines = [](const std::string &text) {
+		std::vector<std::string> out;
+		std::istringstream in(text);
+		for (std::string l; std::getline(in, l);)
+			out.push_back(l);
+		return out;
+	};
+	const std::regex dated(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z linkgated: .+)");
+	{
+		Daemon d;
+		ASSERT_TRUE(d.start()) << d.log();
+		ASSERT_EQ(d.stop(), 0);
+		auto ls = lines(d.log());
+		ASSERT_GE(ls.size(), 2u) << d.log();
+		for (const auto &l : ls)
+			EXPECT_TRUE(std::regex_match(l, dated)) << l;
+	}
+	{
+		Daemon d;
+		// The journal's stream stands for the log file the agent's stderr is.
+		std::string path = d.dir() + "/linkgated.log";
+		close(open(path.c_str(), O_WRONLY | O_CREAT, 0600));
+		struct stat st {};
+		ASSERT_EQ(stat(path.c_str(), &st), 0);
+		setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+		bool started = d.start();
+		unsetenv("JOURNAL_STREAM");
+		ASSERT_TRUE(started) << d.log();
+		ASSERT_EQ(d.stop(), 0);
+		auto ls = lines(d.log());
+		ASSERT_GE(ls.size(), 2u) << d.log();
+		for (const auto &l : ls)
+			EXPECT_EQ(l.rfind("linkgated: ", 0), 0u) << l;
+	}
 }
 
 TEST(DaemonStart, SecondAgentOnTheSameSocketRefuses)
