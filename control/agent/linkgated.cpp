@@ -275,7 +275,7 @@ private:
 	FlowLogger flow_logger_;
 	Clock::time_point next_flow_log_{};
 	std::map<std::string, uint64_t> flow_log_lost_; // each plane's lost records at the last interval
-	std::set<std::string> refused_; // fast paths refused an empty state (logged once each)
+	std::set<std::string> refused_; // "name/pid/generation" refused an empty state (logged once each)
 	std::set<std::string> registered_; // names registered since the start
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
@@ -579,8 +579,11 @@ private:
 					  "committed nothing since it started (a mistyped --state?): start linkgated with "
 					  "the state file that generation came from; to give this fast path the empty "
 					  "state, commit a change or restart the fast path";
-			// Once per name: the fast path tries again every second.
-			if (refused_.insert(r->name).second)
+			// Once per fast path and generation: it tries again every second.
+			if (refused_.size() > 1024)
+				refused_.clear();
+			if (refused_.insert(r->name + "/" + std::to_string(r->pid) + "/" + std::to_string(r->generation))
+				    .second)
 				log("dataplane %s '%s' (pid %lld) %s", r->kind.c_str(), r->name.c_str(), (long long)r->pid,
 				    msg.c_str());
 			c.out += error_response(req["id"], kWouldEmpty, msg).dump(-1, ' ', false,

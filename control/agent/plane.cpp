@@ -399,7 +399,13 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 		auto t = compile(initial, *b, gen, &p->cache_);
 		if (!t)
 			return err("compile: " + t.error());
-		(void)p->write_live_marker(gen, dig);
+		if (Status st = p->write_live_marker(gen, dig); !st && p->empty_guard_ != UINT64_MAX) {
+			// The next start would reuse this number: the guard would then
+			// refuse the fast paths this agent served, with no end.
+			log("%s (so a fast path that registers is not checked for running another state file's generation)",
+			    st.error().c_str());
+			p->empty_guard_ = UINT64_MAX;
+		}
 		p->live_ = std::move(*t);
 		p->generation_ = gen;
 		return p;
@@ -457,6 +463,10 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	uint64_t pinned = p->xdp_->adopted() ? p->xdp_->generation() : 0;
 	if (o.no_state_file && pinned)
 		return refuse_empty("the dataplane pinned in " + o.xdp.pin_dir + " runs generation " + std::to_string(pinned));
+	// The marker can trail the pins (its write may fail after a publish):
+	// what the pins run was published from this state file too.
+	if (p->empty_guard_ != UINT64_MAX)
+		p->empty_guard_ = std::max(p->empty_guard_, pinned);
 	bool same = false;
 	if (pinned) {
 		LiveMarker m = read_live_marker(o.state_path);
@@ -593,7 +603,8 @@ Result<uint64_t> Plane::commit(const State &next)
 		return err(saved.error());
 	}
 	test_pause("after-state-write");
-	empty_guard_ = UINT64_MAX; // the operator's state from here on
+	if (!(next == current_))
+		empty_guard_ = UINT64_MAX; // the operator's state from here on (a relink republishes the same)
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
 	rebound_ = false; // live on the bindings of ifindex_ as they are

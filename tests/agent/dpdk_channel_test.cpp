@@ -868,6 +868,19 @@ TEST_F(DpdkChannelTest, AnEmptyStartDoesNotEmptyAFastPathThatRunsAnotherState)
 	ASSERT_TRUE(eventually([&] { return !registered("fp3"); })) << dataplanes().dump();
 	EXPECT_TRUE(reg("fp3", g).contains("result"));
 
+	// A commit that fails (the state file refused) changes nothing: still refused.
+	{
+		setenv("LINKGATED_TEST_FAIL", "state-write", 1);
+		Daemon failing;
+		bool started = failing.start();
+		unsetenv("LINKGATED_TEST_FAIL");
+		ASSERT_TRUE(started) << failing.log();
+		EXPECT_EQ(failing.rpc("network.nsg.create", {{"name", "web"}})["error"]["code"], -32003);
+		EXPECT_EQ(register_raw(failing.socket_path(),
+				       {{"kind", "dpdk"}, {"name", "fp0"}, {"pid", 1}, {"generation", 57}})["error"]["code"],
+			  -32014);
+	}
+
 	// A commit makes the state the operator's: the same fast path registers.
 	ok("network.nsg.create", {{"name", "web"}});
 	json a = reg("fp0", 57);

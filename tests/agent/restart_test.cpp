@@ -807,6 +807,32 @@ TEST_F(AgentRestart, ARecreatedInterfaceIsAttachedAndBoundAgain)
 	EXPECT_TRUE(until([&] { return ifmac() == std::vector<uint8_t>{0x02, 0, 0, 0, 0x01, 0x01}; })) << agent->log();
 }
 
+// On an empty start (no state file) a recreated interface republishes the
+// same empty state; that is no change of the operator's, so the agent still
+// refuses it to a fast path that runs another state file's generation
+// (docs/decisions.md, "An empty start and the fast paths that run").
+TEST_F(AgentRestart, ARelinkOnAnEmptyStartDoesNotHandItToAnotherStatesFastPath)
+{
+	agent = std::make_unique<Daemon>(agent_args());
+	ASSERT_TRUE(started()) << agent->log();
+	uint64_t g = agent->generation();
+	ASSERT_TRUE(topo.run("host", "ip link del hc"));
+	topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
+	ASSERT_TRUE(until([&] { return agent->generation() > g; })) << agent->log();
+	int fd = connect_unix(agent->socket_path());
+	ASSERT_GE(fd, 0);
+	send_all(fd, json{{"jsonrpc", "2.0"},
+			  {"id", 1},
+			  {"method", "dataplane.register"},
+			  {"params", {{"kind", "dpdk"}, {"name", "fp"}, {"pid", 1}, {"generation", 57}}}}
+			     .dump() +
+			     "\n");
+	std::string line = read_line(fd);
+	close(fd);
+	ASSERT_FALSE(line.empty()) << agent->log();
+	EXPECT_EQ(json::parse(line)["error"]["code"], -32014) << line;
+}
+
 // An earlier run's link on an interface no longer configured is let go at
 // start: it would go on running the program on bindings that lack it.
 TEST_F(AgentRestart, ALinkOfAnInterfaceNoLongerConfiguredIsLetGo)
