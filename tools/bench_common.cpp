@@ -56,7 +56,7 @@ RoundRatios round_ratios(const std::vector<double> &num, const std::vector<doubl
 {
 	RoundRatios r;
 	for (size_t i = 0; i < num.size() && i < den.size(); i++) {
-		if (den[i] > 0)
+		if (num[i] > 0 && den[i] > 0)
 			r.values.push_back(num[i] / den[i]);
 		else
 			r.left_out++;

@@ -29,9 +29,9 @@ struct Spread {
 };
 
 // Per-round ratios num[r] / den[r] of net costs (a case minus the harness).
-// A round whose denominator is not above zero, a net cost lost in the
-// harness's noise, has no ratio: it is left out and counted rather than
-// turned into a negative or infinite one.
+// A round where either is not above zero, a net cost lost in the harness's
+// noise, has no ratio: it is left out and counted rather than turned into a
+// negative or infinite one (which a "<=" target would call met).
 struct RoundRatios {
 	std::vector<double> values;
 	size_t left_out = 0;

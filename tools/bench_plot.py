@@ -18,6 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def bars(ax, names, med, lo, hi, color):
+    # A value JSON could not hold (NaN, inf: null) is left out.
+    keep = [i for i, m in enumerate(med) if m is not None]
+    names, med = [names[i] for i in keep], [med[i] for i in keep]
+    lo = [med[k] if lo[i] is None else lo[i] for k, i in enumerate(keep)]
+    hi = [med[k] if hi[i] is None else hi[i] for k, i in enumerate(keep)]
+    if isinstance(color, list):
+        color = [color[i] for i in keep]
     y = range(len(names))
     # min-max as drawn: never below zero, also where a negative baseline
     # swapped the ends.
@@ -67,7 +74,7 @@ def throughput(sec, out, written):
         xs, ys, lo, hi = [], [], [], []
         for n in counts:
             c = by.get(f"{prefix}{n}/64B")
-            if c:
+            if c and None not in c["ratio_to_bare"].values():
                 xs.append(n)
                 ys.append(c["ratio_to_bare"]["median"])
                 lo.append(c["ratio_to_bare"]["median"] - c["ratio_to_bare"]["min"])
@@ -83,7 +90,8 @@ def throughput(sec, out, written):
     ax.grid(True, which="both", alpha=0.3)
     save(fig, out, "rules.png", written)
 
-    flows = [c for c in cases if c["name"].startswith("linkgate-flows-") or c["name"] == "linkgate/64B"]
+    flows = [c for c in cases if (c["name"].startswith("linkgate-flows-") or c["name"] == "linkgate/64B")
+             and None not in c["ratio_to_bare"].values()]
     if flows:
         flows.sort(key=lambda c: c["flows"])
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -103,14 +111,18 @@ def throughput(sec, out, written):
 
 def cost(sec, out, written):
     cases = [c for c in sec["cases"] if "nop" not in c["name"]]
-    base = {c["name"]: c for c in sec["cases"]}["bare"]["net"]["median"]
+    bare = {c["name"]: c for c in sec["cases"]}.get("bare")
+    base = bare["net"]["median"] if bare and bare["net"]["median"] is not None else 0
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(cases) + 1.5))
     names = [c["name"] for c in cases]
     # A bare program lost in the harness's noise (a short --repeat) is no
     # baseline: then the plot shows the net ns themselves.
     div = base if base > 0 else 1
-    bars(ax, names, [c["net"]["median"] / div for c in cases], [c["net"]["min"] / div for c in cases],
-         [c["net"]["max"] / div for c in cases], "tab:purple")
+
+    def q(x):
+        return None if x is None else x / div
+    bars(ax, names, [q(c["net"]["median"]) for c in cases], [q(c["net"]["min"]) for c in cases],
+         [q(c["net"]["max"]) for c in cases], "tab:purple")
     ax.set_xlabel("ns/packet (BPF_PROG_TEST_RUN, net of the harness), ratio to the bare program's median" if base > 0
                   else "ns/packet (BPF_PROG_TEST_RUN, net of the harness); the bare program was not above the "
                   "harness's noise, so no ratio")
@@ -155,10 +167,10 @@ def tables(res, out, written):
     if res.get("targets"):
         L += ["| target | median | min–max over rounds | bound | met |", "| --- | ---: | ---: | ---: | --- |"]
         for t in res["targets"]:
-            sp = t["spread"]
+            sp = t["spread"] or {}
             met = "yes (every round)" if t["met_every_round"] else "median only" if t["met_median"] else "**no**"
             extra = f" (p99 {f(t['value'])})" if "value" in t else ""
-            L.append(f"| {t['name']} [{t['section']}] | {f(sp['median'])}{extra} | {f(sp['min'])}–{f(sp['max'])} | "
+            L.append(f"| {t['name']} [{t['section']}] | {f(sp.get('median'))}{extra} | {f(sp.get('min'))}–{f(sp.get('max'))} | "
                      f"{t['op']} {t['target']} | {met} |")
         L.append("")
     secs = res.get("sections", {})
@@ -173,16 +185,16 @@ def tables(res, out, written):
                      f"{f(r['median'], 3)} | {f(r['min'], 3)}–{f(r['max'], 3)} | {100 * c['not_received_share']:.1f}% |")
         L += ["", "| ratio | median | min–max |", "| --- | ---: | ---: |"]
         for r in tp["ratios"]:
-            sp = r["spread"]
-            L.append(f"| {r['name']} | {f(sp['median'])} | {f(sp['min'])}–{f(sp['max'])} |")
+            sp = r["spread"] or {}
+            L.append(f"| {r['name']} | {f(sp.get('median'))} | {f(sp.get('min'))}–{f(sp.get('max'))} |")
         L.append("")
     if "cost" in secs:
         co = secs["cost"]
         L += ["### Cost per packet (BPF_PROG_TEST_RUN, net of the harness)", "",
               "| ratio | median | min–max |", "| --- | ---: | ---: |"]
         for r in co["ratios"]:
-            sp = r["spread"]
-            L.append(f"| {r['name']} | {f(sp['median'])} | {f(sp['min'])}–{f(sp['max'])} |")
+            sp = r["spread"] or {}
+            L.append(f"| {r['name']} | {f(sp.get('median'))} | {f(sp.get('min'))}–{f(sp.get('max'))} |")
         L.append("")
     if "update" in secs:
         up = secs["update"]
@@ -216,7 +228,7 @@ def main():
     for name, sec in secs.items():
         if name in ("throughput", "cost", "update") or not isinstance(sec.get("ratios"), list):
             continue
-        rs = [r for r in sec["ratios"] if "spread" in r]
+        rs = [r for r in sec["ratios"] if r.get("spread")]
         if not rs:
             continue
         fig, ax = plt.subplots(figsize=(8, 0.4 * len(rs) + 1.5))

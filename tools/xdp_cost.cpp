@@ -425,7 +425,7 @@ struct Ratio {
 	std::string name, num, den, what;
 	double target = 0; // 0: no target, for information
 	std::vector<double> per_round;
-	size_t left_out = 0; // rounds whose denominator was not above the harness
+	size_t left_out = 0; // rounds where either side was not above the harness
 };
 
 } // namespace
@@ -739,7 +739,7 @@ int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohm
 				     {"what", ra.what},
 				     {"per_round", ra.per_round},
 				     {"rounds_left_out", ra.left_out},
-				     {"spread", s.json()}};
+				     {"spread", ra.per_round.empty() ? nlohmann::json() : s.json()}}; // none: no ratio
 		if (ra.target > 0) {
 			// No round with a ratio meets nothing.
 			bool any = !ra.per_round.empty();
@@ -799,7 +799,7 @@ int run_xdp_cost_into(const XdpCostOptions &o, const std::string &cmdline, nlohm
 			    num(s.max).c_str(), ra.target > 0 ? ("<= " + fixed(ra.target, 1)).c_str() : "-", met.c_str());
 	}
 	if (left_out)
-		std::cout << "\nA round is left out of a ratio when its denominator's net cost was not above zero: "
+		std::cout << "\nA round is left out of a ratio when either net cost was not above zero: "
 			     "the harness's noise was larger than the cost. Raise --repeat.\n";
 	std::cout << "\nnet = case minus the harness case (nop / direct:nop) of the same round; kernel "
 		     "BPF_PROG_TEST_RUN duration, whole ns per iteration.\n";

@@ -88,7 +88,11 @@ TEST(BenchSmoke, AllQuickWritesJsonAndPlots)
 	for (auto &t : j["targets"]) {
 		EXPECT_TRUE(t.contains("target")) << t.dump();
 		EXPECT_TRUE(t.contains("met_median")) << t.dump();
-		EXPECT_TRUE(t["spread"].contains("median")) << t.dump();
+		// No spread only when every round was lost in the harness's noise.
+		if (t["spread"].is_null())
+			EXPECT_GT(t.value("rounds_left_out", 0), 0) << t.dump();
+		else
+			EXPECT_TRUE(t["spread"].contains("median")) << t.dump();
 	}
 
 	for (auto *png : {"throughput.png", "rules.png", "flows.png", "cost.png", "update.png"}) {
