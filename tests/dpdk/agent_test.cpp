@@ -71,18 +71,33 @@ std::vector<std::string> dpdk_argv(const Scratch &s, const lgtest::Daemon &d, co
 	return a;
 }
 
+// The scenario's state as d's state file; d started on it.
+::testing::AssertionResult start_on_scenario(lgtest::Daemon &d)
+{
+	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
+	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
+	if (!d.start())
+		return ::testing::AssertionFailure() << d.log();
+	return ::testing::AssertionSuccess();
+}
+
+// in0.pcap: the client frames of the scenario's first round.
+bool write_first_round(const Scratch &s)
+{
+	std::vector<std::vector<uint8_t>> in0;
+	auto rounds = scenario_rounds(kPcap0, kPcap1);
+	for (auto &f : rounds[0])
+		in0.push_back(f.bytes);
+	return write_pcap(s.path("in0.pcap"), in0);
+}
+
 TEST(DpdkAgent, FollowsCommitsAndSurvivesAnAgentRestart)
 {
 	// Debian's dpdk-dev, which scripts/lib.sh installs: missing is a failure.
 	ASSERT_EQ(access("/usr/bin/dpdk-telemetry.py", X_OK), 0) << "no /usr/bin/dpdk-telemetry.py (Debian package dpdk-dev)";
 	Scratch s("agent");
 	lgtest::Daemon d;
-	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
-	{
-		std::ofstream f(d.state_path());
-		f << state_to_json(scenario_state()).dump(2);
-	}
-	ASSERT_TRUE(d.start()) << d.log();
+	ASSERT_TRUE(start_on_scenario(d));
 
 	// The scenario's client frames, over and over, and its replies.
 	std::vector<std::vector<uint8_t>> in0, in1;
@@ -165,9 +180,7 @@ TEST(DpdkAgent, FlowsTakeTheAgentsTimeouts)
 	Scratch s("agentto");
 	lgtest::Daemon d({"--tcp-established-timeout", "7", "--tcp-transient-timeout", "7", "--tcp-close-timeout", "7",
 			  "--udp-timeout", "7", "--icmp-timeout", "7"});
-	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
-	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
-	ASSERT_TRUE(d.start()) << d.log();
+	ASSERT_TRUE(start_on_scenario(d));
 	std::vector<std::vector<uint8_t>> in0;
 	for (auto &round : scenario_rounds(kPcap0, kPcap1))
 		for (auto &f : round)
@@ -206,14 +219,8 @@ TEST(DpdkAgent, FlowLogsOfTheFastPath)
 	Scratch s("agentlog");
 	std::string path = s.path("flows.jsonl");
 	lgtest::Daemon d({"--flow-log", path, "--flow-log-interval", "1"});
-	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
-	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
-	ASSERT_TRUE(d.start()) << d.log();
-	std::vector<std::vector<uint8_t>> in0;
-	auto rounds = scenario_rounds(kPcap0, kPcap1);
-	for (auto &f : rounds[0])
-		in0.push_back(f.bytes);
-	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	ASSERT_TRUE(start_on_scenario(d));
+	ASSERT_TRUE(write_first_round(s));
 	Proc dp(dpdk_argv(s, d, "net_null1", "lglog"), s.path("dpdk.out"), s.path("dpdk.err"));
 	auto has = [&](const std::string &rule, const std::string &mid) {
 		std::ifstream f(path);
@@ -256,9 +263,7 @@ TEST(DpdkAgent, AFlowListingPastTheMessageCapSendsTheFlowsThatFit)
 {
 	Scratch s("agentfl");
 	lgtest::Daemon d;
-	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
-	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
-	ASSERT_TRUE(d.start()) << d.log();
+	ASSERT_TRUE(start_on_scenario(d));
 	constexpr int kFlows = 8000;
 	std::vector<std::vector<uint8_t>> in0;
 	for (int i = 0; i < kFlows; i++)
@@ -315,14 +320,8 @@ TEST(DpdkAgent, AnAgentOnAMistypedStateFileLeavesTheFastPathItsPolicy)
 {
 	Scratch s("agentmis");
 	lgtest::Daemon d;
-	std::filesystem::create_directories(std::filesystem::path(d.state_path()).parent_path());
-	std::ofstream(d.state_path()) << state_to_json(scenario_state()).dump(2);
-	ASSERT_TRUE(d.start()) << d.log();
-	std::vector<std::vector<uint8_t>> in0;
-	auto rounds = scenario_rounds(kPcap0, kPcap1);
-	for (auto &f : rounds[0])
-		in0.push_back(f.bytes);
-	ASSERT_TRUE(write_pcap(s.path("in0.pcap"), in0));
+	ASSERT_TRUE(start_on_scenario(d));
+	ASSERT_TRUE(write_first_round(s));
 	Proc dp(dpdk_argv(s, d, "net_null1", "lgmis"), s.path("dpdk.out"), s.path("dpdk.err"));
 	uint64_t g1 = d.generation();
 	json t;
