@@ -151,7 +151,7 @@ public:
 	Server(Service &svc, const Options &o, int listen_fd, int sig_fd, Plane &plane, DataplaneChannels &channels,
 	       Dataplanes &dataplanes)
 		: svc_(svc), o_(o), lfd_(listen_fd), sfd_(sig_fd), plane_(plane), channels_(channels),
-		  dataplanes_(dataplanes)
+		  dataplanes_(dataplanes), start_gen_(svc.generation())
 	{
 		next_flow_log_ = Clock::now() + std::chrono::seconds(o_.flow_log_interval);
 		// The expired-flow sweep has its own thread: a sweep of a large
@@ -277,6 +277,7 @@ private:
 	std::map<std::string, uint64_t> flow_log_lost_; // each plane's lost records at the last interval
 	std::set<std::string> refused_; // "name/pid/generation" refused an empty state (logged once each)
 	std::set<std::string> registered_; // names registered since the start
+	const uint64_t start_gen_; // the generation this agent started with
 	std::thread sweeper_;
 	Clock::time_point next_beat_{}; // the next fib_heartbeat
 	Clock::time_point relink_after_{}; // a failed relink's next try
@@ -569,10 +570,12 @@ private:
 				c.closing = true;
 			return true;
 		}
-		// Numbers alone cannot tell this agent's generation from another
-		// state file's with the same number: a fast path that registered
-		// here and took it registers again with it (a dropped channel).
-		bool ours = r->generation == svc_.generation() && registered_.count(r->name);
+		// Numbers alone cannot tell this agent's generations from another
+		// state file's with the same numbers: a fast path that registered
+		// here registers again with one of them (a dropped channel). While
+		// the guard holds, every one since the start is the same empty
+		// state (a relink republishes it).
+		bool ours = registered_.count(r->name) && r->generation >= start_gen_ && r->generation <= svc_.generation();
 		if (plane_.would_empty(r->generation) && !ours) {
 			std::string msg = "refused: this fast path runs generation " + std::to_string(r->generation) +
 					  ", which " + o_.state + " never had, and linkgated has an empty state and has "

@@ -21,12 +21,17 @@ bool stderr_is_journal()
 
 std::string log_date(int64_t unix_ns)
 {
-	time_t s = time_t(unix_ns / 1000000000);
+	int64_t sec = unix_ns / 1000000000, ns = unix_ns % 1000000000;
+	if (ns < 0) { // floor, also before 1970
+		sec--;
+		ns += 1000000000;
+	}
+	time_t s = time_t(sec);
 	struct tm tm {};
 	gmtime_r(&s, &tm);
-	char buf[40];
+	char buf[48];
 	size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-	std::snprintf(buf + n, sizeof buf - n, ".%03dZ", int(unix_ns / 1000000 % 1000));
+	std::snprintf(buf + n, sizeof buf - n, ".%03dZ", int(ns / 1000000));
 	return buf;
 }
 

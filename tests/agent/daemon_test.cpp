@@ -539,6 +539,7 @@ TEST(DaemonLog, LinesAreDatedUnlessStderrIsTheJournal)
 {
 	EXPECT_EQ(lg::agent::log_date(1796051572123456789), "2026-11-30T15:12:52.123Z");
 	EXPECT_EQ(lg::agent::log_date(999999), "1970-01-01T00:00:00.000Z");
+	EXPECT_EQ(lg::agent::log_date(-1), "1969-12-31T23:59:59.999Z");
 	auto lines = [](const std::string &text) {
 		std::vector<std::string> out;
 		std::istringstream in(text);
