@@ -106,6 +106,15 @@ std::string counts_text(const uint64_t *delta)
 	       std::to_string(delta[3]);
 }
 
+// An event's monotonic time on the wall clock; now for times from the future.
+uint64_t event_unix_s(uint64_t at_ns, uint64_t unix_ns, uint64_t mono_ns)
+{
+	uint64_t ago = at_ns <= mono_ns ? mono_ns - at_ns : 0;
+	return (ago <= unix_ns ? unix_ns - ago : 0) / kNs;
+}
+
+} // namespace
+
 std::string iso_time(uint64_t unix_ns)
 {
 	std::time_t t = std::time_t(unix_ns / kNs);
@@ -116,15 +125,6 @@ std::string iso_time(uint64_t unix_ns)
 	std::snprintf(buf + n, sizeof buf - n, ".%03uZ", unsigned(unix_ns % kNs / 1000000));
 	return buf;
 }
-
-// An event's monotonic time on the wall clock; now for times from the future.
-uint64_t event_unix_s(uint64_t at_ns, uint64_t unix_ns, uint64_t mono_ns)
-{
-	uint64_t ago = at_ns <= mono_ns ? mono_ns - at_ns : 0;
-	return (ago <= unix_ns ? unix_ns - ago : 0) / kNs;
-}
-
-} // namespace
 
 // This tick's tuples: by NSG (lower case: NSG names are case-insensitive),
 // rule label, then MAC, each sorted, so the output is deterministic.

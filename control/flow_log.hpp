@@ -32,6 +32,9 @@ extern "C" {
 
 namespace lg {
 
+// "2026-11-30T21:31:03.123Z": a wall-clock time (ns since the epoch), UTC to the millisecond.
+std::string iso_time(uint64_t unix_ns);
+
 // One flow a dataplane holds now: its original-direction copy, and each direction's counts.
 struct FlowSample {
 	lg_flow_entry e{};            // the original copy (flags without LG_FLOW_F_REPLY)

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "flow_log.hpp"
+
 namespace lg::agent {
 
 bool stderr_is_journal()
@@ -17,22 +19,6 @@ bool stderr_is_journal()
 	struct stat st {};
 	return js && std::sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
 	       st.st_dev == dev && st.st_ino == ino;
-}
-
-std::string log_date(int64_t unix_ns)
-{
-	int64_t sec = unix_ns / 1000000000, ns = unix_ns % 1000000000;
-	if (ns < 0) { // floor, also before 1970
-		sec--;
-		ns += 1000000000;
-	}
-	time_t s = time_t(sec);
-	struct tm tm {};
-	gmtime_r(&s, &tm);
-	char buf[48];
-	size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-	std::snprintf(buf + n, sizeof buf - n, ".%03dZ", int(ns / 1000000));
-	return buf;
 }
 
 void log(const char *fmt, ...)
@@ -47,7 +33,7 @@ void log(const char *fmt, ...)
 	if (!journal) {
 		timespec ts{};
 		clock_gettime(CLOCK_REALTIME, &ts);
-		date = log_date(int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec) + " ";
+		date = iso_time(uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec)) + " ";
 	}
 	std::fprintf(stderr, "%slinkgated: %s\n", date.c_str(), msg);
 }

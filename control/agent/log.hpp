@@ -3,15 +3,9 @@
 // itself. One write a line: the sweep thread logs too.
 #pragma once
 
-#include <cstdint>
-#include <string>
-
 namespace lg::agent {
 
 void log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-// "2026-11-30T21:31:03.123Z" for a wall-clock time in ns since the epoch.
-std::string log_date(int64_t unix_ns);
 
 // Whether stderr is the stream systemd connected to the journal: its device
 // and inode are the ones JOURNAL_STREAM ("DEV:INODE") names.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agent_fixture.hpp"
+#include "flow_log.hpp"
 #include "log.hpp"
 #include "service.hpp"
 
@@ -537,9 +538,8 @@ TEST_F(DaemonTest, SighupIsLoggedAndIgnored)
 // names stderr's device and inode), it is not.
 TEST(DaemonLog, LinesAreDatedUnlessStderrIsTheJournal)
 {
-	EXPECT_EQ(lg::agent::log_date(1796051572123456789), "2026-11-30T15:12:52.123Z");
-	EXPECT_EQ(lg::agent::log_date(999999), "1970-01-01T00:00:00.000Z");
-	EXPECT_EQ(lg::agent::log_date(-1), "1969-12-31T23:59:59.999Z");
+	EXPECT_EQ(lg::iso_time(1796051572123456789), "2026-11-30T15:12:52.123Z");
+	EXPECT_EQ(lg::iso_time(999999), "1970-01-01T00:00:00.000Z");
 	auto lines = [](const std::string &text) {
 		std::vector<std::string> out;
 		std::istringstream in(text);
