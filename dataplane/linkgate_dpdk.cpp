@@ -47,6 +47,7 @@
 #include "pipeline.hpp"
 #include "flow_json.hpp"
 #include "validate.hpp"
+#include "dp_log.hpp"
 
 using nlohmann::json;
 using namespace lg;
@@ -285,7 +286,7 @@ public:
 		if (registering_ && std::chrono::steady_clock::now() - registered_at_ > std::chrono::seconds(120)) {
 			// Well past a commit's longest wait for the agent (its
 			// dataplane timeout): the request was lost, not queued.
-			std::fprintf(stderr, "linkgate-dpdk: linkgated did not answer the registration in 120 s; reconnecting\n");
+			lg::dp::log("linkgated did not answer the registration in 120 s; reconnecting");
 			close_fd();
 			return;
 		}
@@ -297,7 +298,7 @@ public:
 		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			std::fprintf(stderr, "linkgate-dpdk: linkgated closed the channel; reconnecting\n");
+			lg::dp::log("linkgated closed the channel; reconnecting");
 			close_fd();
 			return;
 		}
@@ -316,11 +317,11 @@ public:
 			}
 			scanned_ = in_.size();
 			if (in_.size() > (64u << 20)) {
-				std::fprintf(stderr, "linkgate-dpdk: oversized message from linkgated\n");
+				lg::dp::log("oversized message from linkgated");
 				close_fd();
 			}
 		} catch (const std::bad_alloc &) {
-			std::fprintf(stderr, "linkgate-dpdk: out of memory reading linkgated's message; reconnecting\n");
+			lg::dp::log("out of memory reading linkgated's message; reconnecting");
 			close_fd();
 		}
 	}
@@ -337,7 +338,7 @@ private:
 		if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a)) {
 			int e = errno;
 			if (e != last_errno_) // once per cause, not every retry
-				std::fprintf(stderr, "linkgate-dpdk: cannot connect to %s: %s; retrying\n", path_.c_str(),
+				lg::dp::log("cannot connect to %s: %s; retrying", path_.c_str(),
 					     std::strerror(e));
 			last_errno_ = e;
 			close_fd();
@@ -355,7 +356,7 @@ private:
 		}
 		registering_ = true;
 		registered_at_ = std::chrono::steady_clock::now();
-		std::fprintf(stderr, "linkgate-dpdk: connected to %s\n", path_.c_str());
+		lg::dp::log("connected to %s", path_.c_str());
 		return true;
 	}
 
@@ -386,7 +387,7 @@ private:
 	{
 		auto parsed = parse_json_text(line, "message from linkgated");
 		if (!parsed || !parsed->is_object()) {
-			std::fprintf(stderr, "linkgate-dpdk: malformed message from linkgated: %s\n",
+			lg::dp::log("malformed message from linkgated: %s",
 				     parsed ? "not an object" : parsed.error().c_str());
 			close_fd();
 			return;
@@ -400,14 +401,14 @@ private:
 				std::string why = e != m.end() ? e->dump(-1, ' ', false, json::error_handler_t::replace)
 							       : "no result";
 				if (why != last_refusal_)
-					std::fprintf(stderr, "linkgate-dpdk: registration refused: %s; retrying\n", why.c_str());
+					lg::dp::log("registration refused: %s; retrying", why.c_str());
 				last_refusal_ = why;
 				close_fd();
 			} else if (!apply_timeouts(*r)) {
-				std::fprintf(stderr, "linkgate-dpdk: registration reply: timeouts are not 0.001-1000000 seconds\n");
+				lg::dp::log("registration reply: timeouts are not 0.001-1000000 seconds");
 				close_fd();
 			} else if (auto f = r->find("flowLog"); f != r->end() && !f->is_boolean()) {
-				std::fprintf(stderr, "linkgate-dpdk: registration reply: flowLog is not true or false\n");
+				lg::dp::log("registration reply: flowLog is not true or false");
 				close_fd();
 			} else {
 				// Flow-log records only for an agent that drains them;
@@ -458,7 +459,7 @@ private:
 			}
 			uint64_t g = gi->get<uint64_t>();
 			if (auto st = apply_state(*si, g); !st) {
-				std::fprintf(stderr, "linkgate-dpdk: generation %llu refused: %s\n", (unsigned long long)g,
+				lg::dp::log("generation %llu refused: %s", (unsigned long long)g,
 					     st.error().c_str());
 				reply["error"] = error(-32003, st.error());
 				return nullptr;
@@ -514,7 +515,7 @@ private:
 				continue;
 			}
 			if (again && !g_stop)
-				std::fprintf(stderr, "linkgate-dpdk: linkgated has not read a reply for 5 s; reconnecting\n");
+				lg::dp::log("linkgated has not read a reply for 5 s; reconnecting");
 			return false;
 		}
 		return true;
@@ -580,14 +581,14 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 {
 	auto cls = eng.live_classifier(dir);
 	if (!cls) {
-		std::fprintf(stderr, "linkgate-dpdk: --classify-trace: NSG direction %u has no rte_acl classifier\n", dir);
+		lg::dp::log("--classify-trace: NSG direction %u has no rte_acl classifier", dir);
 		return 1;
 	}
 	// dpdk-test-acl's IPv4 trace: src dst sport dport proto, addresses as
 	// 32-bit numbers; as IPv4-mapped inputs, as acl_input() builds them.
 	auto text = read_text_file(path, kMaxJsonFileBytes);
 	if (!text) {
-		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s\n", text.error().c_str());
+		lg::dp::log("--classify-trace %s", text.error().c_str());
 		return 1;
 	}
 	std::istringstream f(*text);
@@ -610,7 +611,7 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 		}
 		if (k < 5 || v[0] > UINT32_MAX || v[1] > UINT32_MAX || v[2] > 0xffff || v[3] > 0xffff || v[4] > 0xff ||
 		    std::string(p).find_first_not_of(" \t\r") != std::string::npos) {
-			std::fprintf(stderr, "linkgate-dpdk: %s:%zu: not \"src dst sport dport proto\"\n", path.c_str(), lineno);
+			lg::dp::log("%s:%zu: not \"src dst sport dport proto\"", path.c_str(), lineno);
 			return 1;
 		}
 		uint8_t src[16] = {}, dst[16] = {};
@@ -624,7 +625,7 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 		dp::acl_input(&in.back(), proto, proto == 6 || proto == 17, uint16_t(v[2]), uint16_t(v[3]), src, dst);
 	}
 	if (in.empty()) {
-		std::fprintf(stderr, "linkgate-dpdk: --classify-trace %s: no tuples\n", path.c_str());
+		lg::dp::log("--classify-trace %s: no tuples", path.c_str());
 		return 1;
 	}
 	std::vector<const dp::AclInput *> ptr(in.size());
@@ -638,7 +639,7 @@ static int classify_trace(const dp::Engine &eng, uint32_t dir, const std::string
 	uint64_t cycles = rte_rdtsc() - t0;
 	for (size_t i = 0; i < in.size(); i++)
 		if (res[i] != cls->first(in[i])) {
-			std::fprintf(stderr, "linkgate-dpdk: --classify-trace: tuple %zu: batch answer %u, single %u\n", i + 1,
+			lg::dp::log("--classify-trace: tuple %zu: batch answer %u, single %u", i + 1,
 				     res[i], cls->first(in[i]));
 			return 1;
 		}
@@ -723,7 +724,7 @@ int main(int argc, char **argv)
 	argv = eal_argv.data();
 	int used = rte_eal_init(argc, argv);
 	if (used < 0) {
-		std::fprintf(stderr, "linkgate-dpdk: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+		lg::dp::log("EAL initialisation failed: %s", rte_strerror(rte_errno));
 		return 2;
 	}
 	argc -= used;
@@ -776,18 +777,18 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		// One line, as every other error of linkgate-dpdk.
-		std::fprintf(stderr, "linkgate-dpdk: %s (see --help)\n", e.what());
+		lg::dp::log("%s (see --help)", e.what());
 		rte_eal_cleanup();
 		return 2;
 	}
 	if (socket_path.empty() == state_path.empty()) {
-		std::fprintf(stderr, "linkgate-dpdk: give exactly one of --socket and --state\n");
+		lg::dp::log("give exactly one of --socket and --state");
 		rte_eal_cleanup();
 		return 2;
 	}
 
 	if ((!dump_acl.empty() || !classify_path.empty()) && state_path.empty()) {
-		std::fprintf(stderr, "linkgate-dpdk: --dump-acl and --classify-trace need --state\n");
+		lg::dp::log("--dump-acl and --classify-trace need --state");
 		rte_eal_cleanup();
 		return 2;
 	}
@@ -804,7 +805,7 @@ int main(int argc, char **argv)
 		bad = "--socket: the path is longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
 		      " bytes, more than a Unix socket address holds";
 	if (!bad.empty()) {
-		std::fprintf(stderr, "linkgate-dpdk: %s\n", bad.c_str());
+		lg::dp::log("%s", bad.c_str());
 		rte_eal_cleanup();
 		return 2;
 	}
@@ -817,13 +818,13 @@ int main(int argc, char **argv)
 		auto eq = s.find('=');
 		auto id = port_number(std::string_view(s).substr(0, eq));
 		if (!id || !rte_eth_dev_is_valid_port(*id)) {
-			std::fprintf(stderr, "linkgate-dpdk: --port %s: no such DPDK port (%u available)\n", s.c_str(),
+			lg::dp::log("--port %s: no such DPDK port (%u available)", s.c_str(),
 				     rte_eth_dev_count_avail());
 			rte_eal_cleanup();
 			return 2;
 		}
 		if (std::any_of(app.ports.begin(), app.ports.end(), [&](const Port &o) { return o.id == *id; })) {
-			std::fprintf(stderr, "linkgate-dpdk: --port %s: port %u is given twice\n", s.c_str(), unsigned(*id));
+			lg::dp::log("--port %s: port %u is given twice", s.c_str(), unsigned(*id));
 			rte_eal_cleanup();
 			return 2;
 		}
@@ -837,7 +838,7 @@ int main(int argc, char **argv)
 	for (auto &r : route_specs) {
 		auto mr = parse_route(r, app.ports);
 		if (!mr) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", mr.error().c_str());
+			lg::dp::log("%s", mr.error().c_str());
 			rte_eal_cleanup();
 			return 2;
 		}
@@ -846,7 +847,7 @@ int main(int argc, char **argv)
 	for (auto &l : local_specs) {
 		auto a = Addr::parse(l);
 		if (!a) {
-			std::fprintf(stderr, "linkgate-dpdk: --local %s: not an IP address\n", l.c_str());
+			lg::dp::log("--local %s: not an IP address", l.c_str());
 			rte_eal_cleanup();
 			return 2;
 		}
@@ -856,14 +857,14 @@ int main(int argc, char **argv)
 	RTE_LCORE_FOREACH_WORKER(lcore)
 	app.worker_lcores.push_back(lcore);
 	if (app.worker_lcores.empty()) {
-		std::fprintf(stderr, "linkgate-dpdk: no worker lcore: give the EAL at least two (-l 0,1)\n");
+		lg::dp::log("no worker lcore: give the EAL at least two (-l 0,1)");
 		rte_eal_cleanup();
 		return 2;
 	}
 	unsigned workers = unsigned(app.worker_lcores.size());
 	if (workers >= LG_HOST_CPUS) {
-		std::fprintf(stderr, "linkgate-dpdk: %u worker lcores, more than the %d this build serves: give the EAL "
-				     "fewer lcores (-l)\n", workers, LG_HOST_CPUS - 1);
+		lg::dp::log("%u worker lcores, more than the %d this build serves: give the EAL "
+				     "fewer lcores (-l)", workers, LG_HOST_CPUS - 1);
 		rte_eal_cleanup();
 		return 2;
 	}
@@ -874,9 +875,8 @@ int main(int argc, char **argv)
 		if (acl_alg == n)
 			cfg.acl_algorithm = v;
 	if (!acl_alg_runs(cfg.acl_algorithm)) {
-		std::fprintf(stderr,
-			     "linkgate-dpdk: --acl-alg %s: rte_acl cannot run it here (the CPU, or the EAL's "
-			     "--force-max-simd-bitwidth)\n",
+		lg::dp::log("--acl-alg %s: rte_acl cannot run it here (the CPU, or the EAL's "
+			     "--force-max-simd-bitwidth)",
 			     acl_alg.c_str());
 		rte_eal_cleanup();
 		return 2;
@@ -892,14 +892,14 @@ int main(int argc, char **argv)
 	rte_mempool *pool = rte_pktmbuf_pool_create("lg_mbufs", mbufs, 256, 0,
 						    RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
 	if (!pool) {
-		std::fprintf(stderr, "linkgate-dpdk: no mbuf pool: %s\n", rte_strerror(rte_errno));
+		lg::dp::log("no mbuf pool: %s", rte_strerror(rte_errno));
 		rte_eal_cleanup();
 		return 1;
 	}
 	for (auto &p : app.ports) {
 		auto q = dp::setup_port(p.id, workers, pool, &p.mac, kRing);
 		if (!q) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", q.error().c_str());
+			lg::dp::log("%s", q.error().c_str());
 			return finish(app, 1);
 		}
 		p.queues = *q;
@@ -911,7 +911,7 @@ int main(int argc, char **argv)
 		cfg.host.interfaces.push_back(HostInterface{ifindex_of(p.id), p.mac, p.vnet});
 	auto eng = dp::Engine::create(cfg);
 	if (!eng) {
-		std::fprintf(stderr, "linkgate-dpdk: %s\n", eng.error().c_str());
+		lg::dp::log("%s", eng.error().c_str());
 		return finish(app, 1);
 	}
 	app.engine = std::move(*eng);
@@ -942,11 +942,11 @@ int main(int argc, char **argv)
 	if (!state_path.empty()) {
 		auto j = read_json_file(state_path);
 		if (!j) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", j.error().c_str());
+			lg::dp::log("%s", j.error().c_str());
 			return finish(app, 1);
 		}
 		if (auto st = apply_state(*j, 1); !st) {
-			std::fprintf(stderr, "linkgate-dpdk: %s\n", st.error().c_str());
+			lg::dp::log("%s", st.error().c_str());
 			return finish(app, 1);
 		}
 		if (!dump_acl.empty() || !classify_path.empty()) {
@@ -962,7 +962,7 @@ int main(int argc, char **argv)
 				std::string text = rules ? dp::acl_rules_test_acl_v4(*rules) : "";
 				FILE *f = rules ? std::fopen(path.c_str(), "w") : nullptr;
 				if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
-					std::fprintf(stderr, "linkgate-dpdk: %s: %s\n", path.c_str(),
+					lg::dp::log("%s: %s", path.c_str(),
 						     rules ? std::strerror(errno) : rules.error().c_str());
 					rc = 1;
 				} else {
@@ -985,20 +985,20 @@ int main(int argc, char **argv)
 				break;
 		}
 		if (!app.engine->ready()) {
-			std::fprintf(stderr, "linkgate-dpdk: stopped before linkgated sent a generation\n");
+			lg::dp::log("stopped before linkgated sent a generation");
 			return finish(app, 0);
 		}
 	}
 	app.started = std::chrono::steady_clock::now().time_since_epoch().count();
 	for (unsigned w = 0; w < workers; w++)
 		if (int e = rte_eal_remote_launch(worker_main, reinterpret_cast<void *>(uintptr_t(w)), app.worker_lcores[w])) {
-			std::fprintf(stderr, "linkgate-dpdk: cannot start worker lcore %u: %s\n", app.worker_lcores[w],
+			lg::dp::log("cannot start worker lcore %u: %s", app.worker_lcores[w],
 				     std::strerror(-e));
 			g_stop = true;
 			rte_eal_mp_wait_lcore();
 			return finish(app, 1);
 		}
-	std::fprintf(stderr, "linkgate-dpdk: %zu ports, %u workers, generation %llu\n", app.ports.size(), workers,
+	lg::dp::log("%zu ports, %u workers, generation %llu", app.ports.size(), workers,
 		     (unsigned long long)app.engine->generation());
 
 	auto last_reclaim = std::chrono::steady_clock::now();
@@ -1014,7 +1014,7 @@ int main(int argc, char **argv)
 			try {
 				app.engine->reclaim(dp::Engine::clock_ns());
 			} catch (const std::bad_alloc &) { // tried again at the next interval
-				std::fprintf(stderr, "linkgate-dpdk: out of memory reclaiming flows\n");
+				lg::dp::log("out of memory reclaiming flows");
 			}
 			last_reclaim = now;
 		}
@@ -1027,10 +1027,10 @@ int main(int argc, char **argv)
 		f << out.dump(2) << "\n";
 		f.close();
 		if (!f) {
-			std::fprintf(stderr, "linkgate-dpdk: --stats-json %s: cannot write it\n", stats_json.c_str());
+			lg::dp::log("--stats-json %s: cannot write it", stats_json.c_str());
 			rc = 1;
 		}
 	}
-	std::fprintf(stderr, "linkgate-dpdk: stopped: %s\n", out["ports"].dump().c_str());
+	lg::dp::log("stopped: %s", out["ports"].dump().c_str());
 	return finish(app, rc);
 }

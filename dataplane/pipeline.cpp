@@ -6,9 +6,10 @@
 #include <rte_mbuf.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <string>
+
+#include "dp_log.hpp"
 
 namespace lg::dp {
 
@@ -61,7 +62,7 @@ Result<uint16_t> setup_port(uint16_t id, unsigned workers, rte_mempool *pool, Ma
 	// Frames to the port's own MAC arrive either way; a device without
 	// promiscuous mode still serves them.
 	if (int e = rte_eth_promiscuous_enable(id); e)
-		std::fprintf(stderr, "linkgate-dpdk: %s: promiscuous mode: %s\n", name.c_str(), rte_strerror(-e));
+		lg::dp::log("%s: promiscuous mode: %s", name.c_str(), rte_strerror(-e));
 	std::memcpy(mac->data(), a.addr_bytes, 6);
 	return q;
 }

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -173,15 +174,17 @@ inline RunResult run(const std::vector<std::string> &argv, const std::string &sc
 	return {rc, p.out(), p.err()};
 }
 
-// linkgate-dpdk's own lines of `text` (the EAL's and drivers' log lines
-// have prefixes of their own).
+// linkgate-dpdk's own lines of `text`, dated "YYYY-MM-DDTHH:MM:SS.mmmZ
+// linkgate-dpdk: ..." (the EAL's and drivers' log lines have prefixes of
+// their own).
 inline std::vector<std::string> own_lines(const std::string &text)
 {
+	static const std::regex own(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z linkgate-dpdk: .*)");
 	std::vector<std::string> v;
 	std::stringstream ss(text);
 	std::string l;
 	while (std::getline(ss, l))
-		if (l.rfind("linkgate-dpdk", 0) == 0)
+		if (std::regex_match(l, own))
 			v.push_back(l);
 	return v;
 }

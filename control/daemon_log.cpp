@@ -1,0 +1,83 @@
+#include "daemon_log.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include "flow_log.hpp"
+
+namespace lg {
+
+std::string vformat(const char *fmt, va_list ap)
+{
+	va_list again;
+	va_copy(again, ap);
+	char small[512];
+	int n = std::vsnprintf(small, sizeof small, fmt, ap);
+	std::string s;
+	if (n < 0) {
+		s = fmt; // an encoding error: the format itself says what was meant
+	} else if (size_t(n) < sizeof small) {
+		s.assign(small, size_t(n));
+	} else {
+		s.resize(size_t(n) + 1);
+		std::vsnprintf(s.data(), s.size(), fmt, again);
+		s.resize(size_t(n));
+	}
+	va_end(again);
+	return s;
+}
+
+std::string log_lines(std::string_view program, std::string_view date, std::string_view text)
+{
+	if (!text.empty() && text.back() == '\n')
+		text.remove_suffix(1);
+	std::string out;
+	out.reserve(text.size() + 64);
+	for (;;) {
+		size_t nl = text.find('\n');
+		if (!date.empty())
+			out.append(date).push_back(' ');
+		out.append(program).append(": ").append(text.substr(0, nl)).push_back('\n');
+		if (nl == std::string_view::npos)
+			return out;
+		text.remove_prefix(nl + 1);
+	}
+}
+
+bool stderr_is_journal()
+{
+	const char *js = std::getenv("JOURNAL_STREAM");
+	unsigned long long dev = 0, ino = 0;
+	struct stat st {};
+	return js && std::sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+	       st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_to_stderr(std::string_view program, std::string_view text)
+{
+	static const bool journal = stderr_is_journal();
+	std::string date;
+	if (!journal) {
+		timespec ts{};
+		clock_gettime(CLOCK_REALTIME, &ts);
+		date = iso_time(uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec));
+	}
+	std::string out = log_lines(program, date, text);
+	// One write unless the pipe takes less: a log line is not worth a crash
+	// or a retry loop without end, so errors other than EINTR end it.
+	for (size_t off = 0; off < out.size();) {
+		ssize_t w = ::write(STDERR_FILENO, out.data() + off, out.size() - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += size_t(w);
+	}
+}
+
+} // namespace lg
