@@ -342,7 +342,60 @@ int forwarding_of(uint32_t ifindex, bool v6)
 	int v = -1;
 	return f >> v ? v : -1;
 }
+
+// Whether the state holds an address of the family: an address space (a
+// VNet's, a local network gateway's), a NIC's or a private endpoint's
+// address, a server's public IP or a backend. Forwarding off for a family
+// it holds none of breaks nothing the operator configured.
+bool holds_family(const State &s, bool v6)
+{
+	auto of = [v6](const std::string &a) { return !a.empty() && (a.find(':') != std::string::npos) == v6; };
+	auto any = [&](const std::vector<std::string> &v) { return std::any_of(v.begin(), v.end(), of); };
+	for (const auto &v : s.virtualNetworks)
+		if (any(v.addressPrefixes))
+			return true;
+	for (const auto &l : s.localNetworkGateways)
+		if (any(l.addressPrefixes))
+			return true;
+	for (const auto &n : s.networkInterfaces)
+		for (const std::string *a : n.addresses())
+			if (of(*a))
+				return true;
+	for (const auto &pe : s.privateEndpoints)
+		if (of(pe.privateIPAddress))
+			return true;
+	for (const auto &m : s.servers) {
+		if (of(m.publicIp))
+			return true;
+		for (const auto &b : m.backends)
+			if (of(b.address))
+				return true;
+	}
+	return false;
+}
 } // namespace
+
+// With forwarding off the kernel's FIB lookup refuses every packet that
+// arrives there, and the program drops what it would forward: said once per
+// interface and family while it stays off, for the families the state holds
+// (an IPv4-only state on a host without IPv6 forwarding is not a problem).
+void Plane::warn_forwarding_off(const State &s)
+{
+	const bool held[2] = {holds_family(s, false), holds_family(s, true)};
+	for (size_t i = 0; i < ifindex_.size() && i < o_.ifaces.size(); i++)
+		for (bool v6 : {false, true}) {
+			std::pair<uint32_t, bool> key{ifindex_[i], v6};
+			int on = held[v6] ? forwarding_of(ifindex_[i], v6) : -1;
+			if (on > 0)
+				forwarding_warned_.erase(key);
+			if (on != 0 || !forwarding_warned_.insert(key).second)
+				continue;
+			const char *name = o_.ifaces[i].name.c_str();
+			log("%s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
+			    "every %s packet arriving there that the policy allows is dropped no-route",
+			    name, v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4", name, v6 ? "IPv6" : "IPv4");
+		}
+}
 
 Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &initial)
 {
@@ -516,15 +569,7 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// An earlier run's links of interfaces no longer configured (or gone)
 	// would go on running this program, on bindings that lack them.
 	p->prune_links();
-	// With forwarding off the kernel's FIB lookup refuses every packet
-	// that arrives there, and the program drops what it would forward.
-	for (size_t i = 0; i < p->ifindex_.size(); i++)
-		for (bool v6 : {false, true})
-			if (forwarding_of(p->ifindex_[i], v6) == 0)
-				log("%s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
-				    "every %s packet arriving there that the policy allows is dropped no-route",
-					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4",
-					     o.ifaces[i].name.c_str(), v6 ? "IPv6" : "IPv4");
+	p->warn_forwarding_off(initial);
 	// Whatever changed while no agent read the events (or before its socket
 	// existed) is a change: no next hop resolved before now is trusted.
 	// Dated a second ahead: a program older than lg_nexthop.at, which ran
@@ -608,6 +653,7 @@ Result<uint64_t> Plane::commit(const State &next)
 	(void)write_live_marker(gen, digest(next, *b)); // stale marker: republish at start, harmless
 	current_ = next;
 	rebound_ = false; // live on the bindings of ifindex_ as they are
+	warn_forwarding_off(next); // a family the state did not hold before
 	if (timing_on())
 		log("timing generation %llu start %lld compiled %lld published %lld saved %lld faults %ld preempted %ld",
 			     (unsigned long long)gen, (long long)t_start, (long long)t_compiled, (long long)t_published,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,7 @@ private:
 	std::string digest(const State &s, const std::vector<InterfaceBinding> &b) const;
 	Status write_live_marker(uint64_t generation, const std::string &digest) const;
 	void rebase(const CompiledTables &next);
+	void warn_forwarding_off(const State &s);
 	std::string restore(CompiledTables previous);
 
 	PlaneOptions o_;
@@ -116,6 +118,7 @@ private:
 	std::vector<uint32_t> ifindex_;
 	bool relink_pending_ = false;
 	bool rebound_ = false; // ifindex_ changed since the last publish
+	std::set<std::pair<uint32_t, bool>> forwarding_warned_; // (ifindex, IPv6) said to be off
 	uint64_t empty_guard_ = UINT64_MAX; // would_empty() above it; none after a commit
 	std::unique_ptr<XdpDataplane> xdp_;
 	State current_;

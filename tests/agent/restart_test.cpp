@@ -740,14 +740,30 @@ TEST_F(AgentRestart, ExplainAnswersHostTrafficAndMissingRoutesAsTheProgramDoes)
 
 // Forwarding off on the ingress interface: bpf_fib_lookup answers
 // FWD_DISABLED and the program drops what the policy allows as no-route.
-// The agent says so at start, and explain answers as the program does.
+// The agent says so at start, for the families the state holds addresses of
+// (once, and at the commit that brings the first address of a family), and
+// explain answers as the program does.
 TEST_F(AgentRestart, ForwardingOffIsLoggedAndExplainedAsTheProgramDoes)
 {
-	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv4.conf.hc.forwarding=0"));
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv4.conf.hc.forwarding=0 net.ipv6.conf.hc.forwarding=0"));
 	start_agent(policy("Approved"));
 	EXPECT_NE(agent->log().find("hc: IPv4 forwarding is off (sysctl net.ipv4.conf.hc.forwarding=0)"), std::string::npos)
 		<< agent->log();
 	EXPECT_EQ(agent->log().find("hb: IPv4 forwarding is off"), std::string::npos) << agent->log();
+	const std::string v6_off = "hc: IPv6 forwarding is off (sysctl net.ipv6.conf.hc.forwarding=0)";
+	auto count = [&](const std::string &what) {
+		size_t n = 0;
+		std::string log = agent->log();
+		for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1))
+			n++;
+		return n;
+	};
+	EXPECT_EQ(count(v6_off), 0u) << "an IPv4-only state: " << agent->log();
+	ok("network.vnet.create", {{"name", "v6-vnet"}, {"addressPrefixes", {"fd00:6::/48"}}});
+	EXPECT_EQ(count(v6_off), 1u) << "the state holds IPv6 now: " << agent->log();
+	ok("network.vnet.create", {{"name", "v6-vnet-2"}, {"addressPrefixes", {"fd00:7::/48"}}});
+	EXPECT_EQ(count(v6_off), 1u) << "said once while it stays off: " << agent->log();
+	EXPECT_EQ(count("hc: IPv4 forwarding is off"), 1u) << agent->log();
 	auto explain = [&] {
 		return ok("explain", {{"vnetName", "client-vnet"}, {"src", "10.1.1.10"}, {"dst", "10.1.1.100"},
 				      {"protocol", "Tcp"}, {"sport", 1000}, {"dport", 3306}});
