@@ -80,4 +80,9 @@ void log_to_stderr(std::string_view program, std::string_view text)
 	}
 }
 
+void vlog_to_stderr(std::string_view program, const char *fmt, va_list ap)
+{
+	log_to_stderr(program, vformat(fmt, ap));
+}
+
 } // namespace lg

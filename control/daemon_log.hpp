@@ -25,5 +25,7 @@ bool stderr_is_journal();
 
 // log_lines of text on stderr, dated unless stderr_is_journal().
 void log_to_stderr(std::string_view program, std::string_view text);
+// The same of printf's text of fmt and ap: each daemon's log() calls it.
+void vlog_to_stderr(std::string_view program, const char *fmt, va_list ap);
 
 } // namespace lg

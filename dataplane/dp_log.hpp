@@ -12,9 +12,8 @@ inline void __attribute__((format(printf, 1, 2))) log(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	std::string text = vformat(fmt, ap);
+	vlog_to_stderr("linkgate-dpdk", fmt, ap);
 	va_end(ap);
-	log_to_stderr("linkgate-dpdk", text);
 }
 
 } // namespace lg::dp

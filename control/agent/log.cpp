@@ -10,9 +10,8 @@ void log(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	std::string text = vformat(fmt, ap);
+	vlog_to_stderr("linkgated", fmt, ap);
 	va_end(ap);
-	log_to_stderr("linkgated", text);
 }
 
 } // namespace lg::agent
