@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lg_ct.bpf.h"
+#include "lg_route.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -67,7 +68,9 @@ __noinline int lg_forward(struct xdp_md *ctx)
 		s->reason = LG_REASON_TTL_EXCEEDED;
 		return LG_VERDICT_DROP;
 	}
-	ifindex = (__u32)lg_route(ctx);
+	/* Loopback, unspecified and the like: no route forwards them, whatever
+	 * the FIB (or linkgate-dpdk's default route) would answer. */
+	ifindex = lg_unroutable(p->src, s->tmp, p->family == 4) ? 0 : (__u32)lg_route(ctx);
 	if (!ifindex) {
 		s->reason = LG_REASON_NO_ROUTE;
 		return LG_VERDICT_DROP;

@@ -1367,7 +1367,8 @@ Result<State> state_from_json(const json &j)
 	if (!j.is_object())
 		return err("state: must be a JSON object");
 	for (const auto &[k, v] : j.items()) {
-		if (std::find_if(std::begin(keys), std::end(keys), [&](const char *x) { return k == x; }) == std::end(keys))
+		// [&key = k]: clang 14 (scripts/fuzz) cannot capture a structured binding.
+		if (std::find_if(std::begin(keys), std::end(keys), [&key = k](const char *x) { return key == x; }) == std::end(keys))
 			return err("state: unknown key '" + k + "'");
 		if (k != "serviceTags" && !v.is_null() && !v.is_array())
 			return err("state: " + k + " must be an array");

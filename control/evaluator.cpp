@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "lg_csum.h"
+#include "lg_route.h"
 #include "lg_hash.h"
 }
 
@@ -833,7 +834,7 @@ struct Evaluator::Impl {
 		uint8_t ttl = p.ttl;
 		if (ttl <= 1)
 			return dropped(std::move(d), LG_REASON_TTL_EXCEEDED, LG_STAGE_FORWARD);
-		const HostRoute *rt = route(dst);
+		const HostRoute *rt = lg_unroutable(p.src.b.data(), dst.b.data(), p.family == 4) ? nullptr : route(dst);
 		if (!rt)
 			return dropped(std::move(d), LG_REASON_NO_ROUTE, LG_STAGE_FORWARD);
 		Addr nh = rt->gateway.value_or(dst);
@@ -1327,6 +1328,8 @@ Decision Evaluator::explain(const Tuple &t) const
 	if (!r.allowed)
 		return Impl::dropped(std::move(d), r.reason, r.stage);
 	Addr dst = r.backend ? r.backend->addr : t.dst;
+	if (lg_unroutable(t.src.b.data(), dst.b.data(), t.src.is_v4()))
+		return Impl::dropped(std::move(d), LG_REASON_NO_ROUTE, LG_STAGE_FORWARD);
 	if (impl_->host.routes.empty()) { // policy only: no host to route on
 		d.verdict = LG_VERDICT_FORWARD;
 		return d;

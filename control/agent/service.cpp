@@ -18,6 +18,10 @@
 #include "packet.hpp"
 #include "validate.hpp"
 
+extern "C" {
+#include "lg_route.h"
+}
+
 namespace lg::agent {
 
 using json = nlohmann::json;
@@ -82,7 +86,8 @@ public:
 	Params(const json &p, std::initializer_list<const char *> allowed) : p_(p)
 	{
 		for (const auto &[k, v] : p_.items())
-			if (std::none_of(allowed.begin(), allowed.end(), [&](const char *a) { return k == a; }))
+			// [&key = k]: clang 14 (scripts/fuzz) cannot capture a structured binding.
+			if (std::none_of(allowed.begin(), allowed.end(), [&key = k](const char *a) { return key == a; }))
 				fail(kInvalidParams, "invalid params: unknown parameter '" + k + "'", json{{"param", k}});
 	}
 
@@ -1002,6 +1007,10 @@ struct Service::Impl {
 		// backend when translated; no route, or one of the host's own
 		// addresses after translation, is dropped no-route.
 		if (r.allowed && host_routes && (strict(t.src) || strict(to)))
+			out.kind = Dataplane::Route::none;
+		// Addresses no dataplane forwards (abi/lg_route.h), with host
+		// routes or without.
+		if (r.allowed && lg_unroutable(t.src.b.data(), to.b.data(), t.src.is_v4()))
 			out.kind = Dataplane::Route::none;
 		// Forwarding off where the packet arrives: the lookup answers
 		// FWD_DISABLED, dropped as no route.

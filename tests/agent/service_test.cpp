@@ -520,6 +520,15 @@ TEST_F(ServiceTest, ExplainStatsFlows)
 	EXPECT_EQ(e["privateEndpoint"], "pe1");
 	EXPECT_EQ(e["server"], "db1");
 	EXPECT_TRUE(e["backend"].get<std::string>().rfind("192.168.10.1", 0) == 0) << e.dump();
+	// A source no router forwards (abi/lg_route.h): the policy allows it
+	// (outside every subnet, no Outbound NSG), the route refuses it.
+	for (const char *src : {"127.0.0.1", "0.0.0.0", "224.0.0.5"}) {
+		e = ok("explain", {{"src", src}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}, {"sport", 40000}, {"dport", 3306}});
+		EXPECT_EQ(e["verdict"], "drop") << src << ": " << e.dump();
+		EXPECT_EQ(e["reason"], "no-route") << src << ": " << e.dump();
+		EXPECT_EQ(e["stage"], "forward") << src << ": " << e.dump();
+		EXPECT_EQ(e["privateEndpoint"], "pe1") << src << ": " << e.dump();
+	}
 	// An NSG rule decides: the deciding stage and rule are named.
 	ok("network.nsg.rule.create", {{"nsgName", "web"},
 				       {"name", "no-mysql"},

@@ -612,6 +612,36 @@ std::vector<Case> valid_frames()
 	return valid(g);
 }
 
+// Addresses no router forwards (abi/lg_route.h): allowed by the policy
+// (nothing denies the client's UDP to the Internet, and a source outside
+// every subnet meets no Outbound NSG), covered by the default routes, and
+// dropped no-route all the same.
+void unroutable(Gen &g, std::vector<Case> &out)
+{
+	auto udp4 = [&](const char *src, const char *dst) { return g.c().ipv4(src, dst).udp(g.sp(), 53).payload("q").build(); };
+	auto udp6 = [&](const char *src, const char *dst) { return g.c().ipv6(src, dst).udp(g.sp(), 53).payload("q").build(); };
+	const std::pair<const char *, std::vector<uint8_t>> cases[] = {
+		{"unroutable/v4-to-loopback", udp4(kC4, "127.0.0.1")},
+		{"unroutable/v4-to-this-network", udp4(kC4, "0.0.0.7")},
+		{"unroutable/v4-from-loopback", udp4("127.0.0.1", kNet4)},
+		{"unroutable/v4-from-unspecified", udp4("0.0.0.0", kNet4)},
+		{"unroutable/v4-from-multicast", udp4("224.0.0.5", kNet4)},
+		{"unroutable/v4-from-broadcast", udp4("255.255.255.255", kNet4)},
+		{"unroutable/v6-to-loopback", udp6(kC6, "::1")},
+		{"unroutable/v6-to-unspecified", udp6(kC6, "::")},
+		{"unroutable/v6-from-loopback", udp6("::1", kNet6)},
+		{"unroutable/v6-from-unspecified", udp6("::", kNet6)},
+		{"unroutable/v6-from-link-local", udp6("fe80::1", kNet6)},
+		{"unroutable/v6-from-multicast", udp6("ff02::1", kNet6)},
+		{"unroutable/v6-to-link-local", udp6(kC6, "fe80::1")},
+	};
+	for (const auto &[name, f] : cases)
+		out.push_back(one(name, bad(f, LG_REASON_NO_ROUTE)));
+	// The edges stay routable.
+	out.push_back(one("unroutable/v4-from-1.0.0.0-routed", fwd(udp4("1.0.0.0", kNet4))));
+	out.push_back(one("unroutable/v6-from-::2-routed", fwd(udp6("::2", kNet6))));
+}
+
 std::vector<Case> malformed_cases()
 {
 	Gen g;
@@ -625,6 +655,7 @@ std::vector<Case> malformed_cases()
 	fragments(g, out);
 	icmp_quotes(g, out);
 	misc(g, out);
+	unroutable(g, out);
 	return out;
 }
 
