@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -58,20 +59,14 @@ bool stderr_is_journal()
 	       st.st_dev == dev && st.st_ino == ino;
 }
 
-void log_to_stderr(std::string_view program, std::string_view text)
+namespace {
+
+void write_all(const char *p, size_t n) noexcept
 {
-	static const bool journal = stderr_is_journal();
-	std::string date;
-	if (!journal) {
-		timespec ts{};
-		clock_gettime(CLOCK_REALTIME, &ts);
-		date = iso_time(uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec));
-	}
-	std::string out = log_lines(program, date, text);
-	// One write unless the pipe takes less: a log line is not worth a crash
-	// or a retry loop without end, so errors other than EINTR end it.
-	for (size_t off = 0; off < out.size();) {
-		ssize_t w = ::write(STDERR_FILENO, out.data() + off, out.size() - off);
+	// Errors other than EINTR end it: a log line is not worth a crash or a
+	// retry loop without end.
+	for (size_t off = 0; off < n;) {
+		ssize_t w = ::write(STDERR_FILENO, p + off, n - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -80,9 +75,54 @@ void log_to_stderr(std::string_view program, std::string_view text)
 	}
 }
 
-void vlog_to_stderr(std::string_view program, const char *fmt, va_list ap)
+// Out of memory: "PROGRAM: text" from a stack buffer, cut to its size.
+void log_without_memory(std::string_view program, const char *fmt, va_list ap) noexcept
 {
-	log_to_stderr(program, vformat(fmt, ap));
+	char buf[1024];
+	int n = std::snprintf(buf, sizeof buf, "%.*s: ", int(program.size()), program.data());
+	if (n < 0 || size_t(n) >= sizeof buf)
+		return;
+	int m = std::vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
+	size_t len = m < 0 ? size_t(n) : std::min(sizeof buf - 2, size_t(n) + size_t(m));
+	buf[len] = '\n';
+	write_all(buf, len + 1);
+}
+
+} // namespace
+
+void log_to_stderr(std::string_view program, std::string_view text) noexcept
+{
+	static const bool journal = stderr_is_journal();
+	try {
+		std::string date;
+		if (!journal) {
+			timespec ts{};
+			clock_gettime(CLOCK_REALTIME, &ts);
+			date = iso_time(uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec));
+		}
+		std::string out = log_lines(program, date, text);
+		write_all(out.data(), out.size());
+	} catch (...) {
+		// Out of memory: undated, cut to a stack buffer.
+		std::string_view cut = text.substr(0, 900);
+		char buf[1024];
+		int n = std::snprintf(buf, sizeof buf, "%.*s: %.*s\n", int(program.size()), program.data(), int(cut.size()),
+				      cut.data());
+		if (n > 0)
+			write_all(buf, std::min(size_t(n), sizeof buf - 1));
+	}
+}
+
+void vlog_to_stderr(std::string_view program, const char *fmt, va_list ap) noexcept
+{
+	va_list again;
+	va_copy(again, ap);
+	try {
+		log_to_stderr(program, vformat(fmt, ap));
+	} catch (...) {
+		log_without_memory(program, fmt, again);
+	}
+	va_end(again);
 }
 
 } // namespace lg

@@ -8,7 +8,7 @@
 
 namespace lg::dp {
 
-inline void __attribute__((format(printf, 1, 2))) log(const char *fmt, ...)
+inline void __attribute__((format(printf, 1, 2))) log(const char *fmt, ...) noexcept
 {
 	va_list ap;
 	va_start(ap, fmt);

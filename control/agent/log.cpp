@@ -6,7 +6,7 @@
 
 namespace lg::agent {
 
-void log(const char *fmt, ...)
+void log(const char *fmt, ...) noexcept
 {
 	va_list ap;
 	va_start(ap, fmt);

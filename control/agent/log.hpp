@@ -3,6 +3,6 @@
 
 namespace lg::agent {
 
-void log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log(const char *fmt, ...) noexcept __attribute__((format(printf, 1, 2)));
 
 } // namespace lg::agent

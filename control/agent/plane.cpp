@@ -379,22 +379,27 @@ bool holds_family(const State &s, bool v6)
 // arrives there, and the program drops what it would forward: said once per
 // interface and family while it stays off, for the families the state holds
 // (an IPv4-only state on a host without IPv6 forwarding is not a problem).
-void Plane::warn_forwarding_off(const State &s)
+void Plane::warn_forwarding_off(const State &s) noexcept
 {
-	const bool held[2] = {holds_family(s, false), holds_family(s, true)};
-	for (size_t i = 0; i < ifindex_.size() && i < o_.ifaces.size(); i++)
-		for (bool v6 : {false, true}) {
-			std::pair<uint32_t, bool> key{ifindex_[i], v6};
-			int on = held[v6] ? forwarding_of(ifindex_[i], v6) : -1;
-			if (on > 0)
-				forwarding_warned_.erase(key);
-			if (on != 0 || !forwarding_warned_.insert(key).second)
-				continue;
-			const char *name = o_.ifaces[i].name.c_str();
-			log("%s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
-			    "every %s packet arriving there that the policy allows is dropped no-route",
-			    name, v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4", name, v6 ? "IPv6" : "IPv4");
-		}
+	// After a commit's publish and state file: nothing here may fail it.
+	try {
+		const bool held[2] = {holds_family(s, false), holds_family(s, true)};
+		for (size_t i = 0; i < ifindex_.size() && i < o_.ifaces.size(); i++)
+			for (bool v6 : {false, true}) {
+				std::pair<uint32_t, bool> key{ifindex_[i], v6};
+				int on = held[v6] ? forwarding_of(ifindex_[i], v6) : -1;
+				if (on > 0 || !held[v6]) // on, or the family gone: said again if it comes back off
+					forwarding_warned_.erase(key);
+				if (on != 0 || !forwarding_warned_.insert(key).second)
+					continue;
+				const char *name = o_.ifaces[i].name.c_str();
+				log("%s: %s forwarding is off (sysctl net.%s.conf.%s.forwarding=0): "
+				    "every %s packet arriving there that the policy allows is dropped no-route",
+				    name, v6 ? "IPv6" : "IPv4", v6 ? "ipv6" : "ipv4", name, v6 ? "IPv6" : "IPv4");
+			}
+	} catch (...) {
+		// Out of memory: the warning waits for the next commit.
+	}
 }
 
 Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &initial)

@@ -107,7 +107,7 @@ private:
 	std::string digest(const State &s, const std::vector<InterfaceBinding> &b) const;
 	Status write_live_marker(uint64_t generation, const std::string &digest) const;
 	void rebase(const CompiledTables &next);
-	void warn_forwarding_off(const State &s);
+	void warn_forwarding_off(const State &s) noexcept;
 	std::string restore(CompiledTables previous);
 
 	PlaneOptions o_;
