@@ -75,8 +75,9 @@ void write_all(const char *p, size_t n) noexcept
 	}
 }
 
-// Out of memory: "PROGRAM: text" from a stack buffer, cut to its size.
-void log_without_memory(std::string_view program, const char *fmt, va_list ap) noexcept
+// Out of memory: "PROGRAM: text" from a stack buffer, undated, cut to its
+// size. Both entry points end here.
+void vlog_without_memory(std::string_view program, const char *fmt, va_list ap) noexcept
 {
 	char buf[1024];
 	int n = std::snprintf(buf, sizeof buf, "%.*s: ", int(program.size()), program.data());
@@ -86,6 +87,14 @@ void log_without_memory(std::string_view program, const char *fmt, va_list ap) n
 	size_t len = m < 0 ? size_t(n) : std::min(sizeof buf - 2, size_t(n) + size_t(m));
 	buf[len] = '\n';
 	write_all(buf, len + 1);
+}
+
+void log_without_memory(std::string_view program, const char *fmt, ...) noexcept
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog_without_memory(program, fmt, ap);
+	va_end(ap);
 }
 
 } // namespace
@@ -103,13 +112,7 @@ void log_to_stderr(std::string_view program, std::string_view text) noexcept
 		std::string out = log_lines(program, date, text);
 		write_all(out.data(), out.size());
 	} catch (...) {
-		// Out of memory: undated, cut to a stack buffer.
-		std::string_view cut = text.substr(0, 900);
-		char buf[1024];
-		int n = std::snprintf(buf, sizeof buf, "%.*s: %.*s\n", int(program.size()), program.data(), int(cut.size()),
-				      cut.data());
-		if (n > 0)
-			write_all(buf, std::min(size_t(n), sizeof buf - 1));
+		log_without_memory(program, "%.*s", int(std::min<size_t>(text.size(), 1024)), text.data());
 	}
 }
 
@@ -120,7 +123,7 @@ void vlog_to_stderr(std::string_view program, const char *fmt, va_list ap) noexc
 	try {
 		log_to_stderr(program, vformat(fmt, ap));
 	} catch (...) {
-		log_without_memory(program, fmt, again);
+		vlog_without_memory(program, fmt, again);
 	}
 	va_end(again);
 }
