@@ -254,5 +254,93 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 	eng.offline(0);
 }
 
+// A frame a PMD hands over in segments (scatter, net_pcap's jumbo reads) is
+// joined in its first mbuf and decided as one; one that does not fit that
+// mbuf's data room (2,048 bytes with linkgate-dpdk's pool) is dropped
+// `malformed` and counted, and the burst's other frames are decided as
+// usual (docs/decisions.md, "Frames in segments").
+TEST(DpdkBurst, ChainedFramesAreJoinedOrDroppedMalformed)
+{
+	rte_mempool *pool = rte_pktmbuf_pool_create("lgt_chain", 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+	ASSERT_NE(pool, nullptr) << rte_strerror(rte_errno);
+	HostConfig host = scenario_host(kMac0, kMac1);
+	Evaluator ev(host);
+	State st = scenario_state();
+	ASSERT_TRUE(ev.commit(st).ok());
+	dp::EngineConfig cfg;
+	cfg.host = host;
+	cfg.timeouts.flow_capacity = 1024;
+	auto e = dp::Engine::create(cfg);
+	ASSERT_TRUE(e) << e.error();
+	dp::Engine &eng = **e;
+	std::vector<InterfaceBinding> bind = {{1, "client-vnet", kMac0}, {2, "", kMac1}};
+	auto t = compile(st, bind, ev.generation());
+	ASSERT_TRUE(t) << t.error();
+	ASSERT_TRUE(eng.publish(*t).ok());
+	eng.online(0);
+
+	// Frame bytes in segments of the given sizes.
+	auto chain = [&](const std::vector<uint8_t> &f, std::vector<size_t> sizes) -> rte_mbuf * {
+		rte_mbuf *head = nullptr;
+		size_t at = 0;
+		for (size_t n : sizes) {
+			rte_mbuf *m = rte_pktmbuf_alloc(pool);
+			char *d = m ? rte_pktmbuf_append(m, uint16_t(n)) : nullptr;
+			if (!d) {
+				ADD_FAILURE() << "no mbuf for a segment of " << n;
+				return head;
+			}
+			std::memcpy(d, f.data() + at, n);
+			at += n;
+			if (!head)
+				head = m;
+			else if (rte_pktmbuf_chain(head, m) != 0)
+				ADD_FAILURE() << "rte_pktmbuf_chain";
+		}
+		EXPECT_EQ(at, f.size());
+		return head;
+	};
+	auto c = [&](const char *dst) { return PacketBuilder().eth(kClientMac, kMac0).ipv4("10.1.1.10", dst); };
+	// To the private endpoint: DNAT. The second is over one mbuf's room.
+	std::vector<uint8_t> small = c("10.1.1.100").tcp(40001, 3306, kTcpSyn, 1).payload(std::string(40, 'a')).build();
+	std::vector<uint8_t> big = c("10.1.1.100").tcp(40002, 3306, kTcpSyn, 1).payload(std::string(2946, 'b')).build();
+	std::vector<uint8_t> plain = c("10.1.1.100").tcp(40003, 3306, kTcpSyn, 1).build();
+	ASSERT_EQ(big.size(), 3000u);
+	rte_mbuf *pkts[3] = {chain(small, {34, 40, small.size() - 74}), chain(big, {2000, 1000}),
+			     chain(plain, {plain.size()})};
+	for (rte_mbuf *m : pkts)
+		ASSERT_NE(m, nullptr);
+	EXPECT_EQ(pkts[0]->nb_segs, 3);
+	EXPECT_EQ(pkts[1]->nb_segs, 2);
+
+	uint64_t now = dp::Engine::clock_ns();
+	dp::EngineCounters before = eng.counters();
+	dp::Verdict v[3];
+	eng.decide_burst(1, pkts, 3, v, now);
+	eng.quiescent(0);
+	dp::EngineCounters after = eng.counters();
+
+	for (int k : {0, 2}) {
+		const std::vector<uint8_t> &f = k == 0 ? small : plain;
+		Decision d = ev.process(f, 1, now);
+		ASSERT_EQ(d.verdict, LG_VERDICT_FORWARD) << "frame " << k << ": " << reason_name(d.reason);
+		EXPECT_EQ(v[k].verdict, LG_VERDICT_FORWARD) << "frame " << k << ": " << reason_name(v[k].reason);
+		EXPECT_EQ(v[k].egress, d.egress_ifindex) << "frame " << k;
+		EXPECT_EQ(pkts[k]->nb_segs, 1) << "frame " << k << " joined";
+		std::vector<uint8_t> got(rte_pktmbuf_mtod(pkts[k], uint8_t *),
+					 rte_pktmbuf_mtod(pkts[k], uint8_t *) + rte_pktmbuf_data_len(pkts[k]));
+		EXPECT_EQ(got, d.frame) << "frame " << k << "\ngot:\n" << hex(got) << "\nevaluator:\n" << hex(d.frame);
+	}
+	EXPECT_EQ(v[1].verdict, LG_VERDICT_DROP);
+	EXPECT_EQ(v[1].reason, LG_REASON_MALFORMED) << reason_name(v[1].reason);
+	EXPECT_EQ(after.reasons[LG_REASON_MALFORMED] - before.reasons[LG_REASON_MALFORMED], 1u);
+	EXPECT_EQ(after.reasons[LG_REASON_NONE] - before.reasons[LG_REASON_NONE], 2u);
+	EXPECT_EQ(after.flows, 2u) << "no flow for the dropped frame";
+	for (rte_mbuf *m : pkts)
+		rte_pktmbuf_free(m);
+	eng.offline(0);
+	rte_mempool_free(pool);
+}
+
 } // namespace
 } // namespace lg
