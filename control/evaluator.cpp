@@ -1361,6 +1361,7 @@ size_t Evaluator::reclaim(uint64_t now)
 }
 
 size_t Evaluator::flow_count() const { return impl_->nflows; }
+size_t Evaluator::flow_keys() const { return impl_->flows.size(); }
 size_t Evaluator::fragment_count() const { return impl_->frags.size(); }
 const Counters &Evaluator::counters() const { return impl_->counters; }
 

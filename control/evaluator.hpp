@@ -131,6 +131,7 @@ public:
 
 	size_t reclaim(uint64_t now_ns); // expired flows and fragments; returns flows removed
 	size_t flow_count() const;
+	size_t flow_keys() const; // a flow has two, a flow to itself one (the dataplanes' count)
 	size_t fragment_count() const;
 	std::vector<FlowView> flows() const;
 	const Counters &counters() const;

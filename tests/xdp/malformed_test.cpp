@@ -112,5 +112,39 @@ TEST_F(XdpMalformed, RandomByteFlips)
 	EXPECT_GT(tally["drop/malformed"], 100) << summary();
 }
 
+#ifdef LG_WITH_DPDK
+// linkgate-dpdk's burst path (Engine::decide_burst: the flow pre-lookup,
+// hints forgotten after inserts and deletes, batched classification) on the
+// whole corpus in order: each run of one interface's frames, across cases,
+// is one burst (up to 80: decide_burst splits at 64), decided frame by frame
+// by the evaluator too (Pair::check_burst; XDP is not asked).
+TEST_F(XdpMalformed, CorpusInBursts)
+{
+	std::vector<corpus::Case> cases = corpus::valid_frames();
+	for (auto &v : {corpus::malformed_cases(), corpus::byte_flip_cases(20261201, 4000)})
+		cases.insert(cases.end(), v.begin(), v.end());
+	std::vector<const corpus::Step *> steps;
+	for (auto &c : cases)
+		for (auto &st : c.steps)
+			steps.push_back(&st);
+	size_t bursts = 0, several = 0;
+	for (size_t i = 0; i < steps.size() && !HasFailure();) {
+		size_t j = i;
+		std::vector<std::vector<uint8_t>> frames;
+		while (j < steps.size() && j - i < 80 && steps[j]->ifindex == steps[i]->ifindex)
+			frames.push_back(steps[j++]->frame);
+		pair->check_burst(frames, ifmap.at(steps[i]->ifindex), "burst " + std::to_string(bursts));
+		bursts++;
+		several += frames.size() > 1;
+		i = j;
+	}
+	EXPECT_GT(several, bursts / 4) << "bursts of several frames";
+	dp::Engine::BurstStats bs = pair->dpdk().burst_stats();
+	EXPECT_GT(bs.hint_hits, 0u);
+	EXPECT_GT(bs.acl_batched, 0u);
+	std::printf("%zu frames in %zu bursts (%zu of several frames)\n", steps.size(), bursts, several);
+}
+#endif
+
 } // namespace
 } // namespace lg

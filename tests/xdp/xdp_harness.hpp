@@ -16,6 +16,7 @@
 #include "xdp_loader.hpp"
 #ifdef LG_WITH_DPDK
 #include "engine.hpp"
+struct rte_mempool;
 #endif
 
 namespace lg::xdptest {
@@ -64,6 +65,16 @@ public:
 	// (verdict, reason, bytes, egress, counter deltas). Returns the evaluator's.
 	Decision check(const std::vector<uint8_t> &frame, uint32_t ifindex, const std::string &what = "");
 
+#ifdef LG_WITH_DPDK
+	// Decide a burst of frames arriving on one interface with the DPDK
+	// engine (Engine::decide_burst, its flow pre-lookup and batched
+	// classification) and, frame by frame, with the evaluator; adds a test
+	// failure on any difference (verdict, reason, bytes, egress, and the
+	// burst's counter deltas). XDP is not asked (it has no bursts), so a
+	// Pair used here must not be used by check() afterwards.
+	void check_burst(const std::vector<std::vector<uint8_t>> &frames, uint32_t ifindex, const std::string &what = "");
+#endif
+
 	void advance(uint64_t ns); // both clocks
 	uint64_t now() const;
 
@@ -80,8 +91,10 @@ private:
 	// every frame too, held to the same evaluator.
 	void check_dpdk(const std::vector<uint8_t> &frame, uint32_t ifindex, const Decision &d, const Counters &cb);
 	std::unique_ptr<dp::Engine> dpdk_;
+	rte_mempool *pool_ = nullptr; // check_burst's mbufs, made at its first use
 
 public:
+	~Pair();
 	dp::Engine &dpdk() { return *dpdk_; }
 
 private:
