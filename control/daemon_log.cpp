@@ -17,6 +17,10 @@ std::string vformat(const char *fmt, va_list ap)
 {
 	va_list again;
 	va_copy(again, ap);
+	struct End {
+		va_list &ap;
+		~End() { va_end(ap); } // also when a string below throws
+	} end{again};
 	char small[512];
 	int n = std::vsnprintf(small, sizeof small, fmt, ap);
 	std::string s;
@@ -29,7 +33,6 @@ std::string vformat(const char *fmt, va_list ap)
 		std::vsnprintf(s.data(), s.size(), fmt, again);
 		s.resize(size_t(n));
 	}
-	va_end(again);
 	return s;
 }
 
@@ -75,8 +78,8 @@ void write_all(const char *p, size_t n) noexcept
 	}
 }
 
-// Out of memory: "PROGRAM: text" from a stack buffer, undated, cut to its
-// size. Both entry points end here.
+// Out of memory: "PROGRAM: text" from a stack buffer, undated, on one line,
+// cut to its size. Both entry points end here.
 void vlog_without_memory(std::string_view program, const char *fmt, va_list ap) noexcept
 {
 	char buf[1024];
@@ -85,6 +88,7 @@ void vlog_without_memory(std::string_view program, const char *fmt, va_list ap) 
 		return;
 	int m = std::vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
 	size_t len = m < 0 ? size_t(n) : std::min(sizeof buf - 2, size_t(n) + size_t(m));
+	std::replace(buf + n, buf + len, '\n', ' '); // one line: there is no room to prefix each
 	buf[len] = '\n';
 	write_all(buf, len + 1);
 }

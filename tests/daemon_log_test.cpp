@@ -132,14 +132,14 @@ TEST(LogLines, OutOfMemoryAMessageGoesOutUndatedAndCut)
 	const char *long_arg = "a value long enough that formatting it must allocate";
 	std::string out = stderr_of([&] {
 		g_refuse_new = true;
-		lg::log_to_stderr("linkgated", "no memory for the date");
+		lg::log_to_stderr("linkgated", "no memory for the date\nsecond line");
 		lg::log_to_stderr("linkgated", big);
 		vlog("gen %d: %s", 7, long_arg); // vformat's own string cannot be made
 		g_refuse_new = false;
 	});
 	auto ls = lines_of(out);
 	ASSERT_EQ(ls.size(), 3u) << out.substr(0, 200);
-	EXPECT_EQ(ls[0], "linkgated: no memory for the date");
+	EXPECT_EQ(ls[0], "linkgated: no memory for the date second line") << "one line, as no line could be prefixed";
 	EXPECT_EQ(ls[1], "linkgated: " + big.substr(0, 1022 - 11)) << "cut to the 1 KiB stack buffer, newline included";
 	EXPECT_EQ(ls[2], std::string("linkgate-dpdk: gen 7: ") + long_arg);
 	// And the same calls with memory are dated again.

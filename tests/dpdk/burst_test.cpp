@@ -254,11 +254,11 @@ TEST(DpdkBurst, BurstsMatchTheEvaluatorFrameByFrame)
 	eng.offline(0);
 }
 
-// A frame a PMD hands over in segments (scatter, net_pcap's jumbo reads) is
-// joined in its first mbuf and decided as one; one that does not fit that
-// mbuf's data room (2,048 bytes with linkgate-dpdk's pool) is dropped
-// `malformed` and counted, and the burst's other frames are decided as
-// usual (docs/decisions.md, "Frames in segments").
+// A frame a PMD hands over in segments (scatter, net_pcap's jumbo reads)
+// is joined in its first mbuf and decided as one, up to exactly that
+// mbuf's data room (2,048 bytes with linkgate-dpdk's pool); a longer one
+// is dropped `malformed` and counted, and the burst's other frames are
+// decided as usual (docs/decisions.md, "Frames in segments").
 TEST(DpdkBurst, ChainedFramesAreJoinedOrDroppedMalformed)
 {
 	rte_mempool *pool = rte_pktmbuf_pool_create("lgt_chain", 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
@@ -288,7 +288,9 @@ TEST(DpdkBurst, ChainedFramesAreJoinedOrDroppedMalformed)
 			char *d = m ? rte_pktmbuf_append(m, uint16_t(n)) : nullptr;
 			if (!d) {
 				ADD_FAILURE() << "no mbuf for a segment of " << n;
-				return head;
+				rte_pktmbuf_free(m);
+				rte_pktmbuf_free(head);
+				return nullptr;
 			}
 			std::memcpy(d, f.data() + at, n);
 			at += n;
@@ -305,23 +307,27 @@ TEST(DpdkBurst, ChainedFramesAreJoinedOrDroppedMalformed)
 	std::vector<uint8_t> small = c("10.1.1.100").tcp(40001, 3306, kTcpSyn, 1).payload(std::string(40, 'a')).build();
 	std::vector<uint8_t> big = c("10.1.1.100").tcp(40002, 3306, kTcpSyn, 1).payload(std::string(2946, 'b')).build();
 	std::vector<uint8_t> plain = c("10.1.1.100").tcp(40003, 3306, kTcpSyn, 1).build();
+	// Exactly one data room: the first segment's tailroom takes the second.
+	std::vector<uint8_t> full = c("10.1.1.100").tcp(40004, 3306, kTcpSyn, 1).payload(std::string(1994, 'c')).build();
 	ASSERT_EQ(big.size(), 3000u);
-	rte_mbuf *pkts[3] = {chain(small, {34, 40, small.size() - 74}), chain(big, {2000, 1000}),
-			     chain(plain, {plain.size()})};
+	ASSERT_EQ(full.size(), 2048u);
+	rte_mbuf *pkts[4] = {chain(small, {34, 40, small.size() - 74}), chain(big, {2000, 1000}),
+			     chain(plain, {plain.size()}), chain(full, {1500, 548})};
 	for (rte_mbuf *m : pkts)
 		ASSERT_NE(m, nullptr);
 	EXPECT_EQ(pkts[0]->nb_segs, 3);
 	EXPECT_EQ(pkts[1]->nb_segs, 2);
+	EXPECT_EQ(pkts[3]->nb_segs, 2);
 
 	uint64_t now = dp::Engine::clock_ns();
 	dp::EngineCounters before = eng.counters();
-	dp::Verdict v[3];
-	eng.decide_burst(1, pkts, 3, v, now);
+	dp::Verdict v[4];
+	eng.decide_burst(1, pkts, 4, v, now);
 	eng.quiescent(0);
 	dp::EngineCounters after = eng.counters();
 
-	for (int k : {0, 2}) {
-		const std::vector<uint8_t> &f = k == 0 ? small : plain;
+	for (int k : {0, 2, 3}) {
+		const std::vector<uint8_t> &f = k == 0 ? small : k == 2 ? plain : full;
 		Decision d = ev.process(f, 1, now);
 		ASSERT_EQ(d.verdict, LG_VERDICT_FORWARD) << "frame " << k << ": " << reason_name(d.reason);
 		EXPECT_EQ(v[k].verdict, LG_VERDICT_FORWARD) << "frame " << k << ": " << reason_name(v[k].reason);
@@ -333,9 +339,10 @@ TEST(DpdkBurst, ChainedFramesAreJoinedOrDroppedMalformed)
 	}
 	EXPECT_EQ(v[1].verdict, LG_VERDICT_DROP);
 	EXPECT_EQ(v[1].reason, LG_REASON_MALFORMED) << reason_name(v[1].reason);
+	EXPECT_EQ(pkts[1]->nb_segs, 2) << "left as it came: it could not be joined";
 	EXPECT_EQ(after.reasons[LG_REASON_MALFORMED] - before.reasons[LG_REASON_MALFORMED], 1u);
-	EXPECT_EQ(after.reasons[LG_REASON_NONE] - before.reasons[LG_REASON_NONE], 2u);
-	EXPECT_EQ(after.flows, 2u) << "no flow for the dropped frame";
+	EXPECT_EQ(after.reasons[LG_REASON_NONE] - before.reasons[LG_REASON_NONE], 3u);
+	EXPECT_EQ(after.flows, 3u) << "no flow for the dropped frame";
 	for (rte_mbuf *m : pkts)
 		rte_pktmbuf_free(m);
 	eng.offline(0);
