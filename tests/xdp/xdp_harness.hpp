@@ -90,6 +90,8 @@ private:
 	// Built with LG_WITH_DPDK (tests/dpdk): linkgate-dpdk's engine decides
 	// every frame too, held to the same evaluator.
 	void check_dpdk(const std::vector<uint8_t> &frame, uint32_t ifindex, const Decision &d, const Counters &cb);
+	void expect_dpdk_object_counts(const dp::EngineCounters &before, const dp::EngineCounters &after,
+				       const Counters &cb);
 	std::unique_ptr<dp::Engine> dpdk_;
 	rte_mempool *pool_ = nullptr; // check_burst's mbufs, made at its first use
 
