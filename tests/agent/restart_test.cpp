@@ -137,6 +137,22 @@ protected:
 	// attached (clients wait in the backlog), the first answer comes after.
 	bool started() { return agent->start() && agent->rpc("status").contains("result"); }
 
+	// One linkgate-dpdk registration's reply (the connection is closed
+	// after it): `gen` is the generation the fast path says it enforces.
+	json register_dpdk(const std::string &name, uint64_t gen)
+	{
+		int fd = connect_unix(agent->socket_path());
+		send_all(fd, json{{"jsonrpc", "2.0"},
+				  {"id", 1},
+				  {"method", "dataplane.register"},
+				  {"params", {{"kind", "dpdk"}, {"name", name}, {"pid", 1}, {"generation", gen}}}}
+				     .dump() +
+				     "\n");
+		std::string line = read_line(fd);
+		close(fd);
+		return line.empty() ? json() : json::parse(line);
+	}
+
 	// The generation the pinned lg_active says is live (0 when unreadable).
 	uint64_t pinned_generation() const
 	{
@@ -832,30 +848,38 @@ TEST_F(AgentRestart, ARelinkOnAnEmptyStartDoesNotHandItToAnotherStatesFastPath)
 	agent = std::make_unique<Daemon>(agent_args());
 	ASSERT_TRUE(started()) << agent->log();
 	uint64_t g = agent->generation();
-	// One registration's reply (the connection is closed after it).
-	auto reg = [&](const std::string &name, uint64_t gen) {
-		int fd = connect_unix(agent->socket_path());
-		send_all(fd, json{{"jsonrpc", "2.0"},
-				  {"id", 1},
-				  {"method", "dataplane.register"},
-				  {"params", {{"kind", "dpdk"}, {"name", name}, {"pid", 1}, {"generation", gen}}}}
-				     .dump() +
-				     "\n");
-		std::string line = read_line(fd);
-		close(fd);
-		return line.empty() ? json() : json::parse(line);
-	};
 	// A fast path this agent serves (it starts with nothing, takes g).
-	ASSERT_TRUE(reg("fp", 0).contains("result")) << agent->log();
+	ASSERT_TRUE(register_dpdk("fp", 0).contains("result")) << agent->log();
 	ASSERT_TRUE(topo.run("host", "ip link del hc"));
 	topo.add_veth("cli", "cc", "host", "hc", "02:00:00:00:c1:01", "02:00:00:00:01:01");
 	ASSERT_TRUE(until([&] {
 		return agent->generation() > g && agent->rpc("status")["result"]["dataplanes"].size() == 1; // xdp alone
 	})) << agent->log();
-	EXPECT_EQ(reg("other", 57)["error"]["code"], -32014) << agent->log();
+	EXPECT_EQ(register_dpdk("other", 57)["error"]["code"], -32014) << agent->log();
 	// The one it served, its channel dropped, comes back with g: its own.
-	json back = reg("fp", g);
+	json back = register_dpdk("fp", g);
 	EXPECT_TRUE(back.contains("result")) << back.dump() << "\n" << agent->log();
+}
+
+// An empty state file whose live marker was lost (it is not fsynced): the
+// pinned generation was published from it, so a fast path that runs it was
+// served by this state file's agents and is given the state; one that runs
+// a later generation runs another state file's (docs/decisions.md, "An
+// empty start and the fast paths that run").
+TEST_F(AgentRestart, PinsStandInForALostLiveMarkerOnAnEmptyStart)
+{
+	agent = std::make_unique<Daemon>(agent_args()); // no state file: an empty first start
+	ASSERT_TRUE(started()) << agent->log();
+	uint64_t g = agent->generation();
+	ASSERT_TRUE(register_dpdk("fp", 0).contains("result")) << agent->log();
+	EXPECT_EQ(agent->stop(), 0) << agent->log();
+	ASSERT_TRUE(std::filesystem::exists(agent->state_path())) << "the first start writes the empty state";
+	ASSERT_TRUE(std::filesystem::remove(agent->state_path() + ".live"));
+	ASSERT_TRUE(started()) << agent->log();
+	ASSERT_EQ(pinned_generation(), g + 1) << "no marker: the state is published again";
+	json back = register_dpdk("fp", g);
+	EXPECT_TRUE(back.contains("result")) << back.dump() << "\n" << agent->log();
+	EXPECT_EQ(register_dpdk("other", g + 2)["error"]["code"], -32014) << agent->log();
 }
 
 // An earlier run's link on an interface no longer configured is let go at
