@@ -437,6 +437,12 @@ private:
 				const SecurityRule &r = n.securityRules[k];
 				std::string rp = at(p + "/securityRules", r.name, k);
 				rule(rp, r);
+				// One name, one rule: show, explain and the per-rule
+				// counters find a rule by its name.
+				for (const SecurityRule &d : default_security_rules())
+					if (iequals(r.name, d.name))
+						add(rp, "name '" + r.name + "' is a default rule's name (defaultSecurityRules); "
+								   "give the rule another name");
 				auto [it, fresh] = prios.emplace(std::pair{r.direction, r.priority}, r.name);
 				if (!fresh)
 					add(rp, "priority " + std::to_string(r.priority) + " is already used by " + r.direction +

@@ -185,8 +185,8 @@ public:
 				short ev = 0;
 				if (!c.out.empty())
 					ev |= POLLOUT;
-				else if (!c.closing && !c.eof)
-					ev |= POLLIN; // no reading while a reply waits: backpressure
+				else if (!c.closing && !c.eof && !ready(c))
+					ev |= POLLIN; // no reading while a reply or a whole request waits: backpressure
 				fds.push_back({c.fd, ev, 0});
 			}
 			// Dataplane channels: read only inside a request of the agent's;

@@ -585,11 +585,24 @@ struct Service::Impl {
 		});
 		return security_rule_to_json(*find_named(st().nsg(nsg)->securityRules, name), nsg);
 	}
+	// show finds a default rule by name, so update and delete do not call
+	// it missing: they refuse it (SPEC §2: not deletable).
+	static void refuse_default(const std::string &nsg, const std::string &name)
+	{
+		for (const auto &r : default_security_rules())
+			if (iequals(r.name, name))
+				rejected(nsg_path(nsg) + "/defaultSecurityRules/" + r.name +
+						 ": a default rule cannot be changed or deleted; a rule with a lower "
+						 "priority number overrides it",
+					 nsg_path(nsg) + "/defaultSecurityRules/" + r.name);
+	}
 	json rule_update(const json &params)
 	{
 		Params p(params, kRuleParams);
 		std::string nsg = p.str("nsgName"), name = p.str("name");
 		auto &n = named(s.state_.networkSecurityGroups, nsg, nsg_path(nsg));
+		if (find_named(n.securityRules, name) == n.securityRules.end())
+			refuse_default(nsg, name);
 		json j = security_rule_to_json(named(n.securityRules, name, rule_path(nsg, name)), nsg);
 		patch_rule(p, j);
 		SecurityRule r = read(security_rule_from_json(j, nsg));
@@ -600,7 +613,9 @@ struct Service::Impl {
 	{
 		Params p(params, {"nsgName", "name"});
 		std::string nsg = p.str("nsgName"), name = p.str("name");
-		named(s.state_.networkSecurityGroups, nsg, nsg_path(nsg));
+		auto &n = named(s.state_.networkSecurityGroups, nsg, nsg_path(nsg));
+		if (find_named(n.securityRules, name) == n.securityRules.end())
+			refuse_default(nsg, name);
 		change([&](State &x) { erase_named(x.nsg(nsg)->securityRules, name, rule_path(nsg, name)); },
 		       rule_path(nsg, name));
 		return nullptr;

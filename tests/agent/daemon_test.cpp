@@ -1,10 +1,12 @@
 // The control socket of the real linkgated (SPEC §6): framing, limits, peer
 // credentials, concurrency, persistence. Every refused request must leave the
 // state and the generation as they were.
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/resource.h>
 
 #include <atomic>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <thread>
@@ -271,6 +273,54 @@ TEST_F(DaemonTest, AFloodOfNotificationsTakesTurnsWithOtherClients)
 	close(a);
 	close(b);
 	EXPECT_EQ(exported()["networkSecurityGroups"].size(), size_t(kFlood));
+}
+
+// The agent's peak resident memory (kB), from /proc.
+static long peak_rss_kb(pid_t pid)
+{
+	std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+	for (std::string line; std::getline(f, line);)
+		if (line.starts_with("VmHWM:"))
+			return std::stol(line.substr(6));
+	return -1;
+}
+
+// A client that pipelines notifications without end (a runaway script)
+// gets backpressure, not the agent's memory: the agent reads again only
+// once it has taken every whole request it holds, so what it buffers stays
+// within one read and one line's cap, and the rest waits in the socket.
+TEST_F(DaemonTest, APipelineOfNotificationsIsHeldInTheSocketNotTheAgent)
+{
+	const size_t kFlood = 32u << 20;
+	const std::string note = "{\"jsonrpc\":\"2.0\",\"method\":\"status\"}\n";
+	std::string chunk;
+	while (chunk.size() < (256u << 10))
+		chunk += note;
+	long before = peak_rss_kb(d.pid());
+	ASSERT_GT(before, 0);
+	int a = connect_unix(d.socket_path());
+	ASSERT_GE(a, 0);
+	ASSERT_EQ(fcntl(a, F_SETFL, O_NONBLOCK), 0);
+	// Up to 32 MiB or 3 s, whichever comes first: the agent takes one
+	// request a round, so with backpressure this runs into the deadline.
+	size_t sent = 0, off = 0;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+	while (sent < kFlood && std::chrono::steady_clock::now() < deadline) {
+		ssize_t n = send(a, chunk.data() + off, chunk.size() - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += size_t(n);
+			off = (off + size_t(n)) % chunk.size();
+		} else {
+			ASSERT_EQ(errno, EAGAIN) << strerror(errno);
+			pollfd p{a, POLLOUT, 0};
+			poll(&p, 1, 100);
+		}
+	}
+	long after = peak_rss_kb(d.pid());
+	close(a);
+	EXPECT_LT(after - before, 8 * 1024) << "kB more at the peak, after " << sent << " bytes sent";
+	// And the agent goes on serving.
+	EXPECT_TRUE(d.rpc("status").contains("result"));
 }
 
 TEST_F(DaemonTest, MessageOfExactlyOneMebibyteIsServed)
