@@ -6,6 +6,8 @@
 #include <optional>
 #include <set>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "net.hpp"
 
@@ -91,6 +93,46 @@ std::optional<std::string> cidr_problem(const std::string &t, std::optional<Pref
 	if (host_bits)
 		return "'" + t + "' has host bits set (did you mean " + p->str() + "?)";
 	out = p;
+	return std::nullopt;
+}
+
+// Addresses no dataplane forwards to: the program hands multicast and
+// broadcast to the host and finds no route to the rest. An object there
+// would be accepted and carry nothing. `space`: Azure also refuses VNet
+// address spaces that overlap the range (its list; "this network" and the
+// IPv6 unspecified and loopback addresses are refused as addresses only,
+// so a low IPv6 space such as ::/64 stays valid).
+struct SpecialRange {
+	Prefix prefix;
+	const char *what;
+	bool space;
+};
+const std::vector<SpecialRange> &special_ranges()
+{
+	static const std::vector<SpecialRange> r = [] {
+		struct Row {
+			const char *cidr, *what;
+			bool space;
+		};
+		std::vector<SpecialRange> v;
+		for (Row row : {Row{"0.0.0.0/8", "\"this network\"", false}, Row{"127.0.0.0/8", "loopback", true},
+				Row{"169.254.0.0/16", "link-local", true}, Row{"224.0.0.0/4", "multicast", true},
+				Row{"255.255.255.255/32", "broadcast", true}, Row{"::/128", "unspecified", false},
+				Row{"::1/128", "loopback", false}, Row{"fe80::/10", "link-local", true},
+				Row{"ff00::/8", "multicast", true}})
+			v.push_back({*Prefix::parse(row.cidr), row.what, row.space});
+		return v;
+	}();
+	return r;
+}
+
+// "loopback (127.0.0.0/8)" when `p` overlaps a special range (of those
+// refused in address spaces, for a `space`).
+std::optional<std::string> special_use(const Prefix &p, bool space = false)
+{
+	for (const auto &r : special_ranges())
+		if ((r.space || !space) && r.prefix.overlaps(p))
+			return std::string(r.what) + " (" + r.prefix.str() + ")";
 	return std::nullopt;
 }
 
@@ -181,6 +223,8 @@ private:
 			add(p, "privateIPAddress '" + ip + "' is not an IP address");
 			return std::nullopt;
 		}
+		if (auto what = special_use(Prefix::host(*a)))
+			add(p, "privateIPAddress " + ip + " is in the " + *what + " range, which no dataplane forwards to");
 		if (sn) {
 			auto pre = Prefix::parse(sn->addressPrefix);
 			if (pre && !pre->contains(*a))
@@ -214,6 +258,14 @@ private:
 				for (const auto &o : space)
 					if (o.overlaps(*pre))
 						add(p, "addressSpace.addressPrefixes " + t + " overlaps " + o.str());
+				// Azure refuses these, and its platform address.
+				static const Prefix kAzurePlatform = *Prefix::parse("168.63.129.16/32");
+				if (auto what = special_use(*pre, true))
+					add(p, "addressSpace.addressPrefixes " + t + " overlaps the " + *what +
+						       " range, which no dataplane forwards to");
+				else if (pre->overlaps(kAzurePlatform))
+					add(p, "addressSpace.addressPrefixes " + t +
+						       " holds 168.63.129.16, Azure's platform address (AzureLoadBalancer)");
 				space.push_back(*pre);
 			}
 			space_[v.name] = space;
@@ -575,6 +627,8 @@ private:
 				add(p, "publicIp '" + m.publicIp + "' is not an IP address");
 			} else if (auto [it, fresh] = public_ips.emplace(*a, m.name); !fresh) {
 				add(p, "publicIp " + m.publicIp + " is already used by server " + it->second);
+			} else if (auto what = special_use(Prefix::host(*a))) {
+				add(p, "publicIp " + m.publicIp + " is in the " + *what + " range, which no dataplane forwards to");
 			} else {
 				// A public IP is matched before the destination's NSGs: one
 				// inside a VNet would take that address's traffic (and its
@@ -588,6 +642,12 @@ private:
 						if (auto px = Prefix::parse(pre); px && px->contains(*a))
 							add(p, "publicIp " + m.publicIp + " is inside the address space " + pre +
 								       " of VNet " + v.name);
+				// On-premises prefixes are part of VirtualNetwork too.
+				for (const LocalNetworkGateway &g : s_.localNetworkGateways)
+					for (const std::string &pre : g.addressPrefixes)
+						if (auto px = Prefix::parse(pre); px && px->contains(*a))
+							add(p, "publicIp " + m.publicIp + " is inside the on-premises prefix " + pre +
+								       " of local network gateway " + g.name);
 			}
 			if (!one_of(m.publicNetworkAccess, {"Enabled", "Disabled"}))
 				add(p, "publicNetworkAccess '" + m.publicNetworkAccess + "' must be Enabled or Disabled");
@@ -609,6 +669,9 @@ private:
 			auto a = Addr::parse(b.address);
 			if (!a)
 				add(p, f + ".address '" + b.address + "' is not an IP address");
+			else if (auto what = special_use(Prefix::host(*a)))
+				add(p, f + ".address " + b.address + " is in the " + *what +
+					       " range, which no dataplane forwards to");
 			if (b.port < 1 || b.port > kPortMax)
 				add(p, f + ".port " + std::to_string(b.port) + " is outside 1-65535");
 			if (b.weight < 0 || b.weight > 65535)

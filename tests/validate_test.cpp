@@ -180,6 +180,18 @@ TEST(RuleName, UniqueWithinNsg)
 	EXPECT_TRUE(HasError(s, kSsh + "name is not unique"));
 }
 
+// show, explain and the per-rule counters find a rule by its name: a
+// custom rule may not take a default rule's, in any case.
+TEST(RuleName, NotADefaultRulesName)
+{
+	State s = base();
+	ssh(s).name = "denyallinbound";
+	EXPECT_TRUE(HasError(s, "networkSecurityGroups/web/securityRules/denyallinbound: name 'denyallinbound' is a "
+				"default rule's name (defaultSecurityRules); give the rule another name"));
+	ssh(s).name = "DenyAllInBound-2";
+	EXPECT_TRUE(IsValid(s));
+}
+
 TEST(RulePriority, OutsideRange)
 {
 	State s = base();
@@ -848,6 +860,36 @@ TEST(VnetSpace, PrefixesOfOneVnetDoNotOverlap)
 	EXPECT_TRUE(HasError(s, "virtualNetworks/client-vnet: addressSpace.addressPrefixes 10.1.4.0/24 overlaps 10.1.0.0/16"));
 }
 
+// Azure refuses these address spaces; the dataplanes would forward
+// nothing to an object in them.
+TEST(VnetSpace, NoSpecialUseRanges)
+{
+	for (auto [pre, what] : {std::pair{"127.0.0.0/8", "loopback (127.0.0.0/8)"},
+				 {"169.254.0.0/16", "link-local (169.254.0.0/16)"},
+				 {"224.0.0.0/24", "multicast (224.0.0.0/4)"},
+				 {"255.255.255.0/24", "broadcast (255.255.255.255/32)"},
+				 {"fe80::/64", "link-local (fe80::/10)"},
+				 {"ff05::/16", "multicast (ff00::/8)"}}) {
+		State s = base();
+		s.virtualNetworks[1].addressPrefixes.push_back(pre);
+		EXPECT_TRUE(HasError(s, std::string("virtualNetworks/hub-vnet: addressSpace.addressPrefixes ") + pre +
+						" overlaps the " + what + " range, which no dataplane forwards to"));
+	}
+	State s = base();
+	s.virtualNetworks[1].addressPrefixes.push_back("168.63.0.0/16");
+	EXPECT_TRUE(HasError(s, "virtualNetworks/hub-vnet: addressSpace.addressPrefixes 168.63.0.0/16 holds "
+				"168.63.129.16, Azure's platform address (AzureLoadBalancer)"));
+	// A low IPv6 space holds :: and ::1, refused as addresses only.
+	s = base();
+	s.virtualNetworks[1].addressPrefixes.push_back("::/64");
+	s.virtualNetworks[1].subnets.push_back({"low6", "::/64", "", {}, "Disabled"});
+	s.networkInterfaces.push_back(NetworkInterface{"low-nic", "hub-vnet", "low6", "::5", ""});
+	EXPECT_TRUE(IsValid(s));
+	s.networkInterfaces.back().privateIPAddress = "::1";
+	EXPECT_TRUE(HasError(s, "networkInterfaces/low-nic: privateIPAddress ::1 is in the loopback (::1/128) range, which "
+				"no dataplane forwards to"));
+}
+
 TEST(SubnetPrefix, CanonicalCidr)
 {
 	State s = base();
@@ -1009,6 +1051,19 @@ TEST(Server, PublicIpValidAndUnique)
 	s.servers[1].publicIp = "10.0.200.9";
 	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 10.0.200.9 is inside the address space 10.0.0.0/16 of VNet "
 				"hub-vnet"));
+	// On-premises prefixes are part of VirtualNetwork as well.
+	s.servers[1].publicIp = "172.16.8.1";
+	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 172.16.8.1 is inside the on-premises prefix 172.16.0.0/16 "
+				"of local network gateway onprem"));
+	// Addresses no dataplane forwards to.
+	for (auto [ip, what] : {std::pair{"224.0.0.5", "multicast (224.0.0.0/4)"}, {"127.0.0.1", "loopback (127.0.0.0/8)"},
+				{"255.255.255.255", "broadcast (255.255.255.255/32)"}, {"0.0.0.0", "\"this network\" (0.0.0.0/8)"},
+				{"169.254.1.1", "link-local (169.254.0.0/16)"}, {"::1", "loopback (::1/128)"},
+				{"fe80::1", "link-local (fe80::/10)"}, {"ff02::1", "multicast (ff00::/8)"}, {"::", "unspecified (::/128)"}}) {
+		s.servers[1].publicIp = ip;
+		EXPECT_TRUE(HasError(s, std::string("mysqlServers/eastus-db: publicIp ") + ip + " is in the " + what +
+						" range, which no dataplane forwards to"));
+	}
 }
 
 // The dataplanes' re-check looks for a flow's backend among at most
@@ -1045,6 +1100,13 @@ TEST(Server, BackendAddressPortAndWeight)
 	EXPECT_TRUE(IsValid(s));
 	west(s).backends[1] = west(s).backends[0];
 	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[1]: 192.168.10.11 port 3306 is listed twice"));
+	s = base();
+	west(s).backends[0].address = "127.0.0.1";
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 127.0.0.1 is in the loopback (127.0.0.0/8) "
+				"range, which no dataplane forwards to"));
+	west(s).backends[0].address = "224.1.2.3";
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 224.1.2.3 is in the multicast (224.0.0.0/4) "
+				"range, which no dataplane forwards to"));
 }
 
 TEST(Server, FqdnRequired)
