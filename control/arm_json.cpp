@@ -765,7 +765,7 @@ bool parse_backend_text(const std::string &t, Backend &b)
 			return false;
 		addr = t.substr(1, close - 1);
 		if (close + 1 < t.size()) {
-			if (t[close + 1] != ':')
+			if (t[close + 1] != ':' || close + 2 == t.size()) // "[v6]:" names no port
 				return false;
 			port = t.substr(close + 2);
 		}
@@ -773,6 +773,8 @@ bool parse_backend_text(const std::string &t, Backend &b)
 		auto c = t.find(':');
 		addr = t.substr(0, c);
 		port = t.substr(c + 1);
+		if (port.empty()) // "v4:" names no port
+			return false;
 	}
 	b.address = addr;
 	if (!port.empty()) {

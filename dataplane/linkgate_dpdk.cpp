@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "arm_json.hpp"
+#include "cli_decimal.hpp"
 #include "compiler.hpp"
 #include "engine.hpp"
 #include "pipeline.hpp"
@@ -143,6 +144,17 @@ json hints_json()
 	return {{"hits", b.hint_hits}, {"misses", b.hint_misses}, {"forgotten", b.hints_forgotten}};
 }
 
+// The flow timeouts in force (seconds): linkgated's since registration.
+json timeouts_json()
+{
+	const EvaluatorConfig &t = g_app->engine->timeouts();
+	return {{"tcpEstablished", double(t.tcp_established_ns) / 1e9},
+		{"tcpTransient", double(t.tcp_transient_ns) / 1e9},
+		{"tcpClose", double(t.tcp_close_ns) / 1e9},
+		{"udp", double(t.udp_ns) / 1e9},
+		{"icmp", double(t.icmp_ns) / 1e9}};
+}
+
 json counters_json()
 {
 	App &app = *g_app;
@@ -161,6 +173,7 @@ json counters_json()
 		{"classify", classify_json()},
 		{"flowHints", hints_json()},
 		{"fastPackets", lg_host_fast_packets()}, // decided by the program's established-flow fast path
+		{"timeouts", timeouts_json()},
 		{"flowLog",
 		 {{"on", app.engine->flow_log()},
 		  {"written", app.engine->log_counter(LG_LOG_WRITTEN)},
@@ -361,23 +374,22 @@ private:
 	}
 
 	// The register reply's flow timeouts (seconds), linkgated's own:
-	// flows expire alike in every dataplane. Absent: keep ours.
-	static bool apply_timeouts(const json &r)
+	// flows expire alike in every dataplane. Absent: keep ours (false).
+	// Read only: the reply is applied once all of it has been checked.
+	static std::optional<bool> read_timeouts(const json &r, uint64_t (&ns)[5])
 	{
 		auto t = r.find("timeouts");
 		if (t == r.end())
-			return true;
-		if (!t->is_object())
 			return false;
-		uint64_t ns[5];
+		if (!t->is_object())
+			return std::nullopt;
 		const char *keys[5] = {"tcpEstablished", "tcpTransient", "tcpClose", "udp", "icmp"};
 		for (int i = 0; i < 5; i++) {
 			auto v = t->find(keys[i]);
 			if (v == t->end() || !v->is_number() || !(v->get<double>() >= 0.001) || v->get<double>() > 1e6)
-				return false;
+				return std::nullopt;
 			ns[i] = uint64_t(v->get<double>() * 1e9);
 		}
-		g_app->engine->set_flow_timeouts(ns[0], ns[1], ns[2], ns[3], ns[4]);
 		return true;
 	}
 
@@ -404,13 +416,22 @@ private:
 					lg::dp::log("registration refused: %s; retrying", why.c_str());
 				last_refusal_ = why;
 				close_fd();
-			} else if (!apply_timeouts(*r)) {
+				return;
+			}
+			// A refused reply changes nothing: every field is checked
+			// before any is applied.
+			uint64_t ns[5];
+			auto timeouts = read_timeouts(*r, ns);
+			auto f = r->find("flowLog");
+			if (!timeouts) {
 				lg::dp::log("registration reply: timeouts are not 0.001-1000000 seconds");
 				close_fd();
-			} else if (auto f = r->find("flowLog"); f != r->end() && !f->is_boolean()) {
+			} else if (f != r->end() && !f->is_boolean()) {
 				lg::dp::log("registration reply: flowLog is not true or false");
 				close_fd();
 			} else {
+				if (*timeouts)
+					g_app->engine->set_flow_timeouts(ns[0], ns[1], ns[2], ns[3], ns[4]);
 				// Flow-log records only for an agent that drains them;
 				// an agent that does not say (an older one) does not.
 				g_app->engine->set_flow_log(f != r->end() && f->get<bool>());
@@ -743,9 +764,9 @@ int main(int argc, char **argv)
 	cli.add_option("--port", port_specs, "DPDK port N, and the VNet whose traffic arrives there (N=VNET)")->required();
 	cli.add_option("--route", route_specs, "PREFIX=PORT,MAC: destinations in PREFIX leave by PORT to next hop MAC");
 	cli.add_option("--local", local_specs, "an address of this host (passed, not forwarded)");
-	cli.add_option("--flows", flows, "flow table capacity")->check(CLI::Range(size_t(1), size_t(100000000)));
+	cli.add_option("--flows", flows, "flow table capacity")->transform(kDecimal)->check(CLI::Range(size_t(1), size_t(100000000)));
 	cli.add_option("--mbufs", mbufs, "mbuf pool size (default: every queue's rings and the lcores' caches, at least 8191 per port + 2048)")
-		->check(CLI::Range(1024u, 16u << 20));
+		->transform(kDecimal)->check(CLI::Range(1024u, 16u << 20));
 	cli.add_option("--acl-alg", acl_alg, "rte_acl classify algorithm")
 		->check(CLI::IsMember({"default", "scalar", "sse", "avx2", "avx512x16", "avx512x32"}));
 	cli.add_option("--name", name, "name shown by linkgatectl stats");
@@ -753,7 +774,7 @@ int main(int argc, char **argv)
 	// takes 10). Each sweep walks the flow table: at 1M flows, every second
 	// costs a fifth of a CPU.
 	cli.add_option("--reclaim-interval", reclaim_ms, "milliseconds between sweeps of expired flows (default 1000)")
-		->check(CLI::Range(100u, 3600000u));
+		->transform(kDecimal)->check(CLI::Range(100u, 3600000u));
 	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
 	std::string classify_path;
@@ -762,9 +783,9 @@ int main(int argc, char **argv)
 	cli.add_option("--classify-trace", classify_path,
 		       "with --state: time NSG direction --classify-dir's classifier alone on this dpdk-test-acl IPv4 "
 		       "trace and exit");
-	cli.add_option("--classify-dir", classify_dir, "NSG direction of --classify-trace");
-	cli.add_option("--tracestep", tracestep, "--classify-trace: tuples per call")->check(CLI::Range(1u, 4096u));
-	cli.add_option("--iter", iter, "--classify-trace: passes over the trace")->check(CLI::Range(1u, 1000000u));
+	cli.add_option("--classify-dir", classify_dir, "NSG direction of --classify-trace")->transform(kDecimal);
+	cli.add_option("--tracestep", tracestep, "--classify-trace: tuples per call")->transform(kDecimal)->check(CLI::Range(1u, 4096u));
+	cli.add_option("--iter", iter, "--classify-trace: passes over the trace")->transform(kDecimal)->check(CLI::Range(1u, 1000000u));
 	cli.add_option("--dump-acl", dump_acl,
 		       "with --state: write each NSG direction's IPv4 rte_acl rules to PREFIX<dir>-<nsg>.rules "
 		       "(dpdk-test-acl's format) and exit");
@@ -839,6 +860,13 @@ int main(int argc, char **argv)
 		auto mr = parse_route(r, app.ports);
 		if (!mr) {
 			lg::dp::log("%s", mr.error().c_str());
+			rte_eal_cleanup();
+			return 2;
+		}
+		// The first route of a prefix would win, unseen: one per prefix.
+		if (std::any_of(cfg.mac_routes.begin(), cfg.mac_routes.end(),
+				[&](const dp::MacRoute &o) { return o.prefix == mr->prefix; })) {
+			lg::dp::log("--route %s: prefix %s is given twice", r.c_str(), mr->prefix.str().c_str());
 			rte_eal_cleanup();
 			return 2;
 		}

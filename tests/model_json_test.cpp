@@ -820,6 +820,13 @@ TEST(ServerJson, TypeErrorsNameTheField)
 	auto c = server_from_json(json{{"name", "db"}, {"backends", {"10.0.0.1:http"}}});
 	ASSERT_FALSE(c);
 	EXPECT_NE(c.error().find("mysqlServers/db: backends[0] '10.0.0.1:http'"), std::string::npos) << c.error();
+	// A colon and no port is not the default port.
+	for (const char *t : {"10.0.0.1:", "[fd00::5]:"}) {
+		auto d = server_from_json(json{{"name", "db"}, {"backends", {t}}});
+		ASSERT_FALSE(d) << t;
+		EXPECT_NE(d.error().find("mysqlServers/db: backends[0] '" + std::string(t) + "'"), std::string::npos)
+			<< d.error();
+	}
 }
 
 TEST(ServerJson, WritesAzShapeAndDerivesConnections)

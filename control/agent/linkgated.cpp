@@ -40,6 +40,7 @@
 
 #include "arm_json.hpp"
 #include "channels.hpp"
+#include "cli_decimal.hpp"
 #include "log.hpp"
 #include "plane.hpp"
 #include "service.hpp"
@@ -766,13 +767,13 @@ int main(int argc, char **argv)
 	app.add_option("--flow-log", o.flow_log,
 		       "append NSG flow log (version 2) records to FILE, one JSON record a line (docs/agent.md)");
 	app.add_option("--flow-log-interval", o.flow_log_interval, "seconds between two flow-log intervals")
-		->check(CLI::Range(1, 3600))
+		->transform(kDecimal)->check(CLI::Range(1, 3600))
 		->capture_default_str();
 	app.add_option("--reclaim-interval", o.reclaim_ms, "milliseconds between sweeps of expired flows")
-		->check(CLI::Range(10, 3600000))
+		->transform(kDecimal)->check(CLI::Range(10, 3600000))
 		->capture_default_str();
 	app.add_option("--flow-capacity", o.flow_capacity, "flows the dataplane holds")
-		->check(CLI::Range(1u, 100000000u))
+		->transform(kDecimal)->check(CLI::Range(1u, 100000000u))
 		->capture_default_str();
 	// Seconds; at most 10^6 (11.6 days), which linkgate-dpdk accepts too:
 	// a flow idle that long is still within the 52 days after which the
@@ -796,22 +797,23 @@ int main(int argc, char **argv)
 	app.add_option("--udp-timeout", o.udp, "seconds")->check(kTimeout)->capture_default_str();
 	app.add_option("--icmp-timeout", o.icmp, "seconds")->check(kTimeout)->capture_default_str();
 	app.add_option("--idle-timeout", o.idle_timeout, "seconds a client may stay silent before it is closed")
-		->check(CLI::Range(1, 86400))
+		->transform(kDecimal)->check(CLI::Range(1, 86400))
 		->capture_default_str();
 	app.add_option("--max-connections", o.max_connections, "concurrent client connections")
-		->check(CLI::Range(1, 4096))
+		->transform(kDecimal)->check(CLI::Range(1, 4096))
 		->capture_default_str();
 	app.add_option("--dataplane-timeout", o.dataplane_timeout_ms,
 		       "milliseconds a linkgate-dpdk may take to answer (a publish, counters, flows) before it is "
 		       "dropped")
-		->check(CLI::Range(1, 3600000))
+		->transform(kDecimal)->check(CLI::Range(1, 3600000))
 		->capture_default_str();
 	app.add_option("--realtime", o.realtime,
 		       "run the control thread (requests, commits) at this SCHED_FIFO priority (1-99), so that a "
 		       "change is enforced without waiting for the CPU on a busy host; default: normal scheduling")
+		->transform(kDecimal)
 		->check(CLI::Range(1, 99));
 	app.add_option("--max-dataplanes", o.max_dataplanes, "registered linkgate-dpdk channels")
-		->check(CLI::Range(1, 1024))
+		->transform(kDecimal)->check(CLI::Range(1, 1024))
 		->capture_default_str();
 	try {
 		app.parse(argc, argv);

@@ -213,6 +213,16 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0junk,02:00:00:00:00:01"}, "port is not one of --port"},
 		{{"--state", st, "--port", "0", "--route", "10.0.0.5/8=0,02:00:00:00:00:01"}, "bits set past its length"},
 		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0,ff:ff:ff:ff:ff:ff"}, "unicast"},
+		{{"--state", st, "--port", "0", "--route", "10.0.0.0/8=0,02:00:00:00:00:01", "--route",
+		  "10.0.0.0/8=0,02:00:00:00:00:02"},
+		 "prefix 10.0.0.0/8 is given twice"},
+		// Numbers are decimal: CLI11 alone read 0x400 as 1024 and wrapped
+		// a minus sign around.
+		{{"--state", st, "--port", "0", "--flows", "0x400"}, "--flows"},
+		{{"--state", st, "--port", "0", "--flows", "-18446744073709551615"}, "--flows"},
+		{{"--state", st, "--port", "0", "--mbufs", "-18446744073709550592"}, "--mbufs"},
+		{{"--state", st, "--port", "0", "--reclaim-interval", "+1000"}, "--reclaim-interval"},
+		{{"--state", st, "--port", "0", "--flows", "99999999999999999999999"}, "--flows"},
 		{{"--state", st, "--port", "0", "--duration", "-1"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "nan"}, "--duration"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "5"}, "--reclaim-interval"},
@@ -566,16 +576,37 @@ TEST(DpdkBinary, AgentChannelMessagesOfTheWrongShape)
 	ASSERT_TRUE(p.running()) << p.err();
 
 	// A registration reply whose flowLog is not a boolean: the channel
-	// closes with a message, the process reconnects.
+	// closes with a message, the process reconnects, and the reply's valid
+	// timeouts are not applied either (nothing of a refused reply is).
 	{
+		auto timeouts = [](double s) {
+			return json{{"tcpEstablished", s}, {"tcpTransient", s}, {"tcpClose", s}, {"udp", s}, {"icmp", s}};
+		};
 		json r = json::parse(fa.line(), nullptr, false);
 		ASSERT_TRUE(r.is_object()) << p.err();
 		EXPECT_EQ(r["params"]["generation"], 1) << "the generation it enforces";
-		ASSERT_TRUE(fa.send_line(
-			json{{"jsonrpc", "2.0"}, {"id", r["id"]}, {"result", {{"generation", 1}, {"flowLog", "yes"}}}}.dump()));
+		ASSERT_TRUE(fa.send_line(json{{"jsonrpc", "2.0"},
+					      {"id", r["id"]},
+					      {"result", {{"generation", 1}, {"timeouts", timeouts(1)}, {"flowLog", "yes"}}}}
+						 .dump()));
 		EXPECT_EQ(fa.line(), "") << "the channel stays open";
 		ASSERT_TRUE(fa.accept_one()) << "no reconnect: " << p.err();
 		EXPECT_NE(p.err().find("registration reply: flowLog is not true or false"), std::string::npos) << p.err();
+		r = json::parse(fa.line(), nullptr, false);
+		ASSERT_TRUE(r.is_object()) << p.err();
+		json c = fa.request(R"({"jsonrpc":"2.0","id":12,"method":"dataplane.counters"})"); // served while registering
+		EXPECT_EQ(c["result"]["timeouts"], json({{"tcpEstablished", 240.0}, {"tcpTransient", 30.0}, {"tcpClose", 10.0},
+							  {"udp", 30.0}, {"icmp", 30.0}}))
+			<< c.dump();
+		// A reply that holds: its timeouts are in force.
+		ASSERT_TRUE(fa.send_line(
+			json{{"jsonrpc", "2.0"}, {"id", r["id"]}, {"result", {{"generation", 1}, {"timeouts", timeouts(7)}}}}.dump()));
+		c = fa.request(R"({"jsonrpc":"2.0","id":13,"method":"dataplane.counters"})");
+		EXPECT_EQ(c["result"]["timeouts"], timeouts(7)) << c.dump();
+		// Not an object: the channel closes, the process registers again.
+		ASSERT_TRUE(fa.send_line("[1]"));
+		EXPECT_EQ(fa.line(), "") << "the channel stays open";
+		ASSERT_TRUE(fa.accept_one()) << "no reconnect: " << p.err();
 	}
 
 	// Refused at every registration: at most a handful of attempts in 2 s.
