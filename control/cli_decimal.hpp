@@ -21,6 +21,6 @@ inline const CLI::Validator kDecimal(
 			return "out of range: " + s;
 		return "";
 	},
-	"UINT");
+	""); // no name: CLI11 shows the option's own type
 
 } // namespace lg

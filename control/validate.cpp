@@ -96,12 +96,13 @@ std::optional<std::string> cidr_problem(const std::string &t, std::optional<Pref
 	return std::nullopt;
 }
 
-// Addresses no dataplane forwards to: the program hands multicast and
-// broadcast to the host and finds no route to the rest. An object there
-// would be accepted and carry nothing. `space`: Azure also refuses VNet
-// address spaces that overlap the range (its list; "this network" and the
-// IPv6 unspecified and loopback addresses are refused as addresses only,
-// so a low IPv6 space such as ::/64 stays valid).
+// Special-use addresses: loopback, link-local, multicast, broadcast, "this
+// network". Nothing at one is a server, backend or NIC a packet of a client
+// can reach: the program hands multicast and broadcast to the host, finds no
+// route to loopback or "this network", and link-local does not leave its
+// link. `space`: Azure also refuses VNet address spaces that overlap the
+// range ("this network" and the IPv6 unspecified and loopback addresses are
+// refused as addresses only, so a low IPv6 space such as ::/64 stays valid).
 struct SpecialRange {
 	Prefix prefix;
 	const char *what;
@@ -224,7 +225,7 @@ private:
 			return std::nullopt;
 		}
 		if (auto what = special_use(Prefix::host(*a)))
-			add(p, "privateIPAddress " + ip + " is in the " + *what + " range, which no dataplane forwards to");
+			add(p, "privateIPAddress " + ip + " is a special-use address: " + *what);
 		if (sn) {
 			auto pre = Prefix::parse(sn->addressPrefix);
 			if (pre && !pre->contains(*a))
@@ -261,8 +262,7 @@ private:
 				// Azure refuses these, and its platform address.
 				static const Prefix kAzurePlatform = *Prefix::parse("168.63.129.16/32");
 				if (auto what = special_use(*pre, true))
-					add(p, "addressSpace.addressPrefixes " + t + " overlaps the " + *what +
-						       " range, which no dataplane forwards to");
+					add(p, "addressSpace.addressPrefixes " + t + " overlaps a reserved range: " + *what);
 				else if (pre->overlaps(kAzurePlatform))
 					add(p, "addressSpace.addressPrefixes " + t +
 						       " holds 168.63.129.16, Azure's platform address (AzureLoadBalancer)");
@@ -489,12 +489,6 @@ private:
 				const SecurityRule &r = n.securityRules[k];
 				std::string rp = at(p + "/securityRules", r.name, k);
 				rule(rp, r);
-				// One name, one rule: show, explain and the per-rule
-				// counters find a rule by its name.
-				for (const SecurityRule &d : default_security_rules())
-					if (iequals(r.name, d.name))
-						add(rp, "name '" + r.name + "' is a default rule's name (defaultSecurityRules); "
-								   "give the rule another name");
 				auto [it, fresh] = prios.emplace(std::pair{r.direction, r.priority}, r.name);
 				if (!fresh)
 					add(rp, "priority " + std::to_string(r.priority) + " is already used by " + r.direction +
@@ -628,7 +622,7 @@ private:
 			} else if (auto [it, fresh] = public_ips.emplace(*a, m.name); !fresh) {
 				add(p, "publicIp " + m.publicIp + " is already used by server " + it->second);
 			} else if (auto what = special_use(Prefix::host(*a))) {
-				add(p, "publicIp " + m.publicIp + " is in the " + *what + " range, which no dataplane forwards to");
+				add(p, "publicIp " + m.publicIp + " is a special-use address: " + *what);
 			} else {
 				// A public IP is matched before the destination's NSGs: one
 				// inside a VNet would take that address's traffic (and its
@@ -642,9 +636,10 @@ private:
 						if (auto px = Prefix::parse(pre); px && px->contains(*a))
 							add(p, "publicIp " + m.publicIp + " is inside the address space " + pre +
 								       " of VNet " + v.name);
-				// On-premises prefixes are part of VirtualNetwork too.
+				// A connected gateway's on-premises prefixes are part of
+				// VirtualNetwork too.
 				for (const LocalNetworkGateway &g : s_.localNetworkGateways)
-					for (const std::string &pre : g.addressPrefixes)
+					for (const std::string &pre : g.virtualNetworks.empty() ? std::vector<std::string>{} : g.addressPrefixes)
 						if (auto px = Prefix::parse(pre); px && px->contains(*a))
 							add(p, "publicIp " + m.publicIp + " is inside the on-premises prefix " + pre +
 								       " of local network gateway " + g.name);
@@ -670,8 +665,7 @@ private:
 			if (!a)
 				add(p, f + ".address '" + b.address + "' is not an IP address");
 			else if (auto what = special_use(Prefix::host(*a)))
-				add(p, f + ".address " + b.address + " is in the " + *what +
-					       " range, which no dataplane forwards to");
+				add(p, f + ".address " + b.address + " is a special-use address: " + *what);
 			if (b.port < 1 || b.port > kPortMax)
 				add(p, f + ".port " + std::to_string(b.port) + " is outside 1-65535");
 			if (b.weight < 0 || b.weight > 65535)

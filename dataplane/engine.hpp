@@ -104,7 +104,7 @@ public:
 	// flows keep the expiry their last packet set.
 	void set_flow_timeouts(uint64_t tcp_established_ns, uint64_t tcp_transient_ns, uint64_t tcp_close_ns,
 			       uint64_t udp_ns, uint64_t icmp_ns);
-	const EvaluatorConfig &timeouts() const { return cfg_.timeouts; } // the setter's thread
+	const EvaluatorConfig &timeouts() const { return cfg_.timeouts; } // on set_flow_timeouts' thread only
 
 	// Worker threads: wid < workers. online() once per thread before the
 	// first packet (a thread the EAL did not create is registered with it

@@ -145,6 +145,7 @@ json hints_json()
 }
 
 // The flow timeouts in force (seconds): linkgated's since registration.
+// Main lcore only (the registration sets them there).
 json timeouts_json()
 {
 	const EvaluatorConfig &t = g_app->engine->timeouts();
@@ -173,7 +174,6 @@ json counters_json()
 		{"classify", classify_json()},
 		{"flowHints", hints_json()},
 		{"fastPackets", lg_host_fast_packets()}, // decided by the program's established-flow fast path
-		{"timeouts", timeouts_json()},
 		{"flowLog",
 		 {{"on", app.engine->flow_log()},
 		  {"written", app.engine->log_counter(LG_LOG_WRITTEN)},
@@ -488,8 +488,13 @@ private:
 			backoff_ = 50; // a working channel: reconnect at once if it drops
 			return {{"generation", g}};
 		}
-		if (method == "dataplane.counters")
-			return counters_json();
+		if (method == "dataplane.counters") {
+			// The timeouts on this thread only: registration writes them here
+			// too, and the telemetry thread's counters leave them out.
+			json c = counters_json();
+			c["timeouts"] = timeouts_json();
+			return c;
+		}
 		if (method == "dataplane.flows") {
 			// One line of at most 1 MiB, this program's own budget
 			// (linkgated takes replies up to 32 MiB): the flows that fit

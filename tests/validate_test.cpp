@@ -180,15 +180,13 @@ TEST(RuleName, UniqueWithinNsg)
 	EXPECT_TRUE(HasError(s, kSsh + "name is not unique"));
 }
 
-// show, explain and the per-rule counters find a rule by its name: a
-// custom rule may not take a default rule's, in any case.
-TEST(RuleName, NotADefaultRulesName)
+// Custom and default rules are separate collections, as in Azure: a custom
+// rule may have a default rule's name (Bastion templates name theirs
+// DenyAllInbound).
+TEST(RuleName, ADefaultRulesNameIsAllowed)
 {
 	State s = base();
-	ssh(s).name = "denyallinbound";
-	EXPECT_TRUE(HasError(s, "networkSecurityGroups/web/securityRules/denyallinbound: name 'denyallinbound' is a "
-				"default rule's name (defaultSecurityRules); give the rule another name"));
-	ssh(s).name = "DenyAllInBound-2";
+	ssh(s).name = "DenyAllInbound";
 	EXPECT_TRUE(IsValid(s));
 }
 
@@ -873,7 +871,7 @@ TEST(VnetSpace, NoSpecialUseRanges)
 		State s = base();
 		s.virtualNetworks[1].addressPrefixes.push_back(pre);
 		EXPECT_TRUE(HasError(s, std::string("virtualNetworks/hub-vnet: addressSpace.addressPrefixes ") + pre +
-						" overlaps the " + what + " range, which no dataplane forwards to"));
+						" overlaps a reserved range: " + what));
 	}
 	State s = base();
 	s.virtualNetworks[1].addressPrefixes.push_back("168.63.0.0/16");
@@ -886,8 +884,7 @@ TEST(VnetSpace, NoSpecialUseRanges)
 	s.networkInterfaces.push_back(NetworkInterface{"low-nic", "hub-vnet", "low6", "::5", ""});
 	EXPECT_TRUE(IsValid(s));
 	s.networkInterfaces.back().privateIPAddress = "::1";
-	EXPECT_TRUE(HasError(s, "networkInterfaces/low-nic: privateIPAddress ::1 is in the loopback (::1/128) range, which "
-				"no dataplane forwards to"));
+	EXPECT_TRUE(HasError(s, "networkInterfaces/low-nic: privateIPAddress ::1 is a special-use address: loopback (::1/128)"));
 }
 
 TEST(SubnetPrefix, CanonicalCidr)
@@ -1051,18 +1048,20 @@ TEST(Server, PublicIpValidAndUnique)
 	s.servers[1].publicIp = "10.0.200.9";
 	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 10.0.200.9 is inside the address space 10.0.0.0/16 of VNet "
 				"hub-vnet"));
-	// On-premises prefixes are part of VirtualNetwork as well.
+	// A connected gateway's on-premises prefixes are part of VirtualNetwork
+	// as well; an unconnected one's are not.
 	s.servers[1].publicIp = "172.16.8.1";
 	EXPECT_TRUE(HasError(s, "mysqlServers/eastus-db: publicIp 172.16.8.1 is inside the on-premises prefix 172.16.0.0/16 "
 				"of local network gateway onprem"));
+	s.localNetworkGateways[0].virtualNetworks.clear();
+	EXPECT_TRUE(IsValid(s));
 	// Addresses no dataplane forwards to.
 	for (auto [ip, what] : {std::pair{"224.0.0.5", "multicast (224.0.0.0/4)"}, {"127.0.0.1", "loopback (127.0.0.0/8)"},
 				{"255.255.255.255", "broadcast (255.255.255.255/32)"}, {"0.0.0.0", "\"this network\" (0.0.0.0/8)"},
 				{"169.254.1.1", "link-local (169.254.0.0/16)"}, {"::1", "loopback (::1/128)"},
 				{"fe80::1", "link-local (fe80::/10)"}, {"ff02::1", "multicast (ff00::/8)"}, {"::", "unspecified (::/128)"}}) {
 		s.servers[1].publicIp = ip;
-		EXPECT_TRUE(HasError(s, std::string("mysqlServers/eastus-db: publicIp ") + ip + " is in the " + what +
-						" range, which no dataplane forwards to"));
+		EXPECT_TRUE(HasError(s, std::string("mysqlServers/eastus-db: publicIp ") + ip + " is a special-use address: " + what));
 	}
 }
 
@@ -1102,11 +1101,11 @@ TEST(Server, BackendAddressPortAndWeight)
 	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[1]: 192.168.10.11 port 3306 is listed twice"));
 	s = base();
 	west(s).backends[0].address = "127.0.0.1";
-	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 127.0.0.1 is in the loopback (127.0.0.0/8) "
-				"range, which no dataplane forwards to"));
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 127.0.0.1 is a special-use address: loopback "
+				"(127.0.0.0/8)"));
 	west(s).backends[0].address = "224.1.2.3";
-	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 224.1.2.3 is in the multicast (224.0.0.0/4) "
-				"range, which no dataplane forwards to"));
+	EXPECT_TRUE(HasError(s, "mysqlServers/westus-db: backends[0].address 224.1.2.3 is a special-use address: multicast "
+				"(224.0.0.0/4)"));
 }
 
 TEST(Server, FqdnRequired)

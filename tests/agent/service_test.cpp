@@ -245,30 +245,32 @@ TEST_F(ServiceTest, NsgAndRules)
 
 // The six default rules are always there and cannot be changed (SPEC §2):
 // show finds them by name, so update and delete refuse them rather than
-// call them missing, and no rule of the NSG's own may take one's name
-// (show, explain and the per-rule counters go by name).
-TEST_F(ServiceTest, DefaultRulesAreNeitherChangedNorShadowed)
+// call them missing. A custom rule may have a default rule's name (its own
+// collection, as in Azure); then it is the one these find.
+TEST_F(ServiceTest, DefaultRulesAreNotChanged)
 {
 	ok("network.nsg.create", {{"name", "web"}});
 	for (const char *name : {"DenyAllInBound", "allowvnetoutbound"}) {
 		error("network.nsg.rule.update", {{"nsgName", "web"}, {"name", name}, {"priority", 200}},
-		      lg::agent::kRejected, "a default rule cannot be changed or deleted");
+		      lg::agent::kRejected,
+		      "networkSecurityGroups/web/defaultSecurityRules/" +
+			      std::string(lg::iequals(name, "DenyAllInBound") ? "DenyAllInBound" : "AllowVnetOutBound") +
+			      ": a default rule cannot be changed or deleted");
 		error("network.nsg.rule.delete", {{"nsgName", "web"}, {"name", name}}, lg::agent::kRejected,
 		      "a default rule cannot be changed or deleted");
-		error("network.nsg.rule.create", {{"nsgName", "web"}, {"name", name}, {"priority", 100}},
-		      lg::agent::kRejected, "is a default rule's name");
 	}
 	EXPECT_EQ(ok("network.nsg.rule.show", {{"nsgName", "web"}, {"name", "DenyAllInBound"}})["priority"], 65500);
-	EXPECT_TRUE(ok("network.nsg.rule.list", {{"nsgName", "web"}}).empty());
 	// A name that is neither is still missing.
 	error("network.nsg.rule.delete", {{"nsgName", "web"}, {"name", "DenyAll"}}, lg::agent::kNotFound,
 	      "networkSecurityGroups/web/securityRules/DenyAll: not found");
-	// The same refusal for a whole state.
-	ok("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "x"}, {"priority", 100}, {"direction", "Outbound"}});
-	json st = ok("export");
-	ASSERT_EQ(st["networkSecurityGroups"][0]["securityRules"][0]["name"], "x");
-	st["networkSecurityGroups"][0]["securityRules"][0]["name"] = "AllowInternetOutBound";
-	error("apply", {{"state", st}}, lg::agent::kRejected, "is a default rule's name");
+	// A custom rule of that name is the one update, show and delete find.
+	ok("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "DenyAllInbound"}, {"priority", 4096}, {"access", "Deny"}});
+	EXPECT_EQ(ok("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "denyallinbound"}, {"priority", 4000}})["priority"],
+		  4000);
+	EXPECT_EQ(ok("network.nsg.rule.show", {{"nsgName", "web"}, {"name", "DenyAllInBound"}})["priority"], 4000);
+	ok("network.nsg.rule.delete", {{"nsgName", "web"}, {"name", "DenyAllInbound"}});
+	EXPECT_TRUE(ok("network.nsg.rule.list", {{"nsgName", "web"}}).empty());
+	EXPECT_EQ(ok("network.nsg.rule.list", {{"nsgName", "web"}, {"includeDefault", true}}).size(), 6u);
 }
 
 TEST_F(ServiceTest, ServiceTagsLoadInlineAndFromFile)

@@ -222,7 +222,6 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--flows", "-18446744073709551615"}, "--flows"},
 		{{"--state", st, "--port", "0", "--mbufs", "-18446744073709550592"}, "--mbufs"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "+1000"}, "--reclaim-interval"},
-		{{"--state", st, "--port", "0", "--flows", "99999999999999999999999"}, "--flows"},
 		{{"--state", st, "--port", "0", "--duration", "-1"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "nan"}, "--duration"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "5"}, "--reclaim-interval"},
