@@ -638,11 +638,14 @@ private:
 								       " of VNet " + v.name);
 				// A connected gateway's on-premises prefixes are part of
 				// VirtualNetwork too.
-				for (const LocalNetworkGateway &g : s_.localNetworkGateways)
-					for (const std::string &pre : g.virtualNetworks.empty() ? std::vector<std::string>{} : g.addressPrefixes)
+				for (const LocalNetworkGateway &g : s_.localNetworkGateways) {
+					if (g.virtualNetworks.empty())
+						continue;
+					for (const std::string &pre : g.addressPrefixes)
 						if (auto px = Prefix::parse(pre); px && px->contains(*a))
 							add(p, "publicIp " + m.publicIp + " is inside the on-premises prefix " + pre +
 								       " of local network gateway " + g.name);
+				}
 			}
 			if (!one_of(m.publicNetworkAccess, {"Enabled", "Disabled"}))
 				add(p, "publicNetworkAccess '" + m.publicNetworkAccess + "' must be Enabled or Disabled");
