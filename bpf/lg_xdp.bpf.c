@@ -239,11 +239,10 @@ __noinline int lg_later_frag(struct xdp_md *ctx)
 		return LG_VERDICT_DROP;
 	frag_key(s);
 	fe = bpf_map_lookup_elem(&lg_frags, &s->fk);
-	if (fe && s->now >= fe->expires_ns) {
-		bpf_map_delete_elem(&lg_frags, &s->fk);
-		fe = 0;
-	}
-	if (!fe) {
+	/* An expired memory is absent but left for the sweep or the next first
+	 * fragment: a delete by key here could remove the memory a first
+	 * fragment of a new datagram with the same id just wrote on another CPU. */
+	if (!fe || s->now >= fe->expires_ns) {
 		s->reason = LG_REASON_FRAGMENT_NO_FIRST;
 		return LG_VERDICT_DROP;
 	}
@@ -433,6 +432,35 @@ static __always_inline int recheck(struct xdp_md *ctx, struct lg_scratch *s, __u
 	return 1;
 }
 
+/* Flow-log records are made only for an agent that drains them (linkgated
+ * --flow-log; docs/decisions.md "Flow logs"): otherwise lg_flowlog would
+ * fill, and every later new flow and deny would pay a failed insert. */
+LG_RODATA __u8 lg_flowlog_on = 0;
+
+/* A flow-log record for flow key k that came in on ifindex (SPEC §6): the
+ * first one of its key until the agent drains lg_flowlog. */
+static __always_inline void flowlog(struct lg_scratch *s, __u8 kind, struct lg_flow_key *k, __u32 ifindex)
+{
+	struct lg_flowlog_entry r;
+
+	if (!lg_flowlog_on || (k->proto != P_TCP && k->proto != P_UDP))
+		return;
+	__builtin_memset(&r, 0, sizeof(r));
+	r.at_ns = s->now;
+	r.generation = s->e.generation;
+	r.ifindex = ifindex;
+	r.egress_ifindex = s->pol.egress;
+	r.kind = kind;
+	if (kind == LG_FLOWLOG_DENY) {
+		r.generation = generation(s->slot);
+		r.counter = s->pol.counter;
+		r.reason = (__u8)s->reason;
+	}
+	if (bpf_map_lookup_elem(&lg_flowlog, k))
+		return;
+	cnt(&lg_log_cnt, bpf_map_update_elem(&lg_flowlog, k, &r, BPF_NOEXIST) ? LG_LOG_LOST : LG_LOG_WRITTEN);
+}
+
 /* A packet of the flow in scratch->e (found under scratch->k). */
 __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 {
@@ -449,6 +477,10 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 			if (!s)
 				return LG_VERDICT_DROP;
 			flow_erase(s, &s->e);
+			/* An NSG that cuts the flow (flushConnection) denies it: a D
+			 * tuple named as the flow, by its original key and ingress. */
+			if (s->reason == LG_REASON_NSG_DENY || s->reason == LG_REASON_NSG_DEFAULT_DENY)
+				flowlog(s, LG_FLOWLOG_DENY, &s->e.orig, reply ? s->e.nh[0].in_ifindex : s->ifindex);
 			return LG_VERDICT_DROP;
 		}
 		dirty = 1;
@@ -501,35 +533,6 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 	if (dirty || (v != LG_VERDICT_DROP && !error))
 		flow_store(s, BPF_EXIST, v != LG_VERDICT_DROP && !error ? s->p.len : 0);
 	return v;
-}
-
-/* Flow-log records are made only for an agent that drains them (linkgated
- * --flow-log; docs/decisions.md "Flow logs"): otherwise lg_flowlog would
- * fill, and every later new flow and deny would pay a failed insert. */
-LG_RODATA __u8 lg_flowlog_on = 0;
-
-/* A flow-log record for the new packet of s->k (SPEC §6): the first one of
- * its key until the agent drains lg_flowlog. */
-static __always_inline void flowlog(struct lg_scratch *s, __u8 kind)
-{
-	struct lg_flowlog_entry r;
-
-	if (!lg_flowlog_on || (s->k.proto != P_TCP && s->k.proto != P_UDP))
-		return;
-	__builtin_memset(&r, 0, sizeof(r));
-	r.at_ns = s->now;
-	r.generation = s->e.generation;
-	r.ifindex = s->ifindex;
-	r.egress_ifindex = s->pol.egress;
-	r.kind = kind;
-	if (kind == LG_FLOWLOG_DENY) {
-		r.generation = generation(s->slot);
-		r.counter = s->pol.counter;
-		r.reason = (__u8)s->reason;
-	}
-	if (bpf_map_lookup_elem(&lg_flowlog, &s->k))
-		return;
-	cnt(&lg_log_cnt, bpf_map_update_elem(&lg_flowlog, &s->k, &r, BPF_NOEXIST) ? LG_LOG_LOST : LG_LOG_WRITTEN);
 }
 
 /* Flow lookup, new-flow policy, forwarding, flow creation (process_ip). */
@@ -613,7 +616,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 	if (!s->pol.allowed) {
 		s->reason = s->pol.reason;
 		if (s->reason == LG_REASON_NSG_DENY || s->reason == LG_REASON_NSG_DEFAULT_DENY)
-			flowlog(s, LG_FLOWLOG_DENY);
+			flowlog(s, LG_FLOWLOG_DENY, &s->k, s->ifindex);
 		return LG_VERDICT_DROP;
 	}
 
@@ -680,7 +683,7 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 		s->reason = (__u32)err;
 		return LG_VERDICT_DROP;
 	}
-	flowlog(s, LG_FLOWLOG_BEGIN);
+	flowlog(s, LG_FLOWLOG_BEGIN, &s->k, s->ifindex);
 	return v;
 }
 

@@ -1130,12 +1130,10 @@ Decision Evaluator::Impl::process(std::span<const uint8_t> in, uint32_t ifindex,
 Decision Evaluator::Impl::later_fragment(std::span<const uint8_t> in, const Parsed &p, uint32_t vni, uint64_t now, Decision d)
 {
 	FragKey fk = frag_key(vni, p);
+	// An expired memory is absent, left for reclaim() or the next first
+	// fragment, as the dataplanes leave it (lg_later_frag).
 	auto it = frags.find(fk);
-	if (it != frags.end() && now >= it->second.expires) {
-		frags.erase(it);
-		it = frags.end();
-	}
-	if (it == frags.end())
+	if (it == frags.end() || now >= it->second.expires)
 		return dropped(std::move(d), LG_REASON_FRAGMENT_NO_FIRST, LG_STAGE_FRAGMENT);
 	const FragEntry &e = it->second;
 	if (p.frag_offset < e.covered)

@@ -1010,7 +1010,9 @@ size_t Engine::reclaim(uint64_t now_ns)
 	size_t n = 0;
 	if (due)
 		// Flows counted by their original copies, as XDP's reclaim counts
-		// them: a flow to itself has no other.
+		// them: a flow to itself has no other. Asked again before each
+		// delete, as XDP's reads again: a packet may have made the flow
+		// anew in place since the walk.
 		n = flows_->for_each([&](const void *, uint8_t *v) {
 			if (expires(v) > now_ns)
 				return 0;
@@ -1025,12 +1027,14 @@ size_t Engine::reclaim(uint64_t now_ns)
 			    std::memcmp(&twin.orig, &e.orig, sizeof e.orig) == 0)
 				return 0;
 			return e.flags & LG_FLOW_F_REPLY ? 2 : 1;
-		});
-	frags_->for_each([&](const void *, uint8_t *v) {
-		lg_frag_entry e;
-		std::memcpy(&e, v, sizeof e);
-		return e.expires_ns <= now_ns;
-	});
+		}, SIZE_MAX, false, true);
+	frags_->for_each(
+		[&](const void *, uint8_t *v) {
+			lg_frag_entry e;
+			std::memcpy(&e, v, sizeof e);
+			return e.expires_ns <= now_ns;
+		},
+		SIZE_MAX, false, true);
 	return n;
 }
 

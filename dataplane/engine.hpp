@@ -144,6 +144,7 @@ public:
 	void set_flow_log(bool on);
 	bool flow_log() const { return flow_log_.load(std::memory_order_relaxed); } // any thread
 	size_t flow_entries();              // both keys of every flow
+	size_t fragment_entries() const { return frags_->count(); } // datagrams remembered, expired ones too
 	size_t reclaim(uint64_t now_ns);    // expired flows and fragments removed
 	const CompiledTables &live() const { return *live_; }
 	// The live generation's rte_acl classifier of NSG direction `dir`, as the

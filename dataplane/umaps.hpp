@@ -228,9 +228,12 @@ public:
 	// walk of a million flows feels). f returns 0 (false) to keep the
 	// entry, 1 (true) to delete it, 2 to delete it uncounted; a delete
 	// happens only if the key still has that slot and owner (not a flow
-	// made again under the same key since). Returns the counted entries
-	// deleted.
-	template <typename F> size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false);
+	// made again under the same key since) and, with recheck, if f still
+	// says so of a copy taken again just before (a value rewritten in place
+	// since the walk read it: f must have no side effects). Returns the
+	// counted entries deleted.
+	template <typename F>
+	size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false, bool recheck = false);
 	// key's value (its first n bytes), for the control thread as for_each
 	// copies: taken whole from one owner of the key's slot. False: absent.
 	bool copy(const void *key, void *val, size_t n) const;
@@ -279,7 +282,7 @@ private:
 	std::atomic<int64_t> live_{0};
 };
 
-template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, bool keys)
+template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, bool keys, bool recheck)
 {
 	struct Doomed {
 		std::vector<uint8_t> key;
@@ -300,8 +303,12 @@ template <typename F> size_t SharedHash::for_each(F &&f, size_t value_bytes, boo
 			doomed.push_back(Doomed{k, pos, owner, verdict == 1});
 	}
 	size_t gone = 0;
-	for (auto &d : doomed)
+	for (auto &d : doomed) {
+		if (recheck && (!copy(d.key.data(), v.data(), n) ||
+				!f(keys ? static_cast<const void *>(d.key.data()) : nullptr, v.data())))
+			continue;
 		gone += del_owned(d.key.data(), d.pos, d.owner) == 0 && d.counted;
+	}
 	return gone;
 }
 

@@ -66,7 +66,7 @@ sweep_test_leftovers() {
     say "removing namespace $n (left by test process $pid)"
     ip netns del "$n" || true
   done
-  for d in /sys/fs/bpf/linkgate-test-* /sys/fs/bpf/lgtest-agent-* /var/run/dpdk/lgt*; do
+  for d in /sys/fs/bpf/linkgate-test-* /sys/fs/bpf/lgtest-agent-* /sys/fs/bpf/lgbench-* /var/run/dpdk/lgt*; do
     [ -e "$d" ] || continue
     remove_if_dead "$d" "${d##*-}" "test process"
   done

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <cerrno>
 #include <fcntl.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
@@ -31,21 +32,28 @@ namespace lgtest {
 
 using namespace lg;
 
-inline int tcp_connect(const char *dst, uint16_t port, int timeout_ms)
+// A connected socket, or -1 with *why the error (ETIMEDOUT: no answer).
+inline int tcp_connect(const char *dst, uint16_t port, int timeout_ms, int *why = nullptr)
 {
+	int dummy;
+	if (!why)
+		why = &dummy;
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	sockaddr_in a{};
 	a.sin_family = AF_INET;
 	a.sin_port = htons(port);
 	inet_pton(AF_INET, dst, &a.sin_addr);
 	if (connect(s, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+		*why = errno;
 		close(s);
 		return -1;
 	}
 	pollfd p{s, POLLOUT, 0};
 	int err = 0;
 	socklen_t len = sizeof err;
-	if (poll(&p, 1, timeout_ms) != 1 || getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err) {
+	int ready = poll(&p, 1, timeout_ms);
+	if (ready != 1 || getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err) {
+		*why = ready == 0 ? ETIMEDOUT : err ? err : errno;
 		close(s);
 		return -1;
 	}
@@ -73,12 +81,14 @@ inline bool echo(int s, const char *msg, int timeout_ms)
 	return got == msg;
 }
 
-// 0: connected and echoed; 3: no answer (dropped).
+// 0: connected and echoed; 3: no answer (dropped); 4: refused (an RST:
+// the SYN got through to a port nothing listens on); 5: another error.
 inline int echo_once(const char *dst, uint16_t port, int timeout_ms)
 {
-	int s = tcp_connect(dst, port, timeout_ms);
+	int why = 0;
+	int s = tcp_connect(dst, port, timeout_ms, &why);
 	if (s < 0)
-		return 3;
+		return why == ETIMEDOUT ? 3 : why == ECONNREFUSED ? 4 : 5;
 	int rc = echo(s, "hello", timeout_ms) ? 0 : 6;
 	close(s);
 	return rc;

@@ -317,6 +317,11 @@ struct Service::Impl {
 				rejected(deleting + " cannot be deleted: " + v.error(), deleting);
 			rejected(v.error());
 		}
+		// A request that changes nothing (an apply of the same desired
+		// state, approving an approved connection) is answered without a
+		// generation: the dataplanes and their flows' re-checks stay put.
+		if (next == s.state_)
+			return;
 		Result<uint64_t> g = s.commit_ ? s.commit_(next) : Result<uint64_t>(s.generation_ + 1);
 		if (!g)
 			fail(kCommitFailed, "commit failed: " + g.error());

@@ -424,6 +424,14 @@ int main(int argc, char **argv)
 	if (statfs("/sys/fs/bpf", &fs) != 0 || fs.f_type != BPF_FS_MAGIC)
 		mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr);
 	std::string pin_dir = "/sys/fs/bpf/lgbench-" + std::to_string(getpid());
+	// Removed however the bench ends (its failures std::exit from threads;
+	// scripts/lib.sh sweeps one a killed run left).
+	static std::string s_pins;
+	s_pins = pin_dir;
+	std::atexit([] {
+		std::error_code ec;
+		std::filesystem::remove_all(s_pins, ec);
+	});
 
 	// Compile time of the small state, a PEC change: from scratch (every
 	// server's Maglev tables filled again), with the cache linkgated carries

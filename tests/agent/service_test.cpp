@@ -685,4 +685,37 @@ TEST(ServiceCommit, HookFailureKeepsThePreviousGeneration)
 	EXPECT_EQ(committed.size(), 1u);
 }
 
+// An apply of the state in force, an update to the values a rule has: the
+// dataplanes get no new generation (their flows would be re-checked for
+// nothing), and the reply carries the generation in force.
+TEST(ServiceCommit, AChangeThatChangesNothingMakesNoGeneration)
+{
+	uint64_t next = 10;
+	unsigned commits = 0;
+	Service svc(State{}, 10, [&](const State &) -> lg::Result<uint64_t> {
+		commits++;
+		return ++next;
+	});
+	int id = 0;
+	auto call = [&](const std::string &m, const json &p) {
+		json r = svc.handle({{"jsonrpc", "2.0"}, {"id", ++id}, {"method", m}, {"params", p}});
+		EXPECT_TRUE(r.contains("result")) << m << " " << r.dump();
+		return r;
+	};
+	call("network.nsg.create", {{"name", "web"}});
+	call("network.nsg.rule.create", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 100}, {"access", "Allow"}});
+	ASSERT_EQ(commits, 2u);
+	State before = svc.state();
+	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "SQL"}, {"priority", 100}})["generation"], 12);
+	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "sql"}, {"access", "Allow"}})["generation"],
+		  12);
+	json exported = call("export", json::object())["result"];
+	EXPECT_EQ(call("apply", {{"state", exported}})["generation"], 12);
+	EXPECT_EQ(commits, 2u);
+	EXPECT_EQ(svc.state(), before);
+	// A real change still commits.
+	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 101}})["generation"], 13);
+	EXPECT_EQ(commits, 3u);
+}
+
 } // namespace

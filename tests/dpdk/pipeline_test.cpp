@@ -483,6 +483,49 @@ TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 	}
 }
 
+// A value rewritten in place (same slot, same owner: a packet's update of
+// an existing key, as a first fragment replaces an expired memory) between
+// the walk's copy and its delete: with recheck the walk asks again on a
+// fresh copy and keeps it (reclaim's flows and fragments).
+TEST(DpdkFlowTable, TheControlWalkWithRecheckKeepsAValueRewrittenInPlace)
+{
+	constexpr uint32_t kKeys = 200;
+	for (bool recheck : {false, true}) {
+		TableRig t(recheck ? "lgt_rechk1" : "lgt_rechk0", 1, 1024);
+		ASSERT_TRUE(t.h) << t.why;
+		lg_umap *m = t.h.get();
+		lg_flow_entry e{};
+		e.expires_ns = 5;
+		for (uint32_t i = 0; i < kKeys; i++) {
+			lg_flow_key k = numbered_key(13, i);
+			e.server = i;
+			ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
+		}
+		// Every entry is expired when the walk reads it; the even ones are
+		// made young in place right after.
+		size_t deleted = t.h->for_each(
+			[&](const void *, uint8_t *v) {
+				const auto *c = reinterpret_cast<const lg_flow_entry *>(v);
+				if (c->expires_ns > 10)
+					return false;
+				if (c->server % 2 == 0) {
+					lg_flow_key k = numbered_key(13, c->server);
+					lg_flow_entry young = *c;
+					young.expires_ns = 100;
+					EXPECT_EQ(m->ops->update(m, &k, &young, BPF_EXIST), 0);
+				}
+				return true;
+			},
+			SIZE_MAX, false, recheck);
+		EXPECT_EQ(deleted, recheck ? kKeys / 2 : kKeys) << "recheck " << recheck;
+		EXPECT_EQ(t.h->count(), recheck ? kKeys / 2 : 0u) << "recheck " << recheck;
+		for (uint32_t i = 0; recheck && i < kKeys; i++) {
+			lg_flow_key k = numbered_key(13, i);
+			EXPECT_EQ(m->ops->lookup(m, &k) != nullptr, i % 2 == 0) << "key " << i;
+		}
+	}
+}
+
 TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 {
 	ASSERT_NE(pool(), nullptr) << rte_strerror(rte_errno);

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "malformed_corpus.hpp"
 #include "xdp_harness.hpp"
 #ifdef LG_WITH_DPDK
@@ -94,8 +96,11 @@ void write_seeds(const char *dir)
 bool eal_init()
 {
 	const char *prefix = std::getenv("LG_FUZZ_EAL_PREFIX");
+	// Run by hand without scripts/fuzz: a prefix of its own, which
+	// scripts/lib.sh sweeps (lgt*) once this process is gone.
+	std::string own = "lgtfuzz-" + std::to_string(getpid());
 	std::vector<std::string> args = {"lgfuzz", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix",
-					 prefix ? prefix : "lgfuzz", "--log-level", "*:warning", "-l", "0"};
+					 prefix ? prefix : own, "--log-level", "*:warning", "-l", "0"};
 	std::vector<char *> av;
 	for (auto &a : args)
 		av.push_back(a.data());

@@ -587,12 +587,47 @@ TEST_F(XdpTest, FlushConnection)
 	auto f = c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40000, 443, kTcpSyn).build();
 	auto ack = c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40000, 443, kTcpAck).build();
 	expect(f, LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the Internet via the gateway");
+	// A second flow, to be cut by its reply.
+	auto f2 = c2s().ipv4("10.1.1.10", "8.8.8.8").tcp(40001, 443, kTcpSyn).build();
+	auto back2 = b2c().ipv4("8.8.8.8", "10.1.1.10").tcp(443, 40001, kTcpSyn | kTcpAck).build();
+	Decision d2 = expect(f2, LG_VERDICT_FORWARD, LG_REASON_NONE, "second SYN");
 	state.networkSecurityGroups[0].securityRules.push_back(rule("deny-web", 150, "Outbound", "Deny", "Tcp", "*", "*", "443"));
 	commit();
 	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "kept: flushConnection false");
 	state.networkSecurityGroups[0].flushConnection = true;
 	commit();
+	// The BEGIN records drained, as linkgated drains them each interval.
+	(void)pair->dp().drain_flowlog();
+#ifdef LG_WITH_DPDK
+	(void)pair->dpdk().drain_flowlog();
+#endif
 	expect(ack, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "cut: flushConnection true");
+	expect(back2, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "cut by its reply", d2.egress_ifindex);
+	// Each cut is a D record of the flow, named by its original key and
+	// ingress whichever direction was cut (linkgated writes its D tuple).
+	uint32_t deny_web = LG_NONE;
+	for (size_t i = 0; i < pair->tables().rule_names.size(); i++)
+		if (pair->tables().rule_names[i].ends_with("/deny-web"))
+			deny_web = uint32_t(i);
+	ASSERT_NE(deny_web, LG_NONE);
+	auto check_cut = [&](const char *plane, std::vector<std::pair<lg_flow_key, lg_flowlog_entry>> recs) {
+		SCOPED_TRACE(plane);
+		ASSERT_EQ(recs.size(), 2u);
+		std::sort(recs.begin(), recs.end(), [](auto &a, auto &b) { return a.first.sport < b.first.sport; });
+		for (unsigned i = 0; i < 2; i++) {
+			EXPECT_EQ(recs[i].second.kind, LG_FLOWLOG_DENY);
+			EXPECT_EQ(recs[i].second.reason, LG_REASON_NSG_DENY);
+			EXPECT_EQ(recs[i].second.counter, deny_web);
+			EXPECT_EQ(recs[i].second.ifindex, client_if);
+			EXPECT_EQ(recs[i].second.egress_ifindex, d2.egress_ifindex);
+			EXPECT_EQ(recs[i].first.sport, htons(uint16_t(40000 + i)));
+			EXPECT_EQ(recs[i].first.dport, htons(443));
+		}
+	};
+	check_cut("xdp", pair->dp().drain_flowlog());
+#ifdef LG_WITH_DPDK
+	check_cut("dpdk", pair->dpdk().drain_flowlog());
+#endif
 	expect(f, LG_VERDICT_DROP, LG_REASON_NSG_DENY, "a new SYN is denied too");
 }
 
@@ -998,6 +1033,20 @@ TEST_F(XdpTest, Fragments)
 	expect(l6, LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 later fragment");
 	pair->advance(6 * kSec);
 	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory expired");
+	// The later fragment did not delete the expired memory (on another CPU
+	// that could be a new datagram's, just written): the sweep removes it.
+	EXPECT_EQ(pair->ev().fragment_count(), 3u);
+	EXPECT_EQ(pair->dp().fragment_entries(), 3u);
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(pair->dpdk().fragment_entries(), 3u);
+	pair->dpdk().reclaim(pair->now());
+	EXPECT_EQ(pair->dpdk().fragment_entries(), 0u);
+#endif
+	pair->dp().reclaim();
+	pair->ev().reclaim(pair->now());
+	EXPECT_EQ(pair->dp().fragment_entries(), 0u);
+	EXPECT_EQ(pair->ev().fragment_count(), 0u);
+	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory swept");
 }
 
 // EvalTest.FragmentMemoryIsPerVnet: a second tenant VNet with the same
