@@ -320,9 +320,12 @@ struct Service::Impl {
 		// A request that changes nothing (an apply of the same desired
 		// state, approving an approved connection) is answered without a
 		// generation: the dataplanes and their flows' re-checks stay put.
-		if (next == s.state_)
+		// Not after a failed commit: then it is how the operator puts the
+		// dataplanes back on the state the agent holds.
+		if (next == s.state_ && !s.unsure_)
 			return;
 		Result<uint64_t> g = s.commit_ ? s.commit_(next) : Result<uint64_t>(s.generation_ + 1);
+		s.unsure_ = !g;
 		if (!g)
 			fail(kCommitFailed, "commit failed: " + g.error());
 		// The reference evaluator (explain's trace) catches up when asked.
@@ -1277,6 +1280,7 @@ Service::Service(State initial, uint64_t generation, CommitHook commit)
 Result<uint64_t> Service::republish()
 {
 	Result<uint64_t> g = commit_ ? commit_(state_) : Result<uint64_t>(generation_ + 1);
+	unsure_ = !g;
 	if (g)
 		generation_ = *g;
 	return g;

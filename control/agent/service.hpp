@@ -127,6 +127,9 @@ private:
 	CommitHook commit_;
 	Evaluator evaluator_;
 	bool evaluator_stale_ = false; // state_ changed since evaluator_ last saw it
+	// The last commit failed: a dataplane may enforce something else than
+	// state_ (its restore can fail too), so the same state is committed again.
+	bool unsure_ = false;
 	Dataplane *dataplane_ = nullptr;
 };
 

@@ -28,7 +28,8 @@ int refused_exit(std::vector<std::string> args)
 	// Beside its state file, not the host's default pin directory: a
 	// check that broke would otherwise leave pins there (Daemon::start).
 	auto sf = std::find(args.begin(), args.end(), "--state");
-	if (sf != args.end() && sf + 1 != args.end() && std::find(args.begin(), args.end(), "--pin-dir") == args.end()) {
+	if (sf != args.end() && sf + 1 != args.end() && !(sf + 1)->empty() &&
+	    std::find(args.begin(), args.end(), "--pin-dir") == args.end()) {
 		args.push_back("--pin-dir");
 		args.push_back(std::filesystem::path(*(sf + 1)).parent_path().string() + "/pins");
 	}

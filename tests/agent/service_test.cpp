@@ -692,8 +692,11 @@ TEST(ServiceCommit, AChangeThatChangesNothingMakesNoGeneration)
 {
 	uint64_t next = 10;
 	unsigned commits = 0;
+	bool fail = false;
 	Service svc(State{}, 10, [&](const State &) -> lg::Result<uint64_t> {
 		commits++;
+		if (fail)
+			return lg::err("state.json: cannot write: No space left on device");
 		return ++next;
 	});
 	int id = 0;
@@ -716,6 +719,18 @@ TEST(ServiceCommit, AChangeThatChangesNothingMakesNoGeneration)
 	// A real change still commits.
 	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 101}})["generation"], 13);
 	EXPECT_EQ(commits, 3u);
+	// After a failed commit a dataplane may hold the refused change (its
+	// restore may have failed too): the same state is committed again.
+	fail = true;
+	json r = svc.handle({{"jsonrpc", "2.0"}, {"id", ++id}, {"method", "network.nsg.rule.update"},
+			     {"params", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 102}}}});
+	EXPECT_EQ(r["error"]["code"], lg::agent::kCommitFailed) << r.dump();
+	EXPECT_EQ(commits, 4u);
+	fail = false;
+	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 101}})["generation"], 14);
+	EXPECT_EQ(commits, 5u);
+	EXPECT_EQ(call("network.nsg.rule.update", {{"nsgName", "web"}, {"name", "sql"}, {"priority", 101}})["generation"], 14);
+	EXPECT_EQ(commits, 5u);
 }
 
 } // namespace
