@@ -383,9 +383,9 @@ void build_tree(CLI::App &app)
 	leaf(&app, "explain", "explain", Kind::Explain,
 	     {{"--src", "src", T::Str, true, "source IP"},
 	      {"--dst", "dst", T::Str, true, "destination IP"},
-	      {"--protocol", "protocol", T::Str, true, "Tcp|Udp|Icmp"},
-	      {"--sport", "sport", T::Int, false, "source port"},
-	      {"--dport", "dport", T::Int, false, "destination port"},
+	      {"--protocol", "protocol", T::Str, true, "Tcp|Udp|Icmp|Esp|Ah"},
+	      {"--sport", "sport", T::Int, false, "source port (Tcp, Udp; default 0)"},
+	      {"--dport", "dport", T::Int, false, "destination port (Tcp, Udp; default 0)"},
 	      {"--vnet-name", "vnetName", T::Str, false, "the packet's VNet (default: the one holding --src)"}},
 	     "what the live generation does with a new flow");
 	leaf(&app, "stats", "stats", Kind::Stats, {}, "counters");

@@ -1069,10 +1069,20 @@ struct Service::Impl {
 			t.proto = kProtoUdp;
 		else if (iequals(proto, "Icmp"))
 			t.proto = t.src.is_v4() ? kProtoIcmp : kProtoIcmp6;
+		else if (iequals(proto, "Esp"))
+			t.proto = kProtoEsp;
+		else if (iequals(proto, "Ah"))
+			t.proto = kProtoAh;
 		else
-			invalid("protocol", "'" + proto + "' must be Tcp, Udp or Icmp");
+			invalid("protocol", "'" + proto + "' must be Tcp, Udp, Icmp, Esp or Ah");
+		// A port given to a portless protocol would be ignored, so it is refused;
+		// an omitted port of Tcp or Udp is 0.
+		bool has_ports = t.proto == kProtoTcp || t.proto == kProtoUdp;
 		auto port = [&](const char *k) -> uint16_t {
-			auto v = p.opt_int(k).value_or(0);
+			auto o = p.opt_int(k);
+			if (o && !has_ports)
+				invalid(k, "ports apply to Tcp and Udp only");
+			auto v = o.value_or(0);
 			if (v < 0 || v > 65535)
 				invalid(k, std::to_string(v) + " is outside 0-65535");
 			return uint16_t(v);

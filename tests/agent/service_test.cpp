@@ -571,6 +571,23 @@ TEST_F(ServiceTest, ExplainStatsFlows)
 	EXPECT_EQ(e["reason"], "nsg-deny");
 	EXPECT_EQ(e["nsg"], "web");
 	EXPECT_EQ(e["rule"], "no-mysql");
+	// Esp and Ah are rule protocols, so explain takes them; ports are Tcp's and Udp's only.
+	ok("network.nsg.rule.create", {{"nsgName", "web"},
+				       {"name", "no-esp"},
+				       {"priority", 110},
+				       {"direction", "Outbound"},
+				       {"access", "Deny"},
+				       {"protocol", "Esp"}});
+	e = ok("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "Esp"}});
+	EXPECT_EQ(e["reason"], "nsg-deny") << e.dump();
+	EXPECT_EQ(e["rule"], "no-esp") << e.dump();
+	e = ok("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "ah"}});
+	EXPECT_NE(e["rule"], "no-esp") << e.dump();
+	EXPECT_NE(e["reason"], "nsg-deny") << e.dump();
+	error("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "Icmp"}, {"dport", 80}},
+	      lg::agent::kInvalidParams, "dport");
+	error("explain", {{"src", "10.1.1.10"}, {"dst", "10.1.1.100"}, {"protocol", "Esp"}, {"sport", 1}},
+	      lg::agent::kInvalidParams, "sport");
 	error("explain", {{"src", "10.1.1.300"}, {"dst", "10.1.1.100"}, {"protocol", "Tcp"}}, lg::agent::kInvalidParams,
 	      "src");
 	error("explain", {{"src", "10.1.1.3"}, {"dst", "10.1.1.100"}, {"protocol", "Gre"}}, lg::agent::kInvalidParams,
