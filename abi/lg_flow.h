@@ -174,7 +174,7 @@ LG_STATIC_ASSERT(sizeof(struct lg_flow_sample) == 192, "lg_flow_sample layout");
 /* lg_log_cnt indices. */
 enum lg_log_counter {
 	LG_LOG_WRITTEN = 0, /* records written to lg_flowlog */
-	LG_LOG_LOST = 1,    /* records not written: lg_flowlog was full */
+	LG_LOG_LOST = 1,    /* records not written: lg_flowlog was full (or no memory) */
 	LG_LOG__COUNT = 2,
 };
 

@@ -442,6 +442,7 @@ LG_RODATA __u8 lg_flowlog_on = 0;
 static __always_inline void flowlog(struct lg_scratch *s, __u8 kind, struct lg_flow_key *k, __u32 ifindex)
 {
 	struct lg_flowlog_entry r;
+	long err;
 
 	if (!lg_flowlog_on || (k->proto != P_TCP && k->proto != P_UDP))
 		return;
@@ -458,7 +459,11 @@ static __always_inline void flowlog(struct lg_scratch *s, __u8 kind, struct lg_f
 	}
 	if (bpf_map_lookup_elem(&lg_flowlog, k))
 		return;
-	cnt(&lg_log_cnt, bpf_map_update_elem(&lg_flowlog, k, &r, BPF_NOEXIST) ? LG_LOG_LOST : LG_LOG_WRITTEN);
+	err = bpf_map_update_elem(&lg_flowlog, k, &r, BPF_NOEXIST);
+	/* EEXIST: another CPU wrote this key's record since the lookup; it
+	 * hides this one as a waiting record does, so nothing is lost. */
+	if (err != -17 /* EEXIST */)
+		cnt(&lg_log_cnt, err ? LG_LOG_LOST : LG_LOG_WRITTEN);
 }
 
 /* A packet of the flow in scratch->e (found under scratch->k). */

@@ -216,6 +216,12 @@ Result<nlohmann::json> run_update(const RunContext &ctx)
 	auto gap = [&] { std::this_thread::sleep_for(std::chrono::milliseconds(g_opts.gap_ms)); };
 	std::vector<double> t_status, t_pec, t_nsg, t_apply, t_nft, t_nft_set, t_cli_status, t_cli_pec;
 	nlohmann::json pec = {{"serverName", "db"}, {"name", "pe"}};
+	// Each rule update flips cb5's access: one that left it as it was
+	// would change nothing and make no generation.
+	auto cb5 = c.call("network.nsg.rule.show", {{"nsgName", "big"}, {"name", "cb5"}});
+	if (!cb5)
+		return err(cb5.error());
+	bool cb5_allow = (*cb5)["result"].value("access", "") == "Allow";
 	for (int i = 0; i < n; i++) {
 		P("socket round trips, PEC approve, NSG rule change: " + std::to_string(i + 1) + "/" + std::to_string(n));
 		double t0 = now_ms();
@@ -231,7 +237,7 @@ Result<nlohmann::json> run_update(const RunContext &ctx)
 		t_pec.push_back(now_ms() - t0);
 		gap();
 		t0 = now_ms();
-		nlohmann::json upd = {{"nsgName", "big"}, {"name", "cb5"}, {"access", i % 2 ? "Deny" : "Allow"}};
+		nlohmann::json upd = {{"nsgName", "big"}, {"name", "cb5"}, {"access", (i % 2 == 0) == cb5_allow ? "Deny" : "Allow"}};
 		if (auto r = c.call("network.nsg.rule.update", upd); !r)
 			return err(r.error());
 		t_nsg.push_back(now_ms() - t0);
