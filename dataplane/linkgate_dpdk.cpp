@@ -780,7 +780,10 @@ int main(int argc, char **argv)
 	// costs a fifth of a CPU.
 	cli.add_option("--reclaim-interval", reclaim_ms, "milliseconds between sweeps of expired flows (default 1000)")
 		->transform(kDecimal)->check(CLI::Range(100u, 3600000u));
-	cli.add_option("--duration", duration, "stop after this many seconds (0: until SIGINT/SIGTERM)");
+	// Read with from_chars below, not CLI11's strtod: that took hex floats
+	// ("0x1p3") and leading blanks.
+	std::string duration_text = "0";
+	cli.add_option("--duration", duration_text, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
 	std::string classify_path;
 	uint32_t classify_dir = 0;
@@ -823,7 +826,10 @@ int main(int argc, char **argv)
 		bad = "--dump-acl: give a path prefix";
 	else if (cli.count("--classify-trace") && classify_path.empty())
 		bad = "--classify-trace: give a file";
-	else if (!std::isfinite(duration) || duration < 0)
+	else if (auto [end, ec] = std::from_chars(duration_text.data(), duration_text.data() + duration_text.size(),
+						    duration);
+		 ec != std::errc() || end != duration_text.data() + duration_text.size() || !std::isfinite(duration) ||
+		 duration < 0)
 		bad = "--duration: a number of seconds, 0 or more";
 	else if (!valid_dataplane_name(name))
 		bad = "--name: 1-64 characters of A-Z a-z 0-9 . _ -";
