@@ -930,6 +930,12 @@ void XdpDataplane::fib_changed(uint64_t ahead_ns)
 	timespec ts{};
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	uint64_t now = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec) + skel_->bss->lg_time_offset_ns;
+	// Never earlier than a stamp dated ahead (an agent's start): a notice
+	// read within that time would end its distrust early. ~0 (distrust)
+	// is replaced. One writer, the agent's thread: no compare-and-swap.
+	uint64_t cur = __atomic_load_n(&skel_->bss->lg_fib_changed_ns, __ATOMIC_ACQUIRE);
+	if (cur != ~0ull && cur >= now + 1 + ahead_ns)
+		return;
 	__atomic_store_n(&skel_->bss->lg_fib_changed_ns, now + 1 + ahead_ns, __ATOMIC_RELEASE);
 }
 

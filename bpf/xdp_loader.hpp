@@ -130,7 +130,8 @@ public:
 	// fib_changed() within the next `ns` (an agent that reads them);
 	// nobody watches (a second at most). Loaded: unwatched, never changed.
 	// ahead_ns > 0 dates the change that far ahead: nothing resolved before
-	// then is trusted (an agent's start, docs/agent.md).
+	// then is trusted (an agent's start, docs/agent.md); a later call
+	// never moves the stamp back before it.
 	void fib_changed(uint64_t ahead_ns = 0);
 	void fib_distrust(); // a change at the end of time: nothing is trusted until the next fib_changed()
 	void fib_watched_for(uint64_t ns);

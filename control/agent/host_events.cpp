@@ -60,6 +60,7 @@ HostEvents::Seen HostEvents::feed(const void *buf, size_t n)
 		}
 	}
 	if (len != 0) { // bytes left that are no whole message (a truncated read)
+		neigh_.clear(); // the lost part may have changed any neighbour
 		s.addresses = true;
 		s.fib = true;
 		s.links = true;
@@ -119,18 +120,14 @@ bool HostEvents::remember_neighbours(int nl_fd)
 				bad = true;
 				break;
 			}
-			if (h->nlmsg_type == NLMSG_DONE) {
-				int rc = 0; // the dump's own error, if it carries one
+			// DONE's and ERROR's payload starts with an int: 0 or a negated errno.
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+				int rc = 0;
 				if (h->nlmsg_len >= NLMSG_LENGTH(sizeof rc))
 					std::memcpy(&rc, NLMSG_DATA(h), sizeof rc);
-				if (rc == 0)
+				if (h->nlmsg_type == NLMSG_DONE && rc == 0)
 					return true;
 				errno = rc < 0 ? -rc : EPROTO;
-				bad = true;
-				break;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				errno = EPROTO;
 				bad = true;
 				break;
 			}

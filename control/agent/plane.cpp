@@ -502,12 +502,12 @@ Result<std::unique_ptr<Plane>> Plane::open(const PlaneOptions &o, const State &i
 	// joining (a change between the two is both read and announced): a
 	// later notice that repeats one is a state change, not a change. Best
 	// effort: without it each neighbour's first notice is a change.
-	if (int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE); fd >= 0) {
-		if (!p->events_.remember_neighbours(fd))
-			log("cannot read the host's neighbours (%s); each one's next notice counts as a change",
-			    std::strerror(errno));
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0 || !p->events_.remember_neighbours(fd))
+		log("cannot read the host's neighbours (%s); each one's next notice counts as a change",
+		    std::strerror(errno));
+	if (fd >= 0)
 		close(fd);
-	}
 	auto addrs = local_addresses();
 	if (!addrs)
 		return err(addrs.error());
@@ -721,9 +721,18 @@ Status Plane::host_events()
 	event_messages_ += seen.messages;
 	relink_pending_ |= seen.links;
 	Status st = Ok{};
-	if (seen.addresses) { // the whole set is read again
+	// The whole set is read again, and again at each heartbeat until that
+	// succeeds (getifaddrs needs a socket: EMFILE): no later notice may
+	// come. Only the first failure is reported.
+	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
 		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
+		bool retried = addresses_pending_;
+		addresses_pending_ = !st;
+		if (retried && st)
+			seen.fib = true; // lg_local changed since the last stamp
+		if (retried && !st)
+			st = Ok{};
 	}
 	// After lg_local: a next hop resolved from here on sees the new set.
 	if (seen.fib) {

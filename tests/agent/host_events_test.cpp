@@ -197,6 +197,9 @@ TEST_F(HostEventsTest, TornOrLostNotificationsAreAChangeOfEverything)
 	auto s = ev.feed(buf, d[0].size() - 1);
 	EXPECT_TRUE(s.fib) << "a message cut short";
 	EXPECT_TRUE(s.addresses);
+	EXPECT_EQ(ev.neighbours(), 0u) << "what was cut off may have changed any neighbour";
+	std::memcpy(buf, d[0].data(), d[0].size());
+	EXPECT_TRUE(ev.feed(buf, d[0].size()).fib) << "after a torn read, a neighbour's state change is a change";
 
 	s = ev.lost();
 	EXPECT_TRUE(s.fib);

@@ -14,10 +14,12 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -557,6 +559,9 @@ TEST_F(AgentRestart, CountersFollowTheirNamesAcrossARestart)
 // stay in lg_local throughout.
 TEST_F(AgentRestart, HostAddressesFollowTheHost)
 {
+	// No IPv6: its addresses change at times of their own (DAD), and each
+	// such notice reads the set again; the retry below must be the only way.
+	ASSERT_TRUE(topo.run("host", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1"));
 	start_agent(policy("Approved"));
 	auto local_has = [&](const char *ip) {
 		int fd = bpf_obj_get((pin_dir + "/lg_local").c_str());
@@ -593,6 +598,29 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 	ASSERT_TRUE(topo.run("host", "ip addr del 10.1.1.7/32 dev hc"));
 	EXPECT_TRUE(until([&] { return !local_has("10.1.1.7"); })) << agent->log();
 	EXPECT_TRUE(local_has("10.1.1.1"));
+
+	// A re-read that fails (getifaddrs finds no descriptor for its socket:
+	// the agent's limit lowered to its lowest free one) is tried again at
+	// each heartbeat: no later notice need come.
+	pid_t ap = agent->pid();
+	rlimit old{};
+	ASSERT_EQ(prlimit(ap, RLIMIT_NOFILE, nullptr, &old), 0);
+	std::set<int> open_fds;
+	for (auto &e : std::filesystem::directory_iterator("/proc/" + std::to_string(ap) + "/fd"))
+		open_fds.insert(std::stoi(e.path().filename().string()));
+	rlim_t free_fd = 0;
+	while (open_fds.count(int(free_fd)))
+		free_fd++;
+	rlimit low{free_fd, old.rlim_max};
+	ASSERT_EQ(prlimit(ap, RLIMIT_NOFILE, &low, nullptr), 0);
+	ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.8/32 dev hc"));
+	bool failed = until([&] { return agent->log().find("host addresses not updated") != std::string::npos; });
+	bool held = !local_has("10.1.1.8");
+	ASSERT_EQ(prlimit(ap, RLIMIT_NOFILE, &old, nullptr), 0);
+	ASSERT_TRUE(failed) << agent->log();
+	EXPECT_TRUE(held) << "the set was read while the agent had no descriptor to spare";
+	EXPECT_TRUE(until([&] { return local_has("10.1.1.8"); })) << "read again at a heartbeat" << agent->log();
+	ASSERT_TRUE(topo.run("host", "ip addr del 10.1.1.8/32 dev hc"));
 }
 
 // The XDP program's cached next hops follow the host (docs/agent.md, "The

@@ -488,6 +488,15 @@ TEST_F(XdpTest, CachedNextHopLifetime)
 	frame(10 * ms, false, true, "after a FIB change: XDP resolves again");
 	frame(10 * ms, true, true, "resolved after the change");
 
+	// A change dated a second ahead (an agent's start), then a notice read
+	// within that second: the later notice does not pull the stamp back.
+	pair->dp().fib_changed(kSec);
+	pair->dp().fib_changed();
+	frame(10 * ms, false, true, "within the start's second");
+	frame(10 * ms, false, true, "still within it, after a notice");
+	frame(kSec, false, true, "past it: resolved within it, so again");
+	frame(10 * ms, true, true, "resolved after the start's second");
+
 	// The watch lapses (the agent stopped reading events): a second again.
 	pair->dp().fib_watched_for(kSec);
 	frame(2 * kSec, false, true, "2 s later, the watch lapsed");
