@@ -780,8 +780,8 @@ int main(int argc, char **argv)
 	// costs a fifth of a CPU.
 	cli.add_option("--reclaim-interval", reclaim_ms, "milliseconds between sweeps of expired flows (default 1000)")
 		->transform(kDecimal)->check(CLI::Range(100u, 3600000u));
-	// Read with from_chars below, not CLI11's strtod: that took hex floats
-	// ("0x1p3") and leading blanks.
+	// Read with from_chars below (fixed: digits and a point), not CLI11's
+	// strtod: that took hex floats ("0x1p3"), exponents and leading blanks.
 	std::string duration_text = "0";
 	cli.add_option("--duration", duration_text, "stop after this many seconds (0: until SIGINT/SIGTERM)");
 	cli.add_option("--stats-json", stats_json, "write counters here when stopping");
@@ -827,7 +827,7 @@ int main(int argc, char **argv)
 	else if (cli.count("--classify-trace") && classify_path.empty())
 		bad = "--classify-trace: give a file";
 	else if (auto [end, ec] = std::from_chars(duration_text.data(), duration_text.data() + duration_text.size(),
-						    duration);
+						    duration, std::chars_format::fixed);
 		 ec != std::errc() || end != duration_text.data() + duration_text.size() || !std::isfinite(duration) ||
 		 duration < 0)
 		bad = "--duration: a number of seconds, 0 or more";

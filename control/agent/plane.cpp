@@ -723,14 +723,16 @@ Status Plane::host_events()
 	Status st = Ok{};
 	// The whole set is read again, and again at each heartbeat until that
 	// succeeds (getifaddrs needs a socket: EMFILE): no later notice may
-	// come. Only the first failure is reported.
+	// come. Only the first failure and the recovery are reported.
 	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
 		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
 		bool retried = addresses_pending_;
 		addresses_pending_ = !st;
-		if (retried && st)
+		if (retried && st) {
+			log("host addresses read again");
 			seen.fib = true; // lg_local changed since the last stamp
+		}
 		if (retried && !st)
 			st = Ok{};
 	}

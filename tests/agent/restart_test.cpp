@@ -620,6 +620,8 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 	ASSERT_TRUE(failed) << agent->log();
 	EXPECT_TRUE(held) << "the set was read while the agent had no descriptor to spare";
 	EXPECT_TRUE(until([&] { return local_has("10.1.1.8"); })) << "read again at a heartbeat" << agent->log();
+	EXPECT_TRUE(until([&] { return agent->log().find("host addresses read again") != std::string::npos; }))
+		<< agent->log();
 	ASSERT_TRUE(topo.run("host", "ip addr del 10.1.1.8/32 dev hc"));
 }
 

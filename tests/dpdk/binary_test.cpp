@@ -227,6 +227,8 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--duration", "0x1p3"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", " 1"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "1s"}, "--duration"},
+		{{"--state", st, "--port", "0", "--duration", "1e3"}, "--duration"},
+		{{"--state", st, "--port", "0", "--duration", "+1"}, "--duration"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "5"}, "--reclaim-interval"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "1s"}, "--reclaim-interval"},
 		{{"--state", st, "--port", "0", "--dump-acl", ""}, "--dump-acl"},

@@ -521,7 +521,7 @@ Result<LinkgateRun> run_linkgate(const LinkgateOptions &o, const Eal &eal, const
 	if (!o.acl_alg.empty())
 		argv.insert(argv.end(), {"--acl-alg", o.acl_alg});
 	char dur[32];
-	std::snprintf(dur, sizeof dur, "%g", o.seconds + 30);
+	std::snprintf(dur, sizeof dur, "%.3f", o.seconds + 30);
 	argv.insert(argv.end(), {"--duration", dur, "--stats-json", o.stats_json});
 	unlink(o.stats_json.c_str());
 	// SIGINT `seconds` after its workers start (it writes --stats-json then),
