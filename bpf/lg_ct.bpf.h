@@ -116,7 +116,10 @@ static __always_inline void flow_erase(struct lg_scratch *s, struct lg_flow_entr
 	bpf_map_delete_elem(&lg_flows, &s->k2);
 }
 
-/* Flow under scratch->k that has not expired, copied to scratch->e. */
+/* Flow under scratch->k that has not expired, copied to scratch->e. An
+ * expired flow is absent but left in place: deleting it by key here could
+ * delete the flow another CPU has just made under that key. The sweep
+ * removes it, or a new flow with its key takes it over (lg_flow_reserve). */
 __noinline int lg_flow_lookup(void)
 {
 	struct lg_scratch *s = scratch();
@@ -137,7 +140,6 @@ __noinline int lg_flow_lookup(void)
 			s->e.expires_ns = e->expires_ns;
 			return 1;
 		}
-		flow_erase(s, &s->e);
 		return 0;
 	}
 	return 1;
@@ -249,6 +251,52 @@ static __always_inline void flow_store(struct lg_scratch *s, __u64 flags, __u32 
 	}
 }
 
+/* o holds a key a new flow takes and has expired: its other copy, under
+ * *ok, goes too unless it lives (1: the flow lives) or is the new flow's
+ * own original key. Only o's own other copy is looked at or removed:
+ * checked rather than assumed, as it costs two compares on a rare path. */
+static __always_inline int holder_twin_lives(struct lg_scratch *s, const struct lg_flow_entry *o,
+					     struct lg_flow_key *ok)
+{
+	struct lg_flow_entry *x;
+
+	if (o->flags & LG_FLOW_F_REPLY)
+		*ok = o->orig;
+	else
+		lg_flow_reply_key(o, ok);
+	x = key_eq(ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, ok);
+	if (x && key_eq(&x->orig, &o->orig) && (x->flags & LG_FLOW_F_REPLY) != (o->flags & LG_FLOW_F_REPLY)) {
+		if (s->now < x->expires_ns)
+			return 1;
+		bpf_map_delete_elem(&lg_flows, ok);
+	}
+	return 0;
+}
+
+/* Reserve a new flow's original key scratch->k with scratch->e before
+ * anything is rewritten. A key held by an expired flow (lg_flow_lookup
+ * leaves them) is taken over: the holder's other copy is removed and the
+ * key overwritten, which a full map allows. Returns 0 (reserved), 1 (a
+ * live flow holds the key: another CPU made it since the lookup) or the
+ * map's error (-E2BIG: the table is full). */
+__noinline int lg_flow_reserve(void)
+{
+	struct lg_scratch *s = scratch();
+	struct lg_flow_entry *o;
+	long err;
+
+	if (!s)
+		return -12 /* ENOMEM */;
+	err = bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_NOEXIST);
+	if (err != -17 /* EEXIST */)
+		return (int)err;
+	o = bpf_map_lookup_elem(&lg_flows, &s->k);
+	if (o && (s->now < o->expires_ns || holder_twin_lives(s, o, &s->k2)))
+		return 1;
+	/* BPF_ANY: the sweep may have deleted the holder since. */
+	return (int)bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_ANY);
+}
+
 /* Store the new flow scratch->e, whose original key scratch->k is reserved.
  * Its reply key may be held by another live flow (two translated flows that
  * share the client's address and port and the backend): taking it would take
@@ -258,7 +306,7 @@ static __always_inline void flow_store(struct lg_scratch *s, __u64 flags, __u32 
 __noinline int lg_flow_create(void)
 {
 	struct lg_scratch *s = scratch();
-	struct lg_flow_entry *o, *x;
+	struct lg_flow_entry *o;
 	struct lg_flow_key ok;
 	long err;
 
@@ -281,23 +329,9 @@ __noinline int lg_flow_create(void)
 	if (err != -17 /* EEXIST */)
 		goto full; /* full counting entries: no flow with one copy */
 	o = bpf_map_lookup_elem(&lg_flows, &s->k2);
-	if (o) {
-		if (s->now < o->expires_ns)
-			goto clash;
-		/* Live while either copy is (lg_flow_lookup). */
-		if (o->flags & LG_FLOW_F_REPLY)
-			ok = o->orig;
-		else
-			lg_flow_reply_key(o, &ok);
-		x = key_eq(&ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, &ok);
-		/* Only o's own other copy is looked at or removed: checked
-		 * rather than assumed, as it costs two compares on a rare path. */
-		if (x && key_eq(&x->orig, &o->orig) && (x->flags & LG_FLOW_F_REPLY) != (o->flags & LG_FLOW_F_REPLY)) {
-			if (s->now < x->expires_ns)
-				goto clash;
-			bpf_map_delete_elem(&lg_flows, &ok);
-		}
-	}
+	/* Live while either copy is (lg_flow_lookup). */
+	if (o && (s->now < o->expires_ns || holder_twin_lives(s, o, &ok)))
+		goto clash;
 	if (!bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY))
 		return LG_REASON_NONE;
 full:

@@ -640,7 +640,11 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 		e->expires_ns = s->now;
 		/* Reserve the original key now: a full table drops ct-full before
 		 * anything is rewritten (the evaluator checks before forwarding). */
-		err = bpf_map_update_elem(&lg_flows, &s->k, e, BPF_NOEXIST);
+		err = lg_flow_reserve();
+		s = scratch();
+		if (!s)
+			return LG_VERDICT_DROP;
+		p = &s->p;
 		if (err == -7 /* E2BIG */) {
 			s->reason = LG_REASON_CT_FULL;
 			return LG_VERDICT_DROP;

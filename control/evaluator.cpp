@@ -957,17 +957,27 @@ struct Evaluator::Impl {
 
 	// ---- flows
 
-	std::shared_ptr<Flow> lookup(const FlowKey &k, uint64_t now)
+	// An expired flow is absent but stays (the dataplanes cannot delete it
+	// safely on a packet's path; decisions.md): reclaim() removes it, or a
+	// new flow that takes one of its keys does (take_over).
+	std::shared_ptr<Flow> lookup(const FlowKey &k, uint64_t now) const
+	{
+		auto it = flows.find(k);
+		if (it == flows.end() || now >= it->second->expires)
+			return nullptr;
+		return it->second;
+	}
+	// A new flow takes key k: an expired flow holding it goes, both keys.
+	// Returns false if a live flow holds it.
+	bool take_over(const FlowKey &k, uint64_t now)
 	{
 		auto it = flows.find(k);
 		if (it == flows.end())
-			return nullptr;
-		auto f = it->second;
-		if (now >= f->expires) {
-			erase(f);
-			return nullptr;
-		}
-		return f;
+			return true;
+		if (now < it->second->expires)
+			return false;
+		erase(std::shared_ptr<Flow>(it->second));
+		return true;
 	}
 	void erase(const std::shared_ptr<Flow> &f)
 	{
@@ -1229,6 +1239,10 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 	// The table holds 2 x flow_capacity keys, as the dataplanes' maps do: a
 	// flow takes two, a flow to itself one (decisions.md). The original key
 	// is checked first, the reply key once it is known (below).
+	// An expired flow under the key is taken over (a live one cannot be
+	// there: the lookup above would have found it).
+	if (starts_flow)
+		take_over(k, now);
 	if (starts_flow && flows.size() + 1 > 2 * cfg.flow_capacity)
 		return dropped(std::move(d), LG_REASON_CT_FULL, LG_STAGE_CONNTRACK);
 
@@ -1261,7 +1275,7 @@ Decision Evaluator::Impl::process_ip(std::span<const uint8_t> in, const Parsed &
 	// One key, one flow: a reply key that a live flow holds (two translated
 	// flows sharing the client's address and port and the backend) would
 	// take that flow's replies. The later flow is refused (decisions.md).
-	if (nf->reply != nf->orig && lookup(nf->reply, now)) {
+	if (nf->reply != nf->orig && !take_over(nf->reply, now)) {
 		out.backend.clear();
 		out.egress_ifindex = 0;
 		return dropped(std::move(out), LG_REASON_CT_CLASH, LG_STAGE_CONNTRACK);

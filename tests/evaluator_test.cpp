@@ -730,6 +730,9 @@ TEST_F(EvalTest, FinOneWayKeepsTheFlowForTheClosingTimeout)
 		// 31 s idle: the closing timeout, not the established 240 s.
 		now += 31 * kSec;
 		expect_drop(from_client(sp, kTcpAck), LG_REASON_CT_INVALID);
+		// The packet that found it expired left it; the sweep removes it.
+		EXPECT_EQ(ev.flow_count(), 1u);
+		EXPECT_EQ(ev.reclaim(now), 1u);
 		EXPECT_EQ(ev.flow_count(), 0u);
 	}
 }
@@ -1028,6 +1031,8 @@ TEST_F(EvalTest, IcmpEchoFlowIdlesOutAfter30Seconds)
 	now += 31 * kSec;
 	Decision d = expect_drop(reply, LG_REASON_NSG_DENY);
 	EXPECT_EQ(d.rule, "no-icmp-in");
+	EXPECT_EQ(ev.flow_count(), 1u) << "the reply that found it expired left it";
+	EXPECT_EQ(ev.reclaim(now), 1u);
 	EXPECT_EQ(ev.flow_count(), 0u);
 }
 

@@ -425,8 +425,8 @@ TEST(DpdkFlowTable, ACopyOfOneKeyIsItsValue)
 }
 
 // A walk's delete removes the entry it read, not a flow made again under
-// the same key since (the program deletes an expired flow and makes it anew
-// when a packet of its tuple comes): here the walk answers "delete" for
+// the same key since (a new flow takes an expired flow's key: in a new slot
+// once a sweep or takeover deleted it): here the walk answers "delete" for
 // every entry, and each answer first makes the even keys it answered
 // before anew, after the walk read them and before it deletes them.
 TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)

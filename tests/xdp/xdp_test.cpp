@@ -307,6 +307,46 @@ TEST_F(XdpTest, PrivateEndpointConversation)
 	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "ACK after the flow expired");
 }
 
+// An expired flow is absent but stays until the sweep or a new flow that
+// takes one of its keys (docs/decisions.md "Expired flows stay until the
+// sweep or a new flow"): on another CPU a packet of the same tuple may just
+// have made the flow anew under those keys, which a delete by key removed.
+TEST_F(XdpTest, AnExpiredFlowStaysUntilTheSweepOrANewFlow)
+{
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	auto synack = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpSyn | kTcpAck).build();
+	auto late = b2c().ipv4("192.168.20.11", "10.1.1.10").tcp(3306, 40000, kTcpAck).build();
+	auto entries = [&](size_t n, const std::string &what) {
+		EXPECT_EQ(pair->dp().flow_entries(), n) << what;
+#ifdef LG_WITH_DPDK
+		EXPECT_EQ(pair->dpdk().flow_entries(), n) << what << " (linkgate-dpdk)";
+#endif
+		EXPECT_EQ(2 * pair->ev().flow_count(), n) << what << " (evaluator)";
+	};
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN to the endpoint");
+	pair->advance(31 * kSec); // the opening timeout
+	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the client's ACK finds it expired");
+	entries(2, "an ACK leaves the expired flow in place");
+	expect(late, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "the backend's late ACK finds it expired");
+	entries(2, "so does a late reply");
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "a new SYN takes its keys over");
+	entries(2, "the new flow took both keys");
+	auto fl = pair->dp().flows();
+	ASSERT_EQ(fl.size(), 1u);
+	EXPECT_GT(fl[0].expires_ns, pair->now()) << "the new flow's expiry";
+	expect(synack, LG_VERDICT_FORWARD, LG_REASON_NONE, "replies are the new flow's", backend_if);
+	expect(ack, LG_VERDICT_FORWARD, LG_REASON_NONE, "the ACK establishes it");
+	pair->advance(241 * kSec);
+	expect(ack, LG_VERDICT_DROP, LG_REASON_CT_INVALID, "expired again");
+	entries(2, "until the sweep");
+	EXPECT_EQ(pair->dp().reclaim(), 1u);
+	EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
+#endif
+	entries(0, "the sweep removed it");
+}
+
 // A TCP flow is established by the client's ACK after the SYN-ACK; a
 // SYN-ACK nobody acknowledges keeps the opening 30 s (docs/decisions.md).
 TEST_F(XdpTest, HalfOpenFlowKeepsTheOpeningTimeout)
@@ -765,6 +805,13 @@ TEST_F(XdpTest, FinOneWayKeepsTheFlowForTheClosingTimeout)
 		expect(from_client(sp, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "29 s idle");
 		pair->advance(31 * kSec);
 		expect(from_client(sp, kTcpAck), LG_VERDICT_DROP, LG_REASON_CT_INVALID, "31 s idle: the closing timeout");
+		// The packet that found it expired left it; the sweep removes it.
+		EXPECT_EQ(pair->dp().flow_entries(), 2u);
+		EXPECT_EQ(pair->dp().reclaim(), 1u);
+		EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
+#ifdef LG_WITH_DPDK
+		EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
+#endif
 		EXPECT_EQ(pair->dp().flow_entries(), 0u);
 	}
 }
@@ -783,6 +830,13 @@ TEST_F(XdpTest, IcmpEchoFlowIdlesOutAfter30Seconds)
 	pair->advance(31 * kSec);
 	Decision d = expect(pong, LG_VERDICT_DROP, LG_REASON_NSG_DEFAULT_DENY, "echo reply after 31 s idle", backend_if);
 	EXPECT_EQ(d.rule, "DenyAllInBound");
+	// The packet that found it expired left it; the sweep removes it.
+	EXPECT_EQ(pair->dp().flow_entries(), 2u);
+	EXPECT_EQ(pair->dp().reclaim(), 1u);
+	EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
+#ifdef LG_WITH_DPDK
+	EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
+#endif
 	EXPECT_EQ(pair->dp().flow_entries(), 0u);
 }
 
