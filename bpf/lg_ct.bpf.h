@@ -136,7 +136,8 @@ __noinline int lg_flow_lookup(void)
 		 * until the later expiry of its two copies. */
 		other_key(s, &s->e);
 		e = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
-		if (e && s->now < e->expires_ns) {
+		/* Only the flow's own other copy (lg_flow_create's check). */
+		if (e && s->now < e->expires_ns && key_eq(&e->orig, &s->e.orig)) {
 			s->e.expires_ns = e->expires_ns;
 			return 1;
 		}
@@ -277,8 +278,9 @@ static __always_inline int holder_twin_lives(struct lg_scratch *s, const struct 
  * anything is rewritten. A key held by an expired flow (lg_flow_lookup
  * leaves them) is taken over: the holder's other copy is removed and the
  * key overwritten, which a full map allows. Returns 0 (reserved), 1 (a
- * live flow holds the key: another CPU made it since the lookup) or the
- * map's error (-E2BIG: the table is full). */
+ * live flow holds the key: another CPU made it since the lookup; a
+ * reservation in progress looks expired and is taken over) or the map's
+ * error (-E2BIG: the table is full). */
 __noinline int lg_flow_reserve(void)
 {
 	struct lg_scratch *s = scratch();

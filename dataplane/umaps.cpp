@@ -476,18 +476,8 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	auto *s = static_cast<SharedHash *>(m);
 	hash_sig_t sig = s->sig(key);
 	int32_t pos;
-	if (flags != BPF_NOEXIST) {
-		// An update in place needs no lock: the key is there, and a delete
-		// that races it orders after it. A key not ready yet is another
-		// worker's add under way: the lock below waits for it.
-		pos = rte_hash_lookup_with_hash(s->h_, key, sig);
-		if (pos >= 0 && s->ready(pos)) {
-			std::memcpy(s->value_at(pos), val, s->vs_);
-			return 0;
-		}
-		if (pos < 0 && flags == BPF_EXIST)
-			return -ENOENT;
-	}
+	if (flags == BPF_EXIST && rte_hash_lookup_with_hash(s->h_, key, sig) < 0)
+		return -ENOENT;
 	// "Absent, then add" is one step for every worker, as the kernel's
 	// bucket lock makes it: of two workers adding one key, one adds and the
 	// other finds it (BPF_NOEXIST is how a flow claims its keys, ct-clash).
@@ -498,7 +488,17 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	if (pos >= 0) {
 		if (flags == BPF_NOEXIST)
 			return -EEXIST;
+		// A replacement (a new flow taking an expired flow's key, a first
+		// fragment's memory), as the kernel swaps in a new element: a new
+		// owner before and after the copy, under the lock, so that the
+		// control thread's delete of the value it read (del_owned) refuses
+		// and its copies taken across the write are dropped. The
+		// program's own writes to a live entry go through its pointer.
+		uint32_t *ow = s->owner_word(pos);
+		__atomic_store_n(ow, __atomic_load_n(ow, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
 		std::memcpy(s->value_at(pos), val, s->vs_);
+		__atomic_store_n(ow, __atomic_load_n(ow, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
 		return 0;
 	}
 	if (flags == BPF_EXIST)

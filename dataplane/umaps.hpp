@@ -228,10 +228,11 @@ public:
 	// walk of a million flows feels). f returns 0 (false) to keep the
 	// entry, 1 (true) to delete it, 2 to delete it uncounted; a delete
 	// happens only if the key still has that slot and owner (not a flow
-	// made again under the same key since) and, with recheck, if f still
-	// says so of a copy taken again just before (a value rewritten in place
-	// since the walk read it: f must have no side effects). Returns the
-	// counted entries deleted.
+	// made again under the same key since, nor a value an update replaced)
+	// and, with recheck, if f still says so of a copy taken again just
+	// before (a value the program rewrote through its pointer since the
+	// walk read it: f must have no side effects). Returns the counted
+	// entries deleted.
 	template <typename F>
 	size_t for_each(F &&f, size_t value_bytes = SIZE_MAX, bool keys = false, bool recheck = false);
 	// key's value (its first n bytes), for the control thread as for_each

@@ -483,10 +483,10 @@ TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 	}
 }
 
-// A value rewritten in place (same slot, same owner: a packet's update of
-// an existing key, as a first fragment replaces an expired memory) between
-// the walk's copy and its delete: with recheck the walk asks again on a
-// fresh copy and keeps it (reclaim's flows and fragments).
+// A value rewritten in place through the program's pointer (same slot,
+// same owner: a packet refreshing a live flow's expiry) between the walk's
+// copy and its delete: with recheck the walk asks again on a fresh copy and
+// keeps it (reclaim's flows and fragments).
 TEST(DpdkFlowTable, TheControlWalkWithRecheckKeepsAValueRewrittenInPlace)
 {
 	constexpr uint32_t kKeys = 200;
@@ -510,9 +510,10 @@ TEST(DpdkFlowTable, TheControlWalkWithRecheckKeepsAValueRewrittenInPlace)
 					return false;
 				if (c->server % 2 == 0) {
 					lg_flow_key k = numbered_key(13, c->server);
-					lg_flow_entry young = *c;
-					young.expires_ns = 100;
-					EXPECT_EQ(m->ops->update(m, &k, &young, BPF_EXIST), 0);
+					auto *live = static_cast<lg_flow_entry *>(m->ops->lookup(m, &k));
+					EXPECT_NE(live, nullptr);
+					if (live)
+						__atomic_store_n(&live->expires_ns, 100ull, __ATOMIC_RELAXED);
 				}
 				return true;
 			},
@@ -522,6 +523,52 @@ TEST(DpdkFlowTable, TheControlWalkWithRecheckKeepsAValueRewrittenInPlace)
 		for (uint32_t i = 0; recheck && i < kKeys; i++) {
 			lg_flow_key k = numbered_key(13, i);
 			EXPECT_EQ(m->ops->lookup(m, &k) != nullptr, i % 2 == 0) << "key " << i;
+		}
+	}
+}
+
+// A value an update replaced (a new flow taking an expired flow's key in
+// place, lg_flow_reserve; a first fragment replacing an expired memory)
+// between the walk's copy and its delete is kept, also when the new value
+// looks expired to the walk too (a reservation carries its maker's clock):
+// the update gave the slot a new owner, so the delete refuses.
+TEST(DpdkFlowTable, TheControlWalkKeepsAValueAnUpdateReplaced)
+{
+	constexpr uint32_t kKeys = 200;
+	for (uint64_t flags : {uint64_t(BPF_ANY), uint64_t(BPF_EXIST)}) {
+		TableRig t(flags == BPF_ANY ? "lgt_repl0" : "lgt_repl1", 1, 1024);
+		ASSERT_TRUE(t.h) << t.why;
+		lg_umap *m = t.h.get();
+		lg_flow_entry e{};
+		e.expires_ns = 5;
+		for (uint32_t i = 0; i < kKeys; i++) {
+			lg_flow_key k = numbered_key(14, i);
+			e.server = i;
+			ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
+		}
+		size_t deleted = t.h->for_each(
+			[&](const void *, uint8_t *v) {
+				const auto *c = reinterpret_cast<const lg_flow_entry *>(v);
+				if (c->expires_ns > 10)
+					return false;
+				if (c->server % 2 == 0 && c->object_id == 0) {
+					lg_flow_key k = numbered_key(14, c->server);
+					lg_flow_entry n = *c;
+					n.object_id = 7; // the new flow; its expiry still reads as expired
+					EXPECT_EQ(m->ops->update(m, &k, &n, flags), 0);
+				}
+				return true;
+			},
+			SIZE_MAX, false, true);
+		EXPECT_EQ(deleted, kKeys / 2) << "flags " << flags;
+		EXPECT_EQ(t.h->count(), kKeys / 2) << "flags " << flags;
+		for (uint32_t i = 0; i < kKeys; i++) {
+			lg_flow_key k = numbered_key(14, i);
+			auto *v = static_cast<const lg_flow_entry *>(m->ops->lookup(m, &k));
+			EXPECT_EQ(v != nullptr, i % 2 == 0) << "key " << i;
+			if (v) {
+				EXPECT_EQ(v->object_id, 7u) << "key " << i;
+			}
 		}
 	}
 }
