@@ -71,6 +71,10 @@ enum lg_dest_kind {
 #define LG_FLOW_F_FIN_REPLY (1u << 2)
 #define LG_FLOW_F_RST (1u << 3)
 #define LG_FLOW_F_REPLIED (1u << 4) /* TCP, NEW: the reply direction has sent (SYN-ACK) */
+/* A new flow's reservation of its original key while its maker decides
+ * (lg_flow_reserve): no flow to any reader; expires_ns is the maker's clock. */
+#define LG_FLOW_F_CLAIM (1u << 5)
+#define LG_FLOW_CLAIM_NS 1000000000ull /* a claim older than this is stale: taken over */
 
 /* Value stored under both the original and the reply key of a flow. */
 /* Next hop of one direction of a flow as the last full-path packet of that
@@ -112,6 +116,14 @@ struct lg_flow_entry {
 	__u64 bytes;        /* their frame lengths as received */
 };
 LG_STATIC_ASSERT(sizeof(struct lg_flow_entry) == 168, "lg_flow_entry layout");
+
+/* Whether the copy e has expired at now for the sweeps (the agent's and
+ * linkgate-dpdk's): a claim counts from its maker's clock plus
+ * LG_FLOW_CLAIM_NS, so that a sweep never removes a flow being made. */
+static inline int lg_flow_copy_expired(const struct lg_flow_entry *e, __u64 now)
+{
+	return now >= e->expires_ns + ((e->flags & LG_FLOW_F_CLAIM) ? LG_FLOW_CLAIM_NS : 0);
+}
 
 /* The key the reply copy of flow e is stored under (the program's and the
  * agent's one definition). Its VNI is the one the flow was made with

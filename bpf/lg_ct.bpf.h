@@ -131,13 +131,15 @@ __noinline int lg_flow_lookup(void)
 	if (!e)
 		return 0;
 	s->e = *e;
+	if (s->e.flags & LG_FLOW_F_CLAIM)
+		return 0; /* another CPU's flow under way: it writes the flow */
 	if (s->now >= s->e.expires_ns) {
 		/* The fast path refreshes only the copy it found: the flow lives
 		 * until the later expiry of its two copies. */
 		other_key(s, &s->e);
 		e = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
 		/* Only the flow's own other copy (lg_flow_create's check). */
-		if (e && s->now < e->expires_ns && key_eq(&e->orig, &s->e.orig)) {
+		if (e && s->now < e->expires_ns && !(e->flags & LG_FLOW_F_CLAIM) && key_eq(&e->orig, &s->e.orig)) {
 			s->e.expires_ns = e->expires_ns;
 			return 1;
 		}
@@ -252,6 +254,12 @@ static __always_inline void flow_store(struct lg_scratch *s, __u64 flags, __u32 
 	}
 }
 
+/* o is another CPU's claim still under way (lg_flow_reserve). */
+static __always_inline int claimed(const struct lg_scratch *s, const struct lg_flow_entry *o)
+{
+	return (o->flags & LG_FLOW_F_CLAIM) && s->now < o->expires_ns + LG_FLOW_CLAIM_NS;
+}
+
 /* o holds a key a new flow takes and has expired: its other copy, under
  * *ok, goes too unless it lives (1: the flow lives) or is the new flow's
  * own original key. Only o's own other copy is looked at or removed:
@@ -267,7 +275,7 @@ static __always_inline int holder_twin_lives(struct lg_scratch *s, const struct 
 		lg_flow_reply_key(o, ok);
 	x = key_eq(ok, &s->k) ? 0 : bpf_map_lookup_elem(&lg_flows, ok);
 	if (x && key_eq(&x->orig, &o->orig) && (x->flags & LG_FLOW_F_REPLY) != (o->flags & LG_FLOW_F_REPLY)) {
-		if (s->now < x->expires_ns)
+		if (s->now < x->expires_ns || claimed(s, x))
 			return 1;
 		bpf_map_delete_elem(&lg_flows, ok);
 	}
@@ -277,10 +285,11 @@ static __always_inline int holder_twin_lives(struct lg_scratch *s, const struct 
 /* Reserve a new flow's original key scratch->k with scratch->e before
  * anything is rewritten. A key held by an expired flow (lg_flow_lookup
  * leaves them) is taken over: the holder's other copy is removed and the
- * key overwritten, which a full map allows. Returns 0 (reserved), 1 (a
- * live flow holds the key: another CPU made it since the lookup; a
- * reservation in progress looks expired and is taken over) or the map's
- * error (-E2BIG: the table is full). */
+ * key overwritten, which a full map allows. The reservation is a claim
+ * (LG_FLOW_F_CLAIM) until lg_flow_create writes the flow: no flow to other
+ * CPUs, and not theirs to take over. Returns 0 (reserved), 1 (a live flow
+ * or another CPU's claim holds the key: that CPU writes the flow) or the
+ * map's error (-E2BIG: the table is full). */
 __noinline int lg_flow_reserve(void)
 {
 	struct lg_scratch *s = scratch();
@@ -289,14 +298,17 @@ __noinline int lg_flow_reserve(void)
 
 	if (!s)
 		return -12 /* ENOMEM */;
+	s->e.flags |= LG_FLOW_F_CLAIM;
 	err = bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_NOEXIST);
-	if (err != -17 /* EEXIST */)
-		return (int)err;
-	o = bpf_map_lookup_elem(&lg_flows, &s->k);
-	if (o && (s->now < o->expires_ns || holder_twin_lives(s, o, &s->k2)))
-		return 1;
-	/* BPF_ANY: the sweep may have deleted the holder since. */
-	return (int)bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_ANY);
+	if (err == -17 /* EEXIST */) {
+		o = bpf_map_lookup_elem(&lg_flows, &s->k);
+		if (o && (claimed(s, o) || s->now < o->expires_ns || holder_twin_lives(s, o, &s->k2)))
+			err = 1;
+		else /* BPF_ANY: the sweep may have deleted the holder since */
+			err = bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_ANY);
+	}
+	s->e.flags &= ~LG_FLOW_F_CLAIM;
+	return (int)err;
 }
 
 /* Store the new flow scratch->e, whose original key scratch->k is reserved.
@@ -332,7 +344,7 @@ __noinline int lg_flow_create(void)
 		goto full; /* full counting entries: no flow with one copy */
 	o = bpf_map_lookup_elem(&lg_flows, &s->k2);
 	/* Live while either copy is (lg_flow_lookup). */
-	if (o && (s->now < o->expires_ns || holder_twin_lives(s, o, &ok)))
+	if (o && (claimed(s, o) || s->now < o->expires_ns || holder_twin_lives(s, o, &ok)))
 		goto clash;
 	if (!bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY))
 		return LG_REASON_NONE;

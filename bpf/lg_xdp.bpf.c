@@ -532,7 +532,7 @@ __noinline int lg_flow_packet(struct xdp_md *ctx, __u32 reply)
 
 		other_key(s, &s->e);
 		t = key_eq(&s->k, &s->k2) ? 0 : bpf_map_lookup_elem(&lg_flows, &s->k2);
-		if (t && t->expires_ns > s->e.expires_ns)
+		if (t && t->expires_ns > s->e.expires_ns && !(t->flags & LG_FLOW_F_CLAIM) && key_eq(&t->orig, &s->e.orig))
 			s->e.expires_ns = t->expires_ns;
 	}
 	if (dirty || (v != LG_VERDICT_DROP && !error))

@@ -1157,7 +1157,7 @@ size_t XdpDataplane::reclaim()
 	std::vector<Dead> dead;
 	std::vector<uint64_t> live;
 	for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &k, const lg_flow_entry &e) {
-		if (now >= e.expires_ns)
+		if (lg_flow_copy_expired(&e, now))
 			dead.push_back({k, orig_hash(e.orig), (e.flags & LG_FLOW_F_REPLY) != 0});
 		else
 			live.push_back(orig_hash(e.orig));
@@ -1188,7 +1188,7 @@ size_t XdpDataplane::reclaim()
 				// so this narrows that window to two syscalls.
 				lg_flow_entry e{};
 				if (bpf_map__lookup_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, &e, sizeof e, 0) != 0 ||
-				    now < e.expires_ns)
+				    !lg_flow_copy_expired(&e, now))
 					continue;
 				if (bpf_map__delete_elem(skel_->maps.lg_flows, &d.key, sizeof d.key, 0) == 0)
 					removed++;

@@ -1018,6 +1018,8 @@ size_t Engine::reclaim(uint64_t now_ns)
 				return 0;
 			lg_flow_entry e, twin;
 			std::memcpy(&e, v, sizeof e);
+			if (!lg_flow_copy_expired(&e, now_ns))
+				return 0; // a claim: its flow is being made
 			lg_flow_key tk;
 			if (e.flags & LG_FLOW_F_REPLY)
 				tk = e.orig;

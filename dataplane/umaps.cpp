@@ -481,7 +481,7 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 	// "Absent, then add" is one step for every worker, as the kernel's
 	// bucket lock makes it: of two workers adding one key, one adds and the
 	// other finds it (BPF_NOEXIST is how a flow claims its keys, ct-clash).
-	// Per stripe of signatures, so only adds of one stripe wait. Under the
+	// Per stripe of signatures, so only writes of one stripe wait. Under the
 	// lock a key found is ready: adds and deletes finish under it.
 	std::lock_guard<AddLock> g(s->add_locks_[sig % kAddStripes]);
 	pos = rte_hash_lookup_with_hash(s->h_, key, sig);

@@ -257,9 +257,11 @@ private:
 	// word says the value is written: rte_hash links a key before update()
 	// can copy its value in, and the kernel's map never shows an element
 	// before its value, so a key whose slot is not ready is absent to every
-	// reader. The second counts the slot's deletes (its owners), so that a
-	// reader that is not an RCU reader (for_each) can tell a copy taken
-	// across a change of owner.
+	// reader. The second counts the slot's owners: bumped by a delete, and
+	// before and after an update that replaces the value, so that a reader
+	// that is not an RCU reader (for_each) can tell a copy taken across a
+	// change of owner (one taken wholly between a replacement's two bumps
+	// can still be torn; a delete, which takes the lock, never acts on it).
 	static constexpr size_t kHeader = 8;
 	uint8_t *slot_at(int32_t pos) const { return vals_ + size_t(pos) * stride_; }
 	uint32_t *ready_word(int32_t pos) const { return reinterpret_cast<uint32_t *>(slot_at(pos)); }
@@ -269,7 +271,8 @@ private:
 	rte_hash *h_ = nullptr;
 	size_t ks_ = 0, vs_ = 0, stride_ = 0, capacity_ = 0;
 	uint8_t *vals_ = nullptr; // (max key id + 1) slots, rte_zmalloc'd
-	// update()'s adds and del(), a lock per stripe of key signatures, each on its own line.
+	// update()'s adds and replacements, del() and del_owned(): a lock per
+	// stripe of key signatures, each on its own line.
 	struct alignas(64) AddLock {
 		std::atomic<bool> held{false};
 		void lock();

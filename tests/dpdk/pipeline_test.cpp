@@ -483,6 +483,21 @@ TEST(DpdkFlowTable, TheControlWalkDeletesOnlyTheOwnerItRead)
 	}
 }
 
+// Entries numbered_key(tag, 0..n-1), expired at 5 ns, each with its number
+// in `server`.
+static ::testing::AssertionResult add_expired(lg_umap *m, uint32_t tag, uint32_t n)
+{
+	lg_flow_entry e{};
+	e.expires_ns = 5;
+	for (uint32_t i = 0; i < n; i++) {
+		lg_flow_key k = numbered_key(tag, i);
+		e.server = i;
+		if (long r = m->ops->update(m, &k, &e, BPF_NOEXIST))
+			return ::testing::AssertionFailure() << "add " << i << ": " << r;
+	}
+	return ::testing::AssertionSuccess();
+}
+
 // A value rewritten in place through the program's pointer (same slot,
 // same owner: a packet refreshing a live flow's expiry) between the walk's
 // copy and its delete: with recheck the walk asks again on a fresh copy and
@@ -494,13 +509,7 @@ TEST(DpdkFlowTable, TheControlWalkWithRecheckKeepsAValueRewrittenInPlace)
 		TableRig t(recheck ? "lgt_rechk1" : "lgt_rechk0", 1, 1024);
 		ASSERT_TRUE(t.h) << t.why;
 		lg_umap *m = t.h.get();
-		lg_flow_entry e{};
-		e.expires_ns = 5;
-		for (uint32_t i = 0; i < kKeys; i++) {
-			lg_flow_key k = numbered_key(13, i);
-			e.server = i;
-			ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
-		}
+		ASSERT_TRUE(add_expired(m, 13, kKeys));
 		// Every entry is expired when the walk reads it; the even ones are
 		// made young in place right after.
 		size_t deleted = t.h->for_each(
@@ -539,13 +548,7 @@ TEST(DpdkFlowTable, TheControlWalkKeepsAValueAnUpdateReplaced)
 		TableRig t(flags == BPF_ANY ? "lgt_repl0" : "lgt_repl1", 1, 1024);
 		ASSERT_TRUE(t.h) << t.why;
 		lg_umap *m = t.h.get();
-		lg_flow_entry e{};
-		e.expires_ns = 5;
-		for (uint32_t i = 0; i < kKeys; i++) {
-			lg_flow_key k = numbered_key(14, i);
-			e.server = i;
-			ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
-		}
+		ASSERT_TRUE(add_expired(m, 14, kKeys));
 		size_t deleted = t.h->for_each(
 			[&](const void *, uint8_t *v) {
 				const auto *c = reinterpret_cast<const lg_flow_entry *>(v);

@@ -100,6 +100,18 @@ protected:
 
 	PacketBuilder c2s() { return PacketBuilder().eth(kClientMac, kClientIfMac); }
 	PacketBuilder b2c() { return PacketBuilder().eth(kBackendMac, kBackendIfMac); }
+	// One expired flow left in place (two copies) until the sweep, which
+	// removes it in all three.
+	void expect_one_expired_flow_swept()
+	{
+		EXPECT_EQ(pair->dp().flow_entries(), 2u);
+		EXPECT_EQ(pair->dp().reclaim(), 1u);
+		EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
+#ifdef LG_WITH_DPDK
+		EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
+#endif
+		EXPECT_EQ(pair->dp().flow_entries(), 0u);
+	}
 	std::vector<uint8_t> syn(const char *src, const char *dst, uint16_t sp = 40000, uint16_t dp = 3306)
 	{
 		return c2s().ipv4(src, dst).tcp(sp, dp, kTcpSyn).build();
@@ -345,6 +357,74 @@ TEST_F(XdpTest, AnExpiredFlowStaysUntilTheSweepOrANewFlow)
 	EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
 #endif
 	entries(0, "the sweep removed it");
+}
+
+// A claim (a new flow's reservation while its maker, on another CPU,
+// decides: LG_FLOW_F_CLAIM, dated by the maker's clock) is no flow to any
+// other packet, also one whose clock reads earlier than the maker's; a
+// flow-starting packet that meets it is forwarded and makes no flow (the
+// maker writes it); the sweep leaves it for LG_FLOW_CLAIM_NS. XDP alone:
+// one frame at a time cannot interleave with a maker.
+TEST_F(XdpTest, AClaimUnderWayIsNoFlow)
+{
+	auto *flows = pair->dp().skeleton()->maps.lg_flows;
+	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "SYN: the flow to claim");
+	// Its original copy becomes a claim as lg_flow_reserve writes it
+	// (no translation yet); its reply copy is not written yet.
+	lg_flow_entry e{}, r{};
+	lg_flow_key k{}, rk{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(flows, prev, &next, sizeof next) == 0) {
+		lg_flow_entry v{};
+		ASSERT_EQ(bpf_map__lookup_elem(flows, &next, sizeof next, &v, sizeof v, 0), 0);
+		if (v.flags & LG_FLOW_F_REPLY) {
+			rk = next;
+			r = v;
+		} else {
+			k = next;
+			e = v;
+		}
+		prev = &next;
+		if (k.family && rk.family)
+			break;
+	}
+	ASSERT_TRUE(k.family && rk.family) << "the flow's two copies";
+	ASSERT_EQ(bpf_map__delete_elem(flows, &rk, sizeof rk, 0), 0);
+	e.flags = LG_FLOW_F_CLAIM;
+	e.state = LG_CT_NEW;
+	std::memset(e.nat_addr, 0, sizeof e.nat_addr);
+	e.nat_port = 0;
+	e.expires_ns = pair->now() + kSec / 10; // its maker read the clock later
+	ASSERT_EQ(bpf_map__update_elem(flows, &k, sizeof k, &e, sizeof e, BPF_EXIST), 0);
+	auto reasons = [&] { return pair->dp().reason_counts(); };
+
+	auto ack = c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpAck).build();
+	auto before = reasons();
+	auto x = pair->dp().run(ack, client_if);
+	ASSERT_TRUE(x) << x.error();
+	EXPECT_EQ(x->action, XDP_DROP);
+	EXPECT_EQ(reasons()[LG_REASON_CT_INVALID], before[LG_REASON_CT_INVALID] + 1) << "an ACK finds no flow";
+
+	// Dated before this packet's clock (its maker read the clock first):
+	// expired by its date, yet a claim.
+	e.expires_ns = pair->now() - kSec / 10;
+	ASSERT_EQ(bpf_map__update_elem(flows, &k, sizeof k, &e, sizeof e, BPF_EXIST), 0);
+	before = reasons();
+	x = pair->dp().run(syn("10.1.1.10", "10.1.1.100"), client_if);
+	ASSERT_TRUE(x) << x.error();
+	EXPECT_EQ(x->action, XDP_REDIRECT) << "a SYN of the claimed flow is forwarded";
+	EXPECT_EQ(reasons()[LG_REASON_NONE], before[LG_REASON_NONE] + 1);
+	lg_flow_entry now{};
+	ASSERT_EQ(bpf_map__lookup_elem(flows, &k, sizeof k, &now, sizeof now, 0), 0);
+	EXPECT_EQ(now.flags, LG_FLOW_F_CLAIM) << "the claim stands: its maker writes the flow";
+	EXPECT_EQ(pair->dp().flow_entries(), 1u) << "and nobody else wrote a reply copy";
+
+	pair->advance(kSec / 5); // within LG_FLOW_CLAIM_NS of the claim's date
+	EXPECT_EQ(pair->dp().reclaim(), 0u) << "the sweep leaves a claim under way";
+	EXPECT_EQ(pair->dp().flow_entries(), 1u);
+	pair->advance(LG_FLOW_CLAIM_NS);
+	EXPECT_EQ(pair->dp().reclaim(), 1u) << "a stale claim goes";
+	EXPECT_EQ(pair->dp().flow_entries(), 0u);
 }
 
 // A TCP flow is established by the client's ACK after the SYN-ACK; a
@@ -805,14 +885,7 @@ TEST_F(XdpTest, FinOneWayKeepsTheFlowForTheClosingTimeout)
 		expect(from_client(sp, kTcpAck), LG_VERDICT_FORWARD, LG_REASON_NONE, "29 s idle");
 		pair->advance(31 * kSec);
 		expect(from_client(sp, kTcpAck), LG_VERDICT_DROP, LG_REASON_CT_INVALID, "31 s idle: the closing timeout");
-		// The packet that found it expired left it; the sweep removes it.
-		EXPECT_EQ(pair->dp().flow_entries(), 2u);
-		EXPECT_EQ(pair->dp().reclaim(), 1u);
-		EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
-#ifdef LG_WITH_DPDK
-		EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
-#endif
-		EXPECT_EQ(pair->dp().flow_entries(), 0u);
+		expect_one_expired_flow_swept(); // the packet that found it expired left it
 	}
 }
 
@@ -830,14 +903,7 @@ TEST_F(XdpTest, IcmpEchoFlowIdlesOutAfter30Seconds)
 	pair->advance(31 * kSec);
 	Decision d = expect(pong, LG_VERDICT_DROP, LG_REASON_NSG_DEFAULT_DENY, "echo reply after 31 s idle", backend_if);
 	EXPECT_EQ(d.rule, "DenyAllInBound");
-	// The packet that found it expired left it; the sweep removes it.
-	EXPECT_EQ(pair->dp().flow_entries(), 2u);
-	EXPECT_EQ(pair->dp().reclaim(), 1u);
-	EXPECT_EQ(pair->ev().reclaim(pair->now()), 1u);
-#ifdef LG_WITH_DPDK
-	EXPECT_EQ(pair->dpdk().reclaim(pair->now()), 1u);
-#endif
-	EXPECT_EQ(pair->dp().flow_entries(), 0u);
+	expect_one_expired_flow_swept(); // the reply that found it expired left it
 }
 
 TEST_F(XdpTest, PublicEndpoint)
