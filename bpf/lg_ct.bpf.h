@@ -330,7 +330,10 @@ __noinline int lg_flow_create(void)
 	/* The first frame is the original copy's; the reply copy starts at 0. */
 	s->e.packets = 1;
 	s->e.bytes = s->p.len;
-	flow_put(&s->k, &s->e, BPF_ANY, 0);
+	/* Over the claim: a map without preallocation can lack the memory of
+	 * the replacing element, and a claim must not stay behind. */
+	if (bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_ANY))
+		goto full;
 	if (key_eq(&s->k, &s->k2))
 		return LG_REASON_NONE; /* a flow to itself has one key */
 	s->e.flags |= LG_FLOW_F_REPLY;
