@@ -232,16 +232,19 @@ std::string subnet_ref(const Params &p, const char *key = "subnet")
 json parse_backend(const std::string &t)
 {
 	std::string addr = t, rest;
+	bool colon = false; // after the address: a port follows ("10.0.0.1:" names none)
 	if (!t.empty() && t[0] == '[') {
 		auto close = t.find(']');
 		if (close == std::string::npos || (close + 1 < t.size() && t[close + 1] != ':'))
 			invalid("backend", "'" + t + "' is not IP[:PORT[:WEIGHT]]");
 		addr = t.substr(1, close - 1);
-		rest = close + 1 < t.size() ? t.substr(close + 2) : "";
+		colon = close + 1 < t.size();
+		rest = colon ? t.substr(close + 2) : "";
 	} else if (Addr::parse(t)) { // a bare address, "fd00::7" too
 	} else if (std::count(t.begin(), t.end(), ':') <= 2) { // more colons: a bare IPv6 address
 		auto c = t.find(':');
 		if (c != std::string::npos) {
+			colon = true;
 			addr = t.substr(0, c);
 			rest = t.substr(c + 1);
 		}
@@ -254,7 +257,7 @@ json parse_backend(const std::string &t)
 			invalid("backend", "'" + t + "': " + what + " '" + s + "' is not a number");
 		return v;
 	};
-	if (!rest.empty()) {
+	if (colon) { // as the state file's reader (arm_json.cpp): an empty port is refused
 		auto c = rest.find(':');
 		b["port"] = num(rest.substr(0, c), "port");
 		if (c != std::string::npos)

@@ -337,6 +337,13 @@ TEST_F(ServiceTest, ServersFirewallAndVnetRules)
 	      "mysqlServers/db2: publicIp 20.10.1.5 is already used by server db1");
 	error("mysql.server.create", {{"name", "db2"}, {"publicIp", "20.10.1.6"}, {"backend", {"10.0.0.1:x"}}},
 	      lg::agent::kInvalidParams, "backend");
+	// A colon names a port: with nothing after it, the text is refused (as
+	// in a state file), not taken for 3306.
+	for (const char *b : {"10.0.0.1:", "[fd00::5]:", "10.0.0.1:3307:"})
+		error("mysql.server.create", {{"name", "db2"}, {"publicIp", "20.10.1.6"}, {"backend", {b}}},
+		      lg::agent::kInvalidParams, "is not a number");
+	error("mysql.server.update", {{"name", "db1"}, {"backend", {"[fd00::5]:"}}}, lg::agent::kInvalidParams,
+	      "port '' is not a number");
 	error("mysql.server.create", {{"name", "db2"}}, lg::agent::kInvalidParams, "publicIp: is required");
 	EXPECT_EQ(ok("mysql.server.list").size(), 1u);
 
