@@ -492,7 +492,8 @@ long SharedHash::update(lg_umap *m, const void *key, const void *val, __u64 flag
 		// fragment's memory), as the kernel swaps in a new element: a new
 		// owner before and after the copy, under the lock, so that the
 		// control thread's delete of the value it read (del_owned) refuses
-		// and its copies taken across the write are dropped. The
+		// and its copies taken across the write are dropped; odd while it
+		// writes, so a copy taken wholly inside is dropped too. The
 		// program's own writes to a live entry go through its pointer.
 		uint32_t *ow = s->owner_word(pos);
 		__atomic_store_n(ow, __atomic_load_n(ow, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
@@ -546,8 +547,9 @@ long SharedHash::del_locked(const void *key, hash_sig_t sig, int32_t pos)
 	// A new owner, then not ready, before the key is unlinked, so before its
 	// slot can be reused (after a grace period): the next owner's key is
 	// never shown with this value, also when the caller is not an RCU
-	// reader (the control thread's reclaim).
-	__atomic_store_n(owner_word(pos), __atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+	// reader (the control thread's reclaim). By 2: the count stays even
+	// (odd is a replacement under way).
+	__atomic_store_n(owner_word(pos), __atomic_load_n(owner_word(pos), __ATOMIC_RELAXED) + 2, __ATOMIC_RELAXED);
 	set_ready(pos, false);
 	rte_hash_del_key_with_hash(h_, key, sig);
 	live_.fetch_sub(1, std::memory_order_relaxed);
@@ -562,8 +564,8 @@ int32_t SharedHash::iterate(uint32_t *next, uint8_t *key, uint8_t *val, size_t n
 		// A seqlock on the owner count: the slot may change owner while it
 		// is copied (this thread reports no quiescent state to hold it).
 		uint32_t before = __atomic_load_n(owner_word(pos), __ATOMIC_ACQUIRE);
-		if (!ready(pos))
-			continue; // an add under way: not in the table yet, or a delete
+		if (!ready(pos) || (before & 1))
+			continue; // an add (not in the table yet), a delete or a replacement under way
 		if (key)
 			std::memcpy(key, k, ks_);
 		std::memcpy(val, value_at(pos), n);
@@ -587,6 +589,10 @@ bool SharedHash::copy(const void *key, void *val, size_t n) const
 		uint32_t before = __atomic_load_n(owner_word(pos), __ATOMIC_ACQUIRE);
 		if (!ready(pos))
 			return false; // an add under way, or a delete
+		if (before & 1) { // a replacement under way: its value in a moment
+			rte_pause();
+			continue;
+		}
 		std::memcpy(val, value_at(pos), n);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (key_of(pos, before, k.data()) && std::memcmp(k.data(), key, ks_) == 0)

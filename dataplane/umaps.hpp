@@ -222,8 +222,10 @@ public:
 	static BurstHints *installed();
 	uint8_t *value_at(int32_t pos) const { return slot_at(pos) + kHeader; }
 	// Every entry, for the control thread (not an RCU reader): f(key,
-	// value) gets copies, each taken whole from one owner of its slot: the
-	// value's first value_bytes (the rest zero) and, with keys, the key
+	// value) gets copies, each taken whole from one owner of its slot (an
+	// entry an update is replacing that instant is skipped, as one added a
+	// moment later would be): the value's first value_bytes (the rest
+	// zero) and, with keys, the key
 	// (else nullptr: the key store is another cache line an entry, which a
 	// walk of a million flows feels). f returns 0 (false) to keep the
 	// entry, 1 (true) to delete it, 2 to delete it uncounted; a delete
@@ -257,11 +259,11 @@ private:
 	// word says the value is written: rte_hash links a key before update()
 	// can copy its value in, and the kernel's map never shows an element
 	// before its value, so a key whose slot is not ready is absent to every
-	// reader. The second counts the slot's owners: bumped by a delete, and
-	// before and after an update that replaces the value, so that a reader
-	// that is not an RCU reader (for_each) can tell a copy taken across a
-	// change of owner (one taken wholly between a replacement's two bumps
-	// can still be torn; a delete, which takes the lock, never acts on it).
+	// reader. The second counts the slot's owners, a seqlock for readers
+	// that are not RCU readers (for_each, copy): 2 more at a delete, 1
+	// before and 1 after an update that replaces the value, so a copy
+	// taken across a change of owner, or begun while it was odd, is
+	// dropped.
 	static constexpr size_t kHeader = 8;
 	uint8_t *slot_at(int32_t pos) const { return vals_ + size_t(pos) * stride_; }
 	uint32_t *ready_word(int32_t pos) const { return reinterpret_cast<uint32_t *>(slot_at(pos)); }

@@ -424,6 +424,50 @@ TEST(DpdkFlowTable, ACopyOfOneKeyIsItsValue)
 	ASSERT_EQ(m->ops->del(m, &k), 0);
 }
 
+// A replacement's value (update() of a present key: a new flow taking an
+// expired flow's key) is written between two bumps of its slot's owner
+// count; a copy begun while the count is odd is dropped, however fast it
+// finishes, as the walk's copies begun before the first bump are. Planted:
+// the owner count is the 4 bytes before the value (SharedHash's header), left
+// odd as update() leaves it while it writes.
+TEST(DpdkFlowTable, ACopyBegunWhileAReplacementWritesIsDropped)
+{
+	TableRig t("lgt_odd", 1, 1024);
+	ASSERT_TRUE(t.h) << t.why;
+	lg_umap *m = t.h.get();
+	for (uint32_t i = 0; i < 3; i++) {
+		lg_flow_key k = numbered_key(15, i);
+		lg_flow_entry e{};
+		e.object_id = i;
+		ASSERT_EQ(m->ops->update(m, &k, &e, BPF_NOEXIST), 0);
+	}
+	lg_flow_key k1 = numbered_key(15, 1);
+	auto *v = static_cast<uint8_t *>(m->ops->lookup(m, &k1));
+	ASSERT_NE(v, nullptr);
+	uint32_t *owner = reinterpret_cast<uint32_t *>(v - 4);
+	ASSERT_EQ(*owner % 2, 0u) << "a settled slot's owner count is even";
+	auto listed = [&] {
+		std::set<uint32_t> ids;
+		t.h->for_each([&](const void *, uint8_t *c) {
+			ids.insert(reinterpret_cast<const lg_flow_entry *>(c)->object_id);
+			return false;
+		});
+		return ids;
+	};
+	lg_flow_entry got{};
+	++*owner; // a replacement under way
+	EXPECT_FALSE(t.h->copy(&k1, &got, sizeof got)) << "a copy while the value is written";
+	EXPECT_EQ(listed(), (std::set<uint32_t>{0, 2})) << "the walk skips it";
+	EXPECT_EQ(t.h->for_each([](const void *, uint8_t *) { return true; }), 2u) << "and deletes only what it copied";
+	++*owner; // written
+	ASSERT_TRUE(t.h->copy(&k1, &got, sizeof got));
+	EXPECT_EQ(got.object_id, 1u);
+	EXPECT_EQ(listed(), (std::set<uint32_t>{1}));
+	// A delete keeps the count even.
+	ASSERT_EQ(m->ops->del(m, &k1), 0);
+	EXPECT_EQ(*owner % 2, 0u);
+}
+
 // A walk's delete removes the entry it read, not a flow made again under
 // the same key since (a new flow takes an expired flow's key: in a new slot
 // once a sweep or takeover deleted it): here the walk answers "delete" for
