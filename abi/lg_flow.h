@@ -204,7 +204,7 @@ LG_STATIC_ASSERT(sizeof(struct lg_frag_key) == 44, "lg_frag_key layout");
 
 struct lg_frag_entry {
 	__u64 expires_ns;
-	__u8 verdict;   /* enum lg_verdict */
+	__u8 verdict;   /* enum lg_verdict, or LG_FRAG_PENDING */
 	__u8 reason;    /* enum lg_reason */
 	__u16 covered;  /* bytes of the datagram's payload the first fragment carried */
 	__u32 egress_ifindex;
@@ -212,5 +212,17 @@ struct lg_frag_entry {
 	__u8 new_dst[16];
 };
 LG_STATIC_ASSERT(sizeof(struct lg_frag_entry) == 48, "lg_frag_entry layout");
+
+/* A first fragment's placeholder while its maker decides (its slot held
+ * against a full table): no memory to later fragments; expires_ns is the
+ * maker's clock, and the sweeps keep it LG_FLOW_CLAIM_NS past that, as a
+ * flow's claim, so that they never remove it under its maker. */
+#define LG_FRAG_PENDING 0xff
+
+/* Whether fragment memory e has expired at now for the sweeps. */
+static inline int lg_frag_expired(const struct lg_frag_entry *e, __u64 now)
+{
+	return now >= e->expires_ns + (e->verdict == LG_FRAG_PENDING ? LG_FLOW_CLAIM_NS : 0);
+}
 
 #endif /* LG_FLOW_H */

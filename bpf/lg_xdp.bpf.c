@@ -241,8 +241,9 @@ __noinline int lg_later_frag(struct xdp_md *ctx)
 	fe = bpf_map_lookup_elem(&lg_frags, &s->fk);
 	/* An expired memory is absent but left for the sweep or the next first
 	 * fragment: a delete by key here could remove the memory a first
-	 * fragment of a new datagram with the same id just wrote on another CPU. */
-	if (!fe || s->now >= fe->expires_ns) {
+	 * fragment of a new datagram with the same id just wrote on another CPU.
+	 * A placeholder is no memory yet. */
+	if (!fe || fe->verdict == LG_FRAG_PENDING || s->now >= fe->expires_ns) {
 		s->reason = LG_REASON_FRAGMENT_NO_FIRST;
 		return LG_VERDICT_DROP;
 	}
@@ -755,9 +756,14 @@ __noinline int lg_process(struct xdp_md *ctx)
 
 	first = p->first_fragment;
 	if (first) {
+		/* A placeholder holds the slot while the fragment is decided, so a
+		 * full table refuses it first (frag-table-full); its memory below
+		 * replaces it. */
 		frag_key(s);
 		if (!bpf_map_lookup_elem(&lg_frags, &s->fk)) {
 			__builtin_memset(&s->fe, 0, sizeof(s->fe));
+			s->fe.verdict = LG_FRAG_PENDING;
+			s->fe.expires_ns = s->now;
 			if (bpf_map_update_elem(&lg_frags, &s->fk, &s->fe, BPF_NOEXIST) == -7 /* E2BIG */) {
 				s->reason = LG_REASON_FRAG_TABLE_FULL;
 				return LG_VERDICT_DROP;

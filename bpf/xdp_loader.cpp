@@ -1209,14 +1209,14 @@ size_t XdpDataplane::reclaim()
 		k = next;
 		prev = &k;
 		lg_frag_entry v{};
-		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &k, sizeof k, &v, sizeof v, 0) == 0 && now >= v.expires_ns)
+		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &k, sizeof k, &v, sizeof v, 0) == 0 && lg_frag_expired(&v, now))
 			gone.push_back(k);
 	}
 	for (auto &d : gone) {
 		// Read again first, as the flows above: a first fragment may have
 		// remembered a new datagram under this key since the walk.
 		lg_frag_entry v{};
-		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &d, sizeof d, &v, sizeof v, 0) == 0 && now >= v.expires_ns)
+		if (bpf_map__lookup_elem(skel_->maps.lg_frags, &d, sizeof d, &v, sizeof v, 0) == 0 && lg_frag_expired(&v, now))
 			bpf_map__delete_elem(skel_->maps.lg_frags, &d, sizeof d, 0);
 	}
 	return n;

@@ -1034,7 +1034,7 @@ size_t Engine::reclaim(uint64_t now_ns)
 		[&](const void *, uint8_t *v) {
 			lg_frag_entry e;
 			std::memcpy(&e, v, sizeof e);
-			return e.expires_ns <= now_ns;
+			return lg_frag_expired(&e, now_ns) != 0;
 		},
 		SIZE_MAX, false, true);
 	return n;

@@ -946,6 +946,7 @@ TEST(StateJson, ReferencesAreCaseInsensitive)
 	EXPECT_EQ(s->private_endpoint("pe-east")->server, "eastus-db");
 	EXPECT_EQ(*s, *load_state_file(fixture("seed_state.json")));
 	// Lookups by name too.
+	ASSERT_NE(s->nsg("clients-nsg"), nullptr);
 	EXPECT_EQ(s->nsg("Clients-NSG"), s->nsg("clients-nsg"));
 	EXPECT_NE(s->server("EASTUS-DB"), nullptr);
 }

@@ -1173,6 +1173,40 @@ TEST_F(XdpTest, Fragments)
 	expect(later, LG_VERDICT_DROP, LG_REASON_FRAGMENT_NO_FIRST, "memory swept");
 }
 
+// A first fragment holds its memory's slot while it is decided (a
+// placeholder, LG_FRAG_PENDING, dated by its maker's clock): to a later
+// fragment on another CPU that is no memory yet, and the sweep keeps it for
+// LG_FLOW_CLAIM_NS, so it never removes it under its maker. XDP alone, on
+// a planted placeholder: one frame at a time cannot interleave with a maker.
+TEST_F(XdpTest, AFirstFragmentsPlaceholderIsNoMemoryAndOutlivesTheSweep)
+{
+	auto *frags = pair->dp().skeleton()->maps.lg_frags;
+	std::vector<uint8_t> pay(64, 0xab);
+	auto first = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 0, true).tcp(40000, 3306, kTcpSyn).payload(pay).build();
+	expect(first, LG_VERDICT_FORWARD, LG_REASON_NONE, "first fragment: its memory's key");
+	lg_frag_key k{};
+	ASSERT_EQ(bpf_map__get_next_key(frags, nullptr, &k, sizeof k), 0);
+	lg_frag_entry e{};
+	e.verdict = LG_FRAG_PENDING;
+	e.expires_ns = pair->now() + kSec / 10; // its maker read the clock later
+	ASSERT_EQ(bpf_map__update_elem(frags, &k, sizeof k, &e, sizeof e, BPF_EXIST), 0);
+
+	auto later = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 88, false).raw_l4(kProtoTcp, pay).build();
+	auto before = pair->dp().reason_counts();
+	auto x = pair->dp().run(later, client_if);
+	ASSERT_TRUE(x) << x.error();
+	EXPECT_EQ(x->action, XDP_DROP);
+	EXPECT_EQ(pair->dp().reason_counts()[LG_REASON_FRAGMENT_NO_FIRST], before[LG_REASON_FRAGMENT_NO_FIRST] + 1)
+		<< "a placeholder is no memory";
+
+	pair->advance(kSec / 2);
+	pair->dp().reclaim();
+	EXPECT_EQ(pair->dp().fragment_entries(), 1u) << "the sweep keeps a placeholder younger than a second";
+	pair->advance(kSec);
+	pair->dp().reclaim();
+	EXPECT_EQ(pair->dp().fragment_entries(), 0u) << "and removes an older one (its maker is gone)";
+}
+
 // EvalTest.FragmentMemoryIsPerVnet: a second tenant VNet with the same
 // address space on a third interface; a first fragment in one VNet lets no
 // later fragment of the same (src, dst, proto, id) through in the other.
