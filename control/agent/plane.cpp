@@ -723,7 +723,9 @@ Status Plane::host_events()
 	Status st = Ok{};
 	// The whole set is read again, and again at each heartbeat until that
 	// succeeds (getifaddrs needs a socket: EMFILE): no later notice may
-	// come. Only the first failure and the recovery are reported.
+	// come. A failure is reported when its cause is new (the first, or
+	// another than the last reported: more addresses than lg_local holds
+	// once descriptors are back), and so is the recovery.
 	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
 		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
@@ -733,8 +735,10 @@ Status Plane::host_events()
 			log("host addresses read again");
 			seen.fib = true; // lg_local changed since the last stamp
 		}
-		if (retried && !st)
+		if (!st && retried && st.error() == addresses_error_)
 			st = Ok{};
+		else if (!st)
+			addresses_error_ = st.error();
 	}
 	// After lg_local: a next hop resolved from here on sees the new set.
 	if (seen.fib) {

@@ -617,12 +617,28 @@ TEST_F(AgentRestart, HostAddressesFollowTheHost)
 	ASSERT_TRUE(topo.run("host", "ip addr add 10.1.1.8/32 dev hc"));
 	bool failed = until([&] { return agent->log().find("host addresses not updated") != std::string::npos; });
 	bool held = !local_has("10.1.1.8");
+	// Then more addresses than lg_local holds (1,024): once descriptors
+	// are back, the retry fails for another cause, which is reported too.
+	bool many = topo.run("host", "for i in $(seq 0 1099); do echo addr add 10.200.$((i / 250)).$((i % 250 + 1))/32 dev hc; "
+				     "done | ip -batch -");
 	ASSERT_EQ(prlimit(ap, RLIMIT_NOFILE, &old, nullptr), 0);
 	ASSERT_TRUE(failed) << agent->log();
 	EXPECT_TRUE(held) << "the set was read while the agent had no descriptor to spare";
+	ASSERT_TRUE(many);
+	EXPECT_TRUE(until([&] { return agent->log().find("too many host addresses") != std::string::npos; }))
+		<< agent->log();
+	EXPECT_FALSE(local_has("10.1.1.8")) << "a set that does not fit is not applied in part";
+	ASSERT_TRUE(topo.run("host", "ip addr flush dev hc to 10.200.0.0/16"));
 	EXPECT_TRUE(until([&] { return local_has("10.1.1.8"); })) << "read again at a heartbeat" << agent->log();
 	EXPECT_TRUE(until([&] { return agent->log().find("host addresses read again") != std::string::npos; }))
 		<< agent->log();
+	// Each cause once, however many heartbeats retried it.
+	std::string log = agent->log();
+	size_t reports = 0;
+	for (size_t at = log.find("host addresses not updated"); at != std::string::npos;
+	     at = log.find("host addresses not updated", at + 1))
+		reports++;
+	EXPECT_EQ(reports, 2u) << log;
 	ASSERT_TRUE(topo.run("host", "ip addr del 10.1.1.8/32 dev hc"));
 }
 
