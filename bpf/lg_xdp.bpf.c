@@ -239,15 +239,16 @@ __noinline int lg_later_frag(struct xdp_md *ctx)
 		return LG_VERDICT_DROP;
 	frag_key(s);
 	fe = bpf_map_lookup_elem(&lg_frags, &s->fk);
+	if (fe)
+		s->fe = *fe; /* tested as copied: the element may be reused meanwhile */
 	/* An expired memory is absent but left for the sweep or the next first
 	 * fragment: a delete by key here could remove the memory a first
 	 * fragment of a new datagram with the same id just wrote on another CPU.
 	 * A placeholder is no memory yet. */
-	if (!fe || fe->verdict == LG_FRAG_PENDING || s->now >= fe->expires_ns) {
+	if (!fe || s->fe.verdict == LG_FRAG_PENDING || s->now >= s->fe.expires_ns) {
 		s->reason = LG_REASON_FRAGMENT_NO_FIRST;
 		return LG_VERDICT_DROP;
 	}
-	s->fe = *fe;
 	if (s->p.frag_offset < s->fe.covered) {
 		s->reason = LG_REASON_FRAGMENT_OVERLAP;
 		return LG_VERDICT_DROP;
@@ -757,14 +758,19 @@ __noinline int lg_process(struct xdp_md *ctx)
 	first = p->first_fragment;
 	if (first) {
 		/* A placeholder holds the slot while the fragment is decided, so a
-		 * full table refuses it first (frag-table-full); its memory below
-		 * replaces it. */
+		 * full table refuses it first (frag-table-full) and the sweep
+		 * leaves it; its memory below replaces it. It replaces an expired
+		 * memory too (a full table allows that), which a sweep could
+		 * otherwise remove in the meantime; not another CPU's placeholder. */
+		struct lg_frag_entry *held;
+
 		frag_key(s);
-		if (!bpf_map_lookup_elem(&lg_frags, &s->fk)) {
+		held = bpf_map_lookup_elem(&lg_frags, &s->fk);
+		if (!held || lg_frag_expired(held, s->now)) {
 			__builtin_memset(&s->fe, 0, sizeof(s->fe));
 			s->fe.verdict = LG_FRAG_PENDING;
 			s->fe.expires_ns = s->now;
-			if (bpf_map_update_elem(&lg_frags, &s->fk, &s->fe, BPF_NOEXIST) == -7 /* E2BIG */) {
+			if (bpf_map_update_elem(&lg_frags, &s->fk, &s->fe, held ? BPF_ANY : BPF_NOEXIST) == -7 /* E2BIG */) {
 				s->reason = LG_REASON_FRAG_TABLE_FULL;
 				return LG_VERDICT_DROP;
 			}

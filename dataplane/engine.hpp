@@ -155,6 +155,9 @@ public:
 	uint32_t nsg_first(uint32_t slot, uint32_t dir, uint8_t proto, uint8_t has_ports, uint16_t sport, uint16_t dport,
 			   const uint8_t *src, const uint8_t *dst);
 	long fib(lg_host_ctx *ctx, bpf_fib_lookup *f);
+	// The program's map of that name as its code finds it (nullptr: none);
+	// tests plant entries through it, as through XDP's skeleton.
+	lg_umap *resolve(const char *name);
 
 private:
 	Engine() = default;
@@ -162,7 +165,6 @@ private:
 	Result<std::shared_ptr<Generation>> build(const CompiledTables &t);
 	void reserve_rebase(const CompiledTables &old, const CompiledTables &next);
 	void rebase_counters(const CompiledTables &old) noexcept;
-	lg_umap *resolve(const char *name);
 
 	EngineConfig cfg_;
 	std::atomic<bool> flow_log_{false};

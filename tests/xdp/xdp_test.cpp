@@ -1175,9 +1175,9 @@ TEST_F(XdpTest, Fragments)
 
 // A first fragment holds its memory's slot while it is decided (a
 // placeholder, LG_FRAG_PENDING, dated by its maker's clock): to a later
-// fragment on another CPU that is no memory yet, and the sweep keeps it for
-// LG_FLOW_CLAIM_NS, so it never removes it under its maker. XDP alone, on
-// a planted placeholder: one frame at a time cannot interleave with a maker.
+// fragment on another CPU that is no memory yet, whatever its date, and the
+// sweeps keep it for LG_FLOW_CLAIM_NS, so they never remove it under its
+// maker. Planted: one frame at a time cannot interleave with a maker.
 TEST_F(XdpTest, AFirstFragmentsPlaceholderIsNoMemoryAndOutlivesTheSweep)
 {
 	auto *frags = pair->dp().skeleton()->maps.lg_frags;
@@ -1186,11 +1186,19 @@ TEST_F(XdpTest, AFirstFragmentsPlaceholderIsNoMemoryAndOutlivesTheSweep)
 	expect(first, LG_VERDICT_FORWARD, LG_REASON_NONE, "first fragment: its memory's key");
 	lg_frag_key k{};
 	ASSERT_EQ(bpf_map__get_next_key(frags, nullptr, &k, sizeof k), 0);
-	lg_frag_entry e{};
-	e.verdict = LG_FRAG_PENDING;
-	e.expires_ns = pair->now() + kSec / 10; // its maker read the clock later
-	ASSERT_EQ(bpf_map__update_elem(frags, &k, sizeof k, &e, sizeof e, BPF_EXIST), 0);
+	auto plant = [&](uint64_t date) {
+		lg_frag_entry e{};
+		e.verdict = LG_FRAG_PENDING;
+		e.expires_ns = date;
+		ASSERT_EQ(bpf_map__update_elem(frags, &k, sizeof k, &e, sizeof e, BPF_EXIST), 0);
+#ifdef LG_WITH_DPDK
+		lg_umap *m = pair->dpdk().resolve("lg_frags");
+		ASSERT_NE(m, nullptr);
+		ASSERT_EQ(m->ops->update(m, &k, &e, BPF_EXIST), 0);
+#endif
+	};
 
+	plant(pair->now() + 10 * kSec); // its maker's clock reads far later
 	auto later = c2s().ipv4("10.1.1.10", "10.1.1.100").ipv4_fragment(7, 88, false).raw_l4(kProtoTcp, pay).build();
 	auto before = pair->dp().reason_counts();
 	auto x = pair->dp().run(later, client_if);
@@ -1199,12 +1207,20 @@ TEST_F(XdpTest, AFirstFragmentsPlaceholderIsNoMemoryAndOutlivesTheSweep)
 	EXPECT_EQ(pair->dp().reason_counts()[LG_REASON_FRAGMENT_NO_FIRST], before[LG_REASON_FRAGMENT_NO_FIRST] + 1)
 		<< "a placeholder is no memory";
 
-	pair->advance(kSec / 2);
+	plant(pair->now()); // dated now: expired by its date, yet a placeholder
 	pair->dp().reclaim();
 	EXPECT_EQ(pair->dp().fragment_entries(), 1u) << "the sweep keeps a placeholder younger than a second";
-	pair->advance(kSec);
+#ifdef LG_WITH_DPDK
+	pair->dpdk().reclaim(pair->now());
+	EXPECT_EQ(pair->dpdk().fragment_entries(), 1u) << "so does linkgate-dpdk's";
+#endif
+	pair->advance(2 * kSec);
 	pair->dp().reclaim();
 	EXPECT_EQ(pair->dp().fragment_entries(), 0u) << "and removes an older one (its maker is gone)";
+#ifdef LG_WITH_DPDK
+	pair->dpdk().reclaim(pair->now());
+	EXPECT_EQ(pair->dpdk().fragment_entries(), 0u);
+#endif
 }
 
 // EvalTest.FragmentMemoryIsPerVnet: a second tenant VNet with the same
