@@ -125,6 +125,14 @@ static inline int lg_flow_copy_expired(const struct lg_flow_entry *e, __u64 now)
 	return now >= e->expires_ns + ((e->flags & LG_FLOW_F_CLAIM) ? LG_FLOW_CLAIM_NS : 0);
 }
 
+/* Whether copy e stands for its flow in listings and flow logs: the
+ * original copy of a flow that is made (the reply copy names it by the
+ * other key; a claim is a flow still being made). */
+static inline int lg_flow_listed(const struct lg_flow_entry *e)
+{
+	return !(e->flags & (LG_FLOW_F_REPLY | LG_FLOW_F_CLAIM));
+}
+
 /* The key the reply copy of flow e is stored under (the program's and the
  * agent's one definition). Its VNI is the one the flow was made with
  * (reply_vni), not the egress interface's in the current generation: a VNet

@@ -282,6 +282,14 @@ static __always_inline int holder_twin_lives(struct lg_scratch *s, const struct 
 	return 0;
 }
 
+/* o, found under a key a new flow takes, still holds it: another CPU's
+ * claim, a live flow, or an expired one whose other copy lives. */
+static __always_inline int holder_lives(struct lg_scratch *s, const struct lg_flow_entry *o,
+					struct lg_flow_key *ok)
+{
+	return claimed(s, o) || s->now < o->expires_ns || holder_twin_lives(s, o, ok);
+}
+
 /* Reserve a new flow's original key scratch->k with scratch->e before
  * anything is rewritten. A key held by an expired flow (lg_flow_lookup
  * leaves them) is taken over: the holder's other copy is removed and the
@@ -302,7 +310,7 @@ __noinline int lg_flow_reserve(void)
 	err = bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_NOEXIST);
 	if (err == -17 /* EEXIST */) {
 		o = bpf_map_lookup_elem(&lg_flows, &s->k);
-		if (o && (claimed(s, o) || s->now < o->expires_ns || holder_twin_lives(s, o, &s->k2)))
+		if (o && holder_lives(s, o, &s->k2))
 			err = 1;
 		else /* BPF_ANY: the sweep may have deleted the holder since */
 			err = bpf_map_update_elem(&lg_flows, &s->k, &s->e, BPF_ANY);
@@ -347,7 +355,7 @@ __noinline int lg_flow_create(void)
 		goto full; /* full counting entries: no flow with one copy */
 	o = bpf_map_lookup_elem(&lg_flows, &s->k2);
 	/* Live while either copy is (lg_flow_lookup). */
-	if (o && (claimed(s, o) || s->now < o->expires_ns || holder_twin_lives(s, o, &ok)))
+	if (o && holder_lives(s, o, &ok))
 		goto clash;
 	if (!bpf_map_update_elem(&lg_flows, &s->k2, &s->e, BPF_ANY))
 		return LG_REASON_NONE;

@@ -1089,7 +1089,7 @@ std::vector<lg_flow_sample> XdpDataplane::flow_samples(size_t limit, bool *compl
 	if (!limit)
 		return out;
 	bool read = for_each_copy(skel_->maps.lg_flows, 256, [&](const lg_flow_key &, const lg_flow_entry &e) {
-		if (!(e.flags & (LG_FLOW_F_REPLY | LG_FLOW_F_CLAIM))) // a claim: a flow still being made
+		if (lg_flow_listed(&e))
 			out.push_back(lg_flow_sample{e, 0, 0, 0, 0});
 		return out.size() < limit;
 	});

@@ -317,9 +317,8 @@ std::vector<nlohmann::json> FlowLogger::tick(const FlowLogInput &in, const State
 	}
 
 	for (const FlowSample &s : in.flows) {
-		// The reply copy names the flow by the other key: only the original
-		// counts. A claim is a flow still being made (its BEGIN follows).
-		if ((s.e.flags & (LG_FLOW_F_REPLY | LG_FLOW_F_CLAIM)) || !loggable(s.e.orig.proto))
+		// Only the original copy of a made flow (a claim's BEGIN follows).
+		if (!lg_flow_listed(&s.e) || !loggable(s.e.orig.proto))
 			continue;
 		Key k = key_of(s.e.orig);
 		uint64_t now[4] = {s.packets[0], s.bytes[0], s.packets[1], s.bytes[1]};

@@ -930,7 +930,7 @@ std::vector<lg_flow_entry> Engine::flows(size_t max)
 	flows_->for_each([&](const void *, uint8_t *v) {
 		lg_flow_entry e;
 		std::memcpy(&e, v, sizeof e);
-		if (!(e.flags & (LG_FLOW_F_REPLY | LG_FLOW_F_CLAIM)) && out.size() < max) { // a claim: being made
+		if (lg_flow_listed(&e) && out.size() < max) {
 			// The agent's generation number for the engine's stamp.
 			auto it = stamp_gen_.find(e.generation);
 			e.generation = it != stamp_gen_.end() ? it->second : 0;
