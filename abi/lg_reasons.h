@@ -39,7 +39,8 @@ enum lg_verdict {
 	X(FRAG_TABLE_FULL, 19, "frag-table-full")                \
 	X(NO_ROUTE, 20, "no-route")                              \
 	X(PUBLIC_PORT, 21, "public-port")                        \
-	X(CT_CLASH, 22, "ct-clash")
+	X(CT_CLASH, 22, "ct-clash")                              \
+	X(IP_SOURCE_ROUTE, 23, "ip-source-route")
 
 enum lg_reason {
 #define LG_REASON_ENUM_(sym, num, name) LG_REASON_##sym = num,

@@ -15,8 +15,9 @@
  * three slots; 4: flow entries carry next hops, expiry per copy; 5: flow
  * keys of ICMP echo carry their direction, server counters LG_MAX_SERVERS;
  * 6: reason counters hold ct-clash; 7: flow entries keep their reply VNI;
- * 8: flow entries count packets and bytes, lg_flowlog and lg_log_cnt). */
-#define LG_XDP_LAYOUT_VERSION 8
+ * 8: flow entries count packets and bytes, lg_flowlog and lg_log_cnt;
+ * 9: reason counters hold ip-source-route). */
+#define LG_XDP_LAYOUT_VERSION 9
 
 /* Slots of every generation outer map: one live, the one the last flip
  * retired (packets may still read it until its RCU barrier), and one free to

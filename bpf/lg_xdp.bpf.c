@@ -647,7 +647,10 @@ __noinline int lg_process_ip(struct xdp_md *ctx)
 		if (!s)
 			return LG_VERDICT_DROP;
 		p = &s->p;
-		if (err == -7 /* E2BIG */) {
+		/* Full (-E2BIG) or out of memory (-ENOMEM, a BPF_F_NO_PREALLOC
+		 * map): no flow would record it, so its replies would drop
+		 * ct-invalid; refused now, as when the table is full. */
+		if (err < 0) {
 			s->reason = LG_REASON_CT_FULL;
 			return LG_VERDICT_DROP;
 		}
@@ -770,7 +773,11 @@ __noinline int lg_process(struct xdp_md *ctx)
 			__builtin_memset(&s->fe, 0, sizeof(s->fe));
 			s->fe.verdict = LG_FRAG_PENDING;
 			s->fe.expires_ns = s->now;
-			if (bpf_map_update_elem(&lg_frags, &s->fk, &s->fe, held ? BPF_ANY : BPF_NOEXIST) == -7 /* E2BIG */) {
+			long err = bpf_map_update_elem(&lg_frags, &s->fk, &s->fe, held ? BPF_ANY : BPF_NOEXIST);
+
+			/* Full or out of memory: no memory would follow either.
+			 * EEXIST: another CPU's placeholder, made a moment ago. */
+			if (err < 0 && err != -17 /* EEXIST */) {
 				s->reason = LG_REASON_FRAG_TABLE_FULL;
 				return LG_VERDICT_DROP;
 			}

@@ -87,6 +87,31 @@ static lg_reason parse_l4(std::span<const uint8_t> f, Parsed &p)
 	return LG_REASON_NONE;
 }
 
+// IPv4 options f[off, off + n) (RFC 791): a source route (LSRR 0x83, SSRR
+// 0x89) makes the destination the next hop, not the end (docs/decisions.md);
+// an option that runs past the header is malformed.
+static lg_reason ipv4_options(std::span<const uint8_t> f, size_t off, size_t n)
+{
+	for (size_t pos = 0; pos < n;) {
+		uint8_t t = f[off + pos];
+		if (t == 0) // end of the list
+			break;
+		if (t == 1) { // no-op
+			pos++;
+			continue;
+		}
+		if (pos + 1 >= n)
+			return LG_REASON_MALFORMED;
+		size_t l = f[off + pos + 1];
+		if (l < 2 || pos + l > n)
+			return LG_REASON_MALFORMED;
+		if (t == 0x83 || t == 0x89)
+			return LG_REASON_IP_SOURCE_ROUTE;
+		pos += l;
+	}
+	return LG_REASON_NONE;
+}
+
 static lg_reason parse_ipv4(std::span<const uint8_t> f, Parsed &p)
 {
 	size_t l3 = p.l3;
@@ -113,6 +138,8 @@ static lg_reason parse_ipv4(std::span<const uint8_t> f, Parsed &p)
 	p.first_fragment = p.fragment && p.frag_offset == 0;
 	if (p.fragment && p.frag_offset + p.frag_payload > 65535)
 		return LG_REASON_MALFORMED;
+	if (lg_reason r = ipv4_options(f, l3 + 20, ihl - 20); r != LG_REASON_NONE)
+		return r;
 	p.l4 = l3 + ihl;
 	if (p.fragment && !p.first_fragment)
 		return LG_REASON_NONE;

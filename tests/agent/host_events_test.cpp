@@ -4,6 +4,7 @@
 // so each step reads exactly its own.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
@@ -207,6 +208,201 @@ TEST_F(HostEventsTest, TornOrLostNotificationsAreAChangeOfEverything)
 	EXPECT_EQ(ev.neighbours(), 0u) << "what was lost may have changed any neighbour";
 	std::memcpy(buf, d[0].data(), d[0].size());
 	EXPECT_TRUE(ev.feed(buf, d[0].size()).fib) << "after a loss, a neighbour's state change is a change";
+}
+
+
+// IPv6 neighbours are kept by family and address: a09:2:: begins with the
+// bytes of 10.9.0.2, and the two are two neighbours.
+TEST_F(HostEventsTest, IPv6NeighboursAreKeptApartFromIPv4Ones)
+{
+	// IPv6 on v0 alone, down, with no link-local address and no DAD: nothing
+	// the kernel would announce at a time of its own choosing (up, its MLD
+	// reports make a neighbour, ff02::16, a moment later). A neighbour
+	// table is read and written on a link that is down.
+	ASSERT_TRUE(topo.run("he", "ip link set v0 down && sysctl -qw net.ipv6.conf.v0.addr_gen_mode=1 "
+				   "net.ipv6.conf.v0.accept_dad=0 net.ipv6.conf.v0.disable_ipv6=0"));
+	(void)read_all();
+	(void)step("ip addr add 10.9.0.1/24 dev v0 && ip -6 addr add fd00::1/64 dev v0 nodad");
+	EXPECT_TRUE(step("ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 nud permanent").fib);
+	EXPECT_TRUE(step("ip -6 neigh add a09:2:: lladdr 02:00:00:00:00:06 dev v0 nud permanent").fib)
+		<< "an IPv6 neighbour whose address begins as an IPv4 one's";
+	EXPECT_EQ(ev.neighbours(), 2u);
+	EXPECT_FALSE(step("ip -6 neigh change a09:2:: lladdr 02:00:00:00:00:06 dev v0 nud reachable").fib);
+	EXPECT_TRUE(step("ip -6 neigh change a09:2:: lladdr 02:00:00:00:00:02 dev v0 nud permanent").fib)
+		<< "the IPv4 neighbour's link-layer address is not this one's";
+	EXPECT_FALSE(step("ip neigh change 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 nud reachable").fib);
+	EXPECT_TRUE(step("ip -6 neigh del a09:2:: dev v0").fib);
+	EXPECT_EQ(ev.neighbours(), 1u) << "the IPv4 one stays";
+	EXPECT_TRUE(step("ip -6 neigh add fd00::2 lladdr 02:00:00:00:00:07 dev v0 nud permanent").fib);
+
+	// The dump at start holds both families.
+	int d = ns_socket();
+	ASSERT_GE(d, 0);
+	HostEvents fresh;
+	bool whole = fresh.remember_neighbours(d);
+	int e = errno;
+	close(d);
+	ASSERT_TRUE(whole) << std::strerror(e);
+	std::string table;
+	(void)topo.run("he", "ip neigh show nud all", &table);
+	EXPECT_EQ(fresh.neighbours(), 2u) << "10.9.0.2 and fd00::2; the table:\n" << table;
+}
+
+// A neighbour notice in the kernel's format, built here where the kernel
+// cannot be made to send one (65,537 neighbours, a dump interrupted).
+std::vector<char> neigh_msg(uint16_t type, uint8_t family, int ifindex, const std::vector<uint8_t> &dst,
+			    const std::vector<uint8_t> &ll, uint16_t state, uint32_t seq = 0, uint16_t flags = 0)
+{
+	size_t at = NLMSG_LENGTH(sizeof(ndmsg));
+	size_t len = at + RTA_SPACE(dst.size()) + (ll.empty() ? 0 : RTA_SPACE(ll.size()));
+	std::vector<char> m(NLMSG_ALIGN(len), 0);
+	auto *h = reinterpret_cast<nlmsghdr *>(m.data());
+	h->nlmsg_len = uint32_t(len);
+	h->nlmsg_type = type;
+	h->nlmsg_flags = flags;
+	h->nlmsg_seq = seq;
+	ndmsg nd{};
+	nd.ndm_family = family;
+	nd.ndm_ifindex = ifindex;
+	nd.ndm_state = state;
+	std::memcpy(m.data() + NLMSG_LENGTH(0), &nd, sizeof nd);
+	auto put = [&](uint16_t t, const std::vector<uint8_t> &v) {
+		rtattr a{uint16_t(RTA_LENGTH(v.size())), t};
+		std::memcpy(m.data() + at, &a, sizeof a);
+		std::memcpy(m.data() + at + RTA_LENGTH(0), v.data(), v.size());
+		at += RTA_SPACE(v.size());
+	};
+	put(NDA_DST, dst);
+	if (!ll.empty())
+		put(NDA_LLADDR, ll);
+	return m;
+}
+
+std::vector<uint8_t> v4(uint32_t i)
+{
+	return {10, uint8_t(i >> 16), uint8_t(i >> 8), uint8_t(i)};
+}
+
+bool fed_fib(HostEvents &ev, const std::vector<char> &m)
+{
+	alignas(nlmsghdr) char buf[256];
+	std::memcpy(buf, m.data(), m.size());
+	return ev.feed(buf, m.size()).fib;
+}
+
+TEST(HostEventsInput, PastTheCapANeighboursEveryNoticeIsAChange)
+{
+	HostEvents ev;
+	const std::vector<uint8_t> ll{2, 0, 0, 0, 0, 1};
+	for (uint32_t i = 0; i < HostEvents::kMaxNeighbours; i++)
+		ASSERT_TRUE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(i), ll, NUD_REACHABLE))) << i;
+	ASSERT_EQ(ev.neighbours(), HostEvents::kMaxNeighbours);
+	EXPECT_FALSE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(7), ll, NUD_STALE)))
+		<< "a remembered neighbour in another state";
+	const auto extra = v4(HostEvents::kMaxNeighbours);
+	EXPECT_TRUE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, extra, ll, NUD_REACHABLE)));
+	EXPECT_EQ(ev.neighbours(), HostEvents::kMaxNeighbours) << "not remembered";
+	EXPECT_TRUE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, extra, ll, NUD_STALE)))
+		<< "one past the cap: its state change may be a change of address";
+	EXPECT_TRUE(fed_fib(ev, neigh_msg(RTM_DELNEIGH, AF_INET, 2, v4(7), ll, NUD_STALE)));
+	EXPECT_EQ(ev.neighbours(), HostEvents::kMaxNeighbours - 1);
+	EXPECT_TRUE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, extra, ll, NUD_REACHABLE)));
+	EXPECT_EQ(ev.neighbours(), HostEvents::kMaxNeighbours) << "a freed place is taken";
+	EXPECT_FALSE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, extra, ll, NUD_STALE)));
+}
+
+// remember_neighbours() on a datagram socket pair whose other end plays the
+// kernel: the replies are queued before the call, the request is left unread.
+class NeighbourDump : public ::testing::Test {
+protected:
+	void SetUp() override { ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0); }
+	void TearDown() override
+	{
+		for (int f : sv)
+			if (f >= 0)
+				close(f);
+	}
+	void reply(const std::vector<char> &d) { ASSERT_EQ(send(sv[1], d.data(), d.size(), 0), ssize_t(d.size())); }
+	static std::vector<char> done(int rc, uint16_t type = NLMSG_DONE)
+	{
+		std::vector<char> m(NLMSG_SPACE(sizeof(int)), 0);
+		auto *h = reinterpret_cast<nlmsghdr *>(m.data());
+		h->nlmsg_len = NLMSG_LENGTH(sizeof(int));
+		h->nlmsg_type = type;
+		h->nlmsg_seq = kSeq;
+		std::memcpy(m.data() + NLMSG_LENGTH(0), &rc, sizeof rc);
+		return m;
+	}
+	static std::vector<char> entry(uint32_t i, uint16_t flags = NLM_F_MULTI)
+	{
+		return neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(i), {2, 0, 0, 0, 0, 1}, NUD_REACHABLE, kSeq, flags);
+	}
+	static constexpr uint32_t kSeq = 0x6e656967; // remember_neighbours()'s request
+	int sv[2] = {-1, -1};
+	HostEvents ev;
+};
+
+TEST_F(NeighbourDump, AWholeDumpIsRemembered)
+{
+	auto a = entry(1), b = entry(2);
+	a.insert(a.end(), b.begin(), b.end()); // two in one datagram
+	reply(a);
+	reply(entry(3));
+	reply(done(0));
+	ASSERT_TRUE(ev.remember_neighbours(sv[0])) << std::strerror(errno);
+	EXPECT_EQ(ev.neighbours(), 3u);
+	EXPECT_FALSE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(2), {2, 0, 0, 0, 0, 1}, NUD_STALE)));
+}
+
+TEST_F(NeighbourDump, AnInterruptedDumpRemembersNothing)
+{
+	reply(entry(1));
+	reply(entry(2, NLM_F_MULTI | NLM_F_DUMP_INTR)); // the table changed while it was read
+	reply(done(0));
+	EXPECT_FALSE(ev.remember_neighbours(sv[0]));
+	EXPECT_EQ(errno, EINTR);
+	EXPECT_EQ(ev.neighbours(), 0u) << "what was read may mix two states of the table";
+	EXPECT_TRUE(fed_fib(ev, neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(1), {2, 0, 0, 0, 0, 1}, NUD_STALE)));
+}
+
+TEST_F(NeighbourDump, AnErrorOrAnUnfinishedDumpRemembersNothing)
+{
+	reply(entry(1));
+	reply(done(-ENOBUFS, NLMSG_ERROR));
+	EXPECT_FALSE(ev.remember_neighbours(sv[0]));
+	EXPECT_EQ(errno, ENOBUFS);
+	EXPECT_EQ(ev.neighbours(), 0u);
+
+	reply(entry(1));
+	reply(done(-EBUSY));
+	EXPECT_FALSE(ev.remember_neighbours(sv[0]));
+	EXPECT_EQ(errno, EBUSY) << "a DONE that carries an error";
+	EXPECT_EQ(ev.neighbours(), 0u);
+
+	// Replies of another request are not this dump's; then no DONE: the
+	// read gives up after a second.
+	auto other = neigh_msg(RTM_NEWNEIGH, AF_INET, 2, v4(9), {2, 0, 0, 0, 0, 1}, NUD_REACHABLE, kSeq + 1, NLM_F_MULTI);
+	reply(entry(1));
+	reply(other);
+	EXPECT_FALSE(ev.remember_neighbours(sv[0]));
+	EXPECT_EQ(errno, ETIMEDOUT);
+	EXPECT_EQ(ev.neighbours(), 0u);
+}
+
+TEST_F(NeighbourDump, ADatagramLongerThanTheBufferRemembersNothing)
+{
+	std::vector<char> big;
+	for (uint32_t i = 0; big.size() <= 65536; i++) {
+		auto e = entry(i);
+		big.insert(big.end(), e.begin(), e.end());
+	}
+	int sz = int(big.size()) * 2;
+	ASSERT_EQ(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz), 0);
+	reply(big);
+	reply(done(0));
+	EXPECT_FALSE(ev.remember_neighbours(sv[0]));
+	EXPECT_EQ(errno, EMSGSIZE);
+	EXPECT_EQ(ev.neighbours(), 0u) << "the datagram's end was cut off";
 }
 
 } // namespace

@@ -193,6 +193,33 @@ void ipv4_headers(Gen &g, std::vector<Case> &out)
 		f[l3 + 10] ^= 0xff; // checksums are not verified (docs/decisions.md)
 		out.push_back(one("ipv4/bad-header-checksum-forwarded", fwd(f)));
 	}
+	// IPv4 options (docs/decisions.md): a source route is refused, an option
+	// that runs past the header is malformed, the rest is forwarded.
+	auto opt = [&](const char *name, std::vector<uint8_t> o, std::optional<lg_reason> r, const char *dst = kPe4) {
+		auto f = dst == kPe4 ? g.c().ipv4(kC4, kPe4).ipv4_options(std::move(o)).tcp(g.sp(), 3306, kTcpSyn).build()
+				     : g.c().ipv4(kC4, dst).ipv4_options(std::move(o)).udp(g.sp(), 53).payload("q").build();
+		out.push_back(one(std::string("ipv4/options-") + name, r ? bad(f, *r) : fwd(f)));
+	};
+	opt("lsrr", {0x83, 7, 4, 10, 9, 9, 9}, LG_REASON_IP_SOURCE_ROUTE);
+	opt("ssrr-after-nop", {1, 0x89, 7, 4, 10, 9, 9, 9}, LG_REASON_IP_SOURCE_ROUTE);
+	opt("lsrr-routed-udp", {0x83, 11, 4, 10, 9, 9, 9, 10, 9, 9, 8}, LG_REASON_IP_SOURCE_ROUTE, kNet4);
+	opt("lsrr-after-record-route", {7, 7, 4, 0, 0, 0, 0, 0x83, 3, 4}, LG_REASON_IP_SOURCE_ROUTE, kNet4);
+	opt("lsrr-after-end-of-list", {0, 0x83, 7, 4, 10, 9, 9, 9}, std::nullopt);
+	opt("40-bytes-of-nop", std::vector<uint8_t>(40, 1), std::nullopt, kNet4);
+	opt("record-route-40-bytes", [] { std::vector<uint8_t> o(40, 0); o[0] = 7; o[1] = 39; o[2] = 4; return o; }(), std::nullopt, kNet4);
+	opt("timestamp-past-the-header", {0x44, 12, 5, 0}, LG_REASON_MALFORMED);
+	opt("length-0", {0x94, 0, 0, 0}, LG_REASON_MALFORMED, kNet4);
+	opt("length-1", {7, 1, 0, 0}, LG_REASON_MALFORMED);
+	opt("no-room-for-the-length", {1, 1, 1, 7}, LG_REASON_MALFORMED, kNet4);
+	{
+		uint32_t id = g.fid();
+		uint16_t sp = g.sp();
+		auto frag = [&](uint16_t off, bool more) { return g.c().ipv4(kC4, kNet4).ipv4_fragment(uint16_t(id), off, more); };
+		out.push_back({"ipv4/options-lsrr-in-a-later-fragment",
+			       {fwd(frag(0, true).udp(sp, 53).payload(g.pay(32)).build(), "the first"),
+				bad(frag(40, false).ipv4_options({0x83, 7, 4, 10, 9, 9, 9}).raw_l4(kProtoUdp, g.pay(16)).build(),
+				    LG_REASON_IP_SOURCE_ROUTE, "a source route is copied into every fragment")}});
+	}
 	// L4 headers shorter than their minimum.
 	out.push_back(one("ipv4/tcp-4-bytes", bad(g.c().ipv4(kC4, kPe4).raw_l4(kProtoTcp, {1, 2, 3, 4}).build(), LG_REASON_MALFORMED)));
 	out.push_back(one("ipv4/tcp-19-bytes", bad(g.c().ipv4(kC4, kPe4).raw_l4(kProtoTcp, g.pay(19)).build(), LG_REASON_MALFORMED)));

@@ -687,6 +687,58 @@ TEST_F(XdpTest, Ipv6IcmpErrorOfATranslatedFlow)
 	expect(tb, LG_VERDICT_FORWARD, LG_REASON_NONE, "packet too big from a router", backend_if);
 }
 
+// A translated ICMP error whose quote holds the whole TCP header: every
+// checksum, the quoted one included, is right after the rewrite, in IPv4
+// and ICMPv6, both ways (the differential tests check that all three agree,
+// not that they are right).
+TEST_F(XdpTest, ATranslatedErrorKeepsEveryChecksumRight)
+{
+	auto all_right = [](const Decision &d, int fam, const std::string &what) {
+		Parsed o;
+		ASSERT_EQ(parse_frame(d.frame, o), LG_REASON_NONE) << what;
+		std::span<const uint8_t> f(d.frame);
+		if (fam == 4) {
+			EXPECT_EQ(inet_checksum(f.subspan(o.l3, 20)), 0) << what << ": IPv4 header";
+		}
+		auto l4 = f.subspan(o.l4, o.l3_end - o.l4);
+		uint32_t ps = fam == 4 ? 0 : pseudo_sum(o.src, o.dst, o.proto, uint32_t(l4.size()), false);
+		EXPECT_EQ(inet_checksum(l4, ps), 0) << what << ": ICMP checksum";
+		Parsed in;
+		ASSERT_TRUE(parse_inner(d.frame, o.l4 + 8, o.l3_end, fam, in)) << what;
+		auto q = f.subspan(in.l4, o.l3_end - in.l4);
+		ASSERT_EQ(q.size(), 20u) << what << ": the quote ends with the TCP header";
+		EXPECT_EQ(inet_checksum(q, pseudo_sum(in.src, in.dst, kProtoTcp, 20, fam == 4)), 0) << what << ": quoted TCP checksum";
+		if (fam == 4) {
+			EXPECT_EQ(inet_checksum(f.subspan(in.l3, 20)), 0) << what << ": quoted IPv4 header";
+		}
+	};
+	auto reply_to = [&](const Decision &out) {
+		Parsed o;
+		parse_frame(out.frame, o);
+		auto b = b2c();
+		(o.family == 4 ? b.ipv4(o.dst.str(), o.src.str()) : b.ipv6(o.dst.str(), o.src.str()));
+		return expect(b.tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD, LG_REASON_NONE,
+			      "SYN-ACK", backend_if);
+	};
+
+	Decision out = expect(c2s().ipv4("10.1.1.10", "10.1.1.100").tcp(40000, 3306, kTcpSyn).build(), LG_VERDICT_FORWARD,
+			      LG_REASON_NONE, "SYN");
+	auto e1 = b2c().ipv4("192.168.0.1", "10.1.1.10").icmp_error(3, 1, out.frame, 40).build();
+	all_right(expect(e1, LG_VERDICT_FORWARD, LG_REASON_NONE, "a router's error", backend_if), 4, "IPv4 to the client");
+	Decision rep = reply_to(out);
+	auto e2 = c2s().ipv4("10.1.1.10", "10.1.1.100").icmp_error(3, 3, rep.frame, 40).build();
+	all_right(expect(e2, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's error"), 4, "IPv4 to the backend");
+
+	Decision out6 = expect(c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").tcp(40000, 3306, kTcpSyn).build(),
+			       LG_VERDICT_FORWARD, LG_REASON_NONE, "IPv6 SYN");
+	auto e3 = b2c().ipv6("fd00:9::1", "fd00:1:0:1::10").icmp_error(1, 3, out6.frame, 60).build();
+	all_right(expect(e3, LG_VERDICT_FORWARD, LG_REASON_NONE, "a router's ICMPv6 error", backend_if), 6,
+		  "ICMPv6 to the client");
+	Decision rep6 = reply_to(out6);
+	auto e4 = c2s().ipv6("fd00:1:0:1::10", "fd00:1:0:1::100").icmp_error(1, 4, rep6.frame, 60).build();
+	all_right(expect(e4, LG_VERDICT_FORWARD, LG_REASON_NONE, "the client's ICMPv6 error"), 6, "ICMPv6 to the backend");
+}
+
 TEST_F(XdpTest, ReclaimAndFlowListing)
 {
 	expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE, "PE flow");
