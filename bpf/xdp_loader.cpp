@@ -685,10 +685,13 @@ Status XdpDataplane::publish(const CompiledTables &t)
 
 Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 {
-	// Replace the set without a gap: add first, then delete what is gone. A
-	// restarted agent does this on the live, adopted map, and an address in
-	// both sets must never be missing from it (its packets would be decided
-	// by policy). A failed add takes back what this call added.
+	// Replace the set without a gap: an address in both sets is never
+	// touched (a restarted agent does this on the live, adopted map, and
+	// such an address must never be missing from it: its packets would be
+	// decided by policy). A set larger than the map is refused before
+	// anything changes. The gone addresses leave first, so a set that fits
+	// always fits, however little it shares with the old one; an add that
+	// fails all the same (no memory) puts back what this call changed.
 	auto *m = skel_->maps.lg_local;
 	auto key = [](const Addr &a) {
 		lg_local_key k{};
@@ -696,7 +699,10 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 		return k;
 	};
 	auto same = [](const lg_local_key &a, const lg_local_key &b) { return std::memcmp(&a, &b, sizeof a) == 0; };
-	std::vector<lg_local_key> old;
+	auto in = [&](const std::vector<lg_local_key> &v, const lg_local_key &k) {
+		return std::any_of(v.begin(), v.end(), [&](const lg_local_key &o) { return same(o, k); });
+	};
+	std::vector<lg_local_key> old, want;
 	lg_local_key k{}, next{};
 	const void *prev = nullptr;
 	while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
@@ -704,25 +710,30 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 		k = next;
 		prev = &k;
 	}
-	std::vector<lg_local_key> want, added;
 	for (const Addr &a : addrs)
-		want.push_back(key(a));
+		if (!in(want, key(a)))
+			want.push_back(key(a));
+	if (want.size() > bpf_map__max_entries(m))
+		return err("too many host addresses for lg_local: " + std::to_string(want.size()) + ", it holds " +
+			   std::to_string(bpf_map__max_entries(m)));
+	std::vector<lg_local_key> gone, added;
+	uint8_t one = 1;
+	for (const lg_local_key &o : old)
+		if (!in(want, o) && bpf_map__delete_elem(m, &o, sizeof o, 0) == 0)
+			gone.push_back(o);
 	for (const lg_local_key &w : want) {
-		if (std::any_of(old.begin(), old.end(), [&](const lg_local_key &o) { return same(o, w); }) ||
-		    std::any_of(added.begin(), added.end(), [&](const lg_local_key &o) { return same(o, w); }))
+		if (in(old, w))
 			continue;
-		uint8_t one = 1;
 		if (bpf_map__update_elem(m, &w, sizeof w, &one, 1, BPF_ANY)) {
 			int e = errno;
 			for (const lg_local_key &a : added)
 				bpf_map__delete_elem(m, &a, sizeof a, 0);
-			return err(sys("too many host addresses for lg_local", e));
+			for (const lg_local_key &g : gone)
+				bpf_map__update_elem(m, &g, sizeof g, &one, 1, BPF_ANY);
+			return err(sys("host addresses not written to lg_local", e));
 		}
 		added.push_back(w);
 	}
-	for (const lg_local_key &o : old)
-		if (std::none_of(want.begin(), want.end(), [&](const lg_local_key &w) { return same(o, w); }))
-			bpf_map__delete_elem(m, &o, sizeof o, 0);
 	return Ok{};
 }
 

@@ -721,24 +721,25 @@ Status Plane::host_events()
 	event_messages_ += seen.messages;
 	relink_pending_ |= seen.links;
 	Status st = Ok{};
-	// The whole set is read again, and again at each heartbeat until that
-	// succeeds (getifaddrs needs a socket: EMFILE): no later notice may
-	// come. A failure is reported when its cause is new (the first, or
-	// another than the last reported: more addresses than lg_local holds
-	// once descriptors are back), and so is the recovery.
+	// The whole set is read again. A read that failed (getifaddrs needs a
+	// socket: EMFILE) is tried again at each heartbeat, as no later notice
+	// may come; a set lg_local cannot hold waits for the next address
+	// notice, the only thing that can make it smaller. A failure is
+	// reported when its cause is new (the first, or another than the last
+	// reported), and so is the recovery.
 	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
 		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
-		bool retried = addresses_pending_;
-		addresses_pending_ = !st;
-		if (retried && st) {
+		addresses_pending_ = !addrs;
+		if (st && !addresses_error_.empty()) {
 			log("host addresses read again");
 			seen.fib = true; // lg_local changed since the last stamp
-		}
-		if (!st && retried && st.error() == addresses_error_)
+			addresses_error_.clear();
+		} else if (!st && st.error() == addresses_error_) {
 			st = Ok{};
-		else if (!st)
+		} else if (!st) {
 			addresses_error_ = st.error();
+		}
 	}
 	// After lg_local: a next hop resolved from here on sees the new set.
 	if (seen.fib) {

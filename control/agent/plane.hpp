@@ -118,7 +118,7 @@ private:
 	std::vector<uint32_t> ifindex_;
 	bool relink_pending_ = false;
 	bool addresses_pending_ = false; // the host's addresses failed to be read: again at each heartbeat
-	std::string addresses_error_;    // the cause last reported
+	std::string addresses_error_;    // the cause last reported; empty: the last write succeeded
 	bool rebound_ = false; // ifindex_ changed since the last publish
 	std::set<std::pair<uint32_t, bool>> forwarding_warned_; // (ifindex, IPv6) said to be off
 	uint64_t empty_guard_ = UINT64_MAX; // would_empty() above it; none after a commit

@@ -2150,6 +2150,60 @@ TEST(XdpLocal, ReplacingTheHostAddressesKeepsTheCommonOnes)
 	EXPECT_FALSE(has("fd00::3"));
 }
 
+
+// A set that fits lg_local (1,024) is written whatever it replaces: two
+// sets of 600 with nothing in common (before 2026-12-02 the new addresses
+// were added before the old ones left, and 1,200 did not fit). One that
+// does not fit is refused whole, the map left as it was.
+TEST(XdpLocal, ANewSetThatFitsIsWrittenWhateverItReplaces)
+{
+	auto dp = XdpDataplane::load({});
+	ASSERT_TRUE(dp) << dp.error();
+	int fd = bpf_map__fd((*dp)->skeleton()->maps.lg_local);
+	auto set = [](uint8_t net, unsigned n) {
+		std::vector<Addr> v;
+		for (unsigned i = 0; i < n; i++)
+			v.push_back(Addr::from_v4(uint32_t(10) << 24 | uint32_t(net) << 16 | i));
+		return v;
+	};
+	auto count = [&] {
+		size_t n = 0;
+		lg_local_key k{}, next{};
+		const void *prev = nullptr;
+		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+			n++;
+			k = next;
+			prev = &k;
+		}
+		return n;
+	};
+	auto has = [&](const Addr &a) {
+		lg_local_key k{};
+		std::memcpy(k.addr, a.b.data(), 16);
+		uint8_t v;
+		return bpf_map_lookup_elem(fd, &k, &v) == 0;
+	};
+	auto a = set(1, 600), b = set(2, 600);
+	ASSERT_TRUE((*dp)->set_local_addresses(a).ok());
+	auto st = (*dp)->set_local_addresses(b);
+	ASSERT_TRUE(st.ok()) << st.error();
+	EXPECT_EQ(count(), 600u);
+	EXPECT_TRUE(has(b.front()) && has(b.back()));
+	EXPECT_FALSE(has(a.front()));
+
+	auto big = set(3, 1025);
+	st = (*dp)->set_local_addresses(big);
+	ASSERT_FALSE(st.ok());
+	EXPECT_NE(st.error().find("too many host addresses"), std::string::npos) << st.error();
+	EXPECT_EQ(count(), 600u) << "nothing changed";
+	EXPECT_TRUE(has(b.front()) && has(b.back()));
+	big.pop_back();
+	big.push_back(big.front()); // 1,024 once a repeat is counted once
+	ASSERT_TRUE((*dp)->set_local_addresses(big).ok());
+	EXPECT_EQ(count(), 1024u);
+	EXPECT_FALSE(has(b.front()));
+}
+
 } // namespace
 } // namespace lg
 #endif
