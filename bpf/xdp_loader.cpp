@@ -688,19 +688,24 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 	// Replace the set without a gap: an address in both sets is never
 	// touched (a restarted agent does this on the live, adopted map, and
 	// such an address must never be missing from it: its packets would be
-	// decided by policy). A set larger than the map is refused before
-	// anything changes. The gone addresses leave first, so a set that fits
-	// always fits, however little it shares with the old one; an add that
-	// fails all the same (no memory) puts back what this call changed.
+	// decided by policy). The gone addresses leave first, so a set that
+	// fits always fits, however little it shares with the old one. A set
+	// larger than the map is refused, but the gone ones still leave: one
+	// left behind would pass its packets to the host stack unchecked. An
+	// add that fails all the same (no memory) puts back what this call
+	// changed.
 	auto *m = skel_->maps.lg_local;
 	auto key = [](const Addr &a) {
 		lg_local_key k{};
 		std::memcpy(k.addr, a.b.data(), 16);
 		return k;
 	};
+	auto less = [](const lg_local_key &a, const lg_local_key &b) { return std::memcmp(&a, &b, sizeof a) < 0; };
 	auto same = [](const lg_local_key &a, const lg_local_key &b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+	// Sorted, so that a host with tens of thousands of addresses costs a
+	// sort, not a comparison of every pair.
 	auto in = [&](const std::vector<lg_local_key> &v, const lg_local_key &k) {
-		return std::any_of(v.begin(), v.end(), [&](const lg_local_key &o) { return same(o, k); });
+		return std::binary_search(v.begin(), v.end(), k, less);
 	};
 	std::vector<lg_local_key> old, want;
 	lg_local_key k{}, next{};
@@ -710,17 +715,20 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 		k = next;
 		prev = &k;
 	}
+	std::sort(old.begin(), old.end(), less);
 	for (const Addr &a : addrs)
-		if (!in(want, key(a)))
-			want.push_back(key(a));
-	if (want.size() > bpf_map__max_entries(m))
-		return err("too many host addresses for lg_local: " + std::to_string(want.size()) + ", it holds " +
-			   std::to_string(bpf_map__max_entries(m)));
+		want.push_back(key(a));
+	std::sort(want.begin(), want.end(), less);
+	want.erase(std::unique(want.begin(), want.end(), same), want.end());
 	std::vector<lg_local_key> gone, added;
 	uint8_t one = 1;
 	for (const lg_local_key &o : old)
 		if (!in(want, o) && bpf_map__delete_elem(m, &o, sizeof o, 0) == 0)
 			gone.push_back(o);
+	// The count is not in the message: linkgated reports a cause once,
+	// however many addresses the host has at each read.
+	if (want.size() > bpf_map__max_entries(m))
+		return err(std::string(kTooManyLocal) + " (it holds " + std::to_string(bpf_map__max_entries(m)) + ")");
 	for (const lg_local_key &w : want) {
 		if (in(old, w))
 			continue;

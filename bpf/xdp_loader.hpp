@@ -93,6 +93,8 @@ public:
 	Status settle();
 
 	Status set_local_addresses(const std::vector<Addr> &addrs); // passed to the host
+	// How set_local_addresses' error begins for a set larger than lg_local.
+	static constexpr const char *kTooManyLocal = "too many host addresses for lg_local";
 	Status set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac);
 	// The MACs of these interfaces as they are now, written to lg_ifmac
 	// where they changed (a publish does the same for the bound ones).

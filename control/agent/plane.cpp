@@ -721,16 +721,16 @@ Status Plane::host_events()
 	event_messages_ += seen.messages;
 	relink_pending_ |= seen.links;
 	Status st = Ok{};
-	// The whole set is read again. A read that failed (getifaddrs needs a
-	// socket: EMFILE) is tried again at each heartbeat, as no later notice
-	// may come; a set lg_local cannot hold waits for the next address
+	// The whole set is read again. A failure (getifaddrs needs a socket:
+	// EMFILE) is tried again at each heartbeat, as no later notice may
+	// come; but a set lg_local cannot hold waits for the next address
 	// notice, the only thing that can make it smaller. A failure is
 	// reported when its cause is new (the first, or another than the last
 	// reported), and so is the recovery.
 	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
 		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
-		addresses_pending_ = !addrs;
+		addresses_pending_ = !st && st.error().rfind(XdpDataplane::kTooManyLocal, 0) != 0;
 		if (st && !addresses_error_.empty()) {
 			log("host addresses read again");
 			seen.fib = true; // lg_local changed since the last stamp
