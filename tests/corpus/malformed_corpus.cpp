@@ -477,6 +477,15 @@ void fragments(Gen &g, std::vector<Case> &out)
 		wr16(f, l3 + 6, 0x2000 | 8189); // offset 65512 + 40 bytes
 		return bad(f, LG_REASON_MALFORMED);
 	}()));
+	{
+		// IPv4's fragment key holds the protocol (RFC 791): the same id of
+		// another protocol is another datagram.
+		uint32_t id = g.fid();
+		out.push_back({"frag4/same-id-other-protocol",
+			       {fwd(v4(id, 0, true).udp(g.sp(), 53).payload(pay).build(), "first, UDP"),
+				bad(v4(id, 40, false).raw_l4(kProtoTcp, g.pay(16)).build(), LG_REASON_FRAGMENT_NO_FIRST, "TCP, same id"),
+				fwd(v4(id, 40, false).raw_l4(kProtoUdp, g.pay(16)).build(), "UDP, same id")}});
+	}
 	out.push_back(one("frag4/later-without-first-other-id", bad(v4(g.fid(), 1480, true).raw_l4(kProtoTcp, pay).build(), LG_REASON_FRAGMENT_NO_FIRST)));
 	{
 		uint32_t id = g.fid();
@@ -499,6 +508,12 @@ void fragments(Gen &g, std::vector<Case> &out)
 		out.push_back({"frag6/first-with-ext-after-fragment-header",
 			       {fwd(g.c().ipv6(kC6, kPe6).ipv6_ext(0).ipv6_fragment(id, 0, true).ipv6_ext(60).tcp(g.sp(), 3306, kTcpSyn).payload(pay).build(), "HBH, Fragment, DestOpts, TCP"),
 				bad(g.c().ipv6(kC6, kPe6).ipv6_ext(0).ipv6_fragment(id, 8, false).raw_l4(60, pay).build(), LG_REASON_FRAGMENT_OVERLAP, "inside the first")}});
+		// IPv6's has none (RFC 8200): a later fragment takes the first's
+		// verdict whatever next header its Fragment header names.
+		id = g.fid();
+		out.push_back({"frag6/later-with-another-next-header",
+			       {fwd(v6(id, 0, true).tcp(g.sp(), 3306, kTcpSyn).payload(pay).build(), "first, TCP, DNAT"),
+				fwd(v6(id, 56, false).raw_l4(kProtoUdp, g.pay(16)).build(), "UDP named: DNAT of L3 only")}});
 		out.push_back(one("frag6/beyond-65535", bad(v6(g.fid(), 65528, false).raw_l4(kProtoTcp, g.pay(16)).build(), LG_REASON_MALFORMED)));
 		out.push_back(one("frag6/later-no-first", bad(v6(g.fid(), 1232, false).raw_l4(kProtoUdp, pay).build(), LG_REASON_FRAGMENT_NO_FIRST)));
 	}
