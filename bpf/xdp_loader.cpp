@@ -683,7 +683,7 @@ Status XdpDataplane::publish(const CompiledTables &t)
 	return Ok{};
 }
 
-Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
+Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs, bool *too_many)
 {
 	// Replace the set without a gap: an address in both sets is never
 	// touched (a restarted agent does this on the live, adopted map, and
@@ -727,8 +727,10 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs)
 			gone.push_back(o);
 	// The count is not in the message: linkgated reports a cause once,
 	// however many addresses the host has at each read.
+	if (too_many)
+		*too_many = want.size() > bpf_map__max_entries(m);
 	if (want.size() > bpf_map__max_entries(m))
-		return err(std::string(kTooManyLocal) + " (it holds " + std::to_string(bpf_map__max_entries(m)) + ")");
+		return err("too many host addresses for lg_local (it holds " + std::to_string(bpf_map__max_entries(m)) + ")");
 	for (const lg_local_key &w : want) {
 		if (in(old, w))
 			continue;

@@ -92,9 +92,9 @@ public:
 	// one is run again here, and its error returned if that fails too.
 	Status settle();
 
-	Status set_local_addresses(const std::vector<Addr> &addrs); // passed to the host
-	// How set_local_addresses' error begins for a set larger than lg_local.
-	static constexpr const char *kTooManyLocal = "too many host addresses for lg_local";
+	// The addresses passed to the host. too_many (if given) says whether a
+	// failure was a set larger than lg_local, which only a smaller set mends.
+	Status set_local_addresses(const std::vector<Addr> &addrs, bool *too_many = nullptr);
 	Status set_interface_mac(uint32_t ifindex, const std::array<uint8_t, 6> &mac);
 	// The MACs of these interfaces as they are now, written to lg_ifmac
 	// where they changed (a publish does the same for the bound ones).

@@ -273,7 +273,7 @@ int telemetry_stats(const char *, const char *params, rte_tel_data *d)
 	return 0;
 }
 
-// ---- linkgated channel (docs/agent.md, "DPDK dataplanes") ----
+// ---- linkgated channel (docs/agent.md, "The DPDK channel") ----
 class AgentLink {
 public:
 	explicit AgentLink(std::string path) : path_(std::move(path)) {}
@@ -829,7 +829,7 @@ int main(int argc, char **argv)
 	else if (auto [end, ec] = std::from_chars(duration_text.data(), duration_text.data() + duration_text.size(),
 						    duration, std::chars_format::fixed);
 		 ec != std::errc() || end != duration_text.data() + duration_text.size() || !std::isfinite(duration) ||
-		 duration < 0)
+		 std::signbit(duration)) // -0 too
 		bad = "--duration: a number of seconds, 0 or more";
 	else if (!valid_dataplane_name(name))
 		bad = "--name: 1-64 characters of A-Z a-z 0-9 . _ -";
@@ -840,6 +840,25 @@ int main(int argc, char **argv)
 		lg::dp::log("%s", bad.c_str());
 		rte_eal_cleanup();
 		return 2;
+	}
+	// A state file that cannot be read or is not valid stops the run
+	// before any port starts (compiling it needs the engine, below).
+	json state_json;
+	if (!state_path.empty()) {
+		auto j = read_json_file(state_path);
+		std::string why;
+		if (!j)
+			why = j.error();
+		else if (auto s = state_from_json(*j); !s)
+			why = s.error();
+		else if (auto v = validate(*s); !v)
+			why = "state: " + v.error();
+		if (!why.empty()) {
+			lg::dp::log("%s", why.c_str());
+			rte_eal_cleanup();
+			return 1;
+		}
+		state_json = std::move(*j);
 	}
 
 	App app;
@@ -979,12 +998,7 @@ int main(int argc, char **argv)
 
 	std::unique_ptr<AgentLink> agent;
 	if (!state_path.empty()) {
-		auto j = read_json_file(state_path);
-		if (!j) {
-			lg::dp::log("%s", j.error().c_str());
-			return finish(app, 1);
-		}
-		if (auto st = apply_state(*j, 1); !st) {
+		if (auto st = apply_state(state_json, 1); !st) {
 			lg::dp::log("%s", st.error().c_str());
 			return finish(app, 1);
 		}

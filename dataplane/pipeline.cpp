@@ -73,6 +73,9 @@ Pipeline::Pipeline(Engine &engine, const std::vector<uint16_t> &ports, unsigned 
 	uint16_t max_port = 0;
 	for (uint16_t p : ports)
 		max_port = std::max(max_port, p);
+	member_.resize(size_t(max_port) + 1);
+	for (uint16_t p : ports)
+		member_[p] = 1;
 	for (auto &w : tx_) {
 		w.resize(size_t(max_port) + 1);
 		for (auto &v : w)
@@ -102,13 +105,14 @@ unsigned Pipeline::iterate(unsigned wid, uint32_t *idle, uint32_t iter)
 		if (!n)
 			continue;
 		total += n;
+		bump(st.rx, n); // counted before its outcomes
 		uint64_t t0 = rte_rdtsc();
 		engine_.decide_burst(ifindex_of(port), pkts, n, v, Engine::clock_ns());
 		for (uint16_t i = 0; i < n; i++) {
 			uint32_t out = v[i].verdict == LG_VERDICT_FORWARD ? v[i].egress - 1
 				       : v[i].verdict == LG_VERDICT_TX    ? port
 									 : UINT32_MAX;
-			if (out < tx.size()) {
+			if (out < tx.size() && member_[out]) { // a gap between port ids is no port of ours
 				tx[out].push_back(pkts[i]);
 			} else {
 				// PASS: the host stack sees these frames on its own side of
@@ -118,7 +122,6 @@ unsigned Pipeline::iterate(unsigned wid, uint32_t *idle, uint32_t iter)
 				rte_pktmbuf_free(pkts[i]);
 			}
 		}
-		bump(st.rx, n);
 		bump(st.busy_cycles, rte_rdtsc() - t0);
 	}
 	for (size_t p = 0; p < tx.size(); p++) {

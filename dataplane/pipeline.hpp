@@ -71,6 +71,7 @@ private:
 	Engine &engine_;
 	std::vector<std::vector<std::pair<uint16_t, uint16_t>>> rxq_; // per worker
 	std::vector<std::vector<std::vector<rte_mbuf *>>> tx_;         // per worker, per port id
+	std::vector<uint8_t> member_;                                  // per port id: given to the pipeline
 	std::vector<WorkerStats> stats_;
 };
 

@@ -324,19 +324,23 @@ class Env:
         return p
 
     def teardown(self):
-        for s in self.sessions:
-            s.close()
-        for p in reversed(self.procs):
+        # Each step on its own: one that fails (a wait or an ip that times
+        # out) must not leave the namespaces after it behind.
+        def attempt(fn, *a):
             try:
-                p.stop()
-            except Exception:
-                pass
+                fn(*a)
+            except Exception as e:
+                print(f"teardown: {e}", file=sys.stderr)
+        for s in self.sessions:
+            attempt(s.close)
+        for p in reversed(self.procs):
+            attempt(p.stop)
         # Deleting a namespace takes its veths (and their peers) with it; the
         # NIC host's XDP links go with its bpffs mount (a mount namespace of
         # linkgated's own) and its veths.
         for real in reversed(list(self.ns.values())):
-            kill_ns_pids(real)
-            sh(["ip", "netns", "del", real], check=False)
+            attempt(kill_ns_pids, real)
+            attempt(lambda r: sh(["ip", "netns", "del", r], check=False), real)
         self.ns.clear()
         # EAL's runtime directory of linkgate-dpdk (--file-prefix), if any.
         shutil.rmtree(f"/var/run/dpdk/{self.tag}", ignore_errors=True)

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "arm_json.hpp"
+#include "temp_dir.hpp"
 #include "net.hpp"
 #include "validate.hpp"
 
@@ -34,18 +35,8 @@ const std::string kIdPrefix = "/subscriptions/00000000-0000-0000-0000-0000000000
 
 // A scratch directory removed with everything in it.
 struct TempDir {
-	std::string path;
-	TempDir()
-	{
-		char buf[] = "/tmp/lg_json_test.XXXXXX";
-		path = mkdtemp(buf);
-	}
-	~TempDir()
-	{
-		for (const auto &f : files())
-			unlink((path + "/" + f).c_str());
-		rmdir(path.c_str());
-	}
+	lgtest::TempDir dir{"lg_json_test"};
+	std::string path = dir.path();
 	std::vector<std::string> files() const
 	{
 		std::vector<std::string> out;

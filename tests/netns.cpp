@@ -30,9 +30,12 @@ Topology::Topology() : prefix_("lgt" + std::to_string(getpid()) + "-") {}
 
 Topology::~Topology()
 {
-	// Deleting a namespace takes its veths (and their peers) with it.
+	// Deleting a namespace takes its veths (and their peers) with it. Never
+	// this process: its main thread may still be inside (a std::exit from
+	// another thread), and the namespaces must go all the same.
+	std::string self = std::to_string(getpid());
 	for (auto it = ns_.rbegin(); it != ns_.rend(); ++it)
-		sh("ip netns pids " + it->second + " | xargs -r kill -9; ip netns del " + it->second);
+		sh("ip netns pids " + it->second + " | grep -vx " + self + " | xargs -r kill -9; ip netns del " + it->second);
 }
 
 std::string Topology::add_ns(const std::string &name)
@@ -102,7 +105,14 @@ int Topology::spawn_in_ns(const std::string &real_ns, const std::function<int()>
 		if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
 			_exit(125);
 		close(fd);
-		_exit(fn());
+		// Nothing may unwind into the child's copy of GoogleTest (it would
+		// run the parent's remaining tests and teardowns).
+		int rc = 126;
+		try {
+			rc = fn();
+		} catch (...) {
+		}
+		_exit(rc);
 	}
 	return pid;
 }

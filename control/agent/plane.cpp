@@ -729,8 +729,9 @@ Status Plane::host_events()
 	// reported), and so is the recovery.
 	if (seen.addresses || addresses_pending_) {
 		auto addrs = local_addresses();
-		st = addrs ? xdp_->set_local_addresses(*addrs) : err(addrs.error());
-		addresses_pending_ = !st && st.error().rfind(XdpDataplane::kTooManyLocal, 0) != 0;
+		bool too_many = false;
+		st = addrs ? xdp_->set_local_addresses(*addrs, &too_many) : err(addrs.error());
+		addresses_pending_ = !st && !too_many;
 		if (st && !addresses_error_.empty()) {
 			log("host addresses read again");
 			seen.fib = true; // lg_local changed since the last stamp

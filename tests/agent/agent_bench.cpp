@@ -93,7 +93,7 @@ std::atomic<const char *> probe_dst{"10.1.1.100"};
 void acceptor(std::string ns)
 {
 	if (!enter(ns))
-		std::abort();
+		std::exit(1);
 	int ls[2];
 	uint16_t ports[2] = {3306, 5000};
 	for (int i = 0; i < 2; i++) {
@@ -105,7 +105,7 @@ void acceptor(std::string ns)
 		a.sin_port = htons(ports[i]);
 		inet_pton(AF_INET, "192.168.20.11", &a.sin_addr);
 		if (bind(ls[i], reinterpret_cast<sockaddr *>(&a), sizeof a) || listen(ls[i], 1024))
-			std::abort();
+			std::exit(1);
 	}
 	pollfd p[2] = {{ls[0], POLLIN, 0}, {ls[1], POLLIN, 0}};
 	while (!stop) {
@@ -126,14 +126,14 @@ void acceptor(std::string ns)
 void sniffer(std::string ns)
 {
 	if (!enter(ns))
-		std::abort();
+		std::exit(1);
 	int s = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
 	sockaddr_ll ll{};
 	ll.sll_family = AF_PACKET;
 	ll.sll_protocol = htons(ETH_P_IP);
 	ll.sll_ifindex = int(if_nametoindex("bb"));
 	if (s < 0 || bind(s, reinterpret_cast<sockaddr *>(&ll), sizeof ll) != 0)
-		std::abort();
+		std::exit(1);
 	int one = 1;
 	setsockopt(s, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
 	pollfd p{s, POLLIN, 0};
@@ -180,7 +180,7 @@ void sniffer(std::string ns)
 void prober(std::string ns, int cpu)
 {
 	if (!enter(ns))
-		std::abort();
+		std::exit(1);
 	cpu_set_t set;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
@@ -295,7 +295,7 @@ Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port
 	int64_t t0 = arm_syn(port_slot);
 	pid_t pid;
 	if (posix_spawn(&pid, LINKGATECTL, &fa, nullptr, argv.data(), environ) != 0)
-		std::abort();
+		std::exit(1);
 	int st = 0;
 	waitpid(pid, &st, 0);
 	int64_t t_exit = now_ns();
@@ -510,15 +510,15 @@ int main(int argc, char **argv)
 		report("state file write (fsync): large state", w);
 	}
 
-	Topology topo;
+	// The topology, our own namespace's return and the agent are statics:
+	// a failure std::exits from any thread, and that runs their teardown
+	// as a return from main does, newest first: the agent, our namespace
+	// back (the topology's teardown kills every process inside), the
+	// namespaces, then the pins.
+	static Topology topo;
 	bool ok = lgtest::three_ns_topology(topo).empty();
-	// Back to our own namespace before the topology goes: its teardown kills
-	// every process inside.
-	int orig_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	struct Restore {
-		int fd;
-		~Restore() { setns(fd, CLONE_NEWNET); }
-	} restore{orig_ns};
+	static int orig_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	std::atexit([] { setns(orig_ns, CLONE_NEWNET); });
 	if (!ok || !enter(topo.real("host"))) {
 		std::fprintf(stderr, "topology setup failed\n");
 		return 1;
@@ -561,7 +561,8 @@ int main(int argc, char **argv)
 		agent_args.push_back(realtime);
 		std::printf("linkgated --realtime %s\n", realtime.c_str());
 	}
-	auto agent = std::make_unique<lgtest::Daemon>(agent_args);
+	static std::unique_ptr<lgtest::Daemon> agent;
+	agent = std::make_unique<lgtest::Daemon>(agent_args);
 	agent->set_own_session(own_session);
 	if (own_session)
 		std::printf("linkgated runs in a session of its own\n");

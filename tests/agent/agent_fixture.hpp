@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -149,7 +150,9 @@ public:
 	explicit Daemon(std::vector<std::string> extra = {}) : extra_(std::move(extra))
 	{
 		char tmpl[] = "/tmp/lgagent.XXXXXX";
-		dir_ = mkdtemp(tmpl);
+		if (!mkdtemp(tmpl))
+			throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+		dir_ = tmpl;
 		socket_ = dir_ + "/run/linkgated.sock";
 		state_ = dir_ + "/lib/state.json";
 	}

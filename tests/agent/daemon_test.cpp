@@ -581,13 +581,14 @@ TEST(DaemonStart, AMissingStateFileDoesNotReplaceAPublishedState)
 }
 
 // An interface given twice is a usage error: the dataplane would keep one
-// binding and explain the other.
+// binding and explain the other. The name is no host's interface: were the
+// check gone, the agent would fail on it (exit 1), never attach to it.
 TEST(DaemonStart, AnInterfaceGivenTwiceIsRefused)
 {
 	Daemon scratch; // its directory only
 	std::string sock = scratch.dir() + "/unused.sock";
-	EXPECT_EQ(refused_exit({"--state", scratch.dir() + "/s.json", "--socket", sock, "--xdp-interface", "lo=a",
-				"--xdp-interface", "lo=b"}),
+	EXPECT_EQ(refused_exit({"--state", scratch.dir() + "/s.json", "--socket", sock, "--xdp-interface",
+				"lgt-nosuch0=a", "--xdp-interface", "lgt-nosuch0=b"}),
 		  2);
 	EXPECT_FALSE(std::filesystem::exists(sock));
 }

@@ -223,6 +223,7 @@ TEST(DpdkBinary, BadArgumentsExit2WithOneLine)
 		{{"--state", st, "--port", "0", "--mbufs", "-18446744073709550592"}, "--mbufs"},
 		{{"--state", st, "--port", "0", "--reclaim-interval", "+1000"}, "--reclaim-interval"},
 		{{"--state", st, "--port", "0", "--duration", "-1"}, "--duration"},
+		{{"--state", st, "--port", "0", "--duration", "-0"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "nan"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", "0x1p3"}, "--duration"},
 		{{"--state", st, "--port", "0", "--duration", " 1"}, "--duration"},

@@ -12,11 +12,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -40,7 +43,9 @@ public:
 		std::string t = "/tmp/lgdpdk-" + tag + ".XXXXXX";
 		std::vector<char> b(t.begin(), t.end());
 		b.push_back(0);
-		dir_ = mkdtemp(b.data());
+		if (!mkdtemp(b.data()))
+			throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+		dir_ = b.data();
 		prefix_ = "lgt" + tag + "-" + std::to_string(getpid());
 	}
 	~Scratch()

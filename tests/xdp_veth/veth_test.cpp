@@ -78,6 +78,11 @@ protected:
 			EXPECT_EQ(write(stop[1], "s", 1), 1);
 			EXPECT_EQ(Topology::wait_child(server), 0) << "echo server";
 		}
+		for (int &fd : stop)
+			if (fd >= 0) {
+				close(fd);
+				fd = -1;
+			}
 		xdp.reset();
 		if (orig_ns >= 0) {
 			setns(orig_ns, CLONE_NEWNET);
