@@ -841,26 +841,6 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 2;
 	}
-	// A state file that cannot be read or is not valid stops the run
-	// before any port starts (compiling it needs the engine, below).
-	json state_json;
-	if (!state_path.empty()) {
-		auto j = read_json_file(state_path);
-		std::string why;
-		if (!j)
-			why = j.error();
-		else if (auto s = state_from_json(*j); !s)
-			why = s.error();
-		else if (auto v = validate(*s); !v)
-			why = "state: " + v.error();
-		if (!why.empty()) {
-			lg::dp::log("%s", why.c_str());
-			rte_eal_cleanup();
-			return 1;
-		}
-		state_json = std::move(*j);
-	}
-
 	App app;
 	g_app = &app;
 	app.name = name;
@@ -939,6 +919,26 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 2;
 	}
+	// After the arguments, before the ports: a state file that cannot be
+	// read or is not valid stops the run before any port is set up
+	// (compiling it needs the engine, below).
+	json state_json;
+	if (!state_path.empty()) {
+		auto j = read_json_file(state_path);
+		std::string why;
+		if (!j)
+			why = j.error();
+		else if (auto s = state_from_json(*j); !s)
+			why = s.error();
+		else if (auto v = validate(*s); !v)
+			why = "state: " + v.error();
+		if (!why.empty()) {
+			lg::dp::log("%s", why.c_str());
+			rte_eal_cleanup();
+			return 1;
+		}
+		state_json = std::move(*j);
+	}
 	if (!mbufs) {
 		// Every RX ring a NIC fills at start and every TX ring's unfreed
 		// mbufs (a queue of each per worker and port), the lcores' pool
@@ -1002,6 +1002,7 @@ int main(int argc, char **argv)
 			lg::dp::log("%s", st.error().c_str());
 			return finish(app, 1);
 		}
+		state_json = json(); // compiled: not kept for the whole run
 		if (!dump_acl.empty() || !classify_path.empty()) {
 			int rc = 0;
 			if (!classify_path.empty())

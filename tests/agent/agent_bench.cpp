@@ -82,6 +82,18 @@ bool enter(const std::string &real_ns)
 	return ok;
 }
 
+// Every failure ends here, from any thread: the first caller runs the exit
+// handlers and statics' teardown (main's comment on them), a later one waits
+// for it, so no two run them at once.
+[[noreturn]] void fail()
+{
+	static std::atomic_flag once = ATOMIC_FLAG_INIT;
+	if (once.test_and_set())
+		for (;;)
+			pause();
+	std::exit(1);
+}
+
 std::atomic<bool> stop{false};
 std::atomic<int64_t> last_accept[2]{0, 0}; // 3306, 5000
 // The first SYN to 3306 / 5000 that reached the backend's interface after
@@ -93,7 +105,7 @@ std::atomic<const char *> probe_dst{"10.1.1.100"};
 void acceptor(std::string ns)
 {
 	if (!enter(ns))
-		std::exit(1);
+		fail();
 	int ls[2];
 	uint16_t ports[2] = {3306, 5000};
 	for (int i = 0; i < 2; i++) {
@@ -105,7 +117,7 @@ void acceptor(std::string ns)
 		a.sin_port = htons(ports[i]);
 		inet_pton(AF_INET, "192.168.20.11", &a.sin_addr);
 		if (bind(ls[i], reinterpret_cast<sockaddr *>(&a), sizeof a) || listen(ls[i], 1024))
-			std::exit(1);
+			fail();
 	}
 	pollfd p[2] = {{ls[0], POLLIN, 0}, {ls[1], POLLIN, 0}};
 	while (!stop) {
@@ -126,14 +138,14 @@ void acceptor(std::string ns)
 void sniffer(std::string ns)
 {
 	if (!enter(ns))
-		std::exit(1);
+		fail();
 	int s = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_P_IP));
 	sockaddr_ll ll{};
 	ll.sll_family = AF_PACKET;
 	ll.sll_protocol = htons(ETH_P_IP);
 	ll.sll_ifindex = int(if_nametoindex("bb"));
 	if (s < 0 || bind(s, reinterpret_cast<sockaddr *>(&ll), sizeof ll) != 0)
-		std::exit(1);
+		fail();
 	int one = 1;
 	setsockopt(s, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
 	pollfd p{s, POLLIN, 0};
@@ -180,7 +192,7 @@ void sniffer(std::string ns)
 void prober(std::string ns, int cpu)
 {
 	if (!enter(ns))
-		std::exit(1);
+		fail();
 	cpu_set_t set;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
@@ -225,7 +237,7 @@ int64_t syn_after(int64_t t0, int port_slot)
 	int64_t t = first_syn[port_slot];
 	if (t == 0) {
 		std::fprintf(stderr, "no SYN seen on the backend side\n");
-		std::exit(1);
+		fail();
 	}
 	return t - t0;
 }
@@ -277,7 +289,7 @@ void await_accept(int64_t t0, int port_slot)
 		std::this_thread::yield();
 	if (last_accept[port_slot] <= t0) {
 		std::fprintf(stderr, "no connection within 5 s\n");
-		std::exit(1);
+		fail();
 	}
 }
 
@@ -295,13 +307,13 @@ Timed timed_ctl(const std::string &sock, std::vector<std::string> args, int port
 	int64_t t0 = arm_syn(port_slot);
 	pid_t pid;
 	if (posix_spawn(&pid, LINKGATECTL, &fa, nullptr, argv.data(), environ) != 0)
-		std::exit(1);
+		fail();
 	int st = 0;
 	waitpid(pid, &st, 0);
 	int64_t t_exit = now_ns();
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		std::fprintf(stderr, "linkgatectl failed\n");
-		std::exit(1);
+		fail();
 	}
 	await_accept(t0, port_slot);
 	posix_spawn_file_actions_destroy(&fa);
@@ -335,7 +347,7 @@ Timed timed_rpc(Rpc &rpc, const std::string &method, const json &params, int por
 	int64_t t_reply = now_ns();
 	if (!r.is_object() || !r.contains("result")) {
 		std::fprintf(stderr, "%s: %s\n", method.c_str(), r.dump().c_str());
-		std::exit(1);
+		fail();
 	}
 	await_accept(t0, port_slot);
 	Timed out{t_reply - t0, syn_after(t0, port_slot), last_accept[port_slot] - t0};
@@ -589,7 +601,7 @@ int main(int argc, char **argv)
 		json r = rpc.call(m, p);
 		if (!r.is_object() || !r.contains("result")) {
 			std::fprintf(stderr, "%s: %s\n", m.c_str(), r.dump().c_str());
-			std::exit(1);
+			fail();
 		}
 	};
 

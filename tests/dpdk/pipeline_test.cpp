@@ -745,7 +745,31 @@ TEST(DpdkPipeline, NetRingFramesMatchTheEvaluator)
 	} else {
 		EXPECT_TRUE(out.empty()) << late->what;
 	}
-	for (RingPort *rp : {&p0, &p1}) {
+
+	// A forward to a port between the pipeline's port ids that was not
+	// given to it is a drop (before 2026-12-02 only the highest id bounded
+	// the check, and the frame left by port 1, which the pipeline does not
+	// own).
+	RingPort p2 = make_port("lgt_ring2", 1);
+	ASSERT_EQ(p2.id, p1.id + 1);
+	{
+		dp::Pipeline gap(eng, {p0.id, p2.id}, 1);
+		gap.assign(0, p0.id, 0);
+		auto syn = PacketBuilder().eth(kClientMac, p0.mac).ipv4("10.1.1.10", "10.1.1.100").tcp(40100, 3306, kTcpSyn).build();
+		Decision pd = ev.process(syn, 1, dp::Engine::clock_ns());
+		ASSERT_EQ(pd.verdict, LG_VERDICT_FORWARD);
+		ASSERT_EQ(pd.egress_ifindex, 2u) << "the backend's side is port 1";
+		enqueue(p0, syn);
+		eng.online(0);
+		EXPECT_EQ(gap.run_once(0), 1u);
+		eng.quiescent(0);
+		eng.offline(0);
+		EXPECT_TRUE(drain(p1).empty()) << "sent on a port not given to the pipeline";
+		EXPECT_TRUE(drain(p2).empty());
+		EXPECT_EQ(gap.totals().tx, 0u);
+		EXPECT_EQ(gap.totals().dropped, 1u);
+	}
+	for (RingPort *rp : {&p0, &p1, &p2}) {
 		rte_eth_dev_stop(rp->id);
 		rte_eth_dev_close(rp->id);
 	}
