@@ -841,6 +841,7 @@ int main(int argc, char **argv)
 		rte_eal_cleanup();
 		return 2;
 	}
+
 	App app;
 	g_app = &app;
 	app.name = name;

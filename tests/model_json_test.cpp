@@ -12,8 +12,8 @@
 #include <string>
 
 #include "arm_json.hpp"
-#include "temp_dir.hpp"
 #include "net.hpp"
+#include "temp_dir.hpp"
 #include "validate.hpp"
 
 using nlohmann::json;

@@ -130,9 +130,6 @@ protected:
 		return d;
 	}
 	PrivateEndpoint &pe(const char *n = "pe-east") { return *state.private_endpoint(n); }
-	// SYN, SYN-ACK and ACK of 10.1.1.10:40000 to the private endpoint's
-	// MySQL port: the flow is established, each direction's next hop
-	// resolved by the full path. Returns the client's ACK.
 	// The backend's SYN-ACK to a forwarded SYN (either family), from where it went.
 	Decision syn_ack_to(const Decision &out)
 	{
@@ -143,6 +140,9 @@ protected:
 		return expect(b.tcp(o.dport, o.sport, kTcpSyn | kTcpAck).build(), LG_VERDICT_FORWARD, LG_REASON_NONE,
 			      "SYN-ACK", backend_if);
 	}
+	// SYN, SYN-ACK and ACK of 10.1.1.10:40000 to the private endpoint's
+	// MySQL port: the flow is established, each direction's next hop
+	// resolved by the full path. Returns the client's ACK.
 	std::vector<uint8_t> establish_pe_flow()
 	{
 		syn_ack_to(expect(syn("10.1.1.10", "10.1.1.100"), LG_VERDICT_FORWARD, LG_REASON_NONE,
