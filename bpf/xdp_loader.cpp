@@ -727,9 +727,10 @@ Status XdpDataplane::set_local_addresses(const std::vector<Addr> &addrs, bool *t
 			gone.push_back(o);
 	// The count is not in the message: linkgated reports a cause once,
 	// however many addresses the host has at each read.
+	bool over = want.size() > bpf_map__max_entries(m);
 	if (too_many)
-		*too_many = want.size() > bpf_map__max_entries(m);
-	if (want.size() > bpf_map__max_entries(m))
+		*too_many = over;
+	if (over)
 		return err("too many host addresses for lg_local (it holds " + std::to_string(bpf_map__max_entries(m)) + ")");
 	for (const lg_local_key &w : want) {
 		if (in(old, w))

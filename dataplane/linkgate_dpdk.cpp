@@ -222,22 +222,28 @@ std::vector<InterfaceBinding> bindings()
 	return b;
 }
 
-// Validate, compile with this process's ports and publish; returns once
-// every worker uses the generation.
-Status apply_state(const json &state_json, uint64_t generation)
+// A state (a --state file, a dataplane.publish), read and validated.
+Result<State> checked_state(const json &state_json)
 {
 	auto s = state_from_json(state_json);
 	if (!s)
 		return err(s.error()); // names the state already
 	if (auto v = validate(*s); !v)
 		return err("state: " + v.error());
+	return s;
+}
+
+// Compile a checked state with this process's ports and publish; returns
+// once every worker uses the generation.
+Status apply_state(const State &s, uint64_t generation)
+{
 	// As linkgated's --xdp-interface IFACE=VNET: a VNet not (yet) in the
 	// state binds nothing (VNI 0) until it appears.
 	// Kept across publishes, as linkgated keeps its own: a change that
 	// touches no backend list fills no Maglev table again (65,537 entries
 	// a server). Only the main lcore publishes.
 	static CompileCache cache;
-	auto t = compile(*s, bindings(), generation, &cache);
+	auto t = compile(s, bindings(), generation, &cache);
 	if (!t)
 		return err("compile: " + t.error());
 	return g_app->engine->publish(*t);
@@ -479,7 +485,8 @@ private:
 				return nullptr;
 			}
 			uint64_t g = gi->get<uint64_t>();
-			if (auto st = apply_state(*si, g); !st) {
+			auto s = checked_state(*si);
+			if (auto st = s ? apply_state(*s, g) : Status(err(s.error())); !st) {
 				lg::dp::log("generation %llu refused: %s", (unsigned long long)g,
 					     st.error().c_str());
 				reply["error"] = error(-32003, st.error());
@@ -923,22 +930,16 @@ int main(int argc, char **argv)
 	// After the arguments, before the ports: a state file that cannot be
 	// read or is not valid stops the run before any port is set up
 	// (compiling it needs the engine, below).
-	json state_json;
+	std::optional<State> state;
 	if (!state_path.empty()) {
 		auto j = read_json_file(state_path);
-		std::string why;
-		if (!j)
-			why = j.error();
-		else if (auto s = state_from_json(*j); !s)
-			why = s.error();
-		else if (auto v = validate(*s); !v)
-			why = "state: " + v.error();
-		if (!why.empty()) {
-			lg::dp::log("%s", why.c_str());
+		auto s = j ? checked_state(*j) : Result<State>(err(j.error()));
+		if (!s) {
+			lg::dp::log("%s", s.error().c_str());
 			rte_eal_cleanup();
 			return 1;
 		}
-		state_json = std::move(*j);
+		state = std::move(*s);
 	}
 	if (!mbufs) {
 		// Every RX ring a NIC fills at start and every TX ring's unfreed
@@ -999,11 +1000,11 @@ int main(int argc, char **argv)
 
 	std::unique_ptr<AgentLink> agent;
 	if (!state_path.empty()) {
-		if (auto st = apply_state(state_json, 1); !st) {
+		if (auto st = apply_state(*state, 1); !st) {
 			lg::dp::log("%s", st.error().c_str());
 			return finish(app, 1);
 		}
-		state_json = json(); // compiled: not kept for the whole run
+		state.reset(); // compiled: not kept for the whole run
 		if (!dump_acl.empty() || !classify_path.empty()) {
 			int rc = 0;
 			if (!classify_path.empty())
